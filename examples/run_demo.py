@@ -1,0 +1,53 @@
+"""`make demo`: train the quick-start demo and watch it live with lossview, in one command.
+
+Starts ``examples/demo.py`` writing ``runs/demo.arrow`` (a fresh file) in a child process and, beside it,
+``lossview runs/demo.arrow --follow`` in a window. Without a display (an SSH session, a container), it waits
+for training to finish and renders ``runs/demo.png`` instead. Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def has_display() -> bool:
+    """True where matplotlib can open a window: macOS, Windows, or an X11/Wayland session."""
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def main() -> int:
+    run = Path("runs/demo.arrow")
+    run.parent.mkdir(parents=True, exist_ok=True)
+    run.unlink(missing_ok=True)
+    training = subprocess.Popen([sys.executable, str(HERE / "demo.py"), str(run)])
+    try:
+        if has_display():
+            viewer = subprocess.Popen([sys.executable, "-m", "lossview", str(run), "--follow"])
+            training.wait()
+            return viewer.wait()
+        if training.wait() != 0:
+            return training.returncode
+        image = run.with_suffix(".png")
+        status = subprocess.call([sys.executable, "-m", "lossview", str(run), "-o", str(image)])
+        if status == 0:
+            sys.stderr.write(
+                f"no display: rendered {image} (open it, or run `lossview {run}` on a desktop)\n"
+            )
+        return status
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if training.poll() is None:
+            training.terminate()
+            training.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Keras 3 callback: every batch's loss (with its batch size as ``count``) and every epoch's metrics.
+
+    from lossfmt.integrations.keras import LossfmtCallback
+    model.fit(x, y, validation_split=0.2, callbacks=[LossfmtCallback("runs/mlp.arrow")])
+
+Why not ``logs["loss"]``: in Keras 3 the ``logs`` passed to ``on_train_batch_end`` hold the *running mean
+since the start of the epoch*, not the batch's loss, and ``self.params`` no longer carries the batch size.
+Keras computes that running mean with ``keras.metrics.Mean`` trackers (``model.metrics``: ``loss`` and, for
+several outputs, ``<output>_loss``) that it updates with the batch size as sample weight. The callback reads
+each tracker's ``total`` and ``count`` after every batch: the differences since the previous batch are the
+batch's exact loss (``dtotal / dcount``) and its size (``dcount`` of the ``loss`` tracker), ragged last batch
+and ``steps_per_execution`` included. Reading them costs one small device-to-host copy per tracker and batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from lossfmt.writer import LossWriter
+
+_LOSS_TRACKER = "loss"
+
+
+class LossfmtCallback(keras.callbacks.Callback):
+    """Log a ``keras.Model.fit`` run to a lossfmt file, so seed 001's ``LossHistory`` becomes one line.
+
+    Per batch (``step`` = batches trained so far by this callback, ``epoch`` = Keras' 0-based epoch): every
+    loss tracker of ``model.metrics`` under its Keras name (``loss``, ``<output>_loss``), ``count`` = the
+    batch size. Per epoch, at the step of the epoch's last batch: every other entry of Keras' epoch logs
+    (``val_loss``, ``val_<output>_loss``, ``accuracy``, ``val_accuracy``, ``learning_rate``, ...), with
+    ``count`` = the validation samples for ``val_*`` and the epoch's training samples otherwise.
+
+    `path_or_writer`: a file path (the callback opens it when training begins, with Keras' ``params`` and
+    `meta` as run metadata, and closes it when training ends; a second ``fit`` appends and continues the
+    step count) or an open ``LossWriter`` (used as is, never closed: its owner closes it).
+    """
+
+    def __init__(
+        self,
+        path_or_writer: str | os.PathLike[str] | LossWriter,
+        *,
+        run: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        flush_secs: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(path_or_writer, LossWriter):
+            self.writer: LossWriter | None = path_or_writer
+            self._path = None
+        else:
+            self.writer = None
+            self._path = os.fspath(path_or_writer)
+        self._run = run
+        self._meta = dict(meta or {})
+        self._flush_secs = flush_secs
+        self._step = 0
+        self._epoch = 0
+        self._epoch_samples = 0
+        self._val_samples = 0
+        self._previous: dict[str, tuple[float, float]] = {}
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._path is not None:
+            meta = {
+                "framework": "keras",
+                "keras_version": keras.__version__,
+                "backend": keras.backend.backend(),
+                **{k: v for k, v in (self.params or {}).items() if k != "verbose"},
+                **self._meta,
+            }
+            self.writer = LossWriter(self._path, run=self._run, meta=meta, flush_secs=self._flush_secs)
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # Keras resets its metric trackers when an epoch begins.
+        self._epoch = epoch
+        self._epoch_samples = 0
+        self._val_samples = 0
+        self._previous = {}
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        sums = _tracker_sums(self.model)
+        if _LOSS_TRACKER not in sums:
+            raise RuntimeError(
+                "LossfmtCallback: the model has no 'loss' metric tracker (a custom train_step without "
+                "keras.metrics.Mean('loss')?); log from your train_step with a LossWriter instead"
+            )
+        values = {}
+        for name, (total, count) in sums.items():
+            prev_total, prev_count = self._previous.get(name, (0.0, 0.0))
+            if count > prev_count:
+                values[name] = (total - prev_total) / (count - prev_count)
+        batch_size = round(sums[_LOSS_TRACKER][1] - self._previous.get(_LOSS_TRACKER, (0.0, 0.0))[1])
+        self._previous = sums
+        if values:
+            self._epoch_samples += batch_size
+            self.writer.add_many(self._step, values, count=max(batch_size, 1), epoch=self._epoch)
+        self._step += 1
+
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        # fit() validates with the same trackers, reset first: their count is now the validation samples.
+        self._val_samples = round(_tracker_sums(self.model).get(_LOSS_TRACKER, (0.0, 0.0))[1])
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        per_batch = set(self._previous)
+        train, val = {}, {}
+        for name, value in (logs or {}).items():
+            if name in per_batch or not _is_scalar(value):
+                continue
+            (val if name.startswith("val_") else train)[name] = float(value)
+        step = max(self._step - 1, 0)
+        if train:
+            self.writer.add_many(step, train, count=max(self._epoch_samples, 1), epoch=epoch)
+        if val:
+            self.writer.add_many(step, val, count=max(self._val_samples, 1), epoch=epoch)
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._path is not None and self.writer is not None:
+            self.writer.close()
+        elif self.writer is not None:
+            self.writer.flush()
+
+
+def _tracker_sums(model: keras.Model) -> dict[str, tuple[float, float]]:
+    """Running (total, count) of every ``keras.metrics.Mean`` tracker the model reports, by metric name."""
+    sums = {}
+    for metric in model.metrics:
+        if isinstance(metric, keras.metrics.Mean):
+            total = float(keras.ops.convert_to_numpy(metric.total))
+            count = float(keras.ops.convert_to_numpy(metric.count))
+            sums[metric.name] = (total, count)
+    return sums
+
+
+def _is_scalar(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
