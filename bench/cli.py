@@ -1,0 +1,94 @@
+"""Command line of the suite: pick benchmarks and sizes, run them, write the markdown report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import add_cost, read, size, tax, throughput, viewer
+from bench.common import Config, Section, Workspace, log
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Every benchmark, in report order: name -> function(config, workspace) -> Section.
+BENCHMARKS: dict[str, Callable[[Config, Workspace], Section]] = {
+    "add": add_cost.run,
+    "throughput": throughput.run,
+    "tax": tax.run,
+    "size": size.run,
+    "read": read.run,
+    "render": viewer.run_render,
+    "follow": viewer.run_follow,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark lossfmt against list.append, TensorBoard, tensorboardX, CSV and tbparse, "
+        "and write a markdown report with PASS/MISS for each goal.",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every code path")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--out",
+        help="report path, or - for stdout (default: BENCHMARKS.md at the repo root for a full run of every "
+        "benchmark, stdout with --quick or --only so a partial run never replaces the published report)",
+    )
+    args = parser.parse_args(argv)
+    names = [n.strip() for item in args.only or [] for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    args.names = names or list(BENCHMARKS)
+    if args.out is None:
+        args.out = "-" if (args.quick or names) else str(ROOT / "BENCHMARKS.md")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks; 0 if every one ran (missed goals are reported, not errors), else 1."""
+    args = parse_args(argv)
+    cfg = Config.quick_run() if args.quick else Config.full()
+    command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    load_start = os.getloadavg()
+    t_start = time.perf_counter()
+    ws = Workspace()
+    sections = []
+    try:
+        for name in args.names:
+            log(f"== {name}")
+            t0 = time.perf_counter()
+            try:
+                sec = BENCHMARKS[name](cfg, ws)
+            except Exception as exc:  # one broken benchmark must not hide the others' results
+                log(traceback.format_exc())
+                sec = Section(name, name, error=f"{type(exc).__name__}: {exc}")
+            sec.seconds = time.perf_counter() - t0
+            sections.append(sec)
+            for goal in sec.goals:
+                log(goal.line())
+    finally:
+        ws.cleanup()
+    text = render(
+        sections, cfg, command, ROOT, (load_start, os.getloadavg()), started, time.perf_counter() - t_start
+    )
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+        log(f"wrote {args.out}")
+    return 1 if any(s.error for s in sections) else 0

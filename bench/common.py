@@ -1,0 +1,221 @@
+"""What every benchmark shares: sizes, interleaved repeated timing, test data, shared files, report pieces."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Problem sizes and repeat counts; `full()` is the published run, `quick()` a seconds-long smoke run."""
+
+    quick: bool
+    repeats: int  # repeats of every fast figure (medians are reported)
+    slow_repeats: int  # repeats of figures that take seconds each (tbparse, renders)
+    add_n: int  # add() calls per repeat for the cheap callers
+    add_n_slow: int  # calls per repeat for the expensive callers (TensorBoard, tensorboardX)
+    e2e_n: int  # events per end-to-end run
+    mem_ns: tuple[int, int]  # events produced in the memory test (small, large)
+    tax_steps: int  # training steps per timed block
+    size_n: int  # events in the size runs
+    size_tb_n: int  # events in the tfevents runs (size and tbparse reads)
+    slow_n: int  # events in the slow run (one flush per event)
+    read_ns: tuple[int, int]  # events in the read/render files
+    follow_samples: int  # add()-to-PNG latency samples per mode
+    follow_flush_secs: float
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls(
+            quick=False,
+            repeats=7,
+            slow_repeats=3,
+            add_n=200_000,
+            add_n_slow=10_000,
+            e2e_n=1_000_000,
+            mem_ns=(1_000_000, 4_000_000),
+            tax_steps=250,
+            size_n=1_000_000,
+            size_tb_n=100_000,
+            slow_n=2_000,
+            read_ns=(1_000_000, 10_000_000),
+            follow_samples=20,
+            follow_flush_secs=1.0,
+        )
+
+    @classmethod
+    def quick_run(cls) -> Config:
+        return cls(
+            quick=True,
+            repeats=2,
+            slow_repeats=1,
+            add_n=2_000,
+            add_n_slow=200,
+            e2e_n=5_000,
+            mem_ns=(20_000, 40_000),
+            tax_steps=5,
+            size_n=5_000,
+            size_tb_n=1_000,
+            slow_n=20,
+            read_ns=(5_000, 20_000),
+            follow_samples=2,
+            follow_flush_secs=0.2,
+        )
+
+
+@dataclasses.dataclass
+class Goal:
+    """One goal of the benchmarks issue, checked against this run's medians."""
+
+    text: str
+    passed: bool
+    measured: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'MISS'}  {self.text}: {self.measured}"
+
+
+@dataclasses.dataclass
+class Section:
+    """A benchmark's share of the report: markdown body and the goals it checks."""
+
+    key: str
+    title: str
+    body: list[str] = dataclasses.field(default_factory=list)
+    goals: list[Goal] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def add(self, *lines: str) -> None:
+        self.body.extend(lines)
+
+    def goal(self, text: str, passed: bool, measured: str) -> None:
+        self.goals.append(Goal(text, bool(passed), measured))
+
+
+class Workspace:
+    """A scratch directory plus the expensive inputs several benchmarks share (big runs, tfevents dirs)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="lossfmt-bench-"))
+        self._runs: dict[int, Path] = {}
+        self._tfevents: dict[int, Path] = {}
+        self._counter = 0
+
+    def path(self, name: str) -> Path:
+        """A fresh path in the scratch directory (never reused within a run)."""
+        self._counter += 1
+        return self.root / f"{self._counter:04d}-{name}"
+
+    def run_file(self, n: int) -> Path:
+        """A closed lossfmt file of `n` realistic single-tag events, written once by LossWriter."""
+        if n not in self._runs:
+            from lossfmt import LossWriter
+
+            path = self.path(f"run{n}.arrow")
+            values = realistic_losses(n)
+            with LossWriter(path) as writer:
+                add = writer.add
+                for step, value in enumerate(values):
+                    add(step, value)
+            self._runs[n] = path
+        return self._runs[n]
+
+    def tfevents_dir(self, n: int) -> Path:
+        """A TensorBoard log dir holding `n` realistic `loss` scalars written by SummaryWriter."""
+        if n not in self._tfevents:
+            from torch.utils.tensorboard import SummaryWriter
+
+            logdir = self.path(f"tb{n}")
+            writer = SummaryWriter(log_dir=str(logdir))
+            for step, value in enumerate(realistic_losses(n)):
+                writer.add_scalar("loss", value, step)
+            writer.close()
+            self._tfevents[n] = logdir
+        return self._tfevents[n]
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def realistic_losses(n: int, seed: int = 0) -> list[float]:
+    """Losses as a float32 model reports them (`loss.item()`): a noisy decaying curve, float32 precision."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.float64)
+    curve = 2.3 * np.exp(-t / max(n / 5, 1.0)) + 0.05 + 0.1 * rng.standard_normal(n) * np.exp(-t / max(n, 1))
+    return np.abs(curve).astype(np.float32).astype(np.float64).tolist()
+
+
+def random_float64(n: int, seed: int = 1) -> list[float]:
+    """Random values using all 52 mantissa bits: the worst case for compression."""
+    return (np.random.default_rng(seed).random(n) * 3.0).tolist()
+
+
+def interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run every case once per repeat, rotating the order, so drift and noise hit all cases alike.
+
+    Each case returns the seconds it measured (its own setup and teardown stay outside that figure)."""
+    names = list(cases)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(cases[name]())
+    return results
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs: Sequence[float], scale: float = 1.0, fmt: str = "{:.0f}") -> str:
+    """`min–max` of the repeats, scaled, for the tables."""
+    return f"{fmt.format(min(xs) * scale)}–{fmt.format(max(xs) * scale)}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A markdown table; numbers are expected already formatted."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def rate(events: float, seconds: float) -> str:
+    """Events per second, human scaled."""
+    per_s = events / seconds if seconds > 0 else float("inf")
+    if per_s >= 1e6:
+        return f"{per_s / 1e6:.1f} M/s"
+    if per_s >= 1e3:
+        return f"{per_s / 1e3:.1f} k/s"
+    return f"{per_s:.0f} /s"
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the report goes to its own file)."""
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def have(module: str) -> bool:
+    """Whether an optional competitor is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return os.path.getsize(path)

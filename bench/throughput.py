@@ -1,0 +1,134 @@
+"""End-to-end throughput (N add() + close()) and peak memory while the producer outruns the writer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from bench.common import Config, Section, Workspace, interleaved, log, median, rate, spread, table
+
+
+def run(cfg: Config, ws: Workspace) -> Section:
+    from lossfmt import LossWriter
+
+    sec = Section("throughput", "End-to-end throughput")
+    n = cfg.e2e_n
+    value = 0.6931471805599453
+
+    def lossfmt_case() -> float:
+        writer = LossWriter(ws.path("e2e.arrow"))
+        add = writer.add
+        t0 = time.perf_counter()
+        for i in range(n):
+            add(i, value)
+        writer.close()
+        return time.perf_counter() - t0
+
+    def floor_case() -> float:
+        buf: list[tuple[int, float]] = []
+        append = buf.append
+        t0 = time.perf_counter()
+        for i in range(n):
+            append((i, value))
+        return time.perf_counter() - t0
+
+    log(f"end-to-end: {n:,} events x {cfg.repeats} repeats")
+    res = interleaved({"lossfmt": lossfmt_case, "floor": floor_case}, cfg.repeats)
+    ns = {k: median(v) / n * 1e9 for k, v in res.items()}
+    sec.add(
+        f"{n:,} `add(step, float)` calls then `close()` (flush, compaction to the footer'd file, fsync, "
+        "rename), timed from the first add() to close() returning.",
+        "",
+        *table(
+            ["what", "events/s (median)", "ns/event", "range (ms)", "x floor"],
+            [
+                [
+                    "**lossfmt** add() x N + close()",
+                    rate(n, median(res["lossfmt"])),
+                    f"{ns['lossfmt']:.0f}",
+                    spread(res["lossfmt"], 1e3),
+                    f"{ns['lossfmt'] / ns['floor']:.1f}x",
+                ],
+                [
+                    "floor: `list.append((step, value))` x N",
+                    rate(n, median(res["floor"])),
+                    f"{ns['floor']:.0f}",
+                    spread(res["floor"], 1e3),
+                    "1.0x",
+                ],
+            ],
+        ),
+    )
+    sec.goal(
+        "end-to-end (add + close) per event <= 8x the floor",
+        ns["lossfmt"] <= 8 * ns["floor"],
+        f"{ns['lossfmt']:.0f} ns/event = {ns['lossfmt'] / ns['floor']:.1f}x floor",
+    )
+    _memory(cfg, ws, sec)
+    return sec
+
+
+# Producer children: (label, max_pending or None for "a plain list keeping every event").
+_MEMORY_CASES = (
+    (1 << 12, "max_pending=4,096"),
+    (1 << 18, "max_pending=262,144 (default)"),
+    (None, "plain list"),
+)
+
+
+def _memory(cfg: Config, ws: Workspace, sec: Section) -> None:
+    rows = []
+    peak: dict[tuple[int | None, int], float] = {}
+    for max_pending, label in _MEMORY_CASES:
+        for n in cfg.mem_ns:
+            log(f"memory: {label}, {n:,} events (subprocess)")
+            args = [sys.executable, "-m", "bench.memory", str(ws.path("mem.arrow")), str(n)]
+            if max_pending is not None:
+                args.append(str(max_pending))
+            out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)
+            r = json.loads(out.stdout)
+            peak[(max_pending, n)] = r["produce_peak_mib"]
+            rows.append(
+                [
+                    label,
+                    f"{n:,}",
+                    f"{r['baseline_mib']:.0f}",
+                    f"{r['produce_peak_mib']:.0f}",
+                    f"{r['produce_peak_mib'] - r['baseline_mib']:.0f}",
+                    "" if r["close_peak_mib"] is None else f"{r['close_peak_mib']:.0f}",
+                    rate(n, r["produce_secs"]),
+                ]
+            )
+    sec.add(
+        "### Peak memory while the producer outruns the writer",
+        "",
+        "Each row is a fresh subprocess adding N events as fast as one thread can, with the flusher starved "
+        "of the GIL (`sys.setswitchinterval(0.05)`) so the producer outruns it. Peak RSS (VmHWM, reset "
+        "between phases through /proc/self/clear_refs) while producing, and during `close()` (compaction). "
+        "The plain-list row is what a buffer without backpressure holds when the disk falls behind.",
+        "",
+        *table(
+            [
+                "buffer",
+                "events",
+                "RSS before (MiB)",
+                "peak producing (MiB)",
+                "growth (MiB)",
+                "peak in close() (MiB)",
+                "producer rate",
+            ],
+            rows,
+        ),
+    )
+    small, large = cfg.mem_ns
+    default = 1 << 18
+    growth = peak[(default, large)] - peak[(default, small)]
+    unbounded = peak[(None, large)] - peak[(None, small)]
+    sec.goal(
+        f"bounded memory under overload (default max_pending: peak at {large:,} events <= peak at "
+        f"{small:,} + 32 MiB)",
+        growth <= 32,
+        f"+{growth:.0f} MiB from {small:,} to {large:,} events (plain list: +{unbounded:.0f} MiB)",
+    )
