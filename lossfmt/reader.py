@@ -1,0 +1,575 @@
+"""Reading lossfmt files: whole-file reads (closed, live or crashed), torn tails, the incremental follower.
+
+A file is MAGIC followed by an Arrow IPC stream. The reader walks the stream message by message (the
+framing scan) and keeps every message before the first one that is incomplete or unparsable: that is the
+file's content, whether the writer closed it, is still appending, or was killed mid-write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from lossfmt import schema as s
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["Follower", "Scan", "Update", "follow", "read", "read_pandas", "scan"]
+
+PathLike = str | os.PathLike[str]
+
+#: Live files hold one small record batch per flush; tables made of smaller chunks than this are consolidated.
+_COMBINE_BELOW_ROWS = 1 << 16
+_V1_SCHEMA = pa.schema(s.FIELDS)
+_GLOB_CHARS = frozenset("*?[")
+_CONTINUATION = b"\xff\xff\xff\xff"
+# Arrow errors for bytes that are not (yet) a complete, valid message or batch.
+_DECODE_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
+
+
+class Scan(NamedTuple):
+    """The result of reading one file: its schema, every complete event, where its content ends, and state."""
+
+    schema: pa.Schema
+    """The file's schema, with its lossfmt metadata."""
+    table: pa.Table
+    """Every complete event in file order (all columns the file has; dictionaries unified)."""
+    end: int
+    """Byte offset just after the last complete message before EOS/footer/torn tail (a resuming writer
+    truncates here)."""
+    closed: bool
+    """The file has its Arrow IPC footer (the writer closed it)."""
+
+
+class Update(NamedTuple):
+    """What one `Follower.poll()` found."""
+
+    table: pa.Table
+    """New events (or, if `reset`, every event of the file)."""
+    reset: bool
+    """True: discard what earlier polls delivered; `table` is the whole file."""
+
+
+class _Msg(NamedTuple):
+    start: int
+    end: int
+    kind: str  # "dictionary" or "record batch"
+    dict_id: int
+    is_delta: bool
+
+
+class _Frames(NamedTuple):
+    messages: list[_Msg]
+    end: int  # end of the last complete message (or start, if none)
+    eos: int  # offset of the EOS marker, or -1 if the stream stops without one
+
+
+# --- the framing scan ---------------------------------------------------------------------------------------
+
+
+def _u16(b: bytes, o: int) -> int:
+    return struct.unpack_from("<H", b, o)[0]
+
+
+def _i32(b: bytes, o: int) -> int:
+    return struct.unpack_from("<i", b, o)[0]
+
+
+def _fb_field(b: bytes, table: int, index: int) -> int | None:
+    """Position of field `index` of the flatbuffer table at `table`, or None if absent (default value)."""
+    vtable = table - _i32(b, table)
+    if 4 + 2 * index >= _u16(b, vtable):
+        return None
+    off = _u16(b, vtable + 4 + 2 * index)
+    return table + off if off else None
+
+
+def _dictionary_key(metadata: bytes) -> tuple[int, bool]:
+    """(id, isDelta) of a dictionary message (Message.header is DictionaryBatch{id, data, isDelta})."""
+    root = struct.unpack_from("<I", metadata, 0)[0]
+    header = _fb_field(metadata, root, 2)
+    if header is None:
+        raise ValueError("dictionary message without header")
+    table = header + struct.unpack_from("<I", metadata, header)[0]
+    id_pos = _fb_field(metadata, table, 0)
+    delta_pos = _fb_field(metadata, table, 2)
+    dict_id = struct.unpack_from("<q", metadata, id_pos)[0] if id_pos is not None else 0
+    return dict_id, bool(metadata[delta_pos]) if delta_pos is not None else False
+
+
+def _frame(buf: pa.Buffer, start: int) -> _Frames:
+    """Walk the messages from `start` to EOS, the end of the bytes, or the first incomplete/unparsable one."""
+    reader = pa.BufferReader(buf)
+    reader.seek(start)
+    messages: list[_Msg] = []
+    pos = start
+    while True:
+        try:
+            msg = pa.ipc.read_message(reader)
+        except EOFError:
+            # Either the EOS marker (the reader moved past it) or simply no more bytes.
+            eos = pos if reader.tell() > pos else -1
+            return _Frames(messages, pos, eos)
+        except _DECODE_ERRORS:
+            return _Frames(messages, pos, -1)
+        end = reader.tell()
+        if msg.type == "dictionary":
+            try:
+                dict_id, is_delta = _dictionary_key(msg.metadata.to_pybytes())
+            except (struct.error, ValueError, IndexError):
+                return _Frames(messages, pos, -1)
+        elif msg.type == "record batch":
+            dict_id, is_delta = -1, False
+        else:  # a second schema, a tensor...: not part of a lossfmt stream
+            return _Frames(messages, pos, -1)
+        messages.append(_Msg(pos, end, msg.type, dict_id, is_delta))
+        pos = end
+
+
+def _has_footer(buf: pa.Buffer, eos: int) -> bool:
+    """True if the bytes after the EOS marker are an Arrow IPC footer, its length and the trailing magic."""
+    size = buf.size
+    after = eos + len(s.EOS)
+    if size < after + 10 or buf.slice(size - 6, 6).to_pybytes() != s.TRAILING_MAGIC:
+        return False
+    footer_len = _i32(buf.slice(size - 10, 4).to_pybytes(), 0)
+    return after + footer_len + 10 == size
+
+
+def _head(buf: pa.Buffer, name: str) -> tuple[pa.Schema, int]:
+    """Check the magic and decode the schema message; return the schema and the offset just after it."""
+    if buf.size == 0:
+        raise s.LossFormatError(
+            f"{name}: empty file (a writer that just started has not written its header yet)"
+        )
+    if buf.slice(0, min(buf.size, len(s.MAGIC))).to_pybytes() != s.MAGIC[: buf.size]:
+        raise s.LossFormatError(f"{name}: not a lossfmt file (no Arrow magic at byte 0)")
+    if buf.size <= len(s.MAGIC):
+        raise s.LossFormatError(f"{name}: truncated inside the schema ({buf.size} bytes)")
+    reader = pa.BufferReader(buf)
+    reader.seek(len(s.MAGIC))
+    try:
+        msg = pa.ipc.read_message(reader)
+    except _DECODE_ERRORS as exc:
+        if _schema_incomplete(buf):
+            raise s.LossFormatError(f"{name}: truncated inside the schema ({buf.size} bytes)") from None
+        raise s.LossFormatError(f"{name}: not a lossfmt file (unreadable schema message: {exc})") from None
+    if msg.type != "schema":
+        raise s.LossFormatError(f"{name}: not a lossfmt file (first message is a {msg.type}, not a schema)")
+    try:
+        schema = pa.ipc.read_schema(msg)
+    except _DECODE_ERRORS as exc:
+        raise s.LossFormatError(f"{name}: not a lossfmt file (unreadable schema: {exc})") from None
+    s.check_schema(schema, name)
+    return schema, reader.tell()
+
+
+def _schema_incomplete(buf: pa.Buffer) -> bool:
+    """True if the bytes after the magic are a strict prefix of an encapsulated message (a torn schema)."""
+    rest = buf.slice(len(s.MAGIC)).to_pybytes()[:8] if buf.size > len(s.MAGIC) else b""
+    if len(rest) < 4:
+        return rest == _CONTINUATION[: len(rest)]
+    if rest[:4] != _CONTINUATION:
+        return False
+    if len(rest) < 8:
+        return True
+    length = _i32(rest, 4)
+    return length > 0 and len(s.MAGIC) + 8 + length > buf.size
+
+
+def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
+    """Decode every record batch of an IPC stream; stop at the first one that fails to decode or validate.
+
+    Returns the batches and whether the whole stream decoded. Full validation keeps a corrupt file from ever
+    handing out arrays that could crash a later computation.
+    """
+    batches: list[pa.RecordBatch] = []
+    try:
+        reader = pa.ipc.open_stream(stream)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return batches, True
+            batch.validate(full=True)
+            batches.append(batch)
+    except _DECODE_ERRORS:
+        return batches, False
+
+
+def _truncate_at_batch(messages: list[_Msg], n_good: int) -> int:
+    """Index of the first message not covered by the first `n_good` record batches."""
+    seen = 0
+    for i, msg in enumerate(messages):
+        if msg.kind == "record batch":
+            if seen == n_good:
+                return i
+            seen += 1
+    return len(messages)
+
+
+def _tidy(table: pa.Table) -> pa.Table:
+    """Unify dictionaries across chunks; consolidate a table made of many small (live, per-flush) batches."""
+    if table.num_columns == 0 or table.column(0).num_chunks <= 1:
+        return table
+    if table.num_rows < _COMBINE_BELOW_ROWS * table.column(0).num_chunks:
+        return table.combine_chunks()
+    return table.unify_dictionaries()
+
+
+def _scan_buffer(buf: pa.Buffer, name: str) -> Scan:
+    schema, schema_end = _head(buf, name)
+    frames = _frame(buf, schema_end)
+    messages, end = frames.messages, frames.end
+    batches, complete = _decode(buf.slice(len(s.MAGIC), end - len(s.MAGIC)))
+    if not complete:
+        messages = messages[: _truncate_at_batch(messages, len(batches))]
+        end = messages[-1].end if messages else schema_end
+    closed = complete and frames.eos >= 0 and frames.eos == end and _has_footer(buf, frames.eos)
+    table = _tidy(pa.Table.from_batches(batches, schema=schema))
+    return Scan(schema, table, end, closed)
+
+
+def _name(path: PathLike) -> str:
+    return os.fspath(path)
+
+
+def scan(path: PathLike) -> Scan:
+    """Read one file whatever its state (closed, live, crashed with a torn tail); LossFormatError if not v1.
+
+    The file is memory-mapped: reading costs decompression, not copies through Python.
+    """
+    name = _name(path)
+    try:
+        source = pa.memory_map(name, "r")
+    except FileNotFoundError:
+        raise s.LossFormatError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
+    except OSError as exc:
+        if os.path.isdir(name):
+            raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
+        raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    with source:
+        return _scan_buffer(source.read_buffer(), name)
+
+
+# --- read / read_pandas ------------------------------------------------------------------------------------
+
+
+def _expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
+    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column)."""
+    if isinstance(source, (str, os.PathLike)):
+        items, multi = [_name(source)], False
+    else:
+        items, multi = [_name(p) for p in source], True
+        if not items:
+            raise s.LossFormatError("no files given")
+    paths: list[str] = []
+    for item in items:
+        if os.path.isfile(item):
+            paths.append(item)
+        elif os.path.isdir(item):
+            found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
+            if not found:
+                raise s.LossFormatError(f"{item}: directory has no .arrow files")
+            paths.extend(found)
+            multi = True
+        elif _GLOB_CHARS & set(item):
+            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not found:
+                raise s.LossFormatError(f"{item}: no files match")
+            paths.extend(found)
+            multi = True
+        else:
+            raise s.LossFormatError(f"{item}: no such file")
+    unique = list(dict.fromkeys(paths))
+    return unique, multi
+
+
+def _run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
+    """Run names from metadata; files sharing a name are told apart by the shortest distinct path suffix."""
+    labels = list(runs)
+    for name in set(runs):
+        group = [i for i, r in enumerate(runs) if r == name]
+        if len(group) < 2:
+            continue
+        parts = [Path(paths[i]).with_suffix("").parts for i in group]
+        depth = 1
+        while depth < max(len(p) for p in parts) and len({p[-depth:] for p in parts}) < len(parts):
+            depth += 1
+        for i, p in zip(group, parts, strict=True):
+            suffix = "/".join(p[-depth:])
+            labels[i] = suffix if suffix == name else f"{name} ({suffix})"
+    return labels
+
+
+def _select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
+    """Keep events whose tag equals one of `tags` or matches it as an fnmatch glob."""
+    patterns = [tags] if isinstance(tags, str) else list(tags)
+    if table.num_rows == 0:
+        return table
+    masks = []
+    for chunk in table.column(s.TAG).chunks:
+        names = chunk.dictionary.to_pylist()
+        keep = np.fromiter(
+            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
+        )
+        masks.append(pa.array(keep[chunk.indices.to_numpy(zero_copy_only=False)]))
+    return table.filter(pa.chunked_array(masks, pa.bool_()))
+
+
+def _read(
+    source: PathLike | Iterable[PathLike], tags: Sequence[str] | str | None, run_type: pa.DataType
+) -> pa.Table:
+    paths, multi = _expand(source)
+    tables: list[pa.Table] = []
+    runs: list[str] = []
+    for path in paths:
+        result = scan(path)
+        table = result.table.select(list(s.COLUMNS))
+        if tags is not None:
+            table = _select_tags(table, tags)
+        tables.append(table)
+        runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
+    if not multi:
+        return tables[0]
+    labels = _run_labels(paths, runs)
+    with_run = []
+    for table, label in zip(tables, labels, strict=True):
+        run = pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(table.num_rows, np.int32)), pa.array([label], pa.string())
+        )
+        if run_type == pa.string():
+            run = run.cast(pa.string())
+        with_run.append(table.replace_schema_metadata(None).add_column(0, s.RUN, run))
+    return pa.concat_tables(with_run).unify_dictionaries()
+
+
+def read(source: PathLike | Iterable[PathLike], *, tags: Sequence[str] | str | None = None) -> pa.Table:
+    """Every complete event of a lossfmt file (closed, live or crashed), or of several with a `run` column.
+
+    A single path gives its events (schema metadata kept; `schema.run_info(table.schema)` decodes it). A list,
+    a glob pattern or a directory (every *.arrow inside, sorted) gives all their events with a leading `run`
+    column (the run name from each file's metadata). `tags` keeps tags equal to or fnmatch-matching any entry.
+    Tag and reduction columns are dictionary-encoded with unified dictionaries. Raises LossFormatError, naming
+    the file, for anything that is not a readable lossfmt file.
+    """
+    return _read(source, tags, pa.string())
+
+
+def _to_pandas(table: pa.Table) -> pandas.DataFrame:
+    import pandas as pd
+
+    epoch = table.column(s.EPOCH) if s.EPOCH in table.column_names else None
+    df = table.to_pandas()
+    if epoch is not None:
+        values = epoch.fill_null(0).to_numpy().astype(np.int64, copy=False)
+        mask = epoch.is_null().to_numpy()
+        df[s.EPOCH] = pd.arrays.IntegerArray(values, mask)
+    return df
+
+
+def read_pandas(
+    source: PathLike | Iterable[PathLike],
+    *,
+    tags: Sequence[str] | str | None = None,
+    per: str | int | None = None,
+    normalize: str | None = None,
+    smooth: str | None = None,
+) -> pandas.DataFrame:
+    """`read()` as a tidy pandas DataFrame (one row per event, or per bucket with `per`).
+
+    `normalize="per-item"` makes values per-item means (see lossfmt.transforms); `per="epoch"` or `per=N`
+    aggregates into buckets with their spread; `smooth="ema:W"|"ma:N"` adds a `smoothed` column. tag,
+    reduction and run are pandas Categoricals, epoch is nullable Int64, wall_time is datetime64[us, UTC].
+    """
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "lossfmt.read_pandas needs pandas, which is not installed; install it with: "
+            "pip install 'lossfmt[pandas]'   (or use lossfmt.read() for a pyarrow Table)"
+        ) from None
+    from lossfmt import transforms
+
+    table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()))
+    if per is not None:
+        table = transforms.bucket(table, per, normalize=normalize)
+    elif normalize is not None:
+        table = transforms.normalize_events(table)
+    if smooth is not None:
+        table = transforms.smooth_table(table, smooth)
+    return _to_pandas(table)
+
+
+# --- the follower ------------------------------------------------------------------------------------------
+
+
+def _row_key(table: pa.Table, i: int) -> tuple[Any, ...]:
+    """A fingerprint of one event, to check that a replacement file starts with what was already delivered."""
+    value = table.column(s.VALUE)[i].as_py()
+    return (
+        table.column(s.STEP)[i].as_py(),
+        table.column(s.TAG)[i].as_py(),
+        struct.pack("<d", value),
+        table.column(s.WALL_TIME)[i].value,
+    )
+
+
+class Follower:
+    """Incremental reader of one file that a writer may be appending to, compacting, resuming or replacing.
+
+    Each `poll()` returns only the events appended since the previous poll, reading only the new bytes. It
+    survives the writer's compaction on close (same run_id: continues without duplicates or loss),
+    truncation, deletion and recreation (then `Update(everything, reset=True)`), and a torn tail (its events
+    arrive once the message is complete). A missing or not-yet-written file gives an empty update; a file
+    that is not lossfmt raises LossFormatError.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        #: run_info() of the file once its header has been read, else None.
+        self.info: dict[str, Any] | None = None
+        #: True once the file has its footer (the writer closed it).
+        self.closed = False
+        self._schema: pa.Schema | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file last read
+        self._stamp: tuple[int, int] = (-1, -1)  # (size, mtime_ns) when last read
+        self._offset = 0  # end of the last complete message consumed
+        self._head_bytes = b""  # magic-less schema message, to decode later spans
+        self._dicts: dict[int, list[bytes]] = {}  # dictionary id -> last full message + later deltas
+        self._delivered = 0
+        self._last_key: tuple[Any, ...] | None = None
+
+    def _empty(self) -> Update:
+        schema = self._schema if self._schema is not None else _V1_SCHEMA
+        return Update(pa.Table.from_batches([], schema=schema).select(list(s.COLUMNS)), False)
+
+    def poll(self) -> Update:
+        """Events appended since the last poll (see the class docstring for replacement and truncation)."""
+        name = os.fspath(self.path)
+        try:
+            f = open(name, "rb")  # noqa: SIM115 (closed below; identity and bytes must come from one handle)
+        except FileNotFoundError:
+            return self._empty()
+        except IsADirectoryError:
+            raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
+        with f:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino)
+            stamp = (st.st_size, st.st_mtime_ns)
+            if identity == self._identity:
+                if stamp == self._stamp:
+                    return self._empty()
+                if st.st_size >= self._offset:
+                    return self._append(f, stamp)
+            return self._reread(f, identity, stamp)
+
+    def _append(self, f: BinaryIO, stamp: tuple[int, int]) -> Update:
+        """Decode the complete messages after the consumed offset (the common case: the writer flushed)."""
+        f.seek(self._offset)
+        buf = pa.py_buffer(f.read(stamp[0] - self._offset))
+        frames = _frame(buf, 0)
+        if not frames.messages:
+            self._stamp = stamp
+            return self._empty()
+        prefix = [self._head_bytes, *(m for msgs in self._dicts.values() for m in msgs)]
+        span = buf.slice(0, frames.end).to_pybytes()
+        assert self._schema is not None
+        batches, complete = _decode(pa.py_buffer(b"".join([*prefix, span])))
+        messages = frames.messages
+        if not complete:
+            messages = messages[: _truncate_at_batch(messages, len(batches))]
+        self._remember_dicts(buf, messages)
+        end = messages[-1].end if messages else 0
+        self._offset += end
+        # Only a fully consumed read may mark the bytes seen; a torn tail must be re-read when it grows.
+        self._stamp = stamp if complete and end == frames.end else (-1, -1)
+        if complete and frames.eos >= 0:
+            self.closed = frames.eos == frames.end and _has_footer(buf, frames.eos)
+        table = _tidy(pa.Table.from_batches(batches, schema=self._schema)).select(list(s.COLUMNS))
+        self._note_delivered(table)
+        return Update(table, False)
+
+    def _remember_dicts(self, buf: pa.Buffer, messages: list[_Msg]) -> None:
+        for msg in messages:
+            if msg.kind != "dictionary":
+                continue
+            raw = buf.slice(msg.start, msg.end - msg.start).to_pybytes()
+            if msg.is_delta:
+                self._dicts.setdefault(msg.dict_id, []).append(raw)
+            else:
+                self._dicts[msg.dict_id] = [raw]
+
+    def _note_delivered(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._delivered += table.num_rows
+            self._last_key = _row_key(table, table.num_rows - 1)
+
+    def _reread(self, f: BinaryIO, identity: tuple[int, int], stamp: tuple[int, int]) -> Update:
+        """Read the whole file: first poll, replacement (compaction, recreation) or truncation."""
+        name = os.fspath(self.path)
+        buf = pa.py_buffer(f.read())
+        try:
+            result = _scan_buffer(buf, name)
+        except s.LossFormatError:
+            if _is_unfinished_header(buf):
+                return self._empty()  # a writer is creating the file; its header is not complete yet
+            raise
+        info = s.run_info(result.schema)
+        table = result.table.select(list(s.COLUMNS))
+        had = self._identity is not None
+        same_run = (
+            had
+            and self.info is not None
+            and info.get("run_id") == self.info.get("run_id")
+            and table.num_rows >= self._delivered
+            and (self._delivered == 0 or _row_key(table, self._delivered - 1) == self._last_key)
+        )
+        if same_run:
+            table = table.slice(self._delivered)
+        else:
+            self._delivered = 0
+        self._load_state(buf, result, identity, stamp, info)
+        self._note_delivered(table)
+        return Update(table, had and not same_run)
+
+    def _load_state(
+        self,
+        buf: pa.Buffer,
+        result: Scan,
+        identity: tuple[int, int],
+        stamp: tuple[int, int],
+        info: dict[str, Any],
+    ) -> None:
+        _, schema_end = _head(buf, os.fspath(self.path))
+        self._schema = result.schema
+        self.info = info
+        self.closed = result.closed
+        self._identity = identity
+        self._offset = result.end
+        self._stamp = stamp
+        self._head_bytes = buf.slice(len(s.MAGIC), schema_end - len(s.MAGIC)).to_pybytes()
+        self._dicts = {}
+        self._remember_dicts(buf, [m for m in _frame(buf, schema_end).messages if m.end <= result.end])
+
+
+def _is_unfinished_header(buf: pa.Buffer) -> bool:
+    """True for an empty file, a prefix of the magic, or the magic plus an incomplete schema message."""
+    head = buf.slice(0, min(buf.size, len(s.MAGIC))).to_pybytes()
+    return head == s.MAGIC[: len(head)] and _schema_incomplete(buf)
+
+
+def follow(path: PathLike) -> Follower:
+    """A Follower for `path` (the file need not exist yet)."""
+    return Follower(path)
