@@ -32,9 +32,7 @@ def _lossfmt_cases(path: Path, counts: dict[str, int], n: int) -> dict[str, Call
     if have("polars"):
         import polars as pl
 
-        cases[f"polars/{n}"] = _timed(
-            lambda: pl.read_ipc(path, memory_map=False).height, counts, f"polars/{n}"
-        )
+        cases[f"polars/{n}"] = _timed(lambda: pl.read_ipc(path).height, counts, f"polars/{n}")
     return cases
 
 

@@ -87,6 +87,9 @@ def run(cfg: Config, ws: Workspace) -> Section:
     steps = cfg.tax_steps
     loops: dict[str, tuple[Callable[[], Any], str]] = {"numpy": (mlp.step, "numpy MLP, logs `float` loss")}
     if have("torch"):
+        import torch
+
+        torch.set_num_threads(1)  # like the numpy loop: one core, stable step time
         loops["torch"] = (_torch_loop(), "torch MLP + SGD, logs the loss tensor itself (requires_grad)")
     cases: dict[str, Callable[[], float]] = {}
     for name, (train_step, _) in loops.items():
@@ -127,7 +130,9 @@ def run(cfg: Config, ws: Workspace) -> Section:
         f"{steps} training steps per block; blocks with and without logging interleaved, "
         f"{cfg.repeats} repeats. "
         "Slowdown = median over repeats of (block with logging / baseline block of the same repeat - 1). "
-        "Writer construction and close() are outside the timed block.",
+        "Writer construction and close() are outside the timed block. The loops run single-threaded "
+        "(OPENBLAS_NUM_THREADS=1, torch.set_num_threads(1)) so the step time is stable on this 2-core "
+        "machine; the slowdown is then what our flusher thread takes from the training thread (GIL).",
         "",
         *table(["loop", "logging", "ms/step (median)", "slowdown"], rows),
     )
