@@ -1,0 +1,350 @@
+"""From event tables to curves: the read-time pipeline shared by plotting, ``summary`` and ``export``.
+
+Everything here is numpy/pyarrow and goes through ``lossfmt``'s public reader and transforms; matplotlib is
+never imported, so the data flow can be tested without rendering.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import lossfmt
+from lossfmt import transforms
+
+X_AXES = ("step", "epoch", "time", "relative")
+BANDS = ("minmax", "std")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class View:
+    """What to show: tag selection, read-time transforms, x axis and bands (the plotting/export options)."""
+
+    tags: tuple[str, ...] = ()
+    smooth: str | None = "ema:0.6"
+    per: str | int | None = None
+    normalize: str | None = None
+    x: str = "step"
+    band: str | None = None
+    mean_runs: bool = False
+    keep_rewound: bool = False
+
+    def check(self) -> None:
+        """Raise ValueError with a readable message if the options don't fit together."""
+        transforms.parse_smooth(self.smooth)
+        if self.per is not None:
+            transforms.parse_per(self.per)
+        if self.normalize not in (None, "per-item"):
+            raise ValueError(f"--normalize must be 'per-item', not {self.normalize!r}")
+        if self.x not in X_AXES:
+            raise ValueError(f"--x must be one of {', '.join(X_AXES)}, not {self.x!r}")
+        if self.band is not None:
+            if self.band not in BANDS:
+                raise ValueError(f"--band must be one of {', '.join(BANDS)}, not {self.band!r}")
+            if self.per is None and not self.mean_runs:
+                raise ValueError("--band shades a spread: use it with --per epoch|N or --mean-runs")
+
+
+@dataclass
+class Curve:
+    """One (run, tag) series ready to draw: x positions, raw values, optional smoothed values and band."""
+
+    run: str
+    tag: str
+    x: np.ndarray
+    y: np.ndarray
+    step: np.ndarray
+    smoothed: np.ndarray | None = None
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.run, self.tag)
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def expand(args: Sequence[str], *, must_exist: bool = True) -> list[Path]:
+    """Turn FILE arguments (files, globs, directories) into a sorted, de-duplicated list of paths.
+
+    With ``must_exist`` a plain path that is missing, a glob matching nothing or a directory without
+    ``.arrow`` files raises FileNotFoundError naming it; otherwise (follow mode) they are simply skipped.
+    """
+    paths: list[Path] = []
+    for arg in args:
+        if _GLOB_CHARS & set(arg):
+            found = [Path(p) for p in sorted(glob.glob(arg, recursive=True)) if os.path.isfile(p)]
+            if not found and must_exist:
+                raise FileNotFoundError(f"{arg}: no file matches this pattern")
+        elif os.path.isdir(arg):
+            found = sorted(p for p in Path(arg).glob("*.arrow") if p.is_file())
+            if not found and must_exist:
+                raise FileNotFoundError(f"{arg}: directory has no .arrow files")
+        else:
+            found = [Path(arg)]
+            if must_exist and not found[0].exists():
+                raise FileNotFoundError(f"{arg}: no such file")
+        for p in found:
+            if p not in paths:
+                paths.append(p)
+    return paths
+
+
+def run_names(paths: Sequence[Path], names: Sequence[str | None]) -> list[str]:
+    """Run names for files: the run metadata (or the stem), disambiguated by the file stem when repeated."""
+    base = [n or p.stem for p, n in zip(paths, names, strict=False)]
+    out = []
+    for p, n in zip(paths, base, strict=False):
+        out.append(n if base.count(n) == 1 or n == p.stem else f"{n} ({p.stem})")
+    return out
+
+
+def load(paths: Sequence[Path]) -> pa.Table:
+    """Read every file into one table with a ``run`` column (lossfmt.read of a list)."""
+    return lossfmt.read([os.fspath(p) for p in paths])
+
+
+# -------------------------------------------------------------------------------------------- pipeline
+
+
+def select_tags(table: pa.Table, patterns: Sequence[str]) -> pa.Table:
+    """Keep the rows whose tag matches one of the fnmatch patterns (all rows when there are none)."""
+    if not patterns or table.num_rows == 0:
+        return table
+    names = _dictionary(table, "tag")
+    wanted = [i for i, name in enumerate(names) if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+    codes = _codes(table, "tag")
+    return table.filter(pa.array(np.isin(codes, np.asarray(wanted, dtype=codes.dtype))))
+
+
+def apply(table: pa.Table, view: View) -> pa.Table:
+    """Tag selection, rewind handling, per-item normalization and bucketing; no smoothing yet."""
+    table = select_tags(table, view.tags)
+    if not view.keep_rewound and table.num_rows:
+        table = transforms.drop_rewound(table)
+    if view.per is not None:
+        return transforms.bucket(table, transforms.parse_per(view.per), normalize=view.normalize)
+    if view.normalize == "per-item":
+        return transforms.normalize_events(table)
+    return table
+
+
+def export_table(table: pa.Table, view: View) -> pa.Table:
+    """The table ``lossview export`` writes: the same rows the plot draws, with a ``smoothed`` column."""
+    out = apply(table, view)
+    if view.smooth not in (None, "none"):
+        out = transforms.smooth_table(out, view.smooth)
+    return out
+
+
+def curves(table: pa.Table, view: View) -> list[Curve]:
+    """Split a prepared table (see ``apply``) into one Curve per (run, tag), smoothed, with x positions."""
+    smooth = transforms.parse_smooth(view.smooth)
+    bucketed = view.per is not None
+    if view.x == "epoch" and not (bucketed and view.per == "epoch"):
+        xs_all = np.asarray(transforms.epoch_positions(table), dtype=np.float64)
+    else:
+        xs_all = None
+    out: list[Curve] = []
+    for run, tag, idx in groups(table):
+        sub = table.take(idx) if idx is not None else table
+        step = _np(sub, "step", np.int64)
+        y = _np(sub, "value", np.float64)
+        if view.x == "step":
+            x = step.astype(np.float64)
+        elif view.x == "epoch":
+            x = _np(sub, "epoch", np.float64) if xs_all is None else (xs_all if idx is None else xs_all[idx])
+        else:
+            x = _seconds(sub)
+        curve = Curve(run, tag, x, y, step)
+        if bucketed and view.band == "minmax":
+            curve.lo, curve.hi = _np(sub, "min", np.float64), _np(sub, "max", np.float64)
+        elif bucketed and view.band == "std":
+            std = np.nan_to_num(_np(sub, "std", np.float64))
+            curve.lo, curve.hi = y - std, y + std
+        curve.smoothed = smooth(y) if smooth is not None and len(y) else None
+        out.append(curve)
+    if view.x == "relative":
+        starts: dict[str, float] = {}
+        for c in out:
+            if len(c.x):
+                starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
+        for c in out:
+            c.x = c.x - starts.get(c.run, 0.0)
+    for c in out:
+        _sort_by_x(c)
+    if view.mean_runs:
+        out = mean_across_runs(out, band=view.band)
+    return out
+
+
+def mean_across_runs(series: Sequence[Curve], *, band: str | None = None) -> list[Curve]:
+    """One curve per tag: the mean across runs at each x, with the runs' spread as the band.
+
+    The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
+    show a band of the trend rather than of per-step noise. Runs contribute at the x positions they logged.
+    """
+    by_tag: dict[str, list[Curve]] = {}
+    for c in series:
+        by_tag.setdefault(c.tag, []).append(c)
+    out = []
+    for tag, group in by_tag.items():
+        x = np.concatenate([c.x for c in group])
+        if not len(x):
+            continue
+        ux, inv = np.unique(x, return_inverse=True)
+        raw = np.concatenate([c.y for c in group])
+        drawn = np.concatenate([c.smoothed if c.smoothed is not None else c.y for c in group])
+        steps = np.zeros(len(ux), dtype=np.int64)
+        steps[inv] = np.concatenate([c.step for c in group])
+        n = np.bincount(inv, minlength=len(ux)).astype(np.float64)
+        mean_raw = np.bincount(inv, weights=raw, minlength=len(ux)) / n
+        mean_drawn = np.bincount(inv, weights=drawn, minlength=len(ux)) / n
+        label = f"mean of {len(group)} runs" if len(group) > 1 else group[0].run
+        curve = Curve(label, tag, ux, mean_raw, steps)
+        curve.smoothed = mean_drawn if any(c.smoothed is not None for c in group) else None
+        if band == "std":
+            var = np.bincount(inv, weights=drawn**2, minlength=len(ux)) / n - mean_drawn**2
+            std = np.sqrt(np.clip(var, 0.0, None))
+            curve.lo, curve.hi = mean_drawn - std, mean_drawn + std
+        elif band == "minmax":
+            order = np.argsort(inv, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(inv[order]) != 0])
+            curve.lo = np.minimum.reduceat(drawn[order], starts)
+            curve.hi = np.maximum.reduceat(drawn[order], starts)
+        out.append(curve)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+SUMMARY_COLUMNS = (
+    "run",
+    "tag",
+    "events",
+    "first_step",
+    "last_step",
+    "first",
+    "last",
+    "min",
+    "min_step",
+    "last_smoothed",
+    "non_finite",
+    "events_per_s",
+    "duration_s",
+)
+
+
+def summarize(table: pa.Table, view: View) -> list[dict[str, object]]:
+    """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate."""
+    table = apply(table, View(tags=view.tags, normalize=view.normalize, keep_rewound=view.keep_rewound))
+    smooth = transforms.parse_smooth(view.smooth)
+    rows: list[dict[str, object]] = []
+    for run, tag, idx in groups(table):
+        sub = table.take(idx) if idx is not None else table
+        step = _np(sub, "step", np.int64)
+        y = _np(sub, "value", np.float64)
+        t = _seconds(sub)
+        finite = np.isfinite(y)
+        i_min = int(np.flatnonzero(finite)[np.argmin(y[finite])]) if finite.any() else None
+        duration = float(t.max() - t.min()) if len(t) else 0.0
+        sm = smooth(y) if smooth is not None else None
+        sm_finite = sm[np.isfinite(sm)] if sm is not None else None
+        rows.append(
+            {
+                "run": run,
+                "tag": tag,
+                "events": len(y),
+                "first_step": int(step[0]),
+                "last_step": int(step[-1]),
+                "first": float(y[0]),
+                "last": float(y[-1]),
+                "min": float(y[i_min]) if i_min is not None else math.nan,
+                "min_step": int(step[i_min]) if i_min is not None else None,
+                # The trend where the run last had one (a diverged run ends in NaN; "last" shows that).
+                "last_smoothed": float(sm_finite[-1]) if sm_finite is not None and len(sm_finite) else None,
+                "non_finite": int((~finite).sum()),
+                "events_per_s": len(y) / duration if duration > 0 else None,
+                "duration_s": duration,
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- utils
+
+
+def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
+    """Yield (run, tag, row indices) per group in order of first appearance; indices None = every row."""
+    if table.num_rows == 0:
+        return
+    tag_codes, tag_names = _codes(table, "tag"), _dictionary(table, "tag")
+    if "run" in table.column_names:
+        run_codes, run_names_ = _codes(table, "run"), _dictionary(table, "run")
+    else:
+        run_codes, run_names_ = np.zeros(table.num_rows, dtype=np.int64), [""]
+    key = run_codes.astype(np.int64) * (len(tag_names) + 1) + tag_codes.astype(np.int64)
+    uniq, first = np.unique(key, return_index=True)
+    if len(uniq) == 1:
+        k = int(uniq[0])
+        yield run_names_[k // (len(tag_names) + 1)], tag_names[k % (len(tag_names) + 1)], None
+        return
+    for k in uniq[np.argsort(first)]:
+        k = int(k)
+        yield (
+            run_names_[k // (len(tag_names) + 1)],
+            tag_names[k % (len(tag_names) + 1)],
+            np.flatnonzero(key == k),
+        )
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()  # unifies the chunks' dictionaries
+    return col
+
+
+def _codes(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(_column(table, name).indices.to_numpy(zero_copy_only=False))
+
+
+def _dictionary(table: pa.Table, name: str) -> list[str]:
+    return [str(v) for v in _column(table, name).dictionary.to_pylist()]
+
+
+def _np(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    col = table.column(name)
+    if col.null_count:
+        col = pc.fill_null(col.cast(pa.float64()), math.nan)
+    return np.asarray(col.to_numpy(), dtype=dtype)
+
+
+def _seconds(table: pa.Table) -> np.ndarray:
+    """wall_time as float seconds since the Unix epoch."""
+    col = table.column("wall_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.asarray(col.to_numpy(), dtype=np.float64) / 1e6
+
+
+def _sort_by_x(c: Curve) -> None:
+    if len(c.x) > 1 and np.any(np.diff(c.x) < 0):
+        order = np.argsort(c.x, kind="stable")
+        c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
+        for name in ("smoothed", "lo", "hi"):
+            arr = getattr(c, name)
+            if arr is not None:
+                setattr(c, name, arr[order])

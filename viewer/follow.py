@@ -1,0 +1,227 @@
+"""Watching files for ``--follow``: watchdog (or polling) says "something changed", one place reads.
+
+The watchdog handler runs on watchdog's thread and only sets an Event. ``FollowLoop.tick()`` runs on the
+main thread (from a plain loop, or from a GUI canvas timer), reads only new bytes through one
+``lossfmt.Follower`` per file, and calls ``redraw`` at most once per ``min_interval`` however many file
+events arrived: bursts are coalesced. Parent directories are watched (not files), so a file that does not
+exist yet, is replaced by the writer's compaction, or is deleted and recreated keeps being followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from lossview.data import expand, run_names
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+import lossfmt
+
+#: Even with file events, look again this often (a missed event costs at most this much latency).
+SAFETY_POLL = 5.0
+#: While a watched directory does not exist yet, look for it this often.
+MISSING_DIR_POLL = 1.0
+_IGNORED = frozenset({"opened", "closed_no_write"})  # our own reads trigger these
+
+
+class ChangeHandler(FileSystemEventHandler):
+    """Sets ``changed`` when an event concerns a followed file; never reads, never touches matplotlib."""
+
+    def __init__(self, wanted: Callable[[str], bool], changed: threading.Event) -> None:
+        self.wanted, self.changed = wanted, changed
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED:
+            return
+        paths = (event.src_path, getattr(event, "dest_path", "") or "")
+        if any(p and self.wanted(os.fsdecode(p)) for p in paths):
+            self.changed.set()
+
+
+class Sources:
+    """The followed files: FILE arguments re-expanded as files appear, one lossfmt.Follower per file."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.args = list(args)
+        self.followers: dict[Path, lossfmt.Follower] = {}
+        self.chunks: dict[Path, list[pa.Table]] = {}
+
+    def directories(self) -> dict[Path, bool]:
+        """Directories to watch, each with whether to watch it recursively (a ``**`` glob)."""
+        dirs: dict[Path, bool] = {}
+        for arg in self.args:
+            if set("*?[") & set(arg):
+                base = _glob_base(arg)
+                dirs[base] = dirs.get(base, False) or "**" in arg
+            elif os.path.isdir(arg):
+                dirs[Path(arg)] = dirs.get(Path(arg), False)
+            else:
+                parent = Path(arg).parent
+                dirs[parent] = dirs.get(parent, False)
+        return {Path(os.path.abspath(d)): r for d, r in dirs.items()}
+
+    def wanted(self, path: str) -> bool:
+        """Whether a file event's path is (or could become) one of the followed files."""
+        path = os.path.abspath(path)
+        for arg in self.args:
+            if set("*?[") & set(arg):
+                if fnmatch.fnmatch(path, os.path.abspath(arg)):
+                    return True
+            elif os.path.isdir(arg) or arg.endswith(os.sep):
+                if os.path.dirname(path) == os.path.abspath(arg) and path.endswith(".arrow"):
+                    return True
+            elif path == os.path.abspath(arg):
+                return True
+        return False
+
+    def poll(self) -> bool:
+        """Read what was appended to every file since the last poll; True if anything changed."""
+        for path in expand(self.args, must_exist=False):
+            if path not in self.followers:
+                self.followers[path] = lossfmt.Follower(path)
+                self.chunks[path] = []
+        changed = False
+        for path, follower in self.followers.items():
+            update = follower.poll()
+            if update.reset:
+                self.chunks[path] = [update.table] if update.table.num_rows else []
+                changed = True
+            elif update.table.num_rows:
+                self.chunks[path].append(update.table)
+                changed = True
+        return changed
+
+    def table(self) -> pa.Table | None:
+        """Everything read so far, one table with a ``run`` column; None before any event arrived."""
+        paths = list(self.followers)
+        infos = [self.followers[p].info or {} for p in paths]
+        names = run_names(paths, [i.get("run") for i in infos])
+        parts = []
+        for path, name in zip(paths, names, strict=False):
+            for chunk in self.chunks[path]:
+                chunk = chunk.replace_schema_metadata(None)
+                run = pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(chunk.num_rows, dtype=np.int32)), pa.array([name])
+                )
+                parts.append(chunk.append_column("run", run))
+        if not parts:
+            return None
+        return pa.concat_tables(parts)
+
+
+class Watcher:
+    """Watchdog observer on the followed files' directories, or plain polling every ``poll`` seconds."""
+
+    def __init__(self, sources: Sources, *, poll: float | None = None) -> None:
+        self.sources, self.poll = sources, poll
+        self.changed = threading.Event()
+        self._handler = ChangeHandler(sources.wanted, self.changed)
+        self._observer: Observer | None = None
+        self._watches: dict[Path, tuple[object, int]] = {}
+
+    def start(self) -> None:
+        """Start watching (no thread at all in polling mode)."""
+        if self.poll is None:
+            self._observer = Observer()
+            self._observer.daemon = True
+            self._observer.start()
+            self.rescan()
+
+    def stop(self) -> None:
+        """Stop and join the observer thread; idempotent."""
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join()
+            self._observer = None
+
+    def rescan(self) -> bool:
+        """(Re)schedule watches for directories that appeared or were replaced; True if all are watched."""
+        if self._observer is None:
+            return True
+        complete = True
+        for directory, recursive in self.sources.directories().items():
+            try:
+                inode = directory.stat().st_ino
+            except OSError:
+                inode = None
+            known = self._watches.get(directory)
+            if known is not None and known[1] != inode:
+                with contextlib.suppress(KeyError, OSError):
+                    self._observer.unschedule(known[0])
+                del self._watches[directory]
+                self.changed.set()
+            if inode is None:
+                complete = False
+            elif directory not in self._watches:
+                try:
+                    watch = self._observer.schedule(self._handler, os.fspath(directory), recursive=recursive)
+                except OSError:
+                    complete = False
+                    continue
+                self._watches[directory] = (watch, inode)
+                self.changed.set()  # the file may have appeared before the watch existed
+        return complete
+
+    def timeout(self, complete: bool) -> float:
+        """How long to wait for a file event before looking anyway."""
+        if self.poll is not None:
+            return self.poll
+        return SAFETY_POLL if complete else MISSING_DIR_POLL
+
+
+class FollowLoop:
+    """The one place that reads: debounced, coalesced, called from the main thread."""
+
+    def __init__(
+        self, sources: Sources, watcher: Watcher, redraw: Callable[[], None], *, min_interval: float = 0.25
+    ) -> None:
+        self.sources, self.watcher, self.redraw = sources, watcher, redraw
+        self.min_interval = min_interval
+        self._last_read = 0.0
+        self._last_redraw = -float("inf")
+        self._complete = False
+        self._dirty = False
+
+    def tick(self) -> bool:
+        """Read and redraw if a change was signalled (or a poll is due); True if it redrew."""
+        now = time.monotonic()
+        due = now - self._last_read >= self.watcher.timeout(self._complete)
+        if self.watcher.changed.is_set() or due:
+            self.watcher.changed.clear()
+            self._last_read = now
+            self._complete = self.watcher.rescan()
+            self._dirty = self.sources.poll() or self._dirty
+        if self._dirty and now - self._last_redraw >= self.min_interval:
+            self._dirty = False
+            self._last_redraw = now
+            self.redraw()
+            return True
+        return False
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set, sleeping on the change Event in between (near-zero CPU when idle)."""
+        while not stop.is_set():
+            self.tick()
+            if self._dirty:  # a redraw is pending behind the rate limit
+                wait = max(self.min_interval - (time.monotonic() - self._last_redraw), 0.0)
+            else:
+                wait = max(self.watcher.timeout(self._complete) - (time.monotonic() - self._last_read), 0.0)
+            self.watcher.changed.wait(min(wait, 0.5))
+
+
+def _glob_base(pattern: str) -> Path:
+    """The leading directories of a glob pattern that contain no wildcard."""
+    parts: list[str] = []
+    for part in Path(pattern).parts[:-1]:
+        if set("*?[") & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
