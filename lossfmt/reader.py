@@ -170,6 +170,10 @@ def _head(buf: pa.Buffer, name: str) -> tuple[pa.Schema, int]:
     except _DECODE_ERRORS as exc:
         raise s.LossFormatError(f"{name}: not a lossfmt file (unreadable schema: {exc})") from None
     s.check_schema(schema, name)
+    try:
+        s.run_info(schema)
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise s.LossFormatError(f"{name}: corrupt lossfmt metadata ({exc})") from None
     return schema, reader.tell()
 
 
@@ -370,6 +374,10 @@ def read(source: PathLike | Iterable[PathLike], *, tags: Sequence[str] | str | N
 def _to_pandas(table: pa.Table) -> pandas.DataFrame:
     import pandas as pd
 
+    for name in (s.RUN, s.TAG, s.REDUCTION):  # labels become Categoricals (free for dictionary columns)
+        if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).dictionary_encode())
     epoch = table.column(s.EPOCH) if s.EPOCH in table.column_names else None
     df = table.to_pandas()
     if epoch is not None:
@@ -402,10 +410,13 @@ def read_pandas(
         ) from None
     from lossfmt import transforms
 
+    per_ = transforms.parse_per(per)
+    norm = transforms.parse_normalize(normalize)
+    transforms.parse_smooth(smooth)  # a bad spec fails before any file is read
     table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()))
-    if per is not None:
-        table = transforms.bucket(table, per, normalize=normalize)
-    elif normalize is not None:
+    if per_ is not None:
+        table = transforms.bucket(table, per_, normalize=norm)
+    elif norm is not None:
         table = transforms.normalize_events(table)
     if smooth is not None:
         table = transforms.smooth_table(table, smooth)

@@ -1,0 +1,352 @@
+"""lossfmt.reader: every complete event of closed, live and crashed files; LossFormatError for the rest."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lossfmt import LossFormatError, read, read_pandas, reader, schema
+
+T0_US = 1_700_000_000_000_000
+
+
+def _batch(sch: pa.Schema, rows: list[tuple]) -> pa.RecordBatch:
+    """A record batch from (step, tag, value, count, epoch, reduction) rows, tags dictionary-encoded."""
+    tags = sorted({r[1] for r in rows})
+    reductions = sorted({r[5] for r in rows})
+    return pa.record_batch(
+        [
+            pa.array([r[0] for r in rows], pa.int64()),
+            pa.DictionaryArray.from_arrays(pa.array([tags.index(r[1]) for r in rows], pa.int32()), tags),
+            pa.array([r[2] for r in rows], pa.float64()),
+            pa.array([r[3] for r in rows], pa.int64()),
+            pa.array([r[4] for r in rows], pa.int64()),
+            pa.array([T0_US + r[0] for r in rows], pa.int64()).cast(schema.WALL_TIME_TYPE),
+            pa.DictionaryArray.from_arrays(
+                pa.array([reductions.index(r[5]) for r in rows], pa.int8()), reductions
+            ),
+        ],
+        schema=sch,
+    )
+
+
+def _rows(n: int, start: int = 0, tags: tuple[str, ...] = ("loss",)) -> list[tuple]:
+    return [(start + i, tags[i % len(tags)], float(start + i) / 2, 1, None, "mean") for i in range(n)]
+
+
+def _live_bytes(sch: pa.Schema, batches: list[pa.RecordBatch], *, deltas: bool = False) -> bytes:
+    """The bytes of a live (footerless) file as the writer makes them: magic, then a stream without EOS."""
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd", emit_dictionary_deltas=deltas)
+    with pa.ipc.new_stream(sink, sch, options=options) as writer:
+        for b in batches:
+            writer.write_batch(b)
+    return schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)]
+
+
+def _closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
+    sink = pa.BufferOutputStream()
+    table = pa.Table.from_batches(batches, schema=sch).combine_chunks()
+    with pa.ipc.new_file(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _message_ends(data: bytes) -> list[int]:
+    """Byte offsets where each message of a live file ends (schema first)."""
+    r = pa.BufferReader(pa.py_buffer(data))
+    r.seek(len(schema.MAGIC))
+    ends = []
+    while True:
+        try:
+            pa.ipc.read_message(r)
+        except (EOFError, OSError, pa.ArrowInvalid):
+            return ends
+        ends.append(r.tell())
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _events(table: pa.Table) -> list[tuple]:
+    cols = [table.column(c).to_pylist() for c in ("step", "tag", "value", "count", "epoch", "reduction")]
+    return list(zip(*cols, strict=True))
+
+
+@pytest.fixture
+def sch() -> pa.Schema:
+    return schema.make_schema("demo", {"lr": 0.1})
+
+
+def test_closed_and_live_files_hold_the_same_events(tmp_path, sch):
+    batches = [
+        _batch(sch, _rows(3)),
+        _batch(sch, _rows(2, 3, ("loss", "val"))),
+        _batch(sch, _rows(1, 5, ("acc",))),
+    ]
+    live = reader.scan(_write(tmp_path / "live.arrow", _live_bytes(sch, batches)))
+    closed = reader.scan(_write(tmp_path / "closed.arrow", _closed_bytes(sch, batches)))
+    assert not live.closed and closed.closed
+    expected = [e for b in batches for e in _events(pa.Table.from_batches([b]))]
+    assert _events(live.table) == _events(closed.table) == expected
+    assert live.end == (tmp_path / "live.arrow").stat().st_size
+    assert schema.run_info(live.schema)["meta"] == {"lr": 0.1}
+
+
+def test_closed_file_end_is_where_its_eos_marker_starts(tmp_path, sch):
+    data = _closed_bytes(sch, [_batch(sch, _rows(4))])
+    result = reader.scan(_write(tmp_path / "c.arrow", data))
+    assert data[result.end : result.end + len(schema.EOS)] == schema.EOS
+    assert data.endswith(schema.TRAILING_MAGIC)
+
+
+def test_single_file_read_keeps_run_metadata_and_has_no_run_column(tmp_path, sch):
+    table = read(_write(tmp_path / "a.arrow", _live_bytes(sch, [_batch(sch, _rows(2))])))
+    assert table.column_names == list(schema.COLUMNS)
+    assert schema.run_info(table.schema)["run"] == "demo"
+    assert table.schema.field("tag").type == schema.TAG_TYPE
+
+
+def test_nan_and_infinities_are_kept_exactly(tmp_path, sch):
+    values = [math.nan, math.inf, -math.inf, -0.0, 5e-324]
+    rows = [(i, "loss", v, 1, None, "mean") for i, v in enumerate(values)]
+    got = (
+        read(_write(tmp_path / "n.arrow", _live_bytes(sch, [_batch(sch, rows)]))).column("value").to_pylist()
+    )
+    assert math.isnan(got[0]) and got[1:3] == [math.inf, -math.inf]
+    assert math.copysign(1, got[3]) == -1 and got[4] == 5e-324
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=6),
+    new_tags=st.lists(st.booleans(), min_size=6, max_size=6),
+    cut_fraction=st.floats(0, 1),
+)
+def test_random_truncation_yields_an_exact_prefix_of_whole_batches(tmp_path, sizes, new_tags, cut_fraction):
+    sch = schema.make_schema("t")
+    batches, start, tags = [], 0, ["loss"]
+    for size, new_tag in zip(sizes, new_tags, strict=False):
+        if new_tag:
+            tags.append(f"tag{len(tags)}")  # forces a replacement dictionary message before this batch
+        batches.append(_batch(sch, _rows(size, start, tuple(tags))))
+        start += size
+    data = _live_bytes(sch, batches)
+    cut = round(cut_fraction * len(data))
+    path = _write(tmp_path / "cut.arrow", data[:cut])
+    schema_end = _message_ends(data)[0]
+    if cut < schema_end:
+        with pytest.raises(LossFormatError, match=r"cut\.arrow"):
+            reader.scan(path)
+        return
+    result = reader.scan(path)
+    complete = [b for b, end in zip(batches, _batch_ends(data), strict=True) if end <= cut]
+    assert _events(result.table) == [e for b in complete for e in _events(pa.Table.from_batches([b]))]
+    assert result.end <= cut and result.end in _message_ends(data)
+    assert not result.closed
+
+
+def _batch_ends(data: bytes) -> list[int]:
+    """Where each record batch message of a live file ends."""
+    r = pa.BufferReader(pa.py_buffer(data))
+    r.seek(len(schema.MAGIC))
+    ends = []
+    while True:
+        try:
+            msg = pa.ipc.read_message(r)
+        except (EOFError, OSError, pa.ArrowInvalid):
+            return ends
+        if msg.type == "record batch":
+            ends.append(r.tell())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300), with_magic=st.booleans())
+def test_random_bytes_read_or_raise_loss_format_error(tmp_path, data, with_magic):
+    path = _write(tmp_path / "junk.arrow", (schema.MAGIC if with_magic else b"") + data)
+    try:
+        table = read(path)
+    except LossFormatError as exc:
+        assert "junk.arrow" in str(exc)
+    else:
+        assert table.column_names == list(schema.COLUMNS)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=4)
+)
+def test_corrupted_bytes_never_crash_the_reader(tmp_path, flips):
+    sch = schema.make_schema("c")
+    data = bytearray(_live_bytes(sch, [_batch(sch, _rows(4)), _batch(sch, _rows(3, 4, ("loss", "val")))]))
+    for where, xor in flips:
+        data[len(schema.MAGIC) + int(where * (len(data) - len(schema.MAGIC)))] ^= xor
+    path = _write(tmp_path / "flipped.arrow", bytes(data))
+    try:
+        table = read(path)
+    except LossFormatError as exc:
+        assert "flipped.arrow" in str(exc)
+    else:
+        table.validate(full=True)
+        assert table.num_rows <= 7
+
+
+def test_live_file_with_delta_dictionaries_reads(tmp_path, sch):
+    batches = [
+        _batch(sch, _rows(2)),
+        _batch(sch, _rows(3, 2, ("loss", "val"))),
+        _batch(sch, _rows(2, 5, ("x",))),
+    ]
+    data = _live_bytes(sch, batches, deltas=True)
+    table = read(_write(tmp_path / "d.arrow", data))
+    assert table.column("tag").to_pylist() == ["loss", "loss", "loss", "val", "loss", "x", "x"]
+    assert table.column("tag").num_chunks == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "empty file"),
+        (b"PAR1\x00\x00\x00\x00garbage", r"not a lossfmt file \(no Arrow magic at byte 0\)"),
+        (schema.MAGIC[:5], "truncated inside the schema"),
+        (schema.MAGIC + b"\xff\xff\xff\xff\x00\x10\x00\x00abc", "truncated inside the schema"),
+        (schema.MAGIC + b"\x01\x02\x03\x04\x05\x06\x07\x08\x09", "not a lossfmt file"),
+    ],
+)
+def test_unreadable_bytes_raise_loss_format_error_naming_the_file(tmp_path, content, problem):
+    path = _write(tmp_path / "run.arrow", content)
+    with pytest.raises(LossFormatError, match=problem) as info:
+        read(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_arrow_file_without_lossfmt_metadata_is_rejected(tmp_path):
+    path = tmp_path / "other.arrow"
+    with pa.ipc.new_file(path, pa.schema([("x", pa.int64())])) as writer:
+        writer.write_table(pa.table({"x": [1, 2]}))
+    with pytest.raises(LossFormatError, match=r"other\.arrow: not a lossfmt file"):
+        read(path)
+
+
+def test_future_format_version_is_rejected_with_upgrade_hint(tmp_path, sch):
+    future = sch.with_metadata({**sch.metadata, b"lossfmt.version": b"2"})
+    data = _live_bytes(future, [_batch(future, _rows(1))])
+    with pytest.raises(LossFormatError, match=r"version 2 is not supported.*upgrade"):
+        read(_write(tmp_path / "future.arrow", data))
+
+
+def test_missing_file_and_directory_without_runs_raise(tmp_path):
+    with pytest.raises(LossFormatError, match=r"nope\.arrow: no such file"):
+        read(tmp_path / "nope.arrow")
+    with pytest.raises(LossFormatError, match=r"no \.arrow files"):
+        read(tmp_path)
+    with pytest.raises(LossFormatError, match="no files match"):
+        read(str(tmp_path / "*.arrow"))
+
+
+def test_unknown_columns_and_metadata_keys_are_ignored(tmp_path, sch):
+    wider = sch.append(pa.field("rank", pa.int32())).with_metadata({**sch.metadata, b"lossfmt.future": b"x"})
+    base = _batch(sch, _rows(3))
+    batch = pa.record_batch([*base.columns, pa.array([0, 0, 1], pa.int32())], schema=wider)
+    path = _write(tmp_path / "w.arrow", _live_bytes(wider, [batch]))
+    assert read(path).column_names == list(schema.COLUMNS)
+    assert "rank" in reader.scan(path).table.column_names
+
+
+def _run_file(path, run: str, rows: list[tuple]):
+    sch = schema.make_schema(run)
+    return _write(path, _closed_bytes(sch, [_batch(sch, rows)]))
+
+
+def test_several_files_get_a_run_column_from_list_glob_or_directory(tmp_path):
+    _run_file(tmp_path / "a.arrow", "alpha", _rows(2))
+    _run_file(tmp_path / "b.arrow", "beta", _rows(3, 0, ("loss", "val")))
+    (tmp_path / "notes.txt").write_text("not a run")
+    for source in ([tmp_path / "a.arrow", tmp_path / "b.arrow"], str(tmp_path / "*.arrow"), tmp_path):
+        table = read(source)
+        assert table.column_names == ["run", *schema.COLUMNS]
+        assert table.column("run").to_pylist() == ["alpha"] * 2 + ["beta"] * 3
+        assert table.schema.field("run").type == pa.string()
+        assert table.column("tag").to_pylist() == ["loss", "loss", "loss", "val", "loss"]
+
+
+def test_runs_with_the_same_name_are_told_apart_by_path(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    _run_file(tmp_path / "x" / "r.arrow", "same", _rows(1))
+    _run_file(tmp_path / "y" / "r.arrow", "same", _rows(1))
+    _run_file(tmp_path / "x" / "q.arrow", "other", _rows(1))
+    table = read([tmp_path / "x" / "r.arrow", tmp_path / "y" / "r.arrow", tmp_path / "x" / "q.arrow"])
+    assert table.column("run").to_pylist() == ["same (x/r)", "same (y/r)", "other"]
+
+
+def test_tags_select_exact_names_and_globs(tmp_path, sch):
+    rows = _rows(6, 0, ("train/loss", "val/loss", "loss[0]"))
+    path = _write(tmp_path / "t.arrow", _live_bytes(sch, [_batch(sch, rows)]))
+    assert set(read(path, tags=["val/loss"]).column("tag").to_pylist()) == {"val/loss"}
+    assert set(read(path, tags="*/loss").column("tag").to_pylist()) == {"train/loss", "val/loss"}
+    assert read(path, tags=["loss[0]"]).column("step").to_pylist() == [2, 5]
+    assert read(path, tags=["nothing"]).num_rows == 0
+
+
+def test_read_pandas_gives_categoricals_nullable_epoch_and_utc_microseconds(tmp_path, sch):
+    rows = [(0, "loss", 1.0, 2, 0, "mean"), (1, "val", 2.0, 1, None, "sum"), (2, "loss", 3.0, 1, 1, "mean")]
+    df = read_pandas(_write(tmp_path / "p.arrow", _live_bytes(sch, [_batch(sch, rows)])))
+    assert str(df["tag"].dtype) == "category" and str(df["reduction"].dtype) == "category"
+    assert str(df["epoch"].dtype) == "Int64"
+    assert df["epoch"].isna().tolist() == [False, True, False]
+    assert str(df["wall_time"].dtype) == "datetime64[us, UTC]"
+    assert df["step"].tolist() == [0, 1, 2]
+
+
+def test_read_pandas_of_several_runs_has_a_categorical_run(tmp_path):
+    _run_file(tmp_path / "a.arrow", "alpha", _rows(2))
+    _run_file(tmp_path / "b.arrow", "beta", _rows(1))
+    df = read_pandas(tmp_path)
+    assert str(df["run"].dtype) == "category"
+    assert df["run"].tolist() == ["alpha", "alpha", "beta"]
+
+
+def test_read_pandas_without_pandas_says_how_to_install_it(tmp_path, sch, monkeypatch):
+    path = _write(tmp_path / "p.arrow", _live_bytes(sch, [_batch(sch, _rows(1))]))
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pip install 'lossfmt\[pandas\]'"):
+        read_pandas(path)
+
+
+def test_many_small_live_batches_come_back_as_one_chunk(tmp_path, sch):
+    batches = [_batch(sch, _rows(2, 2 * i, ("a", "b") if i % 2 else ("b",))) for i in range(50)]
+    table = read(_write(tmp_path / "many.arrow", _live_bytes(sch, batches)))
+    assert table.num_rows == 100
+    assert all(table.column(c).num_chunks == 1 for c in table.column_names)
+    assert table.column("step").to_pylist() == list(range(100))
+
+
+def test_a_large_closed_file_reads_whole(tmp_path, sch):
+    n = 200_000
+    steps = np.arange(n, dtype=np.int64)
+    batch = pa.record_batch(
+        [
+            pa.array(steps),
+            pa.DictionaryArray.from_arrays(pa.array((steps % 2).astype(np.int32)), ["loss", "val"]),
+            pa.array(np.random.default_rng(0).random(n)),
+            pa.array(np.ones(n, np.int64)),
+            pa.nulls(n, pa.int64()),
+            pa.array(T0_US + steps).cast(schema.WALL_TIME_TYPE),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), ["mean"]),
+        ],
+        schema=sch,
+    )
+    path = _write(tmp_path / "big.arrow", _closed_bytes(sch, [batch]))
+    assert os.path.getsize(path) / n < 12
+    table = read(path)
+    assert table.num_rows == n and table.column("step").to_numpy()[-1] == n - 1
