@@ -1,0 +1,524 @@
+"""Read-time transforms shared by read_pandas and the viewer: per-item normalization, bucketing, smoothing
+(TensorBoard's EMA, moving average), rewind handling, epoch positions and decimation for drawing.
+
+Everything is vectorized with numpy / pyarrow compute so that a 10M-event run stays interactive. A "series" is
+one (run, tag) pair; the `run` column is optional (present when several files were read together). Series are
+processed in file order: row order is the order the events were logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lossfmt import schema
+
+PER_ITEM = "per-item"
+NORMALIZE_CHOICES = (None, PER_ITEM)
+
+Smoother = Callable[[np.ndarray], np.ndarray]
+Per = Literal["epoch"] | int
+
+# EMA chunks: within a chunk of L points the closed form scales values by weight**-j, j < L. Values are first
+# scaled by an exact power of two to max |value| <= 1; bounding weight**-L by 2**_EMA_EXP then keeps every
+# product finite, and bounding L bounds the cumulative-sum rounding error to about L ulps.
+_EMA_EXP = 900
+_EMA_MAX_CHUNK = 4096
+
+
+# --- parsing and validation ---------------------------------------------------------------------------------
+
+
+def parse_smooth(spec: str | None) -> Smoother | None:
+    """Turn a smoothing spec into a function on a 1-D float array: "ema:W" (TensorBoard's EMA, 0 <= W < 1),
+    "ma:N" (trailing moving average over N points), or "none"/None (no smoothing -> None)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        raise TypeError(f"smoothing spec must be a string like 'ema:0.6', 'ma:50' or 'none', got {spec!r}")
+    kind, sep, arg = spec.strip().lower().partition(":")
+    if kind == "none" and not sep:
+        return None
+    if kind == "ema" and sep:
+        try:
+            weight = float(arg)
+        except ValueError:
+            raise ValueError(
+                f"bad smoothing spec {spec!r}: EMA weight {arg!r} is not a number (e.g. ema:0.6)"
+            ) from None
+        _check_weight(weight, spec)
+        return functools.partial(ema, weight=weight)
+    if kind == "ma" and sep:
+        try:
+            window = int(arg)
+        except ValueError:
+            raise ValueError(
+                f"bad smoothing spec {spec!r}: window {arg!r} is not a whole number of points (e.g. ma:50)"
+            ) from None
+        _check_window(window, spec)
+        return functools.partial(moving_average, window=window)
+    raise ValueError(
+        f"bad smoothing spec {spec!r}: expected 'ema:W' with 0 <= W < 1 (e.g. ema:0.6), "
+        "'ma:N' with a whole number N >= 1 (e.g. ma:50), or 'none'"
+    )
+
+
+def parse_per(per: str | int | None) -> Per | None:
+    """Validate a bucketing choice: "epoch", a positive number of steps (int or digit string, as the CLI
+    passes it), or None (no bucketing). Returns "epoch", an int, or None."""
+    if per is None:
+        return None
+    if isinstance(per, str):
+        text = per.strip().lower()
+        if text == "epoch":
+            return "epoch"
+        if text.lstrip("+").isdigit() and int(text) >= 1:
+            return int(text)
+    elif isinstance(per, (int, np.integer)) and not isinstance(per, bool) and per >= 1:
+        return int(per)
+    raise ValueError(f"bad per {per!r}: expected 'epoch' or a whole number of steps >= 1 (e.g. per=100)")
+
+
+def parse_normalize(normalize: str | None) -> str | None:
+    """Validate a normalization choice: None (values as logged) or "per-item" (per-item means)."""
+    if normalize is None:
+        return None
+    if isinstance(normalize, str) and normalize.strip().lower() == PER_ITEM:
+        return PER_ITEM
+    raise ValueError(f"bad normalize {normalize!r}: expected 'per-item' or None")
+
+
+def _check_weight(weight: float, spec: str | None = None) -> float:
+    where = f"bad smoothing spec {spec!r}: " if spec is not None else ""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{where}EMA weight must be a number in [0, 1), got {weight!r}")
+    weight = float(weight)
+    if not 0.0 <= weight < 1.0:
+        # TensorBoard accepts 1 but then draws every finite point at 0 (the average never moves).
+        raise ValueError(
+            f"{where}EMA weight must be in [0, 1), got {weight!r} (0 = no smoothing, 0.99 = heavy)"
+        )
+    return weight
+
+
+def _check_window(window: int, spec: str | None = None) -> int:
+    where = f"bad smoothing spec {spec!r}: " if spec is not None else ""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"{where}moving-average window must be a whole number of points, got {window!r}")
+    if window < 1:
+        raise ValueError(f"{where}moving-average window must be >= 1, got {window!r}")
+    return int(window)
+
+
+def _as_1d_float(values: np.ndarray) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"expected a 1-D array of values, got shape {arr.shape}")
+    return arr
+
+
+# --- smoothing ----------------------------------------------------------------------------------------------
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average (its scalar dashboard's smoothing), with its
+    numbers up to float rounding. Non-finite points are returned as they are and skipped by the average, so a
+    NaN does not poison later points; a series whose values all equal the first is returned unchanged, as
+    TensorBoard does. `weight` in [0, 1): 0 returns the values, larger is smoother."""
+    w = _check_weight(weight)
+    x = _as_1d_float(values)
+    if x.size == 0 or w == 0.0 or bool(np.all(x == x[0])):
+        return x.copy()
+    finite = np.isfinite(x)
+    if finite.all():
+        return _ema_finite(x, w)
+    out = x.copy()
+    out[finite] = _ema_finite(x[finite], w)
+    return out
+
+
+def _ema_finite(x: np.ndarray, w: float) -> np.ndarray:
+    """The debiased EMA of finite values, 0 < w < 1, without a Python loop over points.
+
+    With last_0 = 0 and last_k = w*last_{k-1} + (1-w)*x_k, inside a chunk of L points that starts after
+    carry E: last_j = (1-w) * w**j * (cumsum_i(w**-i * x_i) + w*E/(1-w)). The chunk ends obey the same
+    recurrence with weight w**L, solved first by a doubling scan over the chunks. Smoothed value k (1-based)
+    is last_k / (1 - w**k), TensorBoard's debiasing.
+    """
+    n = x.size
+    log_w = math.log(w)
+    length = max(1, min(n, _EMA_MAX_CHUNK, int(_EMA_EXP * math.log(2.0) / -log_w)))
+    chunks = -(-n // length)
+    padded = np.empty(chunks * length)
+    padded[:n] = x
+    padded[n:] = 0.0
+    exponent = math.frexp(max(float(x.max()), -float(x.min())))[1]
+    exponent = exponent if exponent > 0 else 0  # only shrink: small values cannot overflow
+    if exponent:
+        np.ldexp(padded, -exponent, out=padded)
+    grid = padded.reshape(chunks, length)
+
+    j = np.arange(length, dtype=np.float64)
+    ends = grid @ ((1.0 - w) * np.power(w, length - 1.0 - j))  # each chunk's own last, without carry
+    shift, factor = 1, w**length
+    while shift < chunks and factor > 0.0:
+        ends[shift:] += factor * ends[:-shift]  # numpy buffers the overlapping operands: old values are read
+        shift, factor = shift * 2, factor * factor
+    grid *= np.power(w, -j)
+    grid[1:, 0] += (w / (1.0 - w)) * ends[:-1]
+    np.cumsum(grid, axis=1, out=grid)
+    grid *= (1.0 - w) * np.power(w, j)
+
+    flat = padded[:n]
+    # Beyond k0 points w**k < 2**-60 and 1 - w**k rounds to 1: only the head needs dividing.
+    k0 = min(n, int(64 * math.log(2.0) / -log_w) + 2)
+    flat[:k0] /= 1.0 - np.power(w, np.arange(1, k0 + 1, dtype=np.float64))
+    if exponent:
+        np.ldexp(flat, exponent, out=flat)
+    return flat
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average with the input's length: point k is the mean of the last `window` finite
+    values up to k (fewer at the start). Non-finite points are returned as they are and skipped by the
+    average, so they do not poison later windows. `window` 1 returns the values."""
+    n_window = _check_window(window)
+    x = _as_1d_float(values)
+    finite = np.isfinite(x)
+    if finite.all():
+        return _moving_average_finite(x, n_window)
+    out = x.copy()
+    out[finite] = _moving_average_finite(x[finite], n_window)
+    return out
+
+
+def _moving_average_finite(x: np.ndarray, window: int) -> np.ndarray:
+    """Window sums from prefix sums restarted every `window` points (a window spans at most two blocks: the
+    suffix of one plus the prefix of the next), so a huge value never cancels badly in far-away windows."""
+    n = x.size
+    if n == 0 or window == 1:
+        return x.copy()
+    window = min(window, n)
+    blocks = -(-n // window)
+    grid = np.zeros(blocks * window)
+    grid[:n] = x
+    grid = grid.reshape(blocks, window)
+    total = np.cumsum(grid, axis=1)
+    suffix = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
+    total[1:, :-1] += suffix[:-1, 1:]
+    flat = total.reshape(-1)[:n]
+    flat[:window] /= np.arange(1, window + 1, dtype=np.float64)
+    flat[window:] /= window
+    return flat
+
+
+# --- series (run, tag) helpers ------------------------------------------------------------------------------
+
+
+def _require(table: pa.Table, *names: str) -> None:
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        raise ValueError(f"table has no {names} column (expected events as lossfmt.read returns them)")
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """Integer code per row and the distinct labels (sorted), for a dictionary or plain column."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    labels = arr.dictionary.to_pylist()
+    uniq = sorted(set(labels))
+    position = {label: i for i, label in enumerate(uniq)}
+    remap = np.array([position[label] for label in labels], dtype=np.int64)
+    indices = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return remap[indices], uniq
+
+
+class _Series:
+    """Rows grouped by (run, tag): a code per row, plus each code's run and tag labels."""
+
+    def __init__(self, table: pa.Table) -> None:
+        _require(table, schema.TAG)
+        tag_codes, self.tags = _codes(table.column(schema.TAG))
+        if schema.RUN in table.column_names:
+            run_codes, self.runs = _codes(table.column(schema.RUN))
+        else:
+            run_codes, self.runs = np.zeros(table.num_rows, np.int64), [None]
+        self.n_tags = max(1, len(self.tags))
+        self.codes = run_codes * self.n_tags + tag_codes
+        self.size = len(self.runs) * self.n_tags
+        self.has_run = schema.RUN in table.column_names
+
+    def groups(self) -> list[np.ndarray]:
+        """Row indices of each non-empty series, each in file order."""
+        return _group_rows(self.codes, self.size)
+
+    def run_column(self, codes: np.ndarray) -> pa.Array:
+        return pa.array(self.runs, pa.string()).take(pa.array(codes // self.n_tags))
+
+    def tag_column(self, codes: np.ndarray) -> pa.DictionaryArray:
+        """Tag labels for `codes`, dictionary-encoded like the format's tag column."""
+        indices = pa.array((codes % self.n_tags).astype(np.int32))
+        return pa.DictionaryArray.from_arrays(indices, pa.array(self.tags, pa.string()))
+
+
+def _stable_order(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row order grouping equal codes (file order within a group) and each code's row count."""
+    counts = np.bincount(codes, minlength=size)
+    if size == 1:
+        return np.arange(codes.size), counts
+    keys = codes.astype(np.uint16) if size <= 1 << 16 else codes  # numpy radix-sorts 16-bit keys
+    return np.argsort(keys, kind="stable"), counts
+
+
+def _group_rows(codes: np.ndarray, size: int) -> list[np.ndarray]:
+    """Row indices of each non-empty group, each in file order."""
+    if codes.size == 0:
+        return []
+    order, counts = _stable_order(codes, size)
+    return [rows for rows in np.split(order, np.cumsum(counts)[:-1]) if rows.size]
+
+
+def _numpy(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    return table.column(name).to_numpy().astype(dtype, copy=False)
+
+
+def _is_sum(table: pa.Table) -> np.ndarray:
+    """True for each sum-reduced event."""
+    codes, labels = _codes(table.column(schema.REDUCTION))
+    unknown = sorted(set(labels) - set(schema.REDUCTIONS), key=str)
+    if unknown:
+        raise ValueError(f"unknown reduction {unknown[0]!r}: expected one of {schema.REDUCTIONS}")
+    if schema.SUM not in labels:
+        return np.zeros(table.num_rows, dtype=bool)
+    return codes == labels.index(schema.SUM)
+
+
+# --- per-item normalization and bucketing -------------------------------------------------------------------
+
+
+def normalize_events(table: pa.Table) -> pa.Table:
+    """Make every event's value a per-item mean: a sum-reduced value becomes value/count, a mean-reduced one
+    is kept. Every reduction becomes "mean", so normalizing again, or bucketing with normalize="per-item",
+    stays correct."""
+    _require(table, schema.VALUE, schema.COUNT, schema.REDUCTION)
+    is_sum = _is_sum(table)
+    if not is_sum.any():
+        return table
+    value = _numpy(table, schema.VALUE, np.float64)
+    count = _numpy(table, schema.COUNT, np.float64)
+    per_item = np.where(is_sum, value / count, value)
+    reduction_type = table.schema.field(schema.REDUCTION).type
+    mean = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(table.num_rows, dtype=np.int8)), pa.array([schema.MEAN], pa.string())
+    )
+    table = _replace(table, schema.VALUE, pa.array(per_item, pa.float64()))
+    return _replace(table, schema.REDUCTION, mean.cast(reduction_type))
+
+
+def _replace(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    return table.set_column(index, table.schema.field(index).with_type(array.type), array)
+
+
+def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Table:
+    """Aggregate events per (run, tag, bucket); a bucket is an epoch (per="epoch") or `per` steps
+    (bucket = step // per). One row per bucket, sorted by run, tag and bucket, with columns
+    [run], tag, step (last step), epoch (latest epoch, or null), value, count (sum of counts), events,
+    min, max, std (population std of the events' values: the spread for a shaded band), wall_time (last).
+
+    value is the mean of the events' values, or with normalize="per-item" the mean per item whatever the
+    batch sizes: sum(value*count)/sum(count) for mean-reduced events, sum(value)/sum(count) for sum-reduced
+    ones; min/max/std are then over the events' per-item values. A non-finite event makes value and std
+    non-finite (a diverged bucket is never drawn as a normal point); min/max skip NaN.
+    per="epoch" skips events logged without an epoch and raises ValueError if none has one.
+    """
+    per_ = parse_per(per)
+    if per_ is None:
+        raise ValueError("bucket needs per='epoch' or a whole number of steps >= 1")
+    norm = parse_normalize(normalize)
+    _require(table, schema.STEP, schema.TAG, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME)
+    if per_ == "epoch":
+        has_epoch = table.column(schema.EPOCH).is_valid()
+        if table.num_rows and not pc.any(has_epoch).as_py():
+            raise ValueError(
+                "per='epoch': no event has an epoch; log epoch=... with add() or use per=N steps"
+            )
+        table = table.filter(has_epoch)
+        key = _numpy(table, schema.EPOCH, np.int64)
+    else:
+        key = _numpy(table, schema.STEP, np.int64) // per_
+
+    series = _Series(table)
+    value = _numpy(table, schema.VALUE, np.float64)
+    columns = {"g": series.codes, "b": key}
+    if norm == PER_ITEM:
+        _require(table, schema.REDUCTION)
+        is_sum = _is_sum(table)
+        count = _numpy(table, schema.COUNT, np.float64)
+        columns["pv"] = np.where(is_sum, value / count, value)
+        columns["total"] = np.where(is_sum, value, value * count)
+        mean_agg = ("total", "sum")
+    else:
+        columns["pv"] = value
+        mean_agg = ("pv", "mean")
+    work = pa.table(columns)
+    for name in (schema.COUNT, schema.STEP, schema.EPOCH, schema.WALL_TIME):
+        work = work.append_column(name, table.column(name))
+    stats = work.group_by(["g", "b"]).aggregate(
+        [
+            mean_agg,
+            (schema.COUNT, "sum"),
+            (schema.STEP, "count"),
+            ("pv", "min"),
+            ("pv", "max"),
+            ("pv", "stddev", pc.VarianceOptions(ddof=0)),
+            (schema.STEP, "max"),
+            (schema.EPOCH, "max"),
+            (schema.WALL_TIME, "max"),
+        ]
+    )
+    stats = stats.sort_by([("g", "ascending"), ("b", "ascending")])
+    codes = stats.column("g").to_numpy()
+    count_sum = stats.column("count_sum")
+    if norm == PER_ITEM:
+        mean = pc.divide(stats.column("total_sum"), pc.cast(count_sum, pa.float64()))
+    else:
+        mean = stats.column("pv_mean")
+    out = {}
+    if series.has_run:
+        out[schema.RUN] = series.run_column(codes)
+    out[schema.TAG] = series.tag_column(codes)
+    out[schema.STEP] = stats.column("step_max")
+    out[schema.EPOCH] = stats.column("epoch_max")
+    out[schema.VALUE] = mean
+    out[schema.COUNT] = count_sum
+    out["events"] = stats.column("step_count")
+    out["min"] = stats.column("pv_min")
+    out["max"] = stats.column("pv_max")
+    out["std"] = stats.column("pv_stddev")
+    out[schema.WALL_TIME] = stats.column("wall_time_max")
+    return pa.table(out)
+
+
+# --- per-series transforms ----------------------------------------------------------------------------------
+
+
+def smooth_table(table: pa.Table, spec: str | None, column: str = schema.VALUE) -> pa.Table:
+    """Add (or replace) a float64 `smoothed` column: `column` smoothed per (run, tag) series in file order
+    with parse_smooth(spec); with spec "none"/None it is a copy of `column`."""
+    smoother = parse_smooth(spec)
+    _require(table, column)
+    values = _numpy(table, column, np.float64)
+    if smoother is None:
+        smoothed = values.copy()
+    else:
+        smoothed = np.empty_like(values)
+        for rows in _Series(table).groups():
+            smoothed[rows] = smoother(values[rows])
+    array = pa.array(smoothed, pa.float64())
+    if "smoothed" in table.column_names:
+        return _replace(table, "smoothed", array)
+    return table.append_column(pa.field("smoothed", pa.float64()), array)
+
+
+def drop_rewound(table: pa.Table) -> pa.Table:
+    """Drop the events a resume orphaned, as TensorBoard purges them: an event is dropped when a later event
+    of the same run and tag has a strictly smaller step. Repeated steps are kept; row order is kept."""
+    _require(table, schema.STEP, schema.TAG)
+    steps = _numpy(table, schema.STEP, np.int64)
+    if bool(np.all(steps[1:] >= steps[:-1])):  # no step ever decreases: nothing can be orphaned
+        return table
+    keep = np.ones(steps.size, dtype=bool)
+    for rows in _Series(table).groups():
+        step = steps[rows]
+        later_min = np.minimum.accumulate(step[::-1])[::-1]
+        keep[rows[:-1]] = step[:-1] <= later_min[1:]
+    return table.filter(pa.array(keep))
+
+
+def epoch_positions(table: pa.Table) -> np.ndarray:
+    """A fractional epoch for each event, for an epoch x axis: within a (run, tag) series the k-th of the n
+    events logged with epoch e (file order, k = 1..n) sits at e + k/n. An epoch's last event, and so a
+    once-per-epoch event such as a validation loss, sits at e + 1 where that epoch ends, so a per-step train
+    curve and a per-epoch validation curve line up. Events without an epoch get NaN."""
+    _require(table, schema.TAG, schema.EPOCH)
+    epoch_col = table.column(schema.EPOCH)
+    has_epoch = epoch_col.is_valid().to_numpy(zero_copy_only=False)
+    out = np.full(table.num_rows, np.nan)
+    if not has_epoch.any():
+        return out
+    rows = np.flatnonzero(has_epoch)
+    series_codes = _Series(table).codes[rows]
+    epochs = pc.drop_null(epoch_col).combine_chunks()
+    encoded = pc.dictionary_encode(epochs)
+    epoch_codes = encoded.indices.to_numpy().astype(np.int64)
+    key = pc.dictionary_encode(pa.array(series_codes * len(encoded.dictionary) + epoch_codes))
+    codes = key.indices.to_numpy().astype(np.int64)
+    order, counts = _stable_order(codes, len(key.dictionary))
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(codes.size, dtype=np.float64)
+    rank[order] = np.arange(codes.size) - starts[codes[order]]
+    out[rows] = epochs.to_numpy().astype(np.float64) + (rank + 1.0) / counts[codes]
+    return out
+
+
+# --- drawing ------------------------------------------------------------------------------------------------
+
+
+def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce a long curve to screen resolution without losing a spike: x (sorted ascending, finite) is cut
+    into `bins` equal-width bins and each bin keeps its lowest and highest finite y, plus its first
+    non-finite y (NaN or ±inf, kept so a viewer can mark where a run diverged); the first and last points are
+    always kept. Returns (x, y) subsets in x order, at most 3*bins + 2 points; a short curve is returned
+    whole."""
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"decimate: bins must be a whole number >= 1, got {bins!r}")
+    x = np.asarray(x)
+    y = _as_1d_float(y)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"decimate: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
+    n = x.size
+    xf = (x.view(np.int64) if np.issubdtype(x.dtype, np.datetime64) else x).astype(np.float64, copy=False)
+    if n and not (np.isfinite(xf[0]) and np.isfinite(xf[-1]) and bool(np.all(xf[1:] >= xf[:-1]))):
+        raise ValueError("decimate: x must be finite and sorted ascending (drop or sort non-finite x first)")
+    if n <= 3 * bins + 2:
+        return x.copy(), y.copy()
+
+    span = xf[-1] - xf[0]
+    if span > 0:
+        which = np.minimum(((xf - xf[0]) * (bins / span)).astype(np.int64), bins - 1)
+    else:
+        which = np.zeros(n, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(which)) + 1
+    starts = np.concatenate(([0], starts))
+    finite = np.isfinite(y)
+    all_finite = bool(finite.all())
+    keep = [np.array([0, n - 1])]
+    for reduce, fill in ((np.minimum, np.inf), (np.maximum, -np.inf)):
+        filled = y if all_finite else np.where(finite, y, fill)
+        extreme = np.full(bins, fill)
+        extreme[which[starts]] = reduce.reduceat(filled, starts)
+        hits = filled == extreme[which]
+        if not all_finite:
+            hits &= finite
+        keep.append(_first_per_bin(np.flatnonzero(hits), which))
+    if not all_finite:
+        keep.append(_first_per_bin(np.flatnonzero(~finite), which))
+    index = np.unique(np.concatenate(keep))
+    return x[index], y[index]
+
+
+def _first_per_bin(index: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """The first of `index` (ascending row numbers) in each bin."""
+    bins = which[index]
+    first = np.ones(index.size, dtype=bool)
+    first[1:] = bins[1:] != bins[:-1]
+    return index[first]
