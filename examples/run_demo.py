@@ -2,7 +2,8 @@
 
 Starts ``examples/demo.py`` writing ``runs/demo.arrow`` (a fresh file) in a child process and, beside it,
 ``lossview runs/demo.arrow --follow`` in a window. Without a display (an SSH session, a container), it waits
-for training to finish and renders ``runs/demo.png`` instead. Ctrl-C stops both.
+for training to finish and renders ``runs/demo.png`` instead. Ctrl-C stops both. Options such as
+``--fast`` or ``--epochs N`` are passed on to ``demo.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main() -> int:
     run = Path("runs/demo.arrow")
     run.parent.mkdir(parents=True, exist_ok=True)
     run.unlink(missing_ok=True)
-    training = subprocess.Popen([sys.executable, str(HERE / "demo.py"), str(run)])
+    training = subprocess.Popen([sys.executable, str(HERE / "demo.py"), str(run), *sys.argv[1:]])
     try:
         if has_display():
             viewer = subprocess.Popen([sys.executable, "-m", "lossview", str(run), "--follow"])

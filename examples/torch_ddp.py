@@ -1,0 +1,96 @@
+"""Every rank of a ``torch.distributed`` job logs its own loss: one file per rank, one run.
+
+A DistributedDataParallel linear regression on 2 CPU processes (gloo backend, started with
+``torch.multiprocessing.spawn``; under ``torchrun`` the same ``rank_writer`` call picks up ``RANK``).
+Each rank writes ``<dir>/rank<r>.arrow``, all with run name ``<dir's name>`` and their rank in the metadata;
+``--rank0-only`` instead logs the loss averaged across ranks (``all_reduce``) from rank 0 alone.
+
+    python examples/torch_ddp.py runs/ddp
+    lossview 'runs/ddp/rank*.arrow'                      # one curve per rank
+    lossview 'runs/ddp/rank*.arrow' --mean-runs --band   # mean across ranks, spread shaded
+
+    from lossfmt.dataset import mean_across, read_ranks
+    mean_across(read_ranks("runs/ddp/rank*.arrow"))      # per step: mean, min, max, std over ranks
+
+A few seconds on a CPU; ``--fast`` runs 40 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from lossfmt.integrations.torch_distributed import rank_writer
+
+
+def worker(rank: int, world_size: int, port: int, out: str, steps: int, rank0_only: bool, sleep: float) -> None:
+    """One rank: join the process group, train on its shard of the data, log, leave."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = nn.parallel.DistributedDataParallel(nn.Linear(4, 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        generator = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
+        true_w = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
+        template = os.path.join(out, "rank{rank}.arrow")
+        with rank_writer(template, rank0_only=rank0_only, meta={"lr": 0.05}) as writer:
+            for step in range(steps):
+                x = torch.randn(16 + 8 * rank, 4, generator=generator)
+                y = x @ true_w.T + 0.1 * torch.randn(len(x), 1, generator=generator)
+                loss = nn.functional.mse_loss(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if rank0_only:
+                    reduced = loss.detach().clone()
+                    dist.all_reduce(reduced)
+                    writer.add(step, reduced / world_size, count=world_size)
+                else:
+                    writer.add(step, loss, count=len(x))
+                if sleep:
+                    time.sleep(sleep)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="runs/ddp", help="directory for the rank files")
+    parser.add_argument("--world-size", type=int, default=2, help="processes (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=300, help="steps (default: %(default)s)")
+    parser.add_argument("--sleep", type=float, default=0.01, help="pause per step (default: %(default)s)")
+    parser.add_argument("--rank0-only", action="store_true", help="log the all-reduced loss from rank 0 only")
+    parser.add_argument("--fast", action="store_true", help="40 steps, no sleep: for tests and CI")
+    args = parser.parse_args(argv)
+    if args.fast:
+        args.steps, args.sleep = 40, 0.0
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f"training on {args.world_size} ranks; watch: lossview '{args.out}/rank*.arrow' --follow\n")
+    mp.spawn(
+        worker,
+        args=(args.world_size, free_port(), args.out, args.steps, args.rank0_only, args.sleep),
+        nprocs=args.world_size,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""TensorBoard migration on event files written by the real torch.utils.tensorboard.SummaryWriter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+pytest.importorskip("tensorboard")
+torch_tb = pytest.importorskip("torch.utils.tensorboard")
+
+import lossfmt  # noqa: E402
+from lossfmt.integrations.tensorboard import import_tb  # noqa: E402
+from lossfmt.schema import run_info  # noqa: E402
+
+T0 = 1_700_000_000.0
+
+
+def write_run(logdir: Path, n: int = 100, *, tag: str = "Loss/train", start: int = 0) -> None:
+    """n scalars of `tag` (value 1/(step+1), wall time T0 + step ms) through the real SummaryWriter."""
+    with torch_tb.SummaryWriter(str(logdir)) as writer:
+        for step in range(start, start + n):
+            writer.add_scalar(tag, 1.0 / (step + 1), step, walltime=T0 + step / 1000)
+
+
+def test_every_point_is_kept_with_its_step_tag_and_wall_time(tmp_path):
+    logdir = tmp_path / "tb" / "exp1"
+    # More points than TensorBoard's EventAccumulator keeps per tag by default (10,000).
+    n = 12_000
+    with torch_tb.SummaryWriter(str(logdir)) as writer:
+        for step in range(n):
+            writer.add_scalar("Loss/train", 1.0 / (step + 1), step, walltime=T0 + step / 1000)
+            if step % 100 == 0:
+                writer.add_scalar("Loss/val", 2.0 / (step + 1), step, walltime=T0 + step / 1000)
+        writer.add_scalar("tf2_style", 3.5, 7, walltime=T0, new_style=True)
+        writer.add_histogram("weights", np.arange(10.0), 0)
+        writer.add_text("note", "not a scalar", 0)
+
+    out = tmp_path / "exp1.arrow"
+    assert import_tb(logdir, out) == n + n // 100 + 1
+
+    table = lossfmt.read(out)
+    assert run_info(table.schema)["run"] == "exp1"
+    train = table.filter(pa.compute.equal(table["tag"].cast(pa.string()), "Loss/train"))
+    steps = np.arange(n)
+    assert train["step"].to_pylist() == steps.tolist()
+    # TensorBoard stores float32: the values are exactly what it stored, widened to float64.
+    np.testing.assert_array_equal(train["value"].to_numpy(), (1.0 / (steps + 1)).astype(np.float32))
+    micros = train["wall_time"].cast(pa.int64()).to_numpy()
+    np.testing.assert_array_equal(micros, np.round((T0 + steps / 1000) * 1e6).astype(np.int64))
+    assert set(train["count"].to_pylist()) == {1}
+    assert set(train["reduction"].cast(pa.string()).to_pylist()) == {"mean"}
+    assert train["epoch"].null_count == n
+    tags = table["tag"].cast(pa.string()).to_pylist()
+    assert tags.count("Loss/val") == n // 100
+    assert table.filter(pa.compute.equal(table["tag"].cast(pa.string()), "tf2_style"))["value"].to_pylist() == [
+        3.5
+    ]
+    assert not {"weights", "note"} & set(tags)
+
+
+def test_output_is_a_closed_arrow_file_other_tools_read(tmp_path):
+    write_run(tmp_path / "tb", n=50)
+    out = tmp_path / "run.arrow"
+    import_tb(tmp_path / "tb", out)
+    with pa.ipc.open_file(out) as reader:
+        assert reader.read_all().num_rows == 50
+
+
+def test_restarted_run_concatenates_its_event_files_in_time_order(tmp_path):
+    logdir = tmp_path / "tb" / "exp"
+    write_run(logdir, n=30)
+    write_run(logdir, n=20, start=30)
+    assert len(list(logdir.iterdir())) == 2
+    import_tb(logdir, tmp_path / "exp.arrow")
+    assert lossfmt.read(tmp_path / "exp.arrow")["step"].to_pylist() == list(range(50))
+
+
+def test_a_directory_of_runs_gives_one_file_per_run(tmp_path):
+    tb = tmp_path / "tb"
+    write_run(tb / "lr0.1", n=10)
+    write_run(tb / "lr0.01", n=20)
+    with torch_tb.SummaryWriter(str(tb / "grouped")) as writer:
+        writer.add_scalars("loss", {"train": 1.0, "val": 2.0}, 3)
+    out = tmp_path / "runs"
+    assert import_tb(tb, out) == 32
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow"))
+    assert files == ["grouped/loss_train.arrow", "grouped/loss_val.arrow", "lr0.01.arrow", "lr0.1.arrow"]
+    both = lossfmt.read(out)
+    assert sorted(set(both["run"].to_pylist())) == ["lr0.01", "lr0.1"]
+    assert run_info(lossfmt.read(out / "grouped" / "loss_val.arrow").schema)["run"] == "grouped/loss_val"
+
+
+def test_one_output_file_for_several_runs_is_refused(tmp_path):
+    write_run(tmp_path / "tb" / "a", n=5)
+    write_run(tmp_path / "tb" / "b", n=5)
+    with pytest.raises(ValueError, match="2 TensorBoard runs.*directory"):
+        import_tb(tmp_path / "tb", tmp_path / "out.arrow")
+    assert not (tmp_path / "out.arrow").exists()
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path):
+    write_run(tmp_path / "tb", n=5)
+    out = tmp_path / "run.arrow"
+    out.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="run.arrow"):
+        import_tb(tmp_path / "tb", out)
+    assert out.read_bytes() == b"precious"
+    assert import_tb(tmp_path / "tb", out, overwrite=True) == 5
+    assert lossfmt.read(out).num_rows == 5
+
+
+def test_a_directory_without_event_files_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        import_tb(tmp_path, tmp_path / "out")
