@@ -32,7 +32,9 @@ from torch import nn
 from lossfmt.integrations.torch_distributed import rank_writer
 
 
-def worker(rank: int, world_size: int, port: int, out: str, steps: int, rank0_only: bool, sleep: float) -> None:
+def worker(
+    rank: int, world_size: int, port: int, out: str, steps: int, rank0_only: bool, sleep: float
+) -> None:
     """One rank: join the process group, train on its shard of the data, log, leave."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast:
         args.steps, args.sleep = 40, 0.0
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    sys.stderr.write(f"training on {args.world_size} ranks; watch: lossview '{args.out}/rank*.arrow' --follow\n")
+    sys.stderr.write(f"{args.world_size} ranks; watch them: lossview '{args.out}/rank*.arrow' --follow\n")
     mp.spawn(
         worker,
         args=(args.world_size, free_port(), args.out, args.steps, args.rank0_only, args.sleep),

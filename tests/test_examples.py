@@ -45,9 +45,8 @@ def test_numpy_demo_logs_batches_with_their_sizes_and_epoch_validation(tmp_path)
     assert train["count"].to_pylist() == ([64] * 15 + [40]) * 3
     assert train["epoch"].to_pylist() == [e for e in range(3) for _ in range(16)]
     assert train["step"].to_pylist() == list(range(48))
-    np.testing.assert_allclose(
-        train["value"].to_numpy(), tag(table, "cls")["value"].to_numpy() + tag(table, "reg")["value"].to_numpy()
-    )
+    task_sum = tag(table, "cls")["value"].to_numpy() + tag(table, "reg")["value"].to_numpy()
+    np.testing.assert_allclose(train["value"].to_numpy(), task_sum)
     val = tag(table, "val")
     assert val["count"].to_pylist() == [250] * 3
     assert val["step"].to_pylist() == [15, 31, 47]

@@ -55,9 +55,8 @@ def test_every_point_is_kept_with_its_step_tag_and_wall_time(tmp_path):
     assert train["epoch"].null_count == n
     tags = table["tag"].cast(pa.string()).to_pylist()
     assert tags.count("Loss/val") == n // 100
-    assert table.filter(pa.compute.equal(table["tag"].cast(pa.string()), "tf2_style"))["value"].to_pylist() == [
-        3.5
-    ]
+    tf2 = table.filter(pa.compute.equal(table["tag"].cast(pa.string()), "tf2_style"))
+    assert tf2["value"].to_pylist() == [3.5]
     assert not {"weights", "note"} & set(tags)
 
 
@@ -96,7 +95,7 @@ def test_a_directory_of_runs_gives_one_file_per_run(tmp_path):
 def test_one_output_file_for_several_runs_is_refused(tmp_path):
     write_run(tmp_path / "tb" / "a", n=5)
     write_run(tmp_path / "tb" / "b", n=5)
-    with pytest.raises(ValueError, match="2 TensorBoard runs.*directory"):
+    with pytest.raises(ValueError, match=r"2 TensorBoard runs.*directory"):
         import_tb(tmp_path / "tb", tmp_path / "out.arrow")
     assert not (tmp_path / "out.arrow").exists()
 
@@ -105,7 +104,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     write_run(tmp_path / "tb", n=5)
     out = tmp_path / "run.arrow"
     out.write_bytes(b"precious")
-    with pytest.raises(FileExistsError, match="run.arrow"):
+    with pytest.raises(FileExistsError, match=r"run\.arrow"):
         import_tb(tmp_path / "tb", out)
     assert out.read_bytes() == b"precious"
     assert import_tb(tmp_path / "tb", out, overwrite=True) == 5
