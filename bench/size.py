@@ -110,7 +110,9 @@ def run(cfg: Config, ws: Workspace) -> Section:
         tb = file_size(ws.tfevents_dir(tb_n)) / tb_n
 
     def vs_tb(b: float) -> str:
-        return f"{tb / b:.1f}x smaller" if tb else "n/a"
+        if not tb:
+            return "n/a"
+        return f"{tb / b:.1f}x smaller" if b <= tb else f"{b / tb:.1f}x larger"
 
     rows = [
         [
