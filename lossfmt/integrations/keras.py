@@ -129,9 +129,7 @@ def _tracker_sums(model: keras.Model) -> dict[str, tuple[float, float]]:
     sums = {}
     for metric in model.metrics:
         if isinstance(metric, keras.metrics.Mean):
-            total = float(keras.ops.convert_to_numpy(metric.total))
-            count = float(keras.ops.convert_to_numpy(metric.count))
-            sums[metric.name] = (total, count)
+            sums[metric.name] = (float(metric.total), float(metric.count))
     return sums
 
 
