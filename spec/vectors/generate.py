@@ -1,0 +1,245 @@
+"""Rebuild the conformance vectors (see ../FORMAT.md, section 8): `python spec/vectors/generate.py`.
+
+Every file is made by the real LossWriter: the live and crash cases by a real child process killed with
+SIGKILL right after a flush() returned; torn tails are cut deterministically at a byte offset inside the
+last record batch message. The expected rows in each JSON come from what was logged, not from reading
+the files back, so the conformance test checks the reader against an independent source. Wall times are
+made deterministic by replacing the writer's clock (`lossfmt.writer._time`) in the logging process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+T0 = 1_700_000_000.0  # seconds; each add() advances the fake clock by 0.25 s (exact in binary)
+TICK = 0.25
+COLUMNS = ["step", "tag", "value", "count", "epoch", "wall_time", "reduction"]
+MAGIC_LEN = 8
+
+# One event: (step, tag, value, count, epoch, reduction). A flush is a list of events.
+CLOSED_FLUSHES: list[list[tuple[Any, ...]]] = [
+    [
+        (0, "loss", 2.5, 32, 0, "mean"),
+        (0, "val/loss", 2.75, 100, 0, "mean"),
+        (1, "loss", 2.25, 32, 0, "mean"),
+    ],
+    [(2, "loss", math.nan, 32, 0, "mean"), (3, "loss", math.inf, 16, None, "mean")],
+    [
+        (2, "loss", 1.75, 32, 1, "mean"),
+        (3, "mse", 12.0, 4, 1, "sum"),
+        (4, "loss", -math.inf, 1, None, "mean"),
+    ],
+    [(4, "loss", -0.0, 8, 1, "mean"), (5, "loss", 1.5, 32, 1, "mean"), (5, "loss", 1.25, 32, 1, "mean")],
+]
+LIVE_FLUSHES: list[list[tuple[Any, ...]]] = [
+    [(0, "loss", 4.5, 2, 0, "mean"), (1, "loss", 3.0, 2, 0, "mean")],
+    [(2, "loss", 2.5, 2, 0, "mean"), (3, "loss", 2.0, 2, 0, "mean")],
+    [(4, "loss", 3.5, 4, 1, "mean"), (5, "loss", 2.5, 4, 1, "mean")],
+    [(5, "acc", 0.5, 8, 1, "mean"), (6, "loss", 1.0, 2, 1, "mean")],  # a new tag: a dictionary message first
+]
+RESUMED_BEFORE: list[list[tuple[Any, ...]]] = [
+    [(0, "loss", 1.0, 10, 0, "mean"), (1, "loss", 0.9, 10, 0, "mean")],
+    [(2, "loss", 0.8, 10, 0, "mean"), (3, "loss", 0.7, 10, 0, "mean")],
+    [(4, "loss", 0.6, 10, 1, "mean"), (5, "loss", 0.5, 10, 1, "mean")],  # torn by the crash
+]
+RESUMED_AFTER: list[list[tuple[Any, ...]]] = [  # resumed from the step-2 checkpoint: steps rewind
+    [(2, "loss", 0.75, 10, 0, "mean"), (3, "loss", 0.65, 10, 0, "mean"), (3, "val/loss", 0.8, 50, 0, "mean")],
+    [(4, "loss", 0.55, 10, 1, "mean"), (4, "sum_loss", 5.5, 10, 1, "sum")],
+]
+
+_CHILD = """
+import json, sys
+import lossfmt.writer
+from lossfmt import LossWriter
+clock = iter(float(t) for t in json.loads(sys.argv[3]))
+lossfmt.writer._time = lambda: next(clock)
+w = LossWriter(sys.argv[1], flush_secs=3600, run=sys.argv[2], meta={"lr": 0.01, "seed": 7})
+for flush in json.load(sys.stdin):
+    for step, tag, value, count, epoch, reduction in flush:
+        w.add(step, float(value), tag, count=count, epoch=epoch, reduction=reduction)
+    w.flush()
+    print(w.run_id, flush=True)
+import time
+time.sleep(3600)  # killed here: the file stays exactly as flushed (no close, no compaction)
+"""
+
+
+def _json_value(v: float) -> float | str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+def _encode(v: Any) -> Any:
+    """Events hold NaN/inf as floats; JSON carries them as strings (and -0.0 as a number)."""
+    return _json_value(v) if isinstance(v, float) else v
+
+
+def _clock(start: int, n: int) -> list[float]:
+    return [T0 + (start + i) * TICK for i in range(n)]
+
+
+def _rows(flushes: list[list[tuple[Any, ...]]], first_tick: int = 0) -> list[list[Any]]:
+    rows, tick = [], first_tick
+    for flush in flushes:
+        for step, tag, value, count, epoch, reduction in flush:
+            wall_us = round((T0 + tick * TICK) * 1_000_000)
+            rows.append([step, tag, _encode(float(value)), count, epoch, wall_us, reduction])
+            tick += 1
+    return rows
+
+
+def _without_rewound(rows: list[list[Any]]) -> list[list[Any]]:
+    """Drop every event that a later event of the same tag with a strictly smaller step orphans."""
+    keep, smallest_later = [], {}
+    for row in reversed(rows):
+        step, tag = row[0], row[1]
+        if step <= smallest_later.get(tag, step):
+            keep.append(row)
+        smallest_later[tag] = min(step, smallest_later.get(tag, step))
+    return keep[::-1]
+
+
+def _message_spans(data: bytes) -> list[tuple[int, int, str]]:
+    """(start, end, type) of every complete message after the magic, by Arrow's own message reader."""
+    reader = pa.BufferReader(pa.py_buffer(data))
+    reader.seek(MAGIC_LEN)
+    spans = []
+    while True:
+        start = reader.tell()
+        try:
+            msg = pa.ipc.read_message(reader)
+        except (EOFError, OSError, pa.ArrowInvalid):
+            return spans
+        spans.append((start, reader.tell(), msg.type))
+
+
+def _eos_offset(data: bytes) -> int:
+    """Where a closed file's EOS marker starts: before the footer, its int32 length and "ARROW1"."""
+    footer_len = int.from_bytes(data[-10:-6], "little", signed=True)
+    return len(data) - 10 - footer_len - 8
+
+
+def _log_and_kill(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]) -> str:
+    """Log `flushes` in a child process, flush() after each, SIGKILL after the last; return the run_id."""
+    path.unlink(missing_ok=True)
+    n = sum(len(f) for f in flushes)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path), run, json.dumps(_clock(0, n))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(json.dumps([[list(e) for e in f] for f in flushes]))
+    child.stdin.close()
+    run_id = ""
+    for _ in flushes:
+        run_id = child.stdout.readline().strip()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert run_id, "the child writer did not report its flushes"
+    return run_id
+
+
+def _write_in_process(path: Path, run: str, flushes: list[list[tuple[Any, ...]]], first_tick: int) -> str:
+    import lossfmt.writer
+    from lossfmt import LossWriter
+
+    clock = iter(_clock(first_tick, sum(len(f) for f in flushes)))
+    saved = lossfmt.writer._time
+    lossfmt.writer._time = lambda: next(clock)
+    try:
+        with LossWriter(path, flush_secs=3600, run=run, meta={"lr": 0.01, "seed": 7}) as writer:
+            for flush in flushes:
+                for step, tag, value, count, epoch, reduction in flush:
+                    writer.add(step, float(value), tag, count=count, epoch=epoch, reduction=reduction)
+                writer.flush()
+            return writer.run_id
+    finally:
+        lossfmt.writer._time = saved
+
+
+def _save(
+    name: str, data: bytes, rows: list[list[Any]], run: str, run_id: str, end: int, closed: bool
+) -> None:
+    (HERE / f"{name}.arrow").write_bytes(data)
+    expected = {
+        "format_version": 1,
+        "closed": closed,
+        "end": end,
+        "metadata": {"run": run, "run_id": run_id, "meta": {"lr": 0.01, "seed": 7}},
+        "columns": COLUMNS,
+        "rows": rows,
+        "rows_without_rewound": _without_rewound(rows),
+    }
+    (HERE / f"{name}.json").write_text(_dump(expected))
+
+
+def _dump(expected: dict[str, Any]) -> str:
+    """JSON with one event per line, so a diff of two generations reads event by event."""
+    fields = []
+    for key, value in expected.items():
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            body = ",\n".join("  " + json.dumps(row, allow_nan=False) for row in value)
+            fields.append(f' "{key}": [\n{body}\n ]')
+        else:
+            fields.append(f" {json.dumps(key)}: {json.dumps(value, allow_nan=False)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
+
+
+def main() -> None:
+    scratch = HERE / "_scratch.arrow"
+    try:
+        # closed: written and closed in this process.
+        run_id = _write_in_process(scratch, "closed", CLOSED_FLUSHES, 0)
+        data = scratch.read_bytes()
+        _save("closed", data, _rows(CLOSED_FLUSHES), "closed", run_id, _eos_offset(data), True)
+
+        # live: a writer killed right after its last flush() returned.
+        run_id = _log_and_kill(scratch, "live", LIVE_FLUSHES)
+        data = scratch.read_bytes()
+        _save("live", data, _rows(LIVE_FLUSHES), "live", run_id, len(data), False)
+
+        # torn: the live file cut in the middle of its last record batch (its dictionary message stays whole).
+        start, end, kind = _message_spans(data)[-1]
+        assert kind == "record batch"
+        torn_at = (start + end) // 2
+        _save("torn", data[:torn_at], _rows(LIVE_FLUSHES[:-1]), "live", run_id, start, False)
+
+        # resumed: a crash that tore the last batch, then a new writer resumed the file and closed it.
+        run_id = _log_and_kill(scratch, "resumed", RESUMED_BEFORE)
+        data = scratch.read_bytes()
+        start, end, kind = _message_spans(data)[-1]
+        assert kind == "record batch"
+        with open(scratch, "r+b") as f:
+            f.truncate((start + end) // 2)
+        kept = RESUMED_BEFORE[:-1]
+        first_tick = sum(len(f) for f in RESUMED_BEFORE)
+        resumed_id = _write_in_process(scratch, "resumed", RESUMED_AFTER, first_tick)
+        assert resumed_id == run_id
+        data = scratch.read_bytes()
+        rows = _rows(kept) + _rows(RESUMED_AFTER, first_tick)
+        _save("resumed", data, rows, "resumed", run_id, _eos_offset(data), True)
+    finally:
+        scratch.unlink(missing_ok=True)
+        for tmp in HERE.glob("_scratch.arrow.*.tmp"):
+            tmp.unlink()
+    for name in ("closed", "live", "torn", "resumed"):
+        assert os.path.getsize(HERE / f"{name}.arrow") < 8192
+
+
+if __name__ == "__main__":
+    main()
