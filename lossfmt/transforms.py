@@ -25,10 +25,11 @@ NORMALIZE_CHOICES = (None, PER_ITEM)
 Smoother = Callable[[np.ndarray], np.ndarray]
 Per = Literal["epoch"] | int
 
-# EMA chunks: within a chunk of L points the closed form scales values by weight**-j, j < L. Values are first
-# scaled by an exact power of two to max |value| <= 1; bounding weight**-L by 2**_EMA_EXP then keeps every
-# product finite, and bounding L bounds the cumulative-sum rounding error to about L ulps.
-_EMA_EXP = 900
+# EMA chunks: within a chunk of L points the closed form scales values by weight**-j, j < L. Bounding
+# weight**-L by 2**_EMA_EXP keeps every product finite for |value| <= 2**_EMA_PEAK (larger values are first
+# scaled by an exact power of two), and bounding L bounds the cumulative-sum rounding error to about L ulps.
+_EMA_EXP = 600
+_EMA_PEAK = 400
 _EMA_MAX_CHUNK = 4096
 
 
@@ -152,14 +153,16 @@ def _ema_finite(x: np.ndarray, w: float) -> np.ndarray:
     is last_k / (1 - w**k), TensorBoard's debiasing.
     """
     n = x.size
+    if n == 0:
+        return x.copy()
     log_w = math.log(w)
     length = max(1, min(n, _EMA_MAX_CHUNK, int(_EMA_EXP * math.log(2.0) / -log_w)))
     chunks = -(-n // length)
     padded = np.empty(chunks * length)
     padded[:n] = x
     padded[n:] = 0.0
-    exponent = math.frexp(max(float(x.max()), -float(x.min())))[1]
-    exponent = exponent if exponent > 0 else 0  # only shrink: small values cannot overflow
+    peak = max(float(x.max()), -float(x.min()))
+    exponent = math.frexp(peak)[1] if peak > 2.0**_EMA_PEAK else 0
     if exponent:
         np.ldexp(padded, -exponent, out=padded)
     grid = padded.reshape(chunks, length)

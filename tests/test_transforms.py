@@ -1,0 +1,545 @@
+"""Read-time transforms: TensorBoard's EMA, moving average, per-item buckets (seed 002), rewinds, epoch x,
+decimation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lossfmt import schema
+from lossfmt.transforms import (
+    bucket,
+    decimate,
+    drop_rewound,
+    ema,
+    epoch_positions,
+    moving_average,
+    normalize_events,
+    parse_normalize,
+    parse_per,
+    parse_smooth,
+    smooth_table,
+)
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def events(
+    steps: list[int],
+    values: list[float],
+    *,
+    tags: list[str] | str = "loss",
+    counts: list[int] | int = 1,
+    epochs: list[int | None] | int | None = None,
+    reduction: list[str] | str = "mean",
+    runs: list[str] | None = None,
+) -> pa.Table:
+    """An events table with the format's column types (as lossfmt.read returns it)."""
+    n = len(steps)
+
+    def per_row(x: object) -> list:
+        return list(x) if isinstance(x, list) else [x] * n
+
+    columns = {
+        schema.STEP: pa.array(steps, pa.int64()),
+        schema.TAG: pa.array(per_row(tags)).dictionary_encode().cast(schema.TAG_TYPE),
+        schema.VALUE: pa.array(values, pa.float64()),
+        schema.COUNT: pa.array(per_row(counts), pa.int64()),
+        schema.EPOCH: pa.array(per_row(epochs), pa.int64()),
+        schema.WALL_TIME: pa.array(np.arange(n) * 1_000_000, schema.WALL_TIME_TYPE),
+        schema.REDUCTION: pa.array(per_row(reduction)).dictionary_encode().cast(schema.REDUCTION_TYPE),
+    }
+    table = pa.table(columns)
+    if runs is not None:
+        table = table.append_column(schema.RUN, pa.array(runs, pa.string()))
+    return table
+
+
+def tb_smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's scalar smoothing, transcribed line by line as the reference.
+
+    Checked against tensorflow/tensorboard: `resmoothDataset` in
+    tensorboard/components/vz_line_chart2/line-chart.ts (commit 00bd827c4d958710a8c67f5e240c24c8cf1498f4) and
+    `classicSmoothing` in tensorboard/webapp/widgets/line_chart_v2/data_transformer.ts
+    (commit 412c86e54f5611fff1237f175f13dd490a9246a4): last = 0; numAccum = 0; isConstant = every value ==
+    the first (#786); a constant series or a non-finite value is returned as is, otherwise
+    last = last*w + (1-w)*v; numAccum++; value = last / (1 - w**numAccum) (debiasWeight 1 when w == 1).
+    """
+    is_constant = all(v == values[0] for v in values)
+    last, num_accum, out = 0.0, 0, []
+    for v in values:
+        if is_constant or not math.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        num_accum += 1
+        debias = 1.0 if weight == 1 else 1 - weight**num_accum
+        out.append(last / debias)
+    return out
+
+
+def assert_smoothing_close(got: np.ndarray, want: list[float], scale: list[float], rtol: float) -> None:
+    """Equal where non-finite; elsewhere within rtol of the same smoothing applied to |values| (the size of
+    the terms summed): the error any float evaluation order has, even where terms cancel to ~0."""
+    want_a, scale_a = np.asarray(want), np.asarray(scale)
+    assert got.shape == want_a.shape
+    finite = np.isfinite(want_a)
+    np.testing.assert_array_equal(got[~finite], want_a[~finite])
+    assert np.all(np.abs(got[finite] - want_a[finite]) <= rtol * scale_a[finite] + 1e-300)
+
+
+finite_floats = st.floats(min_value=-1e100, max_value=1e100, allow_nan=False, allow_infinity=False)
+any_floats = st.one_of(finite_floats, st.sampled_from([math.nan, math.inf, -math.inf]))
+weights = st.floats(min_value=0.0, max_value=0.999)
+
+
+# --- EMA ----------------------------------------------------------------------------------------------------
+
+
+def test_ema_matches_a_hand_computed_example() -> None:
+    # w = 0.5: last = 0.5, 1.25, 2.125; debias 0.5, 0.75, 0.875.
+    np.testing.assert_allclose(
+        ema(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875], rtol=1e-15
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_floats, max_size=60), weights)
+def test_ema_equals_tensorboard_smoothing(values: list[float], weight: float) -> None:
+    got = ema(np.array(values, dtype=np.float64), weight)
+    scale = tb_smooth([abs(v) for v in values], weight) if values else []
+    assert_smoothing_close(got, tb_smooth(values, weight), scale, rtol=1e-9)
+
+
+@pytest.mark.parametrize("weight", [1e-12, 0.3, 0.6, 0.9, 0.99, 0.999, 0.99999])
+def test_ema_equals_tensorboard_over_many_chunks(weight: float) -> None:
+    rng = np.random.default_rng(7)
+    values = rng.normal(3.0, 2.0, 30_000) * np.exp(rng.normal(0, 5, 30_000))
+    values[[5, 777, 20_000]] = [math.nan, math.inf, -math.inf]
+    values[1000] = 1e100  # a huge spike must neither overflow nor swamp the values after it
+    got = ema(values, weight)
+    want = tb_smooth(values.tolist(), weight)
+    assert_smoothing_close(got, want, tb_smooth(np.abs(values).tolist(), weight), rtol=1e-9)
+
+
+def test_ema_handles_values_near_the_float_limit() -> None:
+    values = np.array([1e308, -1e308, 1.7e308, 3.0, 1e-300])
+    got = ema(values, 0.9)
+    assert np.isfinite(got).all()
+    assert_smoothing_close(
+        got, tb_smooth(values.tolist(), 0.9), tb_smooth(np.abs(values).tolist(), 0.9), 1e-9
+    )
+
+
+def test_ema_passes_non_finite_through_without_poisoning_later_points() -> None:
+    values = np.array([1.0, math.nan, 3.0, math.inf, 5.0, -math.inf, 7.0])
+    got = ema(values, 0.6)
+    np.testing.assert_array_equal(got[[1, 3, 5]], values[[1, 3, 5]])
+    np.testing.assert_allclose(got[[0, 2, 4, 6]], ema(np.array([1.0, 3.0, 5.0, 7.0]), 0.6), rtol=1e-15)
+
+
+@given(finite_floats, st.integers(0, 50), weights)
+def test_ema_of_a_constant_is_that_constant(value: float, n: int, weight: float) -> None:
+    np.testing.assert_array_equal(ema(np.full(n, value), weight), np.full(n, value))
+
+
+@given(st.lists(any_floats, max_size=40), weights)
+def test_smoothing_keeps_the_length(values: list[float], weight: float) -> None:
+    x = np.array(values, dtype=np.float64)
+    assert ema(x, weight).shape == x.shape
+    assert moving_average(x, 5).shape == x.shape
+
+
+def test_ema_weight_zero_is_identity_and_input_is_not_modified() -> None:
+    values = np.array([3.0, 1.0, math.nan, 2.0])
+    before = values.copy()
+    np.testing.assert_array_equal(ema(values, 0.0), values)
+    ema(values, 0.9)
+    np.testing.assert_array_equal(values, before)
+
+
+@pytest.mark.parametrize("weight", [1.0, 1.5, -0.1, math.nan, math.inf])
+def test_ema_rejects_weights_outside_zero_to_one(weight: float) -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        ema(np.array([1.0, 2.0]), weight)
+
+
+def test_ema_rejects_non_numbers_and_2d_input() -> None:
+    with pytest.raises(TypeError):
+        ema(np.array([1.0, 2.0]), True)
+    with pytest.raises(TypeError):
+        ema(np.array([1.0, 2.0]), "0.6")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1-D"):
+        ema(np.ones((2, 2)), 0.5)
+
+
+# --- moving average -----------------------------------------------------------------------------------------
+
+
+def reference_moving_average(values: list[float], window: int) -> tuple[list[float], list[float]]:
+    """Mean of the last `window` finite values (and of their magnitudes, for the tolerance)."""
+    out, scale, seen = [], [], []
+    for v in values:
+        if not math.isfinite(v):
+            out.append(v)
+            scale.append(0.0)
+            continue
+        seen.append(v)
+        tail = seen[-window:]
+        out.append(math.fsum(tail) / len(tail))
+        scale.append(math.fsum(abs(t) for t in tail) / len(tail))
+    return out, scale
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(any_floats, max_size=80), st.integers(1, 30))
+def test_moving_average_is_trailing_and_skips_non_finite(values: list[float], window: int) -> None:
+    want, scale = reference_moving_average(values, window)
+    assert_smoothing_close(moving_average(np.array(values, dtype=np.float64), window), want, scale, 1e-12)
+
+
+def test_moving_average_first_points_average_what_is_available() -> None:
+    got = moving_average(np.array([2.0, 4.0, 6.0, 8.0, 10.0]), 3)
+    np.testing.assert_allclose(got, [2.0, 3.0, 4.0, 6.0, 8.0])
+
+
+def test_moving_average_is_not_poisoned_by_a_far_away_huge_value() -> None:
+    values = np.concatenate([[1e100], np.ones(10_000)])
+    got = moving_average(values, 10)
+    np.testing.assert_array_equal(got[20:], 1.0)
+
+
+@given(st.lists(any_floats, max_size=50))
+def test_moving_average_with_window_one_is_identity(values: list[float]) -> None:
+    x = np.array(values, dtype=np.float64)
+    np.testing.assert_array_equal(moving_average(x, 1), x)
+
+
+@pytest.mark.parametrize("window", [0, -3])
+def test_moving_average_rejects_empty_windows(window: int) -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        moving_average(np.ones(3), window)
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+
+
+def test_parse_smooth_builds_the_named_smoother() -> None:
+    x = np.array([1.0, 5.0, 2.0, 8.0])
+    ema_fn, ma_fn = parse_smooth("ema:0.6"), parse_smooth(" MA:2 ")
+    assert ema_fn is not None and ma_fn is not None
+    np.testing.assert_array_equal(ema_fn(x), ema(x, 0.6))
+    np.testing.assert_array_equal(ma_fn(x), moving_average(x, 2))
+    assert parse_smooth("none") is None
+    assert parse_smooth(None) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("ema:1", r"\[0, 1\)"),
+        ("ema:abc", "not a number"),
+        ("ma:0", ">= 1"),
+        ("ma:2.5", "whole number"),
+        ("ema", "expected 'ema:W'"),
+        ("gauss:3", "expected 'ema:W'"),
+        ("", "expected 'ema:W'"),
+    ],
+)
+def test_parse_smooth_names_the_bad_spec(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        parse_smooth(spec)
+    assert repr(spec) in str(info.value) or spec == ""
+
+
+def test_parse_per_and_normalize_accept_cli_strings_and_reject_the_rest() -> None:
+    assert parse_per("epoch") == "epoch"
+    assert parse_per("100") == 100
+    assert parse_per(7) == 7
+    assert parse_per(None) is None
+    for bad in (0, -5, "0", "ten", 2.5, True, "epochs"):
+        with pytest.raises(ValueError, match="'epoch' or a whole number"):
+            parse_per(bad)  # type: ignore[arg-type]
+    assert parse_normalize("per-item") == "per-item"
+    assert parse_normalize(None) is None
+    with pytest.raises(ValueError, match="'per-item'"):
+        parse_normalize("per-batch")
+
+
+# --- seed 002: per-item means whatever the batch size -------------------------------------------------------
+
+ITEM_LOSSES = [4.0, 5.0, 2.0, 4.0, 3.0, 2.0, 3.0, 1.0]  # they sum to 24 (the post's "23.0" is a slip)
+
+
+def batches(sizes: list[int], reduction: str) -> pa.Table:
+    """One epoch of the seed's eight items in batches of `sizes`, logged as the loss function returns them."""
+    values, start = [], 0
+    for size in sizes:
+        items = ITEM_LOSSES[start : start + size]
+        values.append(sum(items) if reduction == "sum" else sum(items) / size)
+        start += size
+    n = len(sizes)
+    return events(list(range(n)), values, counts=sizes, epochs=0, reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("sizes", [[2, 2, 2, 2], [4, 4], [3, 3, 2]], ids=["batch2", "batch4", "ragged332"])
+def test_per_item_mean_ignores_batch_size(sizes: list[int], reduction: str) -> None:
+    for per in ("epoch", 8):
+        out = bucket(batches(sizes, reduction), per, normalize="per-item")
+        assert out.column("value").to_pylist() == [pytest.approx(3.0, rel=1e-15)]
+        assert out.column("count").to_pylist() == [8]
+        assert out.column("events").to_pylist() == [len(sizes)]
+
+
+def test_plain_mean_of_batch_means_is_not_the_per_item_mean_for_a_ragged_last_batch() -> None:
+    plain = bucket(batches([3, 3, 2], "mean"), "epoch").column("value")[0].as_py()
+    assert plain == pytest.approx((11 / 3 + 3.0 + 2.0) / 3)
+    assert abs(plain - 3.0) > 0.1
+
+
+def test_per_item_bucket_spread_is_over_the_events_per_item_values() -> None:
+    out = bucket(batches([3, 3, 2], "sum"), "epoch", normalize="per-item")
+    per_item = np.array([11 / 3, 3.0, 2.0])
+    assert out.column("min")[0].as_py() == pytest.approx(2.0)
+    assert out.column("max")[0].as_py() == pytest.approx(11 / 3)
+    assert out.column("std")[0].as_py() == pytest.approx(per_item.std())
+
+
+def test_normalize_events_makes_sum_reduced_values_per_item() -> None:
+    table = events([0, 1, 2], [9.0, 4.5, 6.0], counts=[2, 2, 3], reduction=["sum", "mean", "sum"])
+    out = normalize_events(table)
+    assert out.column("value").to_pylist() == [4.5, 4.5, 2.0]
+    assert out.column("reduction").to_pylist() == ["mean"] * 3
+    assert out.schema == table.schema
+    assert normalize_events(out).equals(out)
+    # bucketing the normalized events per item gives what bucketing the raw ones does
+    raw = bucket(table, 10, normalize="per-item").column("value")[0].as_py()
+    assert bucket(out, 10, normalize="per-item").column("value")[0].as_py() == pytest.approx(raw)
+
+
+# --- buckets ------------------------------------------------------------------------------------------------
+
+
+def test_bucket_per_steps_groups_by_run_and_tag_with_the_last_step_and_epoch() -> None:
+    table = events(
+        [0, 0, 5, 5, 10, 12, 0],
+        [1.0, 10.0, 3.0, 30.0, 5.0, 7.0, 100.0],
+        tags=["a", "b", "a", "b", "a", "a", "a"],
+        epochs=[0, 0, 0, 0, 1, 1, None],
+        runs=["r1", "r1", "r1", "r1", "r1", "r1", "r2"],
+    )
+    out = bucket(table, 10).to_pylist()
+    rows = [(r["run"], r["tag"], r["step"], r["epoch"], r["value"], r["count"], r["events"]) for r in out]
+    assert rows == [
+        ("r1", "a", 5, 0, 2.0, 2, 2),
+        ("r1", "a", 12, 1, 6.0, 2, 2),
+        ("r1", "b", 5, 0, 20.0, 2, 2),
+        ("r2", "a", 0, None, 100.0, 1, 1),
+    ]
+    assert [c for c in bucket(table, 10).column_names] == [
+        "run", "tag", "step", "epoch", "value", "count", "events", "min", "max", "std", "wall_time"
+    ]  # fmt: skip
+    assert bucket(table, 10).schema.field("tag").type == schema.TAG_TYPE
+    assert out[0]["wall_time"] == table.column("wall_time")[2].as_py()
+
+
+def test_bucket_per_epoch_skips_events_without_epoch_and_explains_when_none_has_one() -> None:
+    table = events([0, 1, 2, 3], [1.0, 2.0, 3.0, 50.0], epochs=[0, 0, 1, None])
+    out = bucket(table, "epoch")
+    assert out.column("epoch").to_pylist() == [0, 1]
+    assert out.column("value").to_pylist() == [1.5, 3.0]
+    with pytest.raises(ValueError, match="no event has an epoch"):
+        bucket(events([0, 1], [1.0, 2.0]), "epoch")
+
+
+def test_bucket_marks_a_diverged_bucket() -> None:
+    out = bucket(events([0, 1, 2, 3], [1.0, math.nan, 2.0, 4.0]), 2)
+    value = out.column("value").to_pylist()
+    assert math.isnan(value[0]) and value[1] == 3.0
+    assert out.column("min").to_pylist()[0] == 1.0  # min/max skip NaN
+    assert math.isnan(out.column("std").to_pylist()[0])
+
+
+def test_bucket_of_no_events_is_empty_with_the_same_columns() -> None:
+    out = bucket(events([], []), 10)
+    assert out.num_rows == 0
+    assert "value" in out.column_names and "std" in out.column_names
+
+
+def test_bucket_rejects_a_missing_per() -> None:
+    with pytest.raises(ValueError, match="per"):
+        bucket(events([0], [1.0]), None)  # type: ignore[arg-type]
+
+
+event_rows = st.lists(
+    st.tuples(
+        st.integers(-50, 200),  # step
+        st.sampled_from(["loss", "val", "aux"]),
+        any_floats,
+        st.integers(1, 64),  # count
+        st.sampled_from(["mean", "sum"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_rows, st.integers(1, 40), st.sampled_from([None, "per-item"]))
+def test_bucket_totals_conserve_counts_and_events(rows: list[tuple], per: int, normalize: str | None) -> None:
+    steps, tags, values, counts, reductions = ([r[i] for r in rows] for i in range(5))
+    table = events(steps, values, tags=tags, counts=counts, reduction=reductions)
+    out = bucket(table, per, normalize=normalize)
+    assert sum(out.column("count").to_pylist()) == sum(counts)
+    assert sum(out.column("events").to_pylist()) == len(rows)
+    expected_groups = {(tag, step // per) for step, tag in zip(steps, tags, strict=True)}
+    assert out.num_rows == len(expected_groups)
+
+
+# --- per-series transforms ----------------------------------------------------------------------------------
+
+
+def test_smooth_table_smooths_each_run_and_tag_in_file_order() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    tags = rng.choice(["loss", "val"], n).tolist()
+    runs = rng.choice(["a", "b"], n).tolist()
+    values = rng.normal(size=n)
+    table = events(list(range(n)), values.tolist(), tags=tags, runs=runs)
+    out = smooth_table(table, "ema:0.8")
+    smoothed = out.column("smoothed").to_numpy()
+    for run in ("a", "b"):
+        for tag in ("loss", "val"):
+            rows = [i for i in range(n) if runs[i] == run and tags[i] == tag]
+            np.testing.assert_allclose(smoothed[rows], ema(values[rows], 0.8), rtol=1e-13)
+    assert out.column_names == [*table.column_names, "smoothed"]
+    assert smooth_table(out, "none").column("smoothed").to_pylist() == values.tolist()
+
+
+def test_smooth_table_works_on_buckets() -> None:
+    table = bucket(events(list(range(40)), list(np.arange(40.0))), 10)
+    out = smooth_table(table, "ma:2")
+    assert out.column("smoothed").to_pylist() == [4.5, 9.5, 19.5, 29.5]
+
+
+def test_drop_rewound_drops_events_a_resume_orphaned_per_tag() -> None:
+    # loss: steps 0 1 2 3, resumed at step 2: 2 3 4. The first 3 is orphaned; the first 2 is not (not larger).
+    table = events(
+        [0, 0, 1, 2, 3, 5, 2, 3, 4],
+        [0.0, 9.0, 1.0, 2.0, 3.0, 9.5, 20.0, 30.0, 40.0],
+        tags=["loss", "val", "loss", "loss", "loss", "val", "loss", "loss", "loss"],
+    )
+    out = drop_rewound(table)
+    assert list(zip(out.column("tag").to_pylist(), out.column("step").to_pylist(), strict=True)) == [
+        ("loss", 0), ("val", 0), ("loss", 1), ("loss", 2), ("val", 5), ("loss", 2), ("loss", 3), ("loss", 4)
+    ]  # fmt: skip
+
+
+def test_drop_rewound_keeps_runs_apart_and_returns_monotonic_tables_untouched() -> None:
+    table = events([5, 6, 1, 2], [1.0, 2.0, 3.0, 4.0], runs=["a", "a", "b", "b"])
+    assert drop_rewound(table) is not None and drop_rewound(table).num_rows == 4
+    steady = events([0, 1, 1, 2], [1.0, 2.0, 3.0, 4.0])
+    assert drop_rewound(steady) is steady
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"])), max_size=40))
+def test_drop_rewound_matches_its_definition(rows: list[tuple[int, str]]) -> None:
+    steps, tags = ([r[0] for r in rows], [r[1] for r in rows])
+    table = events(steps, [float(i) for i in range(len(rows))], tags=tags)
+    kept = [
+        i
+        for i, (step, tag) in enumerate(rows)
+        if not any(tags[j] == tag and steps[j] < step for j in range(i + 1, len(rows)))
+    ]
+    assert drop_rewound(table).column("value").to_pylist() == [float(i) for i in kept]
+
+
+def test_epoch_positions_line_up_per_step_and_per_epoch_curves() -> None:
+    # train: 4 steps per epoch; val: once per epoch, at its end; an event without epoch has no position.
+    tags = ["train"] * 4 + ["val"] + ["train"] * 4 + ["val"] + ["train"]
+    epochs = [0] * 5 + [1] * 5 + [None]
+    table = events(list(range(len(tags))), [1.0] * len(tags), tags=tags, epochs=epochs)
+    x = epoch_positions(table)
+    np.testing.assert_allclose(x[:10], [0.25, 0.5, 0.75, 1.0, 1.0, 1.25, 1.5, 1.75, 2.0, 2.0])
+    assert math.isnan(x[10])
+    assert np.isnan(epoch_positions(events([0, 1], [1.0, 2.0]))).all()
+
+
+def test_epoch_positions_count_each_run_separately() -> None:
+    table = events([0, 1, 0], [1.0, 1.0, 1.0], epochs=[3, 3, 3], runs=["a", "a", "b"])
+    np.testing.assert_allclose(epoch_positions(table), [3.5, 4.0, 4.0])
+
+
+# --- decimation ---------------------------------------------------------------------------------------------
+
+
+def bin_of(x: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-width bins over [x[0], x[-1]], as decimate's docstring defines them."""
+    span = x[-1] - x[0]
+    if span == 0:
+        return np.zeros(x.size, dtype=np.int64)
+    return np.minimum(((x - x[0]) * (bins / span)).astype(np.int64), bins - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.integers(1, 200), st.integers(1, 40))
+def test_decimate_keeps_endpoints_every_bins_min_and_max_and_marks_non_finite(
+    data: st.DataObject, n: int, bins: int
+) -> None:
+    x = np.sort(data.draw(hnp.arrays(np.float64, n, elements=st.floats(-1e6, 1e6))))
+    y = data.draw(hnp.arrays(np.float64, n, elements=any_floats))
+    assume(x[-1] - x[0] < 1e12)
+    dx, dy = decimate(x, y, bins)
+    assert dx.size <= 3 * bins + 2
+    assert np.all(np.diff(dx) >= 0)
+    points = set(zip(x.tolist(), y.view(np.int64).tolist(), strict=True))
+    kept = list(zip(dx.tolist(), dy.view(np.int64).tolist(), strict=True))
+    assert set(kept) <= points  # a subset of the input, never an invented point
+    assert kept[0] == (x[0], y[:1].view(np.int64)[0]) and kept[-1] == (x[-1], y[-1:].view(np.int64)[0])
+    which, kept_which = bin_of(x, bins), bin_of(dx, bins)
+    for b in np.unique(which):
+        in_bin, kept_in_bin = which == b, dy[kept_which == b]
+        finite = y[in_bin & np.isfinite(y)]
+        if finite.size:
+            assert finite.min() in kept_in_bin and finite.max() in kept_in_bin
+        if not np.isfinite(y[in_bin]).all():
+            assert not np.isfinite(kept_in_bin).all()
+
+
+def test_decimate_keeps_a_single_spike_among_a_million_points() -> None:
+    x = np.arange(1_000_000)
+    y = np.sin(x / 1000.0)
+    y[123_457] = 50.0
+    y[654_321] = math.nan
+    dx, dy = decimate(x, y, 500)
+    assert dx.size <= 3 * 500 + 2
+    assert 50.0 in dy and 123_457 in dx
+    assert 654_321 in dx and np.isnan(dy[dx == 654_321]).all()
+    assert np.nanmin(dy) == y[np.isfinite(y)].min() and np.nanmax(dy) == 50.0
+
+
+def test_decimate_returns_short_curves_whole_and_supports_datetimes() -> None:
+    x = np.arange(5)
+    y = np.array([1.0, 2.0, math.inf, 4.0, 5.0])
+    dx, dy = decimate(x, y, 10)
+    np.testing.assert_array_equal(dx, x)
+    np.testing.assert_array_equal(dy, y)
+    t = np.datetime64("2026-01-01T00:00:00", "us") + np.arange(10_000).astype("timedelta64[s]")
+    dt, _ = decimate(t, np.random.default_rng(0).normal(size=10_000), 50)
+    assert dt.dtype == t.dtype and dt[0] == t[0] and dt[-1] == t[-1]
+
+
+def test_decimate_rejects_unsorted_x_and_bad_bins() -> None:
+    with pytest.raises(ValueError, match="sorted"):
+        decimate(np.array([0.0, 2.0, 1.0] * 10), np.zeros(30), 2)
+    with pytest.raises(ValueError, match="sorted"):
+        decimate(np.array([0.0, math.nan] * 10), np.zeros(20), 2)
+    with pytest.raises(ValueError, match="bins"):
+        decimate(np.arange(3.0), np.zeros(3), 0)
