@@ -1,0 +1,142 @@
+"""Turning any framework's scalar into a float without importing the framework.
+
+`scalar(value)` runs on the caller's thread at `add()`: it validates the value (a number, exactly one element)
+and returns either a Python float or a *deferred handle*, a framework object whose number is read later by
+`materialize()` on the flusher thread. Frameworks are recognized through `sys.modules` (a framework that was
+never imported cannot have produced the value), so importing lossfmt never imports one.
+
+- Python float/int, numbers.Real, numpy scalars and 1-element arrays: converted at the call.
+- torch tensors on the CPU: `.item()` at the call (cheap, no device; works with requires_grad).
+- torch tensors on an accelerator (CUDA, ...): `detach().clone()` at the call. The clone is queued on the
+  device, so the caller's thread never waits for the device, and a later in-place change to the caller's
+  tensor cannot alter the logged value. The flusher reads all such handles in one batched transfer per device.
+- JAX arrays and TensorFlow eager tensors are immutable: a reference is kept and read in the flusher.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["materialize", "scalar", "type_name"]
+
+
+def type_name(value: Any) -> str:
+    """The name of `value`'s type for error messages: `float`, `numpy.ndarray`, `torch.Tensor`."""
+    cls = type(value)
+    return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _not_a_number(value: Any) -> TypeError:
+    return TypeError(f"value must be a real number, got {type_name(value)}: {value!r:.80}")
+
+
+def _check_one(value: Any, size: int) -> None:
+    if size != 1:
+        raise ValueError(
+            f"value must be a single number, got {type_name(value)} with {size} elements; "
+            "log a reduction (e.g. loss.mean()) or one tag per element"
+        )
+
+
+def _defer_torch(tensor: Any) -> bool:
+    """True if reading this tensor would wait for a device: keep a clone and read it in the flusher."""
+    return tensor.device.type != "cpu"
+
+
+def _torch(value: Any, torch: Any) -> float | Any:
+    _check_one(value, value.numel())
+    if value.dtype == torch.bool or value.is_complex():
+        raise _not_a_number(value)
+    if _defer_torch(value):
+        return value.detach().clone()
+    return float(value.item())
+
+
+def _numpy(value: Any, np: Any) -> float:
+    if isinstance(value, np.ndarray):
+        _check_one(value, value.size)
+        value = value.reshape(())[()]
+        if not isinstance(value, np.generic):  # an object array holding some other scalar
+            return scalar(value)  # type: ignore[return-value]
+    if isinstance(value, (np.integer, np.floating)):
+        return float(value)
+    raise _not_a_number(value)
+
+
+def _array_api(value: Any) -> Any:
+    """JAX / TensorFlow: check size and dtype from metadata (no device access), keep the immutable array."""
+    _check_one(value, math.prod(value.shape))
+    dtype = getattr(value.dtype, "as_numpy_dtype", value.dtype)  # tf.DType -> numpy type
+    kind = getattr(dtype, "kind", None) or getattr(getattr(dtype, "dtype", None), "kind", None)
+    if kind not in ("i", "u", "f"):
+        raise _not_a_number(value)
+    return value
+
+
+def scalar(value: Any) -> float | Any:
+    """Validate one logged value; return it as a float, or as a deferred handle for `materialize`.
+
+    TypeError for anything that is not a real number (bool, str, None, complex, other objects), naming its
+    type; ValueError for an array or tensor with more than one element. NaN and ±inf are valid.
+    """
+    cls = type(value)
+    if cls is float:
+        return value
+    if cls is bool:
+        raise _not_a_number(value)
+    if cls is int:
+        return float(value)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return _torch(value, torch)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, (np.ndarray, np.generic)):
+        return _numpy(value, np)
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(value, jax.Array):
+        return _array_api(value)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(value, tf.Variable):
+        value = value.read_value()  # a Variable is mutable: log a snapshot
+    if tf is not None and isinstance(value, tf.Tensor):
+        return _array_api(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise _not_a_number(value)
+
+
+def materialize(values: Sequence[Any]) -> list[float]:
+    """Return `values` as floats, reading deferred handles (see `scalar`) in as few transfers as possible."""
+    out = list(values)
+    groups: dict[Any, list[int]] = {}
+    torch = sys.modules.get("torch")
+    jax = sys.modules.get("jax")
+    for i, v in enumerate(out):
+        if type(v) is float:
+            continue
+        if torch is not None and isinstance(v, torch.Tensor):
+            key: Any = ("torch", v.device)
+        elif jax is not None and isinstance(v, jax.Array):
+            key = "jax"
+        else:
+            key = "other"
+        groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        handles = [out[i] for i in idx]
+        if key == "jax":
+            floats = [float(x) for x in jax.device_get(handles)]
+        elif key == "other":
+            floats = [float(h) for h in handles]
+        else:
+            device = key[1]
+            if device.type == "cuda":
+                # The clones were queued on the caller's stream; wait for them here, on the flusher's thread.
+                torch.cuda.synchronize(device)
+            floats = torch.stack([h.reshape(()) for h in handles]).double().cpu().tolist()
+        for i, f in zip(idx, floats, strict=True):
+            out[i] = f
+    return out

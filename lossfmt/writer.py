@@ -1,0 +1,587 @@
+"""LossWriter: the hot path (`add`) and the flusher thread that appends record batches to the file.
+
+The writer object only records events: `add()` appends one tuple to a list (atomic under the GIL, so several
+threads may add without a lock). A `_Flusher` thread owns the file: at least every `flush_secs` it takes the
+pending prefix, turns it into one Arrow record batch and appends the encoded messages with `os.write`, so a
+reader (or a crash) sees every flushed event. `close()` compacts the footerless live file into a standard
+Arrow IPC file (Feather v2). See spec/FORMAT.md for the bytes on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import operator
+import os
+import secrets
+import threading
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from time import time as _time
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lossfmt import reader, values
+from lossfmt import schema as s
+
+__all__ = ["LossWriter", "compact"]
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_DEFAULT_TAG = s.DEFAULT_TAG
+_MEAN = s.MEAN
+_ONE = 1  # `count is _ONE` is a fast-path filter only; anything else takes the validating slow path
+#: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
+_WAKE_ROWS = 1 << 16
+#: Rows per record batch in a compacted (closed) file.
+_COMPACT_ROWS = 1 << 20
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
+_REDUCTIONS = pa.array(s.REDUCTIONS, pa.string())
+
+# Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
+_writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()
+
+
+# --- validation (slow path) ---------------------------------------------------------------------------------
+
+
+def _as_int(name: str, value: Any) -> int:
+    """`value` as an int: Python ints and integer types with __index__ (numpy, torch); never bool or float."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an int, got {values.type_name(value)}: {value!r:.80}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {values.type_name(value)}: {value!r:.80}") from None
+
+
+def _check_int64(name: str, value: int) -> None:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"{name} {value} is outside the int64 range")
+
+
+def _check_tag(tag: Any) -> None:
+    if not isinstance(tag, str):
+        raise TypeError(f"tag must be a str, got {values.type_name(tag)}: {tag!r:.80}")
+    if not tag:
+        raise ValueError("tag must be a non-empty string")
+
+
+def _check_reduction(reduction: Any) -> None:
+    if not isinstance(reduction, str) or reduction not in s.REDUCTIONS:
+        raise ValueError(f"reduction must be one of {s.REDUCTIONS}, got {reduction!r:.80}")
+
+
+# --- the file: locking, creation, resume, compaction --------------------------------------------------------
+
+
+def _lock_holder(fd: int, path: Path) -> int | None:
+    """Pid holding the flock on `fd`'s file: /proc/locks on Linux, else the pid in the file's metadata."""
+    ino = os.fstat(fd).st_ino
+    with contextlib.suppress(OSError), open("/proc/locks") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(f":{ino}"):
+                return int(parts[4])
+    try:
+        head = os.pread(fd, 1 << 16, len(s.MAGIC))
+        return s.run_info(pa.ipc.read_schema(pa.py_buffer(head))).get("pid")
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def _open_locked(path: Path) -> int:
+    """Open (creating if missing) and exclusively lock `path`; RuntimeError if another writer holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _lock_holder(fd, path)
+            os.close(fd)
+            holder = f" (pid {pid})" if pid is not None else ""
+            raise RuntimeError(
+                f"{os.fspath(path)}: already open by another LossWriter{holder}; "
+                "close it first or write to another path"
+            ) from None
+        # A compaction may have replaced the file between open and flock: lock the file now at `path`.
+        with contextlib.suppress(FileNotFoundError):
+            st, fst = os.stat(path), os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
+                return fd
+        os.close(fd)
+
+
+def _merged_schema(schema: pa.Schema, meta: Mapping[str, Any] | None) -> pa.Schema:
+    if not meta:
+        return schema
+    info = s.run_info(schema)
+    merged = {**info["meta"], **meta}
+    metadata = dict(schema.metadata or {})
+    metadata[s.KEY_META.encode()] = json.dumps(merged, sort_keys=True, allow_nan=True, default=str).encode()
+    return schema.with_metadata(metadata)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _compact_locked(path: Path, meta: Mapping[str, Any] | None = None) -> None:
+    """Rewrite the locked file at `path` as a footer'd Arrow IPC file: one dictionary per field, big batches.
+
+    Atomic: the new file is written and fsynced beside the old one, then os.replace()d over it, so a reader
+    sees either the complete old file or the complete new one (same run_id).
+    """
+    scanned = reader.scan(path)
+    if scanned.closed and not meta:
+        return
+    schema = _merged_schema(scanned.schema, meta)
+    table = scanned.table.select(list(s.COLUMNS)).unify_dictionaries().combine_chunks()
+    table = table.replace_schema_metadata(schema.metadata)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
+        with open(fd, "wb", closefd=False) as f, pa.ipc.new_file(f, schema, options=_IPC_OPTIONS) as out:
+            for batch in table.to_batches(max_chunksize=_COMPACT_ROWS):
+                out.write_batch(batch)
+        os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def compact(path: str | os.PathLike[str]) -> None:
+    """Turn a live or crashed (footerless) file into a closed, compact one; a closed file is left as is.
+
+    A torn tail is dropped. RuntimeError if a LossWriter has the file open; LossFormatError if not lossfmt.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise s.LossFormatError(f"{os.fspath(path)}: no such file")
+    fd = _open_locked(path)
+    try:
+        _compact_locked(path)
+    finally:
+        os.close(fd)
+
+
+# --- the flusher thread -------------------------------------------------------------------------------------
+
+
+class _Sink:
+    """File-like object collecting what the Arrow stream writer emits, so one flush is one os.write."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+class _Flusher:
+    """Owns the open, locked file and the background thread that appends pending rows to it.
+
+    Holds only a weak reference to its LossWriter, so a writer that is dropped without close() is still
+    finalized (flushed and compacted) by its weakref finalizer.
+    """
+
+    def __init__(
+        self,
+        writer: LossWriter,
+        fd: int,
+        schema: pa.Schema,
+        *,
+        flush_secs: float,
+        max_pending: int,
+        meta_update: Mapping[str, Any] | None,
+    ) -> None:
+        self.path = writer.path
+        self.fd = fd
+        self.pid = os.getpid()
+        self.pending: list[tuple[Any, ...]] = writer._pending
+        self.flush_secs = flush_secs
+        self.max_pending = max_pending
+        self.meta_update = meta_update
+        self.owner = weakref.ref(writer)
+        self.deferred = False  # a deferred (device) value was added: materialize batches from now on
+        self.error: BaseException | None = None
+        self.finished = False
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._requested = 0
+        self._done = 0
+        self._stopping = False
+        self._schema = schema
+        self._sink = _Sink()
+        self._stream = pa.ipc.new_stream(self._sink, schema, options=_IPC_OPTIONS)
+        self._schema_written = False
+        self._tags = pa.array([], pa.string())
+        name = f"lossfmt-flusher[{self.path.name}]"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # Called from the writer's threads.
+
+    def overflow(self) -> None:
+        """Wake the flusher early; block while `max_pending` rows are pending (backpressure, never a drop)."""
+        if not self._wake.is_set():
+            self._wake.set()
+        if len(self.pending) < self.max_pending:
+            return
+        with self._cond:
+            while len(self.pending) >= self.max_pending and self.error is None and self._thread.is_alive():
+                self._wake.set()
+                self._cond.wait(1.0)
+        self.raise_error()
+
+    def flush(self) -> None:
+        """Return once every row pending at the call is written to the file (or raise the flusher's error)."""
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            self._wake.set()
+            while self._done < ticket and self.error is None and self._thread.is_alive():
+                self._cond.wait(1.0)
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Stop the thread, write the last rows, compact, unlock. Idempotent; a no-op in a forked child."""
+        if self.finished or os.getpid() != self.pid:
+            return
+        self.finished = True
+        with self._cond:
+            self._stopping = True
+            self._wake.set()
+        self._thread.join()
+        try:
+            if self.error is None:
+                try:
+                    self._write_pending()  # rows added by other threads while the thread stopped
+                    _compact_locked(self.path, self.meta_update)
+                except BaseException as exc:
+                    self.error = exc
+                    raise
+        finally:
+            os.close(self.fd)  # releases the flock
+        self.raise_error()
+
+    # The thread.
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(self.flush_secs)
+                self._wake.clear()
+                with self._cond:
+                    ticket, stopping = self._requested, self._stopping
+                self._write_pending()
+                with self._cond:
+                    self._done = ticket
+                    self._cond.notify_all()
+                if stopping:
+                    return
+        except BaseException as exc:
+            self.error = exc
+            writer = self.owner()
+            if writer is not None:
+                writer._ok = False
+            with self._cond:
+                self._cond.notify_all()
+
+    def _write_pending(self) -> None:
+        n = len(self.pending)
+        if not n:
+            return
+        rows = self.pending[:n]
+        del self.pending[:n]
+        with self._cond:
+            self._cond.notify_all()  # unblock producers waiting in overflow()
+        self._stream.write_batch(self._batch(rows))
+        data = self._sink.take()
+        if not self._schema_written:
+            # The stream writer starts with the schema message, which the file already has: drop it.
+            meta_len = int.from_bytes(data[4:8], "little", signed=True)
+            data = data[8 + meta_len :]
+            self._schema_written = True
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        try:
+            st, fst = os.stat(self.path), os.fstat(self.fd)
+            moved = (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino)
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            raise FileNotFoundError(
+                f"{os.fspath(self.path)}: the file was removed or replaced while LossWriter was writing it; "
+                "events written since then are not in the file at this path"
+            )
+
+    def _batch(self, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+        steps, vals, tags, counts, epochs, reductions, times = zip(*rows, strict=True)
+        if self.deferred:
+            vals = values.materialize(vals)
+        tag_strings = pa.array(tags, pa.string())
+        tag_index = pc.index_in(tag_strings, value_set=self._tags)
+        if tag_index.null_count:
+            # New tags: the dictionary grows (the stream writer emits one replacement dictionary message).
+            new = pc.unique(pc.filter(tag_strings, pc.is_null(tag_index)))
+            self._tags = pa.concat_arrays([self._tags, new])
+            tag_index = pc.index_in(tag_strings, value_set=self._tags)
+        wall_us = np.rint(np.array(times, dtype=np.float64) * 1e6).astype(np.int64)
+        reduction_index = pc.index_in(pa.array(reductions, pa.string()), value_set=_REDUCTIONS)
+        columns = [
+            pa.array(steps, pa.int64()),
+            pa.DictionaryArray.from_arrays(tag_index, self._tags),
+            pa.array(vals, pa.float64()),
+            pa.array(counts, pa.int64()),
+            pa.array(epochs, pa.int64()),
+            pa.array(wall_us).cast(s.WALL_TIME_TYPE),
+            pa.DictionaryArray.from_arrays(reduction_index.cast(pa.int8()), _REDUCTIONS),
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+
+
+# --- the public writer --------------------------------------------------------------------------------------
+
+
+class LossWriter:
+    """Log training losses to a crash-safe Arrow file: `add()` costs ~100-250 ns, a thread does the I/O.
+
+    Opening an existing lossfmt file appends to it (resume): a torn tail left by a crash is dropped first, the
+    file's run name, run_id and creation metadata are kept, and `meta` is merged into its user metadata at
+    close. One writer per file: a second one (in any process) gets RuntimeError. One writer per process: a
+    forked child cannot use its parent's writer (RuntimeError); create one per process, e.g. with the rank or
+    pid in the path.
+    """
+
+    path: Path
+    run: str
+    run_id: str
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_secs: float = 1.0,
+        meta: Mapping[str, Any] | None = None,
+        run: str | None = None,
+        max_pending: int = 1 << 18,
+    ) -> None:
+        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not flush_secs > 0:
+            raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
+        if type(max_pending) is not int or max_pending < 1:
+            raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
+        if run is not None and (not isinstance(run, str) or not run):
+            raise ValueError(f"run must be a non-empty string, got {run!r}")
+        self.path = Path(path)
+        # Built first: it validates meta before any file is created.
+        new_schema = s.make_schema(run or self.path.stem, dict(meta) if meta else None)
+        self._ok = False
+        self._forked = False
+        self._reported = False
+        self._pending: list[tuple[Any, ...]] = []
+        self._wake_at = min(_WAKE_ROWS, max_pending)
+        fd = _open_locked(self.path)
+        try:
+            if os.fstat(fd).st_size == 0:
+                schema, meta_update = new_schema, None
+                os.write(fd, s.MAGIC + new_schema.serialize().to_pybytes())
+            else:
+                scanned = reader.scan(self.path)  # LossFormatError for a foreign file, which stays untouched
+                schema, end, meta_update = scanned.schema, scanned.end, meta
+                del scanned
+                os.ftruncate(fd, end)  # a closed file becomes live again; a torn tail is dropped
+            self._flusher = _Flusher(
+                self, fd, schema, flush_secs=flush_secs, max_pending=max_pending, meta_update=meta_update
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        info = s.run_info(schema)
+        self.run = info["run"]
+        self.run_id = info["run_id"]
+        self._ok = True
+        _writers.add(self)
+        self._finalizer = weakref.finalize(self, self._flusher.close)
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called (or the writer was inherited by a forked process)."""
+        return self._flusher.finished or self._forked
+
+    def add(
+        self,
+        step: int,
+        value: Any,
+        tag: str = _DEFAULT_TAG,
+        *,
+        count: int = 1,
+        epoch: int | None = None,
+        reduction: str = _MEAN,
+    ) -> None:
+        """Record one event (no I/O). `value` is any framework's scalar; it is stored as it was at this call.
+
+        TypeError / ValueError for bad input (see the contract); RuntimeError after close(); an error of the
+        background thread (disk full, file removed) is raised here.
+        """
+        if (
+            self._ok
+            and type(value) is float
+            and type(step) is int
+            and _INT64_MIN <= step <= _INT64_MAX
+            and tag is _DEFAULT_TAG
+            and count is _ONE
+            and epoch is None
+            and reduction is _MEAN
+        ):
+            pending = self._pending
+            pending.append((step, value, tag, 1, None, reduction, _time()))
+            if len(pending) >= self._wake_at:
+                self._flusher.overflow()
+            return
+        self._add_slow(step, {tag: value}, count, epoch, reduction)
+
+    def add_many(
+        self,
+        step: int,
+        values: Mapping[str, Any],
+        *,
+        count: int = 1,
+        epoch: int | None = None,
+        reduction: str = _MEAN,
+    ) -> None:
+        """Record one event per tag for the same step (e.g. {"loss": l, "val_loss": v}); all or nothing."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"values must be a mapping of tag -> value, got {type(values).__name__}")
+        self._add_slow(step, values, count, epoch, reduction)
+
+    def _add_slow(self, step: Any, tagged: Mapping[str, Any], count: Any, epoch: Any, reduction: Any) -> None:
+        self._check_usable()
+        step = _as_int("step", step)
+        _check_int64("step", step)
+        count = _as_int("count", count)
+        if count < 1:
+            raise ValueError(f"count must be >= 1 (the number of items the value summarizes), got {count}")
+        _check_int64("count", count)
+        if epoch is not None:
+            epoch = _as_int("epoch", epoch)
+            _check_int64("epoch", epoch)
+        _check_reduction(reduction)
+        rows = []
+        for tag, value in tagged.items():
+            _check_tag(tag)
+            v = values.scalar(value)
+            if type(v) is not float:
+                self._flusher.deferred = True
+            rows.append((step, v, tag, count, epoch, reduction))
+        now = _time()
+        pending = self._pending
+        pending.extend([(*row, now) for row in rows])
+        if len(pending) >= self._wake_at:
+            self._flusher.overflow()
+
+    def _check_usable(self) -> None:
+        if self._forked:
+            raise RuntimeError(
+                f"{os.fspath(self.path)}: this LossWriter belongs to process {self._flusher.pid} and cannot "
+                f"be used in forked process {os.getpid()}; create a writer per process, e.g. with the rank "
+                "or pid in the path (LossWriter(f'run-{rank}.arrow'))"
+            )
+        if self._flusher.error is not None:
+            self._reported = True
+            raise self._flusher.error
+        if self._flusher.finished:
+            raise RuntimeError(f"{os.fspath(self.path)}: LossWriter is closed")
+
+    def flush(self) -> None:
+        """Return once every event added so far (by any thread) is in the file, visible to a new reader."""
+        self._check_usable()
+        try:
+            self._flusher.flush()
+        except BaseException:
+            self._reported = True
+            raise
+
+    def close(self) -> None:
+        """Flush, compact into a footer'd Arrow IPC file (pandas/Polars/pyarrow read it), release the lock.
+
+        Idempotent. Raises a background error not yet raised by add/flush; in a forked child it does nothing.
+        """
+        if self._forked or self._flusher.finished:
+            return
+        self._ok = False
+        _writers.discard(self)
+        try:
+            self._flusher.close()
+        except BaseException as exc:
+            if not (self._reported and exc is self._flusher.error):
+                raise
+
+    def __enter__(self) -> LossWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<LossWriter {os.fspath(self.path)!r} run={self.run!r} {state}>"
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_writers):
+        if writer._flusher.finished:
+            continue
+        writer._ok = False
+        writer._forked = True
+        writer._pending.clear()  # the parent's rows, copied by fork: the parent writes them, not us
+        with contextlib.suppress(OSError):
+            os.close(writer._flusher.fd)  # never flock(LOCK_UN): the lock is shared with the parent's fd
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
