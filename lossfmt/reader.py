@@ -487,27 +487,28 @@ class Follower:
             return self._reread(f, identity, stamp)
 
     def _append(self, f: BinaryIO, stamp: tuple[int, int]) -> Update:
-        """Decode the complete messages after the consumed offset (the common case: the writer flushed)."""
+        """Decode the complete messages after the consumed offset (the common case: the writer flushed).
+
+        An incomplete last message is left for a later poll: the file's size or mtime changes when the writer
+        completes it, and only then are the bytes from the offset read again.
+        """
+        assert self._schema is not None  # set together with the identity by _reread
         f.seek(self._offset)
         buf = pa.py_buffer(f.read(stamp[0] - self._offset))
         frames = _frame(buf, 0)
+        self._stamp = stamp
+        self.closed = frames.eos >= 0 and frames.eos == frames.end and _has_footer(buf, frames.eos)
         if not frames.messages:
-            self._stamp = stamp
             return self._empty()
         prefix = [self._head_bytes, *(m for msgs in self._dicts.values() for m in msgs)]
         span = buf.slice(0, frames.end).to_pybytes()
-        assert self._schema is not None
         batches, complete = _decode(pa.py_buffer(b"".join([*prefix, span])))
         messages = frames.messages
         if not complete:
             messages = messages[: _truncate_at_batch(messages, len(batches))]
+            self.closed = False
         self._remember_dicts(buf, messages)
-        end = messages[-1].end if messages else 0
-        self._offset += end
-        # Only a fully consumed read may mark the bytes seen; a torn tail must be re-read when it grows.
-        self._stamp = stamp if complete and end == frames.end else (-1, -1)
-        if complete and frames.eos >= 0:
-            self.closed = frames.eos == frames.end and _has_footer(buf, frames.eos)
+        self._offset += messages[-1].end if messages else 0
         table = _tidy(pa.Table.from_batches(batches, schema=self._schema)).select(list(s.COLUMNS))
         self._note_delivered(table)
         return Update(table, False)

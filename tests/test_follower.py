@@ -151,6 +151,7 @@ def test_resuming_a_closed_file_continues_the_same_run(tmp_path, sch):
     path.write_bytes(closed)
     follower = follow(path)
     assert _steps(follower.poll().table) == [0, 1]
+    assert follower.closed
     # A resuming writer truncates just before the EOS marker and appends new messages.
     eos = closed.rindex(schema.EOS, 0, len(closed) - 10)
     more = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3)])
@@ -159,6 +160,7 @@ def test_resuming_a_closed_file_continues_the_same_run(tmp_path, sch):
     _append(path, more[_message_ends(more)[0] :])  # its dictionaries and batches, not its schema
     update = follower.poll()
     assert _steps(update.table) == [0, 1, 2, 3, 4] and not update.reset  # the resumed run logged 0,1 again
+    assert not follower.closed
 
 
 def test_truncation_resets_to_everything(tmp_path, sch):
