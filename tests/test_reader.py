@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossfmt import LossFormatError, read, read_pandas, reader, schema
+from lossfmt import LossFormatError, LossWriter, read, read_pandas, reader, schema
 
 T0_US = 1_700_000_000_000_000
 
@@ -350,3 +350,56 @@ def test_a_large_closed_file_reads_whole(tmp_path, sch):
     assert os.path.getsize(path) / n < 12
     table = read(path)
     assert table.num_rows == n and table.column("step").to_numpy()[-1] == n - 1
+
+
+# --- with the real writer ---------------------------------------------------------------------------------
+
+
+def test_a_live_file_reads_the_same_before_and_after_close(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=60) as writer:
+        for i in range(300):
+            writer.add(i, 1.0 / (i + 1), tag="loss" if i % 4 else "val", epoch=i // 100)
+            if i % 50 == 49:
+                writer.flush()
+        writer.flush()
+        live = reader.scan(path)
+        assert not live.closed
+    closed = reader.scan(path)
+    assert closed.closed
+    assert _events(live.table) == _events(closed.table)
+    assert closed.table.column("step").to_pylist() == list(range(300))
+
+
+def test_read_pandas_per_item_means_do_not_depend_on_batch_size(tmp_path):
+    items = [4.0, 5.0, 2.0, 4.0, 3.0, 2.0, 3.0, 1.0]  # seed 002: 24 in total, 3.0 per item
+    for batch_sizes in ([2, 2, 2, 2], [4, 4], [3, 3, 2]):
+        path = tmp_path / f"bs{batch_sizes[0]}.arrow"
+        with LossWriter(path) as writer:
+            start = 0
+            for step, size in enumerate(batch_sizes):
+                batch = items[start : start + size]
+                writer.add(step, sum(batch) / size, count=size, epoch=0)
+                start += size
+        df = read_pandas(path, per="epoch", normalize="per-item")
+        assert df["value"].tolist() == [3.0]
+        assert df["count"].tolist() == [8]
+
+
+def test_read_pandas_smooths_each_tag_into_a_smoothed_column(tmp_path):
+    path = tmp_path / "s.arrow"
+    with LossWriter(path) as writer:
+        for i in range(10):
+            writer.add_many(i, {"loss": 2.0, "val": float(i)})
+    df = read_pandas(path, smooth="ema:0.6", tags=["loss"])
+    assert df["smoothed"].tolist() == pytest.approx([2.0] * 10)
+    assert set(df["tag"]) == {"loss"}
+
+
+def test_read_pandas_rejects_bad_options_before_reading_anything(tmp_path):
+    with pytest.raises(ValueError, match="per"):
+        read_pandas(tmp_path / "missing.arrow", per="fortnight")
+    with pytest.raises(ValueError, match="normalize"):
+        read_pandas(tmp_path / "missing.arrow", normalize="per-batch")
+    with pytest.raises(ValueError, match="smooth"):
+        read_pandas(tmp_path / "missing.arrow", smooth="gaussian")
