@@ -1,13 +1,18 @@
-"""Every rank of a ``torch.distributed`` job logs its own loss: one file per rank, one run.
+"""Every rank of a ``torch.distributed`` job logs: one file per rank, plus rank 0's global loss.
 
 A DistributedDataParallel linear regression on 2 CPU processes (gloo backend, started with
-``torch.multiprocessing.spawn``; under ``torchrun`` the same ``rank_writer`` call picks up ``RANK``).
-Each rank writes ``<dir>/rank<r>.arrow``, all with run name ``<dir's name>`` and their rank in the metadata;
-``--rank0-only`` instead logs the loss averaged across ranks (``all_reduce``) from rank 0 alone.
+``torch.multiprocessing.spawn``; under ``torchrun`` the same ``rank_writer`` calls pick up ``RANK``). The
+two ways to log, side by side:
+
+- per rank: each rank writes its local batch loss to ``<out>/rank<r>.arrow`` (run name ``<out>``'s name,
+  ``rank`` in the metadata);
+- rank 0 only: the loss over the global batch (summed across ranks with ``all_reduce``) to ``<out>.arrow``;
+  the other ranks' ``rank_writer(..., rank0_only=True)`` records nothing.
 
     python examples/torch_ddp.py runs/ddp
     lossview 'runs/ddp/rank*.arrow'                      # one curve per rank
     lossview 'runs/ddp/rank*.arrow' --mean-runs --band   # mean across ranks, spread shaded
+    lossview runs/ddp.arrow                              # the global loss
 
     from lossfmt.dataset import mean_across, read_ranks
     mean_across(read_ranks("runs/ddp/rank*.arrow"))      # per step: mean, min, max, std over ranks
@@ -32,9 +37,7 @@ from torch import nn
 from lossfmt.integrations.torch_distributed import rank_writer
 
 
-def worker(
-    rank: int, world_size: int, port: int, out: str, steps: int, rank0_only: bool, sleep: float
-) -> None:
+def worker(rank: int, world_size: int, port: int, out: str, steps: int, sleep: float) -> None:
     """One rank: join the process group, train on its shard of the data, log, leave."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -46,8 +49,11 @@ def worker(
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         generator = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
         true_w = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
-        template = os.path.join(out, "rank{rank}.arrow")
-        with rank_writer(template, rank0_only=rank0_only, meta={"lr": 0.05}) as writer:
+        meta = {"lr": 0.05}
+        with (
+            rank_writer(os.path.join(out, "rank{rank}.arrow"), meta=meta) as per_rank,
+            rank_writer(f"{out}.arrow", rank0_only=True, meta=meta) as global_loss,
+        ):
             for step in range(steps):
                 x = torch.randn(16 + 8 * rank, 4, generator=generator)
                 y = x @ true_w.T + 0.1 * torch.randn(len(x), 1, generator=generator)
@@ -55,12 +61,11 @@ def worker(
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                if rank0_only:
-                    reduced = loss.detach().clone()
-                    dist.all_reduce(reduced)
-                    writer.add(step, reduced / world_size, count=world_size)
-                else:
-                    writer.add(step, loss, count=len(x))
+                per_rank.add(step, loss, count=len(x))
+                # Sum of squared errors and samples over all ranks: the exact global per-sample mean.
+                totals = torch.stack([loss.detach() * len(x), torch.tensor(float(len(x)))])
+                dist.all_reduce(totals)
+                global_loss.add(step, totals[0] / totals[1], count=int(totals[1]))
                 if sleep:
                     time.sleep(sleep)
     finally:
@@ -75,11 +80,15 @@ def free_port() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", default="runs/ddp", help="directory for the rank files")
+    parser.add_argument(
+        "out",
+        nargs="?",
+        default="runs/ddp",
+        help="directory for the rank files; OUT.arrow for the global loss",
+    )
     parser.add_argument("--world-size", type=int, default=2, help="processes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=300, help="steps (default: %(default)s)")
     parser.add_argument("--sleep", type=float, default=0.01, help="pause per step (default: %(default)s)")
-    parser.add_argument("--rank0-only", action="store_true", help="log the all-reduced loss from rank 0 only")
     parser.add_argument("--fast", action="store_true", help="40 steps, no sleep: for tests and CI")
     args = parser.parse_args(argv)
     if args.fast:
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.write(f"{args.world_size} ranks; watch them: lossview '{args.out}/rank*.arrow' --follow\n")
     mp.spawn(
         worker,
-        args=(args.world_size, free_port(), args.out, args.steps, args.rank0_only, args.sleep),
+        args=(args.world_size, free_port(), args.out.rstrip("/"), args.steps, args.sleep),
         nprocs=args.world_size,
     )
     return 0
