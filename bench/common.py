@@ -23,7 +23,7 @@ class Config:
     quick: bool
     repeats: int  # repeats of every fast figure (medians are reported)
     slow_repeats: int  # repeats of figures that take seconds each (tbparse, renders)
-    add_n: int  # add() calls per repeat for the cheap callers
+    add_n: int  # add() calls per repeat for the cheap callers (below the flusher's early wake at 65,536)
     add_n_slow: int  # calls per repeat for the expensive callers (TensorBoard, tensorboardX)
     e2e_n: int  # events per end-to-end run
     mem_ns: tuple[int, int]  # events produced in the memory test (small, large)
@@ -41,7 +41,7 @@ class Config:
             quick=False,
             repeats=7,
             slow_repeats=3,
-            add_n=200_000,
+            add_n=50_000,
             add_n_slow=10_000,
             e2e_n=1_000_000,
             mem_ns=(1_000_000, 4_000_000),

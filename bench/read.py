@@ -74,7 +74,8 @@ def run(cfg: Config, ws: Workspace) -> Section:
         }
         for key, secs in res.items():
             what = key.split("/")[0]
-            assert counts[key] == n, f"{key} returned {counts[key]} rows, expected {n}"
+            if counts[key] != n:
+                raise RuntimeError(f"{key} returned {counts[key]} rows, expected {n}")
             rows.append(
                 [
                     labels[what],
