@@ -230,7 +230,13 @@ def _tidy(table: pa.Table) -> pa.Table:
     return table.unify_dictionaries()
 
 
-def _scan_buffer(buf: pa.Buffer, name: str) -> Scan:
+class _Layout(NamedTuple):
+    scan: Scan
+    schema_end: int
+    messages: list[_Msg]  # the complete messages of the content, after the schema
+
+
+def _scan_buffer(buf: pa.Buffer, name: str) -> _Layout:
     schema, schema_end = _head(buf, name)
     frames = _frame(buf, schema_end)
     messages, end = frames.messages, frames.end
@@ -240,7 +246,7 @@ def _scan_buffer(buf: pa.Buffer, name: str) -> Scan:
         end = messages[-1].end if messages else schema_end
     closed = complete and frames.eos >= 0 and frames.eos == end and _has_footer(buf, frames.eos)
     table = _tidy(pa.Table.from_batches(batches, schema=schema))
-    return Scan(schema, table, end, closed)
+    return _Layout(Scan(schema, table, end, closed), schema_end, messages)
 
 
 def _name(path: PathLike) -> str:
@@ -264,7 +270,7 @@ def scan(path: PathLike) -> Scan:
             raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
         raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
     with source:
-        return _scan_buffer(source.read_buffer(), name)
+        return _scan_buffer(source.read_buffer(), name).scan
 
 
 # --- read / read_pandas ------------------------------------------------------------------------------------
@@ -482,9 +488,15 @@ class Follower:
             if identity == self._identity:
                 if stamp == self._stamp:
                     return self._empty()
-                if st.st_size >= self._offset:
+                if st.st_size >= self._offset and self._same_header(f):
                     return self._append(f, stamp)
             return self._reread(f, identity, stamp)
+
+    def _same_header(self, f: BinaryIO) -> bool:
+        """The file still starts with the schema message read before (same run_id): not rewritten in place
+        by another run that happens to reuse the inode."""
+        head = s.MAGIC + self._head_bytes
+        return f.read(len(head)) == head
 
     def _append(self, f: BinaryIO, stamp: tuple[int, int]) -> Update:
         """Decode the complete messages after the consumed offset (the common case: the writer flushed).
@@ -531,13 +543,15 @@ class Follower:
     def _reread(self, f: BinaryIO, identity: tuple[int, int], stamp: tuple[int, int]) -> Update:
         """Read the whole file: first poll, replacement (compaction, recreation) or truncation."""
         name = os.fspath(self.path)
+        f.seek(0)
         buf = pa.py_buffer(f.read())
         try:
-            result = _scan_buffer(buf, name)
+            layout = _scan_buffer(buf, name)
         except s.LossFormatError:
             if _is_unfinished_header(buf):
                 return self._empty()  # a writer is creating the file; its header is not complete yet
             raise
+        result = layout.scan
         info = s.run_info(result.schema)
         table = result.table.select(list(s.COLUMNS))
         had = self._identity is not None
@@ -552,28 +566,17 @@ class Follower:
             table = table.slice(self._delivered)
         else:
             self._delivered = 0
-        self._load_state(buf, result, identity, stamp, info)
-        self._note_delivered(table)
-        return Update(table, had and not same_run)
-
-    def _load_state(
-        self,
-        buf: pa.Buffer,
-        result: Scan,
-        identity: tuple[int, int],
-        stamp: tuple[int, int],
-        info: dict[str, Any],
-    ) -> None:
-        _, schema_end = _head(buf, os.fspath(self.path))
         self._schema = result.schema
         self.info = info
         self.closed = result.closed
         self._identity = identity
         self._offset = result.end
         self._stamp = stamp
-        self._head_bytes = buf.slice(len(s.MAGIC), schema_end - len(s.MAGIC)).to_pybytes()
+        self._head_bytes = buf.slice(len(s.MAGIC), layout.schema_end - len(s.MAGIC)).to_pybytes()
         self._dicts = {}
-        self._remember_dicts(buf, [m for m in _frame(buf, schema_end).messages if m.end <= result.end])
+        self._remember_dicts(buf, layout.messages)
+        self._note_delivered(table)
+        return Update(table, had and not same_run)
 
 
 def _is_unfinished_header(buf: pa.Buffer) -> bool:

@@ -191,6 +191,18 @@ def test_deletion_is_quiet_and_a_new_run_resets(tmp_path, sch):
     assert follower.info["run_id"] != first_run
 
 
+def test_a_file_rewritten_in_place_by_another_run_resets(tmp_path, sch):
+    path = tmp_path / "run.arrow"
+    path.write_bytes(_live_bytes(sch, [_batch(sch, 0, 1)]))
+    follower = follow(path)
+    assert follower.poll().table.num_rows == 1
+    other = schema.make_schema("other")
+    path.write_bytes(_live_bytes(other, [_batch(other, 0, 5), _batch(other, 5, 5)]))  # same inode, larger
+    update = follower.poll()
+    assert update.reset and _steps(update.table) == list(range(10))
+    assert follower.info["run"] == "other"
+
+
 def test_file_being_created_is_not_an_error(tmp_path, sch):
     path = tmp_path / "run.arrow"
     data = _live_bytes(sch, [_batch(sch, 0, 1)])
