@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import lossfmt
-from lossfmt import transforms
+from lossfmt import schema, transforms
 
 X_AXES = ("step", "epoch", "time", "relative")
 BANDS = ("minmax", "std")
@@ -112,8 +112,16 @@ def run_names(paths: Sequence[Path], names: Sequence[str | None]) -> list[str]:
 
 
 def load(paths: Sequence[Path]) -> pa.Table:
-    """Read every file into one table with a ``run`` column (lossfmt.read of a list)."""
-    return lossfmt.read([os.fspath(p) for p in paths])
+    """Read every file (lossfmt.read) into one table with a dictionary-encoded ``run`` column."""
+    tables = [lossfmt.read(os.fspath(p)) for p in paths]
+    names = run_names(paths, [schema.run_info(t.schema).get("run") for t in tables])
+    return pa.concat_tables([with_run(t, name) for t, name in zip(tables, names, strict=True)])
+
+
+def with_run(table: pa.Table, name: str) -> pa.Table:
+    """``table`` without its file metadata, plus a constant dictionary-encoded ``run`` column (cheap)."""
+    run = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, dtype=np.int32)), pa.array([name]))
+    return table.replace_schema_metadata(None).append_column("run", run)
 
 
 # -------------------------------------------------------------------------------------------- pipeline
@@ -123,9 +131,8 @@ def select_tags(table: pa.Table, patterns: Sequence[str]) -> pa.Table:
     """Keep the rows whose tag matches one of the fnmatch patterns (all rows when there are none)."""
     if not patterns or table.num_rows == 0:
         return table
-    names = _dictionary(table, "tag")
+    codes, names = _coded(table, "tag")
     wanted = [i for i, name in enumerate(names) if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
-    codes = _codes(table, "tag")
     return table.filter(pa.array(np.isin(codes, np.asarray(wanted, dtype=codes.dtype))))
 
 
@@ -168,6 +175,12 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
             x = _np(sub, "epoch", np.float64) if xs_all is None else (xs_all if idx is None else xs_all[idx])
         else:
             x = _seconds(sub)
+        if view.x == "epoch":  # events logged without an epoch have no place on an epoch axis
+            placed = np.isfinite(x)
+            if not placed.all():
+                x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(pa.array(placed))
+            if not len(x):
+                continue
         curve = Curve(run, tag, x, y, step)
         if bucketed and view.band == "minmax":
             curve.lo, curve.hi = _np(sub, "min", np.float64), _np(sub, "max", np.float64)
@@ -183,6 +196,8 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
                 starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
         for c in out:
             c.x = c.x - starts.get(c.run, 0.0)
+    if view.x == "epoch" and table.num_rows and not out:
+        raise ValueError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
     for c in out:
         _sort_by_x(c)
     if view.mean_runs:
@@ -290,41 +305,35 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
     """Yield (run, tag, row indices) per group in order of first appearance; indices None = every row."""
     if table.num_rows == 0:
         return
-    tag_codes, tag_names = _codes(table, "tag"), _dictionary(table, "tag")
+    tag_codes, tag_names = _coded(table, "tag")
     if "run" in table.column_names:
-        run_codes, run_names_ = _codes(table, "run"), _dictionary(table, "run")
+        run_codes, run_names_ = _coded(table, "run")
     else:
-        run_codes, run_names_ = np.zeros(table.num_rows, dtype=np.int64), [""]
-    key = run_codes.astype(np.int64) * (len(tag_names) + 1) + tag_codes.astype(np.int64)
-    uniq, first = np.unique(key, return_index=True)
-    if len(uniq) == 1:
-        k = int(uniq[0])
-        yield run_names_[k // (len(tag_names) + 1)], tag_names[k % (len(tag_names) + 1)], None
+        run_codes, run_names_ = np.zeros(table.num_rows, dtype=np.int32), [""]
+    width = len(tag_names)
+    if len(run_names_) == 1 and width == 1:
+        yield run_names_[0], tag_names[0], None
         return
-    for k in uniq[np.argsort(first)]:
+    key = run_codes.astype(np.int64) * width + tag_codes
+    present = pc.unique(pa.array(key)).to_numpy()  # hash-based, in order of first appearance
+    if len(present) == 1:
+        k = int(present[0])
+        yield run_names_[k // width], tag_names[k % width], None
+        return
+    for k in present:
         k = int(k)
-        yield (
-            run_names_[k // (len(tag_names) + 1)],
-            tag_names[k % (len(tag_names) + 1)],
-            np.flatnonzero(key == k),
-        )
+        yield run_names_[k // width], tag_names[k % width], np.flatnonzero(key == k)
 
 
-def _column(table: pa.Table, name: str) -> pa.Array:
+def _coded(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and the names they index, for a (dictionary or plain) string column."""
     col = table.column(name)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()  # unifies the chunks' dictionaries
-    return col
-
-
-def _codes(table: pa.Table, name: str) -> np.ndarray:
-    return np.asarray(_column(table, name).indices.to_numpy(zero_copy_only=False))
-
-
-def _dictionary(table: pa.Table, name: str) -> list[str]:
-    return [str(v) for v in _column(table, name).dictionary.to_pylist()]
+    codes = np.asarray(col.indices.to_numpy(zero_copy_only=False))
+    return codes, [str(v) for v in col.dictionary.to_pylist()]
 
 
 def _np(table: pa.Table, name: str, dtype: type) -> np.ndarray:

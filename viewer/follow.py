@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-from lossview.data import expand, run_names
+from lossview.data import expand, run_names, with_run
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -104,14 +103,11 @@ class Sources:
         paths = list(self.followers)
         infos = [self.followers[p].info or {} for p in paths]
         names = run_names(paths, [i.get("run") for i in infos])
-        parts = []
-        for path, name in zip(paths, names, strict=False):
-            for chunk in self.chunks[path]:
-                chunk = chunk.replace_schema_metadata(None)
-                run = pa.DictionaryArray.from_arrays(
-                    pa.array(np.zeros(chunk.num_rows, dtype=np.int32)), pa.array([name])
-                )
-                parts.append(chunk.append_column("run", run))
+        parts = [
+            with_run(chunk, name)
+            for path, name in zip(paths, names, strict=True)
+            for chunk in self.chunks[path]
+        ]
         if not parts:
             return None
         return pa.concat_tables(parts)
@@ -185,7 +181,7 @@ class FollowLoop:
     ) -> None:
         self.sources, self.watcher, self.redraw = sources, watcher, redraw
         self.min_interval = min_interval
-        self._last_read = 0.0
+        self._last_read = -float("inf")
         self._last_redraw = -float("inf")
         self._complete = False
         self._dirty = False

@@ -98,6 +98,8 @@ class _Series:
     band: object = None
     full: dict[Line2D, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     band_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    drawn: dict[Line2D, tuple] = field(default_factory=dict)
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,7 @@ class LossPlot:
             zorder=5,
         )
         ax.add_line(marks)
+        marks.set_in_layout(False)
         note = ax.annotate(
             "",
             xy=(0, 0.97),
@@ -285,6 +288,7 @@ class LossPlot:
             color=NONFINITE_COLOR,
             annotation_clip=False,
         )
+        note.set_in_layout(False)
         s = _Series(ax, raw, smooth, marks, note)
         self.series[c.key] = s
         return s
@@ -292,6 +296,7 @@ class LossPlot:
     def _set(self, s: _Series, c: Curve) -> None:
         x = c.x / self._x_scale
         has_smooth = c.smoothed is not None
+        s.version += 1
         s.full = {s.raw: (x, c.y)}
         if has_smooth:
             s.full[s.smooth] = (x, c.smoothed)
@@ -307,6 +312,7 @@ class LossPlot:
 
     def _set_empty(self, s: _Series) -> None:
         empty = np.empty(0)
+        s.version += 1
         s.full = {s.raw: (empty, empty), s.smooth: (empty, empty)}
         s.marks.set_data([], [])
         s.note.set_text("")
@@ -373,8 +379,12 @@ class LossPlot:
                 if s.ax is not ax:
                     continue
                 for line, (x, y) in s.full.items():
-                    xs, ys = _visible(x, y, x0, x1, bins)
-                    line.set_data(xs, ys)
+                    window = _window(x, x0, x1)
+                    key = (s.version, window, bins)
+                    if s.drawn.get(line) == key:  # same data, same range: nothing to redo
+                        continue
+                    s.drawn[line] = key
+                    line.set_data(*_visible(x, y, window, bins))
                 if s.band is not None and s.band_data is not None:
                     bx, lo, hi = _envelope(*s.band_data, x0, x1, bins)
                     s.band.set_data(bx, lo, hi)
@@ -395,13 +405,18 @@ class LossPlot:
         return 1.0, "s"
 
 
-def _visible(x: np.ndarray, y: np.ndarray, x0: float, x1: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """The part of (x, y) inside [x0, x1] plus one point each side, min/max decimated to ``bins`` columns."""
-    if len(x) <= 2 * bins:
-        return x, y
+def _window(x: np.ndarray, x0: float, x1: float) -> tuple[int, int]:
+    """Index range of the points inside [x0, x1] plus one point each side (lines leave the axes cleanly)."""
     i0 = max(int(np.searchsorted(x, x0, side="left")) - 1, 0)
     i1 = min(int(np.searchsorted(x, x1, side="right")) + 1, len(x))
-    xs, ys = x[i0:i1], y[i0:i1]
+    return i0, i1
+
+
+def _visible(
+    x: np.ndarray, y: np.ndarray, window: tuple[int, int], bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The points of ``window``, min/max decimated to ``bins`` pixel columns when there are more."""
+    xs, ys = x[window[0] : window[1]], y[window[0] : window[1]]
     if len(xs) <= 2 * bins:
         return xs, ys
     return transforms.decimate(xs, ys, bins)
@@ -413,8 +428,7 @@ def _envelope(
     """A band reduced to ``bins`` columns: the lowest ``lo`` and highest ``hi`` of each column."""
     if len(x) <= 2 * bins:
         return x, lo, hi
-    i0 = max(int(np.searchsorted(x, x0, side="left")) - 1, 0)
-    i1 = min(int(np.searchsorted(x, x1, side="right")) + 1, len(x))
+    i0, i1 = _window(x, x0, x1)
     x, lo, hi = x[i0:i1], lo[i0:i1], hi[i0:i1]
     if len(x) <= 2 * bins:
         return x, lo, hi

@@ -1,0 +1,199 @@
+"""lossview's follow machinery: the watchdog handler only signals, one loop reads, redraws are coalesced."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lossview import follow
+from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
+
+from lossfmt import LossWriter
+
+
+class FakeWatcher:
+    """A Watcher stand-in: a change flag and a fixed look-anyway interval, no threads."""
+
+    def __init__(self, timeout: float = 3600.0) -> None:
+        self.changed = threading.Event()
+        self._timeout = timeout
+
+    def rescan(self) -> bool:
+        return True
+
+    def timeout(self, complete: bool) -> float:
+        return self._timeout
+
+
+class FakeSources:
+    def __init__(self) -> None:
+        self.polls = 0
+        self.new_data = True
+
+    def poll(self) -> bool:
+        self.polls += 1
+        return self.new_data
+
+
+def test_handler_only_signals_for_followed_paths(tmp_path):
+    changed = threading.Event()
+    target = str(tmp_path / "run.arrow")
+    handler = follow.ChangeHandler(lambda p: p == target, changed)
+    handler.dispatch(FileModifiedEvent(str(tmp_path / "other.arrow")))
+    assert not changed.is_set()
+    handler.dispatch(FileOpenedEvent(target))  # our own reads open the file: must not loop
+    handler.dispatch(FileClosedNoWriteEvent(target))
+    assert not changed.is_set()
+    handler.dispatch(FileModifiedEvent(target))
+    assert changed.is_set()
+    changed.clear()
+    # The writer's compaction renames a temp file over the run: the destination is what matters.
+    handler.dispatch(FileMovedEvent(str(tmp_path / "run.arrow.x1.tmp"), target))
+    assert changed.is_set()
+
+
+def test_sources_match_files_directories_and_globs(tmp_path):
+    (tmp_path / "runs").mkdir()
+    s = follow.Sources(
+        [str(tmp_path / "one.arrow"), str(tmp_path / "runs"), str(tmp_path / "sweep" / "s*.arrow")]
+    )
+    assert s.wanted(str(tmp_path / "one.arrow"))
+    assert s.wanted(str(tmp_path / "runs" / "new.arrow"))
+    assert not s.wanted(str(tmp_path / "runs" / "notes.txt"))
+    assert s.wanted(str(tmp_path / "sweep" / "s3.arrow"))
+    assert not s.wanted(str(tmp_path / "sweep" / "x3.arrow"))
+    assert not s.wanted(str(tmp_path / "out.png"))
+    dirs = s.directories()
+    assert set(dirs) == {tmp_path, tmp_path / "runs", tmp_path / "sweep"}
+
+
+def test_a_burst_of_changes_costs_one_read_and_one_redraw():
+    sources, watcher, redraws = FakeSources(), FakeWatcher(), []
+    loop = follow.FollowLoop(sources, watcher, lambda: redraws.append(1), min_interval=3600.0)
+    for _ in range(100):
+        watcher.changed.set()  # what the watchdog thread does per file event
+    assert loop.tick() is True
+    assert sources.polls == 1 and redraws == [1]
+    watcher.changed.set()
+    assert loop.tick() is False  # read, but the redraw waits for the rate limit
+    assert sources.polls == 2 and redraws == [1]
+
+
+def test_nothing_is_read_while_nothing_changes():
+    sources, watcher, redraws = FakeSources(), FakeWatcher(), []
+    loop = follow.FollowLoop(sources, watcher, lambda: redraws.append(1), min_interval=0.0)
+    loop.tick()  # the first tick always looks
+    sources.new_data = False
+    for _ in range(10):
+        loop.tick()
+    assert sources.polls == 1 and redraws == [1]
+
+
+def test_poll_mode_reads_every_interval_without_events():
+    sources, watcher, redraws = FakeSources(), FakeWatcher(timeout=0.0), []
+    loop = follow.FollowLoop(sources, watcher, lambda: redraws.append(1), min_interval=0.0)
+    loop.tick()
+    loop.tick()
+    assert sources.polls == 2 and len(redraws) == 2
+
+
+def test_run_returns_when_stopped():
+    sources, watcher = FakeSources(), FakeWatcher()
+    stop = threading.Event()
+    loop = follow.FollowLoop(sources, watcher, stop.set, min_interval=0.0)
+    loop.run(stop)  # the first redraw sets stop
+    assert stop.is_set()
+
+
+def _write(path: Path, values, **kw) -> None:
+    with LossWriter(path, **kw) as w:
+        for i, v in enumerate(values):
+            w.add(i, v)
+
+
+def test_sources_wait_for_missing_files_then_follow_growth_and_replacement(tmp_path):
+    path = tmp_path / "run.arrow"
+    s = follow.Sources([str(path)])
+    assert s.poll() is False and s.table() is None  # no file yet: nothing, no error
+    w = LossWriter(path, flush_secs=3600)
+    try:
+        w.add(0, 1.0)
+        w.flush()
+        assert s.poll() is True
+        assert s.table().column("value").to_pylist() == [1.0]
+        w.add(1, 0.5)
+        w.flush()
+        assert s.poll() is True
+        assert s.table().column("value").to_pylist() == [1.0, 0.5]
+        assert s.table().column("run").to_pylist() == ["run", "run"]
+    finally:
+        w.close()  # compaction replaces the file: nothing new, nothing lost
+    s.poll()
+    assert s.table().column("value").to_pylist() == [1.0, 0.5]
+    path.unlink()
+    _write(path, [7.0])  # a new run at the same path
+    assert s.poll() is True
+    assert s.table().column("value").to_pylist() == [7.0]
+
+
+def test_directory_sources_pick_up_new_runs(tmp_path):
+    s = follow.Sources([str(tmp_path)])
+    _write(tmp_path / "a.arrow", [1.0])
+    assert s.poll() is True
+    _write(tmp_path / "b.arrow", [2.0, 3.0])
+    assert s.poll() is True
+    t = s.table()
+    assert sorted(zip(t.column("run").to_pylist(), t.column("value").to_pylist(), strict=False)) == [
+        ("a", 1.0),
+        ("b", 2.0),
+        ("b", 3.0),
+    ]
+
+
+def test_watcher_signals_a_file_created_after_start(tmp_path):
+    path = tmp_path / "sub" / "run.arrow"
+    s = follow.Sources([str(path)])
+    watcher = follow.Watcher(s)
+    watcher.start()
+    try:
+        assert watcher.rescan() is False  # parent directory does not exist yet
+        path.parent.mkdir()
+        assert watcher.rescan() is True
+        watcher.changed.clear()
+        path.write_bytes(b"x")
+        assert watcher.changed.wait(10.0), "no file event within 10 s"
+    finally:
+        watcher.stop()
+
+
+def test_watcher_in_poll_mode_starts_no_thread(tmp_path):
+    before = threading.active_count()
+    watcher = follow.Watcher(follow.Sources([str(tmp_path / "r.arrow")]), poll=0.5)
+    watcher.start()
+    assert threading.active_count() == before
+    assert watcher.timeout(True) == 0.5
+    watcher.stop()
+
+
+def test_truncated_and_rewritten_file_shows_only_the_new_content(tmp_path):
+    path = tmp_path / "run.arrow"
+    _write(path, [1.0, 2.0, 3.0])
+    s = follow.Sources([str(path)])
+    s.poll()
+    other = tmp_path / "other.arrow"
+    _write(other, [9.0, 8.0])
+    with open(path, "r+b") as fh:  # truncate in place (same inode), then write another run's bytes
+        fh.truncate(0)
+        fh.write(other.read_bytes())
+    s.poll()
+    assert s.table().column("value").to_pylist() == [9.0, 8.0]
+
+
+def test_identical_rewrite_does_not_duplicate_events(tmp_path):
+    path = tmp_path / "run.arrow"
+    _write(path, [1.0, 2.0, 3.0])
+    s = follow.Sources([str(path)])
+    s.poll()
+    path.write_bytes(path.read_bytes())
+    s.poll()
+    assert s.table().column("value").to_pylist() == [1.0, 2.0, 3.0]

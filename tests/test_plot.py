@@ -1,0 +1,313 @@
+"""lossview's data flow, from event tables to drawn artists, checked through a fake Output (no rendering)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from lossview import cli, data, plot
+from matplotlib.figure import Figure
+
+from lossfmt import schema
+
+
+class FakeOutput(plot.Output):
+    """Records each refresh instead of rendering."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+
+    def refresh(self, fig: Figure) -> None:
+        self.refreshes += 1
+
+
+def events(
+    values,
+    *,
+    steps=None,
+    tag="loss",
+    counts=None,
+    epochs=None,
+    reduction="mean",
+    t0=1_700_000_000.0,
+    dt=1.0,
+    run=None,
+) -> pa.Table:
+    """A table with the v1 columns (plus `run` if given), as lossfmt.read returns it."""
+    n = len(values)
+    steps = list(range(n)) if steps is None else list(steps)
+    tags = [tag] * n if isinstance(tag, str) else list(tag)
+    cols = {
+        "step": pa.array(steps, pa.int64()),
+        "tag": pa.array(tags).dictionary_encode().cast(schema.TAG_TYPE),
+        "value": pa.array(values, pa.float64()),
+        "count": pa.array(counts or [1] * n, pa.int64()),
+        "epoch": pa.array(epochs if epochs is not None else [None] * n, pa.int64()),
+        "wall_time": pa.array((np.arange(n) * dt + t0) * 1e6, pa.float64())
+        .cast(pa.int64())
+        .cast(schema.WALL_TIME_TYPE),
+        "reduction": pa.array([reduction] * n).dictionary_encode().cast(schema.REDUCTION_TYPE),
+    }
+    table = pa.table(cols)
+    if run is not None:
+        table = table.add_column(0, "run", pa.array([run] * n, pa.string()))
+    return table
+
+
+def make_plot(view=None, style=None, *, dpi=100):
+    fig = Figure(figsize=(8, 4.5), dpi=dpi, layout="constrained")
+    out = FakeOutput()
+    return plot.LossPlot(fig, view or data.View(), style or plot.Style(), out), out
+
+
+def draw(table, view=None, style=None):
+    view = view or data.View()
+    lp, out = make_plot(view, style)
+    lp.update(data.curves(data.apply(table, view), view))
+    return lp, out
+
+
+# ------------------------------------------------------------------------------------------- data flow
+
+
+def test_raw_is_faint_and_smoothed_is_bold_with_tensorboard_ema():
+    y = [1.0, 0.5, 0.8, 0.2, 0.4]
+    lp, out = draw(events(y, run="r"))
+    s = lp.series[("r", "loss")]
+    assert out.refreshes == 1
+    np.testing.assert_allclose(s.raw.get_ydata(), y)
+    # TensorBoard's debiased EMA with weight 0.6.
+    last, expected = 0.0, []
+    for i, v in enumerate(y, 1):
+        last = last * 0.6 + 0.4 * v
+        expected.append(last / (1 - 0.6**i))
+    np.testing.assert_allclose(s.smooth.get_ydata(), expected, rtol=1e-12)
+    assert s.raw.get_alpha() < 0.5 and s.smooth.get_linewidth() > s.raw.get_linewidth()
+
+
+def test_no_smoothing_draws_the_raw_curve_opaque():
+    lp, _ = draw(events([3.0, 2.0, 1.0], run="r"), data.View(smooth="none"))
+    s = lp.series[("r", "loss")]
+    assert not s.smooth.get_visible() and s.raw.get_alpha() == 1.0
+    assert s.raw.get_label() == "loss"
+
+
+def test_update_reuses_artists_and_adds_new_tags():
+    lp, out = make_plot()
+    view = data.View()
+    lp.update(data.curves(events([1.0, 0.9], run="r"), view))
+    first = lp.series[("r", "loss")]
+    raw_line, n_lines = first.raw, len(lp.fig.axes[0].lines)
+    grown = pa.concat_tables(
+        [events([1.0, 0.9, 0.8, 0.7], run="r"), events([1.5, 1.2], steps=[1, 3], tag="val", run="r")]
+    )
+    lp.update(data.curves(grown, view))
+    assert lp.series[("r", "loss")].raw is raw_line  # set_data, not a new artist
+    assert len(lp.fig.axes) == 1 and len(lp.fig.axes[0].lines) == n_lines + 3  # raw, smooth, marks
+    np.testing.assert_allclose(raw_line.get_xdata(), [0, 1, 2, 3])
+    assert out.refreshes == 2
+    assert lp.series[("r", "val")].smooth.get_color() != lp.series[("r", "loss")].smooth.get_color()
+
+
+def test_comparing_runs_one_colour_per_run_legend_run_tag():
+    table = pa.concat_tables(
+        [
+            events([1.0, 0.5], run="a"),
+            events([2.0, 1.0], tag="val", run="a"),
+            events([1.1, 0.6], run="b"),
+            events([2.1, 1.1], tag="val", run="b"),
+        ]
+    )
+    lp, _ = draw(table, style=plot.Style(compare=True))
+    color = {k: s.smooth.get_color() for k, s in lp.series.items()}
+    assert color[("a", "loss")] == color[("a", "val")] != color[("b", "loss")] == color[("b", "val")]
+    style = {k: s.smooth.get_linestyle() for k, s in lp.series.items()}
+    assert style[("a", "loss")] != style[("a", "val")]
+    labels = [t.get_text() for t in lp.fig.axes[0].get_legend().get_texts()]
+    assert labels == ["a: loss", "a: val", "b: loss", "b: val"]
+    assert lp.fig.get_suptitle() == "2 runs"
+
+
+def test_split_gives_one_axes_per_tag_sharing_x():
+    table = pa.concat_tables([events([1.0, 0.5], run="r"), events([3.0, 2.0], tag="acc", run="r")])
+    lp, _ = draw(table, style=plot.Style(split=True))
+    assert len(lp.fig.axes) == 2
+    assert [ax.get_title(loc="left") for ax in lp.fig.axes] == ["loss", "acc"]
+    assert lp.fig.axes[0].get_shared_x_axes().joined(lp.fig.axes[0], lp.fig.axes[1])
+
+
+def test_tag_globs_select_series():
+    table = pa.concat_tables(
+        [
+            events([1.0], tag="train/loss", run="r"),
+            events([2.0], tag="val/loss", run="r"),
+            events([3.0], tag="lr", run="r"),
+        ]
+    )
+    lp, _ = draw(table, data.View(tags=("*/loss",)))
+    assert set(lp.series) == {("r", "train/loss"), ("r", "val/loss")}
+
+
+def test_decimation_keeps_every_spike_and_zoom_restores_full_resolution():
+    n = 200_000
+    y = np.full(n, 1.0)
+    y[123_457] = 50.0  # one spike: TensorBoard's 1000-point sampling loses it
+    y[7] = -3.0
+    lp, _ = draw(events(y, run="r"), data.View(smooth="none"))
+    s = lp.series[("r", "loss")]
+    drawn = np.asarray(s.raw.get_ydata())
+    assert len(drawn) < 5_000
+    assert drawn.max() == 50.0 and drawn.min() == -3.0
+    ax = lp.fig.axes[0]
+    ax.set_xlim(123_400, 123_500)  # zoom: the xlim callback re-decimates the visible range
+    xs, ys = np.asarray(s.raw.get_xdata()), np.asarray(s.raw.get_ydata())
+    np.testing.assert_array_equal(xs, np.arange(123_399, 123_502))
+    assert ys[xs == 123_457][0] == 50.0
+
+
+def test_non_finite_values_are_marked_where_they_happened():
+    y = [1.0, 0.9, np.nan, 0.8, np.inf, np.inf, -np.inf, 0.7]
+    lp, _ = draw(events(y, steps=range(10, 18), run="r"))
+    s = lp.series[("r", "loss")]
+    xs, ys = s.marks.get_data()
+    assert list(xs) == [12.0, 14.0]  # starts of non-finite stretches (14..16 is one stretch)
+    assert list(ys) == [0.97, 0.97]
+    assert s.note.get_text() == "NaN at step 12 (4 non-finite)"
+    # The smoothed curve is not poisoned by the NaN.
+    assert np.isfinite(np.asarray(s.smooth.get_ydata())[-1])
+
+
+def test_per_epoch_buckets_with_band_show_min_max():
+    table = events([4, 5, 2, 4, 3, 2, 3, 1], epochs=[0, 0, 0, 0, 1, 1, 1, 1], run="r")
+    view = data.View(per="epoch", band="minmax", smooth="none")
+    lp, _ = draw(table, view)
+    s = lp.series[("r", "loss")]
+    np.testing.assert_allclose(s.raw.get_ydata(), [3.75, 2.25])
+    np.testing.assert_allclose(s.raw.get_xdata(), [3, 7])  # --x step: a bucket sits at its last step
+    assert s.band is not None and s.band.get_visible()
+    assert lp.fig.axes[0].get_ylabel() == "loss (mean per epoch)"
+
+
+def test_seed_002_per_item_mean_is_three_for_any_batch_size():
+    items = [4, 5, 2, 4, 3, 2, 3, 1]
+    for sizes in ([2, 2, 2, 2], [4, 4], [3, 3, 2]):
+        values, start = [], 0
+        for size in sizes:
+            values.append(sum(items[start : start + size]) / size)
+            start += size
+        table = events(values, counts=sizes, epochs=[0] * len(sizes))
+        out = data.apply(table, data.View(per="epoch", normalize="per-item"))
+        assert out.column("value").to_pylist() == [pytest.approx(3.0)]
+
+
+def test_mean_runs_draws_mean_with_across_run_band():
+    table = pa.concat_tables(
+        [
+            events([1.0, 2.0, 3.0], run="s1"),
+            events([3.0, 4.0, 5.0], run="s2"),
+            events([2.0, 3.0, 4.0], run="s3"),
+        ]
+    )
+    view = data.View(smooth="none", mean_runs=True, band="minmax")
+    lp, _ = draw(table, view)
+    assert list(lp.series) == [("mean of 3 runs", "loss")]
+    s = lp.series[("mean of 3 runs", "loss")]
+    np.testing.assert_allclose(s.raw.get_ydata(), [2.0, 3.0, 4.0])
+    (curve,) = data.curves(table, view)
+    np.testing.assert_allclose(curve.lo, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(curve.hi, [3.0, 4.0, 5.0])
+
+
+def test_rewound_events_are_dropped_unless_kept():
+    # A resumed run: steps 0..3 logged, then training resumed from a checkpoint at step 1 (next step 2).
+    table = events([1.0, 0.9, 0.8, 0.7, 0.85, 0.75], steps=[0, 1, 2, 3, 2, 3], run="r")
+    (curve,) = data.curves(data.apply(table, data.View()), data.View())
+    # Step 3's first event is orphaned (a later event has step 2 < 3); equal steps are kept (spec).
+    assert curve.step.tolist() == [0, 1, 2, 2, 3] and curve.y.tolist() == [1.0, 0.9, 0.8, 0.85, 0.75]
+    kept = data.apply(table, data.View(keep_rewound=True))
+    assert kept.num_rows == 6
+
+
+def test_x_axes_relative_time_epoch():
+    table = events([1.0, 0.9, 0.8], dt=90.0, run="r", epochs=[0, 0, 1])
+    lp, _ = draw(table, data.View(x="relative", smooth="none"))
+    np.testing.assert_allclose(lp.series[("r", "loss")].raw.get_xdata(), [0, 1.5, 3.0])  # minutes
+    assert lp.fig.axes[0].get_xlabel() == "time since start (min)"
+    lp, _ = draw(table, data.View(x="time", smooth="none"))
+    assert lp.fig.axes[0].get_xlabel() == "wall time (UTC)"
+    np.testing.assert_allclose(lp.series[("r", "loss")].raw.get_xdata()[0], 1_700_000_000 / 86400)
+    lp, _ = draw(table, data.View(x="epoch", smooth="none"))
+    assert lp.fig.axes[0].get_xlabel() == "epoch"
+
+
+def test_logy_ylim_title():
+    style = plot.Style(logy=True, ylim=(0.01, 10.0), title="my run")
+    lp, _ = draw(events([1.0, 0.1], run="r"), style=style)
+    ax = lp.fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylim() == pytest.approx((0.01, 10.0))
+    assert lp.fig.get_suptitle() == "my run"
+
+
+def test_series_that_disappear_are_emptied_not_left_stale():
+    lp, _ = make_plot()
+    view = data.View()
+    lp.update(data.curves(events([1.0, 0.5], run="r"), view))
+    lp.update(data.curves(events([2.0], tag="other", run="r"), view))
+    assert len(lp.series[("r", "loss")].raw.get_xdata()) == 0
+
+
+def test_band_requires_a_spread_source():
+    with pytest.raises(ValueError, match="--band"):
+        data.View(band="minmax").check()
+    with pytest.raises(ValueError):
+        data.View(smooth="bogus").check()
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+@pytest.mark.parametrize("fmt,magic", [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_file_output_is_replaced_atomically(tmp_path, fmt, magic):
+    path = tmp_path / f"out.{fmt}"
+    out = plot.FileOutput(path, dpi=50)
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    out.refresh(fig)
+    first = path.stat().st_ino
+    out.refresh(fig)
+    assert path.read_bytes().startswith(magic)
+    assert path.stat().st_ino != first  # a new file was renamed over the old one
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_file_output_rejects_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="png"):
+        plot.FileOutput(tmp_path / "out.jpg")
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def test_summary_numbers():
+    table = events([4.0, 3.0, np.nan, 1.0, 2.0], steps=[10, 11, 12, 13, 14], dt=0.5, run="r")
+    (row,) = data.summarize(table, data.View(smooth="none"))
+    assert row == {
+        "run": "r",
+        "tag": "loss",
+        "events": 5,
+        "first_step": 10,
+        "last_step": 14,
+        "first": 4.0,
+        "last": 2.0,
+        "min": 1.0,
+        "min_step": 13,
+        "last_smoothed": None,
+        "non_finite": 1,
+        "events_per_s": 2.5,
+        "duration_s": 2.0,
+    }
+    text = cli.format_summary([row])
+    assert "10..14" in text and "2.5" in text and "2.0s" in text
+    json.dumps(row)
