@@ -1,0 +1,233 @@
+"""Many runs as one dataset; the docs/recipes.md recipes (pyarrow, DuckDB, Polars) run on 200 runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+
+import lossfmt
+from lossfmt.dataset import dataset, mean_across
+from lossfmt.schema import LossFormatError
+
+RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
+N_RUNS = 200
+STEPS = 40  # per-batch events per run, plus one val_loss per 4 steps: 50 events per run
+
+
+def recipe(name: str) -> str:
+    """The code of the ```python block of docs/recipes.md that starts with `# recipe: <name>`."""
+    blocks = re.findall(r"```python\n(# recipe: ([\w-]+)\n.*?)```", RECIPES.read_text(), flags=re.S)
+    found = [code for code, block_name in blocks if block_name == name]
+    assert len(found) == 1, f"docs/recipes.md has {len(found)} recipes named {name!r}"
+    return found[0]
+
+
+def run_recipe(name: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.chdir(cwd)
+    namespace: dict = {}
+    exec(compile(recipe(name), f"recipes.md:{name}", "exec"), namespace)
+    return namespace
+
+
+def assert_best(got: dict[str, tuple[float, int]], expected: dict[str, tuple[float, int]]) -> None:
+    assert got.keys() == expected.keys()
+    for run, (value, step) in expected.items():
+        assert got[run] == (pytest.approx(value), step), run
+
+
+def val_losses(i: int) -> np.ndarray:
+    """Run i's validation curve: falls, then overfits from a run-specific epoch on."""
+    epochs = np.arange(STEPS // 4)
+    turn = i % 7 + 2
+    return 1.0 / (epochs + 1) + 0.02 * np.maximum(epochs - turn, 0) ** 2 + i * 1e-4
+
+
+def write_sweep(directory: Path, n: int) -> dict[str, tuple[float, int]]:
+    """n closed run files; returns each run's (best val_loss, its step)."""
+    directory.mkdir()
+    best = {}
+    for i in range(n):
+        run = f"sweep-{i:03d}"
+        val = val_losses(i)
+        with lossfmt.LossWriter(directory / f"{run}.arrow", meta={"lr": [0.1, 0.01][i % 2], "seed": i}) as w:
+            for step in range(STEPS):
+                w.add(step, 2.0 / (step + 1), count=32, epoch=step // 4)
+                if step % 4 == 3:
+                    w.add(step, val[step // 4], "val_loss", count=100, epoch=step // 4)
+        k = int(np.argmin(val))
+        best[run] = (float(val[k]), 4 * k + 3)
+    return best
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> tuple[Path, dict[str, tuple[float, int]]]:
+    root = tmp_path_factory.mktemp("sweep")
+    return root, write_sweep(root / "runs", N_RUNS)
+
+
+def test_a_directory_of_runs_is_one_dataset_with_a_run_column(sweep):
+    root, best = sweep
+    runs = dataset(root / "runs")
+    assert isinstance(runs, ds.Dataset)
+    assert runs.schema.names == ["run", *lossfmt.schema.COLUMNS]
+    assert runs.count_rows() == N_RUNS * 50
+    table = runs.to_table(columns=["run", "tag"])
+    assert set(table["run"].to_pylist()) == set(best)
+    one = runs.to_table(filter=pc.field("run") == "sweep-007")
+    assert one.num_rows == 50
+    expected = lossfmt.read(root / "runs" / "sweep-007.arrow").to_pylist()
+    assert one.drop_columns(["run"]).to_pylist() == expected
+
+
+def test_recipe_pyarrow_filter(sweep, monkeypatch):
+    root, _ = sweep
+    val = run_recipe("dataset-filter", root, monkeypatch)["val"]
+    assert val.column_names == ["run", "step", "value"]
+    assert val.num_rows == N_RUNS * STEPS // 4
+
+
+def test_recipe_duckdb_best_validation_loss_per_run(sweep, monkeypatch):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("pandas")
+    root, best = sweep
+    frame = run_recipe("duckdb-best-val", root, monkeypatch)["best"]
+    assert len(frame) == N_RUNS
+    assert_best({row.run: (row.best_val, row.best_step) for row in frame.itertuples()}, best)
+    assert list(frame["best_val"]) == sorted(frame["best_val"])
+    assert set(frame["evals"]) == {STEPS // 4}
+
+
+def test_recipe_duckdb_joins_hyperparameters(sweep, monkeypatch):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("pandas")
+    root, best = sweep
+    frame = run_recipe("duckdb-hparams", root, monkeypatch)["by_lr"]
+    assert list(frame["lr"]) == [0.01, 0.1]
+    assert list(frame["runs"]) == [N_RUNS // 2, N_RUNS // 2]
+    odd = np.mean([best[f"sweep-{i:03d}"][0] for i in range(1, N_RUNS, 2)])
+    assert frame["mean_best_val"].iloc[0] == pytest.approx(odd)
+
+
+def test_recipe_polars_scan_ipc_reads_closed_files_directly(sweep, monkeypatch):
+    pytest.importorskip("polars")
+    root, best = sweep
+    frame = run_recipe("polars-scan", root, monkeypatch)["best"]
+    rows = frame.iter_rows(named=True)
+    assert_best({row["run"]: (row["best_val"], row["best_step"]) for row in rows}, best)
+
+
+def test_polars_reads_the_dictionary_columns_as_categoricals(sweep):
+    pl = pytest.importorskip("polars")
+    root, _ = sweep
+    frame = pl.read_ipc(root / "runs" / "sweep-000.arrow")
+    assert frame.schema["tag"] == pl.Categorical
+    assert frame.schema["reduction"] == pl.Categorical
+    assert frame.schema["wall_time"] == pl.Datetime("us", "UTC")
+    assert sorted(frame["tag"].unique().to_list()) == ["loss", "val_loss"]
+
+
+def test_live_file_policies(tmp_path):
+    write_sweep(tmp_path / "runs", 2)
+    with lossfmt.LossWriter(tmp_path / "runs" / "live.arrow") as writer:
+        writer.add(0, 1.5, "val_loss")
+        writer.flush()
+        runs = set(dataset(tmp_path / "runs").to_table()["run"].to_pylist())
+        assert runs == {"sweep-000", "sweep-001", "live"}
+        snapshot = dataset(tmp_path / "runs").to_table(filter=pc.field("run") == "live")
+        assert snapshot["value"].to_pylist() == [1.5]
+        assert dataset(tmp_path / "runs", live="skip").count_rows() == 2 * 50
+        with pytest.raises(LossFormatError, match=r"live\.arrow: no footer"):
+            dataset(tmp_path / "runs", live="error")
+    assert dataset(tmp_path / "runs", live="error").count_rows() == 2 * 50 + 1
+
+
+def test_recipe_polars_with_live_files_goes_through_lossfmt(tmp_path, monkeypatch):
+    pl = pytest.importorskip("polars")
+    write_sweep(tmp_path / "runs", 3)
+    with lossfmt.LossWriter(tmp_path / "runs" / "live.arrow") as writer:
+        writer.add(0, 0.25, "val_loss")
+        writer.flush()
+        # The documented limitation: scan_ipc needs the footer a running writer has not written yet.
+        with pytest.raises(pl.exceptions.ComputeError):
+            pl.scan_ipc(tmp_path / "runs" / "*.arrow").collect()
+        best = run_recipe("polars-live", tmp_path, monkeypatch)["best"]
+    assert dict(best.iter_rows()) == pytest.approx(
+        {"live": 0.25, **{f"sweep-{i:03d}": float(val_losses(i).min()) for i in range(3)}}
+    )
+
+
+def test_crashed_file_with_a_torn_tail_contributes_its_complete_events(tmp_path):
+    write_sweep(tmp_path / "runs", 1)
+    with lossfmt.LossWriter(tmp_path / "crash.arrow") as writer:
+        for step in range(5):
+            writer.add(step, float(step))
+        writer.flush()
+        crashed = (tmp_path / "crash.arrow").read_bytes()
+    # A writer killed mid-write: its last flush's bytes only partly on disk.
+    (tmp_path / "runs" / "crash.arrow").write_bytes(crashed + b"\xff\xff\xff\xff\x40\x00\x00\x00partial")
+    table = dataset(tmp_path / "runs").to_table(filter=pc.field("run") == "crash")
+    assert table["value"].to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_runs_sharing_a_name_are_told_apart_as_read_does(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        with lossfmt.LossWriter(tmp_path / sub / "exp.arrow") as writer:
+            writer.add(0, 1.0)
+    paths = [tmp_path / "a" / "exp.arrow", tmp_path / "b" / "exp.arrow"]
+    names = sorted(dataset(paths).to_table()["run"].to_pylist())
+    assert names == sorted(lossfmt.read(paths)["run"].to_pylist())
+    assert len(set(names)) == 2
+
+
+def test_a_glob_and_a_list_work_like_a_directory(sweep):
+    root, _ = sweep
+    files = sorted((root / "runs").glob("sweep-00*.arrow"))
+    assert dataset(files).count_rows() == dataset(str(root / "runs" / "sweep-00*.arrow")).count_rows() == 500
+
+
+def test_a_file_that_is_not_lossfmt_is_an_error_naming_it(tmp_path):
+    write_sweep(tmp_path / "runs", 1)
+    (tmp_path / "runs" / "junk.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(LossFormatError, match=r"junk\.arrow"):
+        dataset(tmp_path / "runs")
+    plain = pa.table({"x": [1]})
+    with pa.ipc.new_file(tmp_path / "runs" / "junk.arrow", plain.schema) as writer:
+        writer.write_table(plain)
+    with pytest.raises(LossFormatError, match=r"junk\.arrow: not a lossfmt file"):
+        dataset(tmp_path / "runs")
+
+
+def test_recipe_ranks_merges_rank_files(tmp_path, monkeypatch):
+    from lossfmt.integrations.torch_distributed import rank_writer
+
+    (tmp_path / "runs" / "ddp").mkdir(parents=True)
+    for rank in (0, 1):
+        with rank_writer(tmp_path / "runs" / "ddp" / "rank{rank}.arrow", rank=rank, world_size=2) as writer:
+            for step in range(3):
+                writer.add(step, float(step + 10 * rank), count=8)
+    per_step = run_recipe("ranks", tmp_path, monkeypatch)["per_step"]
+    assert per_step["run"].to_pylist() == ["ddp"] * 3
+    assert per_step["value"].to_pylist() == [5.0, 6.0, 7.0]
+    assert per_step["std"].to_pylist() == [5.0, 5.0, 5.0]
+    assert per_step["count"].to_pylist() == [16, 16, 16]
+
+
+def test_mean_across_needs_the_column_it_averages_over():
+    table = pa.table({"tag": ["loss"], "step": [0], "value": [1.0]})
+    with pytest.raises(ValueError, match="no 'rank' column"):
+        mean_across(table)
+
+
+def test_copying_closed_runs_elsewhere_keeps_them_readable_by_plain_pyarrow(sweep, tmp_path):
+    root, _ = sweep
+    shutil.copy(root / "runs" / "sweep-001.arrow", tmp_path / "copy.arrow")
+    table = ds.dataset(tmp_path / "copy.arrow", format="arrow").to_table()
+    assert table.num_rows == 50
