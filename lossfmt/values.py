@@ -3,7 +3,8 @@
 `scalar(value)` runs on the caller's thread at `add()`: it validates the value (a number, exactly one element)
 and returns either a Python float or a *deferred handle*, a framework object whose number is read later by
 `materialize()` on the flusher thread. Frameworks are recognized through `sys.modules` (a framework that was
-never imported cannot have produced the value), so importing lossfmt never imports one.
+never imported cannot have produced the value), so importing lossfmt never imports one (numpy is a
+dependency of lossfmt and is used directly).
 
 - Python float/int, numbers.Real, numpy scalars and 1-element arrays: converted at the call.
 - torch tensors on the CPU: `.item()` at the call (cheap, no device; works with requires_grad).
@@ -20,6 +21,8 @@ import numbers
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 __all__ = ["materialize", "scalar", "type_name"]
 
@@ -56,7 +59,7 @@ def _torch(value: Any, torch: Any) -> float | Any:
     return float(value.item())
 
 
-def _numpy(value: Any, np: Any) -> float:
+def _numpy(value: Any) -> float:
     if isinstance(value, np.ndarray):
         _check_one(value, value.size)
         value = value.reshape(())[()]
@@ -70,9 +73,8 @@ def _numpy(value: Any, np: Any) -> float:
 def _array_api(value: Any) -> Any:
     """JAX / TensorFlow: check size and dtype from metadata (no device access), keep the immutable array."""
     _check_one(value, math.prod(value.shape))
-    dtype = getattr(value.dtype, "as_numpy_dtype", value.dtype)  # tf.DType -> numpy type
-    kind = getattr(dtype, "kind", None) or getattr(getattr(dtype, "dtype", None), "kind", None)
-    if kind not in ("i", "u", "f"):
+    dtype = np.dtype(getattr(value.dtype, "as_numpy_dtype", value.dtype))  # tf.DType -> numpy type
+    if dtype.kind not in "iuf" and "float" not in dtype.name:  # bfloat16 (ml_dtypes) has kind "V"
         raise _not_a_number(value)
     return value
 
@@ -93,9 +95,8 @@ def scalar(value: Any) -> float | Any:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return _torch(value, torch)
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, (np.ndarray, np.generic)):
-        return _numpy(value, np)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return _numpy(value)
     jax = sys.modules.get("jax")
     if jax is not None and isinstance(value, jax.Array):
         return _array_api(value)
@@ -107,6 +108,10 @@ def scalar(value: Any) -> float | Any:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     raise _not_a_number(value)
+
+
+def _one_float(array: Any) -> float:
+    return float(np.asarray(array, dtype=np.float64).reshape(()))
 
 
 def materialize(values: Sequence[Any]) -> list[float]:
@@ -128,9 +133,9 @@ def materialize(values: Sequence[Any]) -> list[float]:
     for key, idx in groups.items():
         handles = [out[i] for i in idx]
         if key == "jax":
-            floats = [float(x) for x in jax.device_get(handles)]
+            floats = [_one_float(x) for x in jax.device_get(handles)]
         elif key == "other":
-            floats = [float(h) for h in handles]
+            floats = [_one_float(h) for h in handles]
         else:
             device = key[1]
             if device.type == "cuda":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import operator
 import os
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lossfmt import reader, values
 from lossfmt import schema as s
@@ -42,7 +42,6 @@ _WAKE_ROWS = 1 << 16
 #: Rows per record batch in a compacted (closed) file.
 _COMPACT_ROWS = 1 << 20
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
-_REDUCTIONS = pa.array(s.REDUCTIONS, pa.string())
 
 # Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
 _writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()
@@ -185,6 +184,27 @@ def compact(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+# Arrays are built from numpy buffers: pa.array() on Python objects is slower, and imports pandas.
+
+
+def _from_numpy(type_: pa.DataType, data: np.ndarray, validity: np.ndarray | None = None) -> pa.Array:
+    buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
+    return pa.Array.from_buffers(type_, len(data), buffers)
+
+
+def _string_array(strings: list[str]) -> pa.Array:
+    encoded = [x.encode() for x in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
+
+
+@functools.cache
+def _reduction_dictionary() -> pa.Array:
+    return _string_array(list(s.REDUCTIONS))
+
+
 # --- the flusher thread -------------------------------------------------------------------------------------
 
 
@@ -248,7 +268,8 @@ class _Flusher:
         self._sink = _Sink()
         self._stream = pa.ipc.new_stream(self._sink, schema, options=_IPC_OPTIONS)
         self._schema_written = False
-        self._tags = pa.array([], pa.string())
+        self._tag_codes: dict[str, int] = {}
+        self._tag_dictionary = _string_array([])
         name = f"lossfmt-flusher[{self.path.name}]"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -358,28 +379,46 @@ class _Flusher:
             )
 
     def _batch(self, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+        n = len(rows)
         steps, vals, tags, counts, epochs, reductions, times = zip(*rows, strict=True)
         if self.deferred:
             vals = values.materialize(vals)
-        tag_strings = pa.array(tags, pa.string())
-        tag_index = pc.index_in(tag_strings, value_set=self._tags)
-        if tag_index.null_count:
-            # New tags: the dictionary grows (the stream writer emits one replacement dictionary message).
-            new = pc.unique(pc.filter(tag_strings, pc.is_null(tag_index)))
-            self._tags = pa.concat_arrays([self._tags, new])
-            tag_index = pc.index_in(tag_strings, value_set=self._tags)
+        if tags.count(tags[0]) == n:  # C-speed check for the common single-tag batch
+            tag_index = np.full(n, self._tag_code(tags[0]), dtype=np.int32)
+        else:
+            for tag in dict.fromkeys(tags):  # new tags enter the dictionary in order of first appearance
+                self._tag_code(tag)
+            codes = self._tag_codes
+            tag_index = np.array([codes[t] for t in tags], dtype=np.int32)
+        if reductions.count(_MEAN) == n:
+            reduction_index = np.zeros(n, dtype=np.int8)
+        else:
+            reduction_index = np.array([s.REDUCTIONS.index(r) for r in reductions], dtype=np.int8)
+        if epochs.count(None) == n:
+            epoch_array = pa.nulls(n, pa.int64())
+        else:
+            valid = np.array([e is not None for e in epochs])
+            epoch_values = np.array([0 if e is None else e for e in epochs], dtype=np.int64)
+            epoch_array = _from_numpy(pa.int64(), epoch_values, np.packbits(valid, bitorder="little"))
         wall_us = np.rint(np.array(times, dtype=np.float64) * 1e6).astype(np.int64)
-        reduction_index = pc.index_in(pa.array(reductions, pa.string()), value_set=_REDUCTIONS)
         columns = [
-            pa.array(steps, pa.int64()),
-            pa.DictionaryArray.from_arrays(tag_index, self._tags),
-            pa.array(vals, pa.float64()),
-            pa.array(counts, pa.int64()),
-            pa.array(epochs, pa.int64()),
-            pa.array(wall_us).cast(s.WALL_TIME_TYPE),
-            pa.DictionaryArray.from_arrays(reduction_index.cast(pa.int8()), _REDUCTIONS),
+            _from_numpy(pa.int64(), np.array(steps, dtype=np.int64)),
+            pa.DictionaryArray.from_arrays(_from_numpy(pa.int32(), tag_index), self._tag_dictionary),
+            _from_numpy(pa.float64(), np.array(vals, dtype=np.float64)),
+            _from_numpy(pa.int64(), np.array(counts, dtype=np.int64)),
+            epoch_array,
+            _from_numpy(s.WALL_TIME_TYPE, wall_us),
+            pa.DictionaryArray.from_arrays(_from_numpy(pa.int8(), reduction_index), _reduction_dictionary()),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+
+    def _tag_code(self, tag: str) -> int:
+        """Index of `tag` in the live dictionary; a new tag grows it (one replacement dictionary message)."""
+        code = self._tag_codes.get(tag)
+        if code is None:
+            code = self._tag_codes[tag] = len(self._tag_codes)
+            self._tag_dictionary = _string_array(list(self._tag_codes))
+        return code
 
 
 # --- the public writer --------------------------------------------------------------------------------------
