@@ -232,16 +232,17 @@ def _require(table: pa.Table, *names: str) -> None:
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
-    """Integer code per row and the distinct labels (sorted), for a dictionary or plain column."""
+    """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     labels = arr.dictionary.to_pylist()
-    uniq = sorted(set(labels))
-    position = {label: i for i, label in enumerate(uniq)}
-    remap = np.array([position[label] for label in labels], dtype=np.int64)
-    indices = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return remap[indices], uniq
+    indices = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    distinct = list(dict.fromkeys(labels))
+    if len(distinct) == len(labels):
+        return indices, labels
+    position = {label: i for i, label in enumerate(distinct)}  # a dictionary may repeat a label
+    return np.array([position[label] for label in labels], dtype=np.int64)[indices], distinct
 
 
 class _Series:
@@ -255,7 +256,7 @@ class _Series:
         else:
             run_codes, self.runs = np.zeros(table.num_rows, np.int64), [None]
         self.n_tags = max(1, len(self.tags))
-        self.codes = run_codes * self.n_tags + tag_codes
+        self.codes = run_codes * self.n_tags + tag_codes if len(self.runs) > 1 else tag_codes
         self.size = len(self.runs) * self.n_tags
         self.has_run = schema.RUN in table.column_names
 
@@ -275,7 +276,7 @@ class _Series:
 def _stable_order(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Row order grouping equal codes (file order within a group) and each code's row count."""
     counts = np.bincount(codes, minlength=size)
-    if size == 1:
+    if size == 1 or bool(np.all(codes[1:] >= codes[:-1])):
         return np.arange(codes.size), counts
     keys = codes.astype(np.uint16) if size <= 1 << 16 else codes  # numpy radix-sorts 16-bit keys
     return np.argsort(keys, kind="stable"), counts
@@ -458,18 +459,31 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
     out = np.full(table.num_rows, np.nan)
     if not has_epoch.any():
         return out
-    rows = np.flatnonzero(has_epoch)
-    series_codes = _Series(table).codes[rows]
-    epochs = pc.drop_null(epoch_col).combine_chunks()
-    encoded = pc.dictionary_encode(epochs)
-    epoch_codes = encoded.indices.to_numpy().astype(np.int64)
-    key = pc.dictionary_encode(pa.array(series_codes * len(encoded.dictionary) + epoch_codes))
-    codes = key.indices.to_numpy().astype(np.int64)
-    order, counts = _stable_order(codes, len(key.dictionary))
+    series = _Series(table)
+    epochs = pc.fill_null(epoch_col, 0).to_numpy().astype(np.int64, copy=False)
+    all_have = bool(has_epoch.all())
+    series_codes = series.codes if all_have else series.codes[has_epoch]
+    if not all_have:
+        epochs = epochs[has_epoch]
+    low = int(epochs.min())
+    span = int(epochs.max()) - low + 1
+    if series.size * span <= 1 << 20:  # the usual case: a small dense (series, epoch) key
+        codes = series_codes * span + (epochs - low)
+        order, counts = _stable_order(codes, series.size * span)
+    else:
+        order = np.lexsort((epochs, series_codes))  # stable
+        new = np.ones(order.size, dtype=bool)
+        new[1:] = (np.diff(series_codes[order]) != 0) | (np.diff(epochs[order]) != 0)
+        codes = np.empty(order.size, dtype=np.int64)
+        codes[order] = np.cumsum(new) - 1
+        counts = np.diff(np.append(np.flatnonzero(new), order.size))
     starts = np.cumsum(counts) - counts
     rank = np.empty(codes.size, dtype=np.float64)
     rank[order] = np.arange(codes.size) - starts[codes[order]]
-    out[rows] = epochs.to_numpy().astype(np.float64) + (rank + 1.0) / counts[codes]
+    position = epochs + (rank + 1.0) / counts[codes]
+    if all_have:
+        return position
+    out[has_epoch] = position
     return out
 
 

@@ -543,3 +543,9 @@ def test_decimate_rejects_unsorted_x_and_bad_bins() -> None:
         decimate(np.array([0.0, math.nan] * 10), np.zeros(20), 2)
     with pytest.raises(ValueError, match="bins"):
         decimate(np.arange(3.0), np.zeros(3), 0)
+
+
+def test_epoch_positions_handle_sparse_huge_epoch_numbers() -> None:
+    epochs = [0, 0, 10**12, 10**12, 10**12, 0]
+    table = events(list(range(6)), [1.0] * 6, tags=["a", "a", "a", "a", "a", "b"], epochs=epochs)
+    np.testing.assert_allclose(epoch_positions(table), [0.5, 1.0, 1e12 + 1 / 3, 1e12 + 2 / 3, 1e12 + 1, 1.0])
