@@ -1,0 +1,622 @@
+"""LossWriter: what add/flush/close guarantee, resume, locking, errors, fork safety, compaction."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lossfmt
+from lossfmt import reader, values, writer
+from lossfmt import schema as s
+from lossfmt.writer import LossWriter, compact
+
+
+def stream_table(path) -> pa.Table:
+    """Decode a file's bytes as MAGIC + Arrow IPC stream, independently of lossfmt's reader."""
+    data = path.read_bytes()
+    assert data[:8] == s.MAGIC
+    with pa.ipc.open_stream(pa.py_buffer(data[8:] + s.EOS)) as stream:
+        return stream.read_all()
+
+
+def rows(table: pa.Table) -> list[tuple]:
+    cols = [table.column(c).to_pylist() for c in ("step", "tag", "value", "count", "epoch", "reduction")]
+    return list(zip(*cols, strict=True))
+
+
+def same_values(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(
+        x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+# --- round trips and the closed file ------------------------------------------------------------------------
+
+
+def test_events_round_trip_and_close_leaves_a_standard_arrow_file(tmp_path):
+    path = tmp_path / "run.arrow"
+    t0 = time.time()
+    with LossWriter(path, meta={"lr": 0.1}) as w:
+        w.add(0, 2.5)
+        w.add(1, np.float32(0.5), "val", epoch=0)
+        w.add(2, 7, count=32, reduction="sum")
+        w.add_many(3, {"loss": math.inf, "aux": math.nan}, epoch=1)
+        w.add(np.int64(4), -1.0)
+    t1 = time.time()
+    assert w.closed
+    table = lossfmt.read(path)
+    assert rows(table)[:4] == [
+        (0, "loss", 2.5, 1, None, "mean"),
+        (1, "val", 0.5, 1, 0, "mean"),
+        (2, "loss", 7.0, 32, None, "sum"),
+        (3, "loss", math.inf, 1, 1, "mean"),
+    ]
+    assert math.isnan(table["value"][4].as_py()) and rows(table)[5] == (4, "loss", -1.0, 1, None, "mean")
+    wall = table["wall_time"].cast(pa.int64()).to_numpy() / 1e6
+    assert (t0 - 1e-3 <= wall).all() and (wall <= t1 + 1e-3).all()
+
+    import pandas as pd
+    import polars as pl
+
+    for other in (pa.ipc.open_file(path).read_all(), ds.dataset(path, format="arrow").to_table()):
+        assert rows(other)[:4] == rows(table)[:4]
+    frame = pd.read_feather(path)
+    assert frame["tag"].tolist() == ["loss", "val", "loss", "loss", "aux", "loss"]
+    assert pl.read_ipc(path)["step"].to_list() == [0, 1, 2, 3, 3, 4]
+    info = s.run_info(pa.ipc.open_file(path).schema)
+    assert info["run"] == "run" == w.run and info["run_id"] == w.run_id and info["meta"] == {"lr": 0.1}
+
+
+def test_close_is_idempotent_and_use_after_close_raises(tmp_path):
+    w = LossWriter(tmp_path / "run.arrow")
+    w.add(0, 1.0)
+    w.close()
+    w.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        w.add(1, 1.0)
+    with pytest.raises(RuntimeError, match="closed"):
+        w.add_many(1, {"a": 1.0})
+    with pytest.raises(RuntimeError, match="closed"):
+        w.flush()
+    assert lossfmt.read(tmp_path / "run.arrow").num_rows == 1
+
+
+def test_an_empty_run_closes_to_an_empty_readable_file(tmp_path):
+    path = tmp_path / "empty.arrow"
+    LossWriter(path, run="nothing").close()
+    table = pa.ipc.open_file(path).read_all()
+    assert table.num_rows == 0 and table.column_names == list(s.COLUMNS)
+    assert s.run_info(table.schema)["run"] == "nothing"
+
+
+def test_compaction_consolidates_one_batch_per_flush(tmp_path):
+    """A slow run (one flush per event) ends, after close, as small as its events written in one batch."""
+    n = 3000
+    slow, one_go = tmp_path / "slow.arrow", tmp_path / "one_go.arrow"
+    with LossWriter(slow) as w:
+        for i in range(n):
+            w.add(i, 1.0 / (i + 1))
+            w.flush()
+        live_size = slow.stat().st_size
+    table = lossfmt.read(slow)
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_file(one_go, table.schema, options=options) as out:
+        out.write_table(table.combine_chunks(), max_chunksize=n)
+    assert live_size > 20 * slow.stat().st_size  # the live file held one message per flush
+    assert slow.stat().st_size <= 1.02 * one_go.stat().st_size
+    assert pa.ipc.open_file(slow).num_record_batches == 1
+    assert table["value"].to_pylist() == [1.0 / (i + 1) for i in range(n)]
+
+
+def test_several_tags_share_one_dictionary_after_close(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for i in range(50):
+            w.add(i, float(i), ["a", "b", "c"][i % 3] if i > 10 else "a")
+            if i % 7 == 0:
+                w.flush()
+    f = pa.ipc.open_file(path)
+    assert f.num_record_batches == 1
+    tags = f.get_batch(0).column("tag")
+    assert tags.dictionary.to_pylist() == ["a", "c", "b"]  # in order of first appearance (11 % 3 == 2)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.tuples(
+            st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from(["loss", "val_loss", "λ/aux", "x" * 40]),
+            st.integers(1, 2**40),
+            st.none() | st.integers(-(2**63), 2**63 - 1),
+            st.sampled_from(["mean", "sum"]),
+            st.booleans(),
+        ),
+        max_size=60,
+    )
+)
+def test_random_events_round_trip_exactly(tmp_path_factory, events):
+    path = tmp_path_factory.mktemp("prop") / "run.arrow"
+    with LossWriter(path, flush_secs=60) as w:
+        for step, value, tag, count, epoch, reduction, flush in events:
+            w.add(step, value, tag, count=count, epoch=epoch, reduction=reduction)
+            if flush:
+                w.flush()
+    table = lossfmt.read(path)
+    got = rows(table)
+    assert [r[:2] + r[3:] for r in got] == [(e[0], e[2], e[3], e[4], e[5]) for e in events]
+    assert same_values([r[2] for r in got], [e[1] for e in events])
+
+
+# --- flush, threads, backpressure ---------------------------------------------------------------------------
+
+
+def test_after_flush_a_new_reader_sees_every_earlier_add(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        n = 0
+        for burst in (1, 5, 1000, 1, 70000):
+            for _ in range(burst):
+                w.add(n, n * 0.5)
+                n += 1
+            w.flush()
+            assert stream_table(path)["step"].to_pylist() == list(range(n))
+            assert lossfmt.read(path).num_rows == n
+
+
+def test_flush_covers_adds_made_by_other_threads(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        added = threading.Event()
+        t = threading.Thread(target=lambda: (w.add(1, 1.0, "other"), added.set()))
+        t.start()
+        added.wait()
+        w.flush()
+        assert rows(stream_table(path)) == [(1, "other", 1.0, 1, None, "mean")]
+        t.join()
+
+
+def test_threads_adding_at_once_lose_and_duplicate_nothing(tmp_path):
+    path = tmp_path / "run.arrow"
+    n_threads, n_events = 6, 20000
+    start = threading.Barrier(n_threads)
+    with LossWriter(path, flush_secs=0.01, max_pending=5000) as w:
+
+        def produce(k: int) -> None:
+            start.wait()
+            for i in range(n_events):
+                w.add(i, float(k), f"t{k}")
+
+        threads = [threading.Thread(target=produce, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    table = lossfmt.read(path)
+    assert table.num_rows == n_threads * n_events
+    for k in range(n_threads):
+        mine = table.filter(pa.compute.equal(table["tag"].cast(pa.string()), f"t{k}"))
+        assert mine["step"].to_pylist() == list(range(n_events))  # each thread's events in its order
+        assert set(mine["value"].to_pylist()) == {float(k)}
+
+
+def test_a_producer_that_outruns_the_disk_is_held_back_never_dropped(tmp_path, monkeypatch):
+    """Backpressure: pending rows never exceed max_pending; add() waits for the (slowed) flusher."""
+    real_append = writer._Flusher._append
+
+    def slow_disk(self, data):
+        time.sleep(0.002)  # simulates a slow disk, not a wait for a thread
+        real_append(self, data)
+
+    monkeypatch.setattr(writer._Flusher, "_append", slow_disk)
+    max_pending, n = 64, 5000
+    path = tmp_path / "run.arrow"
+    peak = 0
+    with LossWriter(path, flush_secs=3600, max_pending=max_pending) as w:
+        for i in range(n):
+            w.add(i, float(i))
+            peak = max(peak, len(w._pending))
+            assert len(w._pending) <= max_pending
+    assert peak >= max_pending // 2  # the producer did outrun the flusher
+    assert lossfmt.read(path)["step"].to_pylist() == list(range(n))
+
+
+# --- errors of the background thread ------------------------------------------------------------------------
+
+
+def _disk_full(self, data):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_flusher_error_is_raised_by_the_next_flush_and_the_lock_is_released(tmp_path, monkeypatch):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    w.add(1, 2.0)
+    with pytest.raises(OSError, match="No space left"):
+        w.flush()
+    with pytest.raises(OSError, match="No space left"):
+        w.add(2, 3.0)
+    w.close()  # already reported: close releases the file without raising again
+    monkeypatch.undo()
+    with LossWriter(path) as again:  # the lock was released; the flushed event survived
+        again.add(5, 5.0)
+    assert lossfmt.read(path)["step"].to_pylist() == [0, 5]
+
+
+def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    w = LossWriter(tmp_path / "run.arrow", flush_secs=3600, max_pending=8)
+    for i in range(8):  # the 8th add wakes the flusher, which fails; nobody waits for it
+        w.add(i, 1.0)
+    w._flusher._thread.join(timeout=10)
+    assert not w._flusher._thread.is_alive()
+    with pytest.raises(OSError, match="No space left"):
+        w.add(9, 1.0)
+    w.close()
+
+
+def test_an_unreported_flusher_error_is_raised_by_close(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    w = LossWriter(tmp_path / "run.arrow", flush_secs=3600)
+    w.add(0, 1.0)
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+    assert w.closed
+    w.close()
+
+
+def test_removing_the_file_under_a_running_writer_is_reported(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    path.unlink()
+    w.add(1, 1.0)
+    with pytest.raises(FileNotFoundError, match="removed or replaced"):
+        w.flush()
+    w.close()
+    assert not path.exists()  # close did not recreate or compact anything
+
+
+def test_moving_the_directory_away_is_reported(tmp_path):
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
+    w = LossWriter(run_dir / "run.arrow", flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    run_dir.rename(tmp_path / "elsewhere")
+    w.add(1, 1.0)
+    with pytest.raises(FileNotFoundError, match="removed or replaced"):
+        w.close()
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"value": "1.0"}, TypeError, "got str"),
+        ({"value": None}, TypeError, "got NoneType"),
+        ({"value": True}, TypeError, "got bool"),
+        ({"value": 1j}, TypeError, "got complex"),
+        ({"value": np.array([1.0, 2.0])}, ValueError, "2 elements"),
+        ({"step": 1.0}, TypeError, "step must be an int, got float"),
+        ({"step": "1"}, TypeError, "step must be an int, got str"),
+        ({"step": True}, TypeError, "step must be an int, got bool"),
+        ({"step": None}, TypeError, "step must be an int"),
+        ({"step": 2**63}, ValueError, "outside the int64 range"),
+        ({"step": -(2**63) - 1}, ValueError, "outside the int64 range"),
+        ({"tag": ""}, ValueError, "non-empty"),
+        ({"tag": 3}, TypeError, "tag must be a str"),
+        ({"tag": None}, TypeError, "tag must be a str"),
+        ({"count": 0}, ValueError, "count must be >= 1"),
+        ({"count": -2}, ValueError, "count must be >= 1"),
+        ({"count": 1.0}, TypeError, "count must be an int"),
+        ({"count": True}, TypeError, "count must be an int"),
+        ({"count": 2**63}, ValueError, "int64"),
+        ({"epoch": 1.0}, TypeError, "epoch must be an int"),
+        ({"epoch": "1"}, TypeError, "epoch must be an int"),
+        ({"reduction": "max"}, ValueError, "reduction must be one of"),
+        ({"reduction": None}, ValueError, "reduction must be one of"),
+    ],
+)
+def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error, match):
+    args = {"step": 1, "value": 1.0, **kwargs}
+    step, value = args.pop("step"), args.pop("value")
+    with LossWriter(tmp_path / "run.arrow") as w:
+        with pytest.raises(error, match=match):
+            w.add(step, value, **args)
+        with pytest.raises(error, match=match):
+            w.add_many(step, {args.pop("tag", "loss"): value, "ok": 1.0}, **args)
+        assert w._pending == []
+    assert lossfmt.read(tmp_path / "run.arrow").num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"flush_secs": 0}, ValueError),
+        ({"flush_secs": "1"}, ValueError),
+        ({"max_pending": 0}, ValueError),
+        ({"meta": [1]}, TypeError),
+        ({"meta": {"f": object()}}, None),  # not JSON: stored as its str(), like TensorBoard's hparams
+        ({"run": ""}, ValueError),
+    ],
+)
+def test_bad_options_fail_before_any_file_is_created(tmp_path, kwargs, error):
+    path = tmp_path / "run.arrow"
+    if error is None:
+        LossWriter(path, **kwargs).close()
+        return
+    with pytest.raises(error):
+        LossWriter(path, **kwargs)
+    assert not path.exists()
+
+
+def test_add_many_rejects_a_non_mapping(tmp_path):
+    with LossWriter(tmp_path / "run.arrow") as w, pytest.raises(TypeError, match="mapping"):
+        w.add_many(0, [1.0, 2.0])
+
+
+# --- values from frameworks ---------------------------------------------------------------------------------
+
+
+def test_a_device_value_is_stored_as_it_was_at_add(tmp_path, monkeypatch):
+    """The CUDA path (clone at add, batched read in the flusher) with CPU tensors made to take it."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(values, "_defer_torch", lambda tensor: True)
+    path = tmp_path / "run.arrow"
+    total = torch.zeros(())
+    with LossWriter(path, flush_secs=3600) as w:
+        for i in range(5):
+            total += 1.0
+            w.add(i, total)
+            w.add(i, float(i), "plain")
+        total.fill_(-1.0)
+    table = lossfmt.read(path)
+    assert table["value"].to_pylist() == [1.0, 0.0, 2.0, 1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0]
+
+
+def test_torch_tensors_with_grad_are_logged(tmp_path):
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x**2).mean()
+    with LossWriter(tmp_path / "run.arrow") as w:
+        w.add(0, loss)
+    loss.backward()
+    assert lossfmt.read(tmp_path / "run.arrow")["value"].to_pylist() == [2.5]
+
+
+# --- resume -------------------------------------------------------------------------------------------------
+
+
+def test_opening_a_closed_file_appends_and_keeps_its_identity(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, meta={"lr": 0.1, "seed": 1}) as w:
+        for i in range(10):
+            w.add(i, float(i), "a" if i % 2 else "b")
+    first_id = w.run_id
+    with LossWriter(path, meta={"lr": 0.05}, run="ignored") as w2:
+        assert w2.run_id == first_id and w2.run == "run"
+        w2.add(5, -1.0, "c")  # a rewind: kept, in file order
+        w2.add(6, -2.0, "a")
+    table = pa.ipc.open_file(path).read_all()
+    assert table["step"].to_pylist() == [*range(10), 5, 6]
+    assert table["tag"].to_pylist()[-3:] == ["a", "c", "a"]
+    info = s.run_info(table.schema)
+    assert info["run_id"] == first_id and info["meta"] == {"lr": 0.05, "seed": 1}
+
+
+def _live_file_with_torn_tail(tmp_path):
+    """A file as a crash leaves it: two flushed batches of 10 events, then the start of a third message."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        for i in range(30):
+            w.add(i, i / 2)
+            if i == 9:
+                w.flush()
+                first = path.read_bytes()
+            if i == 19:
+                w.flush()
+                second = path.read_bytes()
+    torn = second[len(first) :][:50]  # the start of a record batch message
+    path.write_bytes(second + torn)
+    return path
+
+
+def test_resuming_a_crashed_file_drops_the_torn_tail_and_keeps_earlier_events(tmp_path):
+    path = _live_file_with_torn_tail(tmp_path)
+    before = lossfmt.read(path)
+    assert before["step"].to_pylist() == list(range(20))
+    with LossWriter(path) as w:
+        assert w.run == "run"
+        w.add(20, 100.0)
+    after = pa.ipc.open_file(path).read_all()
+    assert after["step"].to_pylist() == [*range(20), 20]
+    assert after["value"].to_pylist() == [i / 2 for i in range(20)] + [100.0]
+
+
+def test_a_file_that_is_not_lossfmt_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "notes.arrow"
+    path.write_bytes(b"hello, this is not arrow at all")
+    with pytest.raises(lossfmt.LossFormatError, match=r"notes\.arrow"):
+        LossWriter(path)
+    assert path.read_bytes() == b"hello, this is not arrow at all"
+    other = tmp_path / "other.arrow"
+    pa.feather.write_feather(pa.table({"x": [1, 2]}), other)
+    data = other.read_bytes()
+    with pytest.raises(lossfmt.LossFormatError, match=r"other\.arrow"):
+        LossWriter(other)
+    assert other.read_bytes() == data
+    LossWriter(path.with_name("fresh.arrow")).close()  # nothing stayed locked
+
+
+# --- one writer per file ------------------------------------------------------------------------------------
+
+
+def test_a_second_writer_on_an_open_file_gets_a_clear_error_and_the_first_is_unharmed(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as first:
+        first.add(0, 1.0)
+        first.flush()
+        with pytest.raises(
+            RuntimeError, match=rf"run\.arrow: already open by another LossWriter \(pid {os.getpid()}\)"
+        ):
+            LossWriter(path)
+        first.add(1, 2.0)
+    assert lossfmt.read(path)["value"].to_pylist() == [1.0, 2.0]
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from lossfmt import LossWriter
+    w = LossWriter(sys.argv[1])
+    w.add(0, 1.0)
+    w.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    w.add(1, 2.0)
+    w.close()
+    """
+)
+
+
+def test_a_writer_in_another_process_holds_the_file(tmp_path):
+    path = tmp_path / "run.arrow"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(RuntimeError, match=rf"already open by another LossWriter \(pid {proc.pid}\)"):
+            LossWriter(path)
+        with pytest.raises(RuntimeError, match="already open"):
+            compact(path)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    with LossWriter(path) as w:
+        w.add(2, 3.0)
+    assert lossfmt.read(path)["value"].to_pylist() == [1.0, 2.0, 3.0]
+
+
+# --- fork, exit, garbage collection -------------------------------------------------------------------------
+
+FORKER = textwrap.dedent(
+    """
+    import os, sys
+    from lossfmt import LossWriter, read
+    path = sys.argv[1]
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    w.add(1, 2.0)  # pending (not flushed) at the fork: the parent writes it, the child drops its copy
+    pid = os.fork()
+    if pid == 0:
+        try:
+            w.add(2, 99.0)
+        except RuntimeError as exc:
+            assert "forked process" in str(exc) and "per process" in str(exc), exc
+        else:
+            sys.exit(3)
+        assert w.closed
+        w.close()  # a no-op in the child
+        sys.exit(0)  # a normal exit: atexit and finalizers run, and must not touch the parent's file
+    size = os.stat(path).st_size
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    assert os.stat(path).st_size == size, "the child's exit changed the file"
+    w.add(3, 4.0)
+    w.close()
+    print(read(path)["step"].to_pylist())
+    """
+)
+
+
+def test_a_forked_child_cannot_use_the_parents_writer_nor_touch_its_file(tmp_path):
+    path = tmp_path / "run.arrow"
+    out = subprocess.run(
+        [sys.executable, "-c", FORKER, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0, 1, 3]"
+
+
+EXITER = textwrap.dedent(
+    """
+    import sys
+    from lossfmt import LossWriter
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    for i in range(100):
+        w.add(i, float(i))
+    """
+)
+
+
+def test_a_writer_is_closed_at_interpreter_exit(tmp_path):
+    path = tmp_path / "run.arrow"
+    subprocess.run([sys.executable, "-c", EXITER, str(path)], check=True, timeout=120)
+    assert pa.ipc.open_file(path).read_all()["step"].to_pylist() == list(range(100))
+
+
+def test_a_dropped_writer_is_closed_by_its_finalizer(tmp_path):
+    import gc
+
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    thread = w._flusher._thread
+    del w
+    gc.collect()
+    assert not thread.is_alive()
+    assert pa.ipc.open_file(path).read_all().num_rows == 1
+
+
+# --- compact() ----------------------------------------------------------------------------------------------
+
+
+def test_compact_turns_a_crashed_file_into_a_closed_one(tmp_path):
+    path = _live_file_with_torn_tail(tmp_path)
+    run_id = s.run_info(reader.scan(path).schema)["run_id"]
+    compact(path)
+    table = pa.ipc.open_file(path).read_all()
+    assert table["step"].to_pylist() == list(range(20))
+    assert s.run_info(table.schema)["run_id"] == run_id
+    data = path.read_bytes()
+    compact(path)  # already closed: left as is
+    assert path.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_compact_refuses_what_it_cannot_compact(tmp_path):
+    with pytest.raises(lossfmt.LossFormatError, match="no such file"):
+        compact(tmp_path / "missing.arrow")
+    bad = tmp_path / "bad.arrow"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(lossfmt.LossFormatError):
+        compact(bad)
+    assert bad.read_bytes() == b"garbage"
+    with LossWriter(tmp_path / "open.arrow") as w, pytest.raises(RuntimeError, match="already open"):
+        compact(w.path)
