@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,7 +28,7 @@ commands (the first argument; plain `lossview FILE...` plots):
   lossview summary FILE...         a table per run and tag: events, steps, first/last/min, rate
   lossview export FILE... OUT      write the plotted rows to OUT.csv | .parquet | .feather
   lossview compact FILE...         repair/compact live or crashed files into footer'd Arrow files
-  lossview import-tb LOGDIR OUT    convert TensorBoard tfevents scalars to a lossfmt file
+  lossview import-tb LOGDIR OUT    convert TensorBoard tfevents scalars to lossfmt (all points)
 Run `lossview COMMAND --help` for a command's options."""
 
 PLOT_EPILOG = """\
@@ -39,7 +40,7 @@ examples:
   lossview 'sweep/seed*.arrow' --mean-runs --band  mean across seeds with their spread (min..max)
   lossview run.arrow --follow --web 8988        serve the live figure on http://127.0.0.1:8988/
 
---band shades a spread: with --per it is each bucket's min..max (or mean +/- std with --band std);
+--band shades a spread: with --per it is each bucket's min..max (or mean +/- std with --spread std);
 with --mean-runs it is the spread across runs of the curves as drawn (smoothed if smoothing is on).
 Exit status: 0 ok (also Ctrl-C/SIGTERM while following or showing a window), 1 error, 2 bad usage."""
 
@@ -81,10 +82,10 @@ def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> No
     if smooth:
         g.add_argument(
             "--smooth",
-            default="ema:0.6",
             metavar="SPEC",
-            help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none; "
-            "default ema:0.6",
+            help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
+            f"Default {data.DEFAULT_SMOOTH} on per-step curves; bucketed (--per) curves and series of "
+            f"<= {data.FEW_POINTS} points stay unsmoothed unless --smooth is given",
         )
     g.add_argument(
         "--normalize",
@@ -123,10 +124,14 @@ def _plot_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", action="store_true", help="one axes per tag (default: every tag on one axes)")
     v.add_argument(
         "--band",
-        nargs="?",
-        const="minmax",
+        action="store_true",
+        help="shade the spread: each bucket's with --per, across runs with --mean-runs",
+    )
+    v.add_argument(
+        "--spread",
         choices=data.BANDS,
-        help="shade the spread: bucket min..max with --per, across runs with --mean-runs; 'std' for +/- std",
+        default="minmax",
+        help="what --band shades: minmax (default) or std (mean +/- one standard deviation)",
     )
     v.add_argument(
         "--mean-runs",
@@ -201,10 +206,12 @@ def _import_tb_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{PROG} import-tb",
         description="Convert TensorBoard tfevents scalars (every point; tags, steps and wall times kept) "
-        "to a lossfmt file.",
+        "to lossfmt. LOGDIR is one run, a tree of runs or one event file; OUT is one .arrow file (one run) "
+        "or a directory receiving <run>.arrow per run.",
     )
     p.add_argument("logdir", metavar="LOGDIR")
-    p.add_argument("out", metavar="OUT.arrow")
+    p.add_argument("out", metavar="OUT", help="OUT.arrow, or a directory for several runs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
 
@@ -226,16 +233,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     make, run = parsers[command]
     try:
-        ns = make().parse_args(args)
+        ns = make().parse_intermixed_args(args)
     except SystemExit as exc:
         return int(exc.code or 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _warn
+        return _run(run, ns)
+
+
+def _warn(message: Warning | str, *args: object, **kwargs: object) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _run(run: Callable[[argparse.Namespace], int], ns: argparse.Namespace) -> int:
     try:
         return run(ns)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
         return _fail(_os_message(exc))
-    except (ValueError, ImportError) as exc:  # LossFormatError is a ValueError
+    except (ValueError, ImportError, RuntimeError) as exc:  # LossFormatError is a ValueError
         return _fail(str(exc))
 
 
@@ -262,11 +280,12 @@ def _version() -> str:
 def _view(ns: argparse.Namespace) -> data.View:
     view = data.View(
         tags=tuple(ns.tag),
-        smooth=getattr(ns, "smooth", "ema:0.6"),
+        smooth=data.DEFAULT_SMOOTH if getattr(ns, "smooth", None) is None else ns.smooth,
+        smooth_explicit=getattr(ns, "smooth", None) is not None,
         per=ns.per,
         normalize=ns.normalize,
         x=getattr(ns, "x", "step"),
-        band=getattr(ns, "band", None),
+        band=ns.spread if getattr(ns, "band", False) else None,
         mean_runs=getattr(ns, "mean_runs", False),
         keep_rewound=ns.keep_rewound,
     )
@@ -552,9 +571,6 @@ def _import_tb(ns: argparse.Namespace) -> int:
         ) from None
     if not os.path.exists(ns.logdir):
         raise FileNotFoundError(2, "No such file or directory", ns.logdir)
-    result = import_tb(ns.logdir, ns.out)
-    print(
-        f"{ns.out}: imported from {ns.logdir}" + (f" ({result})" if result is not None else ""),
-        file=sys.stderr,
-    )
+    n = import_tb(ns.logdir, ns.out, overwrite=ns.overwrite)
+    print(f"{ns.out}: {n} events imported from {ns.logdir}", file=sys.stderr)
     return 0

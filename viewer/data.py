@@ -10,6 +10,7 @@ import fnmatch
 import glob
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ import lossfmt
 from lossfmt import schema, transforms
 
 X_AXES = ("step", "epoch", "time", "relative")
+DEFAULT_SMOOTH = "ema:0.6"
+#: The default smoothing skips series this short (per-epoch validation curves): an EMA over a handful of
+#: points only makes them lag. An explicit --smooth applies to every series.
+FEW_POINTS = 60
 BANDS = ("minmax", "std")
 _GLOB_CHARS = frozenset("*?[")
 
@@ -31,7 +36,9 @@ class View:
     """What to show: tag selection, read-time transforms, x axis and bands (the plotting/export options)."""
 
     tags: tuple[str, ...] = ()
-    smooth: str | None = "ema:0.6"
+    smooth: str | None = DEFAULT_SMOOTH
+    #: False when the smoothing is the default: then bucketed and short series are drawn unsmoothed.
+    smooth_explicit: bool = True
     per: str | int | None = None
     normalize: str | None = None
     x: str = "step"
@@ -151,7 +158,7 @@ def apply(table: pa.Table, view: View) -> pa.Table:
 def export_table(table: pa.Table, view: View) -> pa.Table:
     """The table ``lossview export`` writes: the same rows the plot draws, with a ``smoothed`` column."""
     out = apply(table, view)
-    if view.smooth not in (None, "none"):
+    if view.smooth not in (None, "none") and (view.smooth_explicit or view.per is None):
         out = transforms.smooth_table(out, view.smooth)
     return out
 
@@ -165,6 +172,7 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
     else:
         xs_all = None
     out: list[Curve] = []
+    skipped: list[str] = []
     for run, tag, idx in groups(table):
         sub = table.take(idx) if idx is not None else table
         step = _np(sub, "step", np.int64)
@@ -180,6 +188,7 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
             if not placed.all():
                 x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(pa.array(placed))
             if not len(x):
+                skipped.append(f"{run}: {tag}" if run else tag)
                 continue
         curve = Curve(run, tag, x, y, step)
         if bucketed and view.band == "minmax":
@@ -187,7 +196,8 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
         elif bucketed and view.band == "std":
             std = np.nan_to_num(_np(sub, "std", np.float64))
             curve.lo, curve.hi = y - std, y + std
-        curve.smoothed = smooth(y) if smooth is not None and len(y) else None
+        if smooth is not None and len(y) and (view.smooth_explicit or (not bucketed and len(y) > FEW_POINTS)):
+            curve.smoothed = smooth(y)
         out.append(curve)
     if view.x == "relative":
         starts: dict[str, float] = {}
@@ -196,8 +206,10 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
                 starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
         for c in out:
             c.x = c.x - starts.get(c.run, 0.0)
-    if view.x == "epoch" and table.num_rows and not out:
+    if skipped and not out:
         raise ValueError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
+    if skipped:
+        warnings.warn(f"--x epoch: not drawn, logged without an epoch: {', '.join(skipped)}", stacklevel=2)
     for c in out:
         _sort_by_x(c)
     if view.mean_runs:

@@ -206,6 +206,8 @@ class FollowLoop:
         """Tick until ``stop`` is set, sleeping on the change Event in between (near-zero CPU when idle)."""
         while not stop.is_set():
             self.tick()
+            if stop.is_set():
+                break
             if self._dirty:  # a redraw is pending behind the rate limit
                 wait = max(self.min_interval - (time.monotonic() - self._last_redraw), 0.0)
             else:

@@ -18,7 +18,7 @@ from pathlib import Path
 import matplotlib.dates as mdates
 import matplotlib.transforms as mtransforms
 import numpy as np
-from lossview.data import Curve, View
+from lossview.data import FEW_POINTS, Curve, View
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
@@ -41,8 +41,6 @@ COLORS = (
     "#d62728",
 )
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
-#: Series this short get point markers (typical of per-epoch validation curves).
-FEW_POINTS = 60
 NONFINITE_COLOR = "#d62728"
 
 
@@ -77,6 +75,13 @@ class FileOutput(Output):
             Path(tmp).unlink(missing_ok=True)
             raise
         self.renders += 1
+
+
+class NoOutput(Output):
+    """Nothing to do: the caller shows or saves the figure itself (notebooks, ``lossview.figure``)."""
+
+    def refresh(self, fig: Figure) -> None:
+        pass
 
 
 class CanvasOutput(Output):
