@@ -1,5 +1,6 @@
 """lossfmt: log training loss to a compact, crash-safe Apache Arrow file and read it back anywhere."""
 
+from lossfmt.dataset import dataset
 from lossfmt.reader import Follower, Update, follow, read, read_pandas
 from lossfmt.schema import FORMAT_VERSION, LossFormatError
 from lossfmt.writer import LossWriter
@@ -12,6 +13,7 @@ __all__ = [
     "LossFormatError",
     "LossWriter",
     "Update",
+    "dataset",
     "follow",
     "read",
     "read_pandas",
