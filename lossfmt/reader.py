@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import stat
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -260,14 +261,12 @@ def scan(path: PathLike) -> Scan:
     """
     name = _name(path)
     try:
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file")
         source = pa.memory_map(name, "r")
     except FileNotFoundError:
         raise s.LossFormatError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
     except OSError as exc:
-        if os.path.isdir(name):
-            raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
         raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
     with source:
         return _scan_buffer(source.read_buffer(), name).scan
@@ -286,14 +285,14 @@ def _expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
             raise s.LossFormatError("no files given")
     paths: list[str] = []
     for item in items:
-        if os.path.isfile(item):
-            paths.append(item)
-        elif os.path.isdir(item):
+        if os.path.isdir(item):
             found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
             if not found:
                 raise s.LossFormatError(f"{item}: directory has no .arrow files")
             paths.extend(found)
             multi = True
+        elif os.path.exists(item):
+            paths.append(item)  # scan() says what is wrong with it if it is not a regular lossfmt file
         elif _GLOB_CHARS & set(item):
             found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
             if not found:
@@ -476,11 +475,11 @@ class Follower:
         """Events appended since the last poll (see the class docstring for replacement and truncation)."""
         name = os.fspath(self.path)
         try:
+            if not stat.S_ISREG(os.stat(name).st_mode):  # a FIFO would block open(); a directory is no run
+                raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file")
             f = open(name, "rb")  # noqa: SIM115 (closed below; identity and bytes must come from one handle)
         except FileNotFoundError:
             return self._empty()
-        except IsADirectoryError:
-            raise s.LossFormatError(f"{name}: is a directory, not a lossfmt file") from None
         with f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)

@@ -221,6 +221,15 @@ def test_a_file_that_is_not_lossfmt_raises(tmp_path):
         follow(path).poll()
 
 
+def test_a_fifo_or_directory_is_an_error_not_a_hang(tmp_path):
+    fifo = tmp_path / "pipe.arrow"
+    os.mkfifo(fifo)
+    with pytest.raises(LossFormatError, match="not a regular file"):
+        follow(fifo).poll()
+    with pytest.raises(LossFormatError, match="not a regular file"):
+        follow(tmp_path).poll()
+
+
 def _message_ends(data: bytes, kind: str | None = None) -> list[int]:
     """Offsets where the messages (of `kind`, if given) of a live file end; the schema's end comes first."""
     r = pa.BufferReader(pa.py_buffer(data))

@@ -251,6 +251,9 @@ def test_missing_file_and_directory_without_runs_raise(tmp_path):
         read(tmp_path)
     with pytest.raises(LossFormatError, match="no files match"):
         read(str(tmp_path / "*.arrow"))
+    os.mkfifo(tmp_path / "pipe.arrow")
+    with pytest.raises(LossFormatError, match="not a regular file"):
+        read(tmp_path / "pipe.arrow")
 
 
 def test_unknown_columns_and_metadata_keys_are_ignored(tmp_path, sch):
