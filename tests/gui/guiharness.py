@@ -1,4 +1,4 @@
-"""Harness for the GUI tests: a virtual X display, headless Chromium over the DevTools pipe, lossview.
+"""Harness for the GUI tests and scripts/screenshot.py: a virtual X screen, headless Chromium, lossview.
 
 Everything here is bounded by a deadline and cleaned up by its context manager, so a hung viewer,
 browser or X server fails the test instead of hanging the suite. ``require`` turns a missing tool into
@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-import pytest
 from PIL import Image, ImageGrab
 
 T = TypeVar("T")
@@ -52,6 +51,8 @@ CHROMIUM_FLAGS = (
 
 def require(available: bool, reason: str) -> None:
     """Skip the test when a tool is missing, or fail it when the environment demands GUI tests."""
+    import pytest
+
     if available:
         return
     if os.environ.get(REQUIRE_ENV) == "1":
@@ -325,9 +326,12 @@ def close_window(display: str, window: int) -> None:
 class Viewer:
     """``lossview`` in a subprocess (same interpreter), stopped by a signal or killed on exit."""
 
-    def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> None:
         self.args = [sys.executable, "-m", "lossview", *args]
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._files = contextlib.ExitStack()
 
@@ -335,7 +339,12 @@ class Viewer:
         self._err = self._files.enter_context(tempfile.TemporaryFile())
         self._out = self._files.enter_context(tempfile.TemporaryFile())
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
         )
         return self
 
@@ -398,6 +407,7 @@ class Chromium:
         self._profile = tempfile.TemporaryDirectory(prefix="lossview-chromium-")
         self._to_browser = self._from_browser = -1
         self._buffer = b""
+        self._events: list[dict] = []
         self._next_id = 0
         self._session = ""
 
@@ -427,15 +437,7 @@ class Chromium:
             os.close(reply_write)
         self._to_browser, self._from_browser = cmd_write, reply_read
         try:
-            target = self.call("Target.createTarget", url="about:blank")["targetId"]
-            self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-            self.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=self.size[0],
-                height=self.size[1],
-                deviceScaleFactor=1,
-                mobile=False,
-            )
+            self.call("Browser.getVersion", session=False)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -464,32 +466,60 @@ class Chromium:
     def call(self, method: str, *, session: bool = True, timeout: float = 15.0, **params: Any) -> dict:
         """Send one DevTools command and return its result (fails on an error reply or timeout)."""
         self._next_id += 1
-        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        wanted = self._next_id
+        message: dict[str, Any] = {"id": wanted, "method": method, "params": params}
         if session and self._session:
             message["sessionId"] = self._session
         os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        reply = self._receive(lambda m: m.get("id") == wanted, timeout=timeout, what=f"DevTools {method}")
+        if "error" in reply:
+            raise AssertionError(f"DevTools {method} failed: {reply['error']}")
+        return reply.get("result", {})
+
+    def wait_event(self, method: str, *, timeout: float = 15.0) -> dict:
+        """The next (or an already received) DevTools event named ``method``."""
+        for i, event in enumerate(self._events):
+            if event.get("method") == method:
+                return self._events.pop(i)
+        return self._receive(lambda m: m.get("method") == method, timeout=timeout, what=method)
+
+    def _receive(self, match: Callable[[dict], bool], *, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             while b"\0" in self._buffer:
                 raw, self._buffer = self._buffer.split(b"\0", 1)
-                reply = json.loads(raw)
-                if reply.get("id") == self._next_id:
-                    if "error" in reply:
-                        raise AssertionError(f"DevTools {method} failed: {reply['error']}")
-                    return reply.get("result", {})
+                message = json.loads(raw)
+                if match(message):
+                    return message
+                if "method" in message:
+                    self._events.append(message)
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from_browser], [], [], left)[0]:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for DevTools {method}")
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                raise AssertionError(f"Chromium exited while waiting for DevTools {method}")
+                raise AssertionError(f"Chromium exited while waiting for {what}")
             self._buffer += chunk
 
-    def navigate(self, url: str) -> None:
-        """Open ``url`` in the page (returns once navigation is committed, not when it finished drawing)."""
+    def open(self, url: str) -> None:
+        """Open ``url`` in a new page of the viewport size and wait for its load event."""
+        target = self.call("Target.createTarget", session=False, url="about:blank")["targetId"]
+        attached = self.call("Target.attachToTarget", session=False, targetId=target, flatten=True)
+        self._session = attached["sessionId"]
+        width, height = self.size
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        self.call("Page.enable")
+        self._events.clear()
         result = self.call("Page.navigate", url=url)
         if result.get("errorText"):
             raise AssertionError(f"Chromium could not open {url}: {result['errorText']}")
+        self.wait_event("Page.loadEventFired")
 
     def screenshot(self) -> Image.Image:
         """The page's viewport as rendered right now."""

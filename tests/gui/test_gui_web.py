@@ -1,0 +1,107 @@
+"""`lossview FILE --follow --web PORT` seen through headless Chromium: loopback only, live, clean exit."""
+
+from __future__ import annotations
+
+import math
+import signal
+from pathlib import Path
+
+import pytest
+from guiharness import (
+    Chromium,
+    Viewer,
+    count_changed,
+    count_color,
+    free_port,
+    http_get,
+    listening_addresses,
+    require,
+    wait_for,
+)
+from lossview.plot import COLORS
+
+from lossfmt import LossWriter
+
+LINE_PIXELS = 150
+STARTUP = 25.0
+REDRAW = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _tornado() -> None:
+    try:
+        import tornado  # noqa: F401
+    except ImportError:
+        require(False, "tornado is not installed (matplotlib's WebAgg server needs it: pip install tornado)")
+
+
+def _train(writer: LossWriter, steps: range) -> None:
+    for step in steps:
+        writer.add(step, 2.0 * math.exp(-step / 30) + 0.3 + 0.05 * math.sin(step))
+
+
+def _serving(viewer: Viewer, port: int) -> str:
+    """Wait until the viewer answers HTTP on 127.0.0.1:port; the page's HTML."""
+
+    def page() -> str | None:
+        viewer.assert_alive()
+        status, body = http_get(f"http://127.0.0.1:{port}/")
+        return body if status == 200 else None
+
+    return wait_for(
+        page, timeout=STARTUP, what=f"lossview --web to answer on 127.0.0.1:{port}", interval=0.25
+    )
+
+
+def _shows(browser: Chromium, viewer: Viewer, color: str, *, timeout: float, what: str):
+    def check():
+        viewer.assert_alive()
+        shot = browser.screenshot()
+        return shot if count_color(shot, color) >= LINE_PIXELS else None
+
+    return wait_for(check, timeout=timeout, what=what, interval=0.25)
+
+
+def test_web_serves_the_live_figure_on_loopback_and_sigint_exits_cleanly(
+    chromium: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "run.arrow"
+    port = free_port()
+    with LossWriter(path, flush_secs=0.2) as writer:
+        _train(writer, range(60))
+        writer.flush()
+        with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
+            html = _serving(viewer, port)
+            assert "mpl.js" in html, html[:500]
+            assert listening_addresses(port) == {"127.0.0.1"}, "--web must listen on loopback only"
+
+            with Chromium(chromium) as browser:
+                browser.open(f"http://127.0.0.1:{port}/")
+                before = _shows(
+                    browser, viewer, COLORS[0], timeout=STARTUP, what="the loss curve in the browser"
+                )
+                assert count_color(before, COLORS[1]) < LINE_PIXELS
+
+                _train(writer, range(60, 150))
+                for step in range(10, 150, 10):
+                    writer.add(step, 1.5 * math.exp(-step / 60) + 0.4, "val")
+                writer.flush()
+                after = _shows(
+                    browser, viewer, COLORS[1], timeout=REDRAW, what="the browser to show the new 'val' curve"
+                )
+                assert count_changed(before, after) > 2000, "the page did not change as the run grew"
+
+            assert viewer.stop(signal.SIGINT) == 0, viewer.stderr()
+            assert "Traceback" not in viewer.stderr(), viewer.stderr()
+    assert not listening_addresses(port), "the server outlived the viewer"
+
+
+def test_web_sigterm_exits_with_status_0(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as writer:
+        _train(writer, range(100))
+    port = free_port()
+    with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
+        _serving(viewer, port)
+        assert viewer.stop(signal.SIGTERM) == 0, viewer.stderr()
+        assert "Traceback" not in viewer.stderr(), viewer.stderr()
