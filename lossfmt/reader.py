@@ -480,6 +480,8 @@ class Follower:
             f = open(name, "rb")  # noqa: SIM115 (closed below; identity and bytes must come from one handle)
         except FileNotFoundError:
             return self._empty()
+        except OSError as exc:
+            raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
         with f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)
