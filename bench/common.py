@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -162,17 +162,44 @@ def random_float64(n: int, seed: int = 1) -> list[float]:
     return (np.random.default_rng(seed).random(n) * 3.0).tolist()
 
 
-def interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+T = TypeVar("T")
+
+
+def interleaved(cases: dict[str, Callable[[], T]], repeats: int) -> dict[str, list[T]]:
     """Run every case once per repeat, rotating the order, so drift and noise hit all cases alike.
 
-    Each case returns the seconds it measured (its own setup and teardown stay outside that figure)."""
+    Each case returns what it measured, seconds or a Stopwatch (its setup and teardown stay outside)."""
     names = list(cases)
-    results: dict[str, list[float]] = {name: [] for name in names}
+    results: dict[str, list[T]] = {name: [] for name in names}
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             results[name].append(cases[name]())
     return results
+
+
+class Stopwatch:
+    """Wall time and CPU time of a block. Wall time is what a caller waits; CPU time (of this thread, or of
+    every thread of the process) leaves out the time the OS gave to other processes on a shared machine."""
+
+    def __init__(self, cpu: Callable[[], float] = time.thread_time) -> None:
+        self._cpu = cpu
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._w0, self._c0 = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._w0, self._cpu() - self._c0
+
+
+def walls(xs: Sequence[Stopwatch]) -> list[float]:
+    return [x.wall for x in xs]
+
+
+def cpus(xs: Sequence[Stopwatch]) -> list[float]:
+    return [x.cpu for x in xs]
 
 
 def median(xs: Sequence[float]) -> float:
