@@ -1,9 +1,11 @@
-"""Many runs as one dataset; the docs/recipes.md recipes (pyarrow, DuckDB, Polars) run on 200 runs."""
+"""Many runs as one dataset, and the docs/recipes.md recipes run against real files (200 runs)."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +233,34 @@ def test_copying_closed_runs_elsewhere_keeps_them_readable_by_plain_pyarrow(swee
     shutil.copy(root / "runs" / "sweep-001.arrow", tmp_path / "copy.arrow")
     table = ds.dataset(tmp_path / "copy.arrow", format="arrow").to_table()
     assert table.num_rows == 50
+
+
+def test_recipe_notebook_live_display_redraws_while_training_runs(tmp_path, monkeypatch):
+    pytest.importorskip("lossview")
+    from matplotlib.figure import Figure
+
+    shown: list[Figure] = []
+
+    class Handle:
+        def update(self, figure: Figure) -> None:
+            shown.append(figure)
+
+    def display(figure: Figure, display_id: bool = False) -> Handle:
+        shown.append(figure)
+        return Handle()
+
+    # IPython is not a test dependency: the recipe only needs display(..., display_id=True).update(...).
+    ipython_display = types.ModuleType("IPython.display")
+    ipython_display.display = display
+    ipython = types.ModuleType("IPython")
+    ipython.version_info = (9, 0)  # matplotlib looks at it when IPython is loaded
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython_display)
+    (tmp_path / "runs").mkdir()
+    namespace = run_recipe("notebook-live", tmp_path, monkeypatch)
+
+    assert namespace["writer"].closed
+    assert len(shown) >= 3
+    assert all(isinstance(f, Figure) for f in shown)
+    final = shown[-1].axes[0]
+    assert max(len(line.get_xdata()) for line in final.get_lines()) == 150
