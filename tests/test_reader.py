@@ -406,3 +406,11 @@ def test_read_pandas_rejects_bad_options_before_reading_anything(tmp_path):
         read_pandas(tmp_path / "missing.arrow", normalize="per-batch")
     with pytest.raises(ValueError, match="smooth"):
         read_pandas(tmp_path / "missing.arrow", smooth="gaussian")
+
+
+def test_only_the_version_key_is_required(tmp_path):
+    bare = pa.schema(schema.FIELDS, metadata={"lossfmt.version": "1", "other.tool": "x"})
+    path = _write(tmp_path / "bare.arrow", _live_bytes(bare, [_batch(bare, _rows(2))]))
+    assert read(path).num_rows == 2
+    _run_file(tmp_path / "named.arrow", "named", _rows(1))
+    assert read([path, tmp_path / "named.arrow"]).column("run").to_pylist() == ["bare", "bare", "named"]
