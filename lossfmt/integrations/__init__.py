@@ -7,5 +7,6 @@ Each submodule imports its framework only when it is itself imported, so ``impor
 - ``lossfmt.integrations.tensorboard``: ``import_tb`` converts TensorBoard event files
   (needs ``pip install 'lossfmt[tensorboard]'``).
 - ``lossfmt.integrations.torch_distributed``: ``rank_writer`` gives every rank of a ``torch.distributed`` job
-  its own file (or only rank 0 one); ``lossfmt.dataset.read_ranks`` / ``mean_across`` merge them back.
+  its own file (or only rank 0 one); ``read_ranks`` and ``mean_across`` (in the ``lossfmt.dataset`` module)
+  merge them back.
 """

@@ -10,8 +10,8 @@
 
 Files can't be shared between processes (each ``LossWriter`` holds its file's lock), so each rank writes its
 own file, named by the ``{rank}`` placeholder; every rank file carries the same run name and its
-``rank``/``world_size`` in the run metadata. Read them back merged with ``lossfmt.dataset.read_ranks`` and
-reduce them to a mean with the spread across ranks with ``lossfmt.dataset.mean_across``.
+``rank``/``world_size`` in the run metadata. Read them back merged, and reduced to the mean across ranks
+with its spread: ``from lossfmt.dataset import read_ranks, mean_across``.
 With ``rank0_only=True`` only rank 0 opens a file; the other ranks get a writer that accepts the same calls
 and records nothing (log a value already reduced across ranks, e.g. with ``dist.all_reduce``).
 """
