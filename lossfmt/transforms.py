@@ -491,11 +491,11 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
 
 
 def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reduce a long curve to screen resolution without losing a spike: x (sorted ascending, finite) is cut
-    into `bins` equal-width bins and each bin keeps its lowest and highest finite y, plus its first
-    non-finite y (NaN or ±inf, kept so a viewer can mark where a run diverged); the first and last points are
-    always kept. Returns (x, y) subsets in x order, at most 3*bins + 2 points; a short curve is returned
-    whole."""
+    """Reduce a long curve to screen resolution without losing a spike: the x range (x sorted ascending,
+    finite) is cut into `bins` equal-width bins, bin i = [x0 + i*w, x0 + (i+1)*w) with w = (x[-1] - x0)/bins
+    (the last one closed), and each bin keeps its lowest and highest finite y plus its first non-finite y
+    (NaN or ±inf, kept so a viewer can mark where a run diverged); the first and last points are always kept.
+    Returns (x, y) subsets in x order, at most 3*bins + 2 points; a short curve is returned whole."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ValueError(f"decimate: bins must be a whole number >= 1, got {bins!r}")
     x = np.asarray(x)
@@ -503,39 +503,38 @@ def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.nd
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"decimate: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     n = x.size
-    xf = (x.view(np.int64) if np.issubdtype(x.dtype, np.datetime64) else x).astype(np.float64, copy=False)
-    if n and not (np.isfinite(xf[0]) and np.isfinite(xf[-1]) and bool(np.all(xf[1:] >= xf[:-1]))):
+    xs = x.view(np.int64) if np.issubdtype(x.dtype, np.datetime64) else x
+    if n and not (np.isfinite(xs[0]) and np.isfinite(xs[-1]) and bool(np.all(xs[1:] >= xs[:-1]))):
         raise ValueError("decimate: x must be finite and sorted ascending (drop or sort non-finite x first)")
     if n <= 3 * bins + 2:
         return x.copy(), y.copy()
 
-    span = xf[-1] - xf[0]
-    if span > 0:
-        which = np.minimum(((xf - xf[0]) * (bins / span)).astype(np.int64), bins - 1)
-    else:
-        which = np.zeros(n, dtype=np.int64)
-    starts = np.flatnonzero(np.diff(which)) + 1
-    starts = np.concatenate(([0], starts))
+    starts = np.unique(np.concatenate(([0], np.searchsorted(xs, _bin_edges(xs, bins)))))
     finite = np.isfinite(y)
     all_finite = bool(finite.all())
-    keep = [np.array([0, n - 1])]
-    for reduce, fill in ((np.minimum, np.inf), (np.maximum, -np.inf)):
-        filled = y if all_finite else np.where(finite, y, fill)
-        extreme = np.full(bins, fill)
-        extreme[which[starts]] = reduce.reduceat(filled, starts)
-        hits = filled == extreme[which]
-        if not all_finite:
-            hits &= finite
-        keep.append(_first_per_bin(np.flatnonzero(hits), which))
+    low = y if all_finite else np.where(finite, y, np.inf)
+    high = y if all_finite else np.where(finite, y, -np.inf)
+    keep = [0, n - 1]
+    # A loop over a few thousand bins costs less than the passes a vectorized arg-min per bin would need.
+    for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), n], strict=True):
+        keep.append(lo + int(np.argmin(low[lo:hi])))
+        keep.append(lo + int(np.argmax(high[lo:hi])))
+    index = np.array(keep)
     if not all_finite:
-        keep.append(_first_per_bin(np.flatnonzero(~finite), which))
-    index = np.unique(np.concatenate(keep))
+        bad = np.flatnonzero(~finite)
+        # The first non-finite point at or after each bin's start: each bin's first, where it has one.
+        first_bad = np.unique(np.searchsorted(bad, starts))
+        first_bad = first_bad[first_bad < bad.size]
+        index = np.concatenate((index, bad[first_bad]))
+    index = np.unique(index)
     return x[index], y[index]
 
 
-def _first_per_bin(index: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """The first of `index` (ascending row numbers) in each bin."""
-    bins = which[index]
-    first = np.ones(index.size, dtype=bool)
-    first[1:] = bins[1:] != bins[:-1]
-    return index[first]
+def _bin_edges(x: np.ndarray, bins: int) -> np.ndarray:
+    """The inner edges x0 + i*(x[-1] - x0)/bins, i = 1..bins-1, of decimate's bins, for sorted numeric x
+    (integer x gets the smallest integer at or above each edge, which splits it the same way)."""
+    x0, x1 = float(x[0]), float(x[-1])
+    edges = x0 + (x1 - x0) * (np.arange(1, bins, dtype=np.float64) / bins)
+    if np.issubdtype(x.dtype, np.integer):
+        return np.ceil(edges).astype(x.dtype)
+    return edges

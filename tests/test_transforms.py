@@ -481,11 +481,9 @@ def test_epoch_positions_count_each_run_separately() -> None:
 
 
 def bin_of(x: np.ndarray, bins: int) -> np.ndarray:
-    """Equal-width bins over [x[0], x[-1]], as decimate's docstring defines them."""
-    span = x[-1] - x[0]
-    if span == 0:
-        return np.zeros(x.size, dtype=np.int64)
-    return np.minimum(((x - x[0]) * (bins / span)).astype(np.int64), bins - 1)
+    """Equal-width bins as decimate's docstring defines them: bin i = [x0 + i*w, x0 + (i+1)*w)."""
+    edges = x[0] + (x[-1] - x[0]) * (np.arange(1, bins) / bins)
+    return np.searchsorted(edges, x, side="right")
 
 
 @settings(max_examples=150, deadline=None)
