@@ -13,6 +13,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -33,6 +34,9 @@ _COMBINE_BELOW_ROWS = 1 << 16
 _V1_SCHEMA = pa.schema(s.FIELDS)
 _GLOB_CHARS = frozenset("*?[")
 _CONTINUATION = b"\xff\xff\xff\xff"
+#: Live files with at least this many record batches are decoded in parallel spans.
+_PARALLEL_MIN_BATCHES = 256
+_DECODE_THREADS = min(os.cpu_count() or 1, 8)
 # Arrow errors for bytes that are not (yet) a complete, valid message or batch.
 _DECODE_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
 
@@ -197,7 +201,13 @@ def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
     Returns the batches and whether the whole stream decoded. Full validation keeps a corrupt file from ever
     handing out arrays that could crash a later computation.
     """
-    batches: list[pa.RecordBatch] = []
+    try:
+        table = pa.ipc.open_stream(stream).read_all()  # the common case, in C++ without the GIL
+        table.validate(full=True)
+        return table.to_batches(), True
+    except _DECODE_ERRORS:
+        pass
+    batches: list[pa.RecordBatch] = []  # find the longest good prefix, batch by batch
     try:
         reader = pa.ipc.open_stream(stream)
         while True:
@@ -209,6 +219,50 @@ def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
             batches.append(batch)
     except _DECODE_ERRORS:
         return batches, False
+
+
+def _update_dicts(state: dict[int, list[bytes]], buf: pa.Buffer, messages: Iterable[_Msg]) -> None:
+    """Track, per dictionary id, the last full dictionary message and the deltas after it."""
+    for msg in messages:
+        if msg.kind != "dictionary":
+            continue
+        raw = buf.slice(msg.start, msg.end - msg.start).to_pybytes()
+        if msg.is_delta:
+            state.setdefault(msg.dict_id, []).append(raw)
+        else:
+            state[msg.dict_id] = [raw]
+
+
+def _decode_content(
+    buf: pa.Buffer, schema_end: int, messages: list[_Msg]
+) -> tuple[list[pa.RecordBatch], bool]:
+    """Decode the content messages of a file. A live file of many small flushes is split into spans at batch
+    boundaries, each decoded on its own thread (decompression is most of the cost and releases the GIL)."""
+    end = messages[-1].end if messages else schema_end
+    n_batches = sum(m.kind == "record batch" for m in messages)
+    workers = _DECODE_THREADS
+    if workers < 2 or n_batches < _PARALLEL_MIN_BATCHES:
+        return _decode(buf.slice(len(s.MAGIC), end - len(s.MAGIC)))
+    head = buf.slice(len(s.MAGIC), schema_end - len(s.MAGIC)).to_pybytes()
+    per_span = -(-n_batches // workers)
+    streams, state, first, seen = [], {}, 0, 0
+    for i, msg in enumerate(messages):
+        seen += msg.kind == "record batch"
+        if seen == per_span or i == len(messages) - 1:
+            prefix = [head, *(raw for raws in state.values() for raw in raws)]
+            start = messages[first].start
+            span = buf.slice(start, msg.end - start).to_pybytes()
+            streams.append(pa.py_buffer(b"".join([*prefix, span])))
+            _update_dicts(state, buf, messages[first : i + 1])
+            first, seen = i + 1, 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lossfmt-decode") as pool:
+        results = list(pool.map(_decode, streams))
+    batches: list[pa.RecordBatch] = []
+    for span_batches, complete in results:
+        batches += span_batches
+        if not complete:
+            return batches, False
+    return batches, True
 
 
 def _truncate_at_batch(messages: list[_Msg], n_good: int) -> int:
@@ -241,7 +295,7 @@ def _scan_buffer(buf: pa.Buffer, name: str) -> _Layout:
     schema, schema_end = _head(buf, name)
     frames = _frame(buf, schema_end)
     messages, end = frames.messages, frames.end
-    batches, complete = _decode(buf.slice(len(s.MAGIC), end - len(s.MAGIC)))
+    batches, complete = _decode_content(buf, schema_end, messages)
     if not complete:
         messages = messages[: _truncate_at_batch(messages, len(batches))]
         end = messages[-1].end if messages else schema_end
@@ -520,21 +574,11 @@ class Follower:
         if not complete:
             messages = messages[: _truncate_at_batch(messages, len(batches))]
             self.closed = False
-        self._remember_dicts(buf, messages)
+        _update_dicts(self._dicts, buf, messages)
         self._offset += messages[-1].end if messages else 0
         table = _tidy(pa.Table.from_batches(batches, schema=self._schema)).select(list(s.COLUMNS))
         self._note_delivered(table)
         return Update(table, False)
-
-    def _remember_dicts(self, buf: pa.Buffer, messages: list[_Msg]) -> None:
-        for msg in messages:
-            if msg.kind != "dictionary":
-                continue
-            raw = buf.slice(msg.start, msg.end - msg.start).to_pybytes()
-            if msg.is_delta:
-                self._dicts.setdefault(msg.dict_id, []).append(raw)
-            else:
-                self._dicts[msg.dict_id] = [raw]
 
     def _note_delivered(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -575,7 +619,7 @@ class Follower:
         self._stamp = stamp
         self._head_bytes = buf.slice(len(s.MAGIC), layout.schema_end - len(s.MAGIC)).to_pybytes()
         self._dicts = {}
-        self._remember_dicts(buf, layout.messages)
+        _update_dicts(self._dicts, buf, layout.messages)
         self._note_delivered(table)
         return Update(table, had and not same_run)
 

@@ -131,8 +131,14 @@ def test_nan_and_infinities_are_kept_exactly(tmp_path, sch):
     sizes=st.lists(st.integers(1, 5), min_size=1, max_size=6),
     new_tags=st.lists(st.booleans(), min_size=6, max_size=6),
     cut_fraction=st.floats(0, 1),
+    parallel=st.booleans(),
 )
-def test_random_truncation_yields_an_exact_prefix_of_whole_batches(tmp_path, sizes, new_tags, cut_fraction):
+def test_random_truncation_yields_an_exact_prefix_of_whole_batches(
+    tmp_path, monkeypatch, sizes, new_tags, cut_fraction, parallel
+):
+    if parallel:  # decode in spans on several threads even for these few batches
+        monkeypatch.setattr(reader, "_PARALLEL_MIN_BATCHES", 2)
+        monkeypatch.setattr(reader, "_DECODE_THREADS", 3)
     sch = schema.make_schema("t")
     batches, start, tags = [], 0, ["loss"]
     for size, new_tag in zip(sizes, new_tags, strict=False):
@@ -198,6 +204,28 @@ def test_corrupted_bytes_never_crash_the_reader(tmp_path, flips):
     else:
         table.validate(full=True)
         assert table.num_rows <= 7
+
+
+@pytest.mark.parametrize("deltas", [False, True])
+def test_many_flushes_decode_in_parallel_spans_to_the_same_events(tmp_path, sch, monkeypatch, deltas):
+    monkeypatch.setattr(reader, "_DECODE_THREADS", 4)
+    tags: list[str] = []
+    batches = []
+    for i in range(400):
+        if i % 37 == 0:
+            tags.append(f"t{i}")
+        batches.append(_batch(sch, _rows(3, 3 * i, tuple(tags))))
+    data = _live_bytes(sch, batches, deltas=deltas)
+    expected = [e for b in batches for e in _events(pa.Table.from_batches([b]))]
+    assert _events(read(_write(tmp_path / "many.arrow", data))) == expected
+    cut = _batch_ends(data)[300] - 5  # torn inside batch 301: the spans after it must not count
+    assert _events(read(_write(tmp_path / "torn.arrow", data[:cut]))) == expected[: 3 * 300]
+    end = _batch_ends(data)[150]
+    corrupt = bytearray(data)
+    corrupt[end - 64 : end] = bytes(64)  # batch 151 is complete but its compressed body is garbage
+    result = reader.scan(_write(tmp_path / "corrupt.arrow", bytes(corrupt)))
+    assert _events(result.table) == expected[: 3 * 150]
+    assert result.end < end
 
 
 def test_live_file_with_delta_dictionaries_reads(tmp_path, sch):
