@@ -368,6 +368,7 @@ def test_follows_a_killed_writer_and_its_resumption(tmp_path):
         deadline = time.monotonic() + 30
         while len(delivered) < 200 and time.monotonic() < deadline:
             delivered += _steps(follower.poll().table)
+            time.sleep(0.01)  # polling another process's file, as a viewer does
         assert len(delivered) >= 200
     finally:
         child.kill()
