@@ -46,7 +46,7 @@ class Config:
             e2e_n=1_000_000,
             mem_ns=(1_000_000, 4_000_000),
             tax_steps=250,
-            size_n=1_000_000,
+            size_n=500_000,
             size_tb_n=100_000,
             slow_n=2_000,
             read_ns=(1_000_000, 10_000_000),
