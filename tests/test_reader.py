@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossfmt import LossFormatError, LossWriter, read, read_pandas, reader, schema
+from lossfmt import LossFormatError, LossWriter, follow, read, read_pandas, reader, schema
 
 T0_US = 1_700_000_000_000_000
 
@@ -185,6 +185,12 @@ def test_random_bytes_read_or_raise_loss_format_error(tmp_path, data, with_magic
         assert "junk.arrow" in str(exc)
     else:
         assert table.column_names == list(schema.COLUMNS)
+    try:
+        update = follow(path).poll()
+    except LossFormatError as exc:
+        assert "junk.arrow" in str(exc)
+    else:
+        assert update.table.column_names == list(schema.COLUMNS)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
