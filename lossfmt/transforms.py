@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from lossfmt import schema
 
 PER_ITEM = "per-item"
-NORMALIZE_CHOICES = (None, PER_ITEM)
 
 Smoother = Callable[[np.ndarray], np.ndarray]
 Per = Literal["epoch"] | int
@@ -79,7 +78,7 @@ def parse_per(per: str | int | None) -> Per | None:
         text = per.strip().lower()
         if text == "epoch":
             return "epoch"
-        if text.lstrip("+").isdigit() and int(text) >= 1:
+        if text.isdecimal() and int(text) >= 1:
             return int(text)
     elif isinstance(per, (int, np.integer)) and not isinstance(per, bool) and per >= 1:
         return int(per)
@@ -273,21 +272,23 @@ class _Series:
         return pa.DictionaryArray.from_arrays(indices, pa.array(self.tags, pa.string()))
 
 
-def _stable_order(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row order grouping equal codes (file order within a group) and each code's row count."""
-    counts = np.bincount(codes, minlength=size)
+def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:
+    """Row order grouping equal codes (0 <= code < size), file order within a group; None when the rows
+    already are in that order (the common case of one series, or of sorted buckets)."""
     if size == 1 or bool(np.all(codes[1:] >= codes[:-1])):
-        return np.arange(codes.size), counts
+        return None
     keys = codes.astype(np.uint16) if size <= 1 << 16 else codes  # numpy radix-sorts 16-bit keys
-    return np.argsort(keys, kind="stable"), counts
+    return np.argsort(keys, kind="stable")
 
 
 def _group_rows(codes: np.ndarray, size: int) -> list[np.ndarray]:
     """Row indices of each non-empty group, each in file order."""
     if codes.size == 0:
         return []
-    order, counts = _stable_order(codes, size)
-    return [rows for rows in np.split(order, np.cumsum(counts)[:-1]) if rows.size]
+    order = _stable_argsort(codes, size)
+    rows = np.arange(codes.size) if order is None else order
+    bounds = np.cumsum(np.bincount(codes, minlength=size))[:-1]
+    return [group for group in np.split(rows, bounds) if group.size]
 
 
 def _numpy(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -332,6 +333,7 @@ def _replace(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
     return table.set_column(index, table.schema.field(index).with_type(array.type), array)
 
 
+@np.errstate(invalid="ignore", over="ignore")  # non-finite values are data here: they make NaN/inf buckets
 def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Table:
     """Aggregate events per (run, tag, bucket); a bucket is an epoch (per="epoch") or `per` steps
     (bucket = step // per). One row per bucket, sorted by run, tag and bucket, with columns
@@ -349,6 +351,8 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
         raise ValueError("bucket needs per='epoch' or a whole number of steps >= 1")
     norm = parse_normalize(normalize)
     _require(table, schema.STEP, schema.TAG, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME)
+    series = _Series(table)  # before any filtering: series keep the order of the whole table
+    codes = series.codes
     if per_ == "epoch":
         has_epoch = table.column(schema.EPOCH).is_valid()
         if table.num_rows and not pc.any(has_epoch).as_py():
@@ -356,60 +360,76 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
                 "per='epoch': no event has an epoch; log epoch=... with add() or use per=N steps"
             )
         table = table.filter(has_epoch)
+        codes = codes[has_epoch.to_numpy(zero_copy_only=False)]
         key = _numpy(table, schema.EPOCH, np.int64)
     else:
         key = _numpy(table, schema.STEP, np.int64) // per_
 
-    series = _Series(table)
-    value = _numpy(table, schema.VALUE, np.float64)
-    columns = {"g": series.codes, "b": key}
+    order, starts = _sorted_groups(codes, series.size, key)
+    events = np.diff(np.append(starts, key.size))
+
+    def column(name: str, dtype: type) -> np.ndarray:
+        values = _numpy(table, name, dtype)
+        return values if order is None else values[order]
+
+    value = column(schema.VALUE, np.float64)
+    count = column(schema.COUNT, np.int64)
+    count_sum = np.add.reduceat(count, starts) if key.size else count[:0]
     if norm == PER_ITEM:
         _require(table, schema.REDUCTION)
-        is_sum = _is_sum(table)
-        count = _numpy(table, schema.COUNT, np.float64)
-        columns["pv"] = np.where(is_sum, value / count, value)
-        columns["total"] = np.where(is_sum, value, value * count)
-        mean_agg = ("total", "sum")
+        is_sum = _is_sum(table) if order is None else _is_sum(table)[order]
+        per_item = np.where(is_sum, value / count, value)
+        total = np.where(is_sum, value, value * count)
     else:
-        columns["pv"] = value
-        mean_agg = ("pv", "mean")
-    work = pa.table(columns)
-    for name in (schema.COUNT, schema.STEP, schema.EPOCH, schema.WALL_TIME):
-        work = work.append_column(name, table.column(name))
-    stats = work.group_by(["g", "b"]).aggregate(
-        [
-            mean_agg,
-            (schema.COUNT, "sum"),
-            (schema.STEP, "count"),
-            ("pv", "min"),
-            ("pv", "max"),
-            ("pv", "stddev", pc.VarianceOptions(ddof=0)),
-            (schema.STEP, "max"),
-            (schema.EPOCH, "max"),
-            (schema.WALL_TIME, "max"),
-        ]
-    )
-    stats = stats.sort_by([("g", "ascending"), ("b", "ascending")])
-    codes = stats.column("g").to_numpy()
-    count_sum = stats.column("count_sum")
-    if norm == PER_ITEM:
-        mean = pc.divide(stats.column("total_sum"), pc.cast(count_sum, pa.float64()))
-    else:
-        mean = stats.column("pv_mean")
+        per_item = total = value
+    epoch_valid = table.column(schema.EPOCH).is_valid().to_numpy(zero_copy_only=False)
+    epoch = pc.fill_null(table.column(schema.EPOCH), 0).to_numpy().astype(np.int64, copy=False)
+    wall_time = table.column(schema.WALL_TIME)
+    wall_us = wall_time.to_numpy().view(np.int64)
+    if order is not None:
+        epoch_valid, epoch, wall_us = epoch_valid[order], epoch[order], wall_us[order]
+    step = column(schema.STEP, np.int64)
+
+    def reduce(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        return ufunc.reduceat(values, starts) if key.size else values[:0]
+
+    bucket_mean = reduce(np.add, per_item) / events  # mean of the events' (per-item) values
+    deviation = per_item - np.repeat(bucket_mean, events)
+    std = np.sqrt(reduce(np.add, deviation * deviation) / events)
     out = {}
+    group_codes = codes[starts] if order is None else codes[order[starts]]
     if series.has_run:
-        out[schema.RUN] = series.run_column(codes)
-    out[schema.TAG] = series.tag_column(codes)
-    out[schema.STEP] = stats.column("step_max")
-    out[schema.EPOCH] = stats.column("epoch_max")
-    out[schema.VALUE] = mean
-    out[schema.COUNT] = count_sum
-    out["events"] = stats.column("step_count")
-    out["min"] = stats.column("pv_min")
-    out["max"] = stats.column("pv_max")
-    out["std"] = stats.column("pv_stddev")
-    out[schema.WALL_TIME] = stats.column("wall_time_max")
+        out[schema.RUN] = series.run_column(group_codes)
+    out[schema.TAG] = series.tag_column(group_codes)
+    out[schema.STEP] = pa.array(reduce(np.maximum, step), pa.int64())
+    has_epoch = reduce(np.add, epoch_valid.astype(np.int64)) > 0
+    epoch_max = reduce(np.maximum, np.where(epoch_valid, epoch, np.iinfo(np.int64).min))
+    out[schema.EPOCH] = pa.array(epoch_max, pa.int64(), mask=~has_epoch)
+    out[schema.VALUE] = pa.array(reduce(np.add, total) / count_sum if norm == PER_ITEM else bucket_mean)
+    out[schema.COUNT] = pa.array(count_sum, pa.int64())
+    out["events"] = pa.array(events, pa.int64())
+    out["min"] = pa.array(reduce(np.fmin, per_item), pa.float64())
+    out["max"] = pa.array(reduce(np.fmax, per_item), pa.float64())
+    out["std"] = pa.array(std, pa.float64())
+    out[schema.WALL_TIME] = pa.array(reduce(np.maximum, wall_us), pa.int64()).cast(wall_time.type)
     return pa.table(out)
+
+
+def _sorted_groups(codes: np.ndarray, size: int, key: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Order rows by (series code, bucket key), stably, and return it (None: already in order) with the
+    start of each (series, key) group in that order."""
+    low = int(key.min()) if key.size else 0
+    span = int(key.max()) - low + 1 if key.size else 1
+    if size * span < 1 << 62:
+        combined = codes * span + (key - low) if size > 1 else key - low
+        order = _stable_argsort(combined, size * span)
+    else:
+        order = np.lexsort((key, codes))  # stable
+    sorted_codes = codes if order is None else codes[order]
+    sorted_key = key if order is None else key[order]
+    new = np.ones(key.size, dtype=bool)
+    new[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (sorted_key[1:] != sorted_key[:-1])
+    return order, np.flatnonzero(new)
 
 
 # --- per-series transforms ----------------------------------------------------------------------------------
@@ -469,7 +489,8 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
     span = int(epochs.max()) - low + 1
     if series.size * span <= 1 << 20:  # the usual case: a small dense (series, epoch) key
         codes = series_codes * span + (epochs - low)
-        order, counts = _stable_order(codes, series.size * span)
+        order = _stable_argsort(codes, series.size * span)
+        counts = np.bincount(codes, minlength=series.size * span)
     else:
         order = np.lexsort((epochs, series_codes))  # stable
         new = np.ones(order.size, dtype=bool)
@@ -478,8 +499,11 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
         codes[order] = np.cumsum(new) - 1
         counts = np.diff(np.append(np.flatnonzero(new), order.size))
     starts = np.cumsum(counts) - counts
-    rank = np.empty(codes.size, dtype=np.float64)
-    rank[order] = np.arange(codes.size) - starts[codes[order]]
+    if order is None:
+        rank = np.arange(codes.size) - starts[codes]
+    else:
+        rank = np.empty(codes.size, dtype=np.int64)
+        rank[order] = np.arange(codes.size) - starts[codes[order]]
     position = epochs + (rank + 1.0) / counts[codes]
     if all_have:
         return position

@@ -402,6 +402,79 @@ def test_bucket_totals_conserve_counts_and_events(rows: list[tuple], per: int, n
     assert out.num_rows == len(expected_groups)
 
 
+def reference_buckets(rows: list[tuple], per: int | str, normalize: str | None) -> dict[tuple, dict]:
+    """bucket() written plainly: rows are (run, step, tag, value, count, reduction, epoch, wall_time)."""
+    groups: dict[tuple, list[tuple]] = {}
+    for row in rows:
+        run, step, tag, _, _, _, epoch, _ = row
+        if per == "epoch" and epoch is None:
+            continue
+        groups.setdefault((run, tag, epoch if per == "epoch" else step // per), []).append(row)
+    out = {}
+    for key, members in groups.items():
+        values = [
+            v / c if normalize and red == "sum" else v for _, _, _, v, c, red, _, _ in members
+        ]  # per-event (per-item) values
+        counts = [m[4] for m in members]
+        if normalize:
+            totals = [v if red == "sum" else v * c for _, _, _, v, c, red, _, _ in members]
+            value = sum(totals) / sum(counts)
+        else:
+            value = sum(values) / len(values)
+        finite = [v for v in values if not math.isnan(v)]
+        epochs = [m[6] for m in members if m[6] is not None]
+        out[key] = {
+            "value": value,
+            "count": sum(counts),
+            "events": len(members),
+            "min": min(finite) if finite else math.nan,
+            "max": max(finite) if finite else math.nan,
+            "std": float(np.std(values)) if all(map(math.isfinite, values)) else math.nan,
+            "step": max(m[1] for m in members),
+            "epoch": max(epochs) if epochs else None,
+            "wall_time": max(m[7] for m in members),
+        }
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2"]),
+            st.integers(-30, 100),  # steps in any order: exercises the sorting path
+            st.sampled_from(["loss", "val"]),
+            st.one_of(st.floats(-1e6, 1e6), st.sampled_from([math.nan, math.inf])),
+            st.integers(1, 64),
+            st.sampled_from(["mean", "sum"]),
+            st.one_of(st.none(), st.integers(0, 3)),
+        ),
+        min_size=1,
+        max_size=50,
+    ),
+    st.one_of(st.integers(1, 30), st.just("epoch")),
+    st.sampled_from([None, "per-item"]),
+)
+def test_bucket_matches_a_plain_python_group_by(rows: list[tuple], per: int | str, normalize: str | None):
+    rows = [(*row, i) for i, row in enumerate(rows)]  # wall_time: µs since the epoch, increasing
+    assume(per != "epoch" or any(row[6] is not None for row in rows))
+    runs, steps, tags, values, counts, reductions, epochs, _ = ([r[i] for r in rows] for i in range(8))
+    table = events(steps, values, tags=tags, counts=counts, epochs=epochs, reduction=reductions, runs=runs)
+    want = reference_buckets(rows, per, normalize)
+    got = bucket(table, per, normalize=normalize).to_pylist()
+    assert len(got) == len(want)
+    keys = [(r["run"], r["tag"]) for r in got]
+    assert keys == sorted(keys, key=lambda k: (runs.index(k[0]), tags.index(k[1])))  # first-seen order
+    for row in got:
+        key_step = row["epoch"] if per == "epoch" else row["step"] // per
+        expected = want[(row["run"], row["tag"], key_step)]
+        for name in ("count", "events", "step", "epoch"):
+            assert row[name] == expected[name], name
+        assert row["wall_time"] == table.column("wall_time")[expected["wall_time"]].as_py()
+        for name in ("value", "min", "max", "std"):
+            assert row[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-6, nan_ok=True), name
+
+
 # --- per-series transforms ----------------------------------------------------------------------------------
 
 
