@@ -166,6 +166,7 @@ class Xvfb:
                     "-nolisten",
                     "tcp",
                     "-br",  # black root: anything not black is a window
+                    "-noreset",  # no server reset (refused connections) when the last client leaves
                 ],
                 pass_fds=(write_fd,),
                 stdin=subprocess.DEVNULL,
@@ -381,6 +382,13 @@ class Viewer:
         """Everything the viewer wrote to stderr so far."""
         self._err.seek(0)
         return self._err.read().decode(errors="replace")
+
+    def assert_clean_exit(self, status: int) -> None:
+        """Exit status 0 and nothing alarming on stderr: no traceback, no (library) warnings."""
+        err = self.stderr()
+        assert status == 0, f"lossview exited with status {status}:\n{err}"
+        noise = [line for line in err.splitlines() if "Traceback" in line or "warning" in line.lower()]
+        assert not noise, f"lossview printed on a clean exit:\n{err}"
 
 
 # ------------------------------------------------------------------------------------------ Chromium

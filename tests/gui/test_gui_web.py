@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,7 @@ def test_web_serves_the_live_figure_on_loopback_and_sigint_exits_cleanly(
                 )
                 assert count_changed(before, after) > 2000, "the page did not change as the run grew"
 
-            assert viewer.stop(signal.SIGINT) == 0, viewer.stderr()
-            assert "Traceback" not in viewer.stderr(), viewer.stderr()
+            viewer.assert_clean_exit(viewer.stop(signal.SIGINT))
     assert not listening_addresses(port), "the server outlived the viewer"
 
 
@@ -103,5 +103,20 @@ def test_web_sigterm_exits_with_status_0(tmp_path: Path) -> None:
     port = free_port()
     with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
         _serving(viewer, port)
-        assert viewer.stop(signal.SIGTERM) == 0, viewer.stderr()
-        assert "Traceback" not in viewer.stderr(), viewer.stderr()
+        viewer.assert_clean_exit(viewer.stop(signal.SIGTERM))
+
+
+def test_web_on_a_busy_port_is_a_one_line_error_not_another_port(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as writer:
+        _train(writer, range(10))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
+            status = viewer.wait(timeout=STARTUP, what="lossview --web to refuse a busy port")
+            err = viewer.stderr()
+    assert status == 1, err
+    assert "Traceback" not in err, err
+    assert f"lossview: error: --web: 127.0.0.1:{port}" in err.splitlines()[-1], err
