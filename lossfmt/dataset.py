@@ -13,17 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from lossfmt import schema
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
 from lossfmt.reader import _expand, _run_labels, read, scan
 from lossfmt.schema import LossFormatError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -43,6 +45,10 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     through lossfmt's torn-tail-tolerant reader into memory, ``"skip"`` leaves them out, ``"error"`` raises
     ``LossFormatError`` naming the file (close the writer, or compact it, to make it a plain Arrow file).
     """
+    # pyarrow.dataset imports pandas when it is installed: keep `import lossfmt` light.
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
     paths, _ = _expand(source)
