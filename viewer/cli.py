@@ -305,8 +305,6 @@ def _read(files: Sequence[str]) -> tuple[list[Path], object]:
 
 
 def _plot(ns: argparse.Namespace) -> int:
-    from lossview import plot
-
     view = _view(ns)
     if ns.poll is not None and not ns.follow:
         raise ValueError("--poll only makes sense with --follow")
@@ -314,18 +312,27 @@ def _plot(ns: argparse.Namespace) -> int:
         raise ValueError("choose one of -o OUT and --web")
     if ns.ylim and not ns.ylim[0] < ns.ylim[1]:
         raise ValueError(f"--ylim: LO must be below HI (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
-    output = plot.FileOutput(ns.output, dpi=ns.dpi) if ns.output else None
-    if output is not None and not output.path.parent.is_dir() and str(output.path.parent):
-        raise FileNotFoundError(2, "No such directory", os.fspath(output.path.parent))
-
+    if ns.output:
+        out = Path(ns.output)
+        if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ValueError(f"{out}: output must end in .png, .svg or .pdf")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(2, "No such directory", os.fspath(out.parent))
+    # Files are read and checked before matplotlib is imported: a bad file fails fast.
     if ns.follow:
         compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
-        table = None
+        curves = None
     else:
         paths, table = _read(ns.files)
         compare = len(paths) > 1
         if table.num_rows == 0:
             raise ValueError(f"{', '.join(map(str, paths))}: no events in the file")
+        curves = data.curves(data.apply(table, view), view)
+        if not curves:
+            raise ValueError(f"no tag matches {' '.join(ns.tag)}")
+
+    from lossview import plot
+
     style = plot.Style(
         split=ns.split,
         compare=compare and not ns.mean_runs,
@@ -335,19 +342,16 @@ def _plot(ns: argparse.Namespace) -> int:
         width=ns.size[0],
         height=ns.size[1],
     )
-    if output is not None:
-        from matplotlib.figure import Figure
+    if not ns.output:
+        return _window(ns, view, style, curves)
+    from matplotlib.figure import Figure
 
-        fig = Figure(figsize=ns.size, dpi=ns.dpi, layout="constrained")
-        lp = plot.LossPlot(fig, view, style, output)
-        if not ns.follow:
-            curves = data.curves(data.apply(table, view), view)
-            if not curves:
-                raise ValueError(f"no tag matches {' '.join(ns.tag)}")
-            lp.update(curves)
-            return 0
-        return _follow_headless(ns, view, lp)
-    return _window(ns, view, style, table)
+    fig = Figure(figsize=ns.size, dpi=ns.dpi, layout="constrained")
+    lp = plot.LossPlot(fig, view, style, plot.FileOutput(ns.output, dpi=ns.dpi))
+    if curves is not None:
+        lp.update(curves)
+        return 0
+    return _follow_headless(ns, view, lp)
 
 
 def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int:
@@ -379,7 +383,7 @@ def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int
     return 0
 
 
-def _window(ns: argparse.Namespace, view: data.View, style: object, table: object) -> int:
+def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list[data.Curve] | None) -> int:
     import matplotlib
     from lossview import plot
 
@@ -392,6 +396,9 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, table: objec
         matplotlib.rcParams["webagg.address"] = ns.host
         matplotlib.rcParams["webagg.port"] = ns.web
         matplotlib.rcParams["webagg.open_in_browser"] = False
+        matplotlib.rcParams["webagg.port_retries"] = 1  # serve on PORT or fail; never quietly elsewhere
+        # matplotlib's WebAgg Ctrl-C handler calls a tornado API deprecated in 6.3; not the user's concern.
+        warnings.filterwarnings("ignore", "add_callback_from_signal is deprecated", DeprecationWarning)
     import matplotlib.pyplot as plt
 
     backend = matplotlib.get_backend().lower()
@@ -413,25 +420,28 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, table: objec
         sources = Sources(ns.files)
         watcher = Watcher(sources, poll=ns.poll)
 
+        waiting = fig.text(0.5, 0.5, f"waiting for {' '.join(ns.files)} ...", ha="center", color="0.4")
+
         def redraw() -> None:
             t = sources.table()
             if t is not None:
+                waiting.set_visible(False)
                 lp.update(data.curves(data.apply(t, view), view))
 
         loop = FollowLoop(sources, watcher, redraw)
         watcher.start()
-        fig.text(0.5, 0.5, "", ha="center")
         timer_cb.append(loop.tick)
     else:
         watcher = None
-        curves = data.curves(data.apply(table, view), view)
-        if not curves:
-            raise ValueError(f"no tag matches {' '.join(ns.tag)}")
         lp.update(curves)
 
     def on_timer() -> None:
         if stop.is_set():
             plt.close("all")
+            if ns.web is not None:  # WebAgg's server outlives its figures: stop its loop too (SIGTERM)
+                import tornado.ioloop
+
+                tornado.ioloop.IOLoop.current().stop()
             return
         for cb in timer_cb:
             cb()
@@ -443,6 +453,12 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, table: objec
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if ns.web is not None:
+            from matplotlib.backends.backend_webagg import WebAggApplication
+
+            try:
+                WebAggApplication.initialize()  # binds the port now, so a busy one is a clear error
+            except SystemExit:
+                raise ValueError(f"--web: {ns.host}:{ns.web} is already in use; pick another PORT") from None
             print(f"{PROG}: serving on http://{ns.host}:{ns.web}/ (Ctrl-C to stop)", file=sys.stderr)
         plt.show()
     finally:
