@@ -447,7 +447,11 @@ class LossWriter:
         run: str | None = None,
         max_pending: int = 1 << 18,
     ) -> None:
-        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not flush_secs > 0:
+        if (
+            isinstance(flush_secs, bool)
+            or not isinstance(flush_secs, (int, float))
+            or not 0 < flush_secs < 1e9
+        ):
             raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
         if type(max_pending) is not int or max_pending < 1:
             raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
@@ -456,6 +460,7 @@ class LossWriter:
         if run is not None and (not isinstance(run, str) or not run):
             raise ValueError(f"run must be a non-empty string, got {run!r}")
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Built first: it validates meta before any file is created.
         new_schema = s.make_schema(run or self.path.stem, dict(meta) if meta else None)
         self._ok = False

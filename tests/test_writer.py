@@ -307,6 +307,37 @@ def test_moving_the_directory_away_is_reported(tmp_path):
         w.close()
 
 
+FILE_SIZE_LIMIT = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from lossfmt import LossWriter
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    try:
+        for i in range(100000):
+            w.add(i, float(i))
+            if i % 100 == 99:
+                w.flush()
+    except OSError as exc:
+        print(i, exc.errno, flush=True)
+    w.close()  # already reported: releases the file
+    """
+)
+
+
+def test_a_real_write_error_is_raised_from_the_next_call(tmp_path):
+    """A real failing write (the process's file size limit, like a full disk) surfaces as OSError."""
+    path = tmp_path / "run.arrow"
+    cmd = [sys.executable, "-c", FILE_SIZE_LIMIT, str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    failed_at, code = map(int, out.stdout.split())
+    assert code == errno.EFBIG and 0 < failed_at < 100000
+    flushed = lossfmt.read(path)["step"].to_pylist()  # the live file stays readable
+    assert flushed == list(range(failed_at + 1 - 100))  # every flush before the failing one
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 
 
@@ -355,6 +386,7 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
     [
         ({"flush_secs": 0}, ValueError),
         ({"flush_secs": "1"}, ValueError),
+        ({"flush_secs": math.inf}, ValueError),
         ({"max_pending": 0}, ValueError),
         ({"meta": [1]}, TypeError),
         ({"meta": {"f": object()}}, None),  # not JSON: stored as its str(), like TensorBoard's hparams
