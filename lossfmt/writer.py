@@ -258,6 +258,7 @@ class _Flusher:
         self.owner = weakref.ref(writer)
         self.deferred = False  # a deferred (device) value was added: materialize batches from now on
         self.error: BaseException | None = None
+        self.reported = False  # the error was raised to the user (close() then doesn't raise it again)
         self.finished = False
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -267,7 +268,7 @@ class _Flusher:
         self._schema = schema
         self._sink = _Sink()
         self._stream = pa.ipc.new_stream(self._sink, schema, options=_IPC_OPTIONS)
-        self._schema_written = False
+        self._schema_skipped = False
         self._tag_codes: dict[str, int] = {}
         self._tag_dictionary = _string_array([])
         name = f"lossfmt-flusher[{self.path.name}]"
@@ -299,7 +300,9 @@ class _Flusher:
         self.raise_error()
 
     def raise_error(self) -> None:
+        """Raise the thread's error, if any (every call does: the writer cannot continue after it)."""
         if self.error is not None:
+            self.reported = True
             raise self.error
 
     def close(self) -> None:
@@ -313,15 +316,12 @@ class _Flusher:
         self._thread.join()
         try:
             if self.error is None:
-                try:
-                    self._write_pending()  # rows added by other threads while the thread stopped
-                    _compact_locked(self.path, self.meta_update)
-                except BaseException as exc:
-                    self.error = exc
-                    raise
+                self._write_pending()  # rows added by other threads while the thread stopped
+                _compact_locked(self.path, self.meta_update)
         finally:
             os.close(self.fd)  # releases the flock
-        self.raise_error()
+        if not self.reported:
+            self.raise_error()
 
     # The thread.
 
@@ -356,11 +356,11 @@ class _Flusher:
             self._cond.notify_all()  # unblock producers waiting in overflow()
         self._stream.write_batch(self._batch(rows))
         data = self._sink.take()
-        if not self._schema_written:
+        if not self._schema_skipped:
             # The stream writer starts with the schema message, which the file already has: drop it.
             meta_len = int.from_bytes(data[4:8], "little", signed=True)
             data = data[8 + meta_len :]
-            self._schema_written = True
+            self._schema_skipped = True
         self._append(data)
 
     def _append(self, data: bytes) -> None:
@@ -465,7 +465,6 @@ class LossWriter:
         new_schema = s.make_schema(run or self.path.stem, dict(meta) if meta else None)
         self._ok = False
         self._forked = False
-        self._reported = False
         self._pending: list[tuple[Any, ...]] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
         fd = _open_locked(self.path)
@@ -574,20 +573,14 @@ class LossWriter:
                 f"be used in forked process {os.getpid()}; create a writer per process, e.g. with the rank "
                 "or pid in the path (LossWriter(f'run-{rank}.arrow'))"
             )
-        if self._flusher.error is not None:
-            self._reported = True
-            raise self._flusher.error
+        self._flusher.raise_error()
         if self._flusher.finished:
             raise RuntimeError(f"{os.fspath(self.path)}: LossWriter is closed")
 
     def flush(self) -> None:
         """Return once every event added so far (by any thread) is in the file, visible to a new reader."""
         self._check_usable()
-        try:
-            self._flusher.flush()
-        except BaseException:
-            self._reported = True
-            raise
+        self._flusher.flush()
 
     def close(self) -> None:
         """Flush, compact into a footer'd Arrow IPC file (pandas/Polars/pyarrow read it), release the lock.
@@ -598,11 +591,7 @@ class LossWriter:
             return
         self._ok = False
         _writers.discard(self)
-        try:
-            self._flusher.close()
-        except BaseException as exc:
-            if not (self._reported and exc is self._flusher.error):
-                raise
+        self._flusher.close()
 
     def __enter__(self) -> LossWriter:
         return self
