@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from lossview import follow
 from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
 
@@ -29,6 +30,7 @@ class FakeSources:
     def __init__(self) -> None:
         self.polls = 0
         self.new_data = True
+        self.errors: dict[Path, str] = {}
 
     def poll(self) -> bool:
         self.polls += 1
@@ -197,3 +199,23 @@ def test_identical_rewrite_does_not_duplicate_events(tmp_path):
     path.write_bytes(path.read_bytes())
     s.poll()
     assert s.table().column("value").to_pylist() == [1.0, 2.0, 3.0]
+
+
+def test_unreadable_file_is_an_error_at_first_then_a_warning(tmp_path):
+    bad, good = tmp_path / "bad.arrow", tmp_path / "good.arrow"
+    bad.write_text("not arrow\n")
+    s = follow.Sources([str(bad)])
+    loop = follow.FollowLoop(s, FakeWatcher(), lambda: None, min_interval=0.0)
+    with pytest.raises(ValueError, match=r"bad\.arrow"):
+        loop.tick()
+
+    _write(good, [1.0, 2.0])
+    s = follow.Sources([str(good)])
+    watcher = FakeWatcher()
+    loop = follow.FollowLoop(s, watcher, lambda: None, min_interval=0.0)
+    loop.tick()
+    good.write_text("damaged\n")
+    watcher.changed.set()
+    with pytest.warns(UserWarning, match=r"good\.arrow"):
+        loop.tick()
+    assert s.table().column("value").to_pylist() == [1.0, 2.0]  # the last good events stay

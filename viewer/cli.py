@@ -430,6 +430,11 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list
 
         loop = FollowLoop(sources, watcher, redraw)
         watcher.start()
+        try:
+            loop.tick()  # a file that is not lossfmt fails here, before any window opens
+        except BaseException:
+            watcher.stop()
+            raise
         timer_cb.append(loop.tick)
     else:
         watcher = None

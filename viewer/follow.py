@@ -14,6 +14,7 @@ import fnmatch
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class Sources:
         self.args = list(args)
         self.followers: dict[Path, lossfmt.Follower] = {}
         self.chunks: dict[Path, list[pa.Table]] = {}
+        #: The problem of each file that could not be read at the last poll (its last good events are kept).
+        self.errors: dict[Path, str] = {}
 
     def directories(self) -> dict[Path, bool]:
         """Directories to watch, each with whether to watch it recursively (a ``**`` glob)."""
@@ -89,7 +92,12 @@ class Sources:
                 self.chunks[path] = []
         changed = False
         for path, follower in self.followers.items():
-            update = follower.poll()
+            try:
+                update = follower.poll()
+            except (lossfmt.LossFormatError, OSError) as exc:
+                self.errors[path] = str(exc) if isinstance(exc, ValueError) else f"{path}: {exc}"
+                continue
+            self.errors.pop(path, None)
             if update.reset:
                 self.chunks[path] = [update.table] if update.table.num_rows else []
                 changed = True
@@ -185,6 +193,7 @@ class FollowLoop:
         self._last_redraw = -float("inf")
         self._complete = False
         self._dirty = False
+        self._reads = 0
 
     def tick(self) -> bool:
         """Read and redraw if a change was signalled (or a poll is due); True if it redrew."""
@@ -195,12 +204,22 @@ class FollowLoop:
             self._last_read = now
             self._complete = self.watcher.rescan()
             self._dirty = self.sources.poll() or self._dirty
+            self._report(self.sources.errors)
         if self._dirty and now - self._last_redraw >= self.min_interval:
             self._dirty = False
             self._last_redraw = now
             self.redraw()
             return True
         return False
+
+    def _report(self, errors: dict[Path, str]) -> None:
+        """A file unreadable at the first look is an error (a wrong argument); later, a warning, and the
+        last good events stay on screen (a file being replaced, or damaged while followed)."""
+        if errors and self._reads == 0:
+            raise lossfmt.LossFormatError(next(iter(errors.values())))
+        self._reads += 1
+        for message in errors.values():
+            warnings.warn(message, stacklevel=2)
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set, sleeping on the change Event in between (near-zero CPU when idle)."""
