@@ -375,36 +375,46 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     value = column(schema.VALUE, np.float64)
     count = column(schema.COUNT, np.int64)
     count_sum = np.add.reduceat(count, starts) if key.size else count[:0]
+    per_item = total = value
     if norm == PER_ITEM:
         _require(table, schema.REDUCTION)
-        is_sum = _is_sum(table) if order is None else _is_sum(table)[order]
-        per_item = np.where(is_sum, value / count, value)
-        total = np.where(is_sum, value, value * count)
-    else:
-        per_item = total = value
-    epoch_valid = table.column(schema.EPOCH).is_valid().to_numpy(zero_copy_only=False)
-    epoch = pc.fill_null(table.column(schema.EPOCH), 0).to_numpy().astype(np.int64, copy=False)
-    wall_time = table.column(schema.WALL_TIME)
-    wall_us = wall_time.to_numpy().view(np.int64)
-    if order is not None:
-        epoch_valid, epoch, wall_us = epoch_valid[order], epoch[order], wall_us[order]
-    step = column(schema.STEP, np.int64)
+        is_sum = _is_sum(table)
+        if is_sum.any():
+            is_sum = is_sum if order is None else is_sum[order]
+            per_item = np.where(is_sum, value / count, value)
+            total = np.where(is_sum, value, value * count)
+        else:
+            total = value * count
 
     def reduce(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
         return ufunc.reduceat(values, starts) if key.size else values[:0]
+
+    first = starts if order is None else order[starts]  # each bucket's first row in the table
+    epoch_col = table.column(schema.EPOCH)
+    if per_ == "epoch":
+        epoch_max = pa.array(key[first], pa.int64())
+    elif epoch_col.null_count == 0:
+        epoch_max = pa.array(reduce(np.maximum, column(schema.EPOCH, np.int64)), pa.int64())
+    else:  # the latest epoch among the bucket's events that have one
+        valid = epoch_col.is_valid().to_numpy(zero_copy_only=False)
+        epoch = np.where(valid, pc.fill_null(epoch_col, 0).to_numpy(), np.iinfo(np.int64).min)
+        if order is not None:
+            valid, epoch = valid[order], epoch[order]
+        has_epoch = reduce(np.add, valid.astype(np.int64)) > 0
+        epoch_max = pa.array(reduce(np.maximum, epoch), pa.int64(), mask=~has_epoch)
+    wall_time = table.column(schema.WALL_TIME)
+    wall_us = wall_time.to_numpy().view(np.int64)
+    wall_us = wall_us if order is None else wall_us[order]
 
     bucket_mean = reduce(np.add, per_item) / events  # mean of the events' (per-item) values
     deviation = per_item - np.repeat(bucket_mean, events)
     std = np.sqrt(reduce(np.add, deviation * deviation) / events)
     out = {}
-    group_codes = codes[starts] if order is None else codes[order[starts]]
     if series.has_run:
-        out[schema.RUN] = series.run_column(group_codes)
-    out[schema.TAG] = series.tag_column(group_codes)
-    out[schema.STEP] = pa.array(reduce(np.maximum, step), pa.int64())
-    has_epoch = reduce(np.add, epoch_valid.astype(np.int64)) > 0
-    epoch_max = reduce(np.maximum, np.where(epoch_valid, epoch, np.iinfo(np.int64).min))
-    out[schema.EPOCH] = pa.array(epoch_max, pa.int64(), mask=~has_epoch)
+        out[schema.RUN] = series.run_column(codes[first])
+    out[schema.TAG] = series.tag_column(codes[first])
+    out[schema.STEP] = pa.array(reduce(np.maximum, column(schema.STEP, np.int64)), pa.int64())
+    out[schema.EPOCH] = epoch_max
     out[schema.VALUE] = pa.array(reduce(np.add, total) / count_sum if norm == PER_ITEM else bucket_mean)
     out[schema.COUNT] = pa.array(count_sum, pa.int64())
     out["events"] = pa.array(events, pa.int64())
@@ -420,15 +430,17 @@ def _sorted_groups(codes: np.ndarray, size: int, key: np.ndarray) -> tuple[np.nd
     start of each (series, key) group in that order."""
     low = int(key.min()) if key.size else 0
     span = int(key.max()) - low + 1 if key.size else 1
-    if size * span < 1 << 62:
+    new = np.ones(key.size, dtype=bool)
+    if size * span < 1 << 62:  # one integer per (series, bucket)
         combined = codes * span + (key - low) if size > 1 else key - low
         order = _stable_argsort(combined, size * span)
+        if order is not None:
+            combined = combined[order]
+        new[1:] = combined[1:] != combined[:-1]
     else:
         order = np.lexsort((key, codes))  # stable
-    sorted_codes = codes if order is None else codes[order]
-    sorted_key = key if order is None else key[order]
-    new = np.ones(key.size, dtype=bool)
-    new[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (sorted_key[1:] != sorted_key[:-1])
+        sorted_codes, sorted_key = codes[order], key[order]
+        new[1:] = (sorted_codes[1:] != sorted_codes[:-1]) | (sorted_key[1:] != sorted_key[:-1])
     return order, np.flatnonzero(new)
 
 
