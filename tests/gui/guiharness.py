@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import io
 import json
+import math
 import os
 import select
 import shutil
@@ -34,6 +35,12 @@ T = TypeVar("T")
 
 REQUIRE_ENV = "LOSSFMT_REQUIRE_GUI_TESTS"
 SCREEN = (1280, 800)
+#: Deadline for a viewer to start and draw (python, matplotlib, Tk or tornado, first read) on a busy machine.
+STARTUP = 25.0
+#: Deadline for a redraw after a flush (the viewer promises well under a second; this is slack, not a goal).
+REDRAW = 10.0
+#: Solid pixels of a colour meaning "a curve of that colour is drawn" (a full-width line has ~1000).
+LINE_PIXELS = 150
 #: Command-line flags for a quiet headless Chromium on a machine with no network but loopback.
 CHROMIUM_FLAGS = (
     "--headless",
@@ -47,6 +54,14 @@ CHROMIUM_FLAGS = (
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
 )
+
+
+def log_run(writer: Any, steps: range, *, val_every: int = 0) -> None:
+    """Log a plausible decaying train loss (tag ``loss``) and, if asked, a per-epoch-like ``val``."""
+    for step in steps:
+        writer.add(step, 2.0 * math.exp(-step / 30) + 0.3 + 0.05 * math.sin(step))
+        if val_every and step % val_every == 0:
+            writer.add(step, 1.5 * math.exp(-step / 60) + 0.4, "val")
 
 
 def require(available: bool, reason: str) -> None:
@@ -100,6 +115,19 @@ def count_color(image: Image.Image, color: str, *, tolerance: int = 12) -> int:
     """Pixels within ``tolerance`` (per channel) of ``color``: the solid core of a line in that colour."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
     return int((np.abs(pixels - hex_rgb(color)).max(axis=2) <= tolerance).sum())
+
+
+def wait_for_curve(
+    screenshot: Callable[[], Image.Image], viewer: Viewer, color: str, *, timeout: float, what: str
+) -> Image.Image:
+    """Take screenshots until one shows a curve in ``color``; fail early if the viewer exits."""
+
+    def check() -> Image.Image | None:
+        viewer.assert_alive()
+        shot = screenshot()
+        return shot if count_color(shot, color) >= LINE_PIXELS else None
+
+    return wait_for(check, timeout=timeout, what=what, interval=0.25)
 
 
 def count_changed(a: Image.Image, b: Image.Image) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import socket
 from pathlib import Path
 
 import pytest
 from guiharness import (
+    LINE_PIXELS,
+    REDRAW,
+    STARTUP,
     Chromium,
     Viewer,
     count_changed,
@@ -16,16 +18,14 @@ from guiharness import (
     free_port,
     http_get,
     listening_addresses,
+    log_run,
     require,
     wait_for,
+    wait_for_curve,
 )
 from lossview.plot import COLORS
 
 from lossfmt import LossWriter
-
-LINE_PIXELS = 150
-STARTUP = 25.0
-REDRAW = 10.0
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +36,6 @@ def _tornado() -> None:
         require(False, "tornado is not installed (matplotlib's WebAgg server needs it: pip install tornado)")
 
 
-def _train(writer: LossWriter, steps: range) -> None:
-    for step in steps:
-        writer.add(step, 2.0 * math.exp(-step / 30) + 0.3 + 0.05 * math.sin(step))
-
-
 def _serving(viewer: Viewer, port: int) -> str:
     """Wait until the viewer answers HTTP on 127.0.0.1:port; the page's HTML."""
 
@@ -49,18 +44,7 @@ def _serving(viewer: Viewer, port: int) -> str:
         status, body = http_get(f"http://127.0.0.1:{port}/")
         return body if status == 200 else None
 
-    return wait_for(
-        page, timeout=STARTUP, what=f"lossview --web to answer on 127.0.0.1:{port}", interval=0.25
-    )
-
-
-def _shows(browser: Chromium, viewer: Viewer, color: str, *, timeout: float, what: str):
-    def check():
-        viewer.assert_alive()
-        shot = browser.screenshot()
-        return shot if count_color(shot, color) >= LINE_PIXELS else None
-
-    return wait_for(check, timeout=timeout, what=what, interval=0.25)
+    return wait_for(page, timeout=STARTUP, what=f"lossview --web to answer on 127.0.0.1:{port}")
 
 
 def test_web_serves_the_live_figure_on_loopback_and_sigint_exits_cleanly(
@@ -69,26 +53,27 @@ def test_web_serves_the_live_figure_on_loopback_and_sigint_exits_cleanly(
     path = tmp_path / "run.arrow"
     port = free_port()
     with LossWriter(path, flush_secs=0.2) as writer:
-        _train(writer, range(60))
+        log_run(writer, range(60))
         writer.flush()
         with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
-            html = _serving(viewer, port)
-            assert "mpl.js" in html, html[:500]
+            assert "mpl.js" in _serving(viewer, port), "not matplotlib's WebAgg page"
             assert listening_addresses(port) == {"127.0.0.1"}, "--web must listen on loopback only"
 
             with Chromium(chromium) as browser:
                 browser.open(f"http://127.0.0.1:{port}/")
-                before = _shows(
-                    browser, viewer, COLORS[0], timeout=STARTUP, what="the loss curve in the browser"
+                before = wait_for_curve(
+                    browser.screenshot, viewer, COLORS[0], timeout=STARTUP, what="the loss curve in the page"
                 )
-                assert count_color(before, COLORS[1]) < LINE_PIXELS
+                assert count_color(before, COLORS[1]) < LINE_PIXELS, "a second curve before a second tag"
 
-                _train(writer, range(60, 150))
-                for step in range(10, 150, 10):
-                    writer.add(step, 1.5 * math.exp(-step / 60) + 0.4, "val")
+                log_run(writer, range(60, 150), val_every=10)
                 writer.flush()
-                after = _shows(
-                    browser, viewer, COLORS[1], timeout=REDRAW, what="the browser to show the new 'val' curve"
+                after = wait_for_curve(
+                    browser.screenshot,
+                    viewer,
+                    COLORS[1],
+                    timeout=REDRAW,
+                    what="the page to show a 'val' curve",
                 )
                 assert count_changed(before, after) > 2000, "the page did not change as the run grew"
 
@@ -99,7 +84,7 @@ def test_web_serves_the_live_figure_on_loopback_and_sigint_exits_cleanly(
 def test_web_sigterm_exits_with_status_0(tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     with LossWriter(path) as writer:
-        _train(writer, range(100))
+        log_run(writer, range(100))
     port = free_port()
     with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
         _serving(viewer, port)
@@ -109,7 +94,7 @@ def test_web_sigterm_exits_with_status_0(tmp_path: Path) -> None:
 def test_web_on_a_busy_port_is_a_one_line_error_not_another_port(tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     with LossWriter(path) as writer:
-        _train(writer, range(10))
+        log_run(writer, range(10))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
