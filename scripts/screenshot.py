@@ -14,7 +14,6 @@ screen, the browser view from headless Chromium. Needs Xvfb, tkinter, Chromium a
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -124,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     crop(live, (0, 0, 0)).save(args.out / "live.png", optimize=True)
     crop(page, (255, 255, 255), margin=12).save(args.out / "web.png", optimize=True)
     for name in ("live.png", "web.png"):
-        sys.stderr.write(f"wrote {os.path.relpath(args.out / name)}\n")
+        path = (args.out / name).resolve()
+        sys.stderr.write(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}\n")
     return 0
 
 
