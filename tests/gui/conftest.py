@@ -1,4 +1,4 @@
-"""Fixtures for the GUI tests: a private X display, Chromium, and a live run that grows on demand."""
+"""Fixtures for the GUI tests: a private virtual X screen and the Chromium executable."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from guiharness import Xvfb, chromium_path, has_tkinter, require
+from PIL import features
 
 
 @pytest.fixture
@@ -14,6 +15,7 @@ def xvfb() -> Iterator[Xvfb]:
     """A fresh virtual screen (skipped, or failed in CI, when Xvfb or tkinter is missing)."""
     require(shutil.which("Xvfb") is not None, "Xvfb is not installed (apt install xvfb)")
     require(has_tkinter(), "tkinter is not available (apt install python3-tk)")
+    require(features.check("xcb"), "Pillow was built without XCB: it cannot take X screenshots")
     with Xvfb() as screen:
         yield screen
 
