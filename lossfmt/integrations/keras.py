@@ -9,7 +9,8 @@ Keras computes that running mean with ``keras.metrics.Mean`` trackers (``model.m
 several outputs, ``<output>_loss``) that it updates with the batch size as sample weight. The callback reads
 each tracker's ``total`` and ``count`` after every batch: the differences since the previous batch are the
 batch's exact loss (``dtotal / dcount``) and its size (``dcount`` of the ``loss`` tracker), ragged last batch
-and ``steps_per_execution`` included. Reading them costs one small device-to-host copy per tracker and batch.
+included (with ``steps_per_execution`` > 1, on backends that allow it, one event covers the execution's
+batches). Reading them costs one small device-to-host copy per tracker and batch.
 """
 
 from __future__ import annotations
