@@ -433,10 +433,14 @@ def _sorted_groups(codes: np.ndarray, size: int, key: np.ndarray) -> tuple[np.nd
     new = np.ones(key.size, dtype=bool)
     if size * span < 1 << 62:  # one integer per (series, bucket)
         combined = codes * span + (key - low) if size > 1 else key - low
-        order = _stable_argsort(combined, size * span)
-        if order is not None:
-            combined = combined[order]
-        new[1:] = combined[1:] != combined[:-1]
+        # Grouping by series alone (a radix sort of a few codes) suffices when each series' buckets come in
+        # order, as they do unless a run rewound.
+        order = _stable_argsort(codes, size)
+        in_order = combined if order is None else combined[order]
+        if not bool(np.all(in_order[1:] >= in_order[:-1])):
+            order = _stable_argsort(combined, size * span)
+            in_order = combined[order]
+        new[1:] = in_order[1:] != in_order[:-1]
     else:
         order = np.lexsort((key, codes))  # stable
         sorted_codes, sorted_key = codes[order], key[order]
