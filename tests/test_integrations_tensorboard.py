@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +116,28 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
 def test_a_directory_without_event_files_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
         import_tb(tmp_path, tmp_path / "out")
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_without_tensorboard_the_import_error_names_the_extra():
+    # sys.modules[name] = None makes `import name` fail, as if TensorBoard were not installed.
+    result = run_python(
+        "import sys\n"
+        "sys.modules['tensorboard'] = None\n"
+        "try:\n"
+        "    import lossfmt.integrations.tensorboard\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert "pip install 'lossfmt[tensorboard]'" in result.stdout, result.stderr
+
+
+def test_importing_lossfmt_loads_no_integration():
+    result = run_python(
+        "import sys, lossfmt\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('lossfmt.integrations', 'tensorboard'))))\n"
+    )
+    assert result.stdout.strip() == "[]", result.stderr

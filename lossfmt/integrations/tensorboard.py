@@ -24,7 +24,7 @@ try:
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
     from tensorboard.backend.event_processing.io_wrapper import IsTensorFlowEventsFile
     from tensorboard.util.tensor_util import make_ndarray
-except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
+except ImportError as exc:
     raise ImportError(
         "importing TensorBoard logs needs TensorBoard's event reader: pip install 'lossfmt[tensorboard]'"
     ) from exc
