@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.dates as mdates
+import matplotlib.patheffects as patheffects
 import matplotlib.transforms as mtransforms
 import numpy as np
 from lossview.data import FEW_POINTS, Curve, View
@@ -42,6 +43,8 @@ COLORS = (
 )
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 NONFINITE_COLOR = "#d62728"
+RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
+BOLD_WIDTH = 1.5  # the smoothed (or only) curve
 
 
 class Output(ABC):
@@ -264,8 +267,8 @@ class LossPlot:
         ax = self._axes_for(c.tag)
         color, ls = self._color(c), self._linestyle(c)
         label = (c.run if self.style.split else f"{c.run}: {c.tag}") if self.style.compare else c.tag
-        raw = Line2D([], [], color=color, linewidth=0.8, alpha=0.3, linestyle=ls, zorder=2)
-        smooth = Line2D([], [], color=color, linewidth=1.8, linestyle=ls, label=label, zorder=3)
+        raw = Line2D([], [], color=color, linewidth=RAW_WIDTH, alpha=RAW_ALPHA, linestyle=ls, zorder=2)
+        smooth = Line2D([], [], color=color, linewidth=BOLD_WIDTH, linestyle=ls, label=label, zorder=3)
         ax.add_line(raw)
         ax.add_line(smooth)
         top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
@@ -308,10 +311,19 @@ class LossPlot:
         main = s.smooth if has_smooth else s.raw
         s.smooth.set_visible(has_smooth)
         s.raw.set_label(s.smooth.get_label() if not has_smooth else "_raw")
-        s.raw.set_alpha(0.3 if has_smooth else 1.0)
-        s.raw.set_linewidth(0.8 if has_smooth else 1.5)
-        main.set_marker("o" if 1 <= len(x) <= FEW_POINTS else "None")
-        main.set_markersize(3.5)
+        s.raw.set_alpha(RAW_ALPHA if has_smooth else 1.0)
+        s.raw.set_linewidth(RAW_WIDTH if has_smooth else BOLD_WIDTH)
+        s.raw.set_zorder(2 if has_smooth else 3)
+        few = 1 <= len(x) <= FEW_POINTS
+        main.set_marker("o" if few else "None")
+        main.set_markersize(4.0)
+        main.set_markeredgecolor("white")
+        main.set_markeredgewidth(0.6)
+        # Sparse (validation) curves sit on top of dense ones, with a white halo to stand out from them.
+        main.set_zorder(4 if few else 3)
+        main.set_path_effects(
+            [patheffects.withStroke(linewidth=BOLD_WIDTH + 1.6, foreground="white", alpha=0.9)] if few else []
+        )
         self._set_band(s, x, c)
         self._set_nonfinite(s, x, c)
 
