@@ -311,3 +311,16 @@ def test_summary_numbers():
     text = cli.format_summary([row])
     assert "10..14" in text and "2.5" in text and "2.0s" in text
     json.dumps(row)
+
+
+def test_split_grows_an_axes_for_a_new_tag_and_keeps_the_old_artists():
+    lp, _ = make_plot(style=plot.Style(split=True))
+    view = data.View()
+    lp.update(data.curves(events([1.0, 0.5], run="r"), view))
+    first_ax, first_line = lp.fig.axes[0], lp.series[("r", "loss")].raw
+    grown = pa.concat_tables([events([1.0, 0.5, 0.2], run="r"), events([0.1, 0.2], tag="acc", run="r")])
+    lp.update(data.curves(grown, view))
+    assert len(lp.fig.axes) == 2 and lp.fig.axes[0] is first_ax
+    assert lp.series[("r", "loss")].raw is first_line
+    assert lp.series[("r", "acc")].ax is lp.fig.axes[1]
+    assert first_ax.get_xlabel() == "" and lp.fig.axes[1].get_xlabel() == "step"

@@ -189,6 +189,7 @@ class FollowLoop:
     ) -> None:
         self.sources, self.watcher, self.redraw = sources, watcher, redraw
         self.min_interval = min_interval
+        self._interval = min_interval
         self._last_read = -float("inf")
         self._last_redraw = -float("inf")
         self._complete = False
@@ -205,10 +206,12 @@ class FollowLoop:
             self._complete = self.watcher.rescan()
             self._dirty = self.sources.poll() or self._dirty
             self._report(self.sources.errors)
-        if self._dirty and now - self._last_redraw >= self.min_interval:
+        if self._dirty and now - self._last_redraw >= self._interval:
             self._dirty = False
             self._last_redraw = now
             self.redraw()
+            # A huge run makes each redraw slow: space redraws out so drawing takes at most ~1/3 of a core.
+            self._interval = max(self.min_interval, 2.0 * (time.monotonic() - now))
             return True
         return False
 
@@ -228,7 +231,7 @@ class FollowLoop:
             if stop.is_set():
                 break
             if self._dirty:  # a redraw is pending behind the rate limit
-                wait = max(self.min_interval - (time.monotonic() - self._last_redraw), 0.0)
+                wait = max(self._interval - (time.monotonic() - self._last_redraw), 0.0)
             else:
                 wait = max(self.watcher.timeout(self._complete) - (time.monotonic() - self._last_read), 0.0)
             self.watcher.changed.wait(min(wait, 0.5))
