@@ -33,24 +33,29 @@ def _open_window(screen: Xvfb, path: Path) -> Viewer:
 
 
 def _mapped(screen: Xvfb, viewer: Viewer) -> int:
-    """Wait for the viewer's top-level window on the screen; its X id."""
+    """Wait for the viewer's top-level window to be on the screen and painted; its X id."""
 
     def window() -> int | None:
         viewer.assert_alive()
-        return next(iter(top_level_windows(screen.display)), None)
+        ids = list(top_level_windows(screen.display))
+        painted = count_color(screen.grab(), "#ffffff") > 100_000  # the figure's white face
+        return ids[0] if ids and painted else None
 
-    return wait_for(window, timeout=STARTUP, what="the lossview window to be mapped")
+    return wait_for(window, timeout=STARTUP, what="the lossview window to be mapped and painted")
 
 
-def test_window_redraws_as_the_run_grows_and_sigint_exits_cleanly(xvfb: Xvfb, tmp_path: Path) -> None:
+def test_window_waits_for_the_run_redraws_as_it_grows_and_sigint_exits_cleanly(
+    xvfb: Xvfb, tmp_path: Path
+) -> None:
     path = tmp_path / "run.arrow"
-    with LossWriter(path, flush_secs=0.2) as writer:
-        log_run(writer, range(60))
-        writer.flush()
-        with _open_window(xvfb, path) as viewer:
-            _mapped(xvfb, viewer)
+    with _open_window(xvfb, path) as viewer:
+        _mapped(xvfb, viewer)
+        assert count_color(xvfb.grab(), COLORS[0]) < LINE_PIXELS, "a curve before the run exists"
+        with LossWriter(path, flush_secs=0.2) as writer:
+            log_run(writer, range(60))
+            writer.flush()
             before = wait_for_curve(
-                xvfb.grab, viewer, COLORS[0], timeout=STARTUP, what="the loss curve in the window"
+                xvfb.grab, viewer, COLORS[0], timeout=REDRAW, what="the window to draw the new run's loss"
             )
             assert count_color(before, COLORS[1]) < LINE_PIXELS, "a second curve before a second tag exists"
 
