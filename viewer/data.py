@@ -210,8 +210,9 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
         raise ValueError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
     if skipped:
         warnings.warn(f"--x epoch: not drawn, logged without an epoch: {', '.join(skipped)}", stacklevel=2)
-    for c in out:
-        _sort_by_x(c)
+    if not (view.x == "step" and not view.keep_rewound):  # without rewinds, steps never decrease
+        for c in out:
+            _sort_by_x(c)
     if view.mean_runs:
         out = mean_across_runs(out, band=view.band)
     return out
