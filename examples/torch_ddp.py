@@ -1,8 +1,8 @@
 """Every rank of a ``torch.distributed`` job logs: one file per rank, plus rank 0's global loss.
 
-A DistributedDataParallel linear regression on 2 CPU processes (gloo backend, started with
-``torch.multiprocessing.spawn``; under ``torchrun`` the same ``rank_writer`` calls pick up ``RANK``). The
-two ways to log, side by side:
+A DistributedDataParallel linear regression on 2 CPU processes (gloo backend), started with
+``torch.multiprocessing.spawn`` or by ``torchrun --standalone --nproc-per-node 2 examples/torch_ddp.py``
+(``rank_writer`` finds the rank either way). The two ways to log, side by side:
 
 - per rank: each rank writes its local batch loss to ``<out>/rank<r>.arrow`` (run name ``<out>``'s name,
   ``rank`` in the metadata);
@@ -37,12 +37,18 @@ from torch import nn
 from lossfmt.integrations.torch_distributed import rank_writer
 
 
-def worker(rank: int, world_size: int, port: int, out: str, steps: int, sleep: float) -> None:
-    """One rank: join the process group, train on its shard of the data, log, leave."""
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def worker(rank: int, world_size: int, port: int | None, out: str, steps: int, sleep: float) -> None:
+    """One rank: join the process group, train on its shard of the data, log, leave.
+
+    `port` None: started by torchrun, which passes the rendezvous in the environment.
+    """
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    if port is None:
+        dist.init_process_group("gloo")
+    else:
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         torch.manual_seed(0)
         model = nn.parallel.DistributedDataParallel(nn.Linear(4, 1))
@@ -93,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.fast:
         args.steps, args.sleep = 40, 0.0
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    sys.stderr.write(f"{args.world_size} ranks; watch them: lossview '{args.out}/rank*.arrow' --follow\n")
+    out = args.out.rstrip("/")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # this process is one rank started by torchrun
+        worker(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), None, out, args.steps, args.sleep)
+        return 0
+    sys.stderr.write(f"{args.world_size} ranks; watch them: lossview '{out}/rank*.arrow' --follow\n")
     mp.spawn(
         worker,
-        args=(args.world_size, free_port(), args.out.rstrip("/"), args.steps, args.sleep),
+        args=(args.world_size, free_port(), out, args.steps, args.sleep),
         nprocs=args.world_size,
     )
     return 0

@@ -73,6 +73,19 @@ def test_rank0_only_logs_the_all_reduced_loss_to_one_file(ddp_job):
     np.testing.assert_allclose(table["value"].to_numpy(), (16 * v0 + 24 * v1) / 40, rtol=1e-6)
 
 
+def test_under_torchrun_each_rank_finds_its_rank_and_writes_its_file(tmp_path):
+    out = tmp_path / "tr"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = subprocess.run(
+        [*launcher, str(EXAMPLE), str(out), "--fast"], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    events = read_ranks(out / "rank*.arrow")
+    assert sorted(set(events["rank"].to_pylist())) == [0, 1]
+    assert set(events["run"].to_pylist()) == {"tr"}
+    assert lossfmt.read(out.with_suffix(".arrow")).num_rows == 40
+
+
 def test_rank_comes_from_the_environment_torchrun_sets(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
