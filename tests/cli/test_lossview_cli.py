@@ -279,6 +279,7 @@ def test_bad_files_give_one_line_and_nonzero_status(tmp_path, runs, capsys, monk
         "plain": ([str(tmp_path / "plain.arrow"), "-o", png], "plain.arrow"),
         "empty dir": ([str(tmp_path / "nothing_here"), "-o", png], "nothing_here"),
         "no glob match": ([str(tmp_path / "zz*.arrow"), "-o", png], "zz*.arrow"),
+        "follow corrupt": ([str(tmp_path / "text.arrow"), "--follow", "-o", png], "text.arrow"),
         "summary missing": (["summary", str(tmp_path / "missing.arrow")], "missing.arrow"),
         "export corrupt": (["export", str(tmp_path / "text.arrow"), str(tmp_path / "o.csv")], "text.arrow"),
         "bad smooth": ([a, "--smooth", "bogus", "-o", png], "bogus"),
