@@ -232,7 +232,11 @@ def _require(table: pa.Table, *names: str) -> None:
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
+        column = column.combine_chunks()
+    arr = column
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     labels = arr.dictionary.to_pylist()

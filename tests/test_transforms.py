@@ -144,11 +144,13 @@ def test_ema_passes_non_finite_through_without_poisoning_later_points() -> None:
     np.testing.assert_allclose(got[[0, 2, 4, 6]], ema(np.array([1.0, 3.0, 5.0, 7.0]), 0.6), rtol=1e-15)
 
 
+@settings(deadline=None)
 @given(finite_floats, st.integers(0, 50), weights)
 def test_ema_of_a_constant_is_that_constant(value: float, n: int, weight: float) -> None:
     np.testing.assert_array_equal(ema(np.full(n, value), weight), np.full(n, value))
 
 
+@settings(deadline=None)
 @given(st.lists(any_floats, max_size=40), weights)
 def test_smoothing_keeps_the_length(values: list[float], weight: float) -> None:
     x = np.array(values, dtype=np.float64)
@@ -215,6 +217,7 @@ def test_moving_average_is_not_poisoned_by_a_far_away_huge_value() -> None:
     np.testing.assert_array_equal(got[20:], 1.0)
 
 
+@settings(deadline=None)
 @given(st.lists(any_floats, max_size=50))
 def test_moving_average_with_window_one_is_identity(values: list[float]) -> None:
     x = np.array(values, dtype=np.float64)
@@ -348,6 +351,21 @@ def test_bucket_per_steps_groups_by_run_and_tag_with_the_last_step_and_epoch() -
     ]  # fmt: skip
     assert bucket(table, 10).schema.field("tag").type == schema.TAG_TYPE
     assert out[0]["wall_time"] == table.column("wall_time")[2].as_py()
+
+
+def test_bucket_and_smoothing_accept_chunks_with_different_tag_dictionaries() -> None:
+    # lossfmt.read may return several record batches, each with its own dictionary.
+    first = events([0, 1], [1.0, 3.0], tags=["loss", "loss"])
+    second = events([2, 3], [10.0, 5.0], tags=["val", "loss"])
+    table = pa.concat_tables([first, second])
+    assert table.column("tag").num_chunks == 2
+    out = bucket(table, 100)
+    assert list(zip(out.column("tag").to_pylist(), out.column("value").to_pylist(), strict=True)) == [
+        ("loss", 3.0),
+        ("val", 10.0),
+    ]
+    smoothed = smooth_table(table, "ma:2").column("smoothed").to_pylist()
+    assert smoothed == [1.0, 2.0, 10.0, 4.0]
 
 
 def test_bucket_per_epoch_skips_events_without_epoch_and_explains_when_none_has_one() -> None:
