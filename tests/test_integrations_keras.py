@@ -141,3 +141,15 @@ def test_a_writer_passed_in_stays_open_and_steps_continue_across_fits(tmp_path):
     table = lossfmt.read(tmp_path / "shared.arrow")
     assert tag(table, "loss")["step"].to_pylist() == [0, 1, 2, 3]
     assert tag(table, "after").num_rows == 1
+
+
+def test_fit_resumed_at_a_later_epoch_continues_the_step_axis(tmp_path):
+    x, y = data(64, 0)
+    model = regression_model()
+    out = tmp_path / "resumed.arrow"
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[LossfmtCallback(out)], verbose=0)
+    # A new process would build a new callback on the same file and resume with initial_epoch.
+    model.fit(x, y, batch_size=32, epochs=3, initial_epoch=1, callbacks=[LossfmtCallback(out)], verbose=0)
+    loss = tag(lossfmt.read(out), "loss")
+    assert loss["step"].to_pylist() == list(range(6))
+    assert loss["epoch"].to_pylist() == [0, 0, 1, 1, 2, 2]

@@ -29,7 +29,8 @@ _LOSS_TRACKER = "loss"
 class LossfmtCallback(keras.callbacks.Callback):
     """Log a ``keras.Model.fit`` run to a lossfmt file, so seed 001's ``LossHistory`` becomes one line.
 
-    Per batch (``step`` = batches trained so far by this callback, ``epoch`` = Keras' 0-based epoch): every
+    Per batch (``step`` = batches trained so far, counted from ``initial_epoch`` x steps per epoch when
+    ``fit`` resumes at a later epoch; ``epoch`` = Keras' 0-based epoch): every
     loss tracker of ``model.metrics`` under its Keras name (``loss``, ``<output>_loss``), ``count`` = the
     batch size. Per epoch, at the step of the epoch's last batch: every other entry of Keras' epoch logs
     (``val_loss``, ``val_<output>_loss``, ``accuracy``, ``val_accuracy``, ``learning_rate``, ...), with
@@ -76,6 +77,10 @@ class LossfmtCallback(keras.callbacks.Callback):
             self.writer = LossWriter(self._path, run=self._run, meta=meta, flush_secs=self._flush_secs)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        steps_per_epoch = (self.params or {}).get("steps")
+        if self._step == 0 and epoch > 0 and steps_per_epoch:
+            # fit(initial_epoch=N), e.g. resumed from a checkpoint: steps go on where epoch N starts.
+            self._step = epoch * steps_per_epoch
         # Keras resets its metric trackers when an epoch begins.
         self._epoch = epoch
         self._epoch_samples = 0
