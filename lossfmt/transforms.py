@@ -226,17 +226,15 @@ def _moving_average_finite(x: np.ndarray, window: int) -> np.ndarray:
 def _require(table: pa.Table, *names: str) -> None:
     missing = [name for name in names if name not in table.column_names]
     if missing:
-        names = ", ".join(repr(m) for m in missing)
-        raise ValueError(f"table has no {names} column (expected events as lossfmt.read returns them)")
+        listed = ", ".join(repr(m) for m in missing)
+        raise ValueError(f"table has no {listed} column (expected events as lossfmt.read returns them)")
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
-    if isinstance(column, pa.ChunkedArray):
-        if pa.types.is_dictionary(column.type):
-            column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
-        column = column.combine_chunks()
-    arr = column
+    if pa.types.is_dictionary(column.type):
+        column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
+    arr = column.combine_chunks()
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     labels = arr.dictionary.to_pylist()
@@ -340,9 +338,10 @@ def _replace(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
 @np.errstate(invalid="ignore", over="ignore")  # non-finite values are data here: they make NaN/inf buckets
 def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Table:
     """Aggregate events per (run, tag, bucket); a bucket is an epoch (per="epoch") or `per` steps
-    (bucket = step // per). One row per bucket, sorted by run, tag and bucket, with columns
-    [run], tag, step (last step), epoch (latest epoch, or null), value, count (sum of counts), events,
-    min, max, std (population std of the events' values: the spread for a shaded band), wall_time (last).
+    (bucket = step // per). One row per bucket, series in the table's order of runs and tags, buckets
+    ascending within a series, with columns [run], tag, step (the bucket's largest step), epoch (its latest
+    epoch, or null), value, count (sum of counts), events, min, max, std (population std of the events'
+    values: the spread for a shaded band), wall_time (latest).
 
     value is the mean of the events' values, or with normalize="per-item" the mean per item whatever the
     batch sizes: sum(value*count)/sum(count) for mean-reduced events, sum(value)/sum(count) for sum-reduced
