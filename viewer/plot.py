@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib.dates as mdates
 import matplotlib.patheffects as patheffects
+import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
 import numpy as np
 from lossview.data import FEW_POINTS, Curve, View
@@ -201,6 +202,8 @@ class LossPlot:
         if self.style.ylim:
             ax.set_ylim(*self.style.ylim)
             ax.set_autoscaley_on(False)
+        if self.view.x == "step":  # 200k, 1.5M rather than an offset like "1e7"
+            ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
         if self.view.x == "time":
             locator = mdates.AutoDateLocator()
             ax.xaxis.set_major_locator(locator)
