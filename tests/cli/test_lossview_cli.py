@@ -419,3 +419,22 @@ def test_follow_survives_deletion_and_a_new_run(tmp_path):
         if viewer.poll() is None:
             viewer.kill()
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_import_tb_converts_every_point_then_plots(tmp_path):
+    tensorboardX = pytest.importorskip("tensorboardX")
+    pytest.importorskip("tensorboard")
+    logdir = tmp_path / "tb"
+    writer = tensorboardX.SummaryWriter(str(logdir))
+    for step in range(1500):  # more than EventAccumulator's default reservoir of 1000 per tag
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+    writer.close()
+    out = tmp_path / "tb.arrow"
+    result = lossview("import-tb", logdir, out)
+    assert result.returncode == 0, result.stderr
+    assert "1500 events" in result.stderr
+    summary = lossview("summary", out, "--json")
+    (row,) = json.loads(summary.stdout)
+    assert (row["events"], row["first_step"], row["last_step"], row["tag"]) == (1500, 0, 1499, "loss")
+    again = lossview("import-tb", logdir, out)
+    assert again.returncode == 1 and "already exists" in again.stderr and again.stderr.count("\n") == 1
