@@ -279,6 +279,8 @@ def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:
     already are in that order (the common case of one series, or of sorted buckets)."""
     if size == 1 or bool(np.all(codes[1:] >= codes[:-1])):
         return None
+    if size <= 8:  # a few series (tags): one scan per code beats any sort
+        return np.concatenate([np.flatnonzero(codes == code) for code in range(size)])
     keys = codes.astype(np.uint16) if size <= 1 << 16 else codes  # numpy radix-sorts 16-bit keys
     return np.argsort(keys, kind="stable")
 
