@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from lossview import follow
+from lossview import data, follow
 from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
 
 from lossfmt import LossWriter
@@ -219,3 +219,30 @@ def test_unreadable_file_is_an_error_at_first_then_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"good\.arrow"):
         loop.tick()
     assert s.table().column("value").to_pylist() == [1.0, 2.0]  # the last good events stay
+
+
+def test_curve_cache_recomputes_only_the_files_that_changed(tmp_path, monkeypatch):
+    _write(tmp_path / "a.arrow", [1.0, 0.5])
+    _write(tmp_path / "b.arrow", [2.0, 1.0])
+    s = follow.Sources([str(tmp_path)])
+    s.poll()
+    cache = follow.CurveCache(data.View(smooth="none"))
+    computed = []
+    real = follow.curves
+    monkeypatch.setattr(follow, "curves", lambda t, v: computed.append(t.num_rows) or real(t, v))
+    first = cache.curves(s)
+    assert sorted((c.run, c.y.tolist()) for c in first) == [("a", [1.0, 0.5]), ("b", [2.0, 1.0])]
+    assert computed == [2, 2]
+    _write(tmp_path / "c.arrow", [3.0])
+    s.poll()
+    assert len(cache.curves(s)) == 3
+    assert computed == [2, 2, 1]  # a and b came from the cache
+
+
+def test_curve_cache_means_across_runs(tmp_path):
+    _write(tmp_path / "a.arrow", [1.0, 3.0])
+    _write(tmp_path / "b.arrow", [3.0, 5.0])
+    s = follow.Sources([str(tmp_path)])
+    s.poll()
+    (mean,) = follow.CurveCache(data.View(smooth="none", mean_runs=True)).curves(s)
+    assert mean.y.tolist() == [2.0, 4.0] and mean.run == "mean of 2 runs"

@@ -355,16 +355,18 @@ def _plot(ns: argparse.Namespace) -> int:
 
 
 def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int:
-    from lossview.follow import FollowLoop, Sources, Watcher
+    from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
 
     sources = Sources(ns.files)
     watcher = Watcher(sources, poll=ns.poll)
     stop = threading.Event()
 
+    cache = CurveCache(view)
+
     def redraw() -> None:
-        table = sources.table()
-        if table is not None:
-            lp.update(data.curves(data.apply(table, view), view))
+        curves = cache.curves(sources)
+        if curves is not None:
+            lp.update(curves)
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
@@ -415,18 +417,20 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list
 
     timer_cb: list[Callable[[], None]] = []
     if ns.follow:
-        from lossview.follow import FollowLoop, Sources, Watcher
+        from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
 
         sources = Sources(ns.files)
         watcher = Watcher(sources, poll=ns.poll)
 
         waiting = fig.text(0.5, 0.5, f"waiting for {' '.join(ns.files)} ...", ha="center", color="0.4")
 
+        cache = CurveCache(view)
+
         def redraw() -> None:
-            t = sources.table()
-            if t is not None:
+            curves = cache.curves(sources)
+            if curves is not None:
                 waiting.set_visible(False)
-                lp.update(data.curves(data.apply(t, view), view))
+                lp.update(curves)
 
         loop = FollowLoop(sources, watcher, redraw)
         watcher.start()

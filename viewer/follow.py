@@ -10,6 +10,7 @@ exist yet, is replaced by the writer's compaction, or is deleted and recreated k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import os
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-from lossview.data import expand, run_names, with_run
+from lossview.data import Curve, View, apply, curves, expand, mean_across_runs, run_names, with_run
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -53,6 +54,8 @@ class Sources:
         self.args = list(args)
         self.followers: dict[Path, lossfmt.Follower] = {}
         self.chunks: dict[Path, list[pa.Table]] = {}
+        #: Bumped whenever a file's events change, so per-file work can be cached.
+        self.versions: dict[Path, int] = {}
         #: The problem of each file that could not be read at the last poll (its last good events are kept).
         self.errors: dict[Path, str] = {}
 
@@ -100,11 +103,23 @@ class Sources:
             self.errors.pop(path, None)
             if update.reset:
                 self.chunks[path] = [update.table] if update.table.num_rows else []
-                changed = True
             elif update.table.num_rows:
                 self.chunks[path].append(update.table)
-                changed = True
+            else:
+                continue
+            self.versions[path] = self.versions.get(path, 0) + 1
+            changed = True
         return changed
+
+    def parts(self) -> list[tuple[Path, str, int]]:
+        """(path, run name, version) of every file that has events."""
+        paths = list(self.followers)
+        names = run_names(paths, [(self.followers[p].info or {}).get("run") for p in paths])
+        return [(p, n, self.versions.get(p, 0)) for p, n in zip(paths, names, strict=True) if self.chunks[p]]
+
+    def events(self, path: Path, name: str) -> pa.Table:
+        """One file's events so far, with a ``run`` column holding ``name``."""
+        return pa.concat_tables([with_run(chunk, name) for chunk in self.chunks[path]])
 
     def table(self) -> pa.Table | None:
         """Everything read so far, one table with a ``run`` column; None before any event arrived."""
@@ -119,6 +134,38 @@ class Sources:
         if not parts:
             return None
         return pa.concat_tables(parts)
+
+
+class CurveCache:
+    """Curves per followed file, recomputed only for files whose events changed since the last redraw.
+
+    Comparing a sweep of many runs while one of them grows then costs the work of that one run.
+    """
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self._per_run = dataclasses.replace(view, mean_runs=False)
+        self._cache: dict[Path, tuple[tuple[str, int], list[Curve]]] = {}
+
+    def curves(self, sources: Sources) -> list[Curve] | None:
+        """Every file's curves (the mean across runs with --mean-runs); None before any event arrived."""
+        parts = sources.parts()
+        if not parts:
+            return None
+        out: list[Curve] = []
+        for path, name, version in parts:
+            hit = self._cache.get(path)
+            if hit is None or hit[0] != (name, version):
+                try:
+                    computed = curves(apply(sources.events(path, name), self._per_run), self._per_run)
+                except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
+                    warnings.warn(f"{path}: {exc}", stacklevel=2)
+                    computed = []
+                hit = self._cache[path] = ((name, version), computed)
+            out.extend(hit[1])
+        for gone in set(self._cache) - {p for p, _, _ in parts}:
+            del self._cache[gone]
+        return mean_across_runs(out, band=self.view.band) if self.view.mean_runs else out
 
 
 class Watcher:
