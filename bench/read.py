@@ -62,7 +62,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
     rows = []
     pandas_rates = []
     for n in cfg.read_ns:
-        path = ws.run_file(n)
+        path = ws.run_file(n) if n == cfg.read_ns[0] else ws.tiled_run_file(n, cfg.read_ns[0])
         repeats = cfg.repeats if n == cfg.read_ns[0] else cfg.slow_repeats + 2
         log(f"read: {n:,} events x {repeats} repeats")
         res = interleaved(_lossfmt_cases(path, counts, n), repeats)
@@ -113,8 +113,10 @@ def run(cfg: Config, ws: Workspace) -> Section:
             if key == "tbparse":
                 tb_rate = tb_n / median(secs)
     sec.add(
-        "Whole-file reads of closed single-tag runs written by LossWriter (realistic float32-precision "
-        "losses); tfevents written by `torch.utils.tensorboard.SummaryWriter`. Events/s counts the events in "
+        f"Whole-file reads of closed single-tag runs: {cfg.read_ns[0]:,} realistic float32-precision losses "
+        f"written by LossWriter, and the {cfg.read_ns[-1]:,}-event file made of that run repeated (steps and "
+        "times shifted) in the layout close() writes; tfevents written by "
+        "`torch.utils.tensorboard.SummaryWriter`. Events/s counts the events in "
         "the file, whether or not the reader kept them.",
         "",
         *table(

@@ -45,7 +45,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
         ]
     )
     for n in cfg.read_ns:
-        path = ws.run_file(n)
+        path = ws.run_file(n) if n == cfg.read_ns[0] else ws.tiled_run_file(n, cfg.read_ns[0])
         out = ws.path(f"render{n}.png")
         log(f"render: {n:,} events x {cfg.slow_repeats} repeats (subprocess and in-process)")
 
@@ -84,7 +84,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
             ]
         )
     sec.add(
-        "Closed single-tag runs written by LossWriter, default options (EMA smoothing, raw curve faint). "
+        "The closed single-tag runs of the read benchmark, default options (EMA smoothing, raw curve faint). "
         "The subprocess figure is what a user waits for at the shell, interpreter start and imports "
         "included.",
         "",
