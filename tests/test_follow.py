@@ -246,3 +246,63 @@ def test_curve_cache_means_across_runs(tmp_path):
     s.poll()
     (mean,) = follow.CurveCache(data.View(smooth="none", mean_runs=True)).curves(s)
     assert mean.y.tolist() == [2.0, 4.0] and mean.run == "mean of 2 runs"
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        data.View(),
+        data.View(smooth="ma:5"),
+        data.View(smooth="none"),
+        data.View(smooth="ema:0.9", smooth_explicit=False),
+        data.View(x="time", normalize="per-item"),
+    ],
+    ids=["ema", "ma", "none", "default-rule", "time-per-item"],
+)
+def test_growing_run_is_extended_with_the_same_numbers_as_a_full_recompute(tmp_path, view):
+    import numpy as np
+
+    path = tmp_path / "run.arrow"
+    rng = np.random.default_rng(7)
+    values = rng.random(300) + 1.0
+    values[[40, 41, 170]] = [np.nan, np.inf, np.nan]
+    s = follow.Sources([str(path)])
+    cache = follow.CurveCache(view)
+    w = LossWriter(path, flush_secs=3600)
+    try:
+        for lo, hi in ((0, 30), (30, 100), (100, 300)):  # the default rule smooths from 60 points on
+            for step in range(lo, hi):
+                w.add(step, float(values[step]), count=2)
+                if step % 50 == 49:
+                    w.add(step, float(values[step]) / 2, "val")
+            w.flush()
+            s.poll()
+            incremental = {c.key: c for c in cache.curves(s)}
+    finally:
+        w.close()
+    full = {c.key: c for c in data.curves(data.apply(data.load([path]), view), view)}
+    assert incremental.keys() == full.keys()
+    for key, c in full.items():
+        got = incremental[key]
+        np.testing.assert_array_equal(got.x, c.x)
+        np.testing.assert_array_equal(got.y, c.y)
+        assert (got.smoothed is None) == (c.smoothed is None), key
+        if c.smoothed is not None:
+            np.testing.assert_allclose(got.smoothed, c.smoothed, rtol=1e-9, atol=0)
+
+
+def test_a_rewind_falls_back_to_a_full_recompute(tmp_path):
+    path = tmp_path / "run.arrow"
+    s = follow.Sources([str(path)])
+    cache = follow.CurveCache(data.View(smooth="none"))
+    with LossWriter(path, flush_secs=3600) as w:
+        for step in range(5):
+            w.add(step, float(step))
+        w.flush()
+        s.poll()
+        cache.curves(s)
+        w.add(2, 20.0)  # resumed from step 2: events at steps 3 and 4 are orphaned
+        w.flush()
+        s.poll()
+        (c,) = cache.curves(s)
+    assert c.step.tolist() == [0, 1, 2, 2] and c.y.tolist() == [0.0, 1.0, 2.0, 20.0]

@@ -6,6 +6,7 @@ never imported, so the data flow can be tested without rendering.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import glob
 import math
@@ -215,6 +216,68 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
             _sort_by_x(c)
     if view.mean_runs:
         out = mean_across_runs(out, band=view.band)
+    return out
+
+
+def extend(old: Sequence[Curve], new: pa.Table, view: View) -> list[Curve] | None:
+    """``old`` curves continued with events appended after them, without recomputing the old part.
+
+    Same numbers as ``curves`` on everything (up to float rounding): the EMA continues from its state, a
+    moving average from its last window. None when that is not possible (bucketing, an epoch axis, time
+    relative to the start, a rewind, a change in what is smoothed): the caller recomputes.
+    """
+    if view.per is not None or view.x not in ("step", "time") or view.mean_runs:
+        return None
+    new = select_tags(new, view.tags)
+    if not view.keep_rewound and transforms.drop_rewound(new).num_rows != new.num_rows:
+        return None
+    if view.normalize == "per-item":
+        new = transforms.normalize_events(new)
+    raw_view = dataclasses.replace(view, smooth=None, smooth_explicit=True, band=None)
+    out = {c.key: c for c in old}
+    for f in curves(new, raw_view):
+        o = out.get(f.key)
+        if o is None:
+            if (view.smooth_explicit or len(f.y) > FEW_POINTS) and transforms.parse_smooth(view.smooth):
+                f.smoothed = transforms.parse_smooth(view.smooth)(f.y)
+            out[f.key] = f
+            continue
+        if len(o.x) and (f.x[0] < o.x[-1] or f.step[0] < o.step[-1]):
+            return None
+        total = len(o.y) + len(f.y)
+        smooth = view.smooth not in (None, "none") and (view.smooth_explicit or total > FEW_POINTS)
+        if smooth != (o.smoothed is not None):
+            return None
+        joined = Curve(o.run, o.tag, np.concatenate([o.x, f.x]), np.concatenate([o.y, f.y]),
+                       np.concatenate([o.step, f.step]))  # fmt: skip
+        if smooth:
+            joined.smoothed = np.concatenate([o.smoothed, _continue_smoothing(o, f.y, str(view.smooth))])
+        out[f.key] = joined
+    return list(out.values())
+
+
+def _continue_smoothing(old: Curve, values: np.ndarray, spec: str) -> np.ndarray:
+    """The smoothed values of ``values`` logged right after ``old`` (whose smoothing is known)."""
+    kind, _, arg = spec.strip().lower().partition(":")
+    smoother = transforms.parse_smooth(spec)
+    if kind == "ma":  # a trailing window: rerun over the old values still inside the window
+        keep = int(arg) - 1  # old finite values still inside the window of the first new value
+        finite = np.flatnonzero(np.isfinite(old.y))
+        start = len(old.y) if keep == 0 else (int(finite[-keep]) if len(finite) >= keep else 0)
+        tail = old.y[start:]
+        return smoother(np.concatenate([tail, values]))[len(tail) :]
+    # TensorBoard's EMA: last = w*last + (1-w)*v over finite values, shown debiased: last / (1 - w**n).
+    w = float(arg)
+    finite_old = np.isfinite(old.y)
+    n_old = int(finite_old.sum())
+    last_old = float(old.smoothed[finite_old][-1]) * (1.0 - w**n_old) if n_old else 0.0
+    out = np.array(values, dtype=np.float64)
+    finite = np.isfinite(out)
+    v = out[finite]
+    if len(v):
+        k = np.arange(1, len(v) + 1, dtype=np.float64)
+        from_zero = transforms.ema(v, w) * (1.0 - w**k)  # undebiased EMA of v alone, started at 0
+        out[finite] = (w**k * last_old + from_zero) / (1.0 - w ** (n_old + k))
     return out
 
 

@@ -20,7 +20,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-from lossview.data import Curve, View, apply, curves, expand, mean_across_runs, run_names, with_run
+from lossview.data import (
+    Curve,
+    View,
+    apply,
+    curves,
+    expand,
+    extend,
+    mean_across_runs,
+    run_names,
+    with_run,
+)
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -139,13 +149,15 @@ class Sources:
 class CurveCache:
     """Curves per followed file, recomputed only for files whose events changed since the last redraw.
 
-    Comparing a sweep of many runs while one of them grows then costs the work of that one run.
+    Comparing a sweep of many runs while one of them grows then costs the work of that one run, and a
+    growing run's new events are appended to its curves (the smoothing continued from its state).
     """
 
     def __init__(self, view: View) -> None:
         self.view = view
         self._per_run = dataclasses.replace(view, mean_runs=False)
-        self._cache: dict[Path, tuple[tuple[str, int], list[Curve]]] = {}
+        # path -> (run name, chunks the curves were computed from, curves)
+        self._cache: dict[Path, tuple[str, list[pa.Table], list[Curve]]] = {}
 
     def curves(self, sources: Sources) -> list[Curve] | None:
         """Every file's curves (the mean across runs with --mean-runs); None before any event arrived."""
@@ -153,19 +165,33 @@ class CurveCache:
         if not parts:
             return None
         out: list[Curve] = []
-        for path, name, version in parts:
+        for path, name, _ in parts:
+            chunks = list(sources.chunks[path])
             hit = self._cache.get(path)
-            if hit is None or hit[0] != (name, version):
-                try:
-                    computed = curves(apply(sources.events(path, name), self._per_run), self._per_run)
-                except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
-                    warnings.warn(f"{path}: {exc}", stacklevel=2)
-                    computed = []
-                hit = self._cache[path] = ((name, version), computed)
-            out.extend(hit[1])
+            if hit is None or hit[0] != name or not _same(hit[1], chunks):
+                computed = self._compute(sources, path, name, hit, chunks)
+                hit = self._cache[path] = (name, chunks, computed)
+            out.extend(hit[2])
         for gone in set(self._cache) - {p for p, _, _ in parts}:
             del self._cache[gone]
         return mean_across_runs(out, band=self.view.band) if self.view.mean_runs else out
+
+    def _compute(
+        self, sources: Sources, path: Path, name: str, hit: tuple | None, chunks: list[pa.Table]
+    ) -> list[Curve]:
+        if hit is not None and hit[0] == name:
+            done = hit[1]
+            if len(chunks) > len(done) and _same(done, chunks[: len(done)]):
+                # Only new events: continue the curves instead of recomputing them.
+                new = pa.concat_tables([with_run(c, name) for c in chunks[len(done) :]])
+                extended = extend(hit[2], new, self._per_run)
+                if extended is not None:
+                    return extended
+        try:
+            return curves(apply(sources.events(path, name), self._per_run), self._per_run)
+        except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
+            warnings.warn(f"{path}: {exc}", stacklevel=3)
+            return []
 
 
 class Watcher:
@@ -282,6 +308,11 @@ class FollowLoop:
             else:
                 wait = max(self.watcher.timeout(self._complete) - (time.monotonic() - self._last_read), 0.0)
             self.watcher.changed.wait(min(wait, 0.5))
+
+
+def _same(a: Sequence[pa.Table], b: Sequence[pa.Table]) -> bool:
+    """The same chunk objects (identity: comparing tables by value would read them all)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _glob_base(pattern: str) -> Path:
