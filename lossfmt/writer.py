@@ -36,7 +36,8 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _DEFAULT_TAG = s.DEFAULT_TAG
 _MEAN = s.MEAN
-_ONE = 1  # `count is _ONE` is a fast-path filter only; anything else takes the validating slow path
+_SUM = s.SUM
+_ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still checked
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
 _WAKE_ROWS = 1 << 16
 #: Rows per record batch in a compacted (closed) file.
@@ -510,18 +511,20 @@ class LossWriter:
         TypeError / ValueError for bad input (see the contract); RuntimeError after close(); an error of the
         background thread (disk full, file removed) is raised here.
         """
+        # Fast path: a Python float and plain Python arguments, checked with identity/type tests in the order
+        # that makes the defaults cheapest; anything else takes the validating slow path.
         if (
             self._ok
             and type(value) is float
             and type(step) is int
             and _INT64_MIN <= step <= _INT64_MAX
-            and tag is _DEFAULT_TAG
-            and count is _ONE
-            and epoch is None
-            and reduction is _MEAN
+            and (tag is _DEFAULT_TAG or (type(tag) is str and tag != ""))
+            and (count is _ONE or (type(count) is int and 1 <= count <= _INT64_MAX))
+            and (epoch is None or (type(epoch) is int and _INT64_MIN <= epoch <= _INT64_MAX))
+            and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
         ):
             pending = self._pending
-            pending.append((step, value, tag, 1, None, reduction, _time()))
+            pending.append((step, value, tag, count, epoch, reduction, _time()))
             if len(pending) >= self._wake_at:
                 self._flusher.overflow()
             return
