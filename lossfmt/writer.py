@@ -19,6 +19,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import Mapping
+from operator import itemgetter
 from pathlib import Path
 from time import time as _time
 from types import TracebackType
@@ -381,9 +382,18 @@ class _Flusher:
 
     def _batch(self, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
         n = len(rows)
-        steps, vals, tags, counts, epochs, reductions, times = zip(*rows, strict=True)
+
+        def numbers(field: int, dtype: type) -> np.ndarray:
+            return np.fromiter(map(itemgetter(field), rows), dtype, n)
+
+        def objects(field: int) -> list[Any]:
+            return list(map(itemgetter(field), rows))
+
+        tags, epochs, reductions = objects(2), objects(4), objects(5)
         if self.deferred:
-            vals = values.materialize(vals)
+            vals = np.array(values.materialize(objects(1)), dtype=np.float64)
+        else:
+            vals = numbers(1, np.float64)
         if tags.count(tags[0]) == n:  # C-speed check for the common single-tag batch
             tag_index = np.full(n, self._tag_code(tags[0]), dtype=np.int32)
         else:
@@ -401,12 +411,12 @@ class _Flusher:
             valid = np.array([e is not None for e in epochs])
             epoch_values = np.array([0 if e is None else e for e in epochs], dtype=np.int64)
             epoch_array = _from_numpy(pa.int64(), epoch_values, np.packbits(valid, bitorder="little"))
-        wall_us = np.rint(np.array(times, dtype=np.float64) * 1e6).astype(np.int64)
+        wall_us = np.rint(numbers(6, np.float64) * 1e6).astype(np.int64)
         columns = [
-            _from_numpy(pa.int64(), np.array(steps, dtype=np.int64)),
+            _from_numpy(pa.int64(), numbers(0, np.int64)),
             pa.DictionaryArray.from_arrays(_from_numpy(pa.int32(), tag_index), self._tag_dictionary),
-            _from_numpy(pa.float64(), np.array(vals, dtype=np.float64)),
-            _from_numpy(pa.int64(), np.array(counts, dtype=np.int64)),
+            _from_numpy(pa.float64(), vals),
+            _from_numpy(pa.int64(), numbers(3, np.int64)),
             epoch_array,
             _from_numpy(s.WALL_TIME_TYPE, wall_us),
             pa.DictionaryArray.from_arrays(_from_numpy(pa.int8(), reduction_index), _reduction_dictionary()),
