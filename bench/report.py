@@ -89,6 +89,23 @@ def revision(root: Path) -> str:
     return f"{head}{' (with uncommitted changes)' if dirty else ''}"
 
 
+def shared_note(load: tuple[tuple[float, ...], tuple[float, ...]]) -> list[str]:
+    """A warning when other processes competed for the CPU during the run (load above half the cores)."""
+    cores = os.cpu_count() or 1
+    if max(load[0][0], load[1][0], load[1][1]) <= cores / 2:
+        return []
+    return [
+        "- **The machine was shared during this run** (see the load average): absolute times are inflated "
+        "and noisy; ratios measured side by side hold better. Rerun on a quiet machine for absolute figures."
+    ]
+
+
+def notes(root: Path) -> list[str]:
+    """The hand-written findings (bench/NOTES.md): what holds missed goals back and the proposed fixes."""
+    path = root / "bench" / "NOTES.md"
+    return ["", path.read_text().strip(), ""] if path.exists() else []
+
+
 def render(
     sections: Sequence[Section],
     cfg: Config,
@@ -113,6 +130,7 @@ def render(
         f"- Load average (1/5/15 min) at start: {' / '.join(f'{x:.2f}' for x in load[0])}; at end: "
         f"{' / '.join(f'{x:.2f}' for x in load[1])}",
         *versions(),
+        *shared_note(load),
         "",
         "## Goals",
         "",
@@ -134,4 +152,5 @@ def render(
         lines += s.body
         lines += ["", f"_({s.seconds:.0f} s)_", ""]
     lines.append(GPU_NOTE)
+    lines += notes(root)
     return "\n".join(lines).replace("\n\n\n", "\n\n")
