@@ -436,7 +436,7 @@ class _Flusher:
 
 
 class LossWriter:
-    """Log training losses to a crash-safe Arrow file: `add()` costs ~100-250 ns, a thread does the I/O.
+    """Log training losses to a crash-safe Arrow file: `add()` only records the event, a thread does the I/O.
 
     Opening an existing lossfmt file appends to it (resume): a torn tail left by a crash is dropped first, the
     file's run name, run_id and creation metadata are kept, and `meta` is merged into its user metadata at
@@ -604,6 +604,7 @@ class LossWriter:
             return
         self._ok = False
         _writers.discard(self)
+        self._finalizer.detach()
         self._flusher.close()
 
     def __enter__(self) -> LossWriter:
