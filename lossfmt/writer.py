@@ -458,6 +458,13 @@ class LossWriter:
         run: str | None = None,
         max_pending: int = 1 << 18,
     ) -> None:
+        """Open `path` for writing (created with its parent directories, or resumed if it exists).
+
+        flush_secs: the longest an added event stays only in memory (what a viewer lags behind at most).
+        max_pending: events held in memory before add() blocks until the flusher catches up (backpressure;
+        with several adding threads, each may add one more). meta: JSON-able run metadata (hparams).
+        run: the run's name (default: the file's stem; a resumed file keeps its own).
+        """
         if (
             isinstance(flush_secs, bool)
             or not isinstance(flush_secs, (int, float))
