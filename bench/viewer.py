@@ -158,7 +158,8 @@ def run_follow(cfg: Config, ws: Workspace) -> Section:
         log(f"follow: {cfg.follow_samples} samples x 2 modes, flush_secs={flush_secs}")
         for mode in ("add", "flush"):
             for _ in range(cfg.follow_samples):
-                time.sleep(rng.uniform(0.05, 0.3))  # random phase against the flusher's timer
+                # A random phase against the flusher's timer: uniform over a whole flush interval.
+                time.sleep(rng.uniform(0.0, flush_secs) if mode == "add" else rng.uniform(0.05, 0.3))
                 before = _signature(img)
                 t0 = time.perf_counter()
                 writer.add(step, 1.0 + 0.5 * rng.random())
