@@ -92,6 +92,8 @@ def scalar(value: Any) -> float | Any:
         raise _not_a_number(value)
     if cls is int:
         return float(value)
+    if isinstance(value, (np.floating, np.integer)):  # the most common non-float (np.bool_ is neither)
+        return float(value)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return _torch(value, torch)

@@ -528,11 +528,10 @@ class LossWriter:
         TypeError / ValueError for bad input (see the contract); RuntimeError after close(); an error of the
         background thread (disk full, file removed) is raised here.
         """
-        # Fast path: a Python float and plain Python arguments, checked with identity/type tests in the order
-        # that makes the defaults cheapest; anything else takes the validating slow path.
+        # Fast path: plain Python arguments, checked with identity/type tests in the order that makes the
+        # defaults cheapest (a Python float needs no conversion); anything else: the validating slow path.
         if (
             self._ok
-            and type(value) is float
             and type(step) is int
             and _INT64_MIN <= step <= _INT64_MAX
             and (tag is _DEFAULT_TAG or (type(tag) is str and tag != ""))
@@ -540,6 +539,10 @@ class LossWriter:
             and (epoch is None or (type(epoch) is int and _INT64_MIN <= epoch <= _INT64_MAX))
             and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
         ):
+            if type(value) is not float:
+                value = values.scalar(value)
+                if type(value) is not float:
+                    self._flusher.deferred = True
             pending = self._pending
             pending.append((step, value, tag, count, epoch, reduction, _time()))
             if len(pending) >= self._wake_at:
