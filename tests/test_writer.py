@@ -262,10 +262,9 @@ def test_a_flusher_error_is_raised_by_the_next_flush_and_the_lock_is_released(tm
 
 def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
     monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
-    w = LossWriter(tmp_path / "run.arrow", flush_secs=3600, max_pending=8)
-    for i in range(8):  # the 8th add wakes the flusher, which fails; nobody waits for it
-        w.add(i, 1.0)
-    w._flusher._thread.join(timeout=10)
+    w = LossWriter(tmp_path / "run.arrow", flush_secs=0.01)
+    w.add(0, 1.0)  # the periodic flush fails; nobody is waiting for it
+    w._flusher._thread.join(timeout=60)  # the thread ends with the error
     assert not w._flusher._thread.is_alive()
     with pytest.raises(OSError, match="No space left"):
         w.add(9, 1.0)
