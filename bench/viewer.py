@@ -37,7 +37,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
     startup = interleaved({"help": lambda: _run_cli(["--help"])}, cfg.slow_repeats)["help"]
     rows.append(
         [
-            "`lossview --help` (interpreter + imports: the floor of every command)",
+            "`lossview --help` (interpreter start and the CLI's own imports)",
             "",
             "subprocess",
             f"{median(startup):.2f}",
