@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from lossfmt import reader, values
 from lossfmt import schema as s
+from lossfmt.schema import LossFormatError
 
 __all__ = ["LossWriter", "compact"]
 
@@ -477,7 +478,8 @@ class LossWriter:
             raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
         if run is not None and (not isinstance(run, str) or not run):
             raise ValueError(f"run must be a non-empty string, got {run!r}")
-        self.path = Path(path)
+        # Absolute: a notebook's %cd or Hydra's chdir mid-run must not lose the file.
+        self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Built first: it validates meta before any file is created.
         new_schema = s.make_schema(run or self.path.stem, dict(meta) if meta else None)
@@ -492,6 +494,11 @@ class LossWriter:
                 os.write(fd, s.MAGIC + new_schema.serialize().to_pybytes())
             else:
                 scanned = reader.scan(self.path)  # LossFormatError for a foreign file, which stays untouched
+                if scanned.schema.names != list(s.COLUMNS):
+                    raise LossFormatError(
+                        f"{os.fspath(self.path)}: has columns {scanned.schema.names}, this writer appends "
+                        f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
+                    )
                 schema, end, meta_update = scanned.schema, scanned.end, meta
                 del scanned
                 os.ftruncate(fd, end)  # a closed file becomes live again; a torn tail is dropped

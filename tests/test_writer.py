@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.feather as feather
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -492,12 +493,41 @@ def test_a_file_that_is_not_lossfmt_is_refused_and_left_untouched(tmp_path):
         LossWriter(path)
     assert path.read_bytes() == b"hello, this is not arrow at all"
     other = tmp_path / "other.arrow"
-    pa.feather.write_feather(pa.table({"x": [1, 2]}), other)
+    feather.write_feather(pa.table({"x": [1, 2]}), other)
     data = other.read_bytes()
     with pytest.raises(lossfmt.LossFormatError, match=r"other\.arrow"):
         LossWriter(other)
     assert other.read_bytes() == data
     LossWriter(path.with_name("fresh.arrow")).close()  # nothing stayed locked
+
+
+def test_a_file_with_columns_this_writer_does_not_know_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "later.arrow"
+    extended = s.make_schema("later").append(pa.field("lr", pa.float64()))
+    columns = {f.name: pa.array([1.5] if f.name == "lr" else [None], f.type) for f in extended}
+    columns.update(step=pa.array([0], pa.int64()), value=pa.array([1.0]), count=pa.array([1], pa.int64()))
+    columns["tag"] = pa.array(["loss"]).dictionary_encode()
+    columns["reduction"] = pa.DictionaryArray.from_arrays(pa.array([0], pa.int8()), pa.array(["mean"]))
+    columns["wall_time"] = pa.array([0], s.WALL_TIME_TYPE)
+    table = pa.table([columns[f.name] for f in extended], schema=extended)
+    with pa.ipc.new_file(path, extended) as f:
+        f.write_table(table)
+    data = path.read_bytes()
+    refused = r"later\.arrow: has columns .*'lr'.*refusing to resume"
+    with pytest.raises(lossfmt.LossFormatError, match=refused):
+        LossWriter(path)
+    assert path.read_bytes() == data
+
+
+def test_a_relative_path_survives_a_change_of_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with LossWriter("rel.arrow") as w:
+        w.add(0, 1.0)
+        w.flush()
+        monkeypatch.chdir(tmp_path.parent)
+        w.add(1, 2.0)
+        w.flush()
+    assert lossfmt.read(tmp_path / "rel.arrow")["value"].to_pylist() == [1.0, 2.0]
 
 
 # --- one writer per file ------------------------------------------------------------------------------------
