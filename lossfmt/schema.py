@@ -113,5 +113,6 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
             raise LossFormatError(f"{os.fspath(path)}: column {field.name!r} is missing")
         if schema.field(idx).type != field.type:
             raise LossFormatError(
-                f"{os.fspath(path)}: column {field.name!r} has type {schema.field(idx).type}, expected {field.type}"
+                f"{os.fspath(path)}: column {field.name!r} has type {schema.field(idx).type}, "
+                f"expected {field.type}"
             )

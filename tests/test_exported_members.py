@@ -22,9 +22,7 @@ def test_every_exported_name_exists():
 def test_import_lossfmt_never_imports_heavy_libraries():
     heavy = ["matplotlib", "watchdog", "pandas", "torch", "tensorflow", "jax", "keras", "lightning", "polars"]
     code = (
-        "import sys, lossfmt\n"
-        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
-        "print(','.join(loaded))\n"
+        f"import sys, lossfmt\nloaded = [m for m in {heavy!r} if m in sys.modules]\nprint(','.join(loaded))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
