@@ -318,19 +318,24 @@ def _plot(ns: argparse.Namespace) -> int:
             raise ValueError(f"{out}: output must end in .png, .svg or .pdf")
         if not out.parent.is_dir():
             raise FileNotFoundError(2, "No such directory", os.fspath(out.parent))
-    # Files are read and checked before matplotlib is imported: a bad file fails fast.
-    if ns.follow:
-        compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
-        curves = None
-    else:
-        paths, table = _read(ns.files)
-        compare = len(paths) > 1
-        if table.num_rows == 0:
-            raise ValueError(f"{', '.join(map(str, paths))}: no events in the file")
-        curves = data.curves(data.apply(table, view), view)
-        if not curves:
-            raise ValueError(f"no tag matches {' '.join(ns.tag)}")
-
+    # Files are read and checked while matplotlib is imported on another thread: the read is mostly
+    # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.
+    preload = threading.Thread(target=_import_plotting, name="lossview-import", daemon=True)
+    preload.start()
+    try:
+        if ns.follow:
+            compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
+            curves = None
+        else:
+            paths, table = _read(ns.files)
+            compare = len(paths) > 1
+            if table.num_rows == 0:
+                raise ValueError(f"{', '.join(map(str, paths))}: no events in the file")
+            curves = data.curves(data.apply(table, view), view)
+            if not curves:
+                raise ValueError(f"no tag matches {' '.join(ns.tag)}")
+    finally:
+        preload.join()
     from lossview import plot
 
     style = plot.Style(
@@ -352,6 +357,11 @@ def _plot(ns: argparse.Namespace) -> int:
         lp.update(curves)
         return 0
     return _follow_headless(ns, view, lp)
+
+
+def _import_plotting() -> None:
+    import lossview.plot  # noqa: F401
+    import matplotlib.backends.backend_agg  # noqa: F401
 
 
 def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int:
