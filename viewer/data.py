@@ -13,6 +13,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,11 @@ def run_names(paths: Sequence[Path], names: Sequence[str | None]) -> list[str]:
 
 def load(paths: Sequence[Path]) -> pa.Table:
     """Read every file (lossfmt.read) into one table with a dictionary-encoded ``run`` column."""
-    tables = [lossfmt.read(os.fspath(p)) for p in paths]
+    if len(paths) > 1:  # decoding is C++ that releases the GIL: several files read in parallel
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, len(paths))) as pool:
+            tables = list(pool.map(lossfmt.read, map(os.fspath, paths)))
+    else:
+        tables = [lossfmt.read(os.fspath(p)) for p in paths]
     names = run_names(paths, [schema.run_info(t.schema).get("run") for t in tables])
     return pa.concat_tables([with_run(t, name) for t, name in zip(tables, names, strict=True)])
 
