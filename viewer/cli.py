@@ -33,12 +33,13 @@ Run `lossview COMMAND --help` for a command's options."""
 
 PLOT_EPILOG = """\
 examples:
-  lossview run.arrow --follow                   live window, redrawn within a second of each flush
-  lossview run.arrow --follow -o live.png       headless: live.png is atomically replaced on each change
-  lossview runs/ --tag 'val/*' --logy -o cmp.svg  compare every run in runs/, one colour per run
-  lossview run.arrow --normalize per-item --per epoch --band   per-item epoch means, bucket spread shaded
-  lossview 'sweep/seed*.arrow' --mean-runs --band  mean across seeds with their spread (min..max)
-  lossview run.arrow --follow --web 8988        serve the live figure on http://127.0.0.1:8988/
+  lossview run.arrow --follow                        live window, redrawn within a second of each flush
+  lossview run.arrow --follow -o live.png            headless: live.png atomically replaced on each change
+  lossview runs/ --tag 'val/*' --logy -o cmp.svg     every run in runs/, one colour per run
+  lossview run.arrow --normalize per-item --per epoch --band
+                                                     per-item epoch means, each epoch's spread shaded
+  lossview 'sweep/seed*.arrow' --mean-runs --band    mean across seeds with their spread (min..max)
+  lossview run.arrow --follow --web 8988             the live figure on http://127.0.0.1:8988/
 
 --band shades a spread: with --per it is each bucket's min..max (or mean +/- std with --spread std);
 with --mean-runs it is the spread across runs of the curves as drawn (smoothed if smoothing is on).
