@@ -306,3 +306,44 @@ def test_a_rewind_falls_back_to_a_full_recompute(tmp_path):
         s.poll()
         (c,) = cache.curves(s)
     assert c.step.tolist() == [0, 1, 2, 2] and c.y.tolist() == [0.0, 1.0, 2.0, 20.0]
+
+
+def test_notebook_display_redraws_as_the_run_grows(tmp_path):
+    import asyncio
+
+    from lossview import notebook
+
+    path = tmp_path / "run.arrow"
+    shown: list[tuple[bytes, bool]] = []
+    live = notebook.LiveDisplay(path, interval=0.01, show=lambda png, first: shown.append((png, first)))
+    assert live.refresh() is False and shown == []  # no file yet
+    w = LossWriter(path, flush_secs=3600)
+    try:
+        w.add(0, 1.0)
+        w.flush()
+        assert live.refresh() is True
+        w.add(1, 0.5)
+        w.flush()
+
+        async def follow_once() -> None:
+            live.start()
+            while len(shown) < 2:
+                await asyncio.sleep(0.01)
+            live.stop()
+
+        asyncio.run(asyncio.wait_for(follow_once(), 10))
+    finally:
+        w.close()
+    assert [first for _, first in shown] == [True, False]
+    assert all(png.startswith(b"\x89PNG") for png, _ in shown) and shown[0][0] != shown[1][0]
+    with pytest.raises(RuntimeError, match="event loop"):
+        live.start()
+
+
+def test_figure_for_a_file(tmp_path):
+    import lossview
+
+    _write(tmp_path / "r.arrow", [3.0, 2.0, 1.0])
+    fig = lossview.figure(tmp_path / "r.arrow", smooth="none")
+    (ax,) = fig.axes
+    assert [list(line.get_ydata()) for line in ax.lines if len(line.get_ydata())] == [[3.0, 2.0, 1.0]]

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from lossview.notebook import LiveDisplay
     from matplotlib.figure import Figure
 
-__all__ = ["figure"]
+__all__ = ["figure", "live"]
 
 
 def figure(
@@ -53,3 +54,15 @@ def figure(
     lp = plot.LossPlot(fig, view, style, plot.NoOutput())
     lp.update(data.curves(data.apply(data.load(paths), view), view))
     return fig
+
+
+def live(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, interval: float = 1.0
+) -> LiveDisplay:
+    """In Jupyter: show a run and redraw it as it grows while training runs in a background thread.
+
+    Returns a ``lossview.notebook.LiveDisplay``; call ``.stop()`` to stop following.
+    """
+    from lossview import notebook
+
+    return notebook.live(source, interval=interval)

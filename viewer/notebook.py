@@ -1,0 +1,113 @@
+"""Jupyter: a display that follows a run while the training loop runs in a background thread.
+
+In a notebook::
+
+    import threading, lossview
+    threading.Thread(target=train, daemon=True).start()  # train() logs to run.arrow
+    live = lossview.live("run.arrow")                     # this cell's output redraws as the run grows
+    ...
+    live.stop()
+
+The kernel's event loop does the polling (no extra thread touches matplotlib); each change re-renders
+one PNG in place (``IPython.display.update_display``), so it works with the default inline backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import uuid
+from collections.abc import Callable, Sequence
+
+from lossview import data, plot
+from lossview.follow import CurveCache, Sources
+from matplotlib.figure import Figure
+
+Show = Callable[[bytes, bool], None]
+
+
+class LiveDisplay:
+    """Follows files (as ``lossview FILE --follow``) and shows each new rendering through ``show``."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        interval: float = 1.0,
+        show: Show | None = None,
+        view: data.View | None = None,
+        style: plot.Style | None = None,
+    ) -> None:
+        args = (
+            [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
+        )
+        self.view = view or data.View(smooth_explicit=False)
+        self.interval = interval
+        self.sources = Sources(args)
+        self._cache = CurveCache(self.view)
+        compare = len(args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in args)
+        self.fig = Figure(figsize=(8.0, 4.5), dpi=100, layout="constrained")
+        style = style or plot.Style(compare=compare and not self.view.mean_runs)
+        self.plot = plot.LossPlot(self.fig, self.view, style, plot.NoOutput())
+        self._show = show or _ipython_show(uuid.uuid4().hex)
+        self._shown = False
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> bool:
+        """Read what was appended since the last refresh; if anything, redraw and show. True if shown."""
+        if not self.sources.poll():
+            return False
+        curves = self._cache.curves(self.sources)
+        if curves is None:
+            return False
+        self.plot.update(curves)
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png")
+        self._show(buf.getvalue(), not self._shown)
+        self._shown = True
+        return True
+
+    def start(self) -> None:
+        """Refresh every ``interval`` seconds on the running event loop (Jupyter's) until ``stop()``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "lossview.live() needs a running event loop (a Jupyter kernel); "
+                "in a script use `lossview FILE --follow`"
+            ) from None
+        self._task = loop.create_task(self._run())
+
+    def stop(self) -> None:
+        """Stop following; the last rendering stays in the output. Idempotent."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(self.interval)
+
+
+def _ipython_show(display_id: str) -> Show:
+    def show(png: bytes, first: bool) -> None:
+        from IPython.display import Image, display, update_display
+
+        if first:
+            display(Image(png), display_id=display_id)
+        else:
+            update_display(Image(png), display_id=display_id)
+
+    return show
+
+
+def live(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, interval: float = 1.0
+) -> LiveDisplay:
+    """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
+    display = LiveDisplay(source, interval=interval)
+    display.refresh()
+    display.start()
+    return display
