@@ -404,7 +404,7 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list
         try:
             import tornado  # noqa: F401  (WebAgg's server)
         except ImportError:
-            raise ImportError("--web needs tornado: pip install tornado") from None
+            raise ImportError("--web needs tornado: pip install 'lossfmt[web]'") from None
         matplotlib.use("webagg")
         matplotlib.rcParams["webagg.address"] = ns.host
         matplotlib.rcParams["webagg.port"] = ns.web
