@@ -33,7 +33,7 @@ def _tornado() -> None:
     try:
         import tornado  # noqa: F401
     except ImportError:
-        require(False, "tornado is not installed (matplotlib's WebAgg server needs it: pip install tornado)")
+        require(False, "tornado is not installed (lossview --web needs it: pip install 'lossfmt[web]')")
 
 
 def _serving(viewer: Viewer, port: int) -> str:
