@@ -29,6 +29,7 @@ class Config:
     e2e_n: int  # events per end-to-end run
     mem_ns: tuple[int, int]  # events produced in the memory test (small, large)
     tax_steps: int  # training steps per timed block
+    tax_rounds: int  # rounds of (one block per logger)
     size_n: int  # events in the size runs
     size_tb_n: int  # events in the tfevents runs (size and tbparse reads)
     slow_n: int  # events in the slow run (one flush per event)
@@ -46,7 +47,8 @@ class Config:
             add_n_slow=5_000,
             e2e_n=1_000_000,
             mem_ns=(500_000, 2_000_000),
-            tax_steps=200,
+            tax_steps=25,
+            tax_rounds=60,
             size_n=500_000,
             size_tb_n=100_000,
             slow_n=2_000,
@@ -65,7 +67,8 @@ class Config:
             add_n_slow=200,
             e2e_n=5_000,
             mem_ns=(20_000, 40_000),
-            tax_steps=5,
+            tax_steps=3,
+            tax_rounds=3,
             size_n=5_000,
             size_tb_n=1_000,
             slow_n=20,
