@@ -93,7 +93,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
         writer = LossWriter(ws.path(f"tax-{name}.arrow"))
         log_fns: dict[str, Callable[[int, Any], None] | None] = {"none": None, "lossfmt": writer.add}
         closers = [writer.close]
-        if have("tensorboard"):
+        if have("torch") and have("tensorboard"):
             from torch.utils.tensorboard import SummaryWriter
 
             tb = SummaryWriter(log_dir=str(ws.path(f"tax-tb-{name}")))

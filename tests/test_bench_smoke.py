@@ -43,7 +43,7 @@ def test_quick_run_writes_every_section_and_goal(tmp_path: Path) -> None:
     assert "Failed:" not in report
     assert "- Command: `python -m bench --quick --out" in report
     goal_lines = [line for line in report.splitlines() if line.startswith(("PASS  ", "MISS  "))]
-    assert len(goal_lines) >= 10, goal_lines
+    assert len(goal_lines) >= 9, goal_lines  # 12 with torch, tensorboard and tbparse installed
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
