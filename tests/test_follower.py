@@ -11,6 +11,7 @@ import time
 
 import pyarrow as pa
 import pytest
+from filebytes import closed_bytes, live_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,22 +37,6 @@ def _batch(sch: pa.Schema, start: int, n: int, tags: tuple[str, ...] = ("loss",)
         ],
         schema=sch,
     )
-
-
-def _live_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd", emit_dictionary_deltas=False)
-    with pa.ipc.new_stream(sink, sch, options=options) as writer:
-        for b in batches:
-            writer.write_batch(b)
-    return schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)]
-
-
-def _closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(pa.Table.from_batches(batches, schema=sch).combine_chunks())
-    return sink.getvalue().to_pybytes()
 
 
 def _replace(path, data: bytes) -> None:
@@ -80,14 +65,14 @@ def test_missing_file_gives_empty_updates_until_it_appears(tmp_path, sch):
     follower = follow(path)
     update = follower.poll()
     assert update.table.num_rows == 0 and not update.reset and follower.info is None
-    path.write_bytes(_live_bytes(sch, [_batch(sch, 0, 3)]))
+    path.write_bytes(live_bytes(sch, [_batch(sch, 0, 3)]))
     update = follower.poll()
     assert _steps(update.table) == [0, 1, 2] and not update.reset
     assert follower.info["run"] == "follow"
 
 
 def test_each_poll_returns_only_what_was_appended(tmp_path, sch):
-    data = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3, ("loss", "val")), _batch(sch, 5, 1)])
+    data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3, ("loss", "val")), _batch(sch, 5, 1)])
     ends = _batch_ends(data)
     path = tmp_path / "run.arrow"
     path.write_bytes(data[: ends[0]])  # schema, dictionaries, first batch
@@ -104,7 +89,7 @@ def test_each_poll_returns_only_what_was_appended(tmp_path, sch):
 
 
 def test_poll_reads_only_new_bytes(tmp_path, sch):
-    data = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
+    data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
     schema_end, first, _ = (_message_ends(data)[0], *_batch_ends(data))
     path = tmp_path / "run.arrow"
     path.write_bytes(data[:first])
@@ -120,7 +105,7 @@ def test_poll_reads_only_new_bytes(tmp_path, sch):
 
 
 def test_torn_tail_is_delivered_once_it_completes(tmp_path, sch):
-    data = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
+    data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
     ends = _batch_ends(data)
     path = tmp_path / "run.arrow"
     half = (ends[0] + ends[1]) // 2
@@ -135,10 +120,10 @@ def test_torn_tail_is_delivered_once_it_completes(tmp_path, sch):
 def test_compaction_on_close_continues_without_duplicates_or_loss(tmp_path, sch):
     batches = [_batch(sch, 0, 3), _batch(sch, 3, 2, ("loss", "val")), _batch(sch, 5, 4)]
     path = tmp_path / "run.arrow"
-    path.write_bytes(_live_bytes(sch, batches[:2]))
+    path.write_bytes(live_bytes(sch, batches[:2]))
     follower = follow(path)
     assert _steps(follower.poll().table) == [0, 1, 2, 3, 4]
-    _replace(path, _closed_bytes(sch, batches))  # the last flush landed just before compaction
+    _replace(path, closed_bytes(sch, batches))  # the last flush landed just before compaction
     update = follower.poll()
     assert _steps(update.table) == [5, 6, 7, 8] and not update.reset
     assert follower.closed
@@ -147,14 +132,14 @@ def test_compaction_on_close_continues_without_duplicates_or_loss(tmp_path, sch)
 
 def test_resuming_a_closed_file_continues_the_same_run(tmp_path, sch):
     path = tmp_path / "run.arrow"
-    closed = _closed_bytes(sch, [_batch(sch, 0, 2)])
+    closed = closed_bytes(sch, [_batch(sch, 0, 2)])
     path.write_bytes(closed)
     follower = follow(path)
     assert _steps(follower.poll().table) == [0, 1]
     assert follower.closed
     # A resuming writer truncates just before the EOS marker and appends new messages.
     eos = closed.rindex(schema.EOS, 0, len(closed) - 10)
-    more = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3)])
+    more = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3)])
     with open(path, "r+b") as f:
         f.truncate(eos)
     _append(path, more[_message_ends(more)[0] :])  # its dictionaries and batches, not its schema
@@ -164,7 +149,7 @@ def test_resuming_a_closed_file_continues_the_same_run(tmp_path, sch):
 
 
 def test_truncation_resets_to_everything(tmp_path, sch):
-    data = _live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
+    data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
     path = tmp_path / "run.arrow"
     path.write_bytes(data)
     follower = follow(path)
@@ -177,7 +162,7 @@ def test_truncation_resets_to_everything(tmp_path, sch):
 
 def test_deletion_is_quiet_and_a_new_run_resets(tmp_path, sch):
     path = tmp_path / "run.arrow"
-    path.write_bytes(_live_bytes(sch, [_batch(sch, 0, 3)]))
+    path.write_bytes(live_bytes(sch, [_batch(sch, 0, 3)]))
     follower = follow(path)
     assert follower.poll().table.num_rows == 3
     first_run = follower.info["run_id"]
@@ -185,7 +170,7 @@ def test_deletion_is_quiet_and_a_new_run_resets(tmp_path, sch):
     update = follower.poll()
     assert update.table.num_rows == 0 and not update.reset
     other = schema.make_schema("follow")
-    path.write_bytes(_live_bytes(other, [_batch(other, 0, 1)]))
+    path.write_bytes(live_bytes(other, [_batch(other, 0, 1)]))
     update = follower.poll()
     assert update.reset and _steps(update.table) == [0]
     assert follower.info["run_id"] != first_run
@@ -193,11 +178,11 @@ def test_deletion_is_quiet_and_a_new_run_resets(tmp_path, sch):
 
 def test_a_file_rewritten_in_place_by_another_run_resets(tmp_path, sch):
     path = tmp_path / "run.arrow"
-    path.write_bytes(_live_bytes(sch, [_batch(sch, 0, 1)]))
+    path.write_bytes(live_bytes(sch, [_batch(sch, 0, 1)]))
     follower = follow(path)
     assert follower.poll().table.num_rows == 1
     other = schema.make_schema("other")
-    path.write_bytes(_live_bytes(other, [_batch(other, 0, 5), _batch(other, 5, 5)]))  # same inode, larger
+    path.write_bytes(live_bytes(other, [_batch(other, 0, 5), _batch(other, 5, 5)]))  # same inode, larger
     update = follower.poll()
     assert update.reset and _steps(update.table) == list(range(10))
     assert follower.info["run"] == "other"
@@ -205,7 +190,7 @@ def test_a_file_rewritten_in_place_by_another_run_resets(tmp_path, sch):
 
 def test_file_being_created_is_not_an_error(tmp_path, sch):
     path = tmp_path / "run.arrow"
-    data = _live_bytes(sch, [_batch(sch, 0, 1)])
+    data = live_bytes(sch, [_batch(sch, 0, 1)])
     follower = follow(path)
     for size in (0, 3, len(schema.MAGIC), _message_ends(data)[0] - 1):
         path.write_bytes(data[:size])
@@ -263,7 +248,7 @@ def test_any_sequence_of_partial_appends_delivers_every_event_once(tmp_path, siz
             tags.append(f"t{len(tags)}")
         batches.append(_batch(sch, start, size, tuple(tags)))
         start += size
-    data = _live_bytes(sch, batches)
+    data = live_bytes(sch, batches)
     path = tmp_path / "prop.arrow"
     path.unlink(missing_ok=True)
     follower = follow(path)
@@ -279,7 +264,7 @@ def test_any_sequence_of_partial_appends_delivers_every_event_once(tmp_path, siz
         assert not update.reset
         got.append(update.table)
     if compact:
-        _replace(path, _closed_bytes(sch, batches))
+        _replace(path, closed_bytes(sch, batches))
         update = follower.poll()
         assert not update.reset and update.table.num_rows == 0
     delivered = pa.concat_tables(got).combine_chunks()

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
+from filebytes import closed_bytes, live_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,24 +40,6 @@ def _batch(sch: pa.Schema, rows: list[tuple]) -> pa.RecordBatch:
 
 def _rows(n: int, start: int = 0, tags: tuple[str, ...] = ("loss",)) -> list[tuple]:
     return [(start + i, tags[i % len(tags)], float(start + i) / 2, 1, None, "mean") for i in range(n)]
-
-
-def _live_bytes(sch: pa.Schema, batches: list[pa.RecordBatch], *, deltas: bool = False) -> bytes:
-    """The bytes of a live (footerless) file as the writer makes them: magic, then a stream without EOS."""
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd", emit_dictionary_deltas=deltas)
-    with pa.ipc.new_stream(sink, sch, options=options) as writer:
-        for b in batches:
-            writer.write_batch(b)
-    return schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)]
-
-
-def _closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
-    sink = pa.BufferOutputStream()
-    table = pa.Table.from_batches(batches, schema=sch).combine_chunks()
-    with pa.ipc.new_file(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def _message_ends(data: bytes) -> list[int]:
@@ -93,8 +76,8 @@ def test_closed_and_live_files_hold_the_same_events(tmp_path, sch):
         _batch(sch, _rows(2, 3, ("loss", "val"))),
         _batch(sch, _rows(1, 5, ("acc",))),
     ]
-    live = reader.scan(_write(tmp_path / "live.arrow", _live_bytes(sch, batches)))
-    closed = reader.scan(_write(tmp_path / "closed.arrow", _closed_bytes(sch, batches)))
+    live = reader.scan(_write(tmp_path / "live.arrow", live_bytes(sch, batches)))
+    closed = reader.scan(_write(tmp_path / "closed.arrow", closed_bytes(sch, batches)))
     assert not live.closed and closed.closed
     expected = [e for b in batches for e in _events(pa.Table.from_batches([b]))]
     assert _events(live.table) == _events(closed.table) == expected
@@ -103,14 +86,14 @@ def test_closed_and_live_files_hold_the_same_events(tmp_path, sch):
 
 
 def test_closed_file_end_is_where_its_eos_marker_starts(tmp_path, sch):
-    data = _closed_bytes(sch, [_batch(sch, _rows(4))])
+    data = closed_bytes(sch, [_batch(sch, _rows(4))])
     result = reader.scan(_write(tmp_path / "c.arrow", data))
     assert data[result.end : result.end + len(schema.EOS)] == schema.EOS
     assert data.endswith(schema.TRAILING_MAGIC)
 
 
 def test_single_file_read_keeps_run_metadata_and_has_no_run_column(tmp_path, sch):
-    table = read(_write(tmp_path / "a.arrow", _live_bytes(sch, [_batch(sch, _rows(2))])))
+    table = read(_write(tmp_path / "a.arrow", live_bytes(sch, [_batch(sch, _rows(2))])))
     assert table.column_names == list(schema.COLUMNS)
     assert schema.run_info(table.schema)["run"] == "demo"
     assert table.schema.field("tag").type == schema.TAG_TYPE
@@ -119,9 +102,7 @@ def test_single_file_read_keeps_run_metadata_and_has_no_run_column(tmp_path, sch
 def test_nan_and_infinities_are_kept_exactly(tmp_path, sch):
     values = [math.nan, math.inf, -math.inf, -0.0, 5e-324]
     rows = [(i, "loss", v, 1, None, "mean") for i, v in enumerate(values)]
-    got = (
-        read(_write(tmp_path / "n.arrow", _live_bytes(sch, [_batch(sch, rows)]))).column("value").to_pylist()
-    )
+    got = read(_write(tmp_path / "n.arrow", live_bytes(sch, [_batch(sch, rows)]))).column("value").to_pylist()
     assert math.isnan(got[0]) and got[1:3] == [math.inf, -math.inf]
     assert math.copysign(1, got[3]) == -1 and got[4] == 5e-324
 
@@ -146,7 +127,7 @@ def test_random_truncation_yields_an_exact_prefix_of_whole_batches(
             tags.append(f"tag{len(tags)}")  # forces a replacement dictionary message before this batch
         batches.append(_batch(sch, _rows(size, start, tuple(tags))))
         start += size
-    data = _live_bytes(sch, batches)
+    data = live_bytes(sch, batches)
     cut = round(cut_fraction * len(data))
     path = _write(tmp_path / "cut.arrow", data[:cut])
     schema_end = _message_ends(data)[0]
@@ -199,7 +180,7 @@ def test_random_bytes_read_or_raise_loss_format_error(tmp_path, data, with_magic
 )
 def test_corrupted_bytes_never_crash_the_reader(tmp_path, flips):
     sch = schema.make_schema("c")
-    data = bytearray(_live_bytes(sch, [_batch(sch, _rows(4)), _batch(sch, _rows(3, 4, ("loss", "val")))]))
+    data = bytearray(live_bytes(sch, [_batch(sch, _rows(4)), _batch(sch, _rows(3, 4, ("loss", "val")))]))
     for where, xor in flips:
         data[len(schema.MAGIC) + int(where * (len(data) - len(schema.MAGIC)))] ^= xor
     path = _write(tmp_path / "flipped.arrow", bytes(data))
@@ -221,7 +202,7 @@ def test_many_flushes_decode_in_parallel_spans_to_the_same_events(tmp_path, sch,
         if i % 37 == 0:
             tags.append(f"t{i}")
         batches.append(_batch(sch, _rows(3, 3 * i, tuple(tags))))
-    data = _live_bytes(sch, batches, deltas=deltas)
+    data = live_bytes(sch, batches, deltas=deltas)
     expected = [e for b in batches for e in _events(pa.Table.from_batches([b]))]
     assert _events(read(_write(tmp_path / "many.arrow", data))) == expected
     cut = _batch_ends(data)[300] - 5  # torn inside batch 301: the spans after it must not count
@@ -240,7 +221,7 @@ def test_live_file_with_delta_dictionaries_reads(tmp_path, sch):
         _batch(sch, _rows(3, 2, ("loss", "val"))),
         _batch(sch, _rows(2, 5, ("x",))),
     ]
-    data = _live_bytes(sch, batches, deltas=True)
+    data = live_bytes(sch, batches, deltas=True)
     table = read(_write(tmp_path / "d.arrow", data))
     assert table.column("tag").to_pylist() == ["loss", "loss", "loss", "val", "loss", "x", "x"]
     assert table.column("tag").num_chunks == 1
@@ -273,7 +254,7 @@ def test_arrow_file_without_lossfmt_metadata_is_rejected(tmp_path):
 
 def test_future_format_version_is_rejected_with_upgrade_hint(tmp_path, sch):
     future = sch.with_metadata({**sch.metadata, b"lossfmt.version": b"2"})
-    data = _live_bytes(future, [_batch(future, _rows(1))])
+    data = live_bytes(future, [_batch(future, _rows(1))])
     with pytest.raises(LossFormatError, match=r"version 2 is not supported.*upgrade"):
         read(_write(tmp_path / "future.arrow", data))
 
@@ -294,14 +275,14 @@ def test_unknown_columns_and_metadata_keys_are_ignored(tmp_path, sch):
     wider = sch.append(pa.field("rank", pa.int32())).with_metadata({**sch.metadata, b"lossfmt.future": b"x"})
     base = _batch(sch, _rows(3))
     batch = pa.record_batch([*base.columns, pa.array([0, 0, 1], pa.int32())], schema=wider)
-    path = _write(tmp_path / "w.arrow", _live_bytes(wider, [batch]))
+    path = _write(tmp_path / "w.arrow", live_bytes(wider, [batch]))
     assert read(path).column_names == list(schema.COLUMNS)
     assert "rank" in reader.scan(path).table.column_names
 
 
 def _run_file(path, run: str, rows: list[tuple]):
     sch = schema.make_schema(run)
-    return _write(path, _closed_bytes(sch, [_batch(sch, rows)]))
+    return _write(path, closed_bytes(sch, [_batch(sch, rows)]))
 
 
 def test_several_files_get_a_run_column_from_list_glob_or_directory(tmp_path):
@@ -328,7 +309,7 @@ def test_runs_with_the_same_name_are_told_apart_by_path(tmp_path):
 
 def test_tags_select_exact_names_and_globs(tmp_path, sch):
     rows = _rows(6, 0, ("train/loss", "val/loss", "loss[0]"))
-    path = _write(tmp_path / "t.arrow", _live_bytes(sch, [_batch(sch, rows)]))
+    path = _write(tmp_path / "t.arrow", live_bytes(sch, [_batch(sch, rows)]))
     assert set(read(path, tags=["val/loss"]).column("tag").to_pylist()) == {"val/loss"}
     assert set(read(path, tags="*/loss").column("tag").to_pylist()) == {"train/loss", "val/loss"}
     assert read(path, tags=["loss[0]"]).column("step").to_pylist() == [2, 5]
@@ -337,7 +318,7 @@ def test_tags_select_exact_names_and_globs(tmp_path, sch):
 
 def test_read_pandas_gives_categoricals_nullable_epoch_and_utc_microseconds(tmp_path, sch):
     rows = [(0, "loss", 1.0, 2, 0, "mean"), (1, "val", 2.0, 1, None, "sum"), (2, "loss", 3.0, 1, 1, "mean")]
-    df = read_pandas(_write(tmp_path / "p.arrow", _live_bytes(sch, [_batch(sch, rows)])))
+    df = read_pandas(_write(tmp_path / "p.arrow", live_bytes(sch, [_batch(sch, rows)])))
     assert str(df["tag"].dtype) == "category" and str(df["reduction"].dtype) == "category"
     assert str(df["epoch"].dtype) == "Int64"
     assert df["epoch"].isna().tolist() == [False, True, False]
@@ -354,7 +335,7 @@ def test_read_pandas_of_several_runs_has_a_categorical_run(tmp_path):
 
 
 def test_read_pandas_without_pandas_says_how_to_install_it(tmp_path, sch, monkeypatch):
-    path = _write(tmp_path / "p.arrow", _live_bytes(sch, [_batch(sch, _rows(1))]))
+    path = _write(tmp_path / "p.arrow", live_bytes(sch, [_batch(sch, _rows(1))]))
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"pip install 'lossfmt\[pandas\]'"):
         read_pandas(path)
@@ -362,7 +343,7 @@ def test_read_pandas_without_pandas_says_how_to_install_it(tmp_path, sch, monkey
 
 def test_many_small_live_batches_come_back_as_one_chunk(tmp_path, sch):
     batches = [_batch(sch, _rows(2, 2 * i, ("a", "b") if i % 2 else ("b",))) for i in range(50)]
-    table = read(_write(tmp_path / "many.arrow", _live_bytes(sch, batches)))
+    table = read(_write(tmp_path / "many.arrow", live_bytes(sch, batches)))
     assert table.num_rows == 100
     assert all(table.column(c).num_chunks == 1 for c in table.column_names)
     assert table.column("step").to_pylist() == list(range(100))
@@ -383,7 +364,7 @@ def test_a_large_closed_file_reads_whole(tmp_path, sch):
         ],
         schema=sch,
     )
-    path = _write(tmp_path / "big.arrow", _closed_bytes(sch, [batch]))
+    path = _write(tmp_path / "big.arrow", closed_bytes(sch, [batch]))
     assert os.path.getsize(path) / n < 12
     table = read(path)
     assert table.num_rows == n and table.column("step").to_numpy()[-1] == n - 1
@@ -444,7 +425,7 @@ def test_read_pandas_rejects_bad_options_before_reading_anything(tmp_path):
 
 def test_only_the_version_key_is_required(tmp_path):
     bare = pa.schema(schema.FIELDS, metadata={"lossfmt.version": "1", "other.tool": "x"})
-    path = _write(tmp_path / "bare.arrow", _live_bytes(bare, [_batch(bare, _rows(2))]))
+    path = _write(tmp_path / "bare.arrow", live_bytes(bare, [_batch(bare, _rows(2))]))
     assert read(path).num_rows == 2
     _run_file(tmp_path / "named.arrow", "named", _rows(1))
     assert read([path, tmp_path / "named.arrow"]).column("run").to_pylist() == ["bare", "bare", "named"]
