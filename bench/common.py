@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import statistics
@@ -205,6 +206,7 @@ def interleaved(cases: dict[str, Callable[[], T]], repeats: int) -> dict[str, li
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()  # every case starts from the same garbage-collector state
             results[name].append(cases[name]())
     return results
 
