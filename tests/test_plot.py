@@ -111,6 +111,20 @@ def test_update_reuses_artists_and_adds_new_tags():
     assert lp.series[("r", "val")].smooth.get_color() != lp.series[("r", "loss")].smooth.get_color()
 
 
+def test_a_followed_series_that_starts_smoothing_drops_its_raw_markers_in_plot_and_legend():
+    view = data.View(smooth_explicit=False)  # the CLI's default: short series stay unsmoothed
+    lp, _ = make_plot(view)
+    val = events([1.5, 1.2], steps=[10, 30], tag="val", run="r")
+    lp.update(data.curves(pa.concat_tables([events(np.linspace(2, 1, 20), run="r"), val]), view))
+    loss = lp.series[("r", "loss")]
+    assert loss.raw.get_marker() == "o"  # few points: unsmoothed, with markers
+    lp.update(data.curves(pa.concat_tables([events(np.linspace(2, 1, 200), run="r"), val]), view))
+    assert loss.smooth.get_visible()
+    assert loss.raw.get_marker() == "None" and loss.raw.get_path_effects() == []
+    legend = lp.fig.axes[0].get_legend()
+    assert [h.get_marker() for h in legend.legend_handles] == ["None", "o"]  # loss smoothed, val sparse
+
+
 def test_comparing_runs_one_colour_per_run_legend_run_tag():
     table = pa.concat_tables(
         [

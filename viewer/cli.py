@@ -420,6 +420,8 @@ def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list
             f"no interactive display (matplotlib backend {backend!r}): use -o OUT.png, or --web [PORT]"
         )
     fig = plt.figure(figsize=ns.size, layout="constrained")
+    if fig.canvas.manager is not None:  # the window's (or web page's) title, instead of "Figure 1"
+        fig.canvas.manager.set_window_title(f"lossview: {' '.join(ns.files)}")
     lp = plot.LossPlot(fig, view, style, plot.CanvasOutput())
     stop = threading.Event()
 

@@ -238,9 +238,11 @@ class LossPlot:
     def _legend(self, ax: Axes) -> None:
         handles = [s.smooth if s.smooth.get_visible() else s.raw for s in self.series.values() if s.ax is ax]
         labels = tuple(h.get_label() for h in handles)
-        if self._legend_keys.get(ax) == labels:
+        # The handles' style is part of the key: a line that gained or lost its markers needs a new legend.
+        key = tuple((id(h), h.get_label(), h.get_marker(), h.get_alpha()) for h in handles)
+        if self._legend_keys.get(ax) == key:
             return
-        self._legend_keys[ax] = labels
+        self._legend_keys[ax] = key
         if len(handles) <= 1 and not self.style.compare:
             if ax.get_legend():
                 ax.get_legend().remove()
@@ -318,6 +320,9 @@ class LossPlot:
         s.raw.set_linewidth(RAW_WIDTH if has_smooth else BOLD_WIDTH)
         s.raw.set_zorder(2 if has_smooth else 3)
         few = 1 <= len(x) <= FEW_POINTS
+        if has_smooth:  # a growing series switches its main line from raw to smoothed: plain raw line again
+            s.raw.set_marker("None")
+            s.raw.set_path_effects([])
         main.set_marker("o" if few else "None")
         main.set_markersize(4.0)
         main.set_markeredgecolor("white")
