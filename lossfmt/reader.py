@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from lossfmt import _arrow
 from lossfmt import schema as s
 
 if TYPE_CHECKING:
@@ -221,6 +222,17 @@ def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
         return batches, False
 
 
+def _decode_file(buf: pa.Buffer) -> tuple[list[pa.RecordBatch], bool] | None:
+    """A closed file through its footer: Arrow's file reader decompresses columns in parallel. None if that
+    fails (the stream path then finds the good prefix)."""
+    try:
+        table = pa.ipc.open_file(buf).read_all()
+        table.validate(full=True)
+    except _DECODE_ERRORS:
+        return None
+    return table.to_batches(), True
+
+
 def _update_dicts(state: dict[int, list[bytes]], buf: pa.Buffer, messages: Iterable[_Msg]) -> None:
     """Track, per dictionary id, the last full dictionary message and the deltas after it."""
     for msg in messages:
@@ -295,11 +307,12 @@ def _scan_buffer(buf: pa.Buffer, name: str) -> _Layout:
     schema, schema_end = _head(buf, name)
     frames = _frame(buf, schema_end)
     messages, end = frames.messages, frames.end
-    batches, complete = _decode_content(buf, schema_end, messages)
+    footer = frames.eos >= 0 and frames.eos == end and _has_footer(buf, frames.eos)
+    batches, complete = (footer and _decode_file(buf)) or _decode_content(buf, schema_end, messages)
     if not complete:
         messages = messages[: _truncate_at_batch(messages, len(batches))]
         end = messages[-1].end if messages else schema_end
-    closed = complete and frames.eos >= 0 and frames.eos == end and _has_footer(buf, frames.eos)
+    closed = complete and footer
     table = _tidy(pa.Table.from_batches(batches, schema=schema))
     return _Layout(Scan(schema, table, end, closed), schema_end, messages)
 
@@ -387,7 +400,7 @@ def _select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
         keep = np.fromiter(
             (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
         )
-        masks.append(pa.array(keep[chunk.indices.to_numpy(zero_copy_only=False)]))
+        masks.append(_arrow.array(keep[chunk.indices.to_numpy(zero_copy_only=False)]))
     return table.filter(pa.chunked_array(masks, pa.bool_()))
 
 
@@ -410,7 +423,7 @@ def _read(
     with_run = []
     for table, label in zip(tables, labels, strict=True):
         run = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(table.num_rows, np.int32)), pa.array([label], pa.string())
+            _arrow.array(np.zeros(table.num_rows, np.int32)), _arrow.strings([label])
         )
         if run_type == pa.string():
             run = run.cast(pa.string())

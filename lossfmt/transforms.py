@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lossfmt import schema
+from lossfmt import _arrow, schema
 
 PER_ITEM = "per-item"
 
@@ -266,12 +266,12 @@ class _Series:
         return _group_rows(self.codes, self.size)
 
     def run_column(self, codes: np.ndarray) -> pa.Array:
-        return pa.array(self.runs, pa.string()).take(pa.array(codes // self.n_tags))
+        return _arrow.strings(self.runs).take(_arrow.array(codes // self.n_tags, pa.int64()))
 
     def tag_column(self, codes: np.ndarray) -> pa.DictionaryArray:
         """Tag labels for `codes`, dictionary-encoded like the format's tag column."""
-        indices = pa.array((codes % self.n_tags).astype(np.int32))
-        return pa.DictionaryArray.from_arrays(indices, pa.array(self.tags, pa.string()))
+        indices = _arrow.array(codes % self.n_tags, pa.int32())
+        return pa.DictionaryArray.from_arrays(indices, _arrow.strings(self.tags))
 
 
 def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:
@@ -326,9 +326,9 @@ def normalize_events(table: pa.Table) -> pa.Table:
     per_item = np.where(is_sum, value / count, value)
     reduction_type = table.schema.field(schema.REDUCTION).type
     mean = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(table.num_rows, dtype=np.int8)), pa.array([schema.MEAN], pa.string())
+        _arrow.array(np.zeros(table.num_rows, dtype=np.int8)), _arrow.strings([schema.MEAN])
     )
-    table = _replace(table, schema.VALUE, pa.array(per_item, pa.float64()))
+    table = _replace(table, schema.VALUE, _arrow.array(per_item, pa.float64()))
     return _replace(table, schema.REDUCTION, mean.cast(reduction_type))
 
 
@@ -397,16 +397,16 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     first = starts if order is None else order[starts]  # each bucket's first row in the table
     epoch_col = table.column(schema.EPOCH)
     if per_ == "epoch":
-        epoch_max = pa.array(key[first], pa.int64())
+        epoch_max = _arrow.array(key[first], pa.int64())
     elif epoch_col.null_count == 0:
-        epoch_max = pa.array(reduce(np.maximum, column(schema.EPOCH, np.int64)), pa.int64())
+        epoch_max = _arrow.array(reduce(np.maximum, column(schema.EPOCH, np.int64)), pa.int64())
     else:  # the latest epoch among the bucket's events that have one
         valid = epoch_col.is_valid().to_numpy(zero_copy_only=False)
         epoch = np.where(valid, pc.fill_null(epoch_col, 0).to_numpy(), np.iinfo(np.int64).min)
         if order is not None:
             valid, epoch = valid[order], epoch[order]
         has_epoch = reduce(np.add, valid.astype(np.int64)) > 0
-        epoch_max = pa.array(reduce(np.maximum, epoch), pa.int64(), mask=~has_epoch)
+        epoch_max = _arrow.array(reduce(np.maximum, epoch), pa.int64(), mask=~has_epoch)
     wall_time = table.column(schema.WALL_TIME)
     wall_us = wall_time.to_numpy().view(np.int64)
     wall_us = wall_us if order is None else wall_us[order]
@@ -418,15 +418,17 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     if series.has_run:
         out[schema.RUN] = series.run_column(codes[first])
     out[schema.TAG] = series.tag_column(codes[first])
-    out[schema.STEP] = pa.array(reduce(np.maximum, column(schema.STEP, np.int64)), pa.int64())
+    out[schema.STEP] = _arrow.array(reduce(np.maximum, column(schema.STEP, np.int64)), pa.int64())
     out[schema.EPOCH] = epoch_max
-    out[schema.VALUE] = pa.array(reduce(np.add, total) / count_sum if norm == PER_ITEM else bucket_mean)
-    out[schema.COUNT] = pa.array(count_sum, pa.int64())
-    out["events"] = pa.array(events, pa.int64())
-    out["min"] = pa.array(reduce(np.fmin, per_item), pa.float64())
-    out["max"] = pa.array(reduce(np.fmax, per_item), pa.float64())
-    out["std"] = pa.array(std, pa.float64())
-    out[schema.WALL_TIME] = pa.array(reduce(np.maximum, wall_us), pa.int64()).cast(wall_time.type)
+    out[schema.VALUE] = _arrow.array(
+        reduce(np.add, total) / count_sum if norm == PER_ITEM else bucket_mean, pa.float64()
+    )
+    out[schema.COUNT] = _arrow.array(count_sum, pa.int64())
+    out["events"] = _arrow.array(events, pa.int64())
+    out["min"] = _arrow.array(reduce(np.fmin, per_item), pa.float64())
+    out["max"] = _arrow.array(reduce(np.fmax, per_item), pa.float64())
+    out["std"] = _arrow.array(std, pa.float64())
+    out[schema.WALL_TIME] = _arrow.array(reduce(np.maximum, wall_us), pa.int64()).cast(wall_time.type)
     return pa.table(out)
 
 
@@ -468,7 +470,7 @@ def smooth_table(table: pa.Table, spec: str | None, column: str = schema.VALUE) 
         smoothed = np.empty_like(values)
         for rows in _Series(table).groups():
             smoothed[rows] = smoother(values[rows])
-    array = pa.array(smoothed, pa.float64())
+    array = _arrow.array(smoothed, pa.float64())
     if "smoothed" in table.column_names:
         return _replace(table, "smoothed", array)
     return table.append_column(pa.field("smoothed", pa.float64()), array)
@@ -486,7 +488,7 @@ def drop_rewound(table: pa.Table) -> pa.Table:
         step = steps[rows]
         later_min = np.minimum.accumulate(step[::-1])[::-1]
         keep[rows[:-1]] = step[:-1] <= later_min[1:]
-    return table.filter(pa.array(keep))
+    return table.filter(_arrow.array(keep))
 
 
 def epoch_positions(table: pa.Table) -> np.ndarray:

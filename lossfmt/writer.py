@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import reader, values
+from lossfmt import _arrow, reader, values
 from lossfmt import schema as s
 from lossfmt.schema import LossFormatError
 
@@ -43,7 +43,7 @@ _ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still c
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
 _WAKE_ROWS = 1 << 16
 #: Rows per record batch in a compacted (closed) file.
-_COMPACT_ROWS = 1 << 20
+_COMPACT_ROWS = 1 << 24  # one batch for most runs: readers get one chunk, zero-copy to numpy
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
 
 # Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
@@ -187,25 +187,9 @@ def compact(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-# Arrays are built from numpy buffers: pa.array() on Python objects is slower, and imports pandas.
-
-
-def _from_numpy(type_: pa.DataType, data: np.ndarray, validity: np.ndarray | None = None) -> pa.Array:
-    buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(data)]
-    return pa.Array.from_buffers(type_, len(data), buffers)
-
-
-def _string_array(strings: list[str]) -> pa.Array:
-    encoded = [x.encode() for x in strings]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
-
-
 @functools.cache
 def _reduction_dictionary() -> pa.Array:
-    return _string_array(list(s.REDUCTIONS))
+    return _arrow.strings(list(s.REDUCTIONS))
 
 
 # --- the flusher thread -------------------------------------------------------------------------------------
@@ -273,7 +257,7 @@ class _Flusher:
         self._stream = pa.ipc.new_stream(self._sink, schema, options=_IPC_OPTIONS)
         self._schema_skipped = False
         self._tag_codes: dict[str, int] = {}
-        self._tag_dictionary = _string_array([])
+        self._tag_dictionary = _arrow.strings([])
         name = f"lossfmt-flusher[{self.path.name}]"
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -411,16 +395,16 @@ class _Flusher:
         else:
             valid = np.array([e is not None for e in epochs])
             epoch_values = np.array([0 if e is None else e for e in epochs], dtype=np.int64)
-            epoch_array = _from_numpy(pa.int64(), epoch_values, np.packbits(valid, bitorder="little"))
+            epoch_array = _arrow.array(epoch_values, pa.int64(), mask=~valid)
         wall_us = np.rint(numbers(6, np.float64) * 1e6).astype(np.int64)
         columns = [
-            _from_numpy(pa.int64(), numbers(0, np.int64)),
-            pa.DictionaryArray.from_arrays(_from_numpy(pa.int32(), tag_index), self._tag_dictionary),
-            _from_numpy(pa.float64(), vals),
-            _from_numpy(pa.int64(), numbers(3, np.int64)),
+            _arrow.array(numbers(0, np.int64)),
+            pa.DictionaryArray.from_arrays(_arrow.array(tag_index), self._tag_dictionary),
+            _arrow.array(vals),
+            _arrow.array(numbers(3, np.int64)),
             epoch_array,
-            _from_numpy(s.WALL_TIME_TYPE, wall_us),
-            pa.DictionaryArray.from_arrays(_from_numpy(pa.int8(), reduction_index), _reduction_dictionary()),
+            _arrow.array(wall_us, s.WALL_TIME_TYPE),
+            pa.DictionaryArray.from_arrays(_arrow.array(reduction_index), _reduction_dictionary()),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=self._schema)
 
@@ -429,7 +413,7 @@ class _Flusher:
         code = self._tag_codes.get(tag)
         if code is None:
             code = self._tag_codes[tag] = len(self._tag_codes)
-            self._tag_dictionary = _string_array(list(self._tag_codes))
+            self._tag_dictionary = _arrow.strings(list(self._tag_codes))
         return code
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import lossfmt
-from lossfmt import schema, transforms
+from lossfmt import _arrow, schema, transforms
 
 X_AXES = ("step", "epoch", "time", "relative")
 DEFAULT_SMOOTH = "ema:0.6"
@@ -133,7 +133,8 @@ def load(paths: Sequence[Path]) -> pa.Table:
 
 def with_run(table: pa.Table, name: str) -> pa.Table:
     """``table`` without its file metadata, plus a constant dictionary-encoded ``run`` column (cheap)."""
-    run = pa.DictionaryArray.from_arrays(pa.array(np.zeros(table.num_rows, dtype=np.int32)), pa.array([name]))
+    zeros = np.zeros(table.num_rows, dtype=np.int32)
+    run = pa.DictionaryArray.from_arrays(_arrow.array(zeros), _arrow.strings([name]))
     return table.replace_schema_metadata(None).append_column("run", run)
 
 
@@ -146,7 +147,7 @@ def select_tags(table: pa.Table, patterns: Sequence[str]) -> pa.Table:
         return table
     codes, names = _coded(table, "tag")
     wanted = [i for i, name in enumerate(names) if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
-    return table.filter(pa.array(np.isin(codes, np.asarray(wanted, dtype=codes.dtype))))
+    return table.filter(_arrow.array(np.isin(codes, np.asarray(wanted, dtype=codes.dtype))))
 
 
 def apply(table: pa.Table, view: View) -> pa.Table:
@@ -192,7 +193,7 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
         if view.x == "epoch":  # events logged without an epoch have no place on an epoch axis
             placed = np.isfinite(x)
             if not placed.all():
-                x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(pa.array(placed))
+                x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(_arrow.array(placed))
             if not len(x):
                 skipped.append(f"{run}: {tag}" if run else tag)
                 continue
@@ -396,7 +397,7 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
         yield run_names_[0], tag_names[0], None
         return
     key = run_codes.astype(np.int64) * width + tag_codes
-    present = pc.unique(pa.array(key)).to_numpy()  # hash-based, in order of first appearance
+    present = pc.unique(_arrow.array(key)).to_numpy()  # hash-based, in order of first appearance
     if len(present) == 1:
         k = int(present[0])
         yield run_names_[k // width], tag_names[k % width], None
