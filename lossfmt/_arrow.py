@@ -41,3 +41,53 @@ def strings(values: Sequence[str]) -> pa.Array:
     return pa.Array.from_buffers(
         pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
     )
+
+
+_WIDTHS = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def to_numpy(data: pa.Array | pa.ChunkedArray, *, fill: float | None = None) -> np.ndarray:
+    """A primitive column as numpy, zero-copy for one chunk without nulls; timestamps as int64; nulls
+    replaced by `fill` when given.
+
+    Reads the buffers directly: `to_numpy()` imports pandas in pyarrow 26, which costs every `lossview`
+    command half a second. Columns with nulls and no `fill` fall back to pyarrow's conversion.
+    """
+    if isinstance(data, pa.ChunkedArray):
+        if data.num_chunks == 1:
+            return to_numpy(data.chunk(0), fill=fill)
+        if data.num_chunks == 0:
+            return to_numpy(pa.Array.from_buffers(data.type, 0, [None, None]), fill=fill)
+        return np.concatenate([to_numpy(chunk, fill=fill) for chunk in data.chunks])
+    type_ = data.type
+    primitive = type_ in _WIDTHS or pa.types.is_timestamp(type_) or type_ == pa.bool_()
+    if not primitive or (data.null_count and fill is None):
+        return data.to_numpy(zero_copy_only=False)
+    n, offset = len(data), data.offset
+    validity, buffer = data.buffers()[:2]
+    if type_ == pa.bool_():
+        values = _bits(buffer, offset, n)
+    else:
+        dtype = np.dtype(np.int64 if pa.types.is_timestamp(type_) else _WIDTHS[type_])
+        values = (
+            np.zeros(0, dtype) if buffer is None else np.frombuffer(buffer, dtype, n, offset * dtype.itemsize)
+        )
+    if data.null_count:
+        return np.where(_bits(validity, offset, n), values, fill)
+    return values
+
+
+def _bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
+    if buffer is None:
+        return np.zeros(0, dtype=bool)
+    return np.unpackbits(np.frombuffer(buffer, np.uint8), bitorder="little")[offset : offset + n].astype(bool)

@@ -400,7 +400,7 @@ def _select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
         keep = np.fromiter(
             (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
         )
-        masks.append(_arrow.array(keep[chunk.indices.to_numpy(zero_copy_only=False)]))
+        masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
     return table.filter(pa.chunked_array(masks, pa.bool_()))
 
 

@@ -238,7 +238,7 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
     labels = arr.dictionary.to_pylist()
-    indices = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    indices = _arrow.to_numpy(arr.indices).astype(np.int64)
     distinct = list(dict.fromkeys(labels))
     if len(distinct) == len(labels):
         return indices, labels
@@ -296,7 +296,7 @@ def _group_rows(codes: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _numpy(table: pa.Table, name: str, dtype: type) -> np.ndarray:
-    return table.column(name).to_numpy().astype(dtype, copy=False)
+    return _arrow.to_numpy(table.column(name)).astype(dtype, copy=False)
 
 
 def _is_sum(table: pa.Table) -> np.ndarray:
@@ -365,7 +365,7 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
                 "per='epoch': no event has an epoch; log epoch=... with add() or use per=N steps"
             )
         table = table.filter(has_epoch)
-        codes = codes[has_epoch.to_numpy(zero_copy_only=False)]
+        codes = codes[_arrow.to_numpy(has_epoch)]
         key = _numpy(table, schema.EPOCH, np.int64)
     else:
         key = _numpy(table, schema.STEP, np.int64) // per_
@@ -401,14 +401,14 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     elif epoch_col.null_count == 0:
         epoch_max = _arrow.array(reduce(np.maximum, column(schema.EPOCH, np.int64)), pa.int64())
     else:  # the latest epoch among the bucket's events that have one
-        valid = epoch_col.is_valid().to_numpy(zero_copy_only=False)
-        epoch = np.where(valid, pc.fill_null(epoch_col, 0).to_numpy(), np.iinfo(np.int64).min)
+        valid = _arrow.to_numpy(epoch_col.is_valid())
+        epoch = np.where(valid, _arrow.to_numpy(epoch_col, fill=0), np.iinfo(np.int64).min)
         if order is not None:
             valid, epoch = valid[order], epoch[order]
         has_epoch = reduce(np.add, valid.astype(np.int64)) > 0
         epoch_max = _arrow.array(reduce(np.maximum, epoch), pa.int64(), mask=~has_epoch)
     wall_time = table.column(schema.WALL_TIME)
-    wall_us = wall_time.to_numpy().view(np.int64)
+    wall_us = _arrow.to_numpy(wall_time).view(np.int64)
     wall_us = wall_us if order is None else wall_us[order]
 
     bucket_mean = reduce(np.add, per_item) / events  # mean of the events' (per-item) values
@@ -498,12 +498,12 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
     curve and a per-epoch validation curve line up. Events without an epoch get NaN."""
     _require(table, schema.TAG, schema.EPOCH)
     epoch_col = table.column(schema.EPOCH)
-    has_epoch = epoch_col.is_valid().to_numpy(zero_copy_only=False)
+    has_epoch = _arrow.to_numpy(epoch_col.is_valid())
     out = np.full(table.num_rows, np.nan)
     if not has_epoch.any():
         return out
     series = _Series(table)
-    epochs = pc.fill_null(epoch_col, 0).to_numpy().astype(np.int64, copy=False)
+    epochs = _arrow.to_numpy(epoch_col, fill=0).astype(np.int64, copy=False)
     all_have = bool(has_epoch.all())
     series_codes = series.codes if all_have else series.codes[has_epoch]
     if not all_have:

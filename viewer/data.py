@@ -181,7 +181,7 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
     out: list[Curve] = []
     skipped: list[str] = []
     for run, tag, idx in groups(table):
-        sub = table.take(idx) if idx is not None else table
+        sub = table.take(_arrow.array(idx, pa.int64())) if idx is not None else table
         step = _np(sub, "step", np.int64)
         y = _np(sub, "value", np.float64)
         if view.x == "step":
@@ -350,7 +350,7 @@ def summarize(table: pa.Table, view: View) -> list[dict[str, object]]:
     smooth = transforms.parse_smooth(view.smooth)
     rows: list[dict[str, object]] = []
     for run, tag, idx in groups(table):
-        sub = table.take(idx) if idx is not None else table
+        sub = table.take(_arrow.array(idx, pa.int64())) if idx is not None else table
         step = _np(sub, "step", np.int64)
         y = _np(sub, "value", np.float64)
         t = _seconds(sub)
@@ -397,7 +397,7 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
         yield run_names_[0], tag_names[0], None
         return
     key = run_codes.astype(np.int64) * width + tag_codes
-    present = pc.unique(_arrow.array(key)).to_numpy()  # hash-based, in order of first appearance
+    present = _arrow.to_numpy(pc.unique(_arrow.array(key)))  # hash-based, in order of first appearance
     if len(present) == 1:
         k = int(present[0])
         yield run_names_[k // width], tag_names[k % width], None
@@ -414,21 +414,18 @@ def _coded(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
         col = pc.dictionary_encode(col)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()  # unifies the chunks' dictionaries
-    codes = np.asarray(col.indices.to_numpy(zero_copy_only=False))
+    codes = _arrow.to_numpy(col.indices)
     return codes, [str(v) for v in col.dictionary.to_pylist()]
 
 
 def _np(table: pa.Table, name: str, dtype: type) -> np.ndarray:
-    col = table.column(name)
-    if col.null_count:
-        col = pc.fill_null(col.cast(pa.float64()), math.nan)
-    return np.asarray(col.to_numpy(), dtype=dtype)
+    return np.asarray(_arrow.to_numpy(table.column(name), fill=math.nan), dtype=dtype)
 
 
 def _seconds(table: pa.Table) -> np.ndarray:
     """wall_time as float seconds since the Unix epoch."""
     col = table.column("wall_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return np.asarray(col.to_numpy(), dtype=np.float64) / 1e6
+    return np.asarray(_arrow.to_numpy(col), dtype=np.float64) / 1e6
 
 
 def _sort_by_x(c: Curve) -> None:

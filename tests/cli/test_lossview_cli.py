@@ -438,3 +438,25 @@ def test_import_tb_converts_every_point_then_plots(tmp_path):
     assert (row["events"], row["first_step"], row["last_step"], row["tag"]) == (1500, 0, 1499, "loss")
     again = lossview("import-tb", logdir, out)
     assert again.returncode == 1 and "already exists" in again.stderr and again.stderr.count("\n") == 1
+
+
+def test_plotting_never_imports_pandas(tmp_path):
+    """pyarrow 26 imports pandas on its first pa.array()/to_numpy(): half a second of every command."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(200):
+            w.add(step, 1.0 / (step + 1), count=8, epoch=step // 50)
+            if step % 50 == 49:
+                w.add(step, 0.5, "val", epoch=step // 50)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from lossview import cli
+        for extra in ([], ["--per", "epoch", "--normalize", "per-item", "--band"], ["--x", "epoch"]):
+            assert cli.main([{str(path)!r}, "-o", {str(tmp_path / "out.png")!r}, *extra]) == 0
+        print("pandas" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
