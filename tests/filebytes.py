@@ -24,3 +24,22 @@ def closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     with pa.ipc.new_file(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def message_ends(data: bytes, kind: str | None = None) -> list[int]:
+    """Offsets where the messages (of `kind`, if given) of a live file end; the schema's end comes first."""
+    r = pa.BufferReader(pa.py_buffer(data))
+    r.seek(len(schema.MAGIC))
+    ends = []
+    while True:
+        try:
+            msg = pa.ipc.read_message(r)
+        except (EOFError, OSError, pa.ArrowInvalid):
+            return ends
+        if kind is None or msg.type == kind:
+            ends.append(r.tell())
+
+
+def batch_ends(data: bytes) -> list[int]:
+    """Where each record batch message of a live file ends."""
+    return message_ends(data, "record batch")

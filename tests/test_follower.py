@@ -11,7 +11,7 @@ import time
 
 import pyarrow as pa
 import pytest
-from filebytes import closed_bytes, live_bytes
+from filebytes import batch_ends, closed_bytes, live_bytes, message_ends
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,7 +73,7 @@ def test_missing_file_gives_empty_updates_until_it_appears(tmp_path, sch):
 
 def test_each_poll_returns_only_what_was_appended(tmp_path, sch):
     data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3, ("loss", "val")), _batch(sch, 5, 1)])
-    ends = _batch_ends(data)
+    ends = batch_ends(data)
     path = tmp_path / "run.arrow"
     path.write_bytes(data[: ends[0]])  # schema, dictionaries, first batch
     follower = follow(path)
@@ -90,7 +90,7 @@ def test_each_poll_returns_only_what_was_appended(tmp_path, sch):
 
 def test_poll_reads_only_new_bytes(tmp_path, sch):
     data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
-    schema_end, first, _ = (_message_ends(data)[0], *_batch_ends(data))
+    schema_end, first, _ = (message_ends(data)[0], *batch_ends(data))
     path = tmp_path / "run.arrow"
     path.write_bytes(data[:first])
     follower = follow(path)
@@ -106,7 +106,7 @@ def test_poll_reads_only_new_bytes(tmp_path, sch):
 
 def test_torn_tail_is_delivered_once_it_completes(tmp_path, sch):
     data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
-    ends = _batch_ends(data)
+    ends = batch_ends(data)
     path = tmp_path / "run.arrow"
     half = (ends[0] + ends[1]) // 2
     path.write_bytes(data[:half])
@@ -142,7 +142,7 @@ def test_resuming_a_closed_file_continues_the_same_run(tmp_path, sch):
     more = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 3)])
     with open(path, "r+b") as f:
         f.truncate(eos)
-    _append(path, more[_message_ends(more)[0] :])  # its dictionaries and batches, not its schema
+    _append(path, more[message_ends(more)[0] :])  # its dictionaries and batches, not its schema
     update = follower.poll()
     assert _steps(update.table) == [0, 1, 2, 3, 4] and not update.reset  # the resumed run logged 0,1 again
     assert not follower.closed
@@ -155,7 +155,7 @@ def test_truncation_resets_to_everything(tmp_path, sch):
     follower = follow(path)
     assert follower.poll().table.num_rows == 4
     with open(path, "r+b") as f:
-        f.truncate(_batch_ends(data)[0])
+        f.truncate(batch_ends(data)[0])
     update = follower.poll()
     assert update.reset and _steps(update.table) == [0, 1]
 
@@ -192,7 +192,7 @@ def test_file_being_created_is_not_an_error(tmp_path, sch):
     path = tmp_path / "run.arrow"
     data = live_bytes(sch, [_batch(sch, 0, 1)])
     follower = follow(path)
-    for size in (0, 3, len(schema.MAGIC), _message_ends(data)[0] - 1):
+    for size in (0, 3, len(schema.MAGIC), message_ends(data)[0] - 1):
         path.write_bytes(data[:size])
         assert follower.poll().table.num_rows == 0
     path.write_bytes(data)
@@ -213,24 +213,6 @@ def test_a_fifo_or_directory_is_an_error_not_a_hang(tmp_path):
         follow(fifo).poll()
     with pytest.raises(LossFormatError, match="not a regular file"):
         follow(tmp_path).poll()
-
-
-def _message_ends(data: bytes, kind: str | None = None) -> list[int]:
-    """Offsets where the messages (of `kind`, if given) of a live file end; the schema's end comes first."""
-    r = pa.BufferReader(pa.py_buffer(data))
-    r.seek(len(schema.MAGIC))
-    ends = []
-    while True:
-        try:
-            msg = pa.ipc.read_message(r)
-        except (EOFError, OSError, pa.ArrowInvalid):
-            return ends
-        if kind is None or msg.type == kind:
-            ends.append(r.tell())
-
-
-def _batch_ends(data: bytes) -> list[int]:
-    return _message_ends(data, "record batch")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
-from filebytes import closed_bytes, live_bytes
+from filebytes import batch_ends, closed_bytes, live_bytes, message_ends
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,19 +40,6 @@ def _batch(sch: pa.Schema, rows: list[tuple]) -> pa.RecordBatch:
 
 def _rows(n: int, start: int = 0, tags: tuple[str, ...] = ("loss",)) -> list[tuple]:
     return [(start + i, tags[i % len(tags)], float(start + i) / 2, 1, None, "mean") for i in range(n)]
-
-
-def _message_ends(data: bytes) -> list[int]:
-    """Byte offsets where each message of a live file ends (schema first)."""
-    r = pa.BufferReader(pa.py_buffer(data))
-    r.seek(len(schema.MAGIC))
-    ends = []
-    while True:
-        try:
-            pa.ipc.read_message(r)
-        except (EOFError, OSError, pa.ArrowInvalid):
-            return ends
-        ends.append(r.tell())
 
 
 def _write(path, data: bytes):
@@ -130,30 +117,16 @@ def test_random_truncation_yields_an_exact_prefix_of_whole_batches(
     data = live_bytes(sch, batches)
     cut = round(cut_fraction * len(data))
     path = _write(tmp_path / "cut.arrow", data[:cut])
-    schema_end = _message_ends(data)[0]
+    schema_end = message_ends(data)[0]
     if cut < schema_end:
         with pytest.raises(LossFormatError, match=r"cut\.arrow"):
             reader.scan(path)
         return
     result = reader.scan(path)
-    complete = [b for b, end in zip(batches, _batch_ends(data), strict=True) if end <= cut]
+    complete = [b for b, end in zip(batches, batch_ends(data), strict=True) if end <= cut]
     assert _events(result.table) == [e for b in complete for e in _events(pa.Table.from_batches([b]))]
-    assert result.end <= cut and result.end in _message_ends(data)
+    assert result.end <= cut and result.end in message_ends(data)
     assert not result.closed
-
-
-def _batch_ends(data: bytes) -> list[int]:
-    """Where each record batch message of a live file ends."""
-    r = pa.BufferReader(pa.py_buffer(data))
-    r.seek(len(schema.MAGIC))
-    ends = []
-    while True:
-        try:
-            msg = pa.ipc.read_message(r)
-        except (EOFError, OSError, pa.ArrowInvalid):
-            return ends
-        if msg.type == "record batch":
-            ends.append(r.tell())
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -205,9 +178,9 @@ def test_many_flushes_decode_in_parallel_spans_to_the_same_events(tmp_path, sch,
     data = live_bytes(sch, batches, deltas=deltas)
     expected = [e for b in batches for e in _events(pa.Table.from_batches([b]))]
     assert _events(read(_write(tmp_path / "many.arrow", data))) == expected
-    cut = _batch_ends(data)[300] - 5  # torn inside batch 301: the spans after it must not count
+    cut = batch_ends(data)[300] - 5  # torn inside batch 301: the spans after it must not count
     assert _events(read(_write(tmp_path / "torn.arrow", data[:cut]))) == expected[: 3 * 300]
-    end = _batch_ends(data)[150]
+    end = batch_ends(data)[150]
     corrupt = bytearray(data)
     corrupt[end - 64 : end] = bytes(64)  # batch 151 is complete but its compressed body is garbage
     result = reader.scan(_write(tmp_path / "corrupt.arrow", bytes(corrupt)))
