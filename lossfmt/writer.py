@@ -40,6 +40,10 @@ _DEFAULT_TAG = s.DEFAULT_TAG
 _MEAN = s.MEAN
 _SUM = s.SUM
 _ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still checked
+# Fields of a pending row: (step, value, time) or (step, value, tag, count, epoch, reduction, time).
+_STEP, _VALUE, _TIME = itemgetter(0), itemgetter(1), itemgetter(-1)
+_TAG, _COUNT, _EPOCH, _REDUCTION = itemgetter(2), itemgetter(3), itemgetter(4), itemgetter(5)
+_NOT_NONE = functools.partial(operator.is_not, None)
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
 _WAKE_ROWS = 1 << 16
 #: Rows per record batch in a compacted (closed) file.
@@ -366,47 +370,75 @@ class _Flusher:
             )
 
     def _batch(self, rows: list[tuple[Any, ...]]) -> pa.RecordBatch:
+        """One record batch from pending rows: (step, value, time) with default options, or 7-tuples."""
         n = len(rows)
-
-        def numbers(field: int, dtype: type) -> np.ndarray:
-            return np.fromiter(map(itemgetter(field), rows), dtype, n)
-
-        def objects(field: int) -> list[Any]:
-            return list(map(itemgetter(field), rows))
-
-        tags, epochs, reductions = objects(2), objects(4), objects(5)
+        steps = np.fromiter(map(_STEP, rows), np.int64, n)
         if self.deferred:
-            vals = np.array(values.materialize(objects(1)), dtype=np.float64)
+            vals = np.array(values.materialize(list(map(_VALUE, rows))), dtype=np.float64)
         else:
-            vals = numbers(1, np.float64)
-        if tags.count(tags[0]) == n:  # C-speed check for the common single-tag batch
-            tag_index = np.full(n, self._tag_code(tags[0]), dtype=np.int32)
-        else:
-            for tag in dict.fromkeys(tags):  # new tags enter the dictionary in order of first appearance
-                self._tag_code(tag)
-            codes = self._tag_codes
-            tag_index = np.array([codes[t] for t in tags], dtype=np.int32)
-        if reductions.count(_MEAN) == n:
+            vals = np.fromiter(map(_VALUE, rows), np.float64, n)
+        wall_us = np.rint(np.fromiter(map(_TIME, rows), np.float64, n) * 1e6).astype(np.int64)
+        if sum(map(len, rows)) == 3 * n:  # every option at its default
+            tag_index = np.full(n, self._tag_code(_DEFAULT_TAG), dtype=np.int32)
+            counts = np.ones(n, dtype=np.int64)
+            epochs = pa.nulls(n, pa.int64())
             reduction_index = np.zeros(n, dtype=np.int8)
         else:
-            reduction_index = np.array([s.REDUCTIONS.index(r) for r in reductions], dtype=np.int8)
-        if epochs.count(None) == n:
-            epoch_array = pa.nulls(n, pa.int64())
-        else:
-            valid = np.array([e is not None for e in epochs])
-            epoch_values = np.array([0 if e is None else e for e in epochs], dtype=np.int64)
-            epoch_array = _arrow.array(epoch_values, pa.int64(), mask=~valid)
-        wall_us = np.rint(numbers(6, np.float64) * 1e6).astype(np.int64)
+            tag_index, counts, epochs, reduction_index = self._option_columns(rows)
         columns = [
-            _arrow.array(numbers(0, np.int64)),
+            _arrow.array(steps),
             pa.DictionaryArray.from_arrays(_arrow.array(tag_index), self._tag_dictionary),
             _arrow.array(vals),
-            _arrow.array(numbers(3, np.int64)),
-            epoch_array,
+            _arrow.array(counts),
+            epochs,
             _arrow.array(wall_us, s.WALL_TIME_TYPE),
             pa.DictionaryArray.from_arrays(_arrow.array(reduction_index), _reduction_dictionary()),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=self._schema)
+
+    def _option_columns(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+        """Tag codes, counts, epochs and reduction codes of rows of which some carry options (7-tuples)."""
+        n = len(rows)
+        plain = np.fromiter(map(len, rows), np.int8, n) == 3
+        optioned = np.flatnonzero(~plain)
+        full = rows if len(optioned) == n else [rows[i] for i in optioned.tolist()]
+        m = len(full)
+        tags = list(map(_TAG, full))
+        # New tags enter the dictionary in the order of their first event.
+        first = {t: int(optioned[tags.index(t)]) for t in dict.fromkeys(tags) if t not in self._tag_codes}
+        if m < n:
+            first[_DEFAULT_TAG] = min(first.get(_DEFAULT_TAG, n), int(np.argmax(plain)))
+        for tag in sorted(first, key=first.__getitem__):
+            self._tag_code(tag)
+        codes = self._tag_codes
+        tag_index = np.full(n, codes[_DEFAULT_TAG] if m < n else 0, dtype=np.int32)
+        if tags.count(tags[0]) == m:  # C-speed check for the common single-tag batch
+            tag_index[optioned] = codes[tags[0]]
+        else:
+            tag_index[optioned] = np.fromiter(map(codes.__getitem__, tags), np.int32, m)
+        counts = np.ones(n, dtype=np.int64)
+        counts[optioned] = np.fromiter(map(_COUNT, full), np.int64, m)
+        epoch_list = list(map(_EPOCH, full))
+        missing = epoch_list.count(None)
+        if missing == m:
+            epochs = pa.nulls(n, pa.int64())
+        else:
+            valid = np.zeros(n, dtype=bool)
+            epoch_values = np.zeros(n, dtype=np.int64)
+            if missing == 0:
+                valid[optioned] = True
+                epoch_values[optioned] = np.fromiter(epoch_list, np.int64, m)
+            else:
+                valid[optioned] = np.fromiter(map(_NOT_NONE, epoch_list), bool, m)
+                epoch_values[optioned] = np.fromiter((0 if e is None else e for e in epoch_list), np.int64, m)
+            epochs = _arrow.array(epoch_values, pa.int64(), mask=~valid)
+        reduction_index = np.zeros(n, dtype=np.int8)
+        reductions = list(map(_REDUCTION, full))
+        if reductions.count(_MEAN) != m:
+            reduction_index[optioned] = np.fromiter(map(s.REDUCTIONS.index, reductions), np.int8, m)
+        return tag_index, counts, epochs, reduction_index
 
     def _tag_code(self, tag: str) -> int:
         """Index of `tag` in the live dictionary; a new tag grows it (one replacement dictionary message)."""
@@ -509,7 +541,6 @@ class LossWriter:
         step: int,
         value: Any,
         tag: str = _DEFAULT_TAG,
-        *,
         count: int = 1,
         epoch: int | None = None,
         reduction: str = _MEAN,
@@ -517,29 +548,41 @@ class LossWriter:
         """Record one event (no I/O). `value` is any framework's scalar; it is stored as it was at this call.
 
         TypeError / ValueError for bad input (see the contract); RuntimeError after close(); an error of the
-        background thread (disk full, file removed) is raised here.
+        background thread (disk full, file removed) is raised here. Pass count, epoch and reduction by
+        keyword (they are not keyword-only because CPython calls such a method about 90 ns slower).
         """
-        # Fast path: plain Python arguments, checked with identity/type tests in the order that makes the
-        # defaults cheapest (a Python float needs no conversion); anything else: the validating slow path.
-        if (
-            self._ok
-            and type(step) is int
-            and _INT64_MIN <= step <= _INT64_MAX
-            and (tag is _DEFAULT_TAG or (type(tag) is str and tag != ""))
-            and (count is _ONE or (type(count) is int and 1 <= count <= _INT64_MAX))
-            and (epoch is None or (type(epoch) is int and _INT64_MIN <= epoch <= _INT64_MAX))
-            and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
-        ):
-            if type(value) is not float:
-                value = values.scalar(value)
+        # Fast path: plain Python arguments, checked with identity and type tests. An event with every
+        # option at its default is a 3-tuple (step, value, time); otherwise a 7-tuple in column order.
+        if self._ok and type(step) is int and _INT64_MIN <= step <= _INT64_MAX:
+            if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                 if type(value) is not float:
-                    self._flusher.deferred = True
-            pending = self._pending
-            pending.append((step, value, tag, count, epoch, reduction, _time()))
-            if len(pending) >= self._wake_at:
-                self._flusher.overflow()
-            return
+                    value = self._value(value)
+                pending = self._pending
+                pending.append((step, value, _time()))
+                if len(pending) >= self._wake_at:
+                    self._flusher.overflow()
+                return
+            if (
+                (type(tag) is str and tag != "")
+                and (type(count) is int and 1 <= count <= _INT64_MAX)
+                and (epoch is None or (type(epoch) is int and _INT64_MIN <= epoch <= _INT64_MAX))
+                and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
+            ):
+                if type(value) is not float:
+                    value = self._value(value)
+                pending = self._pending
+                pending.append((step, value, tag, count, epoch, reduction, _time()))
+                if len(pending) >= self._wake_at:
+                    self._flusher.overflow()
+                return
         self._add_slow(step, {tag: value}, count, epoch, reduction)
+
+    def _value(self, value: Any) -> Any:
+        """`value` as a float, or as a deferred device scalar (then the flusher materializes its batches)."""
+        value = values.scalar(value)
+        if type(value) is not float:
+            self._flusher.deferred = True
+        return value
 
     def add_many(
         self,
@@ -570,10 +613,7 @@ class LossWriter:
         rows = []
         for tag, value in tagged.items():
             _check_tag(tag)
-            v = values.scalar(value)
-            if type(v) is not float:
-                self._flusher.deferred = True
-            rows.append((step, v, tag, count, epoch, reduction))
+            rows.append((step, self._value(value), tag, count, epoch, reduction))
         now = _time()
         pending = self._pending
         pending.extend([(*row, now) for row in rows])

@@ -122,6 +122,29 @@ def test_compaction_consolidates_one_batch_per_flush(tmp_path):
     assert table["value"].to_pylist() == [1.0 / (i + 1) for i in range(n)]
 
 
+def test_tags_enter_the_dictionary_in_order_of_first_use_with_and_without_options(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0, "val", count=4, epoch=0, reduction="sum")  # one flush: options first, then defaults
+        w.add(1, 2.0)
+        w.add(2, 3.0, "aux")
+        w.add(3, 4.0, "val", 2, 1)  # options may be passed by position too
+        w.flush()
+        live = lossfmt.read(path)
+        w.add(4, 5.0)
+        w.add(5, 6.0, "new", epoch=2)
+    for table in (live, lossfmt.read(path)):
+        assert table["tag"].chunk(0).dictionary.to_pylist()[:3] == ["val", "loss", "aux"]
+    assert rows(lossfmt.read(path)) == [
+        (0, "val", 1.0, 4, 0, "sum"),
+        (1, "loss", 2.0, 1, None, "mean"),
+        (2, "aux", 3.0, 1, None, "mean"),
+        (3, "val", 4.0, 2, 1, "mean"),
+        (4, "loss", 5.0, 1, None, "mean"),
+        (5, "new", 6.0, 1, 2, "mean"),
+    ]
+
+
 def test_several_tags_share_one_dictionary_after_close(tmp_path):
     path = tmp_path / "run.arrow"
     with LossWriter(path) as w:
@@ -142,21 +165,27 @@ def test_several_tags_share_one_dictionary_after_close(tmp_path):
             st.integers(-(2**63), 2**63 - 1),
             st.floats(allow_nan=True, allow_infinity=True),
             st.sampled_from(["loss", "val_loss", "λ/aux", "x" * 40]),
-            st.integers(1, 2**40),
+            st.just(1) | st.integers(1, 2**40),
             st.none() | st.integers(-(2**63), 2**63 - 1),
             st.sampled_from(["mean", "sum"]),
+            st.booleans(),
             st.booleans(),
         ),
         max_size=60,
     )
 )
 def test_random_events_round_trip_exactly(tmp_path_factory, events):
+    """Events with and without options (two row shapes in the writer's buffer), mixed within flushes."""
     path = tmp_path_factory.mktemp("prop") / "run.arrow"
     with LossWriter(path, flush_secs=60) as w:
-        for step, value, tag, count, epoch, reduction, flush in events:
-            w.add(step, value, tag, count=count, epoch=epoch, reduction=reduction)
+        for step, value, tag, count, epoch, reduction, flush, defaults in events:
+            if defaults:
+                w.add(step, value)
+            else:
+                w.add(step, value, tag, count=count, epoch=epoch, reduction=reduction)
             if flush:
                 w.flush()
+    events = [e if not e[7] else (e[0], e[1], "loss", 1, None, "mean") for e in events]
     table = lossfmt.read(path)
     got = rows(table)
     assert [r[:2] + r[3:] for r in got] == [(e[0], e[2], e[3], e[4], e[5]) for e in events]
