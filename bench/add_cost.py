@@ -56,6 +56,22 @@ def _lossfmt(ws: Workspace, n: int, value: Any) -> Callable[[], Stopwatch]:
     return case
 
 
+def _lossfmt_options(ws: Workspace, n: int, value: Any) -> Callable[[], Stopwatch]:
+    """The README's training loop: the batch size and the epoch with every event."""
+    from lossfmt import LossWriter
+
+    def case() -> Stopwatch:
+        writer = LossWriter(ws.path("add.arrow"))
+        add = writer.add
+        with Stopwatch() as sw:
+            for i in range(n):
+                add(i, value, count=32, epoch=i >> 10)
+        writer.close()
+        return sw
+
+    return case
+
+
 def _torch_item(n: int, value: Any) -> Stopwatch:
     item = value.item
     with Stopwatch() as sw:
@@ -103,6 +119,7 @@ def measure(cfg: Config, ws: Workspace) -> dict[str, tuple[list[Stopwatch], int]
         "floor": lambda: _loop_floor(n, value),
         "empty": lambda: _loop_empty(n, value),
         "float": _lossfmt(ws, n, value),
+        "float_options": _lossfmt_options(ws, n, value),
         "numpy": _lossfmt(ws, n, np.float32(value)),
         "csv": _csv(ws, n, value),
     }
@@ -131,6 +148,7 @@ LABELS = {
     "empty": "empty `for` loop (the loop overhead)",
     "floor": "floor: `list.append((step, value))`",
     "float": "**lossfmt** `add(step, float)`",
+    "float_options": "**lossfmt** `add(step, float, count=32, epoch=e)`",
     "numpy": "**lossfmt** `add(step, np.float32)`",
     "torch": "**lossfmt** `add(step, loss)` (CPU torch tensor, requires_grad)",
     "torch_item": "reference: `loss.item()` alone (CPU torch tensor)",
@@ -166,7 +184,8 @@ def run(cfg: Config, ws: Workspace) -> Section:
         "Wall time of the calling thread per event: what a training loop pays per logged value. Each "
         "repeat is a fresh writer and fewer events than the flusher's early wake-up (65,536 pending), so "
         "this is the hot path alone; the flusher's share of the work (and of the GIL) is in the "
-        "end-to-end figure below. Median of the repeats; range = min–max; ratios against the floor "
+        "end-to-end figure below. The `count=32, epoch=e` row is the README's training loop: options take "
+        "the writer's general path. Median of the repeats; range = min–max; ratios against the floor "
         "measured in the same process, interleaved. The loop overhead is included in every row. The CPU "
         "column (thread CPU time, leaving out time the OS gave to other processes) is a check on a shared "
         "machine; a caller that waits for its own background thread (TensorBoard's full queue) shows less "
