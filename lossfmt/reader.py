@@ -196,21 +196,28 @@ def _schema_incomplete(buf: pa.Buffer) -> bool:
     return length > 0 and len(s.MAGIC) + 8 + length > buf.size
 
 
-def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
-    """Decode every record batch of an IPC stream; stop at the first one that fails to decode or validate.
+def _options(fields: Sequence[int] | None) -> pa.ipc.IpcReadOptions | None:
+    """Read options decoding only the columns at `fields` (schema positions); None decodes every column."""
+    return None if fields is None else pa.ipc.IpcReadOptions(included_fields=list(fields))
+
+
+def _decode(stream: pa.Buffer, fields: Sequence[int] | None = None) -> tuple[list[pa.RecordBatch], bool]:
+    """Decode every record batch of an IPC stream (only the columns at `fields`, if given); stop at the first
+    one that fails to decode or validate.
 
     Returns the batches and whether the whole stream decoded. Full validation keeps a corrupt file from ever
-    handing out arrays that could crash a later computation.
+    handing out arrays that could crash a later computation (the columns not decoded are never handed out).
     """
     try:
-        table = pa.ipc.open_stream(stream).read_all()  # the common case, in C++ without the GIL
+        # The common case, in C++ without the GIL.
+        table = pa.ipc.open_stream(stream, options=_options(fields)).read_all()
         table.validate(full=True)
         return table.to_batches(), True
     except _DECODE_ERRORS:
         pass
     batches: list[pa.RecordBatch] = []  # find the longest good prefix, batch by batch
     try:
-        reader = pa.ipc.open_stream(stream)
+        reader = pa.ipc.open_stream(stream, options=_options(fields))
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -222,11 +229,13 @@ def _decode(stream: pa.Buffer) -> tuple[list[pa.RecordBatch], bool]:
         return batches, False
 
 
-def _decode_file(buf: pa.Buffer) -> tuple[list[pa.RecordBatch], bool] | None:
-    """A closed file through its footer: Arrow's file reader decompresses columns in parallel. None if that
-    fails (the stream path then finds the good prefix)."""
+def _decode_file(
+    buf: pa.Buffer, fields: Sequence[int] | None = None
+) -> tuple[list[pa.RecordBatch], bool] | None:
+    """A closed file through its footer: Arrow's file reader decompresses columns in parallel (only those at
+    `fields`, if given). None if that fails (the stream path then finds the good prefix)."""
     try:
-        table = pa.ipc.open_file(buf).read_all()
+        table = pa.ipc.open_file(buf, options=_options(fields)).read_all()
         table.validate(full=True)
     except _DECODE_ERRORS:
         return None
@@ -246,7 +255,7 @@ def _update_dicts(state: dict[int, list[bytes]], buf: pa.Buffer, messages: Itera
 
 
 def _decode_content(
-    buf: pa.Buffer, schema_end: int, messages: list[_Msg]
+    buf: pa.Buffer, schema_end: int, messages: list[_Msg], fields: Sequence[int] | None = None
 ) -> tuple[list[pa.RecordBatch], bool]:
     """Decode the content messages of a file. A live file of many small flushes is split into spans at batch
     boundaries, each decoded on its own thread (decompression is most of the cost and releases the GIL)."""
@@ -254,7 +263,7 @@ def _decode_content(
     n_batches = sum(m.kind == "record batch" for m in messages)
     workers = _DECODE_THREADS
     if workers < 2 or n_batches < _PARALLEL_MIN_BATCHES:
-        return _decode(buf.slice(len(s.MAGIC), end - len(s.MAGIC)))
+        return _decode(buf.slice(len(s.MAGIC), end - len(s.MAGIC)), fields)
     head = buf.slice(len(s.MAGIC), schema_end - len(s.MAGIC)).to_pybytes()
     per_span = -(-n_batches // workers)
     streams, state, first, seen = [], {}, 0, 0
@@ -268,7 +277,7 @@ def _decode_content(
             _update_dicts(state, buf, messages[first : i + 1])
             first, seen = i + 1, 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lossfmt-decode") as pool:
-        results = list(pool.map(_decode, streams))
+        results = list(pool.map(_decode, streams, [fields] * len(streams)))
     batches: list[pa.RecordBatch] = []
     for span_batches, complete in results:
         batches += span_batches
@@ -303,17 +312,24 @@ class _Layout(NamedTuple):
     messages: list[_Msg]  # the complete messages of the content, after the schema
 
 
-def _scan_buffer(buf: pa.Buffer, name: str) -> _Layout:
+def _scan_buffer(buf: pa.Buffer, name: str, columns: Sequence[str] | None = None) -> _Layout:
+    """Scan a file's bytes; with `columns` (names the v1 schema has), decode and return only those."""
     schema, schema_end = _head(buf, name)
     frames = _frame(buf, schema_end)
     messages, end = frames.messages, frames.end
     footer = frames.eos >= 0 and frames.eos == end and _has_footer(buf, frames.eos)
-    batches, complete = (footer and _decode_file(buf)) or _decode_content(buf, schema_end, messages)
+    fields = None if columns is None else [schema.get_field_index(c) for c in columns]
+    batches, complete = (footer and _decode_file(buf, fields)) or _decode_content(
+        buf, schema_end, messages, fields
+    )
     if not complete:
         messages = messages[: _truncate_at_batch(messages, len(batches))]
         end = messages[-1].end if messages else schema_end
     closed = complete and footer
-    table = _tidy(pa.Table.from_batches(batches, schema=schema))
+    decoded = schema
+    if fields is not None:  # the batches hold only these columns, in the file's order
+        decoded = pa.schema([schema.field(i) for i in sorted(fields)], metadata=schema.metadata)
+    table = _tidy(pa.Table.from_batches(batches, schema=decoded))
     return _Layout(Scan(schema, table, end, closed), schema_end, messages)
 
 
@@ -326,6 +342,11 @@ def scan(path: PathLike) -> Scan:
 
     The file is memory-mapped: reading costs decompression, not copies through Python.
     """
+    return _scan(path, None)
+
+
+def _scan(path: PathLike, columns: Sequence[str] | None) -> Scan:
+    """`scan`, decoding only `columns` (v1 column names) when given: the table then holds just those."""
     name = _name(path)
     try:
         if not stat.S_ISREG(os.stat(name).st_mode):
@@ -336,7 +357,7 @@ def scan(path: PathLike) -> Scan:
     except OSError as exc:
         raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
     with source:
-        return _scan_buffer(source.read_buffer(), name).scan
+        return _scan_buffer(source.read_buffer(), name, columns).scan
 
 
 # --- read / read_pandas ------------------------------------------------------------------------------------
@@ -404,21 +425,56 @@ def _select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
     return table.filter(pa.chunked_array(masks, pa.bool_()))
 
 
+def _check_columns(columns: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """The requested column names as a tuple (None: all), or ValueError naming what is wrong."""
+    if columns is None:
+        return None
+    wanted = (columns,) if isinstance(columns, str) else tuple(columns)
+    known = (*s.COLUMNS, s.RUN)
+    for name in wanted:
+        if name not in known:
+            raise ValueError(
+                f"unknown column {name!r}: lossfmt files have {', '.join(s.COLUMNS)} "
+                f"(and {s.RUN} when several files are read)"
+            )
+    if not wanted:
+        raise ValueError(f"columns is empty: name at least one of {', '.join(known)}")
+    repeated = sorted({c for c in wanted if wanted.count(c) > 1})
+    if repeated:
+        raise ValueError(f"column {repeated[0]!r} is listed twice in columns")
+    return wanted
+
+
 def _read(
-    source: PathLike | Iterable[PathLike], tags: Sequence[str] | str | None, run_type: pa.DataType
+    source: PathLike | Iterable[PathLike],
+    tags: Sequence[str] | str | None,
+    run_type: pa.DataType,
+    columns: Sequence[str] | str | None = None,
 ) -> pa.Table:
+    wanted = _check_columns(columns)
     paths, multi = _expand(source)
+    if wanted is not None and s.RUN in wanted and not multi:
+        raise ValueError(
+            f"{paths[0]}: a single file has no {s.RUN!r} column (it is added when a list, glob or directory "
+            "of files is read); drop it from columns"
+        )
+    stored = list(s.COLUMNS) if wanted is None else [c for c in wanted if c != s.RUN]
+    decode = stored if tags is None or s.TAG in stored else [*stored, s.TAG]
+    # Something must be decoded to count the rows of a file of which only `run` is wanted.
+    decode = decode or [s.REDUCTION]
     tables: list[pa.Table] = []
     runs: list[str] = []
     for path in paths:
-        result = scan(path)
-        table = result.table.select(list(s.COLUMNS))
+        result = _scan(path, decode)
+        table = result.table.select(decode)
         if tags is not None:
             table = _select_tags(table, tags)
-        tables.append(table)
+        tables.append(table.select(stored))
         runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
     if not multi:
         return tables[0]
+    if wanted is not None and s.RUN not in wanted:
+        return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).unify_dictionaries()
     labels = _run_labels(paths, runs)
     with_run = []
     for table, label in zip(tables, labels, strict=True):
@@ -427,20 +483,29 @@ def _read(
         )
         if run_type == pa.string():
             run = run.cast(pa.string())
-        with_run.append(table.replace_schema_metadata(None).add_column(0, s.RUN, run))
-    return pa.concat_tables(with_run).unify_dictionaries()
+        # (in this order: a table of no columns, when only `run` is wanted, keeps its length)
+        with_run.append(table.add_column(0, s.RUN, run).replace_schema_metadata(None))
+    table = pa.concat_tables(with_run).unify_dictionaries()
+    return table if wanted is None else table.select(list(wanted))
 
 
-def read(source: PathLike | Iterable[PathLike], *, tags: Sequence[str] | str | None = None) -> pa.Table:
+def read(
+    source: PathLike | Iterable[PathLike],
+    *,
+    tags: Sequence[str] | str | None = None,
+    columns: Sequence[str] | str | None = None,
+) -> pa.Table:
     """Every complete event of a lossfmt file (closed, live or crashed), or of several with a `run` column.
 
     A single path gives its events (schema metadata kept; `schema.run_info(table.schema)` decodes it). A list,
     a glob pattern or a directory (every *.arrow inside, sorted) gives all their events with a leading `run`
     column (the run name from each file's metadata). `tags` keeps tags equal to or fnmatch-matching any entry.
-    Tag and reduction columns are dictionary-encoded with unified dictionaries. Raises LossFormatError, naming
-    the file, for anything that is not a readable lossfmt file.
+    `columns` returns only the named columns, in that order (`run` only when several files are read); only
+    those are decompressed, so reading what a plot needs (step, tag, value) costs a fraction of everything.
+    Unknown names raise ValueError. Tag and reduction columns are dictionary-encoded with unified
+    dictionaries. Raises LossFormatError, naming the file, for anything that is not a readable lossfmt file.
     """
-    return _read(source, tags, pa.string())
+    return _read(source, tags, pa.string(), columns)
 
 
 def _to_pandas(table: pa.Table) -> pandas.DataFrame:

@@ -289,6 +289,104 @@ def test_tags_select_exact_names_and_globs(tmp_path, sch):
     assert read(path, tags=["nothing"]).num_rows == 0
 
 
+def _file_states(tmp_path, sch, batches) -> dict[str, object]:
+    """The same batches as a closed file, a live one and a crashed one (torn inside its last batch)."""
+    live = live_bytes(sch, batches)
+    return {
+        "closed": _write(tmp_path / "closed.arrow", closed_bytes(sch, batches)),
+        "live": _write(tmp_path / "live.arrow", live),
+        "crashed": _write(tmp_path / "crashed.arrow", live[: batch_ends(live)[-1] - 3]),
+    }
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_columns_returns_exactly_those_columns_in_that_order_for_every_file_state(
+    tmp_path, sch, monkeypatch, parallel
+):
+    if parallel:  # a live file decoded in spans on several threads
+        monkeypatch.setattr(reader, "_PARALLEL_MIN_BATCHES", 2)
+        monkeypatch.setattr(reader, "_DECODE_THREADS", 3)
+    batches = [_batch(sch, _rows(3)), _batch(sch, _rows(2, 3, ("loss", "val"))), _batch(sch, _rows(2, 5))]
+    for state, path in _file_states(tmp_path, sch, batches).items():
+        full = read(path)
+        for columns in (
+            ["value", "step"],
+            ["tag"],
+            ["wall_time", "epoch", "reduction"],
+            list(schema.COLUMNS),
+        ):
+            table = read(path, columns=columns)
+            assert table.column_names == columns, state
+            assert table.equals(full.select(columns)), (state, columns)
+            assert schema.run_info(table.schema)["run"] == "demo"
+        assert read(path, columns="value").column_names == ["value"]
+        assert full.num_rows == (5 if state == "crashed" else 7)
+
+
+def test_columns_decodes_only_the_named_columns(tmp_path, sch, monkeypatch):
+    seen = []
+    decode_file = reader._decode_file
+
+    def spy(buf, fields=None):
+        seen.append(fields)
+        return decode_file(buf, fields)
+
+    monkeypatch.setattr(reader, "_decode_file", spy)
+    path = _write(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, _rows(4))]))
+    read(path, columns=["value", "step"])
+    read(path)
+    assert seen == [[sch.get_field_index("value"), sch.get_field_index("step")], list(range(len(sch)))]
+
+
+def test_columns_of_a_file_with_extra_columns_are_found_by_name(tmp_path, sch):
+    wider = pa.schema([pa.field("rank", pa.int32()), *sch]).with_metadata(sch.metadata)
+    base = _batch(sch, _rows(3))
+    batch = pa.record_batch([pa.array([0, 0, 1], pa.int32()), *base.columns], schema=wider)
+    path = _write(tmp_path / "w.arrow", live_bytes(wider, [batch]))
+    assert read(path, columns=["value", "step"]).to_pydict() == {"value": [0.0, 0.5, 1.0], "step": [0, 1, 2]}
+
+
+def test_columns_with_several_files_include_run_only_where_named(tmp_path):
+    _run_file(tmp_path / "a.arrow", "alpha", _rows(2))
+    _run_file(tmp_path / "b.arrow", "beta", _rows(3, 0, ("loss", "val")))
+    for source in ([tmp_path / "a.arrow", tmp_path / "b.arrow"], str(tmp_path / "*.arrow"), tmp_path):
+        table = read(source, columns=["step", "run"])
+        assert table.column_names == ["step", "run"]
+        assert table.column("run").to_pylist() == ["alpha"] * 2 + ["beta"] * 3
+        assert table.column("step").to_pylist() == [0, 1, 0, 1, 2]
+        assert read(source, columns=["tag", "value"]).equals(read(source).select(["tag", "value"]))
+        only_run = read(source, columns=["run"])
+        assert only_run.column_names == ["run"] and only_run.num_rows == 5
+
+
+def test_columns_combine_with_tags_even_without_the_tag_column(tmp_path, sch):
+    path = _write(tmp_path / "t.arrow", live_bytes(sch, [_batch(sch, _rows(6, 0, ("loss", "val")))]))
+    assert read(path, tags="val", columns=["step"]).to_pydict() == {"step": [1, 3, 5]}
+    (tmp_path / "runs").mkdir()
+    _run_file(tmp_path / "runs" / "a.arrow", "a", _rows(4, 0, ("loss", "val")))
+    assert read(tmp_path / "runs", tags="loss", columns=["run"]).to_pydict() == {"run": ["a", "a"]}
+
+
+@pytest.mark.parametrize(
+    ("columns", "problem"),
+    [
+        (["step", "loss"], r"unknown column 'loss': lossfmt files have step, tag, value, count, epoch"),
+        ([], "columns is empty"),
+        (["value", "step", "value"], "column 'value' is listed twice"),
+        (["run", "value"], r"c\.arrow: a single file has no 'run' column"),
+    ],
+)
+def test_bad_columns_raise_value_error_saying_what_is_wrong(tmp_path, sch, columns, problem):
+    path = _write(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, _rows(2))]))
+    with pytest.raises(ValueError, match=problem):
+        read(path, columns=columns)
+
+
+def test_unknown_columns_are_rejected_before_any_file_is_read(tmp_path):
+    with pytest.raises(ValueError, match="unknown column 'Value'"):
+        read(tmp_path / "missing.arrow", columns=["Value"])
+
+
 def test_read_pandas_gives_categoricals_nullable_epoch_and_utc_microseconds(tmp_path, sch):
     rows = [(0, "loss", 1.0, 2, 0, "mean"), (1, "val", 2.0, 1, None, "sum"), (2, "loss", 3.0, 1, 1, "mean")]
     df = read_pandas(_write(tmp_path / "p.arrow", live_bytes(sch, [_batch(sch, rows)])))
