@@ -338,3 +338,64 @@ def test_split_grows_an_axes_for_a_new_tag_and_keeps_the_old_artists():
     assert lp.series[("r", "loss")].raw is first_line
     assert lp.series[("r", "acc")].ax is lp.fig.axes[1]
     assert first_ax.get_xlabel() == "" and lp.fig.axes[1].get_xlabel() == "step"
+
+
+# ------------------------------------------------------------------------------- reading only what is drawn
+
+
+def _sweep(tmp_path) -> list:
+    """Two runs with every column in use: two tags, epochs, batch sizes, sum reductions and a rewind."""
+    from lossfmt import LossWriter
+
+    paths = []
+    for seed in (1, 2):
+        path = tmp_path / f"seed{seed}.arrow"
+        with LossWriter(path, run=f"seed{seed}") as w:
+            for step in [*range(120), *range(100, 150)]:  # a resume at step 100 orphans 100..119
+                w.add(step, 1.0 / (step + seed), count=1 + step % 3, epoch=step // 50)
+                if step % 10 == 9:
+                    w.add(step, 2.0 * step, "val", count=4, epoch=step // 50, reduction="sum")
+        paths.append(path)
+    return paths
+
+
+VIEWS = [
+    data.View(),
+    data.View(smooth="ma:5", tags=("val",)),
+    data.View(normalize="per-item"),
+    data.View(per="epoch", band="minmax"),
+    data.View(per=25, normalize="per-item", band="std", x="epoch"),
+    data.View(x="epoch"),
+    data.View(x="time"),
+    data.View(x="relative", keep_rewound=True),
+    data.View(mean_runs=True, band="std"),
+]
+
+
+@pytest.mark.parametrize("view", VIEWS, ids=repr)
+def test_curves_from_the_view_columns_equal_curves_from_every_column(tmp_path, view):
+    paths = _sweep(tmp_path)
+    for files in (paths[:1], paths):
+        want = data.curves(data.apply(data.load(files), view), view)
+        table = data.load(files, view.columns())
+        assert set(table.column_names) == {*view.columns(), "run"}
+        got = data.curves(data.apply(table, view), view)
+        assert [c.key for c in got] == [c.key for c in want]
+        for g, w in zip(got, want, strict=True):
+            for name in ("x", "y", "step", "smoothed", "lo", "hi"):
+                np.testing.assert_array_equal(getattr(g, name), getattr(w, name), err_msg=f"{view} {name}")
+
+
+def test_view_columns_are_step_tag_value_unless_an_option_needs_more():
+    assert data.View().columns() == ("step", "tag", "value")
+    assert data.View(x="time").columns() == ("step", "tag", "value", "wall_time")
+    assert data.View(normalize="per-item").columns() == ("step", "tag", "value", "count", "reduction")
+    assert data.View(per="epoch").columns() == ("step", "tag", "value", "count", "epoch", "wall_time")
+
+
+@pytest.mark.parametrize("normalize", [None, "per-item"])
+def test_summary_from_its_columns_equals_summary_from_every_column(tmp_path, normalize):
+    paths = _sweep(tmp_path)
+    view = data.View(normalize=normalize)
+    want = data.summarize(data.load(paths), view)
+    assert data.summarize(data.load(paths, data.summary_columns(view)), view) == want

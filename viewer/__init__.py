@@ -52,7 +52,7 @@ def figure(
     fig = Figure(figsize=(8.0, 4.5), layout="constrained")
     style = plot.Style(split=split, compare=len(paths) > 1 and not mean_runs, logy=logy, title=title)
     lp = plot.LossPlot(fig, view, style, plot.NoOutput())
-    lp.update(data.curves(data.apply(data.load(paths), view), view))
+    lp.update(data.curves(data.apply(data.load(paths, view.columns()), view), view))
     return fig
 
 

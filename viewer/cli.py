@@ -294,12 +294,13 @@ def _view(ns: argparse.Namespace) -> data.View:
     return view
 
 
-def _read(files: Sequence[str]) -> tuple[list[Path], object]:
+def _read(files: Sequence[str], columns: Sequence[str] | None = None) -> tuple[list[Path], object]:
+    """The files' events, only ``columns`` of them when given (what the command needs: faster reads)."""
     paths = data.expand(files)
     for p in paths:
         if p.is_file() and p.stat().st_size == 0:
             raise ValueError(f"{p}: empty file (0 bytes): not a lossfmt file yet")
-    return paths, data.load(paths)
+    return paths, data.load(paths, columns)
 
 
 # -------------------------------------------------------------------------------------------------- plot
@@ -328,7 +329,7 @@ def _plot(ns: argparse.Namespace) -> int:
             compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
             curves = None
         else:
-            paths, table = _read(ns.files)
+            paths, table = _read(ns.files, view.columns())
             compare = len(paths) > 1
             if table.num_rows == 0:
                 raise ValueError(f"{', '.join(map(str, paths))}: no events in the file")
@@ -499,7 +500,7 @@ def _summary(ns: argparse.Namespace) -> int:
     view = _view(ns)
     if view.per is not None:
         raise ValueError("summary works on events: --per is not supported here")
-    _, table = _read(ns.files)
+    _, table = _read(ns.files, data.summary_columns(view))
     rows = data.summarize(table, view)
     if ns.json:
         print(json.dumps(rows, indent=1, default=_json_default))

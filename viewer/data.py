@@ -63,6 +63,20 @@ class View:
             if self.per is None and not self.mean_runs:
                 raise ValueError("--band shades a spread: use it with --per epoch|N or --mean-runs")
 
+    def columns(self) -> tuple[str, ...]:
+        """The file columns that ``apply`` and ``curves`` read for this view, in file order: reading only
+        these (``load(paths, columns=...)``) skips decompressing the rest."""
+        needed = {schema.STEP, schema.TAG, schema.VALUE}
+        if self.per is not None:  # buckets carry counts, epochs and times along
+            needed |= {schema.COUNT, schema.EPOCH, schema.WALL_TIME}
+        if self.normalize is not None:
+            needed |= {schema.COUNT, schema.REDUCTION}
+        if self.x == "epoch":
+            needed.add(schema.EPOCH)
+        elif self.x in ("time", "relative"):
+            needed.add(schema.WALL_TIME)
+        return tuple(c for c in schema.COLUMNS if c in needed)
+
 
 @dataclass
 class Curve:
@@ -120,13 +134,18 @@ def run_names(paths: Sequence[Path], names: Sequence[str | None]) -> list[str]:
     return out
 
 
-def load(paths: Sequence[Path]) -> pa.Table:
-    """Read every file (lossfmt.read) into one table with a dictionary-encoded ``run`` column."""
+def load(paths: Sequence[Path], columns: Sequence[str] | None = None) -> pa.Table:
+    """Read every file (lossfmt.read) into one table with a dictionary-encoded ``run`` column; only
+    ``columns`` (file columns, e.g. ``View.columns()``) when given, else all of them."""
+
+    def read(path: Path) -> pa.Table:
+        return lossfmt.read(os.fspath(path), columns=columns)
+
     if len(paths) > 1:  # decoding is C++ that releases the GIL: several files read in parallel
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, len(paths))) as pool:
-            tables = list(pool.map(lossfmt.read, map(os.fspath, paths)))
+            tables = list(pool.map(read, paths))
     else:
-        tables = [lossfmt.read(os.fspath(p)) for p in paths]
+        tables = [read(p) for p in paths]
     names = run_names(paths, [schema.run_info(t.schema).get("run") for t in tables])
     return pa.concat_tables([with_run(t, name) for t, name in zip(tables, names, strict=True)])
 
@@ -342,6 +361,12 @@ SUMMARY_COLUMNS = (
     "events_per_s",
     "duration_s",
 )
+
+
+def summary_columns(view: View) -> tuple[str, ...]:
+    """The file columns ``summarize`` reads for ``view``: the events' plot columns plus wall_time (rates)."""
+    needed = {*View(normalize=view.normalize).columns(), schema.WALL_TIME}
+    return tuple(c for c in schema.COLUMNS if c in needed)
 
 
 def summarize(table: pa.Table, view: View) -> list[dict[str, object]]:
