@@ -480,15 +480,28 @@ def drop_rewound(table: pa.Table) -> pa.Table:
     """Drop the events a resume orphaned, as TensorBoard purges them: an event is dropped when a later event
     of the same run and tag has a strictly smaller step. Repeated steps are kept; row order is kept."""
     _require(table, schema.STEP, schema.TAG)
-    steps = _numpy(table, schema.STEP, np.int64)
-    if bool(np.all(steps[1:] >= steps[:-1])):  # no step ever decreases: nothing can be orphaned
+    if _never_decreases(table.column(schema.STEP)):  # nothing can be orphaned
         return table
+    steps = _numpy(table, schema.STEP, np.int64)
     keep = np.ones(steps.size, dtype=bool)
     for rows in _Series(table).groups():
         step = steps[rows]
         later_min = np.minimum.accumulate(step[::-1])[::-1]
         keep[rows[:-1]] = step[:-1] <= later_min[1:]
     return table.filter(_arrow.array(keep))
+
+
+def _never_decreases(column: pa.ChunkedArray) -> bool:
+    """True if the column's values never decrease, checked chunk by chunk (no concatenated copy)."""
+    last = None
+    for chunk in column.chunks:
+        values = _arrow.to_numpy(chunk)
+        if not values.size:
+            continue
+        if (last is not None and values[0] < last) or not bool(np.all(values[1:] >= values[:-1])):
+            return False
+        last = values[-1]
+    return True
 
 
 def epoch_positions(table: pa.Table) -> np.ndarray:

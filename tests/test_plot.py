@@ -301,6 +301,15 @@ def test_file_output_rejects_unknown_format(tmp_path):
         plot.FileOutput(tmp_path / "out.jpg")
 
 
+def test_one_series_is_found_from_the_dictionaries_and_chunks_with_other_single_tags_are_not():
+    one = data.with_run(pa.concat_tables([events([1.0, 2.0]), events([3.0])]), "r")
+    assert one.column("tag").num_chunks == 2
+    assert list(data.groups(one)) == [("r", "loss", None)]
+    # Each chunk's dictionary has a single tag, but not the same one.
+    two = data.with_run(pa.concat_tables([events([1.0, 2.0], tag="a"), events([3.0], tag="b")]), "r")
+    assert [(r, t, list(i)) for r, t, i in data.groups(two)] == [("r", "a", [0, 1]), ("r", "b", [2])]
+
+
 # ---------------------------------------------------------------------------------------------- summary
 
 

@@ -3,6 +3,7 @@ decimation."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -539,11 +540,22 @@ def test_drop_rewound_keeps_runs_apart_and_returns_monotonic_tables_untouched() 
     assert drop_rewound(steady) is steady
 
 
+def test_drop_rewound_sees_a_rewind_between_chunks_that_are_each_in_order() -> None:
+    table = events([0, 1, 2, 3, 1, 2], [float(i) for i in range(6)])
+    table = pa.concat_tables([table.slice(0, 4), table.slice(4)])
+    assert drop_rewound(table).column("step").to_pylist() == [0, 1, 1, 2]
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"])), max_size=40))
-def test_drop_rewound_matches_its_definition(rows: list[tuple[int, str]]) -> None:
+@given(
+    st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"])), max_size=40),
+    st.lists(st.integers(0, 40), max_size=3),
+)
+def test_drop_rewound_matches_its_definition(rows: list[tuple[int, str]], cuts: list[int]) -> None:
     steps, tags = ([r[0] for r in rows], [r[1] for r in rows])
     table = events(steps, [float(i) for i in range(len(rows))], tags=tags)
+    bounds = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]  # chunks as a multi-batch file has them
+    table = pa.concat_tables([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
     kept = [
         i
         for i, (step, tag) in enumerate(rows)

@@ -412,6 +412,11 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
     """Yield (run, tag, row indices) per group in order of first appearance; indices None = every row."""
     if table.num_rows == 0:
         return
+    only_tag = _only_label(table.column("tag"))
+    only_run = _only_label(table.column("run")) if "run" in table.column_names else ""
+    if only_tag is not None and only_run is not None:  # one series: no codes to read
+        yield only_run, only_tag, None
+        return
     tag_codes, tag_names = _coded(table, "tag")
     if "run" in table.column_names:
         run_codes, run_names_ = _coded(table, "run")
@@ -430,6 +435,17 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
     for k in present:
         k = int(k)
         yield run_names_[k // width], tag_names[k % width], np.flatnonzero(key == k)
+
+
+def _only_label(col: pa.ChunkedArray) -> str | None:
+    """The label of every row of a dictionary column whose chunks all have the same one-entry dictionary
+    (a single tag or run: known without reading the indices); None otherwise."""
+    if not pa.types.is_dictionary(col.type) or col.num_chunks == 0:
+        return None
+    first = col.chunk(0).dictionary
+    if len(first) != 1 or col.null_count or any(not c.dictionary.equals(first) for c in col.chunks[1:]):
+        return None
+    return str(first.to_pylist()[0])
 
 
 def _coded(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:

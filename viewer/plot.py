@@ -307,7 +307,7 @@ class LossPlot:
         return s
 
     def _set(self, s: _Series, c: Curve) -> None:
-        x = c.x / self._x_scale
+        x = c.x if self._x_scale == 1.0 else c.x / self._x_scale
         has_smooth = c.smoothed is not None
         s.version += 1
         s.full = {s.raw: (x, c.y)}
