@@ -133,18 +133,22 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
     TensorBoard does. `weight` in [0, 1): 0 returns the values, larger is smoother."""
     w = _check_weight(weight)
     x = _as_1d_float(values)
-    if x.size == 0 or w == 0.0 or bool(np.all(x == x[0])):
+    if x.size == 0 or w == 0.0:
+        return x.copy()
+    low, high = float(x.min()), float(x.max())  # NaN if any value is: then the masked path below
+    if math.isfinite(low) and math.isfinite(high):  # the common case, without a mask over the values
+        return x.copy() if low == high else _ema_finite(x, w, max(high, -low))
+    if bool(np.all(x == x[0])):
         return x.copy()
     finite = np.isfinite(x)
-    if finite.all():
-        return _ema_finite(x, w)
     out = x.copy()
     out[finite] = _ema_finite(x[finite], w)
     return out
 
 
-def _ema_finite(x: np.ndarray, w: float) -> np.ndarray:
-    """The debiased EMA of finite values, 0 < w < 1, without a Python loop over points.
+def _ema_finite(x: np.ndarray, w: float, peak: float | None = None) -> np.ndarray:
+    """The debiased EMA of finite values, 0 < w < 1, without a Python loop over points; `peak` is the
+    largest |value| when the caller knows it.
 
     With last_0 = 0 and last_k = w*last_{k-1} + (1-w)*x_k, inside a chunk of L points that starts after
     carry E: last_j = (1-w) * w**j * (cumsum_i(w**-i * x_i) + w*E/(1-w)). The chunk ends obey the same
@@ -156,23 +160,29 @@ def _ema_finite(x: np.ndarray, w: float) -> np.ndarray:
         return x.copy()
     log_w = math.log(w)
     length = max(1, min(n, _EMA_MAX_CHUNK, int(_EMA_EXP * math.log(2.0) / -log_w)))
-    chunks = -(-n // length)
-    padded = np.empty(chunks * length)
-    padded[:n] = x
-    padded[n:] = 0.0
-    peak = max(float(x.max()), -float(x.min()))
+    chunks, whole = -(-n // length), n // length
+    if peak is None:
+        peak = max(float(x.max()), -float(x.min()))
     exponent = math.frexp(peak)[1] if peak > 2.0**_EMA_PEAK else 0
-    if exponent:
-        np.ldexp(padded, -exponent, out=padded)
-    grid = padded.reshape(chunks, length)
-
+    if exponent:  # an exact power of two keeps huge values finite once scaled by w**-j (a rare extra pass)
+        x = np.ldexp(x, -exponent)
     j = np.arange(length, dtype=np.float64)
-    ends = grid @ ((1.0 - w) * np.power(w, length - 1.0 - j))  # each chunk's own last, without carry
+    scale = np.power(w, -j)  # applied while copying the values into the grid
+    padded = np.empty(chunks * length)
+    grid = padded.reshape(chunks, length)
+    np.multiply(x[: whole * length].reshape(whole, length), scale, out=grid[:whole])
+    if whole < chunks:
+        np.multiply(x[whole * length :], scale[: n - whole * length], out=padded[whole * length : n])
+        padded[n:] = 0.0
+
+    # Each chunk's own last, without carry: (1-w) * w**(L-1-j) * x_j summed, from the scaled values (a sum,
+    # not a matrix product: OpenBLAS's threads would spin on the core that the viewer's imports use).
+    ends = grid.sum(axis=1)
+    ends *= (1.0 - w) * w ** (length - 1.0)
     shift, factor = 1, w**length
     while shift < chunks and factor > 0.0:
         ends[shift:] += factor * ends[:-shift]  # numpy buffers the overlapping operands: old values are read
         shift, factor = shift * 2, factor * factor
-    grid *= np.power(w, -j)
     grid[1:, 0] += (w / (1.0 - w)) * ends[:-1]
     np.cumsum(grid, axis=1, out=grid)
     grid *= (1.0 - w) * np.power(w, j)

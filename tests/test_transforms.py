@@ -118,12 +118,15 @@ def test_ema_equals_tensorboard_smoothing(values: list[float], weight: float) ->
     assert_smoothing_close(got, tb_smooth(values, weight), scale, rtol=1e-9)
 
 
+@pytest.mark.parametrize("spike", [1e100, 1e300])
+@pytest.mark.parametrize("finite", [False, True])
 @pytest.mark.parametrize("weight", [1e-12, 0.3, 0.6, 0.9, 0.99, 0.999, 0.99999])
-def test_ema_equals_tensorboard_over_many_chunks(weight: float) -> None:
+def test_ema_equals_tensorboard_over_many_chunks(weight: float, finite: bool, spike: float) -> None:
     rng = np.random.default_rng(7)
-    values = rng.normal(3.0, 2.0, 30_000) * np.exp(rng.normal(0, 5, 30_000))
-    values[[5, 777, 20_000]] = [math.nan, math.inf, -math.inf]
-    values[1000] = 1e100  # a huge spike must neither overflow nor swamp the values after it
+    values = rng.normal(3.0, 2.0, 30_001) * np.exp(rng.normal(0, 5, 30_001))
+    if not finite:
+        values[[5, 777, 20_000]] = [math.nan, math.inf, -math.inf]
+    values[1000] = spike  # a huge spike must neither overflow nor swamp the values after it
     got = ema(values, weight)
     want = tb_smooth(values.tolist(), weight)
     assert_smoothing_close(got, want, tb_smooth(np.abs(values).tolist(), weight), rtol=1e-9)
