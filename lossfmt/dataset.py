@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lossfmt import schema
 
@@ -83,7 +82,7 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
                 schema=DATASET_SCHEMA,
                 format=ds.IpcFileFormat(),
                 filesystem=pafs.LocalFileSystem(),
-                partitions=[pc.equal(ds.field(schema.RUN), names[p]) for p in closed],
+                partitions=[ds.field(schema.RUN) == names[p] for p in closed],
             )
         )
     for path, table in footerless.items():
@@ -127,7 +126,7 @@ def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
     keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]
     if schema.TAG in keys and pa.types.is_dictionary(table.schema.field(schema.TAG).type):
         table = table.set_column(
-            table.schema.get_field_index(schema.TAG), schema.TAG, pc.cast(table[schema.TAG], pa.string())
+            table.schema.get_field_index(schema.TAG), schema.TAG, table[schema.TAG].cast(pa.string())
         )
     grouped = table.group_by(keys, use_threads=False).aggregate(
         [

@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lossfmt import _arrow, schema
 
@@ -246,7 +245,7 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
         column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
     arr = column.combine_chunks()
     if not pa.types.is_dictionary(arr.type):
-        arr = pc.dictionary_encode(arr)
+        arr = arr.dictionary_encode()
     labels = arr.dictionary.to_pylist()
     indices = _arrow.to_numpy(arr.indices).astype(np.int64)
     distinct = list(dict.fromkeys(labels))
@@ -370,7 +369,7 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     codes = series.codes
     if per_ == "epoch":
         has_epoch = table.column(schema.EPOCH).is_valid()
-        if table.num_rows and not pc.any(has_epoch).as_py():
+        if table.num_rows and table.column(schema.EPOCH).null_count == table.num_rows:
             raise ValueError(
                 "per='epoch': no event has an epoch; log epoch=... with add() or use per=N steps"
             )

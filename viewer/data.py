@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 import lossfmt
 from lossfmt import _arrow, schema, transforms
@@ -427,7 +426,7 @@ def groups(table: pa.Table) -> Iterable[tuple[str, str, np.ndarray | None]]:
         yield run_names_[0], tag_names[0], None
         return
     key = run_codes.astype(np.int64) * width + tag_codes
-    present = _arrow.to_numpy(pc.unique(_arrow.array(key)))  # hash-based, in order of first appearance
+    present = _arrow.to_numpy(_arrow.array(key).unique())  # hash-based, in order of first appearance
     if len(present) == 1:
         k = int(present[0])
         yield run_names_[k // width], tag_names[k % width], None
@@ -452,7 +451,7 @@ def _coded(table: pa.Table, name: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes and the names they index, for a (dictionary or plain) string column."""
     col = table.column(name)
     if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
+        col = col.dictionary_encode()
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()  # unifies the chunks' dictionaries
     codes = _arrow.to_numpy(col.indices)

@@ -460,3 +460,22 @@ def test_plotting_never_imports_pandas(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_default_render_does_not_import_pyarrow_compute(tmp_path):
+    """Importing pyarrow.compute costs 60-80 ms before the file is read; one series never needs it."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(200):
+            w.add(step, 1.0 / (step + 1))
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from lossview import cli
+        assert cli.main([{str(path)!r}, "-o", {str(tmp_path / "out.png")!r}]) == 0
+        print("pyarrow.compute" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
