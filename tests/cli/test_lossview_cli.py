@@ -479,3 +479,24 @@ def test_a_default_render_does_not_import_pyarrow_compute(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_only_the_process_command_freezes_the_garbage_collector_before_exit(tmp_path):
+    """Teardown then skips scanning matplotlib's objects; in-process callers (main(argv)) keep a normal gc."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    code = textwrap.dedent(
+        f"""
+        import gc, sys
+        from lossview import cli
+        assert cli.main([{str(path)!r}, "-o", {str(tmp_path / "a.png")!r}]) == 0
+        print(gc.get_freeze_count())
+        sys.argv = ["lossview", {str(path)!r}, "-o", {str(tmp_path / "b.png")!r}]
+        assert cli.main() == 0
+        print(gc.get_freeze_count() > 0)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True"]
