@@ -500,3 +500,25 @@ def test_only_the_process_command_freezes_the_garbage_collector_before_exit(tmp_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "True"]
+
+
+def test_the_read_overlapping_the_import_runs_with_a_short_switch_interval_then_restores_it(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    seen = []
+    curves = cli.data.curves
+
+    def spy(table, view):
+        seen.append(sys.getswitchinterval())
+        return curves(table, view)
+
+    monkeypatch.setattr(cli.data, "curves", spy)
+    before = sys.getswitchinterval()
+    assert cli.main([str(path), "-o", str(tmp_path / "out.png")]) == 0
+    assert seen and seen[0] <= 0.001
+    assert sys.getswitchinterval() == before
+    assert cli.main([str(tmp_path / "missing.arrow"), "-o", str(tmp_path / "out.png")]) == 1
+    assert sys.getswitchinterval() == before
