@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lossview import cli, data, plot
 from matplotlib.figure import Figure
 
@@ -408,3 +411,32 @@ def test_summary_from_its_columns_equals_summary_from_every_column(tmp_path, nor
     view = data.View(normalize=normalize)
     want = data.summarize(data.load(paths), view)
     assert data.summarize(data.load(paths, data.summary_columns(view)), view) == want
+
+
+BOUNDS = st.integers(-50, 50).map(lambda i: i / 2) | st.floats(allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-20, 20) | st.integers(-(2**40), 2**40), min_size=1, max_size=60).map(sorted),
+    BOUNDS,
+    BOUNDS,
+)
+def test_integer_steps_are_searched_as_their_float_values_would_be(steps, a, b):
+    """A step axis keeps x as int64 (no float copy); zoom windows and bands must cut it exactly the same."""
+    x = np.asarray(steps, dtype=np.int64)
+    xf = x.astype(np.float64)
+    x0, x1 = sorted((a, b))
+    assert plot._window(x, x0, x1) == plot._window(xf, x0, x1)
+    for side, bound in itertools.product(("left", "right"), (a, b, float(x[0]), float(x[-1]))):
+        assert plot._search(x, bound, side) == np.searchsorted(xf, bound, side=side)
+    lo, hi = np.arange(len(x), dtype=np.float64), np.arange(len(x), dtype=np.float64) + 1
+    for got, want in zip(
+        plot._envelope(x, lo, hi, x0, x1, 4), plot._envelope(xf, lo, hi, x0, x1, 4), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
+    (c,) = data.curves(events([1.0, 2.0, 3.0], steps=[5, 6, 9], run="r"), data.View())
+    assert c.x is c.step and c.x.dtype == np.int64

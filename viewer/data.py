@@ -83,6 +83,7 @@ class Curve:
 
     run: str
     tag: str
+    #: float64, or on a step axis the int64 steps themselves (``step``: no float copy of 10M steps).
     x: np.ndarray
     y: np.ndarray
     step: np.ndarray
@@ -203,7 +204,7 @@ def curves(table: pa.Table, view: View) -> list[Curve]:
         step = _np(sub, "step", np.int64)
         y = _np(sub, "value", np.float64)
         if view.x == "step":
-            x = step.astype(np.float64)
+            x = step
         elif view.x == "epoch":
             x = _np(sub, "epoch", np.float64) if xs_all is None else (xs_all if idx is None else xs_all[idx])
         else:

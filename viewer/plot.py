@@ -8,6 +8,7 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -432,9 +433,22 @@ class LossPlot:
 
 def _window(x: np.ndarray, x0: float, x1: float) -> tuple[int, int]:
     """Index range of the points inside [x0, x1] plus one point each side (lines leave the axes cleanly)."""
-    i0 = max(int(np.searchsorted(x, x0, side="left")) - 1, 0)
-    i1 = min(int(np.searchsorted(x, x1, side="right")) + 1, len(x))
+    i0 = max(_search(x, x0, "left") - 1, 0)
+    i1 = min(_search(x, x1, "right") + 1, len(x))
     return i0, i1
+
+
+def _search(x: np.ndarray, bound: float, side: str) -> int:
+    """``np.searchsorted(x, bound, side)`` for sorted x; integer x (steps) is searched with the integer
+    bound of the same meaning, as numpy would otherwise convert all of x to float for a float bound."""
+    if x.dtype.kind not in "iu" or not len(x):
+        return int(np.searchsorted(x, bound, side=side))
+    if bound < x[0] or (side == "left" and bound == x[0]):  # every element is at or above it
+        return 0
+    if bound > x[-1] or (side == "right" and bound == x[-1]):
+        return len(x)
+    edge = math.ceil(bound) if side == "left" else math.floor(bound)  # within x's range: no overflow
+    return int(np.searchsorted(x, x.dtype.type(edge), side=side))
 
 
 def _visible(
@@ -457,6 +471,9 @@ def _envelope(
     x, lo, hi = x[i0:i1], lo[i0:i1], hi[i0:i1]
     if len(x) <= 2 * bins:
         return x, lo, hi
-    edges = np.searchsorted(x, np.linspace(x[0], x[-1], bins + 1)[:-1], side="left")
+    edges = np.linspace(x[0], x[-1], bins + 1)[:-1]
+    if x.dtype.kind in "iu":  # the first integer at or above each edge (a float edge would convert all of x)
+        edges = np.ceil(edges).astype(x.dtype)
+    edges = np.searchsorted(x, edges, side="left")
     edges = np.unique(edges)
     return x[edges], np.fmin.reduceat(lo, edges), np.fmax.reduceat(hi, edges)
