@@ -573,30 +573,49 @@ def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.nd
         raise ValueError(f"decimate: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
     n = x.size
     xs = x.view(np.int64) if np.issubdtype(x.dtype, np.datetime64) else x
-    if n and not (np.isfinite(xs[0]) and np.isfinite(xs[-1]) and bool(np.all(xs[1:] >= xs[:-1]))):
+    if n and not (np.isfinite(xs[0]) and np.isfinite(xs[-1]) and _ascending(xs)):
         raise ValueError("decimate: x must be finite and sorted ascending (drop or sort non-finite x first)")
     if n <= 3 * bins + 2:
         return x.copy(), y.copy()
 
     starts = np.unique(np.concatenate(([0], np.searchsorted(xs, _bin_edges(xs, bins)))))
-    finite = np.isfinite(y)
-    all_finite = bool(finite.all())
-    low = y if all_finite else np.where(finite, y, np.inf)
-    high = y if all_finite else np.where(finite, y, -np.inf)
     keep = [0, n - 1]
     # A loop over a few thousand bins costs less than the passes a vectorized arg-min per bin would need.
+    # No finiteness mask either: argmin/argmax land on a NaN or an infinity whenever a bin holds one, so
+    # only such bins are searched again with their non-finite values set aside.
     for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), n], strict=True):
-        keep.append(lo + int(np.argmin(low[lo:hi])))
-        keep.append(lo + int(np.argmax(high[lo:hi])))
-    index = np.array(keep)
-    if not all_finite:
-        bad = np.flatnonzero(~finite)
-        # The first non-finite point at or after each bin's start: each bin's first, where it has one.
-        first_bad = np.unique(np.searchsorted(bad, starts))
-        first_bad = first_bad[first_bad < bad.size]
-        index = np.concatenate((index, bad[first_bad]))
-    index = np.unique(index)
+        part = y[lo:hi]
+        low, high = int(part.argmin()), int(part.argmax())
+        if math.isfinite(part[low]) and math.isfinite(part[high]):
+            keep += (lo + low, lo + high)
+            continue
+        finite = np.isfinite(part)
+        keep.append(lo + int(finite.argmin()))  # the bin's first non-finite value
+        if finite.any():
+            keep.append(lo + int(np.where(finite, part, np.inf).argmin()))
+            keep.append(lo + int(np.where(finite, part, -np.inf).argmax()))
+    index = np.unique(np.array(keep))
     return x[index], y[index]
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """True if no value is NaN or infinite. Usually one pass and no mask as long as the values: a finite sum
+    proves every value finite (a NaN or an infinity always makes the sum non-finite); only a non-finite sum
+    (also finite values overflowing it) falls back to np.isfinite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = values.sum()
+    return math.isfinite(total) or bool(np.isfinite(values).all())
+
+
+def _ascending(x: np.ndarray) -> bool:
+    """True if x never decreases (NaN compares as a decrease), compared in blocks so that the temporary
+    stays small however long x is."""
+    block = 1 << 20
+    for start in range(0, x.size - 1, block):
+        part = x[start : start + block + 1]
+        if not bool(np.all(part[1:] >= part[:-1])):
+            return False
+    return True
 
 
 def _bin_edges(x: np.ndarray, bins: int) -> np.ndarray:

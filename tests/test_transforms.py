@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from lossfmt import schema
 from lossfmt.transforms import (
+    all_finite,
     bucket,
     decimate,
     drop_rewound,
@@ -647,6 +648,24 @@ def test_decimate_rejects_unsorted_x_and_bad_bins() -> None:
         decimate(np.array([0.0, math.nan] * 10), np.zeros(20), 2)
     with pytest.raises(ValueError, match="bins"):
         decimate(np.arange(3.0), np.zeros(3), 0)
+
+
+@pytest.mark.parametrize("at", [1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 2_500_000 - 2])
+def test_decimate_finds_a_step_back_anywhere_in_a_long_x(at: int) -> None:
+    x = np.arange(2_500_000)
+    x[at] = x[at - 1] - 1  # x is checked in blocks: a decrease at or next to a block's edge counts too
+    with pytest.raises(ValueError, match="sorted"):
+        decimate(x, np.zeros(x.size), 100)
+    x[at] = x[at - 1]  # a repeated x is sorted
+    assert decimate(x, np.zeros(x.size), 100)[0].size <= 302
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 30), elements=any_floats))
+def test_all_finite_agrees_with_isfinite(values: np.ndarray) -> None:
+    assert all_finite(values) == bool(np.isfinite(values).all())
+    assert all_finite(np.array([1.7e308, 1.7e308, -1e308]))  # a sum that overflows proves nothing
+    assert not all_finite(np.array([math.inf, -math.inf, 1.0]))
 
 
 def test_epoch_positions_handle_sparse_huge_epoch_numbers() -> None:

@@ -360,7 +360,7 @@ class LossPlot:
         s.band.set_visible(True)
 
     def _set_nonfinite(self, s: _Series, x: np.ndarray, c: Curve) -> None:
-        bad = np.flatnonzero(~np.isfinite(c.y))
+        bad = np.empty(0, np.intp) if transforms.all_finite(c.y) else np.flatnonzero(~np.isfinite(c.y))
         if not len(bad):
             s.marks.set_data([], [])
             s.note.set_text("")
