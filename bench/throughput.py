@@ -60,7 +60,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
                 append((i, value))
         return sw
 
-    repeats = cfg.slow_repeats + 2
+    repeats = cfg.repeats + 2  # each repeat is about a second; more of them steady the median
     log(f"end-to-end: {n:,} events x {repeats} repeats")
     res = interleaved({"lossfmt": lossfmt_case, "options": options_case, "floor": floor_case}, repeats)
     ns = {k: median(walls(v)) / n * 1e9 for k, v in res.items()}
