@@ -139,10 +139,12 @@ class Workspace:
 
     def tiled_run_file(self, n: int, base_n: int) -> Path:
         """A closed file of `n` events: the LossWriter run of `base_n` events repeated with steps and wall
-        times shifted, written in close()'s layout (one dictionary per field, zstd, 2^20-row batches).
+        times shifted, in close()'s layout (one dictionary per field, zstd, batches of up to 2^24 rows).
 
         Saves minutes of producing a big input; readers and the viewer see the same kind of file."""
         if n not in self._runs:
+            from lossfmt import writer
+
             base = pa.ipc.open_file(self.run_file(base_n)).read_all()
             step = base.column("step").to_numpy()
             wall = base.column("wall_time").cast(pa.int64()).to_numpy()
@@ -160,7 +162,7 @@ class Workspace:
             path = self.path(f"run{n}.arrow")
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, base.schema, options=options) as w:
-                w.write_table(table, max_chunksize=1 << 20)
+                w.write_table(table, max_chunksize=writer._COMPACT_ROWS)
             self._runs[n] = path
         return self._runs[n]
 

@@ -47,7 +47,8 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
     for n in cfg.read_ns:
         path = ws.run_file(n) if n == cfg.read_ns[0] else ws.tiled_run_file(n, cfg.read_ns[0])
         out = ws.path(f"render{n}.png")
-        log(f"render: {n:,} events x {cfg.slow_repeats} repeats (subprocess and in-process)")
+        repeats = cfg.slow_repeats + 2  # a render's time varies with the VM's memory: more repeats
+        log(f"render: {n:,} events x {repeats} repeats (subprocess and in-process)")
 
         def in_process(path: Path = path, out: Path = out) -> float:
             t0 = time.perf_counter()
@@ -60,7 +61,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
         in_process()  # warm the imports and font cache once; the subprocess rows pay them every time
         res = interleaved(
             {"cli": lambda path=path, out=out: _run_cli([str(path), "-o", str(out)]), "main": in_process},
-            cfg.slow_repeats,
+            repeats,
         )
         if not out.exists() or out.stat().st_size == 0:
             raise RuntimeError(f"lossview wrote no image for {n} events")
