@@ -24,7 +24,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["materialize", "scalar", "type_name"]
+__all__ = ["FLOAT_TYPES", "materialize", "scalar", "type_name"]
+
+#: Exact types whose value `scalar` returns as `float(value)`: Python int and numpy's integer and floating
+#: scalars. The writer's hot path looks a value's type up here (one dict lookup) before calling `scalar`.
+#: bool and numpy.bool_ are not numbers and are absent.
+FLOAT_TYPES: dict[type, type[float]] = dict.fromkeys(
+    [
+        int,
+        *(
+            t
+            for t in set(np.sctypeDict.values())
+            if issubclass(t, (np.integer, np.floating)) and t is not np.timedelta64
+        ),
+    ],
+    float,
+)
 
 
 def type_name(value: Any) -> str:

@@ -41,6 +41,7 @@ _DEFAULT_TAG = s.DEFAULT_TAG
 _MEAN = s.MEAN
 _SUM = s.SUM
 _ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still checked
+_FLOAT_TYPES = values.FLOAT_TYPES
 # Fields of a pending row: (step, value, time) or (step, value, tag, count, epoch, reduction, time).
 _STEP, _VALUE, _TIME = itemgetter(0), itemgetter(1), itemgetter(-1)
 _TAG, _COUNT, _EPOCH, _REDUCTION = itemgetter(2), itemgetter(3), itemgetter(4), itemgetter(5)
@@ -563,7 +564,7 @@ class LossWriter:
         if self._ok and type(step) is int and _INT64_MIN <= step <= _INT64_MAX:
             if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                 if type(value) is not float:
-                    value = self._value(value)
+                    value = _FLOAT_TYPES.get(type(value), self._value)(value)
                 pending = self._pending
                 pending.append((step, value, _time()))
                 if len(pending) >= self._wake_at:
@@ -576,7 +577,7 @@ class LossWriter:
                 and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
             ):
                 if type(value) is not float:
-                    value = self._value(value)
+                    value = _FLOAT_TYPES.get(type(value), self._value)(value)
                 pending = self._pending
                 pending.append((step, value, tag, count, epoch, reduction, _time()))
                 if len(pending) >= self._wake_at:

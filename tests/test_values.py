@@ -40,6 +40,15 @@ def test_python_and_numpy_numbers_become_floats(value, expected):
     assert result == expected
 
 
+def test_the_writers_float_types_are_exactly_the_numbers_scalar_turns_into_floats():
+    assert int in values.FLOAT_TYPES and np.float32 in values.FLOAT_TYPES and np.uint64 in values.FLOAT_TYPES
+    for cls in values.FLOAT_TYPES:
+        value = cls(3)
+        assert values.scalar(value) == values.FLOAT_TYPES[cls](value) == 3.0
+    for not_a_number in (bool, np.bool_, np.complex64, np.str_, np.datetime64, np.timedelta64):
+        assert not_a_number not in values.FLOAT_TYPES
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

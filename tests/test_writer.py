@@ -122,6 +122,27 @@ def test_compaction_consolidates_one_batch_per_flush(tmp_path):
     assert table["value"].to_pylist() == [1.0 / (i + 1) for i in range(n)]
 
 
+def test_numpy_and_python_numbers_are_logged_as_floats_with_and_without_options(tmp_path):
+    path = tmp_path / "run.arrow"
+    numbers = [
+        np.float16(0.5),
+        np.float32(0.25),
+        np.float64(-1.5),
+        np.longdouble(2),
+        np.int8(-3),
+        np.uint64(7),
+        9,
+    ]
+    with LossWriter(path) as w:
+        for i, v in enumerate(numbers):
+            w.add(i, v)
+            w.add(i, v, "val", count=2)
+        for bad in (np.bool_(True), np.complex64(1), True):
+            with pytest.raises(TypeError, match="real number"):
+                w.add(99, bad)
+    assert lossfmt.read(path)["value"].to_pylist() == [float(v) for v in numbers for _ in (1, 2)]
+
+
 def test_tags_enter_the_dictionary_in_order_of_first_use_with_and_without_options(tmp_path):
     path = tmp_path / "run.arrow"
     with LossWriter(path) as w:
