@@ -104,7 +104,7 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
         raise LossFormatError(f"{os.fspath(path)}: not a lossfmt file (Arrow file without lossfmt metadata)")
     if version != str(FORMAT_VERSION).encode():
         raise LossFormatError(
-            f"{os.fspath(path)}: lossfmt format version {version.decode()} is not supported "
+            f"{os.fspath(path)}: lossfmt format version {version.decode(errors='replace')} is not supported "
             f"(this lossfmt reads version {FORMAT_VERSION}); upgrade lossfmt"
         )
     for field in FIELDS:

@@ -232,6 +232,13 @@ def test_future_format_version_is_rejected_with_upgrade_hint(tmp_path, sch):
         read(_write(tmp_path / "future.arrow", data))
 
 
+def test_a_version_that_is_not_text_is_a_format_error(tmp_path, sch):
+    garbled = sch.with_metadata({**sch.metadata, b"lossfmt.version": b"\xb1"})
+    data = live_bytes(garbled, [_batch(garbled, _rows(1))])
+    with pytest.raises(LossFormatError, match=r"version \ufffd is not supported"):
+        read(_write(tmp_path / "garbled.arrow", data))
+
+
 def test_missing_file_and_directory_without_runs_raise(tmp_path):
     with pytest.raises(LossFormatError, match=r"nope\.arrow: no such file"):
         read(tmp_path / "nope.arrow")
