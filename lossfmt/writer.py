@@ -1,6 +1,6 @@
 """LossWriter: the hot path (`add`) and the flusher thread that appends record batches to the file.
 
-The writer object only records events: `add()` appends one tuple to a list (atomic under the GIL, so several
+The writer object only records events: `add()` appends one row to a list (atomic under the GIL, so several
 threads may add without a lock). A `_Flusher` thread owns the file: at least every `flush_secs` it takes the
 pending prefix, turns it into one Arrow record batch and appends the encoded messages with `os.write`, so a
 reader (or a crash) sees every flushed event. `close()` compacts the footerless live file into a standard
@@ -16,6 +16,7 @@ import json
 import operator
 import os
 import secrets
+import struct
 import threading
 import weakref
 from collections.abc import Mapping
@@ -42,8 +43,11 @@ _MEAN = s.MEAN
 _SUM = s.SUM
 _ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still checked
 _FLOAT_TYPES = values.FLOAT_TYPES
-# Fields of a pending row: (step, value, time) or (step, value, tag, count, epoch, reduction, time).
-_STEP, _VALUE, _TIME = itemgetter(0), itemgetter(1), itemgetter(-1)
+# A pending row: a plain event packed as _ROW, or the tuple (step, value, tag, count, epoch, reduction, time).
+_ROW = struct.Struct("<qdd")  # step, value, time: every option at its default, a float value
+_pack_row = _ROW.pack
+_ROW_DTYPE = np.dtype([("step", "<i8"), ("value", "<f8"), ("time", "<f8")])
+_STEP, _VALUE, _TIME = itemgetter(0), itemgetter(1), itemgetter(6)
 _TAG, _COUNT, _EPOCH, _REDUCTION = itemgetter(2), itemgetter(3), itemgetter(4), itemgetter(5)
 _NOT_NONE = functools.partial(operator.is_not, None)
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
@@ -244,7 +248,7 @@ class _Flusher:
         self.path = writer.path
         self.fd = fd
         self.pid = os.getpid()
-        self.pending: list[tuple[Any, ...]] = writer._pending
+        self.pending: list[Any] = writer._pending  # packed plain events (bytes) and 7-tuples
         self.flush_secs = flush_secs
         self.max_pending = max_pending
         self.meta_update = meta_update
@@ -373,51 +377,68 @@ class _Flusher:
                 "events written since then are not in the file at this path"
             )
 
-    def _batch(self, rows: list[tuple[Any, ...]], n: int) -> pa.RecordBatch:
+    def _batch(self, rows: list[Any], n: int) -> pa.RecordBatch:
         """A record batch of the first `n` rows (producers may append more meanwhile).
 
-        A row is (step, value, time) with default options, or the 7-tuple in column order.
+        A row is a packed plain event (`_ROW`: step, value, time, every option at its default) or the
+        7-tuple in column order.
         """
-        steps = np.fromiter(map(_STEP, rows), np.int64, n)
-        if self.deferred:
-            vals = np.array(values.materialize(list(map(_VALUE, islice(rows, n)))), dtype=np.float64)
+        try:
+            packed = b"".join(islice(rows, n))
+        except TypeError:  # some rows are 7-tuples
+            columns = self._mixed_columns(rows, n)
         else:
-            vals = np.fromiter(map(_VALUE, rows), np.float64, n)
-        wall_us = np.rint(np.fromiter(map(_TIME, rows), np.float64, n) * 1e6).astype(np.int64)
-        if sum(map(len, islice(rows, n))) == 3 * n:  # every option at its default
-            tag_index = np.full(n, self._tag_code(_DEFAULT_TAG), dtype=np.int32)
-            counts = np.ones(n, dtype=np.int64)
-            epochs = pa.nulls(n, pa.int64())
-            reduction_index = np.zeros(n, dtype=np.int8)
-        else:
-            tag_index, counts, epochs, reduction_index = self._option_columns(rows, n)
-        columns = [
-            _arrow.array(steps),
-            pa.DictionaryArray.from_arrays(_arrow.array(tag_index), self._tag_dictionary),
-            _arrow.array(vals),
-            _arrow.array(counts),
-            epochs,
-            _arrow.array(wall_us, s.WALL_TIME_TYPE),
-            pa.DictionaryArray.from_arrays(_arrow.array(reduction_index), _reduction_dictionary()),
-        ]
-        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
-
-    def _option_columns(
-        self, rows: list[tuple[Any, ...]], n: int
-    ) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
-        """Tag codes, counts, epochs and reduction codes of the first `n` rows, some carrying options."""
-        plain = np.fromiter(map(len, rows), np.int8, n) == 3
-        optioned = np.flatnonzero(~plain)
-        # A tuple, not a list: collections untrack it (its rows hold no containers) instead of revisiting it.
-        full = (
-            tuple(islice(rows, n)) if len(optioned) == n else tuple(map(rows.__getitem__, optioned.tolist()))
+            plain = np.frombuffer(packed, _ROW_DTYPE)
+            columns = (
+                plain["step"].copy(),
+                plain["value"].copy(),
+                plain["time"],
+                np.full(n, self._tag_code(_DEFAULT_TAG), dtype=np.int32),
+                np.ones(n, dtype=np.int64),
+                pa.nulls(n, pa.int64()),
+                np.zeros(n, dtype=np.int8),
+            )
+        steps, vals, wall, tag_index, counts, epochs, reduction_index = columns
+        wall_us = np.rint(wall * 1e6).astype(np.int64)
+        return pa.RecordBatch.from_arrays(
+            [
+                _arrow.array(steps),
+                pa.DictionaryArray.from_arrays(_arrow.array(tag_index), self._tag_dictionary),
+                _arrow.array(vals),
+                _arrow.array(counts),
+                epochs,
+                _arrow.array(wall_us, s.WALL_TIME_TYPE),
+                pa.DictionaryArray.from_arrays(_arrow.array(reduction_index), _reduction_dictionary()),
+            ],
+            schema=self._schema,
         )
+
+    def _mixed_columns(self, rows: list[Any], n: int) -> tuple[Any, ...]:
+        """Steps, values, times, tag codes, counts, epochs and reduction codes of the first `n` rows, some
+        packed and some 7-tuples (the only rows that carry options or deferred values)."""
+        is_full = np.fromiter(map(len, rows), np.int16, n) == 7  # a packed row has 24 bytes
+        optioned = np.flatnonzero(is_full)
+        plain_at = np.flatnonzero(~is_full)
+        # Tuples, not lists: a collection untracks them (their rows hold no containers) instead of revisiting.
+        full = tuple(map(rows.__getitem__, optioned.tolist()))
         m = len(full)
+        steps = np.empty(n, dtype=np.int64)
+        vals = np.empty(n, dtype=np.float64)
+        wall = np.empty(n, dtype=np.float64)
+        if len(plain_at):
+            plain = np.frombuffer(b"".join(map(rows.__getitem__, plain_at.tolist())), _ROW_DTYPE)
+            steps[plain_at], vals[plain_at], wall[plain_at] = plain["step"], plain["value"], plain["time"]
+        steps[optioned] = np.fromiter(map(_STEP, full), np.int64, m)
+        if self.deferred:
+            vals[optioned] = values.materialize(list(map(_VALUE, full)))
+        else:
+            vals[optioned] = np.fromiter(map(_VALUE, full), np.float64, m)
+        wall[optioned] = np.fromiter(map(_TIME, full), np.float64, m)
         tags = list(map(_TAG, full))
         # New tags enter the dictionary in the order of their first event.
         first = {t: int(optioned[tags.index(t)]) for t in dict.fromkeys(tags) if t not in self._tag_codes}
         if m < n:
-            first[_DEFAULT_TAG] = min(first.get(_DEFAULT_TAG, n), int(np.argmax(plain)))
+            first[_DEFAULT_TAG] = min(first.get(_DEFAULT_TAG, n), int(plain_at[0]))
         for tag in sorted(first, key=first.__getitem__):
             self._tag_code(tag)
         codes = self._tag_codes
@@ -446,7 +467,7 @@ class _Flusher:
         reductions = list(map(_REDUCTION, full))
         if reductions.count(_MEAN) != m:
             reduction_index[optioned] = np.fromiter(map(s.REDUCTIONS.index, reductions), np.int8, m)
-        return tag_index, counts, epochs, reduction_index
+        return steps, vals, wall, tag_index, counts, epochs, reduction_index
 
     def _tag_code(self, tag: str) -> int:
         """Index of `tag` in the live dictionary; a new tag grows it (one replacement dictionary message)."""
@@ -509,7 +530,7 @@ class LossWriter:
         new_schema = s.make_schema(run or self.path.stem, dict(meta) if meta else None)
         self._ok = False
         self._forked = False
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
         fd = _open_locked(self.path)
         try:
@@ -560,24 +581,34 @@ class LossWriter:
         keyword (they are not keyword-only because CPython calls such a method about 90 ns slower).
         """
         # Fast path: plain Python arguments, checked with identity and type tests. An event with every
-        # option at its default is a 3-tuple (step, value, time); otherwise a 7-tuple in column order.
-        if self._ok and type(step) is int and _INT64_MIN <= step <= _INT64_MAX:
-            if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
-                if type(value) is not float:
-                    value = _FLOAT_TYPES.get(type(value), self._value)(value)
+        # option at its default and a float value is packed into 24 bytes (step, value, time): no object
+        # for the garbage collector to track, and the flusher converts a batch of them with one join.
+        # Otherwise: a 7-tuple in column order.
+        if self._ok and type(step) is int:
+            if type(value) is not float:
+                value = _FLOAT_TYPES.get(type(value), self._value)(value)
+            if (
+                tag is _DEFAULT_TAG
+                and count is _ONE
+                and epoch is None
+                and reduction is _MEAN
+                and type(value) is float
+            ):
                 pending = self._pending
-                pending.append((step, value, _time()))
+                try:
+                    pending.append(_pack_row(step, value, _time()))
+                except struct.error:  # step outside int64: the slow path says so
+                    return self._add_slow(step, {tag: value}, count, epoch, reduction)
                 if len(pending) >= self._wake_at:
                     self._flusher.overflow()
                 return
             if (
-                (type(tag) is str and tag != "")
+                (_INT64_MIN <= step <= _INT64_MAX)
+                and (type(tag) is str and tag != "")
                 and (type(count) is int and 1 <= count <= _INT64_MAX)
                 and (epoch is None or (type(epoch) is int and _INT64_MIN <= epoch <= _INT64_MAX))
                 and (reduction is _MEAN or (type(reduction) is str and reduction == _SUM))
             ):
-                if type(value) is not float:
-                    value = _FLOAT_TYPES.get(type(value), self._value)(value)
                 pending = self._pending
                 pending.append((step, value, tag, count, epoch, reduction, _time()))
                 if len(pending) >= self._wake_at:

@@ -472,9 +472,11 @@ def test_a_device_value_is_stored_as_it_was_at_add(tmp_path, monkeypatch):
             total += 1.0
             w.add(i, total)
             w.add(i, float(i), "plain")
+            w.add(i, -float(i))  # a packed row in the same batch as the deferred ones
         total.fill_(-1.0)
     table = lossfmt.read(path)
-    assert table["value"].to_pylist() == [1.0, 0.0, 2.0, 1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0]
+    assert table["value"].to_pylist() == [v for i in range(5) for v in (i + 1.0, float(i), -float(i))]
+    assert table["tag"].to_pylist() == ["loss", "plain", "loss"] * 5
 
 
 def test_torch_tensors_with_grad_are_logged(tmp_path):
