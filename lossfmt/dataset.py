@@ -20,7 +20,9 @@ import pyarrow as pa
 from lossfmt import schema
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
-from lossfmt.reader import _expand, _run_labels, read, scan
+from lossfmt._sources import expand as _expand
+from lossfmt._sources import run_labels as _run_labels
+from lossfmt.reader import read, scan
 from lossfmt.schema import LossFormatError
 
 if TYPE_CHECKING:

@@ -7,8 +7,6 @@ file's content, whether the writer closed it, is still appending, or was killed 
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import os
 import stat
 import struct
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow
+from lossfmt import _arrow, _sources
 from lossfmt import schema as s
 
 if TYPE_CHECKING:
@@ -33,7 +31,6 @@ PathLike = str | os.PathLike[str]
 #: Live files hold one small record batch per flush; tables made of smaller chunks than this are consolidated.
 _COMBINE_BELOW_ROWS = 1 << 16
 _V1_SCHEMA = pa.schema(s.FIELDS)
-_GLOB_CHARS = frozenset("*?[")
 _CONTINUATION = b"\xff\xff\xff\xff"
 #: Live files with at least this many record batches are decoded in parallel spans.
 _PARALLEL_MIN_BATCHES = 256
@@ -363,68 +360,6 @@ def _scan(path: PathLike, columns: Sequence[str] | None) -> Scan:
 # --- read / read_pandas ------------------------------------------------------------------------------------
 
 
-def _expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
-    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column)."""
-    if isinstance(source, (str, os.PathLike)):
-        items, multi = [_name(source)], False
-    else:
-        items, multi = [_name(p) for p in source], True
-        if not items:
-            raise s.LossFormatError("no files given")
-    paths: list[str] = []
-    for item in items:
-        if os.path.isdir(item):
-            found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
-            if not found:
-                raise s.LossFormatError(f"{item}: directory has no .arrow files")
-            paths.extend(found)
-            multi = True
-        elif os.path.exists(item):
-            paths.append(item)  # scan() says what is wrong with it if it is not a regular lossfmt file
-        elif _GLOB_CHARS & set(item):
-            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
-            if not found:
-                raise s.LossFormatError(f"{item}: no files match")
-            paths.extend(found)
-            multi = True
-        else:
-            raise s.LossFormatError(f"{item}: no such file")
-    unique = list(dict.fromkeys(paths))
-    return unique, multi
-
-
-def _run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
-    """Run names from metadata; files sharing a name are told apart by the shortest distinct path suffix."""
-    labels = list(runs)
-    for name in set(runs):
-        group = [i for i, r in enumerate(runs) if r == name]
-        if len(group) < 2:
-            continue
-        parts = [Path(paths[i]).with_suffix("").parts for i in group]
-        depth = 1
-        while depth < max(len(p) for p in parts) and len({p[-depth:] for p in parts}) < len(parts):
-            depth += 1
-        for i, p in zip(group, parts, strict=True):
-            suffix = "/".join(p[-depth:])
-            labels[i] = suffix if suffix == name else f"{name} ({suffix})"
-    return labels
-
-
-def _select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
-    """Keep events whose tag equals one of `tags` or matches it as an fnmatch glob."""
-    patterns = [tags] if isinstance(tags, str) else list(tags)
-    if table.num_rows == 0:
-        return table
-    masks = []
-    for chunk in table.column(s.TAG).chunks:
-        names = chunk.dictionary.to_pylist()
-        keep = np.fromiter(
-            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
-        )
-        masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
-    return table.filter(pa.chunked_array(masks, pa.bool_()))
-
-
 def _check_columns(columns: Sequence[str] | str | None) -> tuple[str, ...] | None:
     """The requested column names as a tuple (None: all), or ValueError naming what is wrong."""
     if columns is None:
@@ -452,7 +387,7 @@ def _read(
     columns: Sequence[str] | str | None = None,
 ) -> pa.Table:
     wanted = _check_columns(columns)
-    paths, multi = _expand(source)
+    paths, multi = _sources.expand(source)
     if wanted is not None and s.RUN in wanted and not multi:
         raise ValueError(
             f"{paths[0]}: a single file has no {s.RUN!r} column (it is added when a list, glob or directory "
@@ -468,14 +403,14 @@ def _read(
         result = _scan(path, decode)
         table = result.table.select(decode)
         if tags is not None:
-            table = _select_tags(table, tags)
+            table = _sources.select_tags(table, tags)
         tables.append(table.select(stored))
         runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
     if not multi:
         return tables[0]
     if wanted is not None and s.RUN not in wanted:
         return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).unify_dictionaries()
-    labels = _run_labels(paths, runs)
+    labels = _sources.run_labels(paths, runs)
     with_run = []
     for table, label in zip(tables, labels, strict=True):
         run = pa.DictionaryArray.from_arrays(

@@ -11,6 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from lossfmt._errors import LossFormatError
+
 FORMAT_VERSION = 1
 
 #: An Arrow IPC file starts with these 8 bytes ("ARROW1" padded to 8); the stream follows.
@@ -59,12 +61,11 @@ KEY_HOST = "lossfmt.host"
 KEY_PID = "lossfmt.pid"
 KEY_META = "lossfmt.meta"
 
+#: Schema metadata key declaring that every record batch message carries a CRC-32C (spec/FORMAT.md §1.6).
+KEY_CHECKSUM = "lossfmt.checksum"
+
 #: Compression of every record batch, live or compacted: small files, read by pandas/Polars/DuckDB.
 COMPRESSION = "zstd"
-
-
-class LossFormatError(ValueError):
-    """A file is not a readable lossfmt file; the message names the file and the problem."""
 
 
 def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
