@@ -143,7 +143,7 @@ class Workspace:
 
         Saves minutes of producing a big input; readers and the viewer see the same kind of file."""
         if n not in self._runs:
-            from lossfmt import writer
+            from lossfmt import _file
 
             base = pa.ipc.open_file(self.run_file(base_n)).read_all()
             step = base.column("step").to_numpy()
@@ -162,7 +162,7 @@ class Workspace:
             path = self.path(f"run{n}.arrow")
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, base.schema, options=options) as w:
-                w.write_table(table, max_chunksize=writer._COMPACT_ROWS)
+                w.write_table(table, max_chunksize=_file.COMPACT_ROWS)
             self._runs[n] = path
         return self._runs[n]
 

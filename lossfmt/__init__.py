@@ -7,11 +7,12 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
+from lossfmt._file import compact
 from lossfmt._sources import run_labels, run_paths
+from lossfmt._writer import LossWriter
 from lossfmt.dataset import dataset
 from lossfmt.reader import Follower, Update, follow, read, read_pandas
 from lossfmt.schema import FORMAT_VERSION, run_info
-from lossfmt.writer import LossWriter, compact
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import lossfmt
-from lossfmt.writer import LossWriter
+from lossfmt import LossWriter
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 

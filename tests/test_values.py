@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from lossfmt import values
+from lossfmt import _values as values
 
 torch = pytest.importorskip("torch")
 
@@ -195,7 +195,7 @@ def test_tensorflow_variables_are_snapshotted_and_tensors_kept(monkeypatch):
 
 def test_import_never_imports_a_framework():
     code = (
-        "import sys, lossfmt, lossfmt.values, lossfmt.writer; "
+        "import sys, lossfmt, lossfmt._values, lossfmt._writer; "
         "bad = {'torch', 'jax', 'tensorflow', 'pandas', 'matplotlib'} & set(sys.modules); "
         "sys.exit(sorted(bad) or 0)"
     )

@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lossfmt
-from lossfmt import reader, values, writer
+from lossfmt import LossWriter, _file, _values, compact, reader
 from lossfmt import schema as s
-from lossfmt.writer import LossWriter, compact
 
 
 def stream_table(path) -> pa.Table:
@@ -267,13 +266,13 @@ def test_threads_adding_at_once_lose_and_duplicate_nothing(tmp_path):
 
 def test_a_producer_that_outruns_the_disk_is_held_back_never_dropped(tmp_path, monkeypatch):
     """Backpressure: pending rows never exceed max_pending; add() waits for the (slowed) flusher."""
-    real_append = writer._Flusher._append
+    real_append = _file.LiveFile.append
 
     def slow_disk(self, data):
         time.sleep(0.002)  # simulates a slow disk, not a wait for a thread
         real_append(self, data)
 
-    monkeypatch.setattr(writer._Flusher, "_append", slow_disk)
+    monkeypatch.setattr(_file.LiveFile, "append", slow_disk)
     max_pending, n = 64, 5000
     path = tmp_path / "run.arrow"
     peak = 0
@@ -298,7 +297,7 @@ def test_a_flusher_error_is_raised_by_the_next_flush_and_the_lock_is_released(tm
     w = LossWriter(path, flush_secs=3600)
     w.add(0, 1.0)
     w.flush()
-    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    monkeypatch.setattr(_file.LiveFile, "append", _disk_full)
     w.add(1, 2.0)
     with pytest.raises(OSError, match="No space left"):
         w.flush()
@@ -312,7 +311,7 @@ def test_a_flusher_error_is_raised_by_the_next_flush_and_the_lock_is_released(tm
 
 
 def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    monkeypatch.setattr(_file.LiveFile, "append", _disk_full)
     w = LossWriter(tmp_path / "run.arrow", flush_secs=0.01)
     w.add(0, 1.0)  # the periodic flush fails; nobody is waiting for it
     w._flusher._thread.join(timeout=60)  # the thread ends with the error
@@ -323,7 +322,7 @@ def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
 
 
 def test_an_unreported_flusher_error_is_raised_by_close(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer._Flusher, "_append", _disk_full)
+    monkeypatch.setattr(_file.LiveFile, "append", _disk_full)
     w = LossWriter(tmp_path / "run.arrow", flush_secs=3600)
     w.add(0, 1.0)
     with pytest.raises(OSError, match="No space left"):
@@ -464,7 +463,7 @@ def test_add_many_rejects_a_non_mapping(tmp_path):
 def test_a_device_value_is_stored_as_it_was_at_add(tmp_path, monkeypatch):
     """The CUDA path (clone at add, batched read in the flusher) with CPU tensors made to take it."""
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(values, "_defer_torch", lambda tensor: True)
+    monkeypatch.setattr(_values, "_defer_torch", lambda tensor: True)
     path = tmp_path / "run.arrow"
     total = torch.zeros(())
     with LossWriter(path, flush_secs=3600) as w:

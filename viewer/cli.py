@@ -605,7 +605,7 @@ def _export(ns: argparse.Namespace) -> int:
 
 def _compact(ns: argparse.Namespace) -> int:
     try:
-        from lossfmt.writer import compact
+        from lossfmt import compact
     except ImportError as exc:
         raise ImportError(f"compact is unavailable in this lossfmt ({exc})") from None
     for path in data.expand(ns.files):

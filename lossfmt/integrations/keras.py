@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 
-from lossfmt.writer import LossWriter
+from lossfmt import LossWriter
 
 _LOSS_TRACKER = "loss"
 

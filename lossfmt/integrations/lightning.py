@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from lossfmt.writer import LossWriter
+from lossfmt import LossWriter
 
 
 class LossfmtLogger(Logger):

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lossfmt.writer import LossWriter
+from lossfmt import LossWriter
 
 _PLACEHOLDER = "{rank}"
 

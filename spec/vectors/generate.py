@@ -4,7 +4,7 @@ Every file is made by the real LossWriter: the live and crash cases by a real ch
 SIGKILL right after a flush() returned; torn tails are cut deterministically at a byte offset inside the
 last record batch message. The expected rows in each JSON come from what was logged, not from reading
 the files back, so the conformance test checks the reader against an independent source. Wall times are
-made deterministic by replacing the writer's clock (`lossfmt.writer._time`) in the logging process.
+made deterministic by replacing the writer's clock (`lossfmt._writer._time`) in the logging process.
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ RESUMED_AFTER: list[list[tuple[Any, ...]]] = [  # resumed from the step-2 checkp
 
 _CHILD = """
 import json, sys
-import lossfmt.writer
+import lossfmt._writer
 from lossfmt import LossWriter
 clock = iter(float(t) for t in json.loads(sys.argv[3]))
-lossfmt.writer._time = lambda: next(clock)
+lossfmt._writer._time = lambda: next(clock)
 w = LossWriter(sys.argv[1], flush_secs=3600, run=sys.argv[2], meta={"lr": 0.01, "seed": 7})
 for flush in json.load(sys.stdin):
     for step, tag, value, count, epoch, reduction in flush:
@@ -155,12 +155,12 @@ def _log_and_kill(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]) ->
 
 
 def _write_in_process(path: Path, run: str, flushes: list[list[tuple[Any, ...]]], first_tick: int) -> str:
-    import lossfmt.writer
+    import lossfmt._writer
     from lossfmt import LossWriter
 
     clock = iter(_clock(first_tick, sum(len(f) for f in flushes)))
-    saved = lossfmt.writer._time
-    lossfmt.writer._time = lambda: next(clock)
+    saved = lossfmt._writer._time
+    lossfmt._writer._time = lambda: next(clock)
     try:
         with LossWriter(path, flush_secs=3600, run=run, meta={"lr": 0.01, "seed": 7}) as writer:
             for flush in flushes:
@@ -169,7 +169,7 @@ def _write_in_process(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]
                 writer.flush()
             return writer.run_id
     finally:
-        lossfmt.writer._time = saved
+        lossfmt._writer._time = saved
 
 
 def _save(
