@@ -7,6 +7,8 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
+from lossfmt._export import ExportSummary, export_parquet
+from lossfmt._polars import scan_polars
 from lossfmt._sources import run_labels, run_paths
 from lossfmt.dataset import dataset
 from lossfmt.reader import Follower, Update, follow, read, read_pandas
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "ExportSummary",
     "FileReplacedError",
     "Follower",
     "LossFormatError",
@@ -27,10 +30,12 @@ __all__ = [
     "WriterClosedError",
     "compact",
     "dataset",
+    "export_parquet",
     "follow",
     "read",
     "read_pandas",
     "run_info",
     "run_labels",
     "run_paths",
+    "scan_polars",
 ]
