@@ -332,4 +332,3 @@ def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
