@@ -154,35 +154,43 @@ def _filesystem(scheme: str, bucket: str, query: str) -> pafs.FileSystem:
     S3 and GCS use pyarrow's own clients (options as pyarrow's ``FileSystem.from_uri`` takes them, e.g.
     ``?endpoint_override=host:port&scheme=http``, or the usual AWS/GCP environment); any other protocol goes
     through fsspec (with the query as its storage options), so whatever fsspec can open is readable.
+    ValueError says why a filesystem cannot be had (the caller names the URL).
     """
     import pyarrow.fs as pafs
 
-    url = f"{scheme}{bucket}{query}"
     if scheme[:-3].lower() in _NATIVE:
         try:
-            return pafs.FileSystem.from_uri(url)[0]
+            return pafs.FileSystem.from_uri(f"{scheme}{bucket}{query}")[0]
         except (pa.ArrowException, ValueError) as exc:
-            raise s.LossFormatError(f"{url}: cannot open this URL ({exc})") from None
+            raise ValueError(f"cannot open this URL ({exc})") from None
     try:
         import fsspec
     except ImportError:
-        raise s.LossFormatError(
-            f"{url}: reading {scheme} URLs needs fsspec "
-            "(pip install fsspec, plus the package for this protocol)"
+        raise ValueError(
+            f"reading {scheme} URLs needs fsspec (pip install fsspec, plus the package for this protocol)"
         ) from None
     from urllib.parse import parse_qsl
 
     try:
         fs = fsspec.filesystem(scheme[:-3], **dict(parse_qsl(query[1:])))
     except (ImportError, ValueError, TypeError) as exc:
-        raise s.LossFormatError(f"{url}: cannot open this URL ({exc})") from None
+        raise ValueError(f"cannot open this URL ({exc})") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def _url_filesystem(url: str) -> pafs.FileSystem:
+    """The (cached) filesystem of `url`; LossFormatError naming the URL if there is none."""
+    scheme, rest, query = _split_url(url)
+    try:
+        return _filesystem(scheme, rest.split("/", 1)[0], query)
+    except ValueError as exc:
+        raise s.LossFormatError(f"{url}: {exc}") from None
 
 
 def locate(url: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem holding `url` and the path of `url` inside it (for pyarrow.dataset)."""
-    scheme, rest, query = _split_url(url)
-    fs = _filesystem(scheme, rest.split("/", 1)[0], query)
+    scheme, rest, _ = _split_url(url)
+    fs = _url_filesystem(url)
     if scheme[:-3].lower() in _NATIVE:
         return fs, rest  # pyarrow's S3 and GCS paths are bucket/key
     return fs, fs.handler.fs._strip_protocol(f"{scheme}{rest}")
@@ -190,10 +198,10 @@ def locate(url: str) -> tuple[pafs.FileSystem, str]:
 
 def _unlocate(url: str, inner: str) -> str:
     """The URL of `inner`, a path listed in `url`'s filesystem (same scheme, bucket and options)."""
-    scheme, rest, query = _split_url(url)
+    scheme, _, query = _split_url(url)
     if scheme[:-3].lower() in _NATIVE:
         return f"{scheme}{inner}{query}"
-    fs = _filesystem(scheme, rest.split("/", 1)[0], query)
+    fs = _url_filesystem(url)
     return f"{fs.handler.fs.unstrip_protocol(inner)}{query}"
 
 
