@@ -258,3 +258,20 @@ def test_a_source_that_is_not_lossfmt_is_an_error_naming_it(tmp_path):
     with pytest.raises(LossFormatError, match=r"junk\.arrow"):
         export_parquet(tmp_path / "runs", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_export_benchmark_runs_and_its_queries_agree(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.export", "--runs", "3", "--events", "200", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| export_parquet, one run changed |" in result.stdout
+    assert "| DuckDB on lossfmt.dataset() |" in result.stdout
