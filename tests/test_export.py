@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -271,6 +272,7 @@ def test_the_export_benchmark_runs_and_its_queries_agree(tmp_path):
         text=True,
         timeout=300,
         cwd=root,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # the benchmark's scratch files go under tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "| export_parquet, one run changed |" in result.stdout
