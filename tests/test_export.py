@@ -277,3 +277,12 @@ def test_the_export_benchmark_runs_and_its_queries_agree(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| export_parquet, one run changed |" in result.stdout
     assert "| DuckDB on lossfmt.dataset() |" in result.stdout
+
+
+def test_a_live_run_is_exported_with_its_name_and_hparams(tmp_path):
+    with lossfmt.LossWriter(tmp_path / "runs" / "live.arrow", run="warmup-run", meta={"lr": 0.3}) as writer:
+        writer.add(0, 1.5)
+        writer.flush()
+        export_parquet(tmp_path / "runs", tmp_path / "live.parquet")
+    rows = pq.read_table(tmp_path / "live.parquet", columns=["run", "lr", "value"]).to_pylist()
+    assert rows == [{"run": "warmup-run", "lr": 0.3, "value": 1.5}]
