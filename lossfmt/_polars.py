@@ -69,8 +69,12 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
         run = pl.col(_PATH).replace_strict({p: labels[p] for p in local}, return_dtype=pl.String)
         frames.append(frame.with_columns(run.alias(s.RUN)).select(order))
     remote = [p for p in labels if p not in snapshots and _sources.is_url(p)]
-    if remote:
-        frames.append(pl.scan_pyarrow_dataset(dataset(remote)).select(order))
+    if remote:  # dataset() labels these among themselves: map to the labels among all runs
+        own = _sources.run_labels(remote, [names[p] for p in remote])
+        run = pl.col(s.RUN).replace_strict(
+            dict(zip(own, [labels[p] for p in remote], strict=True)), return_dtype=pl.String
+        )
+        frames.append(pl.scan_pyarrow_dataset(dataset(remote)).with_columns(run).select(order))
     for path, table in snapshots.items():
         frame = pl.from_arrow(table.select(list(s.COLUMNS)).replace_schema_metadata(None))
         frames.append(frame.lazy().with_columns(pl.lit(labels[path], pl.String).alias(s.RUN)).select(order))

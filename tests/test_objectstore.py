@@ -206,3 +206,15 @@ def test_other_protocols_go_through_fsspec(tmp_path):
 def test_a_protocol_nobody_knows_is_a_clear_error():
     with pytest.raises(LossFormatError, match=r"nosuchproto://x/a\.arrow.*cannot open this URL"):
         lossfmt.read("nosuchproto://x/a.arrow")
+
+
+def test_a_local_and_a_remote_run_sharing_a_name_are_told_apart_as_read_does(tmp_path, bucket):
+    pl = pytest.importorskip("polars")
+    fs, name, query = bucket
+    local = write_run(tmp_path / "exp.arrow")
+    upload(fs, local, f"{name}/copy/exp.arrow")
+    sources = [str(local), f"s3://{name}/copy/exp.arrow{query}"]
+    expected = sorted(set(lossfmt.read(sources)["run"].to_pylist()))
+    assert len(expected) == 2
+    assert sorted(lossfmt.scan_polars(sources).select(pl.col("run").unique()).collect()["run"]) == expected
+    assert sorted(set(lossfmt.dataset(sources).to_table()["run"].to_pylist())) == expected
