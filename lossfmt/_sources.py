@@ -126,7 +126,9 @@ def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
 def run_paths(source: Source) -> list[str]:
     """The run files `source` names: a file, a glob, a directory (its ``*.arrow``, sorted) or a list of those.
 
-    Raises LossFormatError naming what matched nothing. Duplicates are dropped, order is kept.
+    A URL (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its
+    runs come back as URLs. Raises LossFormatError naming what matched nothing. Duplicates are dropped,
+    order is kept.
     """
     return expand(source)[0]
 
