@@ -7,7 +7,9 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
+from lossfmt._export import ExportSummary, export_parquet
 from lossfmt._file import compact
+from lossfmt._polars import scan_polars
 from lossfmt._sources import run_labels, run_paths
 from lossfmt._writer import LossWriter
 from lossfmt.dataset import dataset
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "ExportSummary",
     "FileReplacedError",
     "Follower",
     "LossFormatError",
@@ -28,10 +31,12 @@ __all__ = [
     "WriterClosedError",
     "compact",
     "dataset",
+    "export_parquet",
     "follow",
     "read",
     "read_pandas",
     "run_info",
     "run_labels",
     "run_paths",
+    "scan_polars",
 ]

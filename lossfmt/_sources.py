@@ -1,16 +1,21 @@
 """Sources: which files a path, glob, directory or list names, how their runs are labelled, which tags match.
 
 The one owner of these rules: `lossfmt.read`, `lossfmt.dataset` and lossview all resolve sources here, so a
-run is named and a tag is matched the same way everywhere.
+run is named and a tag is matched the same way everywhere. A source may also be a URL (``s3://``, ``gs://``,
+``hdfs://``, or any fsspec protocol such as ``memory://`` or ``az://``) naming closed runs that were copied to
+object storage: URLs are listed and read through a pyarrow filesystem (fsspec's when pyarrow has none).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,12 +23,33 @@ import pyarrow as pa
 from lossfmt import _arrow
 from lossfmt import schema as s
 
-__all__ = ["PathLike", "Source", "expand", "run_labels", "run_paths", "select_tags"]
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from lossfmt.reader import Scan
+
+__all__ = [
+    "PathLike",
+    "Source",
+    "expand",
+    "is_url",
+    "locate",
+    "open_url",
+    "run_labels",
+    "run_paths",
+    "scan_url",
+    "select_tags",
+    "stat_url",
+]
 
 PathLike = str | os.PathLike[str]
 Source = PathLike | Iterable[PathLike]
 
 _GLOB_CHARS = frozenset("*?[")
+#: scheme://...: RFC 3986 scheme characters. (A Windows drive "C:\\x" has no "//" and stays a path.)
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: URL schemes read with pyarrow's own filesystems; every other scheme goes through fsspec.
+_NATIVE = frozenset({"s3", "gs", "gcs"})
 
 
 def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
@@ -36,7 +62,11 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
             raise s.LossFormatError("no files given")
     paths: list[str] = []
     for item in items:
-        if os.path.isdir(item):
+        if is_url(item):
+            found, several = _expand_url(item)
+            paths.extend(found)
+            multi = multi or several
+        elif os.path.isdir(item):
             found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
             if not found:
                 raise s.LossFormatError(f"{item}: directory has no .arrow files")
@@ -63,7 +93,7 @@ def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
         group = [i for i, r in enumerate(runs) if r == name]
         if len(group) < 2:
             continue
-        parts = [Path(paths[i]).with_suffix("").parts for i in group]
+        parts = [Path(_local_form(paths[i])).with_suffix("").parts for i in group]
         depth = 1
         while depth < max(len(p) for p in parts) and len({p[-depth:] for p in parts}) < len(parts):
             depth += 1
@@ -71,6 +101,11 @@ def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
             suffix = "/".join(p[-depth:])
             labels[i] = suffix if suffix == name else f"{name} ({suffix})"
     return labels
+
+
+def _local_form(path: str) -> str:
+    """A URL as the path it names (no scheme, no options), for labels; a local path as it is."""
+    return _split_url(path)[1] if is_url(path) else path
 
 
 def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
@@ -91,6 +126,153 @@ def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
 def run_paths(source: Source) -> list[str]:
     """The run files `source` names: a file, a glob, a directory (its ``*.arrow``, sorted) or a list of those.
 
-    Raises LossFormatError naming what matched nothing. Duplicates are dropped, order is kept.
+    A URL (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its
+    runs come back as URLs. Raises LossFormatError naming what matched nothing. Duplicates are dropped,
+    order is kept.
     """
     return expand(source)[0]
+
+
+# --- URLs: closed runs on object storage --------------------------------------------------------------------
+
+
+def is_url(path: PathLike) -> bool:
+    """True if `path` is a URL (``scheme://...``) rather than a local path."""
+    return isinstance(path, str) and _URL.match(path) is not None
+
+
+def _split_url(url: str) -> tuple[str, str, str]:
+    """(``scheme://``, the rest, ``?query`` or "") of `url`: for ``s3://bucket/runs/a.arrow?region=x`` that
+    is (``s3://``, ``bucket/runs/a.arrow``, ``?region=x``). The query holds filesystem options."""
+    scheme = _URL.match(url).group(0)  # type: ignore[union-attr]  # is_url() was checked
+    rest, _, query = url[len(scheme) :].partition("?")
+    return scheme, rest, f"?{query}" if query else ""
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(scheme: str, bucket: str, query: str) -> pafs.FileSystem:
+    """The filesystem for one bucket (or host) and options; cached: one client per bucket, not per file.
+
+    S3 and GCS use pyarrow's own clients (options as pyarrow's ``FileSystem.from_uri`` takes them, e.g.
+    ``?endpoint_override=host:port&scheme=http``, or the usual AWS/GCP environment); any other protocol goes
+    through fsspec (with the query as its storage options), so whatever fsspec can open is readable.
+    ValueError says why a filesystem cannot be had (the caller names the URL).
+    """
+    import pyarrow.fs as pafs
+
+    if scheme[:-3].lower() in _NATIVE:
+        try:
+            return pafs.FileSystem.from_uri(f"{scheme}{bucket}{query}")[0]
+        except (pa.ArrowException, ValueError) as exc:
+            raise ValueError(f"cannot open this URL ({exc})") from None
+    try:
+        import fsspec
+    except ImportError:
+        raise ValueError(
+            f"reading {scheme} URLs needs fsspec (pip install fsspec, plus the package for this protocol)"
+        ) from None
+    from urllib.parse import parse_qsl
+
+    try:
+        fs = fsspec.filesystem(scheme[:-3], **dict(parse_qsl(query[1:])))
+    except (ImportError, ValueError, TypeError) as exc:
+        raise ValueError(f"cannot open this URL ({exc})") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def _url_filesystem(url: str) -> pafs.FileSystem:
+    """The (cached) filesystem of `url`; LossFormatError naming the URL if there is none."""
+    scheme, rest, query = _split_url(url)
+    try:
+        return _filesystem(scheme, rest.split("/", 1)[0], query)
+    except ValueError as exc:
+        raise s.LossFormatError(f"{url}: {exc}") from None
+
+
+def locate(url: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem holding `url` and the path of `url` inside it (for pyarrow.dataset)."""
+    scheme, rest, _ = _split_url(url)
+    fs = _url_filesystem(url)
+    if scheme[:-3].lower() in _NATIVE:
+        return fs, rest  # pyarrow's S3 and GCS paths are bucket/key
+    return fs, fs.handler.fs._strip_protocol(f"{scheme}{rest}")
+
+
+def _unlocate(url: str, inner: str) -> str:
+    """The URL of `inner`, a path listed in `url`'s filesystem (same scheme, bucket and options)."""
+    scheme, _, query = _split_url(url)
+    if scheme[:-3].lower() in _NATIVE:
+        return f"{scheme}{inner}{query}"
+    fs = _url_filesystem(url)
+    return f"{fs.handler.fs.unstrip_protocol(inner)}{query}"
+
+
+def _expand_url(url: str) -> tuple[list[str], bool]:
+    """The run files a URL names (a file, a prefix's ``*.arrow``, or a glob) and whether it names several."""
+    import pyarrow.fs as pafs
+
+    fs, inner = locate(url)
+    pattern = _GLOB_CHARS & set(inner)
+    base = inner
+    if pattern:
+        parts = inner.split("/")
+        fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+        base = "/".join(parts[:fixed])
+    try:
+        info = fs.get_file_info(base)
+        if not pattern and info.type == pafs.FileType.File:
+            return [url], False
+        if info.type != pafs.FileType.Directory:
+            raise s.LossFormatError(f"{url}: no such file" if not pattern else f"{url}: no files match")
+        listed = fs.get_file_info(pafs.FileSelector(base, recursive=bool(pattern)))
+    except OSError as exc:
+        raise s.LossFormatError(f"{url}: cannot list ({exc})") from None
+    files = [i.path for i in listed if i.type == pafs.FileType.File]
+    if pattern:
+        depth = inner.count("/")
+        found = sorted(p for p in files if p.count("/") == depth and fnmatch.fnmatchcase(p, inner))
+    else:
+        found = sorted(p for p in files if p.endswith(".arrow"))
+    if not found:
+        why = "no files match" if pattern else "directory has no .arrow files"
+        raise s.LossFormatError(f"{url}: {why}")
+    return [_unlocate(url, p) for p in found], True
+
+
+def open_url(url: str) -> pa.NativeFile:
+    """A random-access file for `url` (reading only what is asked for, e.g. an IPC footer and its schema)."""
+    fs, inner = locate(url)
+    try:
+        return fs.open_input_file(inner)
+    except FileNotFoundError:
+        raise s.LossFormatError(f"{url}: no such file") from None
+    except OSError as exc:
+        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
+
+
+def stat_url(url: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns) of the object at `url` (0 where the store has no mtime)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = locate(url)
+    try:
+        info = fs.get_file_info(inner)
+    except OSError as exc:
+        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
+    if info.type != pafs.FileType.File:
+        raise s.LossFormatError(f"{url}: no such file")
+    return info.size, info.mtime_ns or 0
+
+
+def scan_url(url: str, columns: Sequence[str] | None = None) -> Scan:
+    """`lossfmt.reader.scan` for a run at a URL: the whole object is fetched, then read like a local file."""
+    with open_url(url) as f:
+        data = f.read_buffer()
+    return _scan_bytes(data, url, columns)
+
+
+def _scan_bytes(data: pa.Buffer, name: str, columns: Sequence[str] | None) -> Scan:
+    # TODO(lead): replace with lossfmt._read.scan_bytes(data, name, columns) once the reader split lands.
+    from lossfmt import reader
+
+    return reader._scan_buffer(data, name, columns).scan

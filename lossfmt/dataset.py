@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from lossfmt import schema
-
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
+from lossfmt import _sources, schema
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
 from lossfmt.reader import read, scan
@@ -27,6 +26,7 @@ from lossfmt.schema import LossFormatError
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
 
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
@@ -48,7 +48,6 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     """
     # pyarrow.dataset imports pandas when it is installed: keep `import lossfmt` light.
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
 
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
@@ -57,10 +56,8 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     footerless: dict[str, pa.Table] = {}
     runs: dict[str, str] = {}
     for path in paths:
-        try:
-            with pa.ipc.open_file(path) as reader:
-                file_schema = reader.schema
-        except (pa.ArrowInvalid, OSError):
+        file_schema = footer_schema(path)
+        if file_schema is None:
             if live == "skip":
                 continue
             if live == "error":
@@ -72,19 +69,18 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
             footerless[path] = snapshot.table
             runs[path] = schema.run_info(snapshot.schema).get("run") or Path(path).stem
             continue
-        schema.check_schema(file_schema, path)
         closed.append(path)
         runs[path] = schema.run_info(file_schema).get("run") or Path(path).stem
     names = dict(zip(runs, _run_labels(list(runs), list(runs.values())), strict=True))
     parts: list[ds.Dataset] = []
-    if closed:
+    for filesystem, members in _by_filesystem(closed):
         parts.append(
             ds.FileSystemDataset.from_paths(
-                closed,
+                [inner for inner, _ in members],
                 schema=DATASET_SCHEMA,
                 format=ds.IpcFileFormat(),
-                filesystem=pafs.LocalFileSystem(),
-                partitions=[ds.field(schema.RUN) == names[p] for p in closed],
+                filesystem=filesystem,
+                partitions=[ds.field(schema.RUN) == names[p] for _, p in members],
             )
         )
     for path, table in footerless.items():
@@ -94,6 +90,40 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     if not parts:
         return ds.InMemoryDataset(DATASET_SCHEMA.empty_table())
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
+
+
+def footer_schema(path: str) -> pa.Schema | None:
+    """The lossfmt schema of a closed run (read from its footer, without decoding events), or None if the
+    file has no footer (a live or crashed run). A local path or a URL; LossFormatError if it is not lossfmt.
+
+    The one test of "closed" shared by dataset(), scan_polars() and export_parquet(): a closed file is what
+    other engines (pyarrow, Polars, DuckDB) can read directly.
+    """
+    try:
+        source = _sources.open_url(path) if _sources.is_url(path) else pa.memory_map(path, "r")
+    except FileNotFoundError:
+        raise LossFormatError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with source:
+        try:
+            file_schema = pa.ipc.open_file(source).schema
+        except (pa.ArrowInvalid, OSError):
+            return None
+    schema.check_schema(file_schema, path)
+    return file_schema
+
+
+def _by_filesystem(paths: list[str]) -> list[tuple[pafs.FileSystem, list[tuple[str, str]]]]:
+    """`paths` grouped by the filesystem holding them: [(filesystem, [(path inside it, path)])]."""
+    import pyarrow.fs as pafs
+
+    groups: dict[int, tuple[pafs.FileSystem, list[tuple[str, str]]]] = {}
+    local = pafs.LocalFileSystem()
+    for path in paths:
+        filesystem, inner = _sources.locate(path) if _sources.is_url(path) else (local, path)
+        groups.setdefault(id(filesystem), (filesystem, []))[1].append((inner, path))
+    return list(groups.values())
 
 
 def read_ranks(source: Source, *, tags: Sequence[str] | None = None) -> pa.Table:

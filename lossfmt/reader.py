@@ -345,6 +345,8 @@ def scan(path: PathLike) -> Scan:
 def _scan(path: PathLike, columns: Sequence[str] | None) -> Scan:
     """`scan`, decoding only `columns` (v1 column names) when given: the table then holds just those."""
     name = _name(path)
+    if _sources.is_url(name):  # a run on object storage (engines hook: to port into _read._scan)
+        return _sources.scan_url(name, columns)
     try:
         if not stat.S_ISREG(os.stat(name).st_mode):
             raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file")

@@ -117,6 +117,18 @@ def test_recipe_duckdb_joins_hyperparameters(sweep, monkeypatch):
     assert frame["mean_best_val"].iloc[0] == pytest.approx(odd)
 
 
+def test_recipe_export_to_parquet_then_duckdb_by_path(sweep, monkeypatch):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("pandas")
+    root, best = sweep
+    frame = run_recipe("export-duckdb", root, monkeypatch)["by_lr"]
+    assert list(frame["lr"]) == [0.01, 0.1]
+    assert list(frame["runs"]) == [N_RUNS // 2, N_RUNS // 2]
+    odd = np.mean([best[f"sweep-{i:03d}"][0] for i in range(1, N_RUNS, 2)])
+    assert frame["mean_best_val"].iloc[0] == pytest.approx(odd)
+    assert len(list((root / "sweep-parquet").glob("run=*/part-0.parquet"))) == N_RUNS
+
+
 def test_recipe_polars_scan_ipc_reads_closed_files_directly(sweep, monkeypatch):
     pytest.importorskip("polars")
     root, best = sweep

@@ -141,3 +141,53 @@ def test_importing_lossfmt_loads_no_integration():
         "print(sorted(m for m in sys.modules if m.startswith(('lossfmt.integrations', 'tensorboard'))))\n"
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_add_hparams_becomes_the_run_metadata_not_a_run_of_its_own(tmp_path):
+    logdir = tmp_path / "tb" / "exp1"
+    with torch_tb.SummaryWriter(str(logdir)) as writer:
+        for step in range(10):
+            writer.add_scalar("loss", 1.0 / (step + 1), step)
+        writer.add_hparams({"lr": 0.1, "bs": 32, "opt": "adam", "amp": True}, {"hparam/accuracy": 0.9})
+    assert len([d for d in logdir.iterdir() if d.is_dir()]) == 1  # what add_hparams does: a subdirectory
+    out = tmp_path / "runs"
+    assert import_tb(tmp_path / "tb", out) == 10
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.arrow")] == ["exp1.arrow"]
+    table = lossfmt.read(out / "exp1.arrow")
+    meta = run_info(table.schema)["meta"]
+    assert {k: meta[k] for k in ("lr", "bs", "opt", "amp")} == {
+        "lr": 0.1,
+        "bs": 32,
+        "opt": "adam",
+        "amp": True,
+    }
+    assert meta["hparam_metrics"] == {"hparam/accuracy": pytest.approx(0.9)}
+    assert set(table["tag"].cast(pa.string()).to_pylist()) == {"loss"}
+    # One run again, so a single output file is accepted.
+    assert import_tb(logdir, tmp_path / "exp1.arrow") == 10
+
+
+def test_tensorboardx_add_hparams_is_carried_too(tmp_path):
+    tensorboardx = pytest.importorskip("tensorboardX")
+    logdir = tmp_path / "tb" / "run"
+    with tensorboardx.SummaryWriter(str(logdir)) as writer:
+        writer.add_scalar("loss", 2.0, 0)
+        writer.add_scalar("loss", 1.0, 1)
+        writer.add_hparams({"lr": 0.01, "layers": 4}, {"val_loss": 0.5})
+    import_tb(tmp_path / "tb", tmp_path / "run.arrow")
+    table = lossfmt.read(tmp_path / "run.arrow")
+    meta = run_info(table.schema)["meta"]
+    assert (meta["lr"], meta["layers"], meta["hparam_metrics"]) == (0.01, 4, {"val_loss": 0.5})
+    assert table["value"].to_pylist() == [2.0, 1.0]
+
+
+def test_a_sweep_of_add_hparams_calls_alone_keeps_one_run_per_trial_with_its_hparams(tmp_path):
+    with torch_tb.SummaryWriter(str(tmp_path / "tb" / "sweep")) as writer:
+        for lr in (0.1, 0.01):
+            writer.add_hparams({"lr": lr}, {"hparam/loss": lr * 10}, run_name=f"lr{lr}")
+    out = tmp_path / "runs"
+    import_tb(tmp_path / "tb", out)
+    files = sorted(out.rglob("*.arrow"))
+    assert [p.relative_to(out).as_posix() for p in files] == ["sweep/lr0.01.arrow", "sweep/lr0.1.arrow"]
+    lrs = [run_info(lossfmt.read(p).schema)["meta"]["lr"] for p in files]
+    assert lrs == [0.01, 0.1]

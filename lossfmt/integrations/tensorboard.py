@@ -5,15 +5,17 @@
     import_tb("tb_logs/exp1", "exp1.arrow")  # a single run to a single file
 
 or ``lossview import-tb LOGDIR OUT``. Unlike TensorBoard's ``EventAccumulator`` (which keeps 10,000 scalars
-per tag by default) nothing is sampled away. Needs TensorBoard's event reader: ``pip install
+per tag by default) nothing is sampled away. Hyperparameters logged with ``add_hparams`` (PyTorch,
+tensorboardX) become the run's metadata. Needs TensorBoard's event reader: ``pip install
 'lossfmt[tensorboard]'``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +25,7 @@ from lossfmt import schema
 try:
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
     from tensorboard.backend.event_processing.io_wrapper import IsTensorFlowEventsFile
+    from tensorboard.plugins.hparams import plugin_data_pb2
     from tensorboard.util.tensor_util import make_ndarray
 except ImportError as exc:
     raise ImportError(
@@ -30,6 +33,18 @@ except ImportError as exc:
     ) from exc
 
 _SCALARS_PLUGIN = "scalars"
+_HPARAMS_PLUGIN = "hparams"
+
+
+@dataclass
+class _Run:
+    """One TensorBoard run directory: its scalars and what ``add_hparams`` recorded in it."""
+
+    name: str
+    directory: Path
+    rows: list[tuple[int, str, float, float]]  # (step, tag, value, wall time in seconds)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    metric_tags: set[str] = field(default_factory=set)  # the metric_dict tags of add_hparams
 
 
 def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False) -> int:
@@ -44,25 +59,25 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
     tensorboardX, TF1) and scalar tensors of the scalars plugin (TF2 ``tf.summary.scalar``). Runs without
     scalars produce no file. Existing output files raise ``FileExistsError`` unless `overwrite`.
     """
-    runs = _find_runs(Path(logdir))
+    runs = _merge_hparams([_load(name, files) for name, files in _find_runs(Path(logdir))])
     if not runs:
         raise FileNotFoundError(f"{os.fspath(logdir)}: no TensorBoard event files (*tfevents*) found")
     out = Path(out)
     single = out.suffix == ".arrow"
     if single and len(runs) > 1:
-        names = ", ".join(name for name, _ in runs[:5])
+        names = ", ".join(run.name for run in runs[:5])
         raise ValueError(
             f"{os.fspath(logdir)} holds {len(runs)} TensorBoard runs ({names}, ...); "
             "give a directory as OUT to write one .arrow file per run"
         )
-    targets = [(name, files, out if single else out / f"{name}.arrow") for name, files in runs]
+    targets = [(run, out if single else out / f"{run.name}.arrow") for run in runs]
     if not overwrite:
-        for _, _, target in targets:
+        for _, target in targets:
             if target.exists():
                 raise FileExistsError(f"{target}: already exists; remove it or pass overwrite=True")
     written = 0
-    for name, files, target in targets:
-        table = _scalars(name, files)
+    for run, target in targets:
+        table = _table(run)
         if table.num_rows:
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_closed(target, table)
@@ -84,31 +99,76 @@ def _find_runs(logdir: Path) -> list[tuple[str, list[Path]]]:
     return runs
 
 
-def _scalar_events(files: list[Path]) -> Iterator[tuple[int, str, float, float]]:
-    """(step, tag, value, wall time in seconds) of every scalar in `files`, in file order."""
+def _load(name: str, files: list[Path]) -> _Run:
+    """Read one run directory's event files: every scalar, and the hparams of an ``add_hparams`` call."""
+    run = _Run(name, files[0].parent, [])
     scalar_tags: set[str] = set()
     for path in files:
         for event in LegacyEventFileLoader(str(path)).Load():
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
                 kind = value.WhichOneof("value")
-                if kind == "simple_value":
-                    yield event.step, value.tag, value.simple_value, event.wall_time
+                if plugin == _HPARAMS_PLUGIN:
+                    _read_hparams(run, value.metadata.plugin_data.content)
+                elif kind == "simple_value":
+                    run.rows.append((event.step, value.tag, value.simple_value, event.wall_time))
                 elif kind == "tensor":
-                    if value.metadata.plugin_data.plugin_name == _SCALARS_PLUGIN:
+                    if plugin == _SCALARS_PLUGIN:
                         scalar_tags.add(value.tag)
                     if value.tag in scalar_tags:
-                        yield event.step, value.tag, float(make_ndarray(value.tensor).item()), event.wall_time
+                        scalar = float(make_ndarray(value.tensor).item())
+                        run.rows.append((event.step, value.tag, scalar, event.wall_time))
+    return run
 
 
-def _scalars(run: str, files: list[Path]) -> pa.Table:
-    """All scalars of one run as a lossfmt table (schema with the run's metadata)."""
-    rows = list(_scalar_events(files))
+def _read_hparams(run: _Run, content: bytes) -> None:
+    """Record the hparams (session start) and metric tags (experiment) of an hparams plugin summary."""
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    if data.HasField("session_start_info"):
+        for key, value in data.session_start_info.hparams.items():
+            kind = value.WhichOneof("kind")
+            item: Any = getattr(value, kind) if kind in ("string_value", "bool_value") else None
+            if kind == "number_value":  # protobuf numbers are doubles: 32 is stored as 32.0
+                item = int(value.number_value) if value.number_value.is_integer() else value.number_value
+            run.hparams[key] = item
+    if data.HasField("experiment"):
+        run.metric_tags.update(info.name.tag for info in data.experiment.metric_infos)
+
+
+def _merge_hparams(runs: list[_Run]) -> list[_Run]:
+    """Fold each ``add_hparams`` directory into the run that called it.
+
+    ``SummaryWriter.add_hparams`` writes into a new subdirectory of the writer's run (named by the time),
+    holding the hparams and the metric_dict values as scalars. When that subdirectory holds nothing else
+    and its parent is a run with scalars of its own, the hparams become the parent's metadata and the
+    metric values its ``hparam_metrics``, instead of a run of their own. (Calls from a writer that logs
+    nothing else, as in a sweep logging one add_hparams per trial, stay one run per trial, with metadata.)
+    """
+    by_dir = {run.directory: run for run in runs}
+    kept = []
+    for run in runs:
+        parent = by_dir.get(run.directory.parent)
+        only_hparams = run.hparams and {tag for _, tag, _, _ in run.rows} <= run.metric_tags
+        if parent is not None and parent is not run and only_hparams and parent.rows:
+            parent.hparams.update(run.hparams)
+            metrics = {tag: value for _, tag, value, _ in run.rows}
+            parent.metric_tags.update(metrics)
+            parent.hparams.setdefault("hparam_metrics", {}).update(metrics)
+        else:
+            kept.append(run)
+    return kept
+
+
+def _table(run: _Run) -> pa.Table:
+    """All scalars of one run as a lossfmt table (schema with the run's metadata and hparams)."""
+    rows = run.rows
     steps, tags, values, times = zip(*rows, strict=True) if rows else ((), (), (), ())
     n = len(rows)
     micros = np.round(np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
-    file_schema = schema.make_schema(run, {"imported_from": "tensorboard", "tensorboard_run": run})
+    meta = {**run.hparams, "imported_from": "tensorboard", "tensorboard_run": run.name}
+    file_schema = schema.make_schema(run.name, meta)
     return pa.Table.from_arrays(
         [
             pa.array(np.asarray(steps, dtype=np.int64)),
@@ -124,7 +184,11 @@ def _scalars(run: str, files: list[Path]) -> pa.Table:
 
 
 def _write_closed(path: Path, table: pa.Table) -> None:
-    """Write `table` as a closed lossfmt file (an Arrow IPC file, zstd), atomically replacing `path`."""
+    """Write `table` as a closed lossfmt file (an Arrow IPC file, zstd), atomically replacing `path`.
+
+    TODO(lead): rewire to the writer side's closed-file function in lossfmt._file (fsync, lock, checksums)
+    once it lands; this is the only place import_tb writes bytes.
+    """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     options = pa.ipc.IpcWriteOptions(compression=schema.COMPRESSION)
     try:

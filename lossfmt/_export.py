@@ -1,0 +1,334 @@
+"""Parquet export: runs as Parquet files that DuckDB, Spark, Trino, BigQuery and Polars read without lossfmt.
+
+Every event becomes one row with its run's name (``run``, as ``lossfmt.read`` labels it), its ``run_id`` and
+its run metadata (hparams) as columns. The output is one ``.parquet`` file, or a directory partitioned by run
+the Hive way (``OUT/run=<name>/part-0.parquet``) that later exports update incrementally: a manifest
+(``OUT/_lossfmt_export.json``: each source's size, mtime and run metadata) says which runs are new or
+changed, and only those are rewritten. Live and crashed runs are exported with their complete events and
+rewritten once they grow or close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import pyarrow as pa
+
+from lossfmt import _sources
+from lossfmt import schema as s
+from lossfmt.dataset import footer_schema
+from lossfmt.reader import read
+
+__all__ = ["ExportSummary", "export_parquet"]
+
+#: The manifest of a directory export; the leading underscore makes Spark, Hive and pyarrow skip it.
+MANIFEST = "_lossfmt_export.json"
+#: Parquet key-value metadata marking a file this module wrote (so it may be replaced by a later export).
+_MARK = b"lossfmt.export"
+_MANIFEST_VERSION = 1
+_LIVE_POLICIES = ("read", "skip", "error")
+#: Columns every exported row has; hparams named like one of them get a "meta." prefix.
+_EVENT_COLUMNS = (s.RUN, "run_id", *s.COLUMNS)
+_HPARAM_TYPES = {"bool": pa.bool_(), "number": pa.float64(), "string": pa.string(), "json": pa.string()}
+
+
+class ExportSummary(NamedTuple):
+    """What one `export_parquet` call did."""
+
+    runs: int
+    """Runs in the export."""
+    written: int
+    """Runs (re)written by this call: new or changed ones (all of them for a single file)."""
+    removed: int
+    """Runs dropped from a directory export because their file is no longer in the source."""
+    rows: int
+    """Events written by this call."""
+
+
+@dataclass
+class _Run:
+    source: str  # path or URL
+    stamp: tuple[int, int]  # (size, mtime_ns): a change means the run must be exported again
+    name: str  # the run name stored in the file (or its stem)
+    run_id: str
+    meta: dict[str, Any]
+    label: str = ""  # the run column, told apart from runs sharing the name
+
+
+def export_parquet(
+    source: _sources.Source, out: str | os.PathLike[str], *, live: str = "read"
+) -> ExportSummary:
+    """Export the runs of `source` (a file, directory, glob, URL or list, as `lossfmt.read` takes) to Parquet.
+
+    `out` ending in ``.parquet`` is one file, rewritten whole (atomically). Otherwise `out` is a directory
+    (created if missing, or one a previous export made) holding ``run=<name>/part-0.parquet`` per run;
+    exporting again rewrites only runs that are new, changed or renamed, removes runs no longer in `source`,
+    and rewrites everything only when the set of hparam columns changes (so every file has one schema).
+    Columns: run, run_id, step, tag, value, count, epoch, wall_time (UTC), reduction, then one per top-level
+    key of the run metadata: JSON booleans as BOOLEAN, numbers as DOUBLE, strings as VARCHAR, anything
+    else (or a key whose kind differs between runs) as JSON text. `live`: ``"read"`` exports a live or
+    crashed run's complete events, ``"skip"`` leaves such runs out, ``"error"`` raises LossFormatError.
+    Never replaces a file or fills a directory that an export did not make (FileExistsError).
+    """
+    if live not in _LIVE_POLICIES:
+        raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
+    out = Path(out)
+    single = out.suffix.lower() == ".parquet"
+    _check_target(out, single)
+    manifest = {} if single else _load_manifest(out)
+    runs = _runs(_sources.expand(source)[0], manifest.get("runs", {}), live)
+    columns = _hparam_columns(runs)
+    if single:
+        return _export_file(runs, columns, out)
+    return _export_directory(runs, columns, out, manifest)
+
+
+def _check_target(out: Path, single: bool) -> None:
+    """Refuse to overwrite or fill anything an export did not make."""
+    if single:
+        if out.is_dir():
+            raise FileExistsError(f"{out}: is a directory; give a path ending in .parquet or a directory")
+        if out.exists() and not _is_export(out):
+            raise FileExistsError(f"{out}: exists and was not written by lossfmt's export; remove it first")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"{out.parent}: no such directory")
+        return
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a directory (a single file must end in .parquet)")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise FileExistsError(
+            f"{out}: directory is not empty and holds no {MANIFEST}; export into a new or empty directory"
+        )
+
+
+def _is_export(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        return _MARK in (pq.read_schema(path).metadata or {})
+    except (pa.ArrowException, OSError):
+        return False
+
+
+def _load_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("version") != _MANIFEST_VERSION:
+            raise ValueError(f"version {manifest.get('version')!r}")
+    except (ValueError, AttributeError) as exc:
+        raise s.LossFormatError(
+            f"{path}: unreadable export manifest ({exc}); remove the directory to export afresh"
+        ) from None
+    return manifest
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    if _sources.is_url(path):
+        return _sources.stat_url(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise s.LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return st.st_size, st.st_mtime_ns
+
+
+def _runs(paths: list[str], known: Mapping[str, Any], live: str) -> list[_Run]:
+    """Each source's identity; metadata comes from the manifest for unchanged sources, else from the file."""
+    runs = []
+    for path in paths:
+        stamp = _stamp(path)
+        entry = known.get(_key(path))
+        if entry is not None and tuple(entry["stamp"]) == stamp:
+            runs.append(_Run(path, stamp, entry["name"], entry["run_id"], entry["meta"]))
+            continue
+        file_schema = footer_schema(path)
+        if file_schema is None:
+            if live == "skip":
+                continue
+            if live == "error":
+                raise s.LossFormatError(
+                    f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
+                    "or export with live='read'"
+                )
+            file_schema = read(path, columns=[s.REDUCTION]).schema  # decodes only a one-byte column
+        info = s.run_info(file_schema)
+        name = info.get("run") or Path(_sources._local_form(path)).stem
+        runs.append(_Run(path, stamp, name, info.get("run_id", ""), info["meta"]))
+    labels = _sources.run_labels([r.source for r in runs], [r.name for r in runs])
+    for run, label in zip(runs, labels, strict=True):
+        run.label = label
+    return runs
+
+
+def _key(path: str) -> str:
+    """A source's key in the manifest: its URL, or its absolute path (the same from any directory)."""
+    return path if _sources.is_url(path) else os.path.abspath(path)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "json"
+
+
+def _hparam_columns(runs: Iterable[_Run]) -> dict[str, str]:
+    """Top-level metadata key -> its kind: the one a key has in every run that sets it (nulls aside), or
+    json. A key is a column even if only one run has it (the others get nulls)."""
+    kinds: dict[str, set[str]] = {}
+    for run in runs:
+        for key, value in run.meta.items():
+            kinds.setdefault(key, set())
+            if value is not None:
+                kinds[key].add(_kind(value))
+    return {key: next(iter(k)) if len(k) == 1 else "json" for key, k in sorted(kinds.items())}
+
+
+def _column_name(key: str) -> str:
+    return f"meta.{key}" if key in _EVENT_COLUMNS or key.startswith("meta.") else key
+
+
+def _output_schema(columns: Mapping[str, str]) -> pa.Schema:
+    fields = [
+        pa.field(s.RUN, pa.string(), nullable=False),
+        pa.field("run_id", pa.string()),
+        *(pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in s.FIELDS),
+        *(pa.field(_column_name(key), _HPARAM_TYPES[kind]) for key, kind in columns.items()),
+    ]
+    return pa.schema(fields, metadata={_MARK: b"1"})
+
+
+def _hparam_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "json":
+        return json.dumps(value, sort_keys=True, allow_nan=True, default=str)
+    if kind == "number":
+        return float(value)
+    return value
+
+
+def _run_table(run: _Run, columns: Mapping[str, str], out_schema: pa.Schema) -> pa.Table:
+    """The rows of one run in the export schema (the run read in full, through lossfmt's reader)."""
+    events = read(run.source)
+    n = events.num_rows
+    arrays: list[pa.Array | pa.ChunkedArray] = [
+        pa.repeat(pa.scalar(run.label, pa.string()), n) if n else pa.array([], pa.string()),
+        pa.repeat(pa.scalar(run.run_id, pa.string()), n) if n else pa.array([], pa.string()),
+    ]
+    for field in s.FIELDS:
+        column = events.column(field.name)
+        arrays.append(column.cast(pa.string()) if pa.types.is_dictionary(field.type) else column)
+    for key, kind in columns.items():
+        value = _hparam_value(run.meta.get(key), kind)
+        arrays.append(pa.nulls(n, _HPARAM_TYPES[kind]) if value is None else pa.repeat(value, n))
+    return pa.Table.from_arrays(arrays, schema=out_schema)
+
+
+def _write(table_or_tables: Iterable[pa.Table], out_schema: pa.Schema, path: Path) -> int:
+    """Write tables (one row group per run at least) to `path` atomically (a temporary file, then rename)."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
+            for table in table_or_tables:
+                writer.write_table(table, row_group_size=1 << 20)
+                rows += table.num_rows
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return rows
+
+
+def _export_file(runs: list[_Run], columns: Mapping[str, str], out: Path) -> ExportSummary:
+    out_schema = _output_schema(columns)
+    rows = _write((_run_table(run, columns, out_schema) for run in runs), out_schema, out)
+    return ExportSummary(len(runs), len(runs), 0, rows)
+
+
+def _partition(label: str) -> str:
+    """The Hive partition directory of a run: every character that is not unreserved is %-escaped (Hive's,
+    pyarrow's and DuckDB's convention), so a name with "/" or "=" stays one directory."""
+    return f"{s.RUN}={quote(label, safe='')}"
+
+
+def _export_directory(
+    runs: list[_Run], columns: dict[str, str], out: Path, manifest: Mapping[str, Any]
+) -> ExportSummary:
+    out.mkdir(parents=True, exist_ok=True)
+    out_schema = _output_schema(columns)
+    old: dict[str, Any] = dict(manifest.get("runs", {}))
+    same_columns = manifest.get("columns") == columns
+    entries: dict[str, Any] = {}
+    written = rows = 0
+    for run in runs:
+        part = f"{_partition(run.label)}/part-0.parquet"
+        entry = old.get(_key(run.source))
+        fresh = (
+            same_columns
+            and entry is not None
+            and tuple(entry["stamp"]) == run.stamp
+            and entry["file"] == part
+            and (out / part).is_file()
+        )
+        if not fresh:
+            (out / part).parent.mkdir(exist_ok=True)
+            rows += _write([_run_table(run, columns, out_schema)], out_schema, out / part)
+            written += 1
+        entries[_key(run.source)] = {
+            "stamp": list(run.stamp),
+            "name": run.name,
+            "run_id": run.run_id,
+            "meta": run.meta,
+            "file": part,
+        }
+    keep = {e["file"] for e in entries.values()}
+    stale = {e["file"] for e in old.values()} - keep
+    for part in stale:
+        _remove_partition(out / part)
+    _write_manifest(out, {"version": _MANIFEST_VERSION, "columns": columns, "runs": entries})
+    removed = sum(1 for src in old if src not in entries)
+    return ExportSummary(len(runs), written, removed, rows)
+
+
+def _remove_partition(path: Path) -> None:
+    """Remove a partition file this export wrote, and its directory once empty."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    with contextlib.suppress(OSError):  # not empty: something else lives there, leave it
+        path.parent.rmdir()
+
+
+def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
+    """Replace the manifest atomically and durably: it is what marks the directory as an export."""
+    path = out / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{secrets.token_hex(4)}.tmp")
+    text = json.dumps(manifest, sort_keys=True, allow_nan=True)  # meta came from JSON: it round-trips
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
