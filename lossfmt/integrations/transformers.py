@@ -29,7 +29,7 @@ except ImportError as exc:
         "lossfmt.integrations.transformers needs Hugging Face Transformers: pip install transformers"
     ) from exc
 
-from lossfmt.writer import LossWriter
+from lossfmt import LossWriter
 
 __all__ = ["LossfmtCallback"]
 
