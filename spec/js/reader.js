@@ -1,0 +1,277 @@
+// Reading a lossfmt file in any state (spec/FORMAT.md §1.2, §2, §3): closed, live, crashed with a torn tail,
+// resumed. The framing (message boundaries, checksums, footer) comes from framing.js; arrow-js decodes the
+// bodies; this module checks what arrow-js does not (buffer bounds, decompressed sizes, dictionary indices,
+// offsets, nulls) so that a damaged complete message is an error, never a short read.
+
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import * as flatbuffers from 'flatbuffers';
+import { Message, RecordBatchStreamReader, Type } from 'apache-arrow';
+import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
+import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
+import { CODECS } from './codecs.js';
+import { LossFormatError, MAGIC, claimsFooter, readFooter, readMessage, verifyChecksum } from './framing.js';
+
+export { LossFormatError };
+
+/** The v1 columns: name, Arrow type id, and what else pins the type (spec §2). */
+export const COLUMNS = [
+  { name: 'step', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: false },
+  { name: 'tag', check: (t) => isDict(t, 32), type: 'dictionary<int32, utf8>', nullable: false },
+  { name: 'value', check: (t) => t.typeId === Type.Float && t.precision === 2, type: 'float64', nullable: false },
+  { name: 'count', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: false },
+  { name: 'epoch', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: true },
+  { name: 'wall_time', check: (t) => t.typeId === Type.Timestamp && t.unit === 2 && t.timezone === 'UTC', type: 'timestamp[us, UTC]', nullable: false },
+  { name: 'reduction', check: (t) => isDict(t, 8), type: 'dictionary<int8, utf8>', nullable: false },
+];
+export const COLUMN_NAMES = COLUMNS.map((c) => c.name);
+
+function isDict(t, bits) {
+  return t.typeId === Type.Dictionary && t.indices.bitWidth === bits && t.indices.isSigned && t.dictionary.typeId === Type.Utf8;
+}
+
+/** Reads `path`: see readBytes. The file is only read, never modified. */
+export function readFile(path) {
+  return readBytes(new Uint8Array(readFileSync(path)), path);
+}
+
+/**
+ * Decodes a whole lossfmt file. Returns {schema, metadata (Map), run, runId, meta, end, closed, rows}, rows
+ * being [step, tag, value, count, epoch, wall_time, reduction] arrays in file order (int64 as Number when
+ * exact, else BigInt; epoch null when absent; wall_time in microseconds since the Unix epoch, UTC).
+ * Throws LossFormatError for a file that is not lossfmt v1 or is damaged; a torn tail is dropped silently.
+ */
+export function readBytes(bytes, file = '<bytes>') {
+  if (bytes.length < MAGIC.length) throw new LossFormatError(file, null, `header incomplete: ${bytes.length} bytes, no complete magic`);
+  if (!MAGIC.every((b, i) => bytes[i] === b)) throw new LossFormatError(file, null, 'not a lossfmt file (no Arrow magic at byte 0)');
+  const head = readMessage(bytes, MAGIC.length, file);
+  if (head.torn) throw new LossFormatError(file, null, 'header incomplete: truncated inside the schema message');
+  if (head.eos || head.type !== 'schema') throw new LossFormatError(file, MAGIC.length, 'the first message is not a schema');
+  const schema = decodeSchema(bytes, head, file);
+  const required = schema.metadata.get('lossfmt.checksum') === 'crc32c';
+  const { messages, end, closed } = scan(bytes, head.end, required, file);
+  const batches = decode(bytes, head, messages, file);
+  const rows = [];
+  for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, file));
+  const meta = parseMeta(schema.metadata.get('lossfmt.meta'), file);
+  return {
+    schema,
+    metadata: schema.metadata,
+    run: schema.metadata.get('lossfmt.run') ?? basename(String(file)).replace(/\.arrow$/, ''),
+    runId: schema.metadata.get('lossfmt.run_id') ?? null,
+    meta,
+    end,
+    closed,
+    rows,
+  };
+}
+
+function decodeSchema(bytes, head, file) {
+  let schema;
+  try {
+    schema = Message.decode(bytes.subarray(head.metaStart, head.metaEnd)).header();
+  } catch (e) {
+    throw new LossFormatError(file, head.offset, `schema message does not decode (${e.message})`);
+  }
+  const version = schema.metadata.get('lossfmt.version');
+  if (version === undefined) throw new LossFormatError(file, null, 'not a lossfmt file (Arrow file without lossfmt metadata)');
+  if (version !== '1') throw new LossFormatError(file, null, `lossfmt format version ${version} is not supported (this reader reads version 1); upgrade`);
+  for (const col of COLUMNS) {
+    const field = schema.fields.find((f) => f.name === col.name);
+    if (!field) throw new LossFormatError(file, null, `column ${JSON.stringify(col.name)} is missing`);
+    if (!col.check(field.type)) throw new LossFormatError(file, null, `column ${JSON.stringify(col.name)} has type ${field.type}, expected ${col.type}`);
+  }
+  return schema;
+}
+
+/**
+ * The messages of the file's content after the schema (record batches verified against their checksums),
+ * `end` (just after the last complete record batch, or the schema) and whether the file is closed.
+ */
+function scan(bytes, at, required, file) {
+  const claimed = claimsFooter(bytes);
+  const messages = [];
+  let end = at;
+  let eosAt = null;
+  for (;;) {
+    const m = readMessage(bytes, at, file);
+    if (m.torn) {
+      if (claimed) throw new LossFormatError(file, at, 'incomplete message in a file that ends with a footer');
+      break;
+    }
+    if (m.eos) {
+      eosAt = at;
+      break;
+    }
+    if (m.type === 'schema') throw new LossFormatError(file, at, 'a second schema message');
+    if (m.type === 'record batch') {
+      verifyChecksum(bytes, m, end, required, file);
+      end = m.end;
+    }
+    messages.push(m);
+    at = m.end;
+  }
+  let closed = false;
+  if (eosAt !== null) {
+    const footer = readFooter(bytes, eosAt);
+    if (footer === null && claimed) throw new LossFormatError(file, eosAt, 'the footer does not end where the EOS marker says');
+    if (footer !== null) {
+      checkFooter(footer.footer, messages, file, footer.start);
+      closed = true;
+    }
+  }
+  return { messages: messages.filter((m) => m.end <= end), end, closed };
+}
+
+/** A closed file's footer blocks must point at exactly its stream's messages (the stream defines content). */
+function checkFooter(footer, messages, file, at) {
+  const want = (type) => messages.filter((m) => m.type === type).map((m) => `${m.offset}:${m.metaEnd - m.offset}:${m.end - m.metaEnd}`);
+  const blocks = (n, get) => Array.from({ length: n }, (_, i) => get(i)).map((b) => `${b.offset()}:${b.metaDataLength()}:${b.bodyLength()}`);
+  let got;
+  try {
+    got = {
+      batches: blocks(footer.recordBatchesLength(), (i) => footer.recordBatches(i)),
+      dicts: blocks(footer.dictionariesLength(), (i) => footer.dictionaries(i)),
+    };
+  } catch (e) {
+    throw new LossFormatError(file, at, `the footer does not parse (${e.message})`);
+  }
+  if (got.batches.join() !== want('record batch').join() || got.dicts.join() !== want('dictionary').join()) {
+    throw new LossFormatError(file, at, 'the footer\'s blocks do not match the stream\'s messages');
+  }
+}
+
+/** Decodes the content's record batches with arrow-js, one message per chunk so a failure names its message. */
+function decode(bytes, head, messages, file) {
+  for (const m of messages) checkBody(bytes, m, file);
+  let current = head;
+  function* chunks() {
+    for (const m of [head, ...messages]) {
+      current = m;
+      yield bytes.subarray(m.offset, m.end);
+    }
+  }
+  const out = [];
+  try {
+    const reader = RecordBatchStreamReader.from(chunks());
+    for (const batch of reader) out.push({ batch, offset: current.offset });
+  } catch (e) {
+    if (e instanceof LossFormatError) throw e;
+    throw new LossFormatError(file, current.offset, `${current.type} message does not decode (${e.message})`);
+  }
+  return out;
+}
+
+/** Bounds and codec of every buffer of a dictionary or record batch body; each compressed buffer must
+ * decompress to the length its 8-byte prefix announces (arrow-js does not check this). */
+function checkBody(bytes, m, file) {
+  const fail = (reason) => {
+    throw new LossFormatError(file, m.offset, `${m.type} message: ${reason}`);
+  };
+  let rb;
+  try {
+    rb = m.type === 'dictionary' ? m.fb.header(new FbDictionaryBatch()).data() : m.fb.header(new FbRecordBatch());
+  } catch (e) {
+    fail(`header does not parse (${e.message})`);
+  }
+  if (rb === null) fail('no record batch header');
+  const bodyLength = m.end - m.metaEnd;
+  const compression = rb.compression();
+  const codec = compression === null ? null : CODECS[compression.codec()];
+  if (compression !== null && !codec) fail(`compressed with codec ${compression.codec()}, which this reader does not support`);
+  if (compression !== null && compression.method() !== 0) fail(`body compression method ${compression.method()} is not BUFFER`);
+  for (let i = 0; i < rb.buffersLength(); i++) {
+    const b = rb.buffers(i);
+    const offset = Number(b.offset());
+    const length = Number(b.length());
+    if (offset < 0 || length < 0 || offset + length > bodyLength) fail(`buffer ${i} (${offset}+${length}) lies outside the ${bodyLength}-byte body`);
+    if (codec === null || length === 0) continue;
+    if (length < 8) fail(`compressed buffer ${i} is shorter than its 8-byte length prefix`);
+    const start = m.metaEnd + offset;
+    const announced = new DataView(bytes.buffer, bytes.byteOffset + start, 8).getBigInt64(0, true);
+    if (announced === -1n) continue;
+    let out;
+    try {
+      out = codec.decode(bytes.subarray(start + 8, start + length));
+    } catch (e) {
+      fail(`buffer ${i} does not decompress with ${codec.name} (${e.message})`);
+    }
+    if (BigInt(out.length) !== announced) fail(`buffer ${i} decompresses to ${out.length} bytes, its prefix announces ${announced}`);
+  }
+}
+
+/** Validates one decoded batch (spec §2: non-null columns, indices inside the dictionary, valid UTF-8) and
+ * returns its rows. */
+function batchRows(batch, offset, file) {
+  const fail = (reason) => {
+    throw new LossFormatError(file, offset, `record batch: ${reason}`);
+  };
+  const n = batch.numRows;
+  const cols = {};
+  for (const col of COLUMNS) {
+    const data = batch.getChild(col.name).data;
+    if (data.length !== 1) fail(`column ${col.name} has ${data.length} chunks`);
+    const d = data[0];
+    if (d.length !== n) fail(`column ${col.name} has ${d.length} values for ${n} rows`);
+    if (d.values.length < d.offset + n) fail(`column ${col.name}'s data buffer holds ${d.values.length} values, not ${n}`);
+    if (d.nullCount !== 0 && !col.nullable) fail(`column ${col.name} has ${d.nullCount} nulls`);
+    if (d.nullCount !== 0) checkBitmap(d, fail, col.name);
+    if (d.dictionary) checkDictionary(d, fail, col.name);
+    cols[col.name] = batch.getChild(col.name);
+  }
+  const rows = new Array(n);
+  for (let i = 0; i < n; i++) {
+    rows[i] = [int(cols.step.get(i)), cols.tag.get(i), cols.value.get(i), int(cols.count.get(i)),
+      cols.epoch.isValid(i) ? int(cols.epoch.get(i)) : null, int(cols.wall_time.data[0].values[i]), cols.reduction.get(i)];
+  }
+  return rows;
+}
+
+function checkBitmap(d, fail, name) {
+  if (!d.nullBitmap || d.nullBitmap.length * 8 < d.offset + d.length) fail(`column ${name}'s validity bitmap is too short`);
+  let nulls = 0;
+  for (let i = d.offset; i < d.offset + d.length; i++) if (!((d.nullBitmap[i >> 3] >> (i & 7)) & 1)) nulls++;
+  if (nulls !== d.nullCount) fail(`column ${name} says ${d.nullCount} nulls, its bitmap has ${nulls}`);
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function checkDictionary(d, fail, name) {
+  const dict = d.dictionary;
+  for (let i = d.offset; i < d.offset + d.length; i++) {
+    const k = d.values[i];
+    if (k < 0 || k >= dict.length) fail(`column ${name}: index ${k} at row ${i} is outside its ${dict.length}-entry dictionary`);
+  }
+  for (const chunk of dict.data) {
+    if (chunk.nullCount !== 0) fail(`column ${name}'s dictionary has nulls`);
+    const { valueOffsets: offs, values } = chunk;
+    if (!offs || offs.length < chunk.offset + chunk.length + 1) fail(`column ${name}'s dictionary offsets are too short`);
+    for (let i = chunk.offset; i < chunk.offset + chunk.length; i++) {
+      if (offs[i] < 0 || offs[i + 1] < offs[i] || offs[i + 1] > values.length) fail(`column ${name}'s dictionary offsets are out of order or bounds`);
+    }
+    try {
+      UTF8.decode(values.subarray(offs[chunk.offset], offs[chunk.offset + chunk.length]));
+    } catch {
+      fail(`column ${name}'s dictionary is not valid UTF-8`);
+    }
+  }
+}
+
+function int(v) {
+  const b = BigInt(v);
+  return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+}
+
+/** `lossfmt.meta`: a JSON object, where the non-RFC tokens NaN, Infinity and -Infinity (outside strings)
+ * stand for the non-finite doubles (spec §3). */
+export function parseMeta(text, file) {
+  if (text === undefined) return {};
+  const marks = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+  const sentinel = '\u0000lossfmt:';
+  const rfc = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (tok) => (tok[0] === '"' ? tok : JSON.stringify(sentinel + tok)));
+  try {
+    return JSON.parse(rfc, (_k, v) => (typeof v === 'string' && v.startsWith(sentinel) ? marks[v.slice(sentinel.length)] : v));
+  } catch (e) {
+    throw new LossFormatError(file, null, `lossfmt.meta is not JSON (${e.message})`);
+  }
+}
