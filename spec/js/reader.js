@@ -10,7 +10,7 @@ import { Message, RecordBatchStreamReader, Type } from 'apache-arrow';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { CODECS } from './codecs.js';
-import { LossFormatError, MAGIC, claimsFooter, readFooter, readMessage, verifyChecksum } from './framing.js';
+import { LossFormatError, MAGIC, claimsFooter, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
 
 export { LossFormatError };
 
@@ -141,23 +141,34 @@ function checkFooter(footer, messages, file, at) {
   }
 }
 
-/** Decodes the content's record batches with arrow-js, one message per chunk so a failure names its message. */
+/**
+ * Decodes the content's record batches with arrow-js, each message on its own (spec §1.2's incremental rule:
+ * the schema, per dictionary id the last full dictionary and its deltas, then the message), so a failure
+ * names the message that caused it.
+ */
 function decode(bytes, head, messages, file) {
-  for (const m of messages) checkBody(bytes, m, file);
-  let current = head;
-  function* chunks() {
-    for (const m of [head, ...messages]) {
-      current = m;
-      yield bytes.subarray(m.offset, m.end);
-    }
-  }
+  const chains = new Map(); // dictionary id -> its messages in effect (the last full one, then deltas)
   const out = [];
-  try {
-    const reader = RecordBatchStreamReader.from(chunks());
-    for (const batch of reader) out.push({ batch, offset: current.offset });
-  } catch (e) {
-    if (e instanceof LossFormatError) throw e;
-    throw new LossFormatError(file, current.offset, `${current.type} message does not decode (${e.message})`);
+  for (const m of messages) {
+    checkBody(bytes, m, file);
+    let parts;
+    if (m.type === 'dictionary') {
+      const header = m.fb.header(new FbDictionaryBatch());
+      const id = Number(header.id());
+      const chain = header.isDelta() ? [...(chains.get(id) ?? []), m] : [m];
+      chains.set(id, chain);
+      parts = [head, ...chain];
+    } else {
+      parts = [head, ...[...chains.values()].flat(), m];
+    }
+    let batches;
+    try {
+      batches = [...RecordBatchStreamReader.from(concat(parts.map((p) => bytes.subarray(p.offset, p.end))))];
+    } catch (e) {
+      throw new LossFormatError(file, m.offset, `${m.type} message does not decode (${e.message})`);
+    }
+    // A stream without a record batch yields one empty placeholder: a dictionary check yields nothing else.
+    if (m.type === 'record batch') out.push({ batch: batches[0], offset: m.offset });
   }
   return out;
 }

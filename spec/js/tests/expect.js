@@ -14,6 +14,7 @@ export function assertRows(rows, expected, what = 'rows') {
   assert.equal(rows.length, expected.length, `${what}: ${rows.length} rows, expected ${expected.length}`);
   rows.forEach((row, i) => {
     const want = expected[i].map((v, j) => (j === 2 ? jsonValue(v) : v));
+    row = row.map((v, j) => (j === 2 ? jsonValue(v) : v));
     assert.equal(row.length, want.length, `${what}[${i}] has ${row.length} fields`);
     row.forEach((got, j) => {
       assert.ok(Object.is(got, want[j]), `${what}[${i}][${j}]: got ${String(got)}, expected ${String(want[j])} (row ${JSON.stringify(row, big)})`);
