@@ -6,11 +6,16 @@ import * as flatbuffers from 'flatbuffers';
 import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { MessageHeader } from 'apache-arrow/fb/message-header';
 import { Footer as FbFooter } from 'apache-arrow/fb/footer';
+import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { crc32c } from './crc32c.js';
 
 export const MAGIC = new Uint8Array([0x41, 0x52, 0x52, 0x4f, 0x57, 0x31, 0, 0]); // "ARROW1\0\0"
 export const EOS = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
 export const CHECKSUM_KEY = 'lossfmt.crc32c';
+export const SCHEMA_CHECKSUM_KEY = 'lossfmt.schema_crc32c';
+// A content message's metadata is a few hundred bytes: a longer announced length is damage, not a torn tail.
+const MAX_METADATA = 1 << 20;
+const MAX_SCHEMA_METADATA = 1 << 28;
 export const PLACEHOLDER = '00000000';
 const HEX8 = /^[0-9a-f]{8}$/;
 const ASCII = new TextEncoder();
@@ -41,7 +46,9 @@ export function readMessage(bytes, at, file) {
   if (int32(bytes, at) !== -1) throw new LossFormatError(file, at, 'no IPC continuation marker 0xFFFFFFFF');
   const metaLength = int32(bytes, at + 4);
   if (metaLength === 0) return { eos: true };
-  if (metaLength < 0) throw new LossFormatError(file, at, `negative metadata length ${metaLength}`);
+  if (metaLength < 0 || metaLength > (at === MAGIC.length ? MAX_SCHEMA_METADATA : MAX_METADATA)) {
+    throw new LossFormatError(file, at, `impossible metadata length ${metaLength}`);
+  }
   const metaStart = at + 8;
   const metaEnd = metaStart + metaLength;
   if (metaEnd > bytes.length) return { torn: true };
@@ -69,9 +76,10 @@ export function readMessage(bytes, at, file) {
  * null when the message carries no `lossfmt.crc32c` key. `at` is the file offset of the 8 value characters.
  */
 export function checksumField(bytes, m) {
-  for (let i = 0; i < m.fb.customMetadataLength(); i++) {
-    const kv = m.fb.customMetadata(i);
-    if (kv.key() !== CHECKSUM_KEY) continue;
+  const [holder, key] = m.type === 'schema' ? [m.fb.header(new FbSchema()), SCHEMA_CHECKSUM_KEY] : [m.fb, CHECKSUM_KEY];
+  for (let i = 0; i < holder.customMetadataLength(); i++) {
+    const kv = holder.customMetadata(i);
+    if (kv.key() !== key) continue;
     const value = kv.value() ?? '';
     // The value's position: the KeyValue table's field 1 (vtable slot 6) points at a length-prefixed string.
     const slot = kv.bb_pos + kv.bb.__offset(kv.bb_pos, 6);
@@ -88,19 +96,23 @@ export function spanChecksum(bytes, start, end, at) {
   return crc32c(bytes.subarray(at + 8, end), crc);
 }
 
-/** Verifies record batch `m` whose span starts at `spanStart`; `required`: the file promises checksums. */
+/**
+ * Verifies message `m`'s checksum: a record batch's span starts at `spanStart` (the end of the previous
+ * batch, or of the schema message); the schema message's span is itself. `required`: the file promises one.
+ */
 export function verifyChecksum(bytes, m, spanStart, required, file) {
+  const key = m.type === 'schema' ? SCHEMA_CHECKSUM_KEY : CHECKSUM_KEY;
   const field = checksumField(bytes, m);
   if (field === null) {
-    if (required) throw new LossFormatError(file, m.offset, `record batch has no ${CHECKSUM_KEY} (the file's schema promises one)`);
+    if (required) throw new LossFormatError(file, m.offset, `record batch has no ${key} (the file's schema promises one)`);
     return;
   }
   if (field.length !== 8 || !HEX8.test(field.value)) {
-    throw new LossFormatError(file, m.offset, `${CHECKSUM_KEY} is ${JSON.stringify(field.value)}, not 8 lowercase hex digits`);
+    throw new LossFormatError(file, m.offset, `${key} is ${JSON.stringify(field.value)}, not 8 lowercase hex digits`);
   }
   const actual = spanChecksum(bytes, spanStart, m.end, field.at).toString(16).padStart(8, '0');
   if (actual !== field.value) {
-    throw new LossFormatError(file, m.offset, `checksum mismatch: ${CHECKSUM_KEY} says ${field.value}, bytes ${spanStart}..${m.end} give ${actual}`);
+    throw new LossFormatError(file, m.offset, `checksum mismatch: ${key} says ${field.value}, bytes ${spanStart}..${m.end} give ${actual}`);
   }
 }
 
@@ -121,8 +133,11 @@ export class Sealer {
       const m = readMessage(chunk, at, '<chunk>');
       if (m.eos) break;
       if (m.torn) throw new Error(`Sealer: chunk ends inside a message at byte ${at}`);
-      if (m.type === 'schema') this.crc = 0;
-      else if (m.type === 'dictionary') this.crc = crc32c(chunk.subarray(at, m.end), this.crc);
+      if (m.type === 'schema') {
+        const field = checksumField(chunk, m);
+        if (field !== null) chunk.set(ASCII.encode(spanChecksum(chunk, at, m.end, field.at).toString(16).padStart(8, '0')), field.at);
+        this.crc = 0;
+      } else if (m.type === 'dictionary') this.crc = crc32c(chunk.subarray(at, m.end), this.crc);
       else {
         const field = checksumField(chunk, m);
         if (field === null || field.value !== PLACEHOLDER) throw new Error('Sealer: a record batch without the checksum placeholder');

@@ -3,7 +3,7 @@
 make DIR      files the Python writer makes (lossfmt.LossWriter): closed, live (a real child process killed
               with SIGKILL after its flushes), torn (live cut inside its last record batch), resumed (killed,
               resumed, closed), resumed_live (resumed, then killed: two streams), plus pyarrow re-encodings
-              of `closed` with LZ4 and uncompressed bodies. Each DIR/<name>.json has the logged rows (wall_time
+              of `closed` with LZ4 and uncompressed bodies (without checksums: another tool's copy). Each DIR/<name>.json has the logged rows (wall_time
               as [low, high] microseconds: the writer's clock is its own) and whether the file is closed.
 read FILE     the rows `lossfmt.read` returns, and how many record batches carry a checksum that
               google-crc32c confirms (an implementation independent of the JS one).
@@ -157,6 +157,9 @@ def make(out: Path) -> dict[str, Any]:
     save("resumed", before + _write(out / "resumed.arrow", RESUMED, close=True), True)
     save("resumed_live", before + _write(out / "resumed_live.arrow", RESUMED, close=False), False)
     table = pa.ipc.open_file(out / "closed.arrow").read_all()
+    # Another tool's copy: pyarrow writes no checksums, so the copy must not promise them (read unverified).
+    plain = {k: v for k, v in table.schema.metadata.items() if k not in (b"lossfmt.checksum", b"lossfmt.schema_crc32c")}
+    table = table.replace_schema_metadata(plain)
     for codec in ("lz4", None):
         name = f"closed_{codec or 'uncompressed'}"
         with pa.ipc.new_file(out / f"{name}.arrow", table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as w:

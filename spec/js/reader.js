@@ -47,8 +47,11 @@ export function readBytes(bytes, file = '<bytes>') {
   const head = readMessage(bytes, MAGIC.length, file);
   if (head.torn) throw new LossFormatError(file, null, 'header incomplete: truncated inside the schema message');
   if (head.eos || head.type !== 'schema') throw new LossFormatError(file, MAGIC.length, 'the first message is not a schema');
+  verifyChecksum(bytes, head, head.offset, false, file);
   const schema = decodeSchema(bytes, head, file);
-  const required = schema.metadata.get('lossfmt.checksum') === 'crc32c';
+  const declared = schema.metadata.get('lossfmt.checksum');
+  if (declared !== undefined && declared !== 'crc32c') throw new LossFormatError(file, null, `checksum ${JSON.stringify(declared)} is not supported (lossfmt knows crc32c)`);
+  const required = declared === 'crc32c';
   const { messages, end, closed } = scan(bytes, head.end, required, file);
   const batches = decode(bytes, head, messages, file);
   const rows = [];

@@ -15,7 +15,7 @@ import { Footer, FileBlock } from 'apache-arrow/ipc/metadata/file';
 import { BufferRegion } from 'apache-arrow/ipc/metadata/message';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { CODECS } from './codecs.js';
-import { EOS, MAGIC, PLACEHOLDER, CHECKSUM_KEY, Sealer, concat, readMessage } from './framing.js';
+import { EOS, MAGIC, PLACEHOLDER, CHECKSUM_KEY, SCHEMA_CHECKSUM_KEY, Sealer, concat, readMessage } from './framing.js';
 import { readFile } from './reader.js';
 
 const TAG_ID = 0;
@@ -82,6 +82,7 @@ export function makeSchema(run, meta = {}) {
     ['lossfmt.pid', String(process.pid)],
     ['lossfmt.meta', JSON.stringify(meta)],
     ['lossfmt.checksum', 'crc32c'],
+    [SCHEMA_CHECKSUM_KEY, PLACEHOLDER],
   ]));
 }
 
@@ -258,7 +259,9 @@ export function closedFileBytes(schema, rows) {
 /** Compacts the lossfmt file at `path` (any state) into a closed file: tmp file, fsync, rename, fsync dir. */
 export function compactFile(path) {
   const content = readFile(path);
-  const bytes = closedFileBytes(new Schema(FIELDS, content.metadata), content.rows);
+  const metadata = new Map(content.metadata);
+  if (metadata.has(SCHEMA_CHECKSUM_KEY)) metadata.set(SCHEMA_CHECKSUM_KEY, PLACEHOLDER); // sealed again
+  const bytes = closedFileBytes(new Schema(FIELDS, metadata), content.rows);
   const tmp = join(dirname(path), `${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx');
   try {

@@ -194,6 +194,16 @@ test('a changed byte in a complete record batch is a LossFormatError naming that
   }
 });
 
+test('a changed byte in the schema message is a LossFormatError at byte 8 (its lossfmt.schema_crc32c)', (t) => {
+  const path = join(tempDir(t), 'schema.arrow');
+  writeJs(path, FLUSHES, { close: true });
+  const bytes = new Uint8Array(readFileSync(path));
+  const head = messages(bytes)[0];
+  const at = bytes.indexOf(0x6c, head.metaStart + 64); // a byte of the metadata strings, well inside
+  bytes[at] ^= 0x02;
+  assert.throws(() => readBytes(bytes, 'schema.arrow'), (e) => e instanceof LossFormatError && e.offset === 8);
+});
+
 test('the JS writer refuses bad input at the call and never overwrites a file', (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'bad.arrow');
