@@ -1,10 +1,11 @@
-"""The Python side of the JS conformance tests (spec/js/test/): `python pyhelper.py COMMAND ...`, JSON on stdout.
+"""The Python side of the JS conformance tests (spec/js/tests/): `python pyhelper.py COMMAND PATH`, JSON out.
 
 make DIR      files the Python writer makes (lossfmt.LossWriter): closed, live (a real child process killed
               with SIGKILL after its flushes), torn (live cut inside its last record batch), resumed (killed,
               resumed, closed), resumed_live (resumed, then killed: two streams), plus pyarrow re-encodings
-              of `closed` with LZ4 and uncompressed bodies (without checksums: another tool's copy). Each DIR/<name>.json has the logged rows (wall_time
-              as [low, high] microseconds: the writer's clock is its own) and whether the file is closed.
+              of `closed` with LZ4 and uncompressed bodies (without checksums: another tool's copy). Each
+              DIR/<name>.json has the logged rows (wall_time as [low, high] microseconds: the writer's clock
+              is its own) and whether the file is closed.
 read FILE     the rows `lossfmt.read` returns, and how many record batches carry a checksum that
               google-crc32c confirms (an implementation independent of the JS one).
 resume FILE   appends ROWS (JSON on stdin, [step, tag, value, count, epoch, reduction]) with a resuming
@@ -47,12 +48,23 @@ else:
 """
 
 FLUSHES = [
-    [[0, "loss", 2.5, 32, 0, "mean"], [0, "val/loss", 2.75, 100, 0, "mean"], [1, "loss", 2.25, 32, 0, "mean"]],
+    [
+        [0, "loss", 2.5, 32, 0, "mean"],
+        [0, "val/loss", 2.75, 100, 0, "mean"],
+        [1, "loss", 2.25, 32, 0, "mean"],
+    ],
     [[2, "loss", "NaN", 32, 0, "mean"], [3, "loss", "Infinity", 16, None, "mean"]],
-    [[2, "loss", 1.75, 32, 1, "mean"], [3, "mse", 12.0, 4, 1, "sum"], [4, "loss", "-Infinity", 1, None, "mean"]],
+    [
+        [2, "loss", 1.75, 32, 1, "mean"],
+        [3, "mse", 12.0, 4, 1, "sum"],
+        [4, "loss", "-Infinity", 1, None, "mean"],
+    ],
     [[4, "loss", -0.0, 8, 1, "mean"], [5, "acc", 0.5, 8, 1, "mean"]],  # a new tag: a dictionary message first
 ]
-RESUMED = [[[3, "loss", 0.5, 10, 1, "mean"], [3, "sum_loss", 5.5, 10, 1, "sum"]], [[4, "loss", 0.25, 10, 1, "mean"]]]
+RESUMED = [
+    [[3, "loss", 0.5, 10, 1, "mean"], [3, "sum_loss", 5.5, 10, 1, "sum"]],
+    [[4, "loss", 0.25, 10, 1, "mean"]],
+]
 
 
 def _float(v: Any) -> float:
@@ -133,7 +145,17 @@ def _rows(table: pa.Table) -> list[list[Any]]:
     wall = table.column("wall_time").cast(pa.int64()).to_pylist()
     out = []
     for i, row in enumerate(table.select(cols).to_pylist()):
-        out.append([row["step"], row["tag"], _json_value(row["value"]), row["count"], row["epoch"], wall[i], row["reduction"]])
+        out.append(
+            [
+                row["step"],
+                row["tag"],
+                _json_value(row["value"]),
+                row["count"],
+                row["epoch"],
+                wall[i],
+                row["reduction"],
+            ]
+        )
     return out
 
 
@@ -158,11 +180,17 @@ def make(out: Path) -> dict[str, Any]:
     save("resumed_live", before + _write(out / "resumed_live.arrow", RESUMED, close=False), False)
     table = pa.ipc.open_file(out / "closed.arrow").read_all()
     # Another tool's copy: pyarrow writes no checksums, so the copy must not promise them (read unverified).
-    plain = {k: v for k, v in table.schema.metadata.items() if k not in (b"lossfmt.checksum", b"lossfmt.schema_crc32c")}
+    plain = {
+        k: v
+        for k, v in table.schema.metadata.items()
+        if k not in (b"lossfmt.checksum", b"lossfmt.schema_crc32c")
+    }
     table = table.replace_schema_metadata(plain)
     for codec in ("lz4", None):
         name = f"closed_{codec or 'uncompressed'}"
-        with pa.ipc.new_file(out / f"{name}.arrow", table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as w:
+        with pa.ipc.new_file(
+            out / f"{name}.arrow", table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)
+        ) as w:
             w.write_table(table)
         save(name, made["closed"]["rows"], True)
     return {"made": sorted(made)}
