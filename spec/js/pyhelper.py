@@ -8,6 +8,9 @@ make DIR      files the Python writer makes (lossfmt.LossWriter): closed, live (
               is its own) and whether the file is closed.
 read FILE     the rows `lossfmt.read` returns, and how many record batches carry a checksum that
               google-crc32c confirms (an implementation independent of the JS one).
+busy FILE     whether lossfmt.LossWriter(FILE) fails because another writer holds the file (WriterBusyError).
+hold FILE     opens a lossfmt.LossWriter on FILE, prints "open", and holds it until stdin closes.
+extra FILE    a closed lossfmt file whose schema has an eighth column (`note`, a later revision's).
 resume FILE   appends ROWS (JSON on stdin, [step, tag, value, count, epoch, reduction]) with a resuming
               lossfmt.LossWriter, closes it, and prints the rows `lossfmt.read` returns then.
 """
@@ -196,6 +199,27 @@ def make(out: Path) -> dict[str, Any]:
     return {"made": sorted(made)}
 
 
+def extra_column_file(path: Path) -> list[list[Any]]:
+    """A closed file with the v1 columns plus `note` (utf8, nullable), written by pyarrow; its rows."""
+    import lossfmt
+
+    tmp = path.with_suffix(".tmp.arrow")
+    with lossfmt.LossWriter(tmp, meta={"lr": 0.5}) as w:
+        w.add(0, 1.5, "loss", count=2)
+        w.add(1, 0.5, "loss", count=2, epoch=0)
+    table = pa.ipc.open_file(tmp).read_all()
+    tmp.unlink()
+    plain = {
+        k: v
+        for k, v in table.schema.metadata.items()
+        if k not in (b"lossfmt.checksum", b"lossfmt.schema_crc32c")
+    }
+    table = table.append_column("note", pa.array(["a", None], pa.string())).replace_schema_metadata(plain)
+    with pa.ipc.new_file(path, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(table)
+    return _rows(table)
+
+
 def main(argv: list[str]) -> int:
     import lossfmt
 
@@ -204,6 +228,19 @@ def main(argv: list[str]) -> int:
         result = make(path)
     elif command == "read":
         result = {"rows": _rows(lossfmt.read(path)), "verified": verified_checksums(path.read_bytes())}
+    elif command == "busy":
+        try:
+            lossfmt.LossWriter(path).close()
+            result = {"busy": False}
+        except RuntimeError as exc:  # WriterBusyError (a RuntimeError) once the writer raises it
+            result = {"busy": True, "error": type(exc).__name__, "message": str(exc)}
+    elif command == "hold":
+        with lossfmt.LossWriter(path):
+            print("open", flush=True)
+            sys.stdin.read()
+        result = {"held": True}
+    elif command == "extra":
+        result = {"rows": extra_column_file(path)}
     elif command == "resume":
         with lossfmt.LossWriter(path) as w:
             for step, tag, value, count, epoch, reduction in json.load(sys.stdin):

@@ -289,3 +289,11 @@ export function parseMeta(text, file) {
     throw new LossFormatError(file, null, `lossfmt.meta is not JSON (${e.message})`);
   }
 }
+
+/** `meta` as lossfmt.meta JSON: non-finite numbers as the tokens NaN, Infinity, -Infinity (spec §3), which
+ * JSON.stringify would turn into null. */
+export function stringifyMeta(meta) {
+  const sentinel = '\u0000lossfmt:';
+  const text = JSON.stringify(meta, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? sentinel + String(v) : v));
+  return text.replace(/"\\u0000lossfmt:(NaN|Infinity|-Infinity)"/g, '$1');
+}

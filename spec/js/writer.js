@@ -3,7 +3,7 @@
 // write), and close(), which compacts it into a standard Arrow IPC file with the schema message at offset 8.
 // arrow-js 21 encodes the messages; three of its behaviours need the workarounds named in README.md.
 
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -16,7 +16,8 @@ import { BufferRegion } from 'apache-arrow/ipc/metadata/message';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { CODECS } from './codecs.js';
 import { EOS, MAGIC, PLACEHOLDER, CHECKSUM_KEY, SCHEMA_CHECKSUM_KEY, Sealer, concat, readMessage } from './framing.js';
-import { readFile } from './reader.js';
+import { readFile, LossFormatError, stringifyMeta } from './reader.js';
+import { lockFile } from './lock.js';
 
 const TAG_ID = 0;
 const REDUCTION_ID = 1;
@@ -80,7 +81,7 @@ export function makeSchema(run, meta = {}) {
     ['lossfmt.created', new Date().toISOString().replace('Z', '000+00:00')],
     ['lossfmt.host', hostname()],
     ['lossfmt.pid', String(process.pid)],
-    ['lossfmt.meta', JSON.stringify(meta)],
+    ['lossfmt.meta', stringifyMeta(meta)],
     ['lossfmt.checksum', 'crc32c'],
     [SCHEMA_CHECKSUM_KEY, PLACEHOLDER],
   ]));
@@ -154,24 +155,60 @@ function checkInt(name, v, min = -(2n ** 63n)) {
 /**
  * Logs events to a lossfmt file. add() keeps the event in memory; flush() appends one flush unit with a
  * single write (the file stays readable, and a killed process loses nothing flushed); close() flushes and
- * compacts. Synchronous: JavaScript has one thread, so there is no flusher. The JS writer creates new files
- * only (it does not resume) and takes no lock (node has no flock); see README.md.
+ * compacts. Synchronous: JavaScript has one thread, so there is no flusher. Open one with
+ * `await LossWriter.open(path, {run, meta})`: it creates the file, or resumes an existing lossfmt file (spec
+ * §1.4), holding the file's lock until close().
  */
 export class LossWriter {
-  constructor(path, { run, meta = {} } = {}) {
+  /**
+   * Opens `path` for writing: a new file (run: its name, default the file name; meta: JSON-able user
+   * metadata), or an existing lossfmt v1 file, resumed: truncated at its `end` (a closed file becomes live
+   * again, a torn tail is dropped), its schema and metadata kept, `meta` merged into lossfmt.meta at close.
+   * LossFormatError (file untouched) for a file that is not lossfmt v1 or has columns this writer does not
+   * know; WriterBusyError while another writer (JS or Python) has it open.
+   */
+  static async open(path, { run, meta } = {}) {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT); // never truncated before it is checked
+    let release;
+    try {
+      release = await lockFile(path);
+      return new LossWriter(path, fd, release, { run, meta });
+    } catch (e) {
+      release?.();
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Use LossWriter.open(): the constructor expects the open, locked file. */
+  constructor(path, fd, release, { run, meta }) {
     this.path = path;
-    this.schema = makeSchema(run ?? basename(path).replace(/\.arrow$/, ''), meta);
+    this.fd = fd;
+    this.release = release;
     this.pending = [];
     this.tags = [];
     this.tagIndex = new Map();
     this.tagVector = null; // the tag dictionary as last written (a new Vector when a tag appears)
     this.reductions = vectorFromArray(REDUCTIONS, new Utf8());
-    this.written = new Set(); // dictionary ids whose current vector was written already
+    this.written = new Set(); // dictionary ids whose current vector this writer has written
     this.sealer = new Sealer();
-    this.fd = openSync(path, 'wx'); // a new file: never overwrite one
-    const [schemaMessage] = encode(this.schema, []);
-    this.sealer.seal(schemaMessage.bytes);
-    writeSync(this.fd, concat([MAGIC, schemaMessage.bytes]));
+    this.metaUpdate = null;
+    if (fstatSync(fd).size === 0) {
+      this.schema = makeSchema(run ?? basename(path).replace(/\.arrow$/, ''), meta ?? {});
+      const [schemaMessage] = encode(this.schema, []);
+      this.sealer.seal(schemaMessage.bytes);
+      const header = concat([MAGIC, schemaMessage.bytes]);
+      writeSync(fd, header, 0, header.length, 0);
+      this.size = header.length;
+    } else {
+      const content = readFile(path); // LossFormatError for a foreign or damaged file, left untouched
+      checkResumable(content, path);
+      this.schema = new Schema(FIELDS, content.metadata);
+      this.metaUpdate = meta ?? null;
+      // The new stream's first flush writes both dictionaries in full (this.written is empty).
+      ftruncateSync(fd, content.end);
+      this.size = content.end;
+    }
   }
 
   /** Records one event (no I/O). TypeError / RangeError for bad input, Error after close(). */
@@ -207,7 +244,8 @@ export class LossWriter {
     // dictionaries that changed since they were last written, and the batch.
     const keep = encode(this.schema, [batch]).filter((m) => m.type === 'record batch' || (m.type === 'dictionary' && !this.written.has(m.id)));
     const chunk = this.sealer.seal(concat(keep.map((m) => m.bytes)));
-    writeSync(this.fd, chunk);
+    writeSync(this.fd, chunk, 0, chunk.length, this.size);
+    this.size += chunk.length;
     this.written.add(TAG_ID).add(REDUCTION_ID);
     this.pending = [];
   }
@@ -215,10 +253,27 @@ export class LossWriter {
   /** Flushes, then compacts the file into a closed Arrow IPC file (written aside, fsynced, renamed over). */
   close() {
     if (this.fd === null) return;
-    this.flush();
-    closeSync(this.fd);
-    this.fd = null;
-    compactFile(this.path);
+    try {
+      this.flush();
+      compactFile(this.path, this.metaUpdate);
+    } finally {
+      closeSync(this.fd);
+      this.fd = null;
+      this.release();
+    }
+  }
+}
+
+/** A file a v1 writer may append to: exactly the seven columns (it could neither fill nor keep others) and
+ * the dictionary ids 0 and 1 that its dictionary messages use. */
+function checkResumable(content, path) {
+  const names = content.schema.fields.map((f) => f.name);
+  if (names.join() !== FIELDS.map((f) => f.name).join()) {
+    throw new LossFormatError(path, null, `has columns ${JSON.stringify(names)}, this writer appends only ${JSON.stringify(FIELDS.map((f) => f.name))}; refusing to resume (the file is left untouched)`);
+  }
+  const ids = content.schema.fields.filter((f) => f.type.dictionary).map((f) => f.type.id);
+  if (ids.join() !== `${TAG_ID},${REDUCTION_ID}`) {
+    throw new LossFormatError(path, null, `dictionary ids are ${ids}, not 0 (tag) and 1 (reduction); refusing to resume (the file is left untouched)`);
   }
 }
 
@@ -256,10 +311,12 @@ export function closedFileBytes(schema, rows) {
   return concat([stream, footer, length, MAGIC.subarray(0, 6)]);
 }
 
-/** Compacts the lossfmt file at `path` (any state) into a closed file: tmp file, fsync, rename, fsync dir. */
-export function compactFile(path) {
+/** Compacts the lossfmt file at `path` (any state) into a closed file: tmp file, fsync, rename, fsync dir.
+ * `metaUpdate` is merged into its lossfmt.meta. The caller holds the file's lock. */
+export function compactFile(path, metaUpdate = null) {
   const content = readFile(path);
   const metadata = new Map(content.metadata);
+  if (metaUpdate) metadata.set('lossfmt.meta', stringifyMeta({ ...content.meta, ...metaUpdate }));
   if (metadata.has(SCHEMA_CHECKSUM_KEY)) metadata.set(SCHEMA_CHECKSUM_KEY, PLACEHOLDER); // sealed again
   const bytes = closedFileBytes(new Schema(FIELDS, metadata), content.rows);
   const tmp = join(dirname(path), `${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { LossWriter } from '../writer.js';
 import { jsonValue } from './expect.js';
 
-const w = new LossWriter(process.argv[2], { meta: { lr: 0.01, note: 'js' } });
+const w = await LossWriter.open(process.argv[2], { meta: { lr: 0.01, note: 'js' } });
 for (const flush of JSON.parse(readFileSync(0, 'utf8'))) {
   for (const [step, tag, value, count, epoch, wallTime, reduction] of flush) {
     w.add(step, value === '-0' ? -0 : jsonValue(value), { tag, count, epoch, wallTime, reduction });
