@@ -196,7 +196,51 @@ def make(out: Path) -> dict[str, Any]:
         ) as w:
             w.write_table(table)
         save(name, made["closed"]["rows"], True)
+    _other_tools(out, table, save)
     return {"made": sorted(made)}
+
+
+def _stream_file(path: Path, schema: pa.Schema, batches: list[pa.RecordBatch], **options: Any) -> bytes:
+    """MAGIC + an Arrow IPC stream written by pyarrow (ZSTD): a live file as another tool would write it."""
+    sink = pa.BufferOutputStream()
+    opts = pa.ipc.IpcWriteOptions(compression="zstd", **options)
+    with pa.ipc.new_stream(sink, schema, options=opts) as w:
+        for b in batches:
+            w.write_batch(b)
+    data = MAGIC + sink.getvalue().to_pybytes()  # ends with EOS, no footer
+    path.write_bytes(data)
+    return data
+
+
+def _other_tools(out: Path, table: pa.Table, save: Any) -> None:
+    """Files pyarrow writes by itself: delta dictionaries, a header-only live file, EOS without a footer,
+    minimal metadata (only lossfmt.version)."""
+    rows = _rows(table)
+    half = 4  # the first four events have two tags, the rest add two more
+    first, second = table.slice(0, half), table.slice(half)
+    # The second batch's tag dictionary extends the first's: pyarrow writes it as a delta.
+    tags: list[str] = []
+    batches = []
+    for part in (first, second):
+        values = part.column("tag").to_pylist()
+        tags += [t for t in dict.fromkeys(values) if t not in tags]
+        codes = pa.array([tags.index(v) for v in values], pa.int32())
+        tag = pa.DictionaryArray.from_arrays(codes, pa.array(tags, pa.string()))
+        part = part.combine_chunks().set_column(
+            part.schema.get_field_index("tag"), part.schema.field("tag"), tag
+        )
+        batches.append(part.to_batches()[0])
+    _stream_file(out / "delta.arrow", table.schema, batches, emit_dictionary_deltas=True)
+    save("delta", rows, False)
+    data = _stream_file(out / "eos_no_footer.arrow", table.schema, [table.combine_chunks().to_batches()[0]])
+    save("eos_no_footer", rows, False)
+    header = data[: _messages(data)[0][1]]
+    (out / "header_only.arrow").write_bytes(header)
+    save("header_only", [], False)
+    minimal = table.replace_schema_metadata({"lossfmt.version": "1"})
+    with pa.ipc.new_file(out / "minimal.arrow", minimal.schema) as w:
+        w.write_table(minimal)
+    save("minimal", rows, True)
 
 
 def extra_column_file(path: Path) -> list[list[Any]]:

@@ -1,6 +1,7 @@
 // (a) The JS reader against files the Python writer (lossfmt.LossWriter) makes during the run: closed, live
-// (a real SIGKILL), torn, resumed, resumed-then-killed (two streams), and pyarrow's LZ4 and uncompressed
-// re-encodings of the closed file.
+// (a real SIGKILL), torn, resumed, resumed-then-killed (two streams); and files pyarrow writes by itself from
+// the closed one: LZ4 and uncompressed bodies, delta dictionaries, a header-only live file, EOS without a
+// footer, minimal metadata.
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +22,14 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const NAMES = ['closed', 'live', 'torn', 'resumed', 'resumed_live', 'closed_lz4', 'closed_uncompressed'];
+// Each file and the run it belongs to (the copies pyarrow writes keep the closed file's metadata, except
+// `minimal`, which has only lossfmt.version: its run name is the file name, its meta empty).
+const RUNS = {
+  closed: 'closed', live: 'live', torn: 'live', resumed: 'resumed', resumed_live: 'resumed',
+  closed_lz4: 'closed', closed_uncompressed: 'closed', delta: 'closed', eos_no_footer: 'closed',
+  header_only: 'closed', minimal: 'minimal',
+};
+const NAMES = Object.keys(RUNS);
 
 test('the Python helper made every kind of file', () => {
   assert.deepEqual(made, [...NAMES].sort());
@@ -35,7 +43,7 @@ for (const name of NAMES) {
     assert.equal(got.rows.length, expected.rows.length);
     got.rows.forEach((row, i) => {
       const want = expected.rows[i];
-      const [low, high] = want[5];
+      const [low, high] = Array.isArray(want[5]) ? want[5] : [want[5], want[5]]; // bounds, or exact for pyarrow copies
       assert.ok(low <= row[5] && row[5] <= high, `row ${i}: wall_time ${row[5]} outside [${low}, ${high}]`);
       const fields = [0, 1, 2, 3, 4, 6];
       for (const j of fields) {
@@ -43,8 +51,8 @@ for (const name of NAMES) {
         assert.ok(Object.is(row[j], w), `${name} row ${i} field ${j}: ${row[j]} != ${w}`);
       }
     });
-    assert.deepEqual(got.meta, { lr: 0.01, seed: 7, big: Infinity });
-    assert.equal(got.run, name.startsWith('closed_') ? 'closed' : name.replace('torn', 'live').replace('resumed_live', 'resumed'));
+    assert.deepEqual(got.meta, name === 'minimal' ? {} : { lr: 0.01, seed: 7, big: Infinity });
+    assert.equal(got.run, RUNS[name]);
   });
 }
 
@@ -53,4 +61,13 @@ test('the torn file is the live file minus its cut last batch, and ends where th
   const torn = readFile(join(dir, 'torn.arrow'));
   assert.deepEqual(torn.rows.map(String), live.rows.slice(0, torn.rows.length).map(String));
   assert.ok(torn.end < live.end);
+});
+
+test('a header-only file ends after its schema; EOS without a footer ends the content but is not closed', () => {
+  const header = join(dir, 'header_only.arrow');
+  assert.equal(readFile(header).end, readFileSync(header).length);
+  const eos = join(dir, 'eos_no_footer.arrow');
+  const got = readFile(eos);
+  assert.equal(got.closed, false);
+  assert.equal(got.end, readFileSync(eos).length - 8, 'end is the offset of the EOS marker');
 });
