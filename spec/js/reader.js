@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as flatbuffers from 'flatbuffers';
-import { Message, RecordBatchStreamReader, Type } from 'apache-arrow';
+import { CompressionType, Message, RecordBatchStreamReader, Type } from 'apache-arrow';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { CODECS } from './codecs.js';
@@ -192,7 +192,7 @@ function checkBody(bytes, m, file) {
   const bodyLength = m.end - m.metaEnd;
   const compression = rb.compression();
   const codec = compression === null ? null : CODECS[compression.codec()];
-  if (compression !== null && !codec) fail(`compressed with codec ${compression.codec()}, which this reader does not support`);
+  if (compression !== null && !codec) fail(`compressed with codec ${CompressionType[compression.codec()] ?? compression.codec()}, which this reader does not support`);
   if (compression !== null && compression.method() !== 0) fail(`body compression method ${compression.method()} is not BUFFER`);
   for (let i = 0; i < rb.buffersLength(); i++) {
     const b = rb.buffers(i);

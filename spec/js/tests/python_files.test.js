@@ -10,7 +10,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { readFile } from '../reader.js';
+import { CompressionType } from 'apache-arrow';
+import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
+import { readFile, readBytes, LossFormatError } from '../reader.js';
+import { CODECS } from '../codecs.js';
+import { MAGIC, readMessage } from '../framing.js';
 import { jsonValue } from './expect.js';
 import { pyhelper } from './helpers.js';
 
@@ -70,4 +74,42 @@ test('a header-only file ends after its schema; EOS without a footer ends the co
   const got = readFile(eos);
   assert.equal(got.closed, false);
   assert.equal(got.end, readFileSync(eos).length - 8, 'end is the offset of the EOS marker');
+});
+
+function batchMessages(bytes) {
+  const out = [];
+  for (let at = MAGIC.length; ;) {
+    const m = readMessage(bytes, at, 'test');
+    if (m.eos || m.torn) return out;
+    if (m.type === 'record batch') out.push(m);
+    at = m.end;
+  }
+}
+
+test('a codec the reader lacks is an error naming it, never a torn tail or zero rows', () => {
+  const path = join(dir, 'closed_lz4.arrow');
+  const lz4 = CODECS[CompressionType.LZ4_FRAME];
+  delete CODECS[CompressionType.LZ4_FRAME];
+  try {
+    assert.throws(() => readFile(path), (e) => e instanceof LossFormatError && /LZ4_FRAME/.test(e.message) && e.offset > 8);
+  } finally {
+    CODECS[CompressionType.LZ4_FRAME] = lz4;
+  }
+  assert.ok(readFile(path).rows.length > 0);
+});
+
+test('without checksums, a complete batch that does not decompress or validate is an error at its offset', () => {
+  // The LZ4 copy: a changed byte inside a compressed buffer of the (only, complete) record batch.
+  const lz4 = new Uint8Array(readFileSync(join(dir, 'closed_lz4.arrow')));
+  const [batch] = batchMessages(lz4);
+  const broken = lz4.slice();
+  broken[batch.end - 16] ^= 0xff;
+  assert.throws(() => readBytes(broken, 'lz4.arrow'), (e) => e instanceof LossFormatError && e.offset === batch.offset);
+  // The uncompressed copy: a tag index outside the dictionary (buffer 3: step validity, step, tag validity, tag).
+  const plain = new Uint8Array(readFileSync(join(dir, 'closed_uncompressed.arrow')));
+  const [m] = batchMessages(plain);
+  const tagIndices = Number(m.fb.header(new FbRecordBatch()).buffers(3).offset());
+  const bad = plain.slice();
+  new DataView(bad.buffer).setInt32(m.metaEnd + tagIndices, 99, true);
+  assert.throws(() => readBytes(bad, 'plain.arrow'), (e) => e instanceof LossFormatError && e.offset === m.offset && /index 99/.test(e.message));
 });
