@@ -113,3 +113,17 @@ test('without checksums, a complete batch that does not decompress or validate i
   new DataView(bad.buffer).setInt32(m.metaEnd + tagIndices, 99, true);
   assert.throws(() => readBytes(bad, 'plain.arrow'), (e) => e instanceof LossFormatError && e.offset === m.offset && /index 99/.test(e.message));
 });
+
+test('a file of another format version is refused with an error naming the version', () => {
+  const bytes = new Uint8Array(readFileSync(join(dir, 'closed_uncompressed.arrow')));
+  const text = Buffer.from(bytes);
+  // lossfmt.version's value "1": every flatbuffer string "1" (length 1, NUL after) becomes "2".
+  const key = text.indexOf('lossfmt.version\0');
+  const one = Buffer.from([1, 0, 0, 0, 0x31, 0]);
+  const hits = [];
+  for (let at = text.indexOf(one); at >= 0; at = text.indexOf(one, at + 1)) hits.push(at);
+  assert.ok(key > 0 && hits.length >= 1, 'the version value was not found');
+  const bad = bytes.slice();
+  for (const at of hits) bad[at + 4] = 0x32; // "2"
+  assert.throws(() => readBytes(bad, 'v2.arrow'), (e) => e instanceof LossFormatError && /version 2 is not supported/.test(e.message));
+});
