@@ -46,7 +46,7 @@ export function readMessage(bytes, at, file) {
   if (int32(bytes, at) !== -1) throw new LossFormatError(file, at, 'no IPC continuation marker 0xFFFFFFFF');
   const metaLength = int32(bytes, at + 4);
   if (metaLength === 0) return { eos: true };
-  if (metaLength < 0 || metaLength > (at === MAGIC.length ? MAX_SCHEMA_METADATA : MAX_METADATA)) {
+  if (metaLength < 0 || metaLength % 8 !== 0 || metaLength > (at === MAGIC.length ? MAX_SCHEMA_METADATA : MAX_METADATA)) {
     throw new LossFormatError(file, at, `impossible metadata length ${metaLength}`);
   }
   const metaStart = at + 8;
@@ -177,12 +177,4 @@ export function readFooter(bytes, eosAt) {
   if (!MAGIC.subarray(0, 6).every((b, i) => bytes[tail + 4 + i] === b)) return null;
   const start = eosAt + 8;
   return { footer: FbFooter.getRootAsFooter(new flatbuffers.ByteBuffer(bytes.subarray(start, start + footerLength))), start };
-}
-
-/** Whether the bytes end like a closed file (trailing "ARROW1" after a plausible footer length). */
-export function claimsFooter(bytes) {
-  if (bytes.length < 8 + 8 + 10) return false;
-  const tail = bytes.length - 10;
-  const footerLength = int32(bytes, tail);
-  return footerLength > 0 && footerLength < tail && MAGIC.subarray(0, 6).every((b, i) => bytes[tail + 4 + i] === b);
 }

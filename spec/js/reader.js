@@ -6,11 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as flatbuffers from 'flatbuffers';
-import { CompressionType, Message, RecordBatchStreamReader, Type } from 'apache-arrow';
+import { CompressionType, Message, RecordBatchStreamReader, Schema, Type } from 'apache-arrow';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { CODECS } from './codecs.js';
-import { LossFormatError, MAGIC, claimsFooter, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
+import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
 
 export { LossFormatError };
 
@@ -52,7 +52,7 @@ export function readBytes(bytes, file = '<bytes>') {
   const declared = schema.metadata.get('lossfmt.checksum');
   if (declared !== undefined && declared !== 'crc32c') throw new LossFormatError(file, null, `checksum ${JSON.stringify(declared)} is not supported (lossfmt knows crc32c)`);
   const required = declared === 'crc32c';
-  const { messages, end, closed } = scan(bytes, head.end, required, file);
+  const { messages, end, closed } = scan(bytes, schema, head, required, file);
   const batches = decode(bytes, head, messages, file);
   const rows = [];
   for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, file));
@@ -89,17 +89,19 @@ function decodeSchema(bytes, head, file) {
 
 /**
  * The messages of the file's content after the schema (record batches verified against their checksums),
- * `end` (just after the last complete record batch, or the schema) and whether the file is closed.
+ * `end` (just after the last complete record batch, or the schema) and whether the file is closed. A file
+ * that ends with "ARROW1" claims a footer: its stream must end with EOS at `end`, and its footer must list
+ * exactly the stream's messages and repeat its schema; anything else about it is damage, never a torn tail.
  */
-function scan(bytes, at, required, file) {
-  const claimed = claimsFooter(bytes);
+function scan(bytes, schema, head, required, file) {
+  const claimed = bytes.length >= head.end + 18 && MAGIC.subarray(0, 6).every((b, i) => bytes[bytes.length - 6 + i] === b);
   const messages = [];
-  let end = at;
+  let end = head.end;
   let eosAt = null;
-  for (;;) {
+  for (let at = head.end; ;) {
     const m = readMessage(bytes, at, file);
     if (m.torn) {
-      if (claimed) throw new LossFormatError(file, at, 'incomplete message in a file that ends with a footer');
+      if (claimed) throw new LossFormatError(file, at, 'a message runs past the end of a closed file');
       break;
     }
     if (m.eos) {
@@ -114,34 +116,41 @@ function scan(bytes, at, required, file) {
     messages.push(m);
     at = m.end;
   }
-  let closed = false;
-  if (eosAt !== null) {
-    const footer = readFooter(bytes, eosAt);
-    if (footer === null && claimed) throw new LossFormatError(file, eosAt, 'the footer does not end where the EOS marker says');
-    if (footer !== null) {
-      checkFooter(footer.footer, messages, file, footer.start);
-      closed = true;
-    }
-  }
-  return { messages: messages.filter((m) => m.end <= end), end, closed };
+  const content = messages.filter((m) => m.end <= end); // dictionaries no batch follows: a torn flush
+  if (!claimed) return { messages: content, end, closed: false };
+  if (eosAt !== end) throw new LossFormatError(file, end, "a closed file's stream does not end with EOS after its last batch");
+  const footer = readFooter(bytes, eosAt);
+  if (footer === null) throw new LossFormatError(file, bytes.length - 10, 'the footer length does not match the stream');
+  checkFooter(footer, schema, content, file);
+  return { messages: content, end, closed: true };
 }
 
-/** A closed file's footer blocks must point at exactly its stream's messages (the stream defines content). */
-function checkFooter(footer, messages, file, at) {
+/** A closed file's footer says nothing the verified stream does not: its blocks are exactly the stream's
+ * messages, and its schema is the stream's (the footer's copy of the schema checksum is not compared). */
+function checkFooter({ footer, start }, schema, messages, file) {
   const want = (type) => messages.filter((m) => m.type === type).map((m) => `${m.offset}:${m.metaEnd - m.offset}:${m.end - m.metaEnd}`);
   const blocks = (n, get) => Array.from({ length: n }, (_, i) => get(i)).map((b) => `${b.offset()}:${b.metaDataLength()}:${b.bodyLength()}`);
   let got;
+  let footerSchema;
   try {
     got = {
       batches: blocks(footer.recordBatchesLength(), (i) => footer.recordBatches(i)),
       dicts: blocks(footer.dictionariesLength(), (i) => footer.dictionaries(i)),
     };
+    footerSchema = Schema.decode(footer.schema(), new Map(), footer.version());
   } catch (e) {
-    throw new LossFormatError(file, at, `the footer does not parse (${e.message})`);
+    throw new LossFormatError(file, start, `the footer does not parse (${e.message})`);
   }
   if (got.batches.join() !== want('record batch').join() || got.dicts.join() !== want('dictionary').join()) {
-    throw new LossFormatError(file, at, 'the footer\'s blocks do not match the stream\'s messages');
+    throw new LossFormatError(file, start, "the footer's blocks do not match the stream's messages");
   }
+  if (schemaKey(footerSchema) !== schemaKey(schema)) throw new LossFormatError(file, start, "the footer's schema differs from the stream's");
+}
+
+function schemaKey(schema) {
+  const fields = schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`);
+  const metadata = [...schema.metadata].filter(([k]) => k !== SCHEMA_CHECKSUM_KEY).sort();
+  return JSON.stringify([fields, metadata]);
 }
 
 /**

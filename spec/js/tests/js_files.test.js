@@ -232,3 +232,36 @@ test('the Python used is the one CI passes', () => {
   assert.ok(PYTHON);
   python(['-c', 'import lossfmt, lossview']);
 });
+
+test('a closed JS file with a damaged footer is a LossFormatError, never read as a live file', async (t) => {
+  const path = join(tempDir(t), 'footer.arrow');
+  await writeJs(path, FLUSHES, { close: true });
+  const bytes = new Uint8Array(readFileSync(path));
+  const view = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const footerLength = view(bytes).getInt32(bytes.length - 10, true);
+  const wrongLength = bytes.slice();
+  view(wrongLength).setInt32(bytes.length - 10, footerLength - 8, true);
+  assert.throws(() => readBytes(wrongLength, 'footer.arrow'), (e) => e instanceof LossFormatError && /footer length/.test(e.message));
+  // The last block's offset (the footer's int64s, each followed by the block's lengths) moved by 8 bytes.
+  const last = messages(bytes).at(-1);
+  const start = bytes.length - 10 - footerLength;
+  const moved = bytes.slice();
+  let patched = 0;
+  for (let at = start; at + 8 <= bytes.length - 10; at += 8) {
+    if (view(moved).getBigInt64(at, true) === BigInt(last.offset)) {
+      view(moved).setBigInt64(at, BigInt(last.offset + 8), true);
+      patched++;
+    }
+  }
+  assert.equal(patched, 1);
+  assert.throws(() => readBytes(moved, 'footer.arrow'), (e) => e instanceof LossFormatError && /blocks do not match/.test(e.message));
+  const noEos = concatBytes(bytes.subarray(0, last.end), bytes.subarray(last.end + 8));
+  assert.throws(() => readBytes(noEos, 'footer.arrow'), LossFormatError);
+});
+
+function concatBytes(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
