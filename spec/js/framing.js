@@ -5,6 +5,7 @@
 import * as flatbuffers from 'flatbuffers';
 import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { MessageHeader } from 'apache-arrow/fb/message-header';
+import { MetadataVersion } from 'apache-arrow/fb/metadata-version';
 import { Footer as FbFooter } from 'apache-arrow/fb/footer';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { crc32c } from './crc32c.js';
@@ -55,16 +56,19 @@ export function readMessage(bytes, at, file) {
   let fb;
   let bodyLength;
   let type;
+  let version;
   try {
     fb = FbMessage.getRootAsMessage(new flatbuffers.ByteBuffer(bytes.subarray(metaStart, metaEnd)));
     type = fb.headerType();
     bodyLength = fb.bodyLength();
+    version = fb.version();
   } catch (e) {
     throw new LossFormatError(file, at, `metadata is not a flatbuffer Message (${e.message})`);
   }
   if (!(type in TYPE_NAMES)) throw new LossFormatError(file, at, `unexpected message type ${type}`);
-  if (bodyLength < 0n || bodyLength > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new LossFormatError(file, at, `bad body length ${bodyLength}`);
+  if (version !== MetadataVersion.V5) throw new LossFormatError(file, at, `metadata version ${version + 1} is not V5`);
+  if (bodyLength < 0n || bodyLength > BigInt(Number.MAX_SAFE_INTEGER) || bodyLength % 8n !== 0n) {
+    throw new LossFormatError(file, at, `bad body length ${bodyLength} (a multiple of 8 is required)`);
   }
   const end = metaEnd + Number(bodyLength);
   if (end > bytes.length) return { torn: true };
@@ -104,9 +108,11 @@ export function verifyChecksum(bytes, m, spanStart, required, file) {
   const key = m.type === 'schema' ? SCHEMA_CHECKSUM_KEY : CHECKSUM_KEY;
   const field = checksumField(bytes, m);
   if (field === null) {
-    if (required) throw new LossFormatError(file, m.offset, `record batch has no ${key} (the file's schema promises one)`);
+    if (required) throw new LossFormatError(file, m.offset, `${m.type} message has no ${key} (the file's schema promises checksums)`);
     return;
   }
+  // A schema checksum of 00000000 was never filled in (a writer wrote the placeholder only): not verified.
+  if (m.type === 'schema' && field.value === PLACEHOLDER) return;
   if (field.length !== 8 || !HEX8.test(field.value)) {
     throw new LossFormatError(file, m.offset, `${key} is ${JSON.stringify(field.value)}, not 8 lowercase hex digits`);
   }

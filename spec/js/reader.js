@@ -9,8 +9,10 @@ import * as flatbuffers from 'flatbuffers';
 import { CompressionType, Message, RecordBatchStreamReader, Schema, Type } from 'apache-arrow';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
+import { Schema as FbSchema } from 'apache-arrow/fb/schema';
+import { Endianness } from 'apache-arrow/fb/endianness';
 import { CODECS } from './codecs.js';
-import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
+import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
 
 export { LossFormatError };
 
@@ -52,6 +54,7 @@ export function readBytes(bytes, file = '<bytes>') {
   const declared = schema.metadata.get('lossfmt.checksum');
   if (declared !== undefined && declared !== 'crc32c') throw new LossFormatError(file, null, `checksum ${JSON.stringify(declared)} is not supported (lossfmt knows crc32c)`);
   const required = declared === 'crc32c';
+  if (required && checksumField(bytes, head) === null) throw new LossFormatError(file, head.offset, `the schema has no ${SCHEMA_CHECKSUM_KEY} (it promises checksums)`);
   const { messages, end, closed } = scan(bytes, schema, head, required, file);
   const batches = decode(bytes, head, messages, file);
   const rows = [];
@@ -76,6 +79,7 @@ function decodeSchema(bytes, head, file) {
   } catch (e) {
     throw new LossFormatError(file, head.offset, `schema message does not decode (${e.message})`);
   }
+  if (head.fb.header(new FbSchema()).endianness() !== Endianness.Little) throw new LossFormatError(file, head.offset, 'big-endian data (lossfmt is little-endian)');
   const version = schema.metadata.get('lossfmt.version');
   if (version === undefined) throw new LossFormatError(file, null, 'not a lossfmt file (Arrow file without lossfmt metadata)');
   if (version !== '1') throw new LossFormatError(file, null, `lossfmt format version ${version} is not supported (this reader reads version 1); upgrade`);
@@ -116,13 +120,14 @@ function scan(bytes, schema, head, required, file) {
     messages.push(m);
     at = m.end;
   }
-  const content = messages.filter((m) => m.end <= end); // dictionaries no batch follows: a torn flush
-  if (!claimed) return { messages: content, end, closed: false };
-  if (eosAt !== end) throw new LossFormatError(file, end, "a closed file's stream does not end with EOS after its last batch");
+  if (!claimed) return { messages: messages.filter((m) => m.end <= end), end, closed: false }; // trailing dictionaries: a torn flush
+  // Closed: EOS right after the last batch; in an empty closed file, after its (at most one per id) dictionaries.
+  const batches = messages.some((m) => m.type === 'record batch');
+  if (eosAt === null || (batches && eosAt !== end)) throw new LossFormatError(file, end, "a closed file's stream does not end with EOS after its last batch");
   const footer = readFooter(bytes, eosAt);
   if (footer === null) throw new LossFormatError(file, bytes.length - 10, 'the footer length does not match the stream');
-  checkFooter(footer, schema, content, file);
-  return { messages: content, end, closed: true };
+  checkFooter(footer, schema, messages, file);
+  return { messages, end: eosAt, closed: true };
 }
 
 /** A closed file's footer says nothing the verified stream does not: its blocks are exactly the stream's
@@ -203,11 +208,13 @@ function checkBody(bytes, m, file) {
   const codec = compression === null ? null : CODECS[compression.codec()];
   if (compression !== null && !codec) fail(`compressed with codec ${CompressionType[compression.codec()] ?? compression.codec()}, which this reader does not support`);
   if (compression !== null && compression.method() !== 0) fail(`body compression method ${compression.method()} is not BUFFER`);
+  let last = 0;
   for (let i = 0; i < rb.buffersLength(); i++) {
     const b = rb.buffers(i);
     const offset = Number(b.offset());
     const length = Number(b.length());
     if (offset < 0 || length < 0 || offset + length > bodyLength) fail(`buffer ${i} (${offset}+${length}) lies outside the ${bodyLength}-byte body`);
+    last = Math.max(last, offset + length);
     if (codec === null || length === 0) continue;
     if (length < 8) fail(`compressed buffer ${i} is shorter than its 8-byte length prefix`);
     const start = m.metaEnd + offset;
@@ -221,6 +228,7 @@ function checkBody(bytes, m, file) {
     }
     if (BigInt(out.length) !== announced) fail(`buffer ${i} decompresses to ${out.length} bytes, its prefix announces ${announced}`);
   }
+  if (bodyLength - last >= 64) fail(`the body runs ${bodyLength - last} bytes past its last buffer`);
 }
 
 /** Validates one decoded batch (spec §2: non-null columns, indices inside the dictionary, valid UTF-8) and
@@ -240,6 +248,9 @@ function batchRows(batch, offset, file) {
     if (d.nullCount !== 0 && !col.nullable) fail(`column ${col.name} has ${d.nullCount} nulls`);
     if (d.nullCount !== 0) checkBitmap(d, fail, col.name);
     if (d.dictionary) checkDictionary(d, fail, col.name);
+    if (col.name === 'reduction') {
+      for (const r of d.dictionary) if (r !== 'mean' && r !== 'sum') fail(`reduction dictionary holds ${JSON.stringify(r)}, not "mean" or "sum"`);
+    }
     cols[col.name] = batch.getChild(col.name);
   }
   const rows = new Array(n);
@@ -285,24 +296,32 @@ function int(v) {
   return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
 
-/** `lossfmt.meta`: a JSON object, where the non-RFC tokens NaN, Infinity and -Infinity (outside strings)
- * stand for the non-finite doubles (spec §3). */
+const FLOATS = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+
+/** `lossfmt.meta` (spec §3): an RFC 8259 JSON object in which {"$float": "NaN" | "Infinity" | "-Infinity"}
+ * stands for a non-finite double; files written before that rule hold the bare tokens NaN, Infinity and
+ * -Infinity (Python's json extension), accepted too. */
 export function parseMeta(text, file) {
   if (text === undefined) return {};
-  const marks = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
   const sentinel = '\u0000lossfmt:';
   const rfc = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (tok) => (tok[0] === '"' ? tok : JSON.stringify(sentinel + tok)));
+  const revive = (_k, v) => {
+    if (typeof v === 'string' && v.startsWith(sentinel)) return FLOATS[v.slice(sentinel.length)];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const keys = Object.keys(v);
+      if (keys.length === 1 && keys[0] === '$float' && v.$float in FLOATS) return FLOATS[v.$float];
+    }
+    return v;
+  };
   try {
-    return JSON.parse(rfc, (_k, v) => (typeof v === 'string' && v.startsWith(sentinel) ? marks[v.slice(sentinel.length)] : v));
+    return JSON.parse(rfc, revive);
   } catch (e) {
     throw new LossFormatError(file, null, `lossfmt.meta is not JSON (${e.message})`);
   }
 }
 
-/** `meta` as lossfmt.meta JSON: non-finite numbers as the tokens NaN, Infinity, -Infinity (spec §3), which
- * JSON.stringify would turn into null. */
+/** `meta` as lossfmt.meta: RFC 8259 JSON, each non-finite number as {"$float": "NaN"} (or "Infinity",
+ * "-Infinity"), which JSON.stringify would otherwise turn into null. */
 export function stringifyMeta(meta) {
-  const sentinel = '\u0000lossfmt:';
-  const text = JSON.stringify(meta, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? sentinel + String(v) : v));
-  return text.replace(/"\\u0000lossfmt:(NaN|Infinity|-Infinity)"/g, '$1');
+  return JSON.stringify(meta, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? { $float: String(v) } : v));
 }

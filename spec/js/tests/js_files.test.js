@@ -11,7 +11,8 @@ import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
-import { CompressionType } from 'apache-arrow';
+import { CompressionType, MetadataVersion } from 'apache-arrow';
+import { Footer, FileBlock } from 'apache-arrow/ipc/metadata/file';
 import { LossWriter } from '../writer.js';
 import { readFile, readBytes, LossFormatError } from '../reader.js';
 import { MAGIC, readMessage } from '../framing.js';
@@ -259,9 +260,33 @@ test('a closed JS file with a damaged footer is a LossFormatError, never read as
   assert.throws(() => readBytes(noEos, 'footer.arrow'), LossFormatError);
 });
 
-function concatBytes(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+function concatBytes(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
+
+const EOS_BYTES = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+
+test('an empty closed file with a dictionary message per id reads as no rows, end at its EOS', async (t) => {
+  const path = join(tempDir(t), 'dicts.arrow');
+  await writeJs(path, FLUSHES, { close: true });
+  const bytes = new Uint8Array(readFileSync(path));
+  const all = messages(bytes);
+  const kept = all.filter((m) => m.type !== 'record batch'); // schema and the two dictionaries
+  const stream = concatBytes(MAGIC, ...kept.map((m) => bytes.subarray(m.offset, m.end)), EOS_BYTES);
+  const blocks = kept.slice(1).map((m) => new FileBlock(m.metaEnd - m.offset, m.end - m.metaEnd, m.offset));
+  const schema = readFile(path).schema;
+  const footer = Footer.encode(new Footer(schema, MetadataVersion.V5, [], blocks));
+  const length = new Uint8Array(4);
+  new DataView(length.buffer).setInt32(0, footer.length, true);
+  const file = concatBytes(stream, footer, length, MAGIC.subarray(0, 6));
+  const got = readBytes(file, 'dicts.arrow');
+  assert.equal(got.closed, true);
+  assert.deepEqual(got.rows, []);
+  assert.equal(got.end, stream.length - 8);
+});
