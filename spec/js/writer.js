@@ -25,15 +25,26 @@ const REDUCTIONS = ['mean', 'sum'];
 const MAX_BATCH_ROWS = 2 ** 24;
 const ZSTD = CODECS[CompressionType.ZSTD];
 
-const FIELDS = [
-  new Field('step', new Int64(), false),
-  new Field('tag', new Dictionary(new Utf8(), new Int32(), TAG_ID), false),
-  new Field('value', new Float64(), false),
-  new Field('count', new Int64(), false),
-  new Field('epoch', new Int64(), true),
-  new Field('wall_time', new TimestampMicrosecond('UTC'), false),
-  new Field('reduction', new Dictionary(new Utf8(), new Int8(), REDUCTION_ID), false),
-];
+/** The v1 columns in order (spec §2), with the given dictionary ids (new files: 0 and 1; a resumed file:
+ * the ids its schema declares). */
+function fieldsWith(tagId = TAG_ID, reductionId = REDUCTION_ID) {
+  return [
+    new Field('step', new Int64(), false),
+    new Field('tag', new Dictionary(new Utf8(), new Int32(), tagId), false),
+    new Field('value', new Float64(), false),
+    new Field('count', new Int64(), false),
+    new Field('epoch', new Int64(), true),
+    new Field('wall_time', new TimestampMicrosecond('UTC'), false),
+    new Field('reduction', new Dictionary(new Utf8(), new Int8(), reductionId), false),
+  ];
+}
+const NAMES = fieldsWith().map((f) => f.name);
+
+/** `schema`'s v1 fields, rebuilt with the dictionary ids it declares. */
+function fieldsOf(schema) {
+  const id = (name) => schema.fields.find((f) => f.name === name).type.id;
+  return fieldsWith(id('tag'), id('reduction'));
+}
 
 /**
  * arrow-js 21.2.0's writer puts the *compressed* length in each compressed buffer's 8-byte prefix, where the
@@ -74,7 +85,7 @@ function align8(n) {
 
 /** The v1 schema with fresh run metadata (spec §3); `lossfmt.checksum` promises a CRC-32C on every batch. */
 export function makeSchema(run, meta = {}) {
-  return new Schema(FIELDS, new Map([
+  return new Schema(fieldsWith(), new Map([
     ['lossfmt.version', '1'],
     ['lossfmt.run', run],
     ['lossfmt.run_id', randomUUID().replaceAll('-', '')],
@@ -110,6 +121,7 @@ function encode(schema, batches) {
  * dictionary vectors; the checksum placeholder goes in its message's custom metadata. */
 function makeBatch(schema, rows, tags, tagIndex, reductions) {
   const n = rows.length;
+  const { fields } = schema;
   const step = new BigInt64Array(n);
   const tag = new Int32Array(n);
   const value = new Float64Array(n);
@@ -133,15 +145,15 @@ function makeBatch(schema, rows, tags, tagIndex, reductions) {
     reduction[i] = REDUCTIONS.indexOf(r);
   });
   const children = [
-    makeData({ type: FIELDS[0].type, length: n, data: step }),
-    makeData({ type: FIELDS[1].type, length: n, data: tag, dictionary: tags }),
-    makeData({ type: FIELDS[2].type, length: n, data: value }),
-    makeData({ type: FIELDS[3].type, length: n, data: count }),
-    makeData({ type: FIELDS[4].type, length: n, data: epoch, nullCount: nulls, nullBitmap: nulls ? valid : null }),
-    makeData({ type: FIELDS[5].type, length: n, data: wall }),
-    makeData({ type: FIELDS[6].type, length: n, data: reduction, dictionary: reductions }),
+    makeData({ type: fields[0].type, length: n, data: step }),
+    makeData({ type: fields[1].type, length: n, data: tag, dictionary: tags }),
+    makeData({ type: fields[2].type, length: n, data: value }),
+    makeData({ type: fields[3].type, length: n, data: count }),
+    makeData({ type: fields[4].type, length: n, data: epoch, nullCount: nulls, nullBitmap: nulls ? valid : null }),
+    makeData({ type: fields[5].type, length: n, data: wall }),
+    makeData({ type: fields[6].type, length: n, data: reduction, dictionary: reductions }),
   ];
-  const data = makeData({ type: new Struct(FIELDS), length: n, children });
+  const data = makeData({ type: new Struct(fields), length: n, children });
   return new RecordBatch(schema, data, new Map([[CHECKSUM_KEY, PLACEHOLDER]]));
 }
 
@@ -186,11 +198,10 @@ export class LossWriter {
     this.fd = fd;
     this.release = release;
     this.pending = [];
-    this.tags = [];
-    this.tagIndex = new Map();
-    this.tagVector = null; // the tag dictionary as last written (a new Vector when a tag appears)
+    this.tagIndex = new Map(); // tag -> its index in the tag dictionary of this writer's stream
+    this.tagVector = null; // that dictionary: one chunk per flush that added tags (each a delta on disk)
     this.reductions = vectorFromArray(REDUCTIONS, new Utf8());
-    this.written = new Set(); // dictionary ids whose current vector this writer has written
+    this.written = new Map(); // dictionary id -> how many of its chunks this writer has written
     this.sealer = new Sealer();
     this.metaUpdate = null;
     if (fstatSync(fd).size === 0) {
@@ -203,9 +214,9 @@ export class LossWriter {
     } else {
       const content = readFile(path); // LossFormatError for a foreign or damaged file, left untouched
       checkResumable(content, path);
-      this.schema = new Schema(FIELDS, content.metadata);
+      this.schema = new Schema(fieldsOf(content.schema), content.metadata); // the file's own dictionary ids
       this.metaUpdate = meta ?? null;
-      // The new stream's first flush writes both dictionaries in full (this.written is empty).
+      // The new stream's first flush writes both dictionaries in full (nothing written yet).
       ftruncateSync(fd, content.end);
       this.size = content.end;
     }
@@ -228,25 +239,31 @@ export class LossWriter {
   flush() {
     if (this.fd === null) throw new Error(`${this.path}: flush() after close()`);
     if (this.pending.length === 0) return;
+    const added = [];
     for (const [, t] of this.pending) {
       if (!this.tagIndex.has(t)) {
-        this.tagIndex.set(t, this.tags.length);
-        this.tags.push(t);
-        this.tagVector = null;
+        this.tagIndex.set(t, this.tagIndex.size);
+        added.push(t);
       }
     }
-    if (this.tagVector === null) {
-      this.tagVector = vectorFromArray(this.tags, new Utf8());
-      this.written.delete(TAG_ID);
+    if (added.length > 0) {
+      const chunk = vectorFromArray(added, new Utf8());
+      this.tagVector = this.tagVector === null ? chunk : this.tagVector.concat(chunk);
     }
     const batch = makeBatch(this.schema, this.pending, this.tagVector, this.tagIndex, this.reductions);
-    // A fresh arrow-js writer per flush writes the schema and both dictionaries again: keep only the
-    // dictionaries that changed since they were last written, and the batch.
-    const keep = encode(this.schema, [batch]).filter((m) => m.type === 'record batch' || (m.type === 'dictionary' && !this.written.has(m.id)));
-    const chunk = this.sealer.seal(concat(keep.map((m) => m.bytes)));
-    writeSync(this.fd, chunk, 0, chunk.length, this.size);
-    this.size += chunk.length;
-    this.written.add(TAG_ID).add(REDUCTION_ID);
+    // A fresh arrow-js writer per flush writes the schema and every dictionary chunk again (the first in
+    // full, later ones as deltas): keep the chunks not written yet, and the batch.
+    const seen = new Map();
+    const keep = encode(this.schema, [batch]).filter((m) => {
+      if (m.type !== 'dictionary') return m.type === 'record batch';
+      const index = seen.get(m.id) ?? 0;
+      seen.set(m.id, index + 1);
+      return index >= (this.written.get(m.id) ?? 0);
+    });
+    const bytes = this.sealer.seal(concat(keep.map((m) => m.bytes)));
+    writeSync(this.fd, bytes, 0, bytes.length, this.size);
+    this.size += bytes.length;
+    this.written = seen;
     this.pending = [];
   }
 
@@ -264,16 +281,12 @@ export class LossWriter {
   }
 }
 
-/** A file a v1 writer may append to: exactly the seven columns (it could neither fill nor keep others) and
- * the dictionary ids 0 and 1 that its dictionary messages use. */
+/** A file a v1 writer may append to: exactly the seven columns, in order (it could neither fill nor keep
+ * others through compaction). */
 function checkResumable(content, path) {
   const names = content.schema.fields.map((f) => f.name);
-  if (names.join() !== FIELDS.map((f) => f.name).join()) {
-    throw new LossFormatError(path, null, `has columns ${JSON.stringify(names)}, this writer appends only ${JSON.stringify(FIELDS.map((f) => f.name))}; refusing to resume (the file is left untouched)`);
-  }
-  const ids = content.schema.fields.filter((f) => f.type.dictionary).map((f) => f.type.id);
-  if (ids.join() !== `${TAG_ID},${REDUCTION_ID}`) {
-    throw new LossFormatError(path, null, `dictionary ids are ${ids}, not 0 (tag) and 1 (reduction); refusing to resume (the file is left untouched)`);
+  if (names.join() !== NAMES.join()) {
+    throw new LossFormatError(path, null, `has columns ${JSON.stringify(names)}, this writer appends only ${JSON.stringify(NAMES)}; refusing to resume (the file is left untouched)`);
   }
 }
 
@@ -318,7 +331,7 @@ export function compactFile(path, metaUpdate = null) {
   const metadata = new Map(content.metadata);
   if (metaUpdate) metadata.set('lossfmt.meta', stringifyMeta({ ...content.meta, ...metaUpdate }));
   if (metadata.has(SCHEMA_CHECKSUM_KEY)) metadata.set(SCHEMA_CHECKSUM_KEY, PLACEHOLDER); // sealed again
-  const bytes = closedFileBytes(new Schema(FIELDS, metadata), content.rows);
+  const bytes = closedFileBytes(new Schema(fieldsOf(content.schema), metadata), content.rows);
   const tmp = join(dirname(path), `${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx');
   try {

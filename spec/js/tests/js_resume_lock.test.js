@@ -5,7 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  Dictionary, Float64, Int8, Int32, Int64, RecordBatch, RecordBatchStreamWriter, Schema, Table, TimestampMicrosecond,
+  Utf8, makeData, makeVector, vectorFromArray,
+} from 'apache-arrow';
+import { MAGIC } from '../framing.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LossWriter } from '../writer.js';
@@ -60,7 +65,7 @@ test('the JS writer refuses, untouched, a file with a column it does not know; t
 test('the JS writer refuses, untouched, a file that is not lossfmt', async (t) => {
   const path = join(tempDir(t), 'foreign.arrow');
   const bytes = Buffer.from('not an arrow file at all');
-  (await import('node:fs')).writeFileSync(path, bytes);
+  writeFileSync(path, bytes);
   await assert.rejects(LossWriter.open(path), LossFormatError);
   assert.deepEqual(readFileSync(path), bytes);
 });
@@ -93,4 +98,28 @@ test('while a Python writer has a file open, the JS writer gets WriterBusyError 
   const exited = new Promise((resolve) => holder.on('exit', resolve));
   holder.stdin.end();
   assert.equal(await exited, 0);
+});
+
+test('the JS writer resumes a file whose dictionary ids are not 0 and 1, keeping the ids it declares', async (t) => {
+  const path = join(tempDir(t), 'ids.arrow');
+  const table = new Table({
+    step: vectorFromArray([1n], new Int64()),
+    tag: vectorFromArray(['loss'], new Dictionary(new Utf8(), new Int32(), 7)),
+    value: vectorFromArray([0.5], new Float64()),
+    count: vectorFromArray([2n], new Int64()),
+    epoch: vectorFromArray([null], new Int64()),
+    wall_time: makeVector(makeData({ type: new TimestampMicrosecond('UTC'), length: 1, data: BigInt64Array.of(BigInt(T0)) })),
+    reduction: vectorFromArray(['sum'], new Dictionary(new Utf8(), new Int8(), 3)),
+  });
+  const schema = new Schema(table.schema.fields, new Map([['lossfmt.version', '1'], ['lossfmt.run', 'ids']]));
+  const stream = RecordBatchStreamWriter.writeAll(new Table(schema, table.batches.map((b) => new RecordBatch(schema, b.data)))).toUint8Array(true);
+  writeFileSync(path, Buffer.concat([MAGIC, stream]));
+  const w = await LossWriter.open(path);
+  w.add(2, 0.25, { tag: 'other', wallTime: T0 + 1 });
+  w.close();
+  const want = [[1, 'loss', 0.5, 2, null, T0, 'sum'], [2, 'other', 0.25, 1, null, T0 + 1, 'mean']];
+  assertRows(pyhelper('read', path).rows, want, 'lossfmt.read');
+  const got = readFile(path);
+  assertRows(got.rows, want, 'JS reader');
+  assert.deepEqual(got.schema.fields.filter((f) => f.type.dictionary).map((f) => f.type.id), [7, 3]);
 });
