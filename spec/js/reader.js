@@ -6,31 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as flatbuffers from 'flatbuffers';
-import { CompressionType, Message, RecordBatchStreamReader, Schema, Type } from 'apache-arrow';
-import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
+import { Message, RecordBatchStreamReader, Schema } from 'apache-arrow';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { Endianness } from 'apache-arrow/fb/endianness';
-import { CODECS } from './codecs.js';
+import { checkBatch, checkBody } from './validate.js';
+import { COLUMNS, COLUMN_NAMES } from './columns.js';
 import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
 
-export { LossFormatError };
-
-/** The v1 columns: name, Arrow type id, and what else pins the type (spec §2). */
-export const COLUMNS = [
-  { name: 'step', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: false },
-  { name: 'tag', check: (t) => isDict(t, 32), type: 'dictionary<int32, utf8>', nullable: false },
-  { name: 'value', check: (t) => t.typeId === Type.Float && t.precision === 2, type: 'float64', nullable: false },
-  { name: 'count', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: false },
-  { name: 'epoch', check: (t) => t.typeId === Type.Int && t.bitWidth === 64 && t.isSigned, type: 'int64', nullable: true },
-  { name: 'wall_time', check: (t) => t.typeId === Type.Timestamp && t.unit === 2 && t.timezone === 'UTC', type: 'timestamp[us, UTC]', nullable: false },
-  { name: 'reduction', check: (t) => isDict(t, 8), type: 'dictionary<int8, utf8>', nullable: false },
-];
-export const COLUMN_NAMES = COLUMNS.map((c) => c.name);
-
-function isDict(t, bits) {
-  return t.typeId === Type.Dictionary && t.indices.bitWidth === bits && t.indices.isSigned && t.dictionary.typeId === Type.Utf8;
-}
+export { LossFormatError, COLUMNS, COLUMN_NAMES };
 
 /** Reads `path`: see readBytes. The file is only read, never modified. */
 export function readFile(path) {
@@ -56,9 +40,9 @@ export function readBytes(bytes, file = '<bytes>') {
   const required = declared === 'crc32c';
   if (required && checksumField(bytes, head) === null) throw new LossFormatError(file, head.offset, `the schema has no ${SCHEMA_CHECKSUM_KEY} (it promises checksums)`);
   const { messages, end, closed } = scan(bytes, schema, head, required, file);
-  const batches = decode(bytes, head, messages, file);
+  const batches = decode(bytes, head, schema, messages, file);
   const rows = [];
-  for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, file));
+  for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, schema, file));
   const meta = parseMeta(schema.metadata.get('lossfmt.meta'), file);
   return {
     schema,
@@ -163,11 +147,11 @@ function schemaKey(schema) {
  * the schema, per dictionary id the last full dictionary and its deltas, then the message), so a failure
  * names the message that caused it.
  */
-function decode(bytes, head, messages, file) {
+function decode(bytes, head, schema, messages, file) {
   const chains = new Map(); // dictionary id -> its messages in effect (the last full one, then deltas)
   const out = [];
   for (const m of messages) {
-    checkBody(bytes, m, file);
+    checkBody(bytes, m, schema, file);
     let parts;
     if (m.type === 'dictionary') {
       const header = m.fb.header(new FbDictionaryBatch());
@@ -190,105 +174,17 @@ function decode(bytes, head, messages, file) {
   return out;
 }
 
-/** Bounds and codec of every buffer of a dictionary or record batch body; each compressed buffer must
- * decompress to the length its 8-byte prefix announces (arrow-js does not check this). */
-function checkBody(bytes, m, file) {
-  const fail = (reason) => {
-    throw new LossFormatError(file, m.offset, `${m.type} message: ${reason}`);
-  };
-  let rb;
-  try {
-    rb = m.type === 'dictionary' ? m.fb.header(new FbDictionaryBatch()).data() : m.fb.header(new FbRecordBatch());
-  } catch (e) {
-    fail(`header does not parse (${e.message})`);
-  }
-  if (rb === null) fail('no record batch header');
-  const bodyLength = m.end - m.metaEnd;
-  const compression = rb.compression();
-  const codec = compression === null ? null : CODECS[compression.codec()];
-  if (compression !== null && !codec) fail(`compressed with codec ${CompressionType[compression.codec()] ?? compression.codec()}, which this reader does not support`);
-  if (compression !== null && compression.method() !== 0) fail(`body compression method ${compression.method()} is not BUFFER`);
-  let last = 0;
-  for (let i = 0; i < rb.buffersLength(); i++) {
-    const b = rb.buffers(i);
-    const offset = Number(b.offset());
-    const length = Number(b.length());
-    if (offset < 0 || length < 0 || offset + length > bodyLength) fail(`buffer ${i} (${offset}+${length}) lies outside the ${bodyLength}-byte body`);
-    last = Math.max(last, offset + length);
-    if (codec === null || length === 0) continue;
-    if (length < 8) fail(`compressed buffer ${i} is shorter than its 8-byte length prefix`);
-    const start = m.metaEnd + offset;
-    const announced = new DataView(bytes.buffer, bytes.byteOffset + start, 8).getBigInt64(0, true);
-    if (announced === -1n) continue;
-    let out;
-    try {
-      out = codec.decode(bytes.subarray(start + 8, start + length));
-    } catch (e) {
-      fail(`buffer ${i} does not decompress with ${codec.name} (${e.message})`);
-    }
-    if (BigInt(out.length) !== announced) fail(`buffer ${i} decompresses to ${out.length} bytes, its prefix announces ${announced}`);
-  }
-  if (bodyLength - last >= 64) fail(`the body runs ${bodyLength - last} bytes past its last buffer`);
-}
-
-/** Validates one decoded batch (spec §2: non-null columns, indices inside the dictionary, valid UTF-8) and
- * returns its rows. */
-function batchRows(batch, offset, file) {
-  const fail = (reason) => {
-    throw new LossFormatError(file, offset, `record batch: ${reason}`);
-  };
+/** The rows of one decoded, validated batch. */
+function batchRows(batch, offset, schema, file) {
+  checkBatch(batch, offset, schema, file);
   const n = batch.numRows;
-  const cols = {};
-  for (const col of COLUMNS) {
-    const data = batch.getChild(col.name).data;
-    if (data.length !== 1) fail(`column ${col.name} has ${data.length} chunks`);
-    const d = data[0];
-    if (d.length !== n) fail(`column ${col.name} has ${d.length} values for ${n} rows`);
-    if (d.values.length < d.offset + n) fail(`column ${col.name}'s data buffer holds ${d.values.length} values, not ${n}`);
-    if (d.nullCount !== 0 && !col.nullable) fail(`column ${col.name} has ${d.nullCount} nulls`);
-    if (d.nullCount !== 0) checkBitmap(d, fail, col.name);
-    if (d.dictionary) checkDictionary(d, fail, col.name);
-    if (col.name === 'reduction') {
-      for (const r of d.dictionary) if (r !== 'mean' && r !== 'sum') fail(`reduction dictionary holds ${JSON.stringify(r)}, not "mean" or "sum"`);
-    }
-    cols[col.name] = batch.getChild(col.name);
-  }
+  const cols = Object.fromEntries(COLUMN_NAMES.map((name) => [name, batch.getChild(name)]));
   const rows = new Array(n);
   for (let i = 0; i < n; i++) {
     rows[i] = [int(cols.step.get(i)), cols.tag.get(i), cols.value.get(i), int(cols.count.get(i)),
       cols.epoch.isValid(i) ? int(cols.epoch.get(i)) : null, int(cols.wall_time.data[0].values[i]), cols.reduction.get(i)];
   }
   return rows;
-}
-
-function checkBitmap(d, fail, name) {
-  if (!d.nullBitmap || d.nullBitmap.length * 8 < d.offset + d.length) fail(`column ${name}'s validity bitmap is too short`);
-  let nulls = 0;
-  for (let i = d.offset; i < d.offset + d.length; i++) if (!((d.nullBitmap[i >> 3] >> (i & 7)) & 1)) nulls++;
-  if (nulls !== d.nullCount) fail(`column ${name} says ${d.nullCount} nulls, its bitmap has ${nulls}`);
-}
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-function checkDictionary(d, fail, name) {
-  const dict = d.dictionary;
-  for (let i = d.offset; i < d.offset + d.length; i++) {
-    const k = d.values[i];
-    if (k < 0 || k >= dict.length) fail(`column ${name}: index ${k} at row ${i} is outside its ${dict.length}-entry dictionary`);
-  }
-  for (const chunk of dict.data) {
-    if (chunk.nullCount !== 0) fail(`column ${name}'s dictionary has nulls`);
-    const { valueOffsets: offs, values } = chunk;
-    if (!offs || offs.length < chunk.offset + chunk.length + 1) fail(`column ${name}'s dictionary offsets are too short`);
-    for (let i = chunk.offset; i < chunk.offset + chunk.length; i++) {
-      if (offs[i] < 0 || offs[i + 1] < offs[i] || offs[i + 1] > values.length) fail(`column ${name}'s dictionary offsets are out of order or bounds`);
-    }
-    try {
-      UTF8.decode(values.subarray(offs[chunk.offset], offs[chunk.offset + chunk.length]));
-    } catch {
-      fail(`column ${name}'s dictionary is not valid UTF-8`);
-    }
-  }
 }
 
 function int(v) {

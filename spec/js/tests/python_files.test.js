@@ -127,3 +127,13 @@ test('a file of another format version is refused with an error naming the versi
   for (const at of hits) bad[at + 4] = 0x32; // "2"
   assert.throws(() => readBytes(bad, 'v2.arrow'), (e) => e instanceof LossFormatError && /version 2 is not supported/.test(e.message));
 });
+
+test('a field node whose length differs from the batch length is an error at that batch (layout, section 1.7)', () => {
+  const plain = new Uint8Array(readFileSync(join(dir, 'closed_uncompressed.arrow')));
+  const [m] = batchMessages(plain);
+  const rb = m.fb.header(new FbRecordBatch());
+  const node = rb.nodes(2); // the value column
+  const bad = plain.slice();
+  new DataView(bad.buffer).setBigInt64(m.metaStart + node.bb_pos, node.length() - 1n, true);
+  assert.throws(() => readBytes(bad, 'nodes.arrow'), (e) => e instanceof LossFormatError && e.offset === m.offset && /values for \d+ rows/.test(e.message));
+});
