@@ -47,10 +47,12 @@ async function writeJsKilled(path, flushes) {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./js_child.js', import.meta.url)), path], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.end(JSON.stringify(flushes, (_k, v) => (Object.is(v, -0) ? '-0' : v)));
   let seen = 0;
+  let out = '';
   await new Promise((resolve, reject) => {
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s) => {
-      seen += s.split('\n').filter((l) => l === 'flushed').length;
+      out += s; // a line may arrive in pieces
+      seen = out.split('\n').filter((l) => l === 'flushed').length;
       if (seen === flushes.length) resolve();
     });
     child.on('exit', (code) => reject(new Error(`JS writer exited ${code} after ${seen} flushes`)));
