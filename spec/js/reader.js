@@ -5,7 +5,6 @@
 
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import * as flatbuffers from 'flatbuffers';
 import { Message, RecordBatchStreamReader, Schema } from 'apache-arrow';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';

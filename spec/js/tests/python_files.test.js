@@ -3,13 +3,11 @@
 // the closed one: LZ4 and uncompressed bodies, delta dictionaries, a header-only live file, EOS without a
 // footer, minimal metadata.
 
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after } from 'node:test';
 import { CompressionType } from 'apache-arrow';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { readFile, readBytes, LossFormatError } from '../reader.js';
