@@ -98,7 +98,7 @@ def _signals(on_signal: Callable[[], None]) -> Iterator[None]:
 
 
 def headless(target: Target, view: View, style: Style, curves: list[Curve] | None) -> int:
-    """Render ``curves`` to the output file once, or (following) each time the files change, until a signal."""
+    """Render ``curves`` to the output file once, or (following) on each change, until a signal arrives."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(style.width, style.height), dpi=target.dpi, layout="constrained")
@@ -237,7 +237,7 @@ def _backend(target: Target) -> Iterator[None]:
     }
     try:
         with matplotlib.rc_context(settings), warnings.catch_warnings():
-            # matplotlib's WebAgg Ctrl-C handler calls a tornado API deprecated in 6.3: not the user's concern.
+            # WebAgg's Ctrl-C handler calls a tornado API deprecated in 6.3: not the user's concern.
             warnings.filterwarnings("ignore", "add_callback_from_signal is deprecated", DeprecationWarning)
             plt.switch_backend("webagg")
             yield

@@ -207,7 +207,7 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     skipped: list[str] = []
     order: dict[str, int] = {}
     for run in runs_:
-        table = prepare(run.table, view)
+        table = prepare(filter_tags(run.table, view), view)
         for name in tag_names(run.table):
             order.setdefault(name, len(order))
         group = run.label if view.label is None else hparam(run, view.label)
