@@ -20,7 +20,7 @@ from typing import Any
 
 from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
 from lossview.plot import CanvasOutput, FileOutput, LossPlot, Style
-from lossview.view import Curve, OptionError, View, ViewerError
+from lossview.view import Curve, View, ViewerError
 
 PROG = "lossview"
 
@@ -131,7 +131,7 @@ def window(target: Target, view: View, style: Style, curves: list[Curve] | None)
 
         backend = matplotlib.get_backend().lower()
         if backend in ("agg", "pdf", "ps", "svg", "cairo", "template"):
-            raise OptionError(
+            raise ViewerError(
                 f"no interactive display (matplotlib backend {backend!r}): use -o OUT.png, or --web [PORT]"
             )
         fig = plt.figure(figsize=(style.width, style.height), layout="constrained")

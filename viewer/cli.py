@@ -311,10 +311,7 @@ def _run(command: str, ns: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except v.OptionError as exc:
-        print(
-            f"{PROG} {command}: error: {exc}" if command != "plot" else f"{PROG}: error: {exc}",
-            file=sys.stderr,
-        )
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except (lossfmt.LossfmtError, v.ViewerError) as exc:
         return _fail(str(exc))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from lossview import view as v
+from lossview._adapter import array
 
 import lossfmt
 from lossfmt import transforms
@@ -56,7 +57,7 @@ def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
     for run in runs:
         table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
         for tag, idx in v.tag_groups(table):
-            sub = table if idx is None else table.take(pa.array(idx, pa.int64()))
+            sub = table if idx is None else table.take(array(idx, pa.int64()))
             rows.append(_row(run, tag, sub, smoother))
     return rows
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from lossview._adapter import select_tags
+from lossview._adapter import array, select_tags, to_numpy
 
 import lossfmt
 from lossfmt import transforms
@@ -232,7 +232,7 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
 
 
 def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View) -> Curve | None:
-    sub = table if idx is None else table.take(pa.array(idx, pa.int64()))
+    sub = table if idx is None else table.take(array(idx, pa.int64()))
     step = column(sub, "step", np.int64)
     y = column(sub, "value", np.float64)
     bucketed = view.per is not None
@@ -246,7 +246,7 @@ def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: Vi
         if not placed.any():
             return None
         if not placed.all():
-            x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(pa.array(placed))
+            x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(array(placed))
     else:
         x = seconds(sub)
     curve = Curve(run, tag, x, y, step)
@@ -366,9 +366,9 @@ def tag_groups(table: pa.Table) -> list[tuple[str, np.ndarray | None]]:
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
     combined = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col  # unifies dictionaries
-    codes = combined.indices.to_numpy(zero_copy_only=False)
+    codes = to_numpy(combined.indices)
     names = [str(v) for v in combined.dictionary.to_pylist()]
-    present = combined.indices.unique().to_numpy(zero_copy_only=False)  # in order of first appearance
+    present = to_numpy(combined.indices.unique())  # in order of first appearance
     if len(present) == 1:
         return [(names[int(present[0])], None)]
     return [(names[int(k)], np.flatnonzero(codes == k)) for k in present]
@@ -386,13 +386,13 @@ def _only_label(col: pa.ChunkedArray) -> str | None:
 
 def column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     """A column as a numpy array of ``dtype`` (nulls as NaN)."""
-    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
+    return np.asarray(to_numpy(table.column(name), fill=math.nan), dtype=dtype)
 
 
 def seconds(table: pa.Table) -> np.ndarray:
     """wall_time as float seconds since the Unix epoch."""
     col = table.column("wall_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return np.asarray(col.to_numpy(), dtype=np.float64) / 1e6
+    return np.asarray(to_numpy(col), dtype=np.float64) / 1e6
 
 
 def _relative(out: list[Curve]) -> None:
