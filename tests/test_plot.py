@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from lossview import commands, plot
 from lossview import view as lv
 from lossview.view import View
