@@ -432,3 +432,92 @@ def test_summary_from_its_columns_equals_summary_from_every_column(tmp_path, nor
 def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
     (c,) = curves(events([1.0, 2.0, 3.0], steps=[5, 6, 9], run="r"), View())
     assert c.x is c.step and c.x.dtype == np.int64
+
+
+# ------------------------------------------------------------------------------------------ issue 11
+
+
+def test_the_legend_says_what_is_drawn_and_which_smoothing():
+    lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="ema:0.6"))
+    legend = lp.fig.axes[0].get_legend()
+    assert legend is not None and legend.get_title().get_text() == "bold: smoothed (ema 0.6), faint: raw"
+    lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="none"))
+    assert lp.fig.axes[0].get_legend() is None  # one raw curve: nothing to explain
+
+
+def test_a_tag_keeps_its_colour_when_others_are_filtered_out_or_appear_later():
+    table = pa.concat_tables([events([1.0, 0.9], tag="a", run="r"), events([2.0, 1.9], tag="b", run="r")])
+    both, _ = draw(table, View(smooth="none"))
+    only_b, _ = draw(table, View(smooth="none", tags=("b",)))
+    assert both.series[("r", "b")].raw.get_color() == only_b.series[("r", "b")].raw.get_color()
+    assert both.series[("r", "a")].raw.get_color() != both.series[("r", "b")].raw.get_color()
+    lp, _ = make_plot(View(smooth="none"))
+    lp.update(curves(events([1.0], tag="a", run="r")))
+    colour = lp.series[("r", "a")].raw.get_color()
+    lp.update(curves(table))
+    assert lp.series[("r", "a")].raw.get_color() == colour
+
+
+def test_labels_have_no_doubled_parentheses_and_name_the_one_tag():
+    table = events([1.0, 2.0, 3.0, 4.0], counts=[2, 2, 2, 2], epochs=[0, 0, 1, 1])
+    lp, _ = draw(table, View(per="epoch", normalize="per-item"))
+    assert lp.fig.axes[0].get_ylabel() == "loss (per item, mean per epoch)"
+
+
+def test_an_epoch_axis_has_integer_ticks():
+    lp, _ = draw(events([1.0, 0.9, 0.8], epochs=[0, 1, 2]), View(x="epoch", smooth="none"))
+    ax = lp.fig.axes[0]
+    ax.set_xlim(0.5, 3.2)
+    ticks = ax.xaxis.get_major_locator()()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_items_axis_is_the_cumulative_count():
+    lp, _ = draw(events([1.0, 0.9, 0.8], counts=[32, 32, 16]), View(x="items", smooth="none"))
+    assert lp.series[("", "loss")].raw.get_xdata().tolist() == [32, 64, 80]
+    assert lp.fig.axes[0].get_xlabel() == "items seen (cumulative count)"
+
+
+def test_short_and_long_runs_of_one_tag_are_drawn_alike():
+    table = pa.concat_tables(
+        [events(np.linspace(2, 1, 30), run="short"), events(np.linspace(2, 1, 300), run="long")]
+    )
+    lp, _ = draw(table, View(), plot.Style(compare=True))
+    short, long_ = lp.series[("short", "loss")], lp.series[("long", "loss")]
+    assert short.curve.smoothed is not None and long_.curve.smoothed is not None
+    assert short.main.get_marker() == long_.main.get_marker() == "None"
+
+
+def test_hover_reads_every_visible_curve_and_a_legend_click_hides_one():
+    from lossview.interact import Interaction
+    from matplotlib.backend_bases import MouseEvent
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    table = pa.concat_tables([events([1.0, 0.5, 0.25], tag="a"), events([3.0, 2.0, 1.0], tag="b")])
+    lp, out = draw(table, View(smooth="ema:0.5"))
+    fig = lp.fig
+    FigureCanvasAgg(fig)  # a real canvas with a renderer, as a window has
+    fig.canvas.draw()
+    hover = Interaction(lp)
+    ax = fig.axes[0]
+    x, y = ax.transData.transform((1.1, 1.0))
+    hover.on_move(MouseEvent("motion_notify_event", fig.canvas, x, y))
+    text = hover.readout[ax].get_text().splitlines()
+    assert text[0].startswith("a  step 1  raw 0.5  smoothed ") and text[1].startswith(
+        "b  step 1  raw 2  smoothed "
+    )
+    entry = next(e for e, k in lp.legend_entries.items() if k == ("", "b") and hasattr(e, "get_text"))
+    box = entry.get_window_extent(fig.canvas.get_renderer())
+
+    def click() -> None:  # a real button press on the legend label, as the canvas delivers it
+        press = MouseEvent("button_press_event", fig.canvas, *box.get_points().mean(axis=0), button=1)
+        fig.canvas.callbacks.process("button_press_event", press)
+
+    click()
+    assert not lp.series[("", "b")].smooth.get_visible() and not lp.series[("", "b")].raw.get_visible()
+    hover.on_move(MouseEvent("motion_notify_event", fig.canvas, x, y))
+    assert [line.split()[0] for line in hover.readout[ax].get_text().splitlines()] == ["a"]
+    lp.update(curves(table, View(smooth="ema:0.5")))  # still hidden as the run grows
+    assert not lp.series[("", "b")].raw.get_visible()
+    click()
+    assert lp.series[("", "b")].smooth.get_visible()
