@@ -494,7 +494,7 @@ def test_hover_reads_every_visible_curve_and_a_legend_click_hides_one():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     table = pa.concat_tables([events([1.0, 0.5, 0.25], tag="a"), events([3.0, 2.0, 1.0], tag="b")])
-    lp, out = draw(table, View(smooth="ema:0.5"))
+    lp, _ = draw(table, View(smooth="ema:0.5"))
     fig = lp.fig
     FigureCanvasAgg(fig)  # a real canvas with a renderer, as a window has
     fig.canvas.draw()

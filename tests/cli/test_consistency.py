@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -185,7 +186,8 @@ def _follow(args: list[str], until: str, timeout: float = 60) -> tuple[subproces
     proc = subprocess.Popen([sys.executable, "-m", "lossview", *args, "--follow"], env=ENV, text=True,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
     assert proc.stderr is not None
-    line = proc.stderr.readline()
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    line = proc.stderr.readline() if ready else ""
     if until not in line:
         proc.kill()
         raise AssertionError(f"expected {until!r}, got {line!r}")
