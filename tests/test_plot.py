@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from lossview import commands, plot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lossview import commands, plot, screen
 from lossview import view as lv
 from lossview.view import View
 from matplotlib.figure import Figure
@@ -521,3 +524,27 @@ def test_hover_reads_every_visible_curve_and_a_legend_click_hides_one():
     assert not lp.series[("", "b")].raw.get_visible()
     click()
     assert lp.series[("", "b")].smooth.get_visible()
+
+
+BOUNDS = st.integers(-50, 50).map(lambda i: i / 2) | st.floats(allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-20, 20) | st.integers(-(2**40), 2**40), min_size=1, max_size=60).map(sorted),
+    BOUNDS,
+    BOUNDS,
+)
+def test_integer_steps_are_cut_as_their_float_values_would_be(steps, a, b):
+    """A step axis keeps x as int64 (no float copy); zoom windows and bands must cut it exactly the same."""
+    x = np.asarray(steps, dtype=np.int64)
+    xf = x.astype(np.float64)
+    x0, x1 = sorted((a, b))
+    assert screen.window(x, x0, x1) == screen.window(xf, x0, x1)
+    for side, bound in itertools.product(("left", "right"), (a, b, float(x[0]), float(x[-1]))):
+        assert screen.search(x, bound, side) == np.searchsorted(xf, bound, side=side)
+    lo, hi = np.arange(len(x), dtype=np.float64), np.arange(len(x), dtype=np.float64) + 1
+    for got, want in zip(
+        screen.envelope(x, lo, hi, x0, x1, 4), screen.envelope(xf, lo, hi, x0, x1, 4), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
-from lossview.plot import CanvasOutput, FileOutput, LossPlot, Style
+from lossview.output import CanvasOutput, FileOutput
+from lossview.plot import LossPlot, Style
 from lossview.view import Curve, View, ViewerError
 
 PROG = "lossview"

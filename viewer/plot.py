@@ -8,20 +8,17 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import matplotlib.dates as mdates
 import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
 import numpy as np
+from lossview import screen
+from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -30,7 +27,8 @@ from matplotlib.lines import Line2D
 
 from lossfmt import transforms
 
-FORMATS = ("png", "svg", "pdf")
+__all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
+
 #: tab10 with red moved last: red marks non-finite values.
 COLORS = (
     "#1f77b4",
@@ -48,51 +46,6 @@ LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 NONFINITE_COLOR = "#d62728"
 RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
 BOLD_WIDTH = 1.5  # the smoothed (or only) curve
-
-
-class Output(ABC):
-    """Where the figure goes after each update (the seam tests replace with a fake)."""
-
-    @abstractmethod
-    def refresh(self, fig: Figure) -> None:
-        """Make the current state of ``fig`` visible (write a file, schedule a canvas draw, ...)."""
-
-
-class FileOutput(Output):
-    """Render to PNG/SVG/PDF; each render replaces the file atomically (temp file + os.replace)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, dpi: int = 150) -> None:
-        self.path = Path(path)
-        self.format = self.path.suffix.lower().lstrip(".")
-        if self.format not in FORMATS:
-            raise ValueError(f"{self.path}: output must end in .png, .svg or .pdf")
-        self.dpi = dpi
-
-    def refresh(self, fig: Figure) -> None:
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=self.format, dpi=self.dpi)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-class NoOutput(Output):
-    """Nothing to do: the caller shows or saves the figure itself (notebooks, ``lossview.figure``)."""
-
-    def refresh(self, fig: Figure) -> None:
-        pass
-
-
-class CanvasOutput(Output):
-    """An interactive canvas (window or WebAgg): ask for a redraw at the GUI's next idle moment."""
-
-    def refresh(self, fig: Figure) -> None:
-        fig.canvas.draw_idle()
 
 
 @dataclass
@@ -440,14 +393,14 @@ class LossPlot:
                 if s.ax is not ax:
                     continue
                 for line, (x, y) in s.full.items():
-                    window = _window(x, x0, x1)
+                    window = screen.window(x, x0, x1)
                     key = (s.version, window, bins)
                     if s.drawn.get(line) == key:  # same data, same range: nothing to redo
                         continue
                     s.drawn[line] = key
-                    line.set_data(*_visible(x, y, window, bins))
+                    line.set_data(*screen.visible(x, y, window, bins))
                 if s.band is not None and s.band_data is not None:
-                    bx, lo, hi = _envelope(*s.band_data, x0, x1, bins)
+                    bx, lo, hi = screen.envelope(*s.band_data, x0, x1, bins)
                     s.band.set_data(bx, lo, hi)
         finally:
             self._busy = False
@@ -464,51 +417,3 @@ class LossPlot:
         if span > 120:
             return 60.0, "min"
         return 1.0, "s"
-
-
-def _window(x: np.ndarray, x0: float, x1: float) -> tuple[int, int]:
-    """Index range of the points inside [x0, x1] plus one point each side (lines leave the axes cleanly)."""
-    i0 = max(_search(x, x0, "left") - 1, 0)
-    i1 = min(_search(x, x1, "right") + 1, len(x))
-    return i0, i1
-
-
-def _search(x: np.ndarray, bound: float, side: str) -> int:
-    """``np.searchsorted(x, bound, side)`` for sorted x; integer x (steps) is searched with the integer
-    bound of the same meaning, as numpy would otherwise convert all of x to float for a float bound."""
-    if x.dtype.kind not in "iu" or not len(x):
-        return int(np.searchsorted(x, bound, side=side))
-    if bound < x[0] or (side == "left" and bound == x[0]):  # every element is at or above it
-        return 0
-    if bound > x[-1] or (side == "right" and bound == x[-1]):
-        return len(x)
-    edge = math.ceil(bound) if side == "left" else math.floor(bound)  # within x's range: no overflow
-    return int(np.searchsorted(x, x.dtype.type(edge), side=side))
-
-
-def _visible(
-    x: np.ndarray, y: np.ndarray, window: tuple[int, int], bins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The points of ``window``, min/max decimated to ``bins`` pixel columns when there are more."""
-    xs, ys = x[window[0] : window[1]], y[window[0] : window[1]]
-    if len(xs) <= 2 * bins:
-        return xs, ys
-    return transforms.decimate(xs, ys, bins)
-
-
-def _envelope(
-    x: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, x1: float, bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A band reduced to ``bins`` columns: the lowest ``lo`` and highest ``hi`` of each column."""
-    if len(x) <= 2 * bins:
-        return x, lo, hi
-    i0, i1 = _window(x, x0, x1)
-    x, lo, hi = x[i0:i1], lo[i0:i1], hi[i0:i1]
-    if len(x) <= 2 * bins:
-        return x, lo, hi
-    edges = np.linspace(x[0], x[-1], bins + 1)[:-1]
-    if x.dtype.kind in "iu":  # the first integer at or above each edge (a float edge would convert all of x)
-        edges = np.ceil(edges).astype(x.dtype)
-    edges = np.searchsorted(x, edges, side="left")
-    edges = np.unique(edges)
-    return x[edges], np.fmin.reduceat(lo, edges), np.fmax.reduceat(hi, edges)
