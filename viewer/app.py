@@ -9,7 +9,6 @@ are restored when the run ends.
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import sys
 import threading
@@ -204,14 +203,6 @@ def _serve(target: Target) -> None:
     status(f"serving on http://{target.host}:{target.web}/ (Ctrl-C to stop)")
 
 
-class _ClosedSocket(logging.Filter):
-    """Drops tornado's tracebacks about a browser tab that went away while a frame was being sent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return type(exc).__name__ not in ("WebSocketClosedError", "StreamClosedError")
-
-
 @contextlib.contextmanager
 def _backend(target: Target) -> Iterator[None]:
     """The WebAgg backend and its settings for ``--web``, for the duration of the run only."""
@@ -226,10 +217,6 @@ def _backend(target: Target) -> Iterator[None]:
     import matplotlib.pyplot as plt
 
     previous = dict.__getitem__(matplotlib.rcParams, "backend")
-    quiet = _ClosedSocket()
-    loggers = [logging.getLogger(n) for n in ("tornado.application", "tornado.general", "asyncio")]
-    for logger in loggers:
-        logger.addFilter(quiet)
     settings = {
         "webagg.address": target.host,
         "webagg.port": target.web,
@@ -245,8 +232,6 @@ def _backend(target: Target) -> Iterator[None]:
     finally:
         plt.close("all")
         plt.switch_backend(previous)
-        for logger in loggers:
-            logger.removeFilter(quiet)
 
 
 def run(target: Target, view: View, style: Style, curves: list[Curve] | None) -> int:

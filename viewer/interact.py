@@ -19,8 +19,10 @@ class Interaction:
         self.lp = lp
         self.readout: dict[Any, Any] = {}
         canvas = lp.fig.canvas
-        canvas.mpl_connect("motion_notify_event", self.on_move)
-        canvas.mpl_connect("pick_event", self.on_pick)
+        # Plain functions, not bound methods: the canvas keeps those (it holds methods weakly), so the
+        # interaction lives as long as the figure whether or not the caller keeps this object.
+        canvas.mpl_connect("motion_notify_event", lambda event: self.on_move(event))
+        canvas.mpl_connect("pick_event", lambda event: self.on_pick(event))
 
     def on_pick(self, event: PickEvent) -> None:
         key = self.lp.legend_entries.get(event.artist)

@@ -499,6 +499,13 @@ class Chromium:
         self._to_browser = self._from_browser = -1
         self._profile.cleanup()
 
+    def kill(self) -> None:
+        """End the browser abruptly (SIGKILL to its whole session), as a crash or a killed tab would."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(10)
+
     def call(self, method: str, *, session: bool = True, timeout: float = 15.0, **params: Any) -> dict:
         """Send one DevTools command and return its result (fails on an error reply or timeout)."""
         self._next_id += 1
