@@ -19,6 +19,7 @@ from guiharness import (
     http_get,
     listening_addresses,
     log_run,
+    longest_horizontal_run,
     require,
     wait_for,
     wait_for_curve,
@@ -107,24 +108,6 @@ def test_web_on_a_busy_port_is_a_one_line_error_not_another_port(tmp_path: Path)
     assert f"lossview: error: --web: 127.0.0.1:{port}" in err.splitlines()[-1], err
 
 
-def _longest_horizontal_run(image, color: str, *, tolerance: int = 12) -> tuple[int, int, int]:
-    """(length, row, first column) of the longest horizontal run of ``color`` pixels: a legend handle."""
-    import numpy as np
-    from guiharness import hex_rgb
-
-    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
-    mask = np.abs(pixels - hex_rgb(color)).max(axis=2) <= tolerance
-    best = (0, 0, 0)
-    for row in np.flatnonzero(mask.any(axis=1)):
-        line = np.r_[False, mask[row], False].astype(np.int8)
-        edges = np.flatnonzero(np.diff(line))
-        starts, ends = edges[::2], edges[1::2]
-        if len(starts):
-            i = int(np.argmax(ends - starts))
-            best = max(best, (int(ends[i] - starts[i]), int(row), int(starts[i])))
-    return best
-
-
 def test_web_hover_reads_values_and_a_legend_click_hides_a_curve(chromium: str, tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     port = free_port()
@@ -160,7 +143,7 @@ def test_web_hover_reads_values_and_a_legend_click_hides_a_curve(chromium: str, 
 
             hovered = wait_for(readout, timeout=REDRAW, what="the hover readout to appear")
             # Click the 'val' legend handle (the longest horizontal run of its colour): its curve goes away.
-            length, row, col = _longest_horizontal_run(hovered, COLORS[1])
+            length, row, col = longest_horizontal_run(hovered, COLORS[1])
             assert length >= 8, "no legend handle found for 'val'"
             before = count_color(hovered, COLORS[1])
             for kind in ("mousePressed", "mouseReleased"):
