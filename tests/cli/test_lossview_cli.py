@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -313,10 +314,11 @@ def test_usage_errors_exit_2():
 
 WRITER = textwrap.dedent(
     """
-    import math, sys
+    import math, os, sys
+    import lossfmt
     from lossfmt import LossWriter
+    step = lossfmt.read(sys.argv[1]).num_rows if os.path.exists(sys.argv[1]) else 0  # a resume continues
     w = LossWriter(sys.argv[1], flush_secs=0.1)
-    step = 0
     for line in sys.stdin:
         if line.strip() == "close":
             break
@@ -383,6 +385,8 @@ def test_follow_rerenders_as_another_process_writes(tmp_path, mode):
     run, out = data_dir / "live.arrow", out_dir / "live.png"
     extra = ["--poll", "0.2"] if mode == "poll" else []
     viewer = start(run, "--follow", "-o", out, *extra)  # started before the file exists: it waits
+    ready, _, _ = select.select([viewer.stderr], [], [], 60)
+    assert ready and viewer.stderr.readline() == f"lossview: waiting for {run}\n"
     writer = Writer(run, tmp_path)
     try:
         assert writer.send("50").startswith("flushed")
@@ -391,7 +395,10 @@ def test_follow_rerenders_as_another_process_writes(tmp_path, mode):
         second = wait_for_change(out, first)
         writer.close()  # compaction replaces the file; the viewer must carry on
         assert writer.proc.returncode == 0
-        time.sleep(0.5)
+        writer = Writer(run, tmp_path)  # resumes the compacted file: the viewer draws what it appends
+        assert writer.send("100") == "flushed 300"
+        wait_for_change(out, second)
+        writer.close()
         assert viewer.poll() is None, viewer.stderr.read()
         code, err = stop(viewer, signal.SIGINT if mode == "watchdog" else signal.SIGTERM)
     finally:
