@@ -548,3 +548,24 @@ def test_integer_steps_are_cut_as_their_float_values_would_be(steps, a, b):
         screen.envelope(x, lo, hi, x0, x1, 4), screen.envelope(xf, lo, hi, x0, x1, 4), strict=True
     ):
         np.testing.assert_array_equal(got, want)
+
+
+def test_wall_time_in_the_local_time_zone_on_request(monkeypatch):
+    import time as _time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+5:30, no daylight saving: a fixed, visible offset
+    _time.tzset()
+    try:
+        table = events([1.0, 0.9], t0=1_700_000_000.0, dt=60.0)
+        utc, _ = draw(table, View(x="time", smooth="none"))
+        local, _ = draw(table, View(x="time", smooth="none"), plot.Style(local_time=True))
+        assert utc.fig.axes[0].get_xlabel() == "wall time (UTC)"
+        assert local.fig.axes[0].get_xlabel() == "wall time (local)"
+        fmt_utc = utc.fig.axes[0].xaxis.get_major_formatter()
+        fmt_local = local.fig.axes[0].xaxis.get_major_formatter()
+        x = 1_700_000_000.0 / 86400
+        assert fmt_utc.format_data_short(x).startswith("2023-11-14 22:13")
+        assert fmt_local.format_data_short(x).startswith("2023-11-15 03:43")
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()
