@@ -34,7 +34,7 @@ def figure(
     smoothing). The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no
     windows and leaves the matplotlib backend alone.
     """
-    from lossview import commands, plot, view
+    from lossview import plot, view
     from matplotlib.figure import Figure
 
     args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
@@ -51,8 +51,7 @@ def figure(
         label=label,
     )
     options.check()
-    runs = view.load(args, options)
-    commands.require_events(runs, options)
+    runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
     fig = Figure(figsize=(8.0, 4.5), layout="constrained")
     style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
     plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))

@@ -198,7 +198,7 @@ class CurveCache:
             if extended is not None:
                 return extended
         try:
-            return curves([Run(run.label, filter_tags(run.table, view), run.meta)], view)
+            return curves([run], view)
         except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
             warnings.warn(f"{path}: {exc}", stacklevel=3)
             return []
