@@ -6,7 +6,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from lossview import data, follow
+from lossview import follow
+from lossview import view as lv
+from lossview.view import View
 from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
 
 from lossfmt import LossWriter
@@ -116,26 +118,26 @@ def _write(path: Path, values, **kw) -> None:
 def test_sources_wait_for_missing_files_then_follow_growth_and_replacement(tmp_path):
     path = tmp_path / "run.arrow"
     s = follow.Sources([str(path)])
-    assert s.poll() is False and s.table() is None  # no file yet: nothing, no error
+    assert s.poll() is False and s.runs() == []  # no file yet: nothing, no error
     w = LossWriter(path, flush_secs=3600)
     try:
         w.add(0, 1.0)
         w.flush()
         assert s.poll() is True
-        assert s.table().column("value").to_pylist() == [1.0]
+        assert s.runs()[0][1].table.column("value").to_pylist() == [1.0]
         w.add(1, 0.5)
         w.flush()
         assert s.poll() is True
-        assert s.table().column("value").to_pylist() == [1.0, 0.5]
-        assert s.table().column("run").to_pylist() == ["run", "run"]
+        assert s.runs()[0][1].table.column("value").to_pylist() == [1.0, 0.5]
+        assert [r.label for _, r, _ in s.runs()] == ["run"]
     finally:
         w.close()  # compaction replaces the file: nothing new, nothing lost
     s.poll()
-    assert s.table().column("value").to_pylist() == [1.0, 0.5]
+    assert s.runs()[0][1].table.column("value").to_pylist() == [1.0, 0.5]
     path.unlink()
     _write(path, [7.0])  # a new run at the same path
     assert s.poll() is True
-    assert s.table().column("value").to_pylist() == [7.0]
+    assert s.runs()[0][1].table.column("value").to_pylist() == [7.0]
 
 
 def test_directory_sources_pick_up_new_runs(tmp_path):
@@ -144,12 +146,8 @@ def test_directory_sources_pick_up_new_runs(tmp_path):
     assert s.poll() is True
     _write(tmp_path / "b.arrow", [2.0, 3.0])
     assert s.poll() is True
-    t = s.table()
-    assert sorted(zip(t.column("run").to_pylist(), t.column("value").to_pylist(), strict=False)) == [
-        ("a", 1.0),
-        ("b", 2.0),
-        ("b", 3.0),
-    ]
+    got = [(r.label, r.table.column("value").to_pylist()) for _, r, _ in s.runs()]
+    assert sorted(got) == [("a", [1.0]), ("b", [2.0, 3.0])]
 
 
 def test_watcher_signals_a_file_created_after_start(tmp_path):
@@ -188,7 +186,7 @@ def test_truncated_and_rewritten_file_shows_only_the_new_content(tmp_path):
         fh.truncate(0)
         fh.write(other.read_bytes())
     s.poll()
-    assert s.table().column("value").to_pylist() == [9.0, 8.0]
+    assert s.runs()[0][1].table.column("value").to_pylist() == [9.0, 8.0]
 
 
 def test_identical_rewrite_does_not_duplicate_events(tmp_path):
@@ -198,7 +196,7 @@ def test_identical_rewrite_does_not_duplicate_events(tmp_path):
     s.poll()
     path.write_bytes(path.read_bytes())
     s.poll()
-    assert s.table().column("value").to_pylist() == [1.0, 2.0, 3.0]
+    assert s.runs()[0][1].table.column("value").to_pylist() == [1.0, 2.0, 3.0]
 
 
 def test_unreadable_file_is_an_error_at_first_then_a_warning(tmp_path):
@@ -218,7 +216,7 @@ def test_unreadable_file_is_an_error_at_first_then_a_warning(tmp_path):
     watcher.changed.set()
     with pytest.warns(UserWarning, match=r"good\.arrow"):
         loop.tick()
-    assert s.table().column("value").to_pylist() == [1.0, 2.0]  # the last good events stay
+    assert s.runs()[0][1].table.column("value").to_pylist() == [1.0, 2.0]  # the last good events stay
 
 
 def test_curve_cache_recomputes_only_the_files_that_changed(tmp_path, monkeypatch):
@@ -226,10 +224,12 @@ def test_curve_cache_recomputes_only_the_files_that_changed(tmp_path, monkeypatc
     _write(tmp_path / "b.arrow", [2.0, 1.0])
     s = follow.Sources([str(tmp_path)])
     s.poll()
-    cache = follow.CurveCache(data.View(smooth="none"))
+    cache = follow.CurveCache(View(smooth="none"))
     computed = []
     real = follow.curves
-    monkeypatch.setattr(follow, "curves", lambda t, v: computed.append(t.num_rows) or real(t, v))
+    monkeypatch.setattr(
+        follow, "curves", lambda r, v: computed.append(sum(x.table.num_rows for x in r)) or real(r, v)
+    )
     first = cache.curves(s)
     assert sorted((c.run, c.y.tolist()) for c in first) == [("a", [1.0, 0.5]), ("b", [2.0, 1.0])]
     assert computed == [2, 2]
@@ -244,18 +244,18 @@ def test_curve_cache_means_across_runs(tmp_path):
     _write(tmp_path / "b.arrow", [3.0, 5.0])
     s = follow.Sources([str(tmp_path)])
     s.poll()
-    (mean,) = follow.CurveCache(data.View(smooth="none", mean_runs=True)).curves(s)
+    (mean,) = follow.CurveCache(View(smooth="none", mean_runs=True)).curves(s)
     assert mean.y.tolist() == [2.0, 4.0] and mean.run == "mean of 2 runs"
 
 
 @pytest.mark.parametrize(
     "view",
     [
-        data.View(),
-        data.View(smooth="ma:5"),
-        data.View(smooth="none"),
-        data.View(smooth="ema:0.9", smooth_explicit=False),
-        data.View(x="time", normalize="per-item"),
+        View(),
+        View(smooth="ma:5"),
+        View(smooth="none"),
+        View(smooth="ema:0.9", smooth_explicit=False),
+        View(x="time", normalize="per-item"),
     ],
     ids=["ema", "ma", "none", "default-rule", "time-per-item"],
 )
@@ -280,7 +280,7 @@ def test_growing_run_is_extended_with_the_same_numbers_as_a_full_recompute(tmp_p
             incremental = {c.key: c for c in cache.curves(s)}
     finally:
         w.close()
-    full = {c.key: c for c in data.curves(data.apply(data.load([path]), view), view)}
+    full = {c.key: c for c in lv.curves(lv.load([path], view, every_column=True), view)}
     assert incremental.keys() == full.keys()
     for key, c in full.items():
         got = incremental[key]
@@ -294,7 +294,7 @@ def test_growing_run_is_extended_with_the_same_numbers_as_a_full_recompute(tmp_p
 def test_a_rewind_falls_back_to_a_full_recompute(tmp_path):
     path = tmp_path / "run.arrow"
     s = follow.Sources([str(path)])
-    cache = follow.CurveCache(data.View(smooth="none"))
+    cache = follow.CurveCache(View(smooth="none"))
     with LossWriter(path, flush_secs=3600) as w:
         for step in range(5):
             w.add(step, float(step))

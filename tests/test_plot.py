@@ -10,7 +10,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lossview import cli, data, plot
+from lossview import commands, plot, screen
+from lossview import view as lv
+from lossview.view import View
 from matplotlib.figure import Figure
 
 from lossfmt import schema
@@ -59,16 +61,32 @@ def events(
     return table
 
 
+def runs_of(table: pa.Table) -> list[lv.Run]:
+    """A table of events, split into runs by its `run` column (one unnamed run without one)."""
+    if "run" not in table.column_names:
+        return [lv.Run("", table)]
+    names = table.column("run").to_pylist()
+    out = []
+    for name in dict.fromkeys(names):
+        rows = [i for i, n in enumerate(names) if n == name]
+        out.append(lv.Run(name, table.take(pa.array(rows, pa.int64())).drop_columns(["run"])))
+    return out
+
+
+def curves(table: pa.Table, view=None) -> list[lv.Curve]:
+    return lv.curves(runs_of(table), view or View())
+
+
 def make_plot(view=None, style=None, *, dpi=100):
     fig = Figure(figsize=(8, 4.5), dpi=dpi, layout="constrained")
     out = FakeOutput()
-    return plot.LossPlot(fig, view or data.View(), style or plot.Style(), out), out
+    return plot.LossPlot(fig, view or View(), style or plot.Style(), out), out
 
 
 def draw(table, view=None, style=None):
-    view = view or data.View()
+    view = view or View()
     lp, out = make_plot(view, style)
-    lp.update(data.curves(data.apply(table, view), view))
+    lp.update(curves(table, view))
     return lp, out
 
 
@@ -91,7 +109,7 @@ def test_raw_is_faint_and_smoothed_is_bold_with_tensorboard_ema():
 
 
 def test_no_smoothing_draws_the_raw_curve_opaque():
-    lp, _ = draw(events([3.0, 2.0, 1.0], run="r"), data.View(smooth="none"))
+    lp, _ = draw(events([3.0, 2.0, 1.0], run="r"), View(smooth="none"))
     s = lp.series[("r", "loss")]
     assert not s.smooth.get_visible() and s.raw.get_alpha() == 1.0
     assert s.raw.get_label() == "loss"
@@ -99,14 +117,14 @@ def test_no_smoothing_draws_the_raw_curve_opaque():
 
 def test_update_reuses_artists_and_adds_new_tags():
     lp, out = make_plot()
-    view = data.View()
-    lp.update(data.curves(events([1.0, 0.9], run="r"), view))
+    view = View()
+    lp.update(curves(events([1.0, 0.9], run="r"), view))
     first = lp.series[("r", "loss")]
     raw_line, n_lines = first.raw, len(lp.fig.axes[0].lines)
     grown = pa.concat_tables(
         [events([1.0, 0.9, 0.8, 0.7], run="r"), events([1.5, 1.2], steps=[1, 3], tag="val", run="r")]
     )
-    lp.update(data.curves(grown, view))
+    lp.update(curves(grown, view))
     assert lp.series[("r", "loss")].raw is raw_line  # set_data, not a new artist
     assert len(lp.fig.axes) == 1 and len(lp.fig.axes[0].lines) == n_lines + 3  # raw, smooth, marks
     np.testing.assert_allclose(raw_line.get_xdata(), [0, 1, 2, 3])
@@ -115,13 +133,13 @@ def test_update_reuses_artists_and_adds_new_tags():
 
 
 def test_a_followed_series_that_starts_smoothing_drops_its_raw_markers_in_plot_and_legend():
-    view = data.View(smooth_explicit=False)  # the CLI's default: short series stay unsmoothed
+    view = View(smooth_explicit=False)  # the CLI's default: short series stay unsmoothed
     lp, _ = make_plot(view)
     val = events([1.5, 1.2], steps=[10, 30], tag="val", run="r")
-    lp.update(data.curves(pa.concat_tables([events(np.linspace(2, 1, 20), run="r"), val]), view))
+    lp.update(curves(pa.concat_tables([events(np.linspace(2, 1, 20), run="r"), val]), view))
     loss = lp.series[("r", "loss")]
     assert loss.raw.get_marker() == "o"  # few points: unsmoothed, with markers
-    lp.update(data.curves(pa.concat_tables([events(np.linspace(2, 1, 200), run="r"), val]), view))
+    lp.update(curves(pa.concat_tables([events(np.linspace(2, 1, 200), run="r"), val]), view))
     assert loss.smooth.get_visible()
     assert loss.raw.get_marker() == "None" and loss.raw.get_path_effects() == []
     legend = lp.fig.axes[0].get_legend()
@@ -163,7 +181,7 @@ def test_tag_globs_select_series():
             events([3.0], tag="lr", run="r"),
         ]
     )
-    lp, _ = draw(table, data.View(tags=("*/loss",)))
+    lp, _ = draw(table, View(tags=("*/loss",)))
     assert set(lp.series) == {("r", "train/loss"), ("r", "val/loss")}
 
 
@@ -172,7 +190,7 @@ def test_decimation_keeps_every_spike_and_zoom_restores_full_resolution():
     y = np.full(n, 1.0)
     y[123_457] = 50.0  # one spike: TensorBoard's 1000-point sampling loses it
     y[7] = -3.0
-    lp, _ = draw(events(y, run="r"), data.View(smooth="none"))
+    lp, _ = draw(events(y, run="r"), View(smooth="none"))
     s = lp.series[("r", "loss")]
     drawn = np.asarray(s.raw.get_ydata())
     assert len(drawn) < 5_000
@@ -198,7 +216,7 @@ def test_non_finite_values_are_marked_where_they_happened():
 
 def test_per_epoch_buckets_with_band_show_min_max():
     table = events([4, 5, 2, 4, 3, 2, 3, 1], epochs=[0, 0, 0, 0, 1, 1, 1, 1], run="r")
-    view = data.View(per="epoch", band="minmax", smooth="none")
+    view = View(per="epoch", band="minmax", smooth="none")
     lp, _ = draw(table, view)
     s = lp.series[("r", "loss")]
     np.testing.assert_allclose(s.raw.get_ydata(), [3.75, 2.25])
@@ -215,7 +233,7 @@ def test_seed_002_per_item_mean_is_three_for_any_batch_size():
             values.append(sum(items[start : start + size]) / size)
             start += size
         table = events(values, counts=sizes, epochs=[0] * len(sizes))
-        out = data.apply(table, data.View(per="epoch", normalize="per-item"))
+        out = lv.prepare(table, View(per="epoch", normalize="per-item"))
         assert out.column("value").to_pylist() == [pytest.approx(3.0)]
 
 
@@ -227,12 +245,12 @@ def test_mean_runs_draws_mean_with_across_run_band():
             events([2.0, 3.0, 4.0], run="s3"),
         ]
     )
-    view = data.View(smooth="none", mean_runs=True, band="minmax")
+    view = View(smooth="none", mean_runs=True, band="minmax")
     lp, _ = draw(table, view)
     assert list(lp.series) == [("mean of 3 runs", "loss")]
     s = lp.series[("mean of 3 runs", "loss")]
     np.testing.assert_allclose(s.raw.get_ydata(), [2.0, 3.0, 4.0])
-    (curve,) = data.curves(table, view)
+    (curve,) = curves(table, view)
     np.testing.assert_allclose(curve.lo, [1.0, 2.0, 3.0])
     np.testing.assert_allclose(curve.hi, [3.0, 4.0, 5.0])
 
@@ -240,22 +258,22 @@ def test_mean_runs_draws_mean_with_across_run_band():
 def test_rewound_events_are_dropped_unless_kept():
     # A resumed run: steps 0..3 logged, then training resumed from a checkpoint at step 1 (next step 2).
     table = events([1.0, 0.9, 0.8, 0.7, 0.85, 0.75], steps=[0, 1, 2, 3, 2, 3], run="r")
-    (curve,) = data.curves(data.apply(table, data.View()), data.View())
+    (curve,) = curves(table, View())
     # Step 3's first event is orphaned (a later event has step 2 < 3); equal steps are kept (spec).
     assert curve.step.tolist() == [0, 1, 2, 2, 3] and curve.y.tolist() == [1.0, 0.9, 0.8, 0.85, 0.75]
-    kept = data.apply(table, data.View(keep_rewound=True))
+    kept = lv.prepare(table.drop_columns(["run"]), View(keep_rewound=True))
     assert kept.num_rows == 6
 
 
 def test_x_axes_relative_time_epoch():
     table = events([1.0, 0.9, 0.8], dt=90.0, run="r", epochs=[0, 0, 1])
-    lp, _ = draw(table, data.View(x="relative", smooth="none"))
+    lp, _ = draw(table, View(x="relative", smooth="none"))
     np.testing.assert_allclose(lp.series[("r", "loss")].raw.get_xdata(), [0, 1.5, 3.0])  # minutes
     assert lp.fig.axes[0].get_xlabel() == "time since start (min)"
-    lp, _ = draw(table, data.View(x="time", smooth="none"))
+    lp, _ = draw(table, View(x="time", smooth="none"))
     assert lp.fig.axes[0].get_xlabel() == "wall time (UTC)"
     np.testing.assert_allclose(lp.series[("r", "loss")].raw.get_xdata()[0], 1_700_000_000 / 86400)
-    lp, _ = draw(table, data.View(x="epoch", smooth="none"))
+    lp, _ = draw(table, View(x="epoch", smooth="none"))
     assert lp.fig.axes[0].get_xlabel() == "epoch"
 
 
@@ -269,17 +287,17 @@ def test_logy_ylim_title():
 
 def test_series_that_disappear_are_emptied_not_left_stale():
     lp, _ = make_plot()
-    view = data.View()
-    lp.update(data.curves(events([1.0, 0.5], run="r"), view))
-    lp.update(data.curves(events([2.0], tag="other", run="r"), view))
+    view = View()
+    lp.update(curves(events([1.0, 0.5], run="r"), view))
+    lp.update(curves(events([2.0], tag="other", run="r"), view))
     assert len(lp.series[("r", "loss")].raw.get_xdata()) == 0
 
 
 def test_band_requires_a_spread_source():
     with pytest.raises(ValueError, match="--band"):
-        data.View(band="minmax").check()
+        View(band="minmax").check()
     with pytest.raises(ValueError):
-        data.View(smooth="bogus").check()
+        View(smooth="bogus").check()
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -305,12 +323,12 @@ def test_file_output_rejects_unknown_format(tmp_path):
 
 
 def test_one_series_is_found_from_the_dictionaries_and_chunks_with_other_single_tags_are_not():
-    one = data.with_run(pa.concat_tables([events([1.0, 2.0]), events([3.0])]), "r")
+    one = pa.concat_tables([events([1.0, 2.0]), events([3.0])])
     assert one.column("tag").num_chunks == 2
-    assert list(data.groups(one)) == [("r", "loss", None)]
+    assert lv.tag_groups(one) == [("loss", None)]
     # Each chunk's dictionary has a single tag, but not the same one.
-    two = data.with_run(pa.concat_tables([events([1.0, 2.0], tag="a"), events([3.0], tag="b")]), "r")
-    assert [(r, t, list(i)) for r, t, i in data.groups(two)] == [("r", "a", [0, 1]), ("r", "b", [2])]
+    two = pa.concat_tables([events([1.0, 2.0], tag="a"), events([3.0], tag="b")])
+    assert [(t, list(i)) for t, i in lv.tag_groups(two)] == [("a", [0, 1]), ("b", [2])]
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -318,7 +336,7 @@ def test_one_series_is_found_from_the_dictionaries_and_chunks_with_other_single_
 
 def test_summary_numbers():
     table = events([4.0, 3.0, np.nan, 1.0, 2.0], steps=[10, 11, 12, 13, 14], dt=0.5, run="r")
-    (row,) = data.summarize(table, data.View(smooth="none"))
+    (row,) = commands.summarize(runs_of(table), View(smooth="none"))
     assert row == {
         "run": "r",
         "tag": "loss",
@@ -333,19 +351,20 @@ def test_summary_numbers():
         "non_finite": 1,
         "events_per_s": 2.5,
         "duration_s": 2.0,
+        "hparams": {},
     }
-    text = cli.format_summary([row])
+    text = commands.format_summary([row])
     assert "10..14" in text and "2.5" in text and "2.0s" in text
     json.dumps(row)
 
 
 def test_split_grows_an_axes_for_a_new_tag_and_keeps_the_old_artists():
     lp, _ = make_plot(style=plot.Style(split=True))
-    view = data.View()
-    lp.update(data.curves(events([1.0, 0.5], run="r"), view))
+    view = View()
+    lp.update(curves(events([1.0, 0.5], run="r"), view))
     first_ax, first_line = lp.fig.axes[0], lp.series[("r", "loss")].raw
     grown = pa.concat_tables([events([1.0, 0.5, 0.2], run="r"), events([0.1, 0.2], tag="acc", run="r")])
-    lp.update(data.curves(grown, view))
+    lp.update(curves(grown, view))
     assert len(lp.fig.axes) == 2 and lp.fig.axes[0] is first_ax
     assert lp.series[("r", "loss")].raw is first_line
     assert lp.series[("r", "acc")].ax is lp.fig.axes[1]
@@ -372,15 +391,15 @@ def _sweep(tmp_path) -> list:
 
 
 VIEWS = [
-    data.View(),
-    data.View(smooth="ma:5", tags=("val",)),
-    data.View(normalize="per-item"),
-    data.View(per="epoch", band="minmax"),
-    data.View(per=25, normalize="per-item", band="std", x="epoch"),
-    data.View(x="epoch"),
-    data.View(x="time"),
-    data.View(x="relative", keep_rewound=True),
-    data.View(mean_runs=True, band="std"),
+    View(),
+    View(smooth="ma:5", tags=("val",)),
+    View(normalize="per-item"),
+    View(per="epoch", band="minmax"),
+    View(per=25, normalize="per-item", band="std", x="epoch"),
+    View(x="epoch"),
+    View(x="time"),
+    View(x="relative", keep_rewound=True),
+    View(mean_runs=True, band="std"),
 ]
 
 
@@ -388,10 +407,10 @@ VIEWS = [
 def test_curves_from_the_view_columns_equal_curves_from_every_column(tmp_path, view):
     paths = _sweep(tmp_path)
     for files in (paths[:1], paths):
-        want = data.curves(data.apply(data.load(files), view), view)
-        table = data.load(files, view.columns())
-        assert set(table.column_names) == {*view.columns(), "run"}
-        got = data.curves(data.apply(table, view), view)
+        want = lv.curves(lv.load(files, view, every_column=True), view)
+        runs = lv.load(files, view)
+        assert all(r.table.column_names == list(view.columns()) for r in runs)
+        got = lv.curves(runs, view)
         assert [c.key for c in got] == [c.key for c in want]
         for g, w in zip(got, want, strict=True):
             for name in ("x", "y", "step", "smoothed", "lo", "hi"):
@@ -399,18 +418,112 @@ def test_curves_from_the_view_columns_equal_curves_from_every_column(tmp_path, v
 
 
 def test_view_columns_are_step_tag_value_unless_an_option_needs_more():
-    assert data.View().columns() == ("step", "tag", "value")
-    assert data.View(x="time").columns() == ("step", "tag", "value", "wall_time")
-    assert data.View(normalize="per-item").columns() == ("step", "tag", "value", "count", "reduction")
-    assert data.View(per="epoch").columns() == ("step", "tag", "value", "count", "epoch", "wall_time")
+    assert View().columns() == ("step", "tag", "value")
+    assert View(x="time").columns() == ("step", "tag", "value", "wall_time")
+    assert View(normalize="per-item").columns() == ("step", "tag", "value", "count", "reduction")
+    assert View(per="epoch").columns() == ("step", "tag", "value", "count", "epoch", "wall_time")
 
 
 @pytest.mark.parametrize("normalize", [None, "per-item"])
 def test_summary_from_its_columns_equals_summary_from_every_column(tmp_path, normalize):
     paths = _sweep(tmp_path)
-    view = data.View(normalize=normalize)
-    want = data.summarize(data.load(paths), view)
-    assert data.summarize(data.load(paths, data.summary_columns(view)), view) == want
+    view = View(normalize=normalize)
+    want = commands.summarize(lv.load(paths, view, every_column=True), view)
+    assert commands.summarize(lv.load(paths, commands.summary_view(view)), view) == want
+
+
+def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
+    (c,) = curves(events([1.0, 2.0, 3.0], steps=[5, 6, 9], run="r"), View())
+    assert c.x is c.step and c.x.dtype == np.int64
+
+
+# ------------------------------------------------------------------------------------------ issue 11
+
+
+def test_the_legend_says_what_is_drawn_and_which_smoothing():
+    lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="ema:0.6"))
+    legend = lp.fig.axes[0].get_legend()
+    assert legend is not None and legend.get_title().get_text() == "bold: smoothed (ema 0.6), faint: raw"
+    lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="none"))
+    assert lp.fig.axes[0].get_legend() is None  # one raw curve: nothing to explain
+
+
+def test_a_tag_keeps_its_colour_when_others_are_filtered_out_or_appear_later():
+    table = pa.concat_tables([events([1.0, 0.9], tag="a", run="r"), events([2.0, 1.9], tag="b", run="r")])
+    both, _ = draw(table, View(smooth="none"))
+    only_b, _ = draw(table, View(smooth="none", tags=("b",)))
+    assert both.series[("r", "b")].raw.get_color() == only_b.series[("r", "b")].raw.get_color()
+    assert both.series[("r", "a")].raw.get_color() != both.series[("r", "b")].raw.get_color()
+    lp, _ = make_plot(View(smooth="none"))
+    lp.update(curves(events([1.0], tag="a", run="r")))
+    colour = lp.series[("r", "a")].raw.get_color()
+    lp.update(curves(table))
+    assert lp.series[("r", "a")].raw.get_color() == colour
+
+
+def test_labels_have_no_doubled_parentheses_and_name_the_one_tag():
+    table = events([1.0, 2.0, 3.0, 4.0], counts=[2, 2, 2, 2], epochs=[0, 0, 1, 1])
+    lp, _ = draw(table, View(per="epoch", normalize="per-item"))
+    assert lp.fig.axes[0].get_ylabel() == "loss (per item, mean per epoch)"
+
+
+def test_an_epoch_axis_has_integer_ticks():
+    lp, _ = draw(events([1.0, 0.9, 0.8], epochs=[0, 1, 2]), View(x="epoch", smooth="none"))
+    ax = lp.fig.axes[0]
+    ax.set_xlim(0.5, 3.2)
+    ticks = ax.xaxis.get_major_locator()()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_items_axis_is_the_cumulative_count():
+    lp, _ = draw(events([1.0, 0.9, 0.8], counts=[32, 32, 16]), View(x="items", smooth="none"))
+    assert lp.series[("", "loss")].raw.get_xdata().tolist() == [32, 64, 80]
+    assert lp.fig.axes[0].get_xlabel() == "items seen (cumulative count)"
+
+
+def test_short_and_long_runs_of_one_tag_are_drawn_alike():
+    table = pa.concat_tables(
+        [events(np.linspace(2, 1, 30), run="short"), events(np.linspace(2, 1, 300), run="long")]
+    )
+    lp, _ = draw(table, View(), plot.Style(compare=True))
+    short, long_ = lp.series[("short", "loss")], lp.series[("long", "loss")]
+    assert short.curve.smoothed is not None and long_.curve.smoothed is not None
+    assert short.main.get_marker() == long_.main.get_marker() == "None"
+
+
+def test_hover_reads_every_visible_curve_and_a_legend_click_hides_one():
+    from lossview.interact import Interaction
+    from matplotlib.backend_bases import MouseEvent
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    table = pa.concat_tables([events([1.0, 0.5, 0.25], tag="a"), events([3.0, 2.0, 1.0], tag="b")])
+    lp, _ = draw(table, View(smooth="ema:0.5"))
+    fig = lp.fig
+    FigureCanvasAgg(fig)  # a real canvas with a renderer, as a window has
+    fig.canvas.draw()
+    hover = Interaction(lp)
+    ax = fig.axes[0]
+    x, y = ax.transData.transform((1.1, 1.0))
+    hover.on_move(MouseEvent("motion_notify_event", fig.canvas, x, y))
+    text = hover.readout[ax].get_text().splitlines()
+    assert text[0].startswith("a  step 1  raw 0.5  smoothed ") and text[1].startswith(
+        "b  step 1  raw 2  smoothed "
+    )
+    entry = next(e for e, k in lp.legend_entries.items() if k == ("", "b") and hasattr(e, "get_text"))
+    box = entry.get_window_extent(fig.canvas.get_renderer())
+
+    def click() -> None:  # a real button press on the legend label, as the canvas delivers it
+        press = MouseEvent("button_press_event", fig.canvas, *box.get_points().mean(axis=0), button=1)
+        fig.canvas.callbacks.process("button_press_event", press)
+
+    click()
+    assert not lp.series[("", "b")].smooth.get_visible() and not lp.series[("", "b")].raw.get_visible()
+    hover.on_move(MouseEvent("motion_notify_event", fig.canvas, x, y))
+    assert [line.split()[0] for line in hover.readout[ax].get_text().splitlines()] == ["a"]
+    lp.update(curves(table, View(smooth="ema:0.5")))  # still hidden as the run grows
+    assert not lp.series[("", "b")].raw.get_visible()
+    click()
+    assert lp.series[("", "b")].smooth.get_visible()
 
 
 BOUNDS = st.integers(-50, 50).map(lambda i: i / 2) | st.floats(allow_nan=False)
@@ -422,21 +535,37 @@ BOUNDS = st.integers(-50, 50).map(lambda i: i / 2) | st.floats(allow_nan=False)
     BOUNDS,
     BOUNDS,
 )
-def test_integer_steps_are_searched_as_their_float_values_would_be(steps, a, b):
+def test_integer_steps_are_cut_as_their_float_values_would_be(steps, a, b):
     """A step axis keeps x as int64 (no float copy); zoom windows and bands must cut it exactly the same."""
     x = np.asarray(steps, dtype=np.int64)
     xf = x.astype(np.float64)
     x0, x1 = sorted((a, b))
-    assert plot._window(x, x0, x1) == plot._window(xf, x0, x1)
+    assert screen.window(x, x0, x1) == screen.window(xf, x0, x1)
     for side, bound in itertools.product(("left", "right"), (a, b, float(x[0]), float(x[-1]))):
-        assert plot._search(x, bound, side) == np.searchsorted(xf, bound, side=side)
+        assert screen.search(x, bound, side) == np.searchsorted(xf, bound, side=side)
     lo, hi = np.arange(len(x), dtype=np.float64), np.arange(len(x), dtype=np.float64) + 1
     for got, want in zip(
-        plot._envelope(x, lo, hi, x0, x1, 4), plot._envelope(xf, lo, hi, x0, x1, 4), strict=True
+        screen.envelope(x, lo, hi, x0, x1, 4), screen.envelope(xf, lo, hi, x0, x1, 4), strict=True
     ):
         np.testing.assert_array_equal(got, want)
 
 
-def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
-    (c,) = data.curves(events([1.0, 2.0, 3.0], steps=[5, 6, 9], run="r"), data.View())
-    assert c.x is c.step and c.x.dtype == np.int64
+def test_wall_time_in_the_local_time_zone_on_request(monkeypatch):
+    import time as _time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+5:30, no daylight saving: a fixed, visible offset
+    _time.tzset()
+    try:
+        table = events([1.0, 0.9], t0=1_700_000_000.0, dt=60.0)
+        utc, _ = draw(table, View(x="time", smooth="none"))
+        local, _ = draw(table, View(x="time", smooth="none"), plot.Style(local_time=True))
+        assert utc.fig.axes[0].get_xlabel() == "wall time (UTC)"
+        assert local.fig.axes[0].get_xlabel() == "wall time (local)"
+        fmt_utc = utc.fig.axes[0].xaxis.get_major_formatter()
+        fmt_local = local.fig.axes[0].xaxis.get_major_formatter()
+        x = 1_700_000_000.0 / 86400
+        assert fmt_utc.format_data_short(x).startswith("2023-11-14 22:13")
+        assert fmt_local.format_data_short(x).startswith("2023-11-15 03:43")
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()

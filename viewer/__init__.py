@@ -16,7 +16,7 @@ __all__ = ["figure", "live"]
 def figure(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    tags: Sequence[str] = (),
+    tags: str | Sequence[str] = (),
     smooth: str | None = None,
     per: str | int | None = None,
     normalize: str | None = None,
@@ -26,33 +26,35 @@ def figure(
     split: bool = False,
     logy: bool = False,
     title: str | None = None,
+    label: str | None = None,
 ) -> Figure:
     """Return the matplotlib Figure ``lossview`` would draw for a file (or files, globs, directories).
 
-    Options are those of the command line (``smooth=None`` is its default smoothing). The figure is not
-    attached to pyplot, so it displays once in a notebook cell and leaks no windows.
+    Options are those of the command line (``tags="loss"`` is one tag; ``smooth=None`` is the default
+    smoothing). The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no
+    windows and leaves the matplotlib backend alone.
     """
-    from lossview import data, plot
+    from lossview import plot, view
     from matplotlib.figure import Figure
 
-    args = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
+    args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     explicit = smooth is not None
-    view = data.View(
-        tags=tuple(tags),
-        smooth=smooth if explicit else data.DEFAULT_SMOOTH,
+    options = view.View(
+        tags=(tags,) if isinstance(tags, str) else tuple(tags),
+        smooth=smooth if explicit else view.DEFAULT_SMOOTH,
         smooth_explicit=explicit,
         per=per,
         normalize=normalize,
         x=x,
         band=band,
         mean_runs=mean_runs,
+        label=label,
     )
-    view.check()
-    paths = data.expand(args)
+    options.check()
+    runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
     fig = Figure(figsize=(8.0, 4.5), layout="constrained")
-    style = plot.Style(split=split, compare=len(paths) > 1 and not mean_runs, logy=logy, title=title)
-    lp = plot.LossPlot(fig, view, style, plot.NoOutput())
-    lp.update(data.curves(data.apply(data.load(paths, view.columns()), view), view))
+    style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
+    plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))
     return fig
 
 

@@ -1,5 +1,5 @@
 """``python -m lossview``: the same as the ``lossview`` command."""
 
-from lossview.cli import main
+from lossview.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

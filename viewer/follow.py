@@ -17,24 +17,28 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-from lossview.data import (
+from lossview.view import (
     Curve,
+    Run,
     View,
-    apply,
     curves,
-    expand,
-    extend,
+    filter_tags,
+    hparam,
     mean_across_runs,
-    run_names,
-    with_run,
+    relabel,
+    runs,
+    smooth,
 )
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 import lossfmt
+from lossfmt import transforms
 
 #: Even with file events, look again this often (a missed event costs at most this much latency).
 SAFETY_POLL = 5.0
@@ -97,18 +101,30 @@ class Sources:
                 return True
         return False
 
+    def paths(self) -> list[str]:
+        """The files the arguments name now (a path, glob or directory that names none yet is skipped)."""
+        return list(dict.fromkeys(p for arg in self.args for p in self.paths_of(arg)))
+
+    @staticmethod
+    def paths_of(arg: str) -> list[str]:
+        """The files one argument names now; none while it names nothing yet."""
+        try:
+            return lossfmt.run_paths(arg)
+        except lossfmt.LossFormatError:  # not there yet: the watch says when it appears
+            return []
+
     def poll(self) -> bool:
         """Read what was appended to every file since the last poll; True if anything changed."""
-        for path in expand(self.args, must_exist=False):
-            if path not in self.followers:
-                self.followers[path] = lossfmt.Follower(path)
-                self.chunks[path] = []
+        for path in self.paths():
+            if Path(path) not in self.followers:
+                self.followers[Path(path)] = lossfmt.Follower(path)
+                self.chunks[Path(path)] = []
         changed = False
         for path, follower in self.followers.items():
             try:
                 update = follower.poll()
-            except (lossfmt.LossFormatError, OSError) as exc:
-                self.errors[path] = str(exc) if isinstance(exc, ValueError) else f"{path}: {exc}"
+            except (lossfmt.LossfmtError, OSError) as exc:
+                self.errors[path] = str(exc) if isinstance(exc, lossfmt.LossfmtError) else f"{path}: {exc}"
                 continue
             self.errors.pop(path, None)
             if update.reset:
@@ -121,77 +137,96 @@ class Sources:
             changed = True
         return changed
 
-    def parts(self) -> list[tuple[Path, str, int]]:
-        """(path, run name, version) of every file that has events."""
-        paths = list(self.followers)
-        names = run_names(paths, [(self.followers[p].info or {}).get("run") for p in paths])
-        return [(p, n, self.versions.get(p, 0)) for p, n in zip(paths, names, strict=True) if self.chunks[p]]
-
-    def events(self, path: Path, name: str) -> pa.Table:
-        """One file's events so far, with a ``run`` column holding ``name``."""
-        return pa.concat_tables([with_run(chunk, name) for chunk in self.chunks[path]])
-
-    def table(self) -> pa.Table | None:
-        """Everything read so far, one table with a ``run`` column; None before any event arrived."""
-        paths = list(self.followers)
+    def runs(self) -> list[tuple[Path, Run, list[pa.Table]]]:
+        """(path, run, the chunks its table joins) of every file that has events, labelled as lossfmt does."""
+        paths = [p for p in self.followers if self.chunks[p]]
         infos = [self.followers[p].info or {} for p in paths]
-        names = run_names(paths, [i.get("run") for i in infos])
-        parts = [
-            with_run(chunk, name)
-            for path, name in zip(paths, names, strict=True)
-            for chunk in self.chunks[path]
-        ]
-        if not parts:
-            return None
-        return pa.concat_tables(parts)
+        labelled = runs([os.fspath(p) for p in paths], [self.chunks[p][0] for p in paths], infos)
+        return [
+            (p, Run(r.label, pa.concat_tables(self.chunks[p]).replace_schema_metadata(None), r.meta, r.path),
+             list(self.chunks[p]))
+            for p, r in zip(paths, labelled, strict=True)
+        ]  # fmt: skip
 
 
 class CurveCache:
     """Curves per followed file, recomputed only for files whose events changed since the last redraw.
 
-    Comparing a sweep of many runs while one of them grows then costs the work of that one run, and a
-    growing run's new events are appended to its curves (the smoothing continued from its state).
+    Comparing a sweep of many runs while one of them grows then costs the work of that one run; a growing
+    run's new events are appended to its raw curves and only the smoothing is recomputed (by lossfmt).
     """
 
     def __init__(self, view: View) -> None:
         self.view = view
-        self._per_run = dataclasses.replace(view, mean_runs=False)
-        # path -> (run name, chunks the curves were computed from, curves)
+        self._per_run = replace(view, mean_runs=False)
+        self._raw = replace(self._per_run, smooth=None, smooth_explicit=True, label=None)
+        # path -> (run label, chunks the curves were computed from, raw curves)
         self._cache: dict[Path, tuple[str, list[pa.Table], list[Curve]]] = {}
 
     def curves(self, sources: Sources) -> list[Curve] | None:
         """Every file's curves (the mean across runs with --mean-runs); None before any event arrived."""
-        parts = sources.parts()
+        parts = sources.runs()
         if not parts:
             return None
         out: list[Curve] = []
-        for path, name, _ in parts:
-            chunks = list(sources.chunks[path])
+        for path, run, chunks in parts:
             hit = self._cache.get(path)
-            if hit is None or hit[0] != name or not _same(hit[1], chunks):
-                computed = self._compute(sources, path, name, hit, chunks)
-                hit = self._cache[path] = (name, chunks, computed)
-            out.extend(hit[2])
+            if hit is None or hit[0] != run.label or not _same(hit[1], chunks):
+                hit = self._cache[path] = (run.label, chunks, self._compute(path, run, hit, chunks))
+            group = run.label if self.view.label is None else hparam(run, self.view.label)
+            out.extend(dataclasses.replace(c, group=group) for c in hit[2])
+        smooth(out, self._per_run)
         for gone in set(self._cache) - {p for p, _, _ in parts}:
             del self._cache[gone]
-        return mean_across_runs(out, band=self.view.band) if self.view.mean_runs else out
+        if self.view.mean_runs:
+            return mean_across_runs(out, self.view)
+        relabel(out, self.view)
+        return out
 
-    def _compute(
-        self, sources: Sources, path: Path, name: str, hit: tuple | None, chunks: list[pa.Table]
-    ) -> list[Curve]:
-        if hit is not None and hit[0] == name:
-            done = hit[1]
-            if len(chunks) > len(done) and _same(done, chunks[: len(done)]):
-                # Only new events: continue the curves instead of recomputing them.
-                new = pa.concat_tables([with_run(c, name) for c in chunks[len(done) :]])
-                extended = extend(hit[2], new, self._per_run)
-                if extended is not None:
-                    return extended
+    def _compute(self, path: Path, run: Run, hit: tuple | None, chunks: list[pa.Table]) -> list[Curve]:
+        view = self._raw
+        if (
+            hit is not None
+            and hit[0] == run.label
+            and len(chunks) > len(hit[1])
+            and _same(hit[1], chunks[: len(hit[1])])
+        ):
+            new = Run(
+                run.label, pa.concat_tables(chunks[len(hit[1]) :]).replace_schema_metadata(None), run.meta
+            )
+            extended = _extend(hit[2], new, view)
+            if extended is not None:
+                return extended
         try:
-            return curves(apply(sources.events(path, name), self._per_run), self._per_run)
+            return curves([run], view)
         except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
             warnings.warn(f"{path}: {exc}", stacklevel=3)
             return []
+
+
+def _extend(old: list[Curve], new: Run, view: View) -> list[Curve] | None:
+    """``old`` raw curves continued with a run's newer events; None when only a recompute is right
+    (bucketing, an epoch, items or relative axis, a rewind, a curve going back in x)."""
+    if view.per is not None or view.x not in ("step", "time"):
+        return None
+    table = filter_tags(new.table, view)
+    if not view.keep_rewound and table.num_rows and transforms.drop_rewound(table).num_rows != table.num_rows:
+        return None
+    out = {c.key: c for c in old}
+    for f in curves([Run(new.label, table, new.meta)], view):
+        o = out.get(f.key)
+        if o is None:
+            out[f.key] = f
+            continue
+        if len(o.x) and (f.x[0] < o.x[-1] or f.step[0] < o.step[-1]):
+            return None
+        out[f.key] = dataclasses.replace(
+            o,
+            x=np.concatenate([o.x, f.x]),
+            y=np.concatenate([o.y, f.y]),
+            step=np.concatenate([o.step, f.step]),
+        )
+    return list(out.values())
 
 
 class Watcher:

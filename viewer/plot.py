@@ -8,20 +8,18 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime, timezone
 
 import matplotlib.dates as mdates
 import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
 import numpy as np
-from lossview.data import FEW_POINTS, Curve, View
+from lossview import screen
+from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
+from lossview.view import FEW_POINTS, Curve, View
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
@@ -29,7 +27,8 @@ from matplotlib.lines import Line2D
 
 from lossfmt import transforms
 
-FORMATS = ("png", "svg", "pdf")
+__all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
+
 #: tab10 with red moved last: red marks non-finite values.
 COLORS = (
     "#1f77b4",
@@ -49,53 +48,6 @@ RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
 BOLD_WIDTH = 1.5  # the smoothed (or only) curve
 
 
-class Output(ABC):
-    """Where the figure goes after each update (the seam tests replace with a fake)."""
-
-    @abstractmethod
-    def refresh(self, fig: Figure) -> None:
-        """Make the current state of ``fig`` visible (write a file, schedule a canvas draw, ...)."""
-
-
-class FileOutput(Output):
-    """Render to PNG/SVG/PDF; each render replaces the file atomically (temp file + os.replace)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, dpi: int = 150) -> None:
-        self.path = Path(path)
-        self.format = self.path.suffix.lower().lstrip(".")
-        if self.format not in FORMATS:
-            raise ValueError(f"{self.path}: output must end in .png, .svg or .pdf")
-        self.dpi = dpi
-        self.renders = 0
-
-    def refresh(self, fig: Figure) -> None:
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=self.format, dpi=self.dpi)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self.renders += 1
-
-
-class NoOutput(Output):
-    """Nothing to do: the caller shows or saves the figure itself (notebooks, ``lossview.figure``)."""
-
-    def refresh(self, fig: Figure) -> None:
-        pass
-
-
-class CanvasOutput(Output):
-    """An interactive canvas (window or WebAgg): ask for a redraw at the GUI's next idle moment."""
-
-    def refresh(self, fig: Figure) -> None:
-        fig.canvas.draw_idle()
-
-
 @dataclass
 class _Series:
     """The artists of one (run, tag) and the full-resolution data behind them."""
@@ -110,6 +62,13 @@ class _Series:
     band_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     drawn: dict[Line2D, tuple] = field(default_factory=dict)
     version: int = 0
+    curve: Curve | None = None
+    key: tuple[str, str] = ("", "")
+
+    @property
+    def main(self) -> Line2D:
+        """The line the legend shows: the smoothed one, or the raw one when nothing is smoothed."""
+        return self.smooth if self.curve is not None and self.curve.smoothed is not None else self.raw
 
 
 @dataclass(frozen=True)
@@ -123,6 +82,8 @@ class Style:
     title: str | None = None
     width: float = 8.0
     height: float = 4.5
+    #: --x time in the local time zone instead of UTC.
+    local_time: bool = False
 
 
 class LossPlot:
@@ -133,12 +94,14 @@ class LossPlot:
         self.axes: dict[str, Axes] = {}
         self.series: dict[tuple[str, str], _Series] = {}
         self._colors: dict[str, str] = {}
-        self._styles: dict[str, object] = {}
         self._runs: list[str] = []
         self._x_scale = 1.0
         self._busy = False
         self._legend_keys: dict[Axes, tuple] = {}
-        self.updates = 0
+        #: Series hidden by a click on their legend entry (they stay hidden as the run grows).
+        self.hidden: set[tuple[str, str]] = set()
+        #: Legend entries (handles) -> the series key they toggle; rebuilt with each legend.
+        self.legend_entries: dict[object, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -148,10 +111,12 @@ class LossPlot:
             if c.run not in self._runs:
                 self._runs.append(c.run)
         self._x_scale, unit = self._time_unit(curves)
+        # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
+        long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
         seen = set()
         for c in curves:
             s = self.series.get(c.key) or self._add(c)
-            self._set(s, c)
+            self._set(s, c, len(c.x) >= 1 and c.tag not in long_tags)
             seen.add(c.key)
         for key, s in self.series.items():
             if key not in seen:
@@ -171,14 +136,21 @@ class LossPlot:
             self.fig.suptitle(self._runs[0])
         elif self._runs:
             self.fig.suptitle(f"{len(self._runs)} runs")
-        self.updates += 1
         self.output.refresh(self.fig)
 
-    def visible(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-        """The (x, y) currently drawn for a series' main (smoothed, else raw) line."""
+    def toggle(self, key: tuple[str, str]) -> None:
+        """Hide a shown series or show a hidden one (a click on its legend entry), then refresh."""
+        self.hidden ^= {key}
         s = self.series[key]
-        line = s.smooth if s.smooth.get_visible() else s.raw
-        return np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+        self._show(s)
+        for handle, k in self.legend_entries.items():
+            if k == key:
+                handle.set_alpha(0.25 if key in self.hidden else 1.0)
+        self.output.refresh(self.fig)
+
+    def x_scale(self) -> float:
+        """What curve x positions are divided by on the axes (days for wall time, minutes or hours)."""
+        return self._x_scale
 
     # ------------------------------------------------------------------------------------------ layout
 
@@ -203,12 +175,15 @@ class LossPlot:
         if self.style.ylim:
             ax.set_ylim(*self.style.ylim)
             ax.set_autoscaley_on(False)
-        if self.view.x == "step":  # 200k, 1.5M rather than an offset like "1e7"
+        if self.view.x in ("step", "items"):  # 200k, 1.5M rather than an offset like "1e7"
             ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
-        if self.view.x == "time":
-            locator = mdates.AutoDateLocator()
+        elif self.view.x == "epoch":  # epochs are whole numbers: no tick at 2.5
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+        elif self.view.x == "time":
+            tz = datetime.now().astimezone().tzinfo if self.style.local_time else timezone.utc
+            locator = mdates.AutoDateLocator(tz=tz)
             ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
         if self.style.split:
             ax.set_title(tag, loc="left", fontsize="medium")
             for other in self.axes.values():
@@ -219,55 +194,75 @@ class LossPlot:
         return ax
 
     def _label(self, ax: Axes, unit: str) -> None:
-        last = list(self.axes.values())[-1]
-        if ax is last:
-            ax.set_xlabel(
-                {"step": "step", "epoch": "epoch", "time": "wall time (UTC)"}.get(
-                    self.view.x, f"time since start ({unit})"
-                )
-            )
-        tags = {t for (_, t) in self.series if (self.axes.get(t if self.style.split else "") is ax)}
-        ylabel = next(iter(tags)) if len(tags) == 1 else "value"
+        if ax is list(self.axes.values())[-1]:
+            ax.set_xlabel(self._xlabel(unit))
+        tags = {k[1] for k, s in self.series.items() if s.ax is ax and s.curve is not None}
+        notes = []
         if self.view.normalize == "per-item":
-            ylabel += " (per item)"
+            notes.append("per item")
         if self.view.per is not None:
-            ylabel += (
-                " (mean per epoch)" if self.view.per == "epoch" else f" (mean per {self.view.per} steps)"
-            )
-        ax.set_ylabel(ylabel)
+            notes.append("mean per epoch" if self.view.per == "epoch" else f"mean per {self.view.per} steps")
+        ylabel = next(iter(tags)) if len(tags) == 1 else "value"
+        ax.set_ylabel(f"{ylabel} ({', '.join(notes)})" if notes else ylabel)
+
+    def _xlabel(self, unit: str) -> str:
+        if self.view.x == "time":
+            return "wall time (local)" if self.style.local_time else "wall time (UTC)"
+        named = {"step": "step", "epoch": "epoch", "items": "items seen (cumulative count)"}
+        return named.get(self.view.x, f"time since start ({unit})")
 
     def _legend(self, ax: Axes) -> None:
-        handles = [s.smooth if s.smooth.get_visible() else s.raw for s in self.series.values() if s.ax is ax]
-        labels = tuple(h.get_label() for h in handles)
+        mine = [(k, s) for k, s in self.series.items() if s.ax is ax and s.curve is not None]
+        smoothed = any(s.curve.smoothed is not None for _, s in mine)
+        handles = [s.main for _, s in mine]
+        labels = [h.get_label() for h in handles]
+        title = None
+        if smoothed:  # say what the bold and the faint lines are, and which smoothing
+            title = f"bold: smoothed ({self.view.smoothing()}), faint: raw"
         # The handles' style is part of the key: a line that gained or lost its markers needs a new legend.
-        key = tuple((id(h), h.get_label(), h.get_marker(), h.get_alpha()) for h in handles)
+        key = (title, *((id(h), h.get_label(), h.get_marker(), h.get_alpha()) for h in handles))
         if self._legend_keys.get(ax) == key:
             return
         self._legend_keys[ax] = key
-        if len(handles) <= 1 and not self.style.compare:
+        if len(handles) <= 1 and not self.style.compare and not smoothed:
             if ax.get_legend():
                 ax.get_legend().remove()
             return
-        kw = {"frameon": True, "framealpha": 0.85, "fontsize": "small", "handlelength": 2.5}
+        kw: dict[str, object] = {
+            "frameon": True,
+            "framealpha": 0.85,
+            "fontsize": "small",
+            "handlelength": 2.5,
+        }
+        kw["title"], kw["title_fontsize"] = title, "x-small"
         if len(handles) > 8:
-            ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
+            legend = ax.legend(
+                handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw
+            )
         else:
-            ax.legend(handles, labels, loc="best", **kw)
+            legend = ax.legend(handles, labels, loc="best", **kw)
+        for entry, text, (k, _) in zip(legend.get_lines(), legend.get_texts(), mine, strict=True):
+            for artist in (entry, text):  # a click on the line or its label toggles the series
+                artist.set_picker(5)
+                artist.set_alpha(0.25 if k in self.hidden else 1.0)
+                self.legend_entries[artist] = k
 
     # ----------------------------------------------------------------------------------------- artists
 
     def _color(self, c: Curve) -> str:
-        key = c.run if self.style.compare else c.tag
-        if key not in self._colors:
-            self._colors[key] = COLORS[len(self._colors) % len(COLORS)]
-        return self._colors[key]
+        """A run's colour in a comparison (first come, first served); otherwise the tag's stable colour:
+        its place in the order tags appeared in the file, so filtering or new tags never recolour it."""
+        if not self.style.compare:
+            return COLORS[c.tag_index % len(COLORS)]
+        group = c.group or c.run
+        if group not in self._colors:
+            self._colors[group] = COLORS[len(self._colors) % len(COLORS)]
+        return self._colors[group]
 
     def _linestyle(self, c: Curve) -> object:
         if not self.style.compare or self.style.split:
             return "-"
-        if c.tag not in self._styles:
-            self._styles[c.tag] = LINESTYLES[len(self._styles) % len(LINESTYLES)]
-        return self._styles[c.tag]
+        return LINESTYLES[c.tag_index % len(LINESTYLES)]
 
     def _add(self, c: Curve) -> _Series:
         ax = self._axes_for(c.tag)
@@ -278,49 +273,30 @@ class LossPlot:
         ax.add_line(raw)
         ax.add_line(smooth)
         top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
-        marks = Line2D(
-            [],
-            [],
-            transform=top,
-            linestyle="none",
-            marker="x",
-            markersize=7,
-            markeredgewidth=1.8,
-            color=NONFINITE_COLOR,
-            clip_on=False,
-            zorder=5,
-        )
+        marks = Line2D([], [], transform=top, linestyle="none", marker="x", markersize=7, markeredgewidth=1.8,
+                       color=NONFINITE_COLOR, clip_on=False, zorder=5)  # fmt: skip
         ax.add_line(marks)
         marks.set_in_layout(False)
-        note = ax.annotate(
-            "",
-            xy=(0, 0.97),
-            xycoords=top,
-            xytext=(4, -12),
-            textcoords="offset points",
-            fontsize="x-small",
-            color=NONFINITE_COLOR,
-            annotation_clip=False,
-        )
+        note = ax.annotate("", xy=(0, 0.97), xycoords=top, xytext=(4, -12), textcoords="offset points",
+                           fontsize="x-small", color=NONFINITE_COLOR, annotation_clip=False)  # fmt: skip
         note.set_in_layout(False)
-        s = _Series(ax, raw, smooth, marks, note)
+        s = _Series(ax, raw, smooth, marks, note, key=c.key)
         self.series[c.key] = s
         return s
 
-    def _set(self, s: _Series, c: Curve) -> None:
+    def _set(self, s: _Series, c: Curve, few: bool) -> None:
         x = c.x if self._x_scale == 1.0 else c.x / self._x_scale
         has_smooth = c.smoothed is not None
         s.version += 1
+        s.curve = c
         s.full = {s.raw: (x, c.y)}
         if has_smooth:
             s.full[s.smooth] = (x, c.smoothed)
-        main = s.smooth if has_smooth else s.raw
-        s.smooth.set_visible(has_smooth)
+        main = s.main
         s.raw.set_label(s.smooth.get_label() if not has_smooth else "_raw")
         s.raw.set_alpha(RAW_ALPHA if has_smooth else 1.0)
         s.raw.set_linewidth(RAW_WIDTH if has_smooth else BOLD_WIDTH)
         s.raw.set_zorder(2 if has_smooth else 3)
-        few = 1 <= len(x) <= FEW_POINTS
         if has_smooth:  # a growing series switches its main line from raw to smoothed: plain raw line again
             s.raw.set_marker("None")
             s.raw.set_path_effects([])
@@ -335,10 +311,22 @@ class LossPlot:
         )
         self._set_band(s, x, c)
         self._set_nonfinite(s, x, c)
+        self._show(s)
+
+    def _show(self, s: _Series) -> None:
+        """Line visibility from the data and the legend clicks."""
+        shown = s.key not in self.hidden
+        s.smooth.set_visible(shown and s.curve is not None and s.curve.smoothed is not None)
+        s.raw.set_visible(shown)
+        s.marks.set_visible(shown)
+        s.note.set_visible(shown)
+        if s.band is not None:
+            s.band.set_visible(shown and s.band_data is not None)
 
     def _set_empty(self, s: _Series) -> None:
         empty = np.empty(0)
         s.version += 1
+        s.curve = None
         s.full = {s.raw: (empty, empty), s.smooth: (empty, empty)}
         s.marks.set_data([], [])
         s.note.set_text("")
@@ -405,14 +393,14 @@ class LossPlot:
                 if s.ax is not ax:
                     continue
                 for line, (x, y) in s.full.items():
-                    window = _window(x, x0, x1)
+                    window = screen.window(x, x0, x1)
                     key = (s.version, window, bins)
                     if s.drawn.get(line) == key:  # same data, same range: nothing to redo
                         continue
                     s.drawn[line] = key
-                    line.set_data(*_visible(x, y, window, bins))
+                    line.set_data(*screen.visible(x, y, window, bins))
                 if s.band is not None and s.band_data is not None:
-                    bx, lo, hi = _envelope(*s.band_data, x0, x1, bins)
+                    bx, lo, hi = screen.envelope(*s.band_data, x0, x1, bins)
                     s.band.set_data(bx, lo, hi)
         finally:
             self._busy = False
@@ -429,51 +417,3 @@ class LossPlot:
         if span > 120:
             return 60.0, "min"
         return 1.0, "s"
-
-
-def _window(x: np.ndarray, x0: float, x1: float) -> tuple[int, int]:
-    """Index range of the points inside [x0, x1] plus one point each side (lines leave the axes cleanly)."""
-    i0 = max(_search(x, x0, "left") - 1, 0)
-    i1 = min(_search(x, x1, "right") + 1, len(x))
-    return i0, i1
-
-
-def _search(x: np.ndarray, bound: float, side: str) -> int:
-    """``np.searchsorted(x, bound, side)`` for sorted x; integer x (steps) is searched with the integer
-    bound of the same meaning, as numpy would otherwise convert all of x to float for a float bound."""
-    if x.dtype.kind not in "iu" or not len(x):
-        return int(np.searchsorted(x, bound, side=side))
-    if bound < x[0] or (side == "left" and bound == x[0]):  # every element is at or above it
-        return 0
-    if bound > x[-1] or (side == "right" and bound == x[-1]):
-        return len(x)
-    edge = math.ceil(bound) if side == "left" else math.floor(bound)  # within x's range: no overflow
-    return int(np.searchsorted(x, x.dtype.type(edge), side=side))
-
-
-def _visible(
-    x: np.ndarray, y: np.ndarray, window: tuple[int, int], bins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The points of ``window``, min/max decimated to ``bins`` pixel columns when there are more."""
-    xs, ys = x[window[0] : window[1]], y[window[0] : window[1]]
-    if len(xs) <= 2 * bins:
-        return xs, ys
-    return transforms.decimate(xs, ys, bins)
-
-
-def _envelope(
-    x: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, x1: float, bins: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A band reduced to ``bins`` columns: the lowest ``lo`` and highest ``hi`` of each column."""
-    if len(x) <= 2 * bins:
-        return x, lo, hi
-    i0, i1 = _window(x, x0, x1)
-    x, lo, hi = x[i0:i1], lo[i0:i1], hi[i0:i1]
-    if len(x) <= 2 * bins:
-        return x, lo, hi
-    edges = np.linspace(x[0], x[-1], bins + 1)[:-1]
-    if x.dtype.kind in "iu":  # the first integer at or above each edge (a float edge would convert all of x)
-        edges = np.ceil(edges).astype(x.dtype)
-    edges = np.searchsorted(x, edges, side="left")
-    edges = np.unique(edges)
-    return x[edges], np.fmin.reduceat(lo, edges), np.fmax.reduceat(hi, edges)

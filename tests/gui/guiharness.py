@@ -349,6 +349,45 @@ def close_window(display: str, window: int) -> None:
         lib.XCloseDisplay(dpy)
 
 
+def pointer(display: str, x: int, y: int, *, click: bool = False) -> None:
+    """Move the mouse to screen (x, y), and press and release the left button there if ``click``
+    (the XTest extension: the X server delivers them as a person's pointer events)."""
+    lib = _xlib()
+    xtst = ctypes.CDLL(ctypes.util.find_library("Xtst") or "libXtst.so.6")
+    xtst.XTestFakeMotionEvent.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_ulong,
+    )
+    xtst.XTestFakeButtonEvent.argtypes = (ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong)
+    dpy = lib.XOpenDisplay(display.encode())
+    if not dpy:
+        raise AssertionError(f"cannot open X display {display}")
+    try:
+        xtst.XTestFakeMotionEvent(dpy, -1, x, y, 0)
+        if click:
+            xtst.XTestFakeButtonEvent(dpy, 1, 1, 0)
+            xtst.XTestFakeButtonEvent(dpy, 1, 0, 0)
+        lib.XFlush(dpy)
+    finally:
+        lib.XCloseDisplay(dpy)
+
+
+def longest_horizontal_run(image: Image.Image, color: str, *, tolerance: int = 12) -> tuple[int, int, int]:
+    """(length, row, first column) of the longest horizontal run of ``color`` pixels (a legend handle)."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    mask = np.abs(pixels - hex_rgb(color)).max(axis=2) <= tolerance
+    best = (0, 0, 0)
+    for row in np.flatnonzero(mask.any(axis=1)):
+        edges = np.flatnonzero(np.diff(np.r_[False, mask[row], False].astype(np.int8)))
+        starts, ends = edges[::2], edges[1::2]
+        i = int(np.argmax(ends - starts))
+        best = max(best, (int(ends[i] - starts[i]), int(row), int(starts[i])))
+    return best
+
+
 # ------------------------------------------------------------------------------------------ lossview
 
 
@@ -498,6 +537,13 @@ class Chromium:
                 os.close(fd)
         self._to_browser = self._from_browser = -1
         self._profile.cleanup()
+
+    def kill(self) -> None:
+        """End the browser abruptly (SIGKILL to its whole session), as a crash or a killed tab would."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(10)
 
     def call(self, method: str, *, session: bool = True, timeout: float = 15.0, **params: Any) -> dict:
         """Send one DevTools command and return its result (fails on an error reply or timeout)."""

@@ -19,6 +19,7 @@ from guiharness import (
     http_get,
     listening_addresses,
     log_run,
+    longest_horizontal_run,
     require,
     wait_for,
     wait_for_curve,
@@ -105,3 +106,80 @@ def test_web_on_a_busy_port_is_a_one_line_error_not_another_port(tmp_path: Path)
     assert status == 1, err
     assert "Traceback" not in err, err
     assert f"lossview: error: --web: 127.0.0.1:{port}" in err.splitlines()[-1], err
+
+
+def test_web_hover_reads_values_and_a_legend_click_hides_a_curve(chromium: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    port = free_port()
+    with LossWriter(path) as writer:
+        log_run(writer, range(300))
+        for step in range(0, 300, 30):  # a steep 'val': the only horizontal run of its colour is its handle
+            writer.add(step, 0.5 + step / 100, "val")
+    with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
+        _serving(viewer, port)
+        with Chromium(chromium) as browser:
+            browser.open(f"http://127.0.0.1:{port}/")
+            shown = wait_for_curve(
+                browser.screenshot, viewer, COLORS[1], timeout=STARTUP, what="the val curve"
+            )
+            box = browser.call(
+                "Runtime.evaluate",
+                expression="JSON.stringify(document.querySelector('canvas').getBoundingClientRect())",
+                returnByValue=True,
+            )["result"]["value"]
+            import json
+
+            rect = json.loads(box)
+            # Hover the middle of the figure: a readout box appears in the axes' lower left corner.
+            x, y = rect["x"] + rect["width"] * 0.5, rect["y"] + rect["height"] * 0.5
+            browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+            left, top, width, height = (int(rect[k]) for k in ("x", "y", "width", "height"))
+            corner = (left, top + height * 6 // 10, left + width * 6 // 10, top + height)
+
+            def readout():
+                viewer.assert_alive()
+                shot = browser.screenshot()
+                return shot if count_changed(shown.crop(corner), shot.crop(corner)) > 300 else None
+
+            hovered = wait_for(readout, timeout=REDRAW, what="the hover readout to appear")
+            # Click the 'val' legend handle (the longest horizontal run of its colour): its curve goes away.
+            length, row, col = longest_horizontal_run(hovered, COLORS[1])
+            assert length >= 8, "no legend handle found for 'val'"
+            before = count_color(hovered, COLORS[1])
+            for kind in ("mousePressed", "mouseReleased"):
+                browser.call("Input.dispatchMouseEvent", type=kind, x=col + length / 2, y=row, button="left",
+                             clickCount=1)  # fmt: skip
+
+            def hidden():
+                viewer.assert_alive()
+                shot = browser.screenshot()
+                return shot if count_color(shot, COLORS[1]) < before / 3 else None
+
+            wait_for(hidden, timeout=REDRAW, what="a legend click to hide the val curve")
+        viewer.assert_clean_exit(viewer.stop(signal.SIGINT))
+
+
+def test_web_a_browser_gone_mid_run_prints_no_traceback(chromium: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    port = free_port()
+    with LossWriter(path, flush_secs=0.05) as writer:
+        log_run(writer, range(50))
+        writer.flush()
+        with Viewer([str(path), "--follow", "--web", str(port)]) as viewer:
+            _serving(viewer, port)
+            for ending in ("close", "kill"):  # a closed tab, then a crashed browser
+                with Chromium(chromium) as browser:
+                    browser.open(f"http://127.0.0.1:{port}/")
+                    wait_for_curve(
+                        browser.screenshot, viewer, COLORS[0], timeout=STARTUP, what="the loss curve"
+                    )
+                    for start in range(50, 1050, 50):  # redraws in flight as the page goes away
+                        log_run(writer, range(start, start + 50))
+                        writer.flush()
+                    if ending == "kill":
+                        browser.kill()
+                for start in range(2000, 3000, 100):
+                    log_run(writer, range(start, start + 100))
+                    writer.flush()
+            _serving(viewer, port)  # still serving, and nothing alarming on stderr
+            viewer.assert_clean_exit(viewer.stop(signal.SIGINT))

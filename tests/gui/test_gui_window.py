@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import numpy as np
 from guiharness import (
     LINE_PIXELS,
     REDRAW,
@@ -19,6 +20,8 @@ from guiharness import (
     count_changed,
     count_color,
     log_run,
+    longest_horizontal_run,
+    pointer,
     top_level_windows,
     wait_for,
     wait_for_curve,
@@ -90,3 +93,38 @@ def test_closing_the_window_ends_the_viewer_with_status_0(xvfb: Xvfb, tmp_path: 
         wait_for_curve(xvfb.grab, viewer, COLORS[0], timeout=STARTUP, what="the loss curve in the window")
         close_window(xvfb.display, window)
         viewer.assert_clean_exit(viewer.wait(timeout=10.0, what="lossview to exit once its window closed"))
+
+
+def test_window_hover_reads_values_and_a_legend_click_hides_a_curve(xvfb: Xvfb, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as writer:
+        log_run(writer, range(300))
+        for step in range(0, 300, 30):  # a steep 'val': the only horizontal run of its colour is its handle
+            writer.add(step, 0.5 + step / 100, "val")
+    with _open_window(xvfb, path) as viewer:
+        _mapped(xvfb, viewer)
+        shown = wait_for_curve(xvfb.grab, viewer, COLORS[1], timeout=REDRAW, what="the val curve")
+        face = np.asarray(shown).min(axis=2) > 250  # the window: the white figure face on a black root
+        rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
+        top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+        pointer(xvfb.display, (left + right) // 2, (top + bottom) // 2)
+        corner = (left, top + (bottom - top) * 6 // 10, left + (right - left) * 6 // 10, bottom)
+
+        def readout():
+            viewer.assert_alive()
+            shot = xvfb.grab()
+            return shot if count_changed(shown.crop(corner), shot.crop(corner)) > 300 else None
+
+        hovered = wait_for(readout, timeout=REDRAW, what="the hover readout to appear")
+        length, row, col = longest_horizontal_run(hovered, COLORS[1])
+        assert length >= 8, "no legend handle found for 'val'"
+        before = count_color(hovered, COLORS[1])
+        pointer(xvfb.display, col + length // 2, row, click=True)
+
+        def hidden():
+            viewer.assert_alive()
+            shot = xvfb.grab()
+            return shot if count_color(shot, COLORS[1]) < before / 3 else None
+
+        wait_for(hidden, timeout=REDRAW, what="a legend click to hide the val curve")
+        viewer.assert_clean_exit(viewer.stop(signal.SIGINT))

@@ -1,0 +1,216 @@
+"""The subcommands that are not plots: ``summary``, ``export``, ``compact`` and ``import-tb``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from lossview import view as v
+from lossview._adapter import array
+
+import lossfmt
+from lossfmt import transforms
+
+EXPORT_FORMATS = (".csv", ".parquet", ".feather", ".arrow")
+HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",
+           "events/s", "duration")  # fmt: skip
+
+
+def check_out(out: Path, suffixes: Sequence[str]) -> None:
+    """An output path must have a known suffix and an existing directory (one message for every command)."""
+    if out.suffix.lower() not in suffixes:
+        names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}"
+        raise v.OptionError(f"{out}: output must end in {names}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(2, "No such directory", os.fspath(out.parent))
+
+
+def require_events(runs: Sequence[v.Run], view: v.View) -> None:
+    """No events at all, or none of the wanted tags, is an error naming the files or the tags."""
+    if all(r.table.num_rows == 0 for r in runs):
+        if view.tags:
+            raise v.NoDataError(f"no tag matches {' '.join(view.tags)}")
+        raise v.NoDataError(f"{', '.join(r.path for r in runs)}: no events in the file")
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def summary_view(view: v.View) -> v.View:
+    """What ``summarize`` reads: the events' columns plus wall_time (rates)."""
+    return v.View(tags=view.tags, smooth=view.smooth, normalize=view.normalize, x="time",
+                  keep_rewound=view.keep_rewound)  # fmt: skip
+
+
+def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
+    """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate,
+    and the run's hyperparameters (its metadata) under ``hparams``."""
+    smoother = transforms.parse_smooth(view.smooth)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
+        for tag, idx in v.tag_groups(table):
+            sub = table if idx is None else table.take(array(idx, pa.int64()))
+            rows.append(_row(run, tag, sub, smoother))
+    return rows
+
+
+def _row(run: v.Run, tag: str, sub: pa.Table, smoother: Any) -> dict[str, Any]:
+    step, y, t = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64), v.seconds(sub)
+    finite = np.isfinite(y)
+    i_min = int(np.flatnonzero(finite)[np.argmin(y[finite])]) if finite.any() else None
+    duration = float(t.max() - t.min()) if len(t) else 0.0
+    sm = smoother(y) if smoother is not None else None
+    sm_finite = sm[np.isfinite(sm)] if sm is not None else None
+    return {
+        "run": run.label,
+        "tag": tag,
+        "events": len(y),
+        "first_step": int(step[0]),
+        "last_step": int(step[-1]),
+        "first": float(y[0]),
+        "last": float(y[-1]),
+        "min": float(y[i_min]) if i_min is not None else math.nan,
+        "min_step": int(step[i_min]) if i_min is not None else None,
+        # The trend where the run last had one (a diverged run ends in NaN; "last" shows that).
+        "last_smoothed": float(sm_finite[-1]) if sm_finite is not None and len(sm_finite) else None,
+        "non_finite": int((~finite).sum()),
+        "events_per_s": len(y) / duration if duration > 0 else None,
+        "duration_s": duration,
+        "hparams": dict(run.meta),
+    }
+
+
+def format_summary(rows: Sequence[dict[str, Any]]) -> str:
+    """A fixed-width text table of ``summarize`` rows; each hyperparameter is a column after ``tag``."""
+    keys = list(dict.fromkeys(k for r in rows for k in r.get("hparams", {})))
+    headers = (*HEADERS[:2], *keys, *HEADERS[2:])
+    body = []
+    for r in rows:
+        hp = r.get("hparams", {})
+        cells = [str(r["run"]), str(r["tag"]), *(_cell(hp[k]) if k in hp else "-" for k in keys)]
+        cells += [str(r["events"]), f"{r['first_step']}..{r['last_step']}", _num(r["first"]), _num(r["last"])]
+        cells += [
+            _num(r["min"]),
+            "-" if r["min_step"] is None else str(r["min_step"]),
+            _num(r["last_smoothed"]),
+        ]
+        cells += [str(r["non_finite"]), _num(r["events_per_s"], ".4g"), _duration(float(r["duration_s"]))]
+        body.append(cells)
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
+    left = set(range(2 + len(keys)))
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]).rstrip()
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _num(value: Any, spec: str = ".6g") -> str:
+    return "-" if value is None else format(float(value), spec)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def summary(files: Sequence[str], view: v.View, *, as_json: bool) -> int:
+    if view.per is not None:
+        raise v.OptionError("summary works on events: --per is not supported here")
+    runs = v.load(files, summary_view(view))
+    require_events(runs, view)
+    rows = summarize(runs, view)
+    print(json.dumps(rows, indent=1, default=_json_default) if as_json else format_summary(rows))
+    return 0
+
+
+def _json_default(value: object) -> object:
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
+    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column, and a
+    ``run`` column when there are several runs."""
+    parts = []
+    for run in runs:
+        table = v.prepare(run.table, view)
+        if view.smooth not in (None, "none") and (view.smooth_explicit or view.per is None):
+            table = transforms.smooth_table(table, view.smooth)
+        if len(runs) > 1:
+            table = table.add_column(0, "run", pa.array([run.label] * table.num_rows, pa.string()))
+        parts.append(table)
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def export(files: Sequence[str], out_name: str, view: v.View) -> int:
+    out = Path(out_name)
+    check_out(out, EXPORT_FORMATS)
+    runs = v.load(files, view, every_column=True)
+    require_events(runs, view)
+    result = export_table(runs, view).replace_schema_metadata(None)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        cols = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in result.columns]
+        pcsv.write_csv(pa.table(cols, names=result.column_names), out)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(result, out)
+    else:
+        import pyarrow.feather as feather
+
+        feather.write_feather(result, out, compression="zstd")
+    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- compact, import
+
+
+def compact(files: Sequence[str]) -> int:
+    for path in lossfmt.run_paths(list(files)):
+        before = os.path.getsize(path)
+        lossfmt.compact(path)
+        print(f"{path}: {before} -> {os.path.getsize(path)} bytes", file=sys.stderr)
+    return 0
+
+
+def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
+    try:
+        from lossfmt.integrations.tensorboard import import_tb as convert
+    except ImportError as exc:
+        raise v.ViewerError(
+            f"import-tb is unavailable ({exc}); install the extra: pip install 'lossfmt[tensorboard]'"
+        ) from None
+    if not os.path.exists(logdir):
+        raise FileNotFoundError(2, "No such file or directory", logdir)
+    try:
+        n = convert(logdir, out, overwrite=overwrite)
+    except FileExistsError as exc:
+        target = os.fsdecode(exc.filename) if exc.filename else str(exc).partition(":")[0]
+        raise v.ViewerError(f"{target}: already exists; remove it or pass --overwrite") from None
+    print(f"{out}: {n} events imported from {logdir}", file=sys.stderr)
+    return 0

@@ -1,0 +1,254 @@
+"""The ``lossview`` command line's parsers: one per subcommand, sharing the data options."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from lossview import view as v
+
+PROG = "lossview"
+COMMANDS = ("plot", "summary", "export", "compact", "import-tb")
+DEFAULT_WEB_PORT = 8988
+INT64_MAX = 2**63 - 1
+
+DESCRIPTION = """\
+Plot lossfmt training-loss files (.arrow), live or to an image.
+
+commands (the first argument; plain `lossview FILE...` plots):
+  lossview [plot] FILE...          plot one run or compare several (files, globs or directories)
+  lossview summary FILE...         a table per run and tag: hparams, events, steps, first/last/min, rate
+  lossview export FILE... OUT      write the plotted rows to OUT.csv | .parquet | .feather
+  lossview compact FILE...         repair/compact live or crashed files into footer'd Arrow files
+  lossview import-tb LOGDIR OUT    convert TensorBoard tfevents scalars to lossfmt (all points)
+Run `lossview COMMAND --help` for a command's options."""
+
+PLOT_EPILOG = """\
+examples:
+  lossview run.arrow --follow                        live window, redrawn within a second of each flush
+  lossview run.arrow --follow -o live.png            headless: live.png atomically replaced on each change
+  lossview runs/ --tag 'val/*' --logy -o cmp.svg     every run in runs/, one colour per run
+  lossview run.arrow --normalize per-item --per epoch --band
+                                                     per-item epoch means, each epoch's spread shaded
+  lossview 'sweep/seed*.arrow' --mean-runs --band    mean across seeds with their spread (min..max)
+  lossview run.arrow --follow --web 8988             the live figure on http://127.0.0.1:8988/
+
+--band shades a spread: with --per it is each bucket's min..max (or mean +/- std with --spread std);
+with --mean-runs it is the spread across runs of the curves as drawn (smoothed if smoothing is on).
+Exit status: 0 ok (also Ctrl-C/SIGTERM while following or showing a window), 1 error, 2 bad usage."""
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def _per(text: str) -> str | int:
+    if text == "epoch":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'epoch' or a number of steps, not {text!r}") from None
+    if not 1 <= n <= INT64_MAX:  # steps are int64
+        raise argparse.ArgumentTypeError(f"must be a number of steps from 1 to {INT64_MAX}, not {n}")
+    return n
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, not {port}")
+    return port
+
+
+def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only tags matching GLOB (repeatable; e.g. --tag loss --tag 'val/*'); default: every tag",
+    )
+    if smooth:
+        g.add_argument(
+            "--smooth",
+            metavar="SPEC",
+            help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
+            f"Default {v.DEFAULT_SMOOTH} on per-step curves; bucketed (--per) curves and series of "
+            f"<= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
+        )
+    g.add_argument(
+        "--normalize",
+        choices=["per-item"],
+        help="per-item averages: mean-reduced values weighted by count, sum-reduced divided by count",
+    )
+    g.add_argument("--per", type=_per, metavar="epoch|N", help="aggregate per epoch or per N steps")
+    g.add_argument(
+        "--keep-rewound",
+        action="store_true",
+        help="keep events orphaned by a resumed run's rewind (default: drop them, like TensorBoard's purge)",
+    )
+
+
+def _plot_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        usage="%(prog)s [plot] FILE... [options]\n       %(prog)s {summary,export,compact,import-tb} ...",
+        description=DESCRIPTION,
+        epilog=PLOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help=".arrow files, globs or directories of .arrow files"
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _transform_options(p)
+    _view_options(p)
+    _output_options(p)
+    return p
+
+
+def _view_options(p: argparse.ArgumentParser) -> None:
+    vg = p.add_argument_group("view")
+    vg.add_argument(
+        "--x",
+        choices=v.X_AXES,
+        default="step",
+        help="x axis: step, items (items seen: the cumulative count, e.g. samples or tokens), epoch "
+        "(fractional for per-step events), time (wall clock, UTC; --local-time for yours) or relative "
+        "(time since the run's first event); default step",
+    )
+    vg.add_argument("--local-time", action="store_true", help="--x time in the local time zone, not UTC")
+    vg.add_argument(
+        "--label",
+        metavar="KEY",
+        help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr)",
+    )
+    vg.add_argument("--split", action="store_true", help="one axes per tag (default: every tag on one axes)")
+    vg.add_argument(
+        "--band",
+        action="store_true",
+        help="shade the spread: each bucket's with --per, across runs with --mean-runs",
+    )
+    vg.add_argument(
+        "--spread",
+        choices=v.BANDS,
+        default="minmax",
+        help="what --band shades: minmax (default) or std (mean +/- one standard deviation)",
+    )
+    vg.add_argument(
+        "--mean-runs",
+        action="store_true",
+        help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job)",
+    )
+    vg.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    vg.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="fixed y range")
+    vg.add_argument("--title", help="figure title (default: the run name, or 'N runs')")
+    vg.add_argument("--size", nargs=2, type=float, metavar=("W", "H"), default=(8.0, 4.5), help="inches")
+    vg.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default 150)")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "-o", "--output", metavar="OUT", help="write OUT.png|.svg|.pdf instead of opening a window"
+    )
+    o.add_argument(
+        "--follow", "-f", action="store_true", help="keep watching the files and redraw as they grow"
+    )
+    o.add_argument(
+        "--poll",
+        type=_positive,
+        metavar="SECONDS",
+        help="with --follow: look for changes every SECONDS instead of file events (network filesystems)",
+    )
+    o.add_argument(
+        "--web",
+        nargs="?",
+        const=DEFAULT_WEB_PORT,
+        type=_port,
+        metavar="PORT",
+        help=f"serve the figure to a browser (matplotlib WebAgg; default port {DEFAULT_WEB_PORT})",
+    )
+    o.add_argument("--host", default="127.0.0.1", help="address --web binds to (default 127.0.0.1)")
+
+
+def _summary_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} summary",
+        description="Per run and tag: the run's hyperparameters (metadata), events, step range, first, "
+        "last, min and its step, last smoothed value, non-finite count, events/s and duration.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _transform_options(p)
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (one object per run and tag, with hparams) instead"
+    )
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} export",
+        description="Write the rows the plot would draw (after --tag/--normalize/--per, with a `smoothed` "
+        "column) to CSV, Parquet or Feather. Several files add a `run` column.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("out", metavar="OUT", help="OUT.csv, OUT.parquet or OUT.feather")
+    _transform_options(p)
+    return p
+
+
+def _compact_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} compact",
+        description="Compact live or crashed files into footer'd Arrow IPC files (readable by pandas, "
+        "Polars, pyarrow.dataset). Keeps every complete event and the run id; drops a torn tail.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    return p
+
+
+def _import_tb_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} import-tb",
+        description="Convert TensorBoard tfevents scalars (every point; tags, steps and wall times kept) "
+        "to lossfmt. LOGDIR is one run, a tree of runs or one event file; OUT is one .arrow file (one run) "
+        "or a directory receiving <run>.arrow per run.",
+    )
+    p.add_argument("logdir", metavar="LOGDIR")
+    p.add_argument("out", metavar="OUT", help="OUT.arrow, or a directory for several runs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    return p
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("lossfmt")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "plot": _plot_parser,
+    "summary": _summary_parser,
+    "export": _export_parser,
+    "compact": _compact_parser,
+    "import-tb": _import_tb_parser,
+}

@@ -1,0 +1,416 @@
+"""From options to curves: which files and tags, which read-time transforms, which x axis.
+
+Every rule about data lives in ``lossfmt`` (paths, run labels, tag selection, rewinds, normalization,
+bucketing, smoothing, the mean across runs); this module only chooses and chains them, per run, and cuts the
+result into one ``Curve`` per (run, tag). matplotlib is never imported here, so the data flow is testable
+without rendering.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from lossview._adapter import array, select_tags, to_numpy
+
+import lossfmt
+from lossfmt import transforms
+
+#: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
+X_AXES = ("step", "items", "epoch", "time", "relative")
+DEFAULT_SMOOTH = "ema:0.6"
+#: The default smoothing skips series this short (per-epoch validation curves): an EMA over a handful of
+#: points only makes them lag. An explicit smoothing applies to every series.
+FEW_POINTS = 60
+BANDS = ("minmax", "std")
+#: The file columns, in file order.
+COLUMNS = ("step", "tag", "value", "count", "epoch", "wall_time", "reduction")
+
+
+class ViewerError(Exception):
+    """Something the user can fix (no matching tag, a busy port, a missing extra): one line, exit 1."""
+
+
+class OptionError(ViewerError, ValueError):
+    """Options that do not fit together: a usage error (the command line exits 2)."""
+
+
+class NoDataError(ViewerError, ValueError):
+    """The files hold nothing to show for these options (no events yet, no tag matches)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What to show: tag selection, read-time transforms, x axis and bands (the plotting/export options)."""
+
+    tags: tuple[str, ...] = ()
+    smooth: str | None = DEFAULT_SMOOTH
+    #: False when the smoothing is the default: then bucketed and short series are drawn unsmoothed.
+    smooth_explicit: bool = True
+    per: str | int | None = None
+    normalize: str | None = None
+    x: str = "step"
+    band: str | None = None
+    mean_runs: bool = False
+    keep_rewound: bool = False
+    #: A run metadata key (a hyperparameter such as ``lr``) that labels and colours the runs.
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tags, str):  # one tag, not its characters
+            object.__setattr__(self, "tags", (self.tags,))
+        else:
+            object.__setattr__(self, "tags", tuple(self.tags))
+
+    def check(self) -> None:
+        """Raise OptionError with a readable message if the options don't fit together."""
+        try:
+            transforms.parse_smooth(self.smooth)
+            transforms.parse_per(self.per)
+            transforms.parse_normalize(self.normalize)
+        except (TypeError, ValueError) as exc:
+            raise OptionError(str(exc)) from None
+        if self.x not in X_AXES:
+            raise OptionError(f"--x must be one of {', '.join(X_AXES)}, not {self.x!r}")
+        if self.band is not None:
+            if self.band not in BANDS:
+                raise OptionError(f"--band must be one of {', '.join(BANDS)}, not {self.band!r}")
+            if self.per is None and not self.mean_runs:
+                raise OptionError("--band shades a spread: use it with --per epoch|N or --mean-runs")
+
+    def columns(self) -> tuple[str, ...]:
+        """The file columns this view reads, in file order (reading only these skips decompressing others)."""
+        needed = {"step", "tag", "value"}
+        if self.per is not None:  # buckets carry counts, epochs and times along
+            needed |= {"count", "epoch", "wall_time"}
+        if self.normalize is not None:
+            needed |= {"count", "reduction"}
+        needed |= {
+            "items": {"count"},
+            "epoch": {"epoch"},
+            "time": {"wall_time"},
+            "relative": {"wall_time"},
+        }.get(self.x, set())
+        return tuple(c for c in COLUMNS if c in needed)
+
+    def smoothing(self) -> str | None:
+        """The legend's words for the smoothing drawn (``ema 0.6``), None when nothing is smoothed."""
+        if transforms.parse_smooth(self.smooth) is None:
+            return None
+        kind, _, arg = str(self.smooth).strip().lower().partition(":")
+        return f"{kind} {arg}".strip()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One file's events (as read for a view), its label and its metadata (``meta``: the hyperparameters)."""
+
+    label: str
+    table: pa.Table
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass
+class Curve:
+    """One (run, tag) series ready to draw: x positions, raw values, optional smoothed values and band."""
+
+    run: str
+    tag: str
+    #: float64, or on a step axis the int64 steps themselves (no float copy of 10M steps).
+    x: np.ndarray
+    y: np.ndarray
+    step: np.ndarray
+    smoothed: np.ndarray | None = None
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    #: The tag's place in the order tags first appeared in the files: its stable colour or line style.
+    tag_index: int = 0
+    #: What colours the run in a comparison (the run label, or a hyperparameter's value).
+    group: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.run, self.tag)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: bool = False) -> list[Run]:
+    """Read every run ``source`` names (files, globs, directories) with the tags and (unless
+    ``every_column``) only the columns ``view`` needs.
+
+    Raises lossfmt.LossFormatError naming a path that matches nothing or a file that is not lossfmt.
+    """
+    paths = lossfmt.run_paths([os.fspath(s) for s in source])
+    tags = list(view.tags) or None
+    columns = None if every_column else view.columns()
+
+    def read(path: str) -> pa.Table:
+        return lossfmt.read(path, columns=columns, tags=tags)
+
+    if len(paths) > 1:  # decoding is C++ that releases the GIL: several files read in parallel
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1, len(paths))) as pool:
+            tables = list(pool.map(read, paths))
+    else:
+        tables = [read(p) for p in paths]
+    return runs(paths, tables)
+
+
+def runs(
+    paths: Sequence[str], tables: Sequence[pa.Table], infos: Sequence[dict[str, Any]] | None = None
+) -> list[Run]:
+    """Label each file's table as lossfmt labels runs (metadata name, told apart by path when repeated);
+    ``infos`` are the files' ``lossfmt.run_info`` when the tables no longer carry their schema metadata."""
+    infos = [lossfmt.run_info(t.schema) for t in tables] if infos is None else infos
+    labels = lossfmt.run_labels(
+        paths, [i.get("run") or Path(p).stem for i, p in zip(infos, paths, strict=True)]
+    )
+    return [
+        Run(label, table.replace_schema_metadata(None), dict(info.get("meta") or {}), os.fspath(path))
+        for label, table, info, path in zip(labels, tables, infos, paths, strict=True)
+    ]
+
+
+def filter_tags(table: pa.Table, view: View) -> pa.Table:
+    """``table`` with only the view's tags (every row when it names none)."""
+    return select_tags(table, list(view.tags)) if view.tags and table.num_rows else table
+
+
+def prepare(table: pa.Table, view: View) -> pa.Table:
+    """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet."""
+    if not view.keep_rewound and table.num_rows:
+        table = transforms.drop_rewound(table)
+    per = transforms.parse_per(view.per)
+    if per is not None:
+        return transforms.bucket(table, per, normalize=view.normalize)
+    if view.normalize is not None:
+        return transforms.normalize_events(table)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------- curves
+
+
+def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
+    """One Curve per (run, tag) of the runs' events, transformed, smoothed, with x positions and bands."""
+    out: list[Curve] = []
+    skipped: list[str] = []
+    order: dict[str, int] = {}
+    for run in runs_:
+        table = prepare(filter_tags(run.table, view), view)
+        for name in tag_names(run.table):
+            order.setdefault(name, len(order))
+        group = run.label if view.label is None else hparam(run, view.label)
+        for tag, idx in tag_groups(table):
+            curve = _curve(run.label, tag, table, idx, view)
+            if curve is None:
+                skipped.append(f"{run.label}: {tag}")
+                continue
+            curve.tag_index, curve.group = order.get(tag, len(order)), group
+            out.append(curve)
+    if skipped and not out:
+        raise NoDataError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
+    if skipped:
+        warnings.warn(f"--x epoch: not drawn, logged without an epoch: {', '.join(skipped)}", stacklevel=2)
+    if view.x == "relative":
+        _relative(out)
+    smooth(out, view)
+    if view.mean_runs:
+        return mean_across_runs(out, view)
+    relabel(out, view)
+    return out
+
+
+def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View) -> Curve | None:
+    sub = table if idx is None else table.take(array(idx, pa.int64()))
+    step = column(sub, "step", np.int64)
+    y = column(sub, "value", np.float64)
+    bucketed = view.per is not None
+    if view.x == "step":
+        x = step
+    elif view.x == "items":
+        x = np.cumsum(column(sub, "count", np.float64))
+    elif view.x == "epoch":
+        x = column(sub, "epoch", np.float64) if view.per == "epoch" else transforms.epoch_positions(sub)
+        placed = np.isfinite(x)  # events logged without an epoch have no place on an epoch axis
+        if not placed.any():
+            return None
+        if not placed.all():
+            x, y, step, sub = x[placed], y[placed], step[placed], sub.filter(array(placed))
+    else:
+        x = seconds(sub)
+    curve = Curve(run, tag, x, y, step)
+    if bucketed and view.band == "minmax":
+        curve.lo, curve.hi = column(sub, "min", np.float64), column(sub, "max", np.float64)
+    elif bucketed and view.band == "std":
+        std = np.nan_to_num(column(sub, "std", np.float64))
+        curve.lo, curve.hi = y - std, y + std
+    _sort_by_x(curve)
+    return curve
+
+
+def smooth(curves_: Sequence[Curve], view: View) -> None:
+    """Set each curve's ``smoothed`` as the view asks. The default smoothing skips bucketed series and tags
+    whose every series is short (per-epoch validation), so one tag is drawn alike in every run."""
+    smoother = transforms.parse_smooth(view.smooth)
+    long_tags = {c.tag for c in curves_ if len(c.y) > FEW_POINTS}
+    for c in curves_:
+        wanted = view.smooth_explicit or (view.per is None and c.tag in long_tags)
+        c.smoothed = smoother(c.y) if smoother is not None and wanted and len(c.y) else None
+
+
+def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
+    """One curve per tag: lossfmt's mean across runs at each step, the runs' spread as the band.
+
+    The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
+    show a band of the trend rather than of per-step noise.
+    """
+    from lossfmt.dataset import mean_across
+
+    series = [c for c in series if len(c.y)]
+    if not series:
+        return []
+    n = sum(len(c.y) for c in series)
+
+    def across(values: list[np.ndarray]) -> pa.Table:
+        table = pa.table(
+            {
+                "run": pa.array(np.repeat([c.run for c in series], [len(c.y) for c in series])),
+                "tag": pa.array(np.repeat([c.tag for c in series], [len(c.y) for c in series])),
+                "step": pa.array(np.concatenate([c.step for c in series]), pa.int64()),
+                "value": pa.array(np.concatenate(values), pa.float64()),
+                "count": pa.array(np.ones(n, np.int64)),
+                "epoch": pa.nulls(n, pa.int64()),
+                "wall_time": pa.array(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
+            }
+        )
+        return mean_across(table, over="run")
+
+    drawn = across([c.y if c.smoothed is None else c.smoothed for c in series])
+    raw = across([c.y for c in series]).column("value").to_numpy()
+    xs = None if view.x == "step" else across([np.asarray(c.x, np.float64) for c in series])
+    members = {c.tag: sum(1 for o in series if o.tag == c.tag) for c in series}
+    first = {c.tag: c for c in reversed(series)}
+    tags = drawn.column("tag").to_numpy(zero_copy_only=False)
+    out = []
+    for tag in dict.fromkeys(c.tag for c in series):
+        rows = np.flatnonzero(tags == tag)
+        step = drawn.column("step").to_numpy()[rows]
+        x = step if xs is None else xs.column("value").to_numpy()[rows]
+        label = f"mean of {members[tag]} runs" if members[tag] > 1 else first[tag].run
+        c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
+        mean = drawn.column("value").to_numpy()[rows]
+        if any(s.smoothed is not None for s in series if s.tag == tag):
+            c.smoothed = mean
+        if view.band == "std":
+            std = drawn.column("std").to_numpy()[rows]
+            c.lo, c.hi = mean - std, mean + std
+        elif view.band == "minmax":
+            c.lo, c.hi = drawn.column("min").to_numpy()[rows], drawn.column("max").to_numpy()[rows]
+        _sort_by_x(c)
+        out.append(c)
+    return out
+
+
+def hparam(run: Run, key: str) -> str:
+    """A run's hyperparameter ``key`` as text (``lr=0.1``), or ``key=?`` when the run has none."""
+    value = run.meta.get(key)
+    return f"{key}={'?' if value is None else value}"
+
+
+def relabel(curves_: list[Curve], view: View) -> None:
+    """With ``--label KEY``: name each run by its hyperparameter, keeping the run only when values repeat."""
+    if view.label is None or view.mean_runs:
+        return
+    runs_per_group: dict[str, set[str]] = {}
+    for c in curves_:
+        runs_per_group.setdefault(c.group, set()).add(c.run)
+    for c in curves_:
+        c.run = c.group if len(runs_per_group[c.group]) == 1 else f"{c.group} ({c.run})"
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def tag_names(table: pa.Table) -> list[str]:
+    """The tags of a table in the order they first appeared in its file (its dictionary order)."""
+    col = table.column("tag")
+    if col.num_chunks == 0:
+        return []
+    if not pa.types.is_dictionary(col.type):
+        return [str(v) for v in dict.fromkeys(col.to_pylist())]
+    names: dict[str, None] = {}
+    for chunk in col.chunks:  # each chunk's dictionary extends the previous one (IPC delta dictionaries)
+        names.update(dict.fromkeys(str(v) for v in chunk.dictionary.to_pylist()))
+    return list(names)
+
+
+def tag_groups(table: pa.Table) -> list[tuple[str, np.ndarray | None]]:
+    """(tag, row indices) per tag present, in order of first appearance; indices None = every row."""
+    if table.num_rows == 0:
+        return []
+    col = table.column("tag")
+    only = _only_label(col)
+    if only is not None:  # one series: no codes to read
+        return [(only, None)]
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    combined = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col  # unifies dictionaries
+    codes = to_numpy(combined.indices)
+    names = [str(v) for v in combined.dictionary.to_pylist()]
+    present = to_numpy(combined.indices.unique())  # in order of first appearance
+    if len(present) == 1:
+        return [(names[int(present[0])], None)]
+    return [(names[int(k)], np.flatnonzero(codes == k)) for k in present]
+
+
+def _only_label(col: pa.ChunkedArray) -> str | None:
+    """The tag of every row when all chunks share one one-entry dictionary (known without reading indices)."""
+    if not pa.types.is_dictionary(col.type) or col.num_chunks == 0:
+        return None
+    first = col.chunk(0).dictionary
+    if len(first) != 1 or col.null_count or any(not c.dictionary.equals(first) for c in col.chunks[1:]):
+        return None
+    return str(first.to_pylist()[0])
+
+
+def column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    """A column as a numpy array of ``dtype`` (nulls as NaN)."""
+    return np.asarray(to_numpy(table.column(name), fill=math.nan), dtype=dtype)
+
+
+def seconds(table: pa.Table) -> np.ndarray:
+    """wall_time as float seconds since the Unix epoch."""
+    col = table.column("wall_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.asarray(to_numpy(col), dtype=np.float64) / 1e6
+
+
+def _relative(out: list[Curve]) -> None:
+    starts: dict[str, float] = {}
+    for c in out:
+        if len(c.x):
+            starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
+    for c in out:
+        c.x = c.x - starts.get(c.run, 0.0)
+
+
+def _sort_by_x(c: Curve) -> None:
+    """Order a curve by x (a kept rewind, clock steps): lines and zoom windows need ascending x."""
+    if len(c.x) < 2 or bool(np.all(c.x[1:] >= c.x[:-1])):
+        return
+    order = np.argsort(c.x, kind="stable")
+    c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
+    for name in ("lo", "hi"):
+        arr = getattr(c, name)
+        if arr is not None:
+            setattr(c, name, arr[order])
