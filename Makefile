@@ -14,7 +14,7 @@ WHEEL := dist/lossfmt-0.1.0-py3-none-any.whl
 # torch is pinned to the CPU wheel this project is tested with (any other spec downloads gigabytes).
 TORCH := torch==2.13.0
 # The lowest supported versions (pyproject's floors), installed exactly by `make test-floor`.
-FLOOR_PINS := pyarrow==15.0.0 numpy==1.24.0 matplotlib==3.10.0 watchdog==5.0.0 google-crc32c==1.5.0 pandas==2.0.0
+FLOOR_PINS := pyarrow==17.0.0 numpy==1.24.0 matplotlib==3.10.7 watchdog==5.0.0 google-crc32c==1.5.0 pandas==2.0.0
 # What the floor run leaves out: the framework integrations and the benchmark suite (not part of the
 # floor promise; they run in `make test`).
 FLOOR_IGNORE := --ignore-glob='$(CURDIR)/tests/test_integrations_*' --ignore=$(CURDIR)/tests/test_bench_smoke.py
@@ -67,7 +67,7 @@ test-floor: wheel
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FLOOR_VENV)/bin/python -m pip install -q $(FLOOR_PINS) '$(WHEEL)[web]' 'pytest>=8' 'hypothesis>=6.100'
+	$(FLOOR_VENV)/bin/python -m pip install -q $(FLOOR_PINS) '$(WHEEL)[web,polars,tensorboard]' 'pytest>=8' 'hypothesis>=6.100'
 	$(FLOOR_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
 	$(FLOOR_VENV)/bin/python -m pip check
 	$(call run_suite,$(FLOOR_VENV),$(FLOOR_IGNORE))
