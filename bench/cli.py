@@ -11,8 +11,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import add_cost, read, size, tax, throughput, viewer
-from bench.common import Config, Section, Workspace, log
+from bench import add_cost, closing, livefile, read, size, sustained, tax, throughput, verify, viewer
+from bench.common import Config, Section, Workspace, log, machine_load
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Every benchmark, in report order: name -> function(config, workspace) -> Section.
 BENCHMARKS: dict[str, Callable[[Config, Workspace], Section]] = {
     "add": add_cost.run,
+    "sustained": sustained.run,
     "throughput": throughput.run,
+    "closing": closing.run,
     "tax": tax.run,
     "size": size.run,
+    "livefile": livefile.run,
     "read": read.run,
+    "verify": verify.run,
     "render": viewer.run_render,
     "follow": viewer.run_follow,
 }
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     ws = Workspace()
     sections = []
+    log(f"machine: {machine_load()}")
     try:
         for name in args.names:
             log(f"== {name}")
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(traceback.format_exc())
                 sec = Section(name, name, error=f"{type(exc).__name__}: {exc}")
             sec.seconds = time.perf_counter() - t0
+            sec.load = machine_load()
+            log(f"{name}: {sec.seconds:.0f} s, {sec.load}")
             sections.append(sec)
             for goal in sec.goals:
                 log(goal.line())

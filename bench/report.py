@@ -129,7 +129,7 @@ def render(
         f"- Ran: {started} UTC for {total_secs:.0f} s, at git revision {revision(root)}",
         *machine(),
         f"- Load average (1/5/15 min) at start: {' / '.join(f'{x:.2f}' for x in load[0])}; at end: "
-        f"{' / '.join(f'{x:.2f}' for x in load[1])}",
+        f"{' / '.join(f'{x:.2f}' for x in load[1])}, on {os.cpu_count()} CPUs",
         *versions(),
         *shared_note(load),
         "",
@@ -151,7 +151,7 @@ def render(
             lines += [f"Failed: `{s.error}`", ""]
             continue
         lines += s.body
-        lines += ["", f"_({s.seconds:.0f} s)_", ""]
+        lines += ["", f"_({s.seconds:.0f} s; at its end: {s.load})_", ""]
     lines.append(GPU_NOTE)
     lines += notes(root)
     return "\n".join(lines).replace("\n\n\n", "\n\n")
