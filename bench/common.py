@@ -266,6 +266,15 @@ def rate(events: float, seconds: float) -> str:
     return f"{per_s:.0f} /s"
 
 
+def child(module: str, *args: str) -> list[str]:
+    """The command line of a benchmark child process `python -m MODULE ARGS` that finds `bench` from any
+    working directory: the checkout is appended to sys.path, after site-packages, so an installed lossfmt
+    (CI's wheel) is the one measured rather than the checkout's source."""
+    root = str(Path(__file__).resolve().parents[1])
+    code = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({module!r}, run_name='__main__')"
+    return [sys.executable, "-c", code, *args]
+
+
 def log(message: str) -> None:
     """Progress on stderr (the report goes to its own file)."""
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
