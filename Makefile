@@ -96,7 +96,7 @@ typecheck: $(VENV)/.dev
 lint: ruff typecheck
 
 bench: $(VENV)/.dev
-	$(PY) -m bench
+	$(PY) -m bench --runs 3
 
 bench-quick: $(VENV)/.dev
 	$(PY) -m bench --quick

@@ -34,9 +34,10 @@ value (`detach()` drops the autograd graph; the clone is an asynchronous device-
 stream, so a later in-place update of the loss buffer cannot change what was logged: the value stored is the
 value at `add()`). The flusher thread materializes all deferred values of one flush in one batched transfer
 (stack, then one copy to host), so the sync happens off the training thread, once per flush instead of once
-per step. What to measure on a GPU box with this suite's method: caller-thread ns/event of `add(loss_cuda)`
-vs `loss_cuda.item()` while kernels are queued, and the training-loop tax of a GPU loop logging every step.
-This machine has no GPU, so none of the figures above involve CUDA.
+per step. `python -m bench.gpu_sync` measures it on a machine with a CUDA GPU, unchanged: the caller's
+cost per step of `add(loss_cuda)` against `loss_cuda.item()` on top of the same queued kernels, and the
+device synchronizations on the caller's thread (`torch.cuda.set_sync_debug_mode`; it exits non-zero on
+any). Without a GPU it says so and exits 0. None of the figures above involve CUDA.
 """
 
 

@@ -56,6 +56,17 @@ def test_quick_run_of_the_cheap_benchmarks_writes_their_sections_goals_and_load(
     assert "machine: load " in proc.stderr
 
 
+def test_several_runs_state_every_goal_once_per_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    proc = _bench("bench", "--quick", "--only", "livefile", "--runs", "2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = out.read_text()
+    assert "## Goals across 2 runs" in report
+    goal = "- **live file at a realistic flush rate <= 1.5x the closed file's bytes/event**: met in "
+    assert report.count(goal) == 1
+    assert "  - run 1: " in report and "  - run 2: " in report
+
+
 def test_peers_table_lists_every_peer_installed_or_not(tmp_path: Path) -> None:
     out = tmp_path / "peers.md"
     proc = _bench("bench.peers", "--quick", "--out", str(out), cwd=tmp_path)
