@@ -42,9 +42,9 @@ demo: $(VENV)/.base
 	MPLBACKEND= $(VENV)/bin/python examples/run_demo.py
 
 # The wheel users install (build isolation: only what pyproject declares).
-wheel: $(VENV)/.base
+wheel:
 	rm -f $(WHEEL)
-	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 # A venv holding the wheel's dependencies, extras included (made once; the wheel is reinstalled each run).
 $(WHEEL_VENV)/.deps: pyproject.toml | wheel
@@ -83,15 +83,16 @@ endef
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -q
 
-ruff: $(VENV)/.dev
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+# The linters come from the test venv (the dev extra pins them), so CI installs one venv, not two.
+ruff: $(WHEEL_VENV)/.deps
+	$(WHEEL_VENV)/bin/ruff check .
+	$(WHEEL_VENV)/bin/ruff format --check .
 
-# mypy --strict (pyproject's [tool.mypy]); `lossview` is the folder viewer/, linked under build/ so
-# mypy sees the import name; the link's paths are printed back as viewer/.
-typecheck: $(VENV)/.dev
+# mypy --strict (pyproject's [tool.mypy]) on the source tree; `lossview` is the folder viewer/, linked
+# under build/ so mypy sees the import name; the link's paths are printed back as viewer/.
+typecheck: $(WHEEL_VENV)/.deps
 	mkdir -p build/typecheck && ln -sfn ../../viewer build/typecheck/lossview
-	$(VENV)/bin/mypy 2>&1 | sed 's#build/typecheck/lossview/#viewer/#'
+	$(WHEEL_VENV)/bin/mypy 2>&1 | sed 's#build/typecheck/lossview/#viewer/#'
 
 lint: ruff typecheck
 
