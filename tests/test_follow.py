@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from lossview import data, follow
 from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
 
 from lossfmt import LossWriter
+from lossview import data, follow
 
 
 class FakeWatcher:

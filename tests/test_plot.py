@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lossview import cli, data, plot
 from matplotlib.figure import Figure
 
 from lossfmt import schema
+from lossview import cli, data, plot
 
 
 class FakeOutput(plot.Output):

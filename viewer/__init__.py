@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lossview.notebook import LiveDisplay
     from matplotlib.figure import Figure
+
+    from lossview.notebook import LiveDisplay
 
 __all__ = ["figure", "live"]
 
@@ -32,8 +33,9 @@ def figure(
     Options are those of the command line (``smooth=None`` is its default smoothing). The figure is not
     attached to pyplot, so it displays once in a notebook cell and leaks no windows.
     """
-    from lossview import data, plot
     from matplotlib.figure import Figure
+
+    from lossview import data, plot
 
     args = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     explicit = smooth is not None

@@ -376,8 +376,9 @@ def _plot(ns: argparse.Namespace) -> int:
 
 
 def _import_plotting() -> None:
-    import lossview.plot  # noqa: F401
     import matplotlib.backends.backend_agg  # noqa: F401
+
+    import lossview.plot  # noqa: F401
 
 
 def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int:
@@ -413,6 +414,7 @@ def _follow_headless(ns: argparse.Namespace, view: data.View, lp: object) -> int
 
 def _window(ns: argparse.Namespace, view: data.View, style: object, curves: list[data.Curve] | None) -> int:
     import matplotlib
+
     from lossview import plot
 
     if ns.web is not None:

@@ -20,6 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+import lossfmt
 from lossview.data import (
     Curve,
     View,
@@ -31,10 +35,6 @@ from lossview.data import (
     run_names,
     with_run,
 )
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
-import lossfmt
 
 #: Even with file events, look again this often (a missed event costs at most this much latency).
 SAFETY_POLL = 5.0

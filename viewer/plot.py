@@ -21,13 +21,13 @@ import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
 import numpy as np
-from lossview.data import FEW_POINTS, Curve, View
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 
 from lossfmt import transforms
+from lossview.data import FEW_POINTS, Curve, View
 
 FORMATS = ("png", "svg", "pdf")
 #: tab10 with red moved last: red marks non-finite values.
