@@ -29,7 +29,7 @@ PEERS: dict[str, tuple[str, str, int]] = {
     "trackio": ("trackio `trackio.log({'loss': v})`", "trackio", 5_000),
     "aim": ("aim `Run.track(v, name='loss', step=i)`", "aim", 1_000),
     "wandb": ("wandb offline `run.log({'loss': v}, step=i)`", "wandb", 1_000),
-    "mlflow": ("MLflow `mlflow.log_metric('loss', v, step=i)` (file store)", "mlflow", 1_000),
+    "mlflow": ("MLflow `mlflow.log_metric('loss', v, step=i)` (SQLite store)", "mlflow", 1_000),
     "tensorboard": ("TensorBoard `torch.utils.tensorboard.SummaryWriter.add_scalar`", "torch", 5_000),
     "tensorboardX": ("tensorboardX `SummaryWriter.add_scalar`", "tensorboardX", 5_000),
 }
@@ -70,7 +70,8 @@ def _open(name: str, root: Path) -> tuple[Callable[[int, float], Any], Callable[
     if name == "mlflow":
         import mlflow
 
-        mlflow.set_tracking_uri((root / "mlruns").as_uri())
+        # The file store is in maintenance mode (MLflow 3 refuses new runs there): a local SQLite store.
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
         mlflow.start_run()
         return (lambda i, v: mlflow.log_metric("loss", v, step=i)), mlflow.end_run
     if name in ("tensorboard", "tensorboardX"):
