@@ -11,8 +11,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import add_cost, read, size, tax, throughput, viewer
-from bench.common import Config, Section, Workspace, log
+from bench import add_cost, closing, livefile, read, size, sustained, tax, throughput, verify, viewer
+from bench.common import Config, Section, Workspace, log, machine_load
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Every benchmark, in report order: name -> function(config, workspace) -> Section.
 BENCHMARKS: dict[str, Callable[[Config, Workspace], Section]] = {
     "add": add_cost.run,
+    "sustained": sustained.run,
     "throughput": throughput.run,
+    "closing": closing.run,
     "tax": tax.run,
     "size": size.run,
+    "livefile": livefile.run,
     "read": read.run,
+    "verify": verify.run,
     "render": viewer.run_render,
     "follow": viewer.run_follow,
 }
@@ -41,6 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         metavar="NAME",
         help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the selected benchmarks N times in this process (inputs shared) and state every goal's "
+        "result in each run; the tables are the last run's (publish with N >= 3)",
     )
     parser.add_argument(
         "--out",
@@ -67,28 +79,64 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     t_start = time.perf_counter()
     ws = Workspace()
-    sections = []
+    runs: list[list[Section]] = []
+    log(f"machine: {machine_load()}")
     try:
-        for name in args.names:
-            log(f"== {name}")
-            t0 = time.perf_counter()
-            try:
-                sec = BENCHMARKS[name](cfg, ws)
-            except Exception as exc:  # one broken benchmark must not hide the others' results
-                log(traceback.format_exc())
-                sec = Section(name, name, error=f"{type(exc).__name__}: {exc}")
-            sec.seconds = time.perf_counter() - t0
-            sections.append(sec)
-            for goal in sec.goals:
-                log(goal.line())
+        for r in range(args.runs):
+            if args.runs > 1:
+                log(f"=== run {r + 1} of {args.runs}")
+            runs.append([_run_one(name, cfg, ws) for name in args.names])
     finally:
         ws.cleanup()
+    sections = runs[-1]
     text = render(
         sections, cfg, command, ROOT, (load_start, os.getloadavg()), started, time.perf_counter() - t_start
     )
+    if args.runs > 1:
+        text = text.replace(
+            "\n## Goals\n", "\n" + "\n".join(across_runs(runs)) + "\n## Goals (the last run)\n", 1
+        )
     if args.out == "-":
         sys.stdout.write(text)
     else:
         Path(args.out).write_text(text)
         log(f"wrote {args.out}")
-    return 1 if any(s.error for s in sections) else 0
+    return 1 if any(s.error for run in runs for s in run) else 0
+
+
+def _run_one(name: str, cfg: Config, ws: Workspace) -> Section:
+    log(f"== {name}")
+    t0 = time.perf_counter()
+    try:
+        sec = BENCHMARKS[name](cfg, ws)
+    except Exception as exc:  # one broken benchmark must not hide the others' results
+        log(traceback.format_exc())
+        sec = Section(name, name, error=f"{type(exc).__name__}: {exc}")
+    sec.seconds = time.perf_counter() - t0
+    sec.load = machine_load()
+    log(f"{name}: {sec.seconds:.0f} s, {sec.load}")
+    for goal in sec.goals:
+        log(goal.line())
+    return sec
+
+
+def across_runs(runs: list[list[Section]]) -> list[str]:
+    """Each goal with its result in every full run: the spread a published figure must state."""
+    lines = [
+        f"## Goals across {len(runs)} runs",
+        "",
+        "Each goal, how many runs met it, and every run's figure.",
+        "",
+    ]
+    results: dict[str, list[str]] = {}
+    for run in runs:
+        for sec in run:
+            for goal in sec.goals:
+                results.setdefault(goal.text, []).append(
+                    f"{'PASS' if goal.passed else 'MISS'} {goal.measured}"
+                )
+    for text, got in results.items():
+        passed = sum(g.startswith("PASS") for g in got)
+        lines.append(f"- **{text}**: met in {passed} of {len(got)} runs")
+        lines += [f"  - run {i + 1}: {g}" for i, g in enumerate(got)]
+    return [*lines, ""]

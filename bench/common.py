@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pyarrow as pa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +36,12 @@ class Config:
     read_ns: tuple[int, int]  # events in the read/render files
     follow_samples: int  # add()-to-PNG latency samples per mode
     follow_flush_secs: float
+    sustained_n: int  # events per sustained add() repeat (the flusher runs throughout)
+    live_steps: int  # simulated 60 ms training steps in the live-file size run
+    live_scale: float  # time compression of that run (1 = real time)
+    close_ns: tuple[int, ...]  # events per close() memory child
+    tags_n: int  # distinct tags in the many-tag flush
+    verify_n: int  # events of the file read with and without checksum verification
 
     @classmethod
     def full(cls) -> Config:
@@ -56,6 +61,12 @@ class Config:
             read_ns=(1_000_000, 10_000_000),
             follow_samples=20,
             follow_flush_secs=1.0,
+            sustained_n=1_000_000,
+            live_steps=3_000,
+            live_scale=10.0,
+            close_ns=(1_000_000, 10_000_000, 30_000_000),
+            tags_n=100_000,
+            verify_n=10_000_000,
         )
 
     @classmethod
@@ -76,6 +87,12 @@ class Config:
             read_ns=(5_000, 20_000),
             follow_samples=2,
             follow_flush_secs=0.2,
+            sustained_n=20_000,
+            live_steps=60,
+            live_scale=100.0,
+            close_ns=(10_000, 30_000),
+            tags_n=2_000,
+            verify_n=20_000,
         )
 
 
@@ -100,6 +117,7 @@ class Section:
     body: list[str] = dataclasses.field(default_factory=list)
     goals: list[Goal] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    load: str = ""  # the machine's load when the section ended (machine_load())
     error: str | None = None
 
     def add(self, *lines: str) -> None:
@@ -124,7 +142,10 @@ class Workspace:
         return self.root / f"{self._counter:04d}-{name}"
 
     def run_file(self, n: int) -> Path:
-        """A closed lossfmt file of `n` realistic single-tag events, written once by LossWriter."""
+        """A closed lossfmt file of `n` realistic single-tag events, written once by LossWriter.
+
+        Every benchmark that reads or renders a run uses a file the writer really produced (issue 13: a
+        tiled copy has another batch layout and dictionary than what users read)."""
         if n not in self._runs:
             from lossfmt import LossWriter
 
@@ -134,35 +155,6 @@ class Workspace:
                 add = writer.add
                 for step, value in enumerate(values):
                     add(step, value)
-            self._runs[n] = path
-        return self._runs[n]
-
-    def tiled_run_file(self, n: int, base_n: int) -> Path:
-        """A closed file of `n` events: the LossWriter run of `base_n` events repeated with steps and wall
-        times shifted, in close()'s layout (one dictionary per field, zstd, batches of up to 2^24 rows).
-
-        Saves minutes of producing a big input; readers and the viewer see the same kind of file."""
-        if n not in self._runs:
-            from lossfmt import _file
-
-            base = pa.ipc.open_file(self.run_file(base_n)).read_all()
-            step = base.column("step").to_numpy()
-            wall = base.column("wall_time").cast(pa.int64()).to_numpy()
-            step_span = int(step.max() - step.min()) + 1
-            wall_span = int(wall.max() - wall.min()) + 1
-            pieces = []
-            for k in range(-(-n // len(base))):
-                piece = base.set_column(0, "step", pa.array(step + k * step_span))
-                shifted = pa.array(wall + k * wall_span).cast(base.schema.field("wall_time").type)
-                pieces.append(
-                    piece.set_column(base.schema.get_field_index("wall_time"), "wall_time", shifted)
-                )
-            table = pa.concat_tables(pieces).slice(0, n).unify_dictionaries().combine_chunks()
-            table = table.cast(base.schema)
-            path = self.path(f"run{n}.arrow")
-            options = pa.ipc.IpcWriteOptions(compression="zstd")
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, base.schema, options=options) as w:
-                w.write_table(table, max_chunksize=_file.COMPACT_ROWS)
             self._runs[n] = path
         return self._runs[n]
 
@@ -241,6 +233,17 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 
 
+def min_med_max(xs: Sequence[float], scale: float = 1.0, fmt: str = "{:.0f}") -> list[str]:
+    """Three table cells: min, median and max of the repeats, scaled (issue 13 publishes all three)."""
+    return [fmt.format(min(xs) * scale), fmt.format(median(xs) * scale), fmt.format(max(xs) * scale)]
+
+
+def machine_load() -> str:
+    """The load average and the CPU count, printed with every run and every section (a shared machine)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
 def spread(xs: Sequence[float], scale: float = 1.0, fmt: str = "{:.0f}") -> str:
     """`min–max` of the repeats, scaled, for the tables."""
     return f"{fmt.format(min(xs) * scale)}–{fmt.format(max(xs) * scale)}"
@@ -261,6 +264,15 @@ def rate(events: float, seconds: float) -> str:
     if per_s >= 1e3:
         return f"{per_s / 1e3:.1f} k/s"
     return f"{per_s:.0f} /s"
+
+
+def child(module: str, *args: str) -> list[str]:
+    """The command line of a benchmark child process `python -m MODULE ARGS` that finds `bench` from any
+    working directory: the checkout is appended to sys.path, after site-packages, so an installed lossfmt
+    (CI's wheel) is the one measured rather than the checkout's source."""
+    root = str(Path(__file__).resolve().parents[1])
+    code = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({module!r}, run_name='__main__')"
+    return [sys.executable, "-c", code, *args]
 
 
 def log(message: str) -> None:

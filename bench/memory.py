@@ -1,6 +1,9 @@
-"""Child of the memory benchmark: `python -m bench.memory PATH N [MAX_PENDING]` prints peak RSS as JSON.
+"""Child of the memory benchmarks; prints its measurements as JSON.
 
-Without MAX_PENDING the events go to a plain list (a buffer without backpressure), for comparison."""
+`python -m bench.memory PATH N [MAX_PENDING]`: peak RSS while producing N events (without MAX_PENDING
+the events go to a plain list, a buffer without backpressure, for comparison).
+`python -m bench.memory close PATH N`: N events written and flushed, then close()'s peak RSS above the
+RSS before it (its extra memory) and its time: one process per size, so no run inherits another's heap."""
 
 from __future__ import annotations
 
@@ -52,5 +55,29 @@ def main(argv: list[str]) -> dict[str, float | None]:
     }
 
 
+def close_cost(argv: list[str]) -> dict[str, float]:
+    path, n = argv[0], int(argv[1])
+    from lossfmt import LossWriter
+
+    writer = LossWriter(path)
+    add = writer.add
+    for i in range(n):
+        add(i, i * 1e-7)
+    writer.flush()
+    _reset_peak()
+    before = _status_kib("VmRSS")
+    t0 = time.perf_counter()
+    writer.close()
+    close_secs = time.perf_counter() - t0
+    return {
+        "before_mib": before / 1024,
+        "close_extra_mib": (_status_kib("VmHWM") - before) / 1024,
+        "close_secs": close_secs,
+        "bytes": Path(path).stat().st_size,
+    }
+
+
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(main(sys.argv[1:])) + "\n")
+    args = sys.argv[1:]
+    result = close_cost(args[1:]) if args[:1] == ["close"] else main(args)
+    sys.stdout.write(json.dumps(result) + "\n")

@@ -62,7 +62,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
     rows = []
     pandas_rates = []
     for n in cfg.read_ns:
-        path = ws.run_file(n) if n == cfg.read_ns[0] else ws.tiled_run_file(n, cfg.read_ns[0])
+        path = ws.run_file(n)
         repeats = cfg.repeats if n == cfg.read_ns[0] else cfg.slow_repeats + 2
         log(f"read: {n:,} events x {repeats} repeats")
         res = interleaved(_lossfmt_cases(path, counts, n), repeats)

@@ -34,9 +34,10 @@ value (`detach()` drops the autograd graph; the clone is an asynchronous device-
 stream, so a later in-place update of the loss buffer cannot change what was logged: the value stored is the
 value at `add()`). The flusher thread materializes all deferred values of one flush in one batched transfer
 (stack, then one copy to host), so the sync happens off the training thread, once per flush instead of once
-per step. What to measure on a GPU box with this suite's method: caller-thread ns/event of `add(loss_cuda)`
-vs `loss_cuda.item()` while kernels are queued, and the training-loop tax of a GPU loop logging every step.
-This machine has no GPU, so none of the figures above involve CUDA.
+per step. `python -m bench.gpu_sync` measures it on a machine with a CUDA GPU, unchanged: the caller's
+cost per step of `add(loss_cuda)` against `loss_cuda.item()` on top of the same queued kernels, and the
+device synchronizations on the caller's thread (`torch.cuda.set_sync_debug_mode`; it exits non-zero on
+any). Without a GPU it says so and exits 0. None of the figures above involve CUDA.
 """
 
 
@@ -129,7 +130,7 @@ def render(
         f"- Ran: {started} UTC for {total_secs:.0f} s, at git revision {revision(root)}",
         *machine(),
         f"- Load average (1/5/15 min) at start: {' / '.join(f'{x:.2f}' for x in load[0])}; at end: "
-        f"{' / '.join(f'{x:.2f}' for x in load[1])}",
+        f"{' / '.join(f'{x:.2f}' for x in load[1])}, on {os.cpu_count()} CPUs",
         *versions(),
         *shared_note(load),
         "",
@@ -151,7 +152,7 @@ def render(
             lines += [f"Failed: `{s.error}`", ""]
             continue
         lines += s.body
-        lines += ["", f"_({s.seconds:.0f} s)_", ""]
+        lines += ["", f"_({s.seconds:.0f} s; at its end: {s.load})_", ""]
     lines.append(GPU_NOTE)
     lines += notes(root)
     return "\n".join(lines).replace("\n\n\n", "\n\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 from bench.common import (
@@ -12,6 +11,7 @@ from bench.common import (
     Section,
     Stopwatch,
     Workspace,
+    child,
     cpus,
     interleaved,
     log,
@@ -117,7 +117,7 @@ def _memory(cfg: Config, ws: Workspace, sec: Section) -> None:
     for max_pending, label in _MEMORY_CASES:
         for n in cfg.mem_ns:
             log(f"memory: {label}, {n:,} events (subprocess)")
-            args = [sys.executable, "-m", "bench.memory", str(ws.path("mem.arrow")), str(n)]
+            args = child("bench.memory", str(ws.path("mem.arrow")), str(n))
             if max_pending is not None:
                 args.append(str(max_pending))
             out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)

@@ -45,7 +45,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
         ]
     )
     for n in cfg.read_ns:
-        path = ws.run_file(n) if n == cfg.read_ns[0] else ws.tiled_run_file(n, cfg.read_ns[0])
+        path = ws.run_file(n)
         out = ws.path(f"render{n}.png")
         repeats = cfg.slow_repeats + 2  # a render's time varies with the VM's memory: more repeats
         log(f"render: {n:,} events x {repeats} repeats (subprocess and in-process)")

@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: headless matplotlib, and no test may leave a thread running."""
+"""Suite-wide fixtures: headless matplotlib, no test may leave a thread running, and the `slow` marker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,29 @@ import time
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true", help="also run the tests marked slow (`make test` and CI do)"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: a long fault-injection case; left out of a plain run, run with --slow (CI does)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the slow cases unless --slow: the summary then counts them as deselected."""
+    if config.getoption("--slow") or "slow" in config.getoption("markexpr", ""):
+        return  # asked for: `--slow`, or a `-m` expression that names the marker
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
 
 # Daemon threads that third-party libraries start once per process and keep by design.
 _LIBRARY_THREADS = ("TMonitor", "pydevd", "ThreadPoolExecutor", "asyncio_")

@@ -6,12 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from lossview import follow
-from lossview import view as lv
-from lossview.view import View
 from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent, FileOpenedEvent
 
 from lossfmt import LossWriter
+from lossview import follow
+from lossview import view as lv
+from lossview.view import View
 
 
 class FakeWatcher:

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lossview import commands, plot, screen
-from lossview import view as lv
-from lossview.view import View
 from matplotlib.figure import Figure
 
 from lossfmt import schema
+from lossview import commands, plot, screen
+from lossview import view as lv
+from lossview.view import View
 
 
 class FakeOutput(plot.Output):
@@ -492,9 +492,10 @@ def test_short_and_long_runs_of_one_tag_are_drawn_alike():
 
 
 def test_hover_reads_every_visible_curve_and_a_legend_click_hides_one():
-    from lossview.interact import Interaction
     from matplotlib.backend_bases import MouseEvent
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lossview.interact import Interaction
 
     table = pa.concat_tables([events([1.0, 0.5, 0.25], tag="a"), events([3.0, 2.0, 1.0], tag="b")])
     lp, _ = draw(table, View(smooth="ema:0.5"))

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lossview.notebook import LiveDisplay
     from matplotlib.figure import Figure
+
+    from lossview.notebook import LiveDisplay
 
 __all__ = ["figure", "live"]
 
@@ -34,8 +35,9 @@ def figure(
     smoothing). The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no
     windows and leaves the matplotlib backend alone.
     """
-    from lossview import plot, view
     from matplotlib.figure import Figure
+
+    from lossview import plot, view
 
     args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     explicit = smooth is not None

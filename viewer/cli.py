@@ -16,11 +16,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import lossfmt
 from lossview import commands
 from lossview import view as v
 from lossview.options import COMMANDS, PARSERS, PROG
-
-import lossfmt
 
 # -------------------------------------------------------------------------------------------------- main
 
@@ -172,8 +171,9 @@ def _check_plot(ns: argparse.Namespace) -> None:
 
 
 def _import_plotting() -> None:
-    import lossview.plot  # noqa: F401
     import matplotlib.backends.backend_agg  # noqa: F401
+
+    import lossview.plot  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------ subcommands

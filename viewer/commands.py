@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from lossview import view as v
-from lossview._adapter import array
 
 import lossfmt
 from lossfmt import transforms
+from lossview import view as v
+from lossview._adapter import array
 
 EXPORT_FORMATS = (".csv", ".parquet", ".feather", ".arrow")
 HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",

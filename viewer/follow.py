@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+import lossfmt
+from lossfmt import transforms
 from lossview.view import (
     Curve,
     Run,
@@ -34,11 +39,6 @@ from lossview.view import (
     runs,
     smooth,
 )
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
-import lossfmt
-from lossfmt import transforms
 
 #: Even with file events, look again this often (a missed event costs at most this much latency).
 SAFETY_POLL = 5.0

@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from lossview.plot import LossPlot
 from matplotlib.backend_bases import MouseEvent, PickEvent
+
+from lossview.plot import LossPlot
 
 
 class Interaction:

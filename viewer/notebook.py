@@ -20,9 +20,10 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 
+from matplotlib.figure import Figure
+
 from lossview import data, plot
 from lossview.follow import CurveCache, Sources
-from matplotlib.figure import Figure
 
 Show = Callable[[bytes, bool], None]
 

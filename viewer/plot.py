@@ -17,15 +17,15 @@ import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
 import matplotlib.transforms as mtransforms
 import numpy as np
-from lossview import screen
-from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
-from lossview.view import FEW_POINTS, Curve, View
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 
 from lossfmt import transforms
+from lossview import screen
+from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
+from lossview.view import FEW_POINTS, Curve, View
 
 __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from lossview._adapter import array, select_tags, to_numpy
 
 import lossfmt
 from lossfmt import transforms
+from lossview._adapter import array, select_tags, to_numpy
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")

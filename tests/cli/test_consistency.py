@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from lossview import cli
 
 import lossfmt
 from lossfmt import LossWriter
+from lossview import cli
 
 ENV = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 VIEWER = Path(__file__).resolve().parents[2] / "viewer"

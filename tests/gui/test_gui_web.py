@@ -24,9 +24,9 @@ from guiharness import (
     wait_for,
     wait_for_curve,
 )
-from lossview.plot import COLORS
 
 from lossfmt import LossWriter
+from lossview.plot import COLORS
 
 
 @pytest.fixture(autouse=True)

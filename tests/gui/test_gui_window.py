@@ -26,9 +26,9 @@ from guiharness import (
     wait_for,
     wait_for_curve,
 )
-from lossview.plot import COLORS
 
 from lossfmt import LossWriter
+from lossview.plot import COLORS
 
 
 def _open_window(screen: Xvfb, path: Path) -> Viewer:
