@@ -167,6 +167,7 @@ def _plot_parser() -> argparse.ArgumentParser:
         help=f"serve the figure to a browser (matplotlib WebAgg; default port {DEFAULT_WEB_PORT})",
     )
     o.add_argument("--host", default="127.0.0.1", help="address --web binds to (default 127.0.0.1)")
+    o.add_argument("--term", action="store_true", help="draw in the terminal (braille); live with --follow")
     return p
 
 
@@ -317,6 +318,12 @@ def _read(files: Sequence[str], columns: Sequence[str] | None = None) -> tuple[l
 
 def _plot(ns: argparse.Namespace) -> int:
     view = _view(ns)
+    if ns.term:
+        if ns.output or ns.web is not None:
+            raise ValueError("--term draws in the terminal: use it without -o and --web")
+        from lossview import term
+
+        return term.run(ns.files, tags=view.tags, smooth=ns.smooth, follow=ns.follow)
     if ns.poll is not None and not ns.follow:
         raise ValueError("--poll only makes sense with --follow")
     if ns.output and ns.web is not None:
