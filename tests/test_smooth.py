@@ -224,25 +224,25 @@ def test_parse_smooth_names_the_bad_spec(spec: str, message: str) -> None:
 
 
 def reference_step_ema(values: list[float], steps: list[int], tau: float) -> tuple[list, list]:
-    """The definition, one point at a time over finite values in step order: with d the distance to the
-    previous point's step and h to the previous distinct step (the first step: the next distinct step's
-    h), weight c = 1 - e**-(h/tau), S = e**-(d/tau) * S + c*v, W = e**-(d/tau) * W + c, point = S / W
-    (d/tau and h/tau capped at 60); and the same of |v| for the tolerance."""
+    """The definition, one point at a time in step order: with d the distance to the previous point's step
+    and h to the previous distinct step (the first step: the next distinct step's h), the weight is
+    c = 1 - e**-(h/tau) for a finite value and 0 for a non-finite one (returned as it is), S = e**-(d/tau) *
+    S + c*v, W = e**-(d/tau) * W + c, point = S / W (d/tau and h/tau capped at 60); and the same of |v|."""
     out, scale = list(values), [0.0] * len(values)
-    order = [i for i in sorted(range(len(values)), key=lambda i: steps[i]) if math.isfinite(values[i])]
-    distinct = sorted({steps[i] for i in order})
+    distinct = sorted(set(steps))
     first_h = distinct[1] - distinct[0] if len(distinct) > 1 else 1
     s = w = a = 0.0
     last = None
-    for i in order:
+    for i in sorted(range(len(values)), key=lambda i: steps[i]):
         v = values[i]
-        d = 0.0 if last is None else steps[i] - last
-        below = bisect.bisect_left(distinct, steps[i])
-        h = steps[i] - distinct[below - 1] if below else first_h
-        c = -math.expm1(-min(h / tau, 60.0))
-        decay = math.exp(-min(d / tau, 60.0))
-        s, w, a = decay * s + c * v, decay * w + c, decay * a + c * abs(v)
+        decay = 1.0 if last is None else math.exp(-min((steps[i] - last) / tau, 60.0))
         last = steps[i]
+        s, w, a = decay * s, decay * w, decay * a
+        if not math.isfinite(v):
+            continue
+        below = bisect.bisect_left(distinct, steps[i])
+        c = -math.expm1(-min((steps[i] - distinct[below - 1] if below else first_h) / tau, 60.0))
+        s, w, a = s + c * v, w + c, a + c * abs(v)
         out[i], scale[i] = s / w, a / w
     return out, scale
 

@@ -32,8 +32,7 @@ def figure(
     Options are those of the command line (``smooth=None`` is its default smoothing). The figure is not
     attached to pyplot, so it displays once in a notebook cell and leaks no windows.
     """
-    from lossview import data, plot
-    from matplotlib.figure import Figure
+    from lossview import data, notebook, plot
 
     args = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     explicit = smooth is not None
@@ -49,7 +48,7 @@ def figure(
     )
     view.check()
     paths = data.expand(args)
-    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
+    fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
     style = plot.Style(split=split, compare=len(paths) > 1 and not mean_runs, logy=logy, title=title)
     lp = plot.LossPlot(fig, view, style, plot.NoOutput())
     lp.update(data.curves(data.apply(data.load(paths, view.columns()), view), view))

@@ -10,6 +10,10 @@ In a notebook::
 
 The kernel's event loop does the polling (no extra thread touches matplotlib); each change re-renders
 one PNG in place (``IPython.display.update_display``), so it works with the default inline backend.
+
+``lossview.figure(path)`` returns a `NotebookFigure`: as the last line of a cell it shows as an image
+whatever the backend, because it renders its own PNG (``_repr_png_``) instead of relying on pyplot's
+inline hook, which only runs once pyplot was imported or ``%matplotlib inline`` ran.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from lossview import data, plot
-from lossview.follow import CurveCache, Sources
 from matplotlib.figure import Figure
 
 Show = Callable[[bytes, bool], None]
+
+
+class NotebookFigure(Figure):
+    """A matplotlib Figure that IPython displays as a PNG (``_repr_png_``) with any backend."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png")
+        return buf.getvalue()
 
 
 class LiveDisplay:
@@ -39,6 +51,8 @@ class LiveDisplay:
         view: data.View | None = None,
         style: plot.Style | None = None,
     ) -> None:
+        from lossview.follow import CurveCache, Sources
+
         args = (
             [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
         )

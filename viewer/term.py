@@ -262,8 +262,8 @@ class TermView:
         return changed
 
     def _append(self, run: str, table: pa.Table) -> None:
-        steps_all = np.asarray(table.column("step").to_numpy(), dtype=np.int64)
-        values_all = np.asarray(table.column("value").to_numpy(zero_copy_only=False), dtype=np.float64)
+        steps_all = _column(table, "step", np.int64)
+        values_all = _column(table, "value", np.float64)
         for _, tag, idx in data.groups(table):
             steps = steps_all if idx is None else steps_all[idx]
             values = values_all if idx is None else values_all[idx]
@@ -276,8 +276,8 @@ class TermView:
                 keep = s.steps <= steps.min()
                 s.steps, s.values = s.steps[keep], s.values[keep]
                 self._fresh[key] = -1
-            s.steps = np.concatenate([s.steps, steps])
-            s.values = np.concatenate([s.values, values])
+            s.steps = np.concatenate([s.steps, steps]) if s.steps.size else steps
+            s.values = np.concatenate([s.values, values]) if s.values.size else values
 
     def _smooth(self) -> None:
         if self.smoother is None:
@@ -300,6 +300,20 @@ class TermView:
         name = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
         what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
         return f"{name} · {what} · × non-finite"
+
+
+def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    """A numeric column (int64 steps, float64 values: never null in a lossfmt file) as numpy, reading the
+    buffers directly: zero-copy for one chunk, and no pandas import (pyarrow's to_numpy may import it)."""
+    parts = []
+    for chunk in table.column(name).chunks:
+        if chunk.null_count or chunk.type.bit_width != 64:
+            parts.append(np.asarray(chunk.cast(pa.from_numpy_dtype(dtype)).fill_null(0)))
+            continue
+        parts.append(np.frombuffer(chunk.buffers()[1], np.dtype(dtype), len(chunk), chunk.offset * 8))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 # ------------------------------------------------------------------------------------------------- run
