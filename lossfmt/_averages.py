@@ -201,39 +201,49 @@ def _step_ema_run(
     x: np.ndarray, steps: np.ndarray, tau: float, carry: tuple[float, ...] | None
 ) -> tuple[np.ndarray, tuple[float, ...] | None]:
     """step_ema of `x` continuing from `carry` = (mean, weight, step, interval) of the points before (None:
-    none); returns the smoothed values and the carry after them (None while no finite value was seen)."""
+    none); returns the smoothed values and the carry after them. Non-finite points keep their place in the
+    step sequence (their steps still decay the average) with no weight, so the usual evenly spaced steps
+    stay evenly spaced around a NaN."""
     n = x.size
-    low, high = (float(x.min()), float(x.max())) if n else (0.0, 0.0)
-    finite = None if math.isfinite(low) and math.isfinite(high) else np.isfinite(x)
-    v, s = (x, steps) if finite is None else (x[finite], steps[finite])
-    if not v.size:
+    if not n:
         return x.copy(), carry
+    low, high = float(x.min()), float(x.max())  # NaN if any value is
+    valid = None if math.isfinite(low) and math.isfinite(high) else np.isfinite(x)
     before = None if carry is None else carry[2]
-    gaps = _gaps(s, before)
+    gaps = _gaps(steps, before)
     order = None
-    if gaps.size > 1 and float(gaps[1:].min()) < 0:  # out of step order: smooth in step order, stably
-        order = np.argsort(s, kind="stable")
-        gaps, v = _gaps(s[order], before), v[order]
+    if n > 1 and float(gaps[1:].min()) < 0:  # out of step order: smooth in step order, stably
+        order = np.argsort(steps, kind="stable")
+        gaps, x = _gaps(steps[order], before), x[order]
+        valid = None if valid is None else valid[order]
     mean0, weight0, interval0 = (0.0, 0.0, 0.0) if carry is None else (carry[0], carry[1], carry[3])
     weights, unit, interval = _interval_weights(gaps, interval0, tau, first=carry is None)
     if interval0 == 0.0 and interval > 0.0:  # the carried weight was counted in points: now in intervals
         weight0 *= unit if weights is None else float(weights[0])
+    last = float(steps[-1]) if order is None else float(steps[order[-1]])
     np.multiply(gaps, 1.0 / tau, out=gaps)
     np.minimum(gaps, _MAX_GAP, out=gaps)
-    vmin, vmax = (low, high) if finite is None else (float(v.min()), float(v.max()))
-    peak = max(abs(vmin), abs(vmax), abs(mean0))
-    smoothed, weight = _decayed_mean(v, gaps, mean0, weight0 / unit, peak, weights)
-    last = float(s[-1]) if order is None else float(s[order][-1])
-    if vmin == vmax and (carry is None or mean0 == vmin):  # a constant stays exactly that constant
-        smoothed[:] = vmin
-    end = (float(smoothed[-1]), weight * unit, last, interval)
-    if order is not None:
-        smoothed[order] = smoothed.copy()
-    if finite is None:
-        return smoothed, end
-    out = x.copy()
-    out[finite] = smoothed
-    return out, end
+    raw = x
+    if valid is not None:
+        kept = x[valid]
+        low, high = (float(kept.min()), float(kept.max())) if kept.size else (0.0, 0.0)
+        x = np.where(valid, x, 0.0)
+    peak = max(abs(low), abs(high), abs(mean0))
+    smoothed, weight = _decayed_mean(x, gaps, mean0, weight0 / unit, peak, weights, valid)
+    weight *= unit
+    mean = float(smoothed[-1]) if weight > 0 else 0.0  # S/W: the same at a trailing NaN as before it
+    if not math.isfinite(mean):
+        mean, weight = 0.0, 0.0
+    if low == high and (carry is None or weight0 == 0.0 or mean0 == low):  # a constant stays that constant
+        smoothed[:] = low
+        mean = low if weight > 0 else mean
+    if valid is not None:
+        smoothed[~valid] = raw[~valid]
+    if order is None:
+        return smoothed, (mean, weight, last, interval)
+    out = np.empty_like(smoothed)
+    out[order] = smoothed
+    return out, (mean, weight, last, interval)
 
 
 def _interval_weights(
@@ -284,11 +294,17 @@ def _gaps(steps: np.ndarray, before: float | None) -> np.ndarray:
 
 
 def _decayed_mean(
-    x: np.ndarray, g: np.ndarray, mean0: float, weight0: float, peak: float, c: np.ndarray | None = None
+    x: np.ndarray,
+    g: np.ndarray,
+    mean0: float,
+    weight0: float,
+    peak: float,
+    c: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """out_i = S_i / W_i with S_i = e**-g_i * S_{i-1} + c_i*x_i and W_i = e**-g_i * W_{i-1} + c_i (c = 1 when
-    None; 0 < c <= 1), started from
-    S = mean0*weight0 and W = weight0 (finite x, 0 <= g <= _MAX_GAP); also returns the final W.
+    None; 0 < c <= 1; c = 0 where `valid` is False), started from S = mean0*weight0 and W = weight0 (finite
+    x, |x| and |mean0| <= peak, 0 <= g <= _MAX_GAP); also returns the final W. NaN where W is still 0.
 
     Inside a chunk whose points sit at decay times t_j (t = 0 at its first point), S_j = e**-t_j * (carry +
     cumsum(e**t * x)_j) and the same for W with x = 1: their ratio needs no e**-t. The chunks' ends obey the
@@ -328,7 +344,19 @@ def _decayed_mean(
     flat = np.empty(chunks * length)
     values = flat.reshape(chunks, length)
     whole = n // length
-    if even:
+    q = None  # the weights e**t * c per point; None: one row q_row for every chunk
+    if even and valid is not None:
+        q = np.zeros((chunks, length))
+        q.reshape(-1)[:n] = valid
+        q *= q_row
+    elif not even:
+        q = np.exp(t, out=t)
+        q.reshape(-1)[n:] = 0.0
+        if c is not None:
+            q.reshape(-1)[:n] *= c
+        if valid is not None:
+            q.reshape(-1)[:n] *= valid
+    if q is None:
         np.multiply(x[: whole * length].reshape(whole, length), q_row, out=values[:whole])
         np.multiply(x[whole * length :], q_row[: n - whole * length], out=flat[whole * length : n])
         flat[n:] = 0.0
@@ -336,10 +364,6 @@ def _decayed_mean(
         if chunks * length > n:
             q_sum[-1] = float(q_row[: n - (chunks - 1) * length].sum())
     else:
-        q = np.exp(t, out=t)
-        q.reshape(-1)[n:] = 0.0
-        if c is not None:
-            q.reshape(-1)[:n] *= c
         np.multiply(x, q.reshape(-1)[:n], out=flat[:n])
         flat[n:] = 0.0
         q_sum = q.sum(axis=1)
@@ -359,12 +383,13 @@ def _decayed_mean(
     carry_w = np.exp(-start_gap) * np.concatenate(([weight0], end_w[:-1]))
     values[:, 0] += carry_s
     np.cumsum(values, axis=1, out=values)
-    if even:
-        values /= np.add.outer(carry_w, np.cumsum(q_row))
-    else:
-        np.cumsum(q, axis=1, out=q)
-        q += carry_w[:, None]
-        values /= q
+    with np.errstate(invalid="ignore", divide="ignore"):  # W = 0 before the first valid point: NaN
+        if q is None:
+            values /= np.add.outer(carry_w, np.cumsum(q_row))
+        else:
+            np.cumsum(q, axis=1, out=q)
+            q += carry_w[:, None]
+            values /= q
     out = flat[:n]
     if exponent:
         np.ldexp(out, exponent, out=out)

@@ -26,9 +26,9 @@ from lossfmt._averages import (
     moving_average,
 )
 
-#: The smoothing lossview draws unless told otherwise: an EMA over steps with a time constant of 1% of the
-#: shown step span.
-DEFAULT_SMOOTH = "span:0.01"
+#: The smoothing lossview draws unless told otherwise: an EMA over steps with a time constant of 2% of the
+#: shown step span (for a 100-step run about TensorBoard's default ema:0.6).
+DEFAULT_SMOOTH = "span:0.02"
 
 _SPEC_HELP = (
     "expected 'span:F' with 0 < F <= 1 (EMA over steps, time constant F of the step span; e.g. span:0.01), "

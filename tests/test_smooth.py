@@ -430,7 +430,7 @@ def test_specs_have_a_canonical_spelling_and_a_legend_label() -> None:
         smoother = parse_smooth(spec)
         assert smoother is not None
         assert (smoother.spec, smoother.label) == (canonical, label)
-    assert DEFAULT_SMOOTH == "span:0.01"
+    assert DEFAULT_SMOOTH == "span:0.02"
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def test_without_follow_one_frame_is_printed_without_escape_codes(tmp_path: Path
     lines = done.stdout.rstrip("\n").split("\n")
     assert len(lines) == 24 and max(len(line) for line in lines) <= 90
     assert "━━ loss" in lines[-1] and "━━ val" in lines[-1]
-    assert "EMA 1% of span" in lines[0]
+    assert "EMA 2% of span" in lines[0]
     assert braille_cells(done.stdout) > 100
 
 

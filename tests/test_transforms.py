@@ -506,5 +506,5 @@ def test_read_pandas_smooths_with_the_step_aware_default(tmp_path) -> None:
         for step, value in enumerate(values):
             w.add(step * 10, float(value))
     df = lossfmt.read_pandas(path, smooth=DEFAULT_SMOOTH)
-    want = step_ema(values, np.arange(3000) * 10, 0.01 * 29_990)
+    want = step_ema(values, np.arange(3000) * 10, 0.02 * 29_990)
     np.testing.assert_allclose(df["smoothed"].to_numpy(), want, rtol=1e-12)
