@@ -458,3 +458,18 @@ def test_step_ema_rejects_mismatched_steps_and_bad_time_constants() -> None:
         step_ema(np.ones(3), np.arange(3), 0.0)
     with pytest.raises(TypeError):
         step_ema(np.ones(3), np.arange(3), "1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_a_series_longer_than_one_block_matches_the_definition(shuffled: bool) -> None:
+    # Long series go through in blocks of 2**19 points (small temporaries): the numbers must not change.
+    rng = np.random.default_rng(7)
+    n = (1 << 19) + 5000
+    steps = np.cumsum(rng.choice([0, 1, 1, 2, 500], n))
+    values = rng.normal(size=n)
+    values[[10, (1 << 19) - 1, 1 << 19, n - 1]] = [math.nan, math.inf, math.nan, -math.inf]
+    if shuffled:
+        order = rng.permutation(n)
+        steps, values = steps[order], values[order]
+    want, scale = reference_step_ema(values.tolist(), steps.tolist(), 3000.0)
+    assert_smoothing_close(step_ema(values, steps, 3000.0), want, scale, rtol=1e-9)
