@@ -244,6 +244,13 @@ class TermView:
         self.series: dict[tuple[str, str], Series] = {}
         self._fresh: dict[tuple[str, str], int] = {}  # series -> points smoothed so far (-1: redo all)
 
+    def load(self) -> None:
+        """Read each file whole, only the columns drawn (one frame: no follower state to keep)."""
+        for run, follower in self.sources:
+            table = lossfmt.read(follower.path, columns=["step", "tag", "value"])
+            self._append(run, data.select_tags(table, self.tags))
+        self._smooth()
+
     def poll(self) -> bool:
         """Read what was appended; True if anything changed."""
         changed = False
@@ -334,8 +341,8 @@ def run(
     if not paths and follow:
         paths = list(files)
     view = TermView(paths, tags=tags, smooth=smooth)
-    view.poll()
     if not follow:
+        view.load()
         if not view.series:
             raise ValueError("no events to draw" + (f" for --tag {' '.join(tags)}" if tags else ""))
         width, height = _size(out)
@@ -364,7 +371,7 @@ def _live(view: TermView, out: TextIO) -> int:
         shown = None
         while True:
             size = _size(out)
-            if shown != size or view.poll():
+            if view.poll() or shown != size:
                 frame = render(list(view.series.values()), *size, color=tty, title=view.title())
                 if tty:
                     out.write("\x1b[H" + "\x1b[K\n".join(frame.split("\n")) + "\x1b[K\x1b[J")
