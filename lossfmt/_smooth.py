@@ -16,15 +16,14 @@ import numpy as np
 
 from lossfmt._averages import (
     _as_1d_float,
-    _as_steps,
     _check_positive,
     _check_weight,
     _check_window,
     _ema_finite,
-    _step_ema_run,
     ema,
     moving_average,
 )
+from lossfmt._step_ema import _as_steps, _step_ema_run
 
 #: The smoothing lossview draws unless told otherwise: an EMA over steps with a time constant of 2% of the
 #: shown step span (for a 100-step run about TensorBoard's default ema:0.6).

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from lossfmt import _arrow, schema
-from lossfmt._averages import ema, moving_average, step_ema
+from lossfmt._averages import ema, moving_average
 from lossfmt._decimate import all_finite, decimate
 from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
+from lossfmt._step_ema import step_ema
 
 PER_ITEM = "per-item"
 
