@@ -66,7 +66,8 @@ def render(series: Sequence[Series], width: int, height: int, *, color: bool, ti
     y_lo, y_hi = _y_range(shown)
     canvas = _Canvas(cols, rows, x0, x1, y_lo, y_hi)
     for i, s in enumerate(shown):
-        canvas.plot(s.steps, s.values, layer=2 * i)
+        # Without colours "faint" is the outline: only each column's extremes, so the line stands out.
+        canvas.plot(s.steps, s.values, layer=2 * i, outline=not color and s.smoothed is not None)
     for i, s in enumerate(shown):
         if s.smoothed is not None:
             canvas.plot(s.steps, s.smoothed, layer=2 * i + 1)
@@ -97,8 +98,9 @@ class _Canvas:
         self.layer = np.full((rows, cols), -1, np.int64)
         self.nan = np.zeros(cols, bool)
 
-    def plot(self, steps: np.ndarray, values: np.ndarray, *, layer: int) -> None:
-        """Draw a curve: per dot column from its lowest to its highest value (joined to the next column)."""
+    def plot(self, steps: np.ndarray, values: np.ndarray, *, layer: int, outline: bool = False) -> None:
+        """Draw a curve: per dot column from its lowest to its highest value (joined to the next column);
+        with `outline` only each column's lowest and highest dot."""
         px = 2 * self.cols
         x, y = transforms.decimate(steps, values, px)
         span = max(self.x1 - self.x0, 1)
@@ -130,7 +132,11 @@ class _Canvas:
         top[nxt] = np.minimum(top[nxt], last[prev])
         bottom[nxt] = np.maximum(bottom[nxt], last[prev])
         for c in span_cols.tolist():
-            self._dots(c, int(top[c]), int(bottom[c]), layer)
+            if outline:
+                self._dots(c, int(top[c]), int(top[c]), layer)
+                self._dots(c, int(bottom[c]), int(bottom[c]), layer)
+            else:
+                self._dots(c, int(top[c]), int(bottom[c]), layer)
 
     def _dots(self, c: int, top: int, bottom: int, layer: int) -> None:
         rr = np.arange(top, bottom + 1)
