@@ -16,6 +16,7 @@ import pytest
 from lossview import term
 
 import lossfmt
+from lossfmt.transforms import step_ema
 
 LOSSVIEW = [sys.executable, "-m", "lossview"]
 BRAILLE = range(0x2801, 0x2900)
@@ -180,3 +181,50 @@ def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path:
     finally:
         pane.close()
         writer.close()
+
+
+# --- following: what the live view holds --------------------------------------------------------------------
+
+
+def test_following_continues_the_smoothing_and_drops_what_a_resume_rewound(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=3000)
+    view = term.TermView([os.fspath(path)], smooth="steps:40")
+    assert not view.poll()  # not written yet
+    with lossfmt.LossWriter(path) as w:
+        for step in range(1000):
+            w.add(step, float(values[step]))
+        w.flush()
+        assert view.poll()
+        for step in range(1000, 3000):
+            w.add(step, float(values[step]))
+        w.flush()
+        assert view.poll()
+    view.poll()  # the close compacts the file (a live view polls every quarter second)
+    (s,) = view.series.values()
+    np.testing.assert_array_equal(s.steps, np.arange(3000))
+    np.testing.assert_allclose(s.smoothed, step_ema(values, np.arange(3000), 40.0), rtol=1e-9)
+
+    with lossfmt.LossWriter(path) as w:  # resumed from a checkpoint at step 2500
+        for step in range(2500, 2600):
+            w.add(step, 5.0)
+    assert view.poll()
+    (s,) = view.series.values()
+    # As transforms.drop_rewound: the old events after step 2500 are gone, the old step 2500 is kept.
+    steps = np.concatenate([np.arange(2501), np.arange(2500, 2600)])
+    np.testing.assert_array_equal(s.steps, steps)
+    np.testing.assert_array_equal(s.values[2501:], 5.0)
+    want = step_ema(np.concatenate([values[:2501], np.full(100, 5.0)]), steps, 40.0)
+    np.testing.assert_allclose(s.smoothed, want, rtol=1e-9)
+
+
+def test_one_frame_of_a_resumed_file_drops_the_rewound_events(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 100)
+    write_run(path, 10, start=50)  # resumed from a checkpoint at step 50
+    view = term.TermView([os.fspath(path)], smooth="none")
+    view.load()
+    (s,) = view.series.values()
+    np.testing.assert_array_equal(s.steps, np.concatenate([np.arange(51), np.arange(50, 60)]))
+    assert s.smoothed is None

@@ -275,6 +275,7 @@ class TermView:
         return changed
 
     def _append(self, run: str, table: pa.Table) -> None:
+        table = transforms.drop_rewound(table)  # within the new events; against the old ones below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
         for _, tag, idx in data.groups(table):
