@@ -91,7 +91,9 @@ class Smoother:
         wanted = self.time_constant(span)
         return not (wanted / 1.1 <= state.param <= wanted * 1.1)
 
-    def __call__(self, values: np.ndarray, steps: np.ndarray | None = None, *, span: float | None = None):
+    def __call__(
+        self, values: np.ndarray, steps: np.ndarray | None = None, *, span: float | None = None
+    ) -> np.ndarray:
         """The smoothed series (same length; non-finite values returned as they are). `steps` (default: the
         positions 0, 1, ...) place the values for the EMAs over steps; `span` is the shown step span that
         "span:F" takes its fraction of (default: the range of `steps`). "ema"/"ma" ignore both."""

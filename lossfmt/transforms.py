@@ -2,6 +2,9 @@
 (the step-aware default, TensorBoard's EMA, moving average; resumable), rewind handling, epoch positions and
 decimation for drawing.
 
+Smoothing specs ("span:F", the default `DEFAULT_SMOOTH`; "steps:N"; "ema:W"; "ma:N"; "none") are described in
+`parse_smooth`; `Smoother.run` with a `SmoothState` continues a growing series where it stopped.
+
 Everything is vectorized with numpy / pyarrow compute so that a 10M-event run stays interactive. A "series" is
 one (run, tag) pair; the `run` column is optional (present when several files were read together). Series are
 processed in file order: row order is the order the events were logged.
