@@ -139,10 +139,17 @@ class _Canvas:
                 self._dots(c, int(top[c]), int(bottom[c]), layer)
 
     def _dots(self, c: int, top: int, bottom: int, layer: int) -> None:
+        """Set the dots of dot column `c` from `top` to `bottom`. A cell shows one layer's colour, so a
+        smoothed layer (odd) takes over a cell from raw ones: their dots are cleared, and the line stays
+        visible inside the raw band."""
         rr = np.arange(top, bottom + 1)
         cell_rows, dot_rows = rr // 4, rr % 4
-        np.bitwise_or.at(self.bits[:, c // 2], cell_rows, _DOT[dot_rows, c % 2])
-        self.layer[cell_rows, c // 2] = np.maximum(self.layer[cell_rows, c // 2], layer)
+        column, layers = self.bits[:, c // 2], self.layer[:, c // 2]
+        cells = np.unique(cell_rows)
+        under = cells[(layers[cells] < 0) | (layers[cells] % 2 < layer % 2)]
+        column[under] = 0
+        np.bitwise_or.at(column, cell_rows, _DOT[dot_rows, c % 2])
+        layers[cells] = layer
 
     def lines(self, color: bool, style: Callable[[int], str]) -> list[str]:
         out = []
