@@ -191,7 +191,8 @@ def _ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
     """y tick labels by cell row: round numbers, about one every four rows."""
     out = {}
     for value in _nice(lo, hi, max(2, rows // 4)):
-        r = round((hi - value) / (hi - lo) * (rows - 1)) if hi > lo else 0
+        # The cell row whose dots the value lands on (as _Canvas.plot places them).
+        r = int(np.rint((hi - value) * (4 * rows - 1) / (hi - lo))) // 4 if hi > lo else 0
         if 0 <= r < rows and r not in out:
             out[r] = _fmt(value)[:_Y_LABEL]
     return out
