@@ -134,9 +134,14 @@ def _interval_weights(
     if first:
         positive[0] = False
     if positive[1:].all() and (positive[0] or gaps.size > 1):  # no repeated step: each its own interval
+        head = float(gaps[0]) if positive[0] else (interval0 if interval0 > 0 else float(gaps[1]))
+        rest = gaps[1:]
+        low = min(head, float(rest.min())) if rest.size else head
+        high = max(head, float(rest.max())) if rest.size else head
+        if low == high:  # evenly spaced steps: no weights array at all
+            return None, -math.expm1(-min(low / tau, _MAX_GAP)), low
         h = gaps.copy()
-        if not positive[0]:
-            h[0] = interval0 if interval0 > 0 else gaps[1]
+        h[0] = head
     elif not positive.any():
         if interval0 == 0.0:
             return None, 1.0, 0.0
