@@ -21,6 +21,7 @@ from lossfmt import _arrow, schema
 from lossfmt._averages import ema, moving_average
 from lossfmt._decimate import all_finite, decimate
 from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
+from lossfmt._sources import select_tags
 from lossfmt._step_ema import step_ema
 
 PER_ITEM = "per-item"
@@ -43,6 +44,8 @@ __all__ = [
     "parse_normalize",
     "parse_per",
     "parse_smooth",
+    "select_tags",
+    "series",
     "smooth_table",
     "step_ema",
 ]
@@ -127,6 +130,17 @@ class _Series:
         """Tag labels for `codes`, dictionary-encoded like the format's tag column."""
         indices = _arrow.array(codes % self.n_tags, pa.int32())
         return pa.DictionaryArray.from_arrays(indices, _arrow.strings(self.tags))
+
+
+def series(table: pa.Table) -> list[tuple[str | None, str, np.ndarray]]:
+    """(run, tag, row indices) of each non-empty (run, tag) series, rows in file order; run is None when
+    the table has no `run` column. The grouping that smoothing and bucketing use, for callers that draw."""
+    groups = _Series(table)
+    out = []
+    for rows in groups.groups():
+        code = int(groups.codes[rows[0]])
+        out.append((groups.runs[code // groups.n_tags], groups.tags[code % groups.n_tags], rows))
+    return out
 
 
 def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:

@@ -25,6 +25,8 @@ from lossfmt.transforms import (
     normalize_events,
     parse_normalize,
     parse_per,
+    select_tags,
+    series,
     smooth_table,
     step_ema,
 )
@@ -508,3 +510,18 @@ def test_read_pandas_smooths_with_the_step_aware_default(tmp_path) -> None:
     df = lossfmt.read_pandas(path, smooth=DEFAULT_SMOOTH)
     want = step_ema(values, np.arange(3000) * 10, 0.02 * 29_990)
     np.testing.assert_allclose(df["smoothed"].to_numpy(), want, rtol=1e-12)
+
+
+def test_series_lists_each_run_and_tag_with_its_rows_in_file_order() -> None:
+    table = events(
+        [0, 0, 1, 1, 2], [1.0, 2.0, 3.0, 4.0, 5.0], tags=["a", "b", "a", "b", "a"], runs=list("xxyyx")
+    )
+    got = [(run, tag, rows.tolist()) for run, tag, rows in series(table)]
+    assert sorted(got) == [("x", "a", [0, 4]), ("x", "b", [1]), ("y", "a", [2]), ("y", "b", [3])]
+    assert [(r, t, i.tolist()) for r, t, i in series(events([0, 1], [1.0, 2.0]))] == [(None, "loss", [0, 1])]
+
+
+def test_select_tags_is_the_one_tag_rule_of_lossfmt() -> None:
+    table = events([0, 1, 2], [1.0, 2.0, 3.0], tags=["loss", "val/a[1]", "val/b"])
+    assert select_tags(table, "val/a[1]").column("step").to_pylist() == [1]  # the name itself first
+    assert select_tags(table, ["loss", "val/*"]).num_rows == 3

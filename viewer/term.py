@@ -28,7 +28,6 @@ from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
-from lossview import data
 
 import lossfmt
 from lossfmt import transforms
@@ -254,15 +253,21 @@ class TermView:
         self.smoother = transforms.parse_smooth(transforms.DEFAULT_SMOOTH if smooth is None else smooth)
         self.tags = tuple(tags)
         self.several = len(paths) > 1
-        self.sources = [(os.path.splitext(os.path.basename(p))[0], lossfmt.follow(p)) for p in paths]
+        stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        self.sources = [
+            (r, lossfmt.follow(p)) for r, p in zip(lossfmt.run_labels(paths, stems), paths, strict=True)
+        ]
         self.series: dict[tuple[str, str], Series] = {}
         self._fresh: dict[tuple[str, str], int] = {}  # series -> points smoothed so far (-1: redo all)
+
+    def _select(self, table: pa.Table) -> pa.Table:
+        return transforms.select_tags(table, self.tags) if self.tags else table
 
     def load(self) -> None:
         """Read each file whole, only the columns drawn (one frame: no follower state to keep)."""
         for run, follower in self.sources:
             table = lossfmt.read(follower.path, columns=["step", "tag", "value"])
-            self._append(run, data.select_tags(table, self.tags))
+            self._append(run, self._select(table))
         self._smooth()
 
     def poll(self) -> bool:
@@ -274,7 +279,7 @@ class TermView:
                 for key in [k for k in self.series if k[0] == run]:
                     del self.series[key]
                 changed = True
-            table = data.select_tags(update.table, self.tags)
+            table = self._select(update.table)
             if table.num_rows:
                 self._append(run, table)
                 changed = True
@@ -286,9 +291,11 @@ class TermView:
         table = transforms.drop_rewound(table)  # within the new events; against the old ones below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
-        for _, tag, idx in data.groups(table):
-            steps = steps_all if idx is None else steps_all[idx]
-            values = values_all if idx is None else values_all[idx]
+        groups = transforms.series(table)
+        for _, tag, idx in groups:
+            one = len(groups) == 1
+            steps = steps_all if one else steps_all[idx]
+            values = values_all if one else values_all[idx]
             key = (run, tag)
             s = self.series.get(key)
             if s is None:
@@ -352,9 +359,12 @@ def run(
     """``lossview FILE... --term [--follow]``: print one frame, or redraw in place until Ctrl-C (exit 0).
     `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`)."""
     out = sys.stdout if out is None else out
-    paths = [os.fspath(p) for p in data.expand(list(files), must_exist=not follow)]
-    if not paths and follow:
-        paths = list(files)
+    try:
+        paths = lossfmt.run_paths(list(files))
+    except lossfmt.LossFormatError:
+        if not follow:
+            raise
+        paths = [os.fspath(f) for f in files]  # followed files that do not exist yet: wait for them
     view = TermView(paths, tags=tags, smooth=smooth)
     if not follow:
         view.load()
