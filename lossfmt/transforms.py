@@ -1,5 +1,9 @@
 """Read-time transforms shared by read_pandas and the viewer: per-item normalization, bucketing, smoothing
-(TensorBoard's EMA, moving average), rewind handling, epoch positions and decimation for drawing.
+(the step-aware default, TensorBoard's EMA, moving average; resumable), rewind handling, epoch positions and
+decimation for drawing.
+
+Smoothing specs ("span:F", the default `DEFAULT_SMOOTH`; "steps:N"; "ema:W"; "ma:N"; "none") are described in
+`parse_smooth`; `Smoother.run` with a `SmoothState` continues a growing series where it stopped.
 
 Everything is vectorized with numpy / pyarrow compute so that a 10M-event run stays interactive. A "series" is
 one (run, tag) pair; the `run` column is optional (present when several files were read together). Series are
@@ -8,64 +12,45 @@ processed in file order: row order is the order the events were logged.
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
 from lossfmt import _arrow, schema
+from lossfmt._averages import ema, moving_average
+from lossfmt._decimate import all_finite, decimate
+from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
+from lossfmt._sources import select_tags
+from lossfmt._step_ema import step_ema
 
 PER_ITEM = "per-item"
 
-Smoother = Callable[[np.ndarray], np.ndarray]
 Per = Literal["epoch"] | int
 
-# EMA chunks: within a chunk of L points the closed form scales values by weight**-j, j < L. Bounding
-# weight**-L by 2**_EMA_EXP keeps every product finite for |value| <= 2**_EMA_PEAK (larger values are first
-# scaled by an exact power of two), and bounding L bounds the cumulative-sum rounding error to about L ulps.
-_EMA_EXP = 600
-_EMA_PEAK = 400
-_EMA_MAX_CHUNK = 4096
-
+__all__ = [
+    "DEFAULT_SMOOTH",
+    "PER_ITEM",
+    "SmoothState",
+    "Smoother",
+    "all_finite",
+    "bucket",
+    "decimate",
+    "drop_rewound",
+    "ema",
+    "epoch_positions",
+    "moving_average",
+    "normalize_events",
+    "parse_normalize",
+    "parse_per",
+    "parse_smooth",
+    "select_tags",
+    "series",
+    "smooth_table",
+    "step_ema",
+]
 
 # --- parsing and validation ---------------------------------------------------------------------------------
-
-
-def parse_smooth(spec: str | None) -> Smoother | None:
-    """Turn a smoothing spec into a function on a 1-D float array: "ema:W" (TensorBoard's EMA, 0 <= W < 1),
-    "ma:N" (trailing moving average over N points), or "none"/None (no smoothing -> None)."""
-    if spec is None:
-        return None
-    if not isinstance(spec, str):
-        raise TypeError(f"smoothing spec must be a string like 'ema:0.6', 'ma:50' or 'none', got {spec!r}")
-    kind, sep, arg = spec.strip().lower().partition(":")
-    if kind == "none" and not sep:
-        return None
-    if kind == "ema" and sep:
-        try:
-            weight = float(arg)
-        except ValueError:
-            raise ValueError(
-                f"bad smoothing spec {spec!r}: EMA weight {arg!r} is not a number (e.g. ema:0.6)"
-            ) from None
-        _check_weight(weight, spec)
-        return functools.partial(ema, weight=weight)
-    if kind == "ma" and sep:
-        try:
-            window = int(arg)
-        except ValueError:
-            raise ValueError(
-                f"bad smoothing spec {spec!r}: window {arg!r} is not a whole number of points (e.g. ma:50)"
-            ) from None
-        _check_window(window, spec)
-        return functools.partial(moving_average, window=window)
-    raise ValueError(
-        f"bad smoothing spec {spec!r}: expected 'ema:W' with 0 <= W < 1 (e.g. ema:0.6), "
-        "'ma:N' with a whole number N >= 1 (e.g. ma:50), or 'none'"
-    )
 
 
 def parse_per(per: str | int | None) -> Per | None:
@@ -91,142 +76,6 @@ def parse_normalize(normalize: str | None) -> str | None:
     if isinstance(normalize, str) and normalize.strip().lower() == PER_ITEM:
         return PER_ITEM
     raise ValueError(f"bad normalize {normalize!r}: expected 'per-item' or None")
-
-
-def _check_weight(weight: float, spec: str | None = None) -> float:
-    where = f"bad smoothing spec {spec!r}: " if spec is not None else ""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{where}EMA weight must be a number in [0, 1), got {weight!r}")
-    weight = float(weight)
-    if not 0.0 <= weight < 1.0:
-        # TensorBoard accepts 1 but then draws every finite point at 0 (the average never moves).
-        raise ValueError(
-            f"{where}EMA weight must be in [0, 1), got {weight!r} (0 = no smoothing, 0.99 = heavy)"
-        )
-    return weight
-
-
-def _check_window(window: int, spec: str | None = None) -> int:
-    where = f"bad smoothing spec {spec!r}: " if spec is not None else ""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise TypeError(f"{where}moving-average window must be a whole number of points, got {window!r}")
-    if window < 1:
-        raise ValueError(f"{where}moving-average window must be >= 1, got {window!r}")
-    return int(window)
-
-
-def _as_1d_float(values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"expected a 1-D array of values, got shape {arr.shape}")
-    return arr
-
-
-# --- smoothing ----------------------------------------------------------------------------------------------
-
-
-def ema(values: np.ndarray, weight: float) -> np.ndarray:
-    """TensorBoard's debiased exponential moving average (its scalar dashboard's smoothing), with its
-    numbers up to float rounding. Non-finite points are returned as they are and skipped by the average, so a
-    NaN does not poison later points; a series whose values all equal the first is returned unchanged, as
-    TensorBoard does. `weight` in [0, 1): 0 returns the values, larger is smoother."""
-    w = _check_weight(weight)
-    x = _as_1d_float(values)
-    if x.size == 0 or w == 0.0:
-        return x.copy()
-    low, high = float(x.min()), float(x.max())  # NaN if any value is: then the masked path below
-    if math.isfinite(low) and math.isfinite(high):  # the common case, without a mask over the values
-        return x.copy() if low == high else _ema_finite(x, w, max(high, -low))
-    if bool(np.all(x == x[0])):
-        return x.copy()
-    finite = np.isfinite(x)
-    out = x.copy()
-    out[finite] = _ema_finite(x[finite], w)
-    return out
-
-
-def _ema_finite(x: np.ndarray, w: float, peak: float | None = None) -> np.ndarray:
-    """The debiased EMA of finite values, 0 < w < 1, without a Python loop over points; `peak` is the
-    largest |value| when the caller knows it.
-
-    With last_0 = 0 and last_k = w*last_{k-1} + (1-w)*x_k, inside a chunk of L points that starts after
-    carry E: last_j = (1-w) * w**j * (cumsum_i(w**-i * x_i) + w*E/(1-w)). The chunk ends obey the same
-    recurrence with weight w**L, solved first by a doubling scan over the chunks. Smoothed value k (1-based)
-    is last_k / (1 - w**k), TensorBoard's debiasing.
-    """
-    n = x.size
-    if n == 0:
-        return x.copy()
-    log_w = math.log(w)
-    length = max(1, min(n, _EMA_MAX_CHUNK, int(_EMA_EXP * math.log(2.0) / -log_w)))
-    chunks, whole = -(-n // length), n // length
-    if peak is None:
-        peak = max(float(x.max()), -float(x.min()))
-    exponent = math.frexp(peak)[1] if peak > 2.0**_EMA_PEAK else 0
-    if exponent:  # an exact power of two keeps huge values finite once scaled by w**-j (a rare extra pass)
-        x = np.ldexp(x, -exponent)
-    j = np.arange(length, dtype=np.float64)
-    scale = np.power(w, -j)  # applied while copying the values into the grid
-    padded = np.empty(chunks * length)
-    grid = padded.reshape(chunks, length)
-    np.multiply(x[: whole * length].reshape(whole, length), scale, out=grid[:whole])
-    if whole < chunks:
-        np.multiply(x[whole * length :], scale[: n - whole * length], out=padded[whole * length : n])
-        padded[n:] = 0.0
-
-    # Each chunk's own last, without carry: (1-w) * w**(L-1-j) * x_j summed, from the scaled values (a sum,
-    # not a matrix product: OpenBLAS's threads would spin on the core that the viewer's imports use).
-    ends = grid.sum(axis=1)
-    ends *= (1.0 - w) * w ** (length - 1.0)
-    shift, factor = 1, w**length
-    while shift < chunks and factor > 0.0:
-        ends[shift:] += factor * ends[:-shift]  # numpy buffers the overlapping operands: old values are read
-        shift, factor = shift * 2, factor * factor
-    grid[1:, 0] += (w / (1.0 - w)) * ends[:-1]
-    np.cumsum(grid, axis=1, out=grid)
-    grid *= (1.0 - w) * np.power(w, j)
-
-    flat = padded[:n]
-    # Beyond k0 points w**k < 2**-60 and 1 - w**k rounds to 1: only the head needs dividing.
-    k0 = min(n, int(64 * math.log(2.0) / -log_w) + 2)
-    flat[:k0] /= 1.0 - np.power(w, np.arange(1, k0 + 1, dtype=np.float64))
-    if exponent:
-        np.ldexp(flat, exponent, out=flat)
-    return flat
-
-
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average with the input's length: point k is the mean of the last `window` finite
-    values up to k (fewer at the start). Non-finite points are returned as they are and skipped by the
-    average, so they do not poison later windows. `window` 1 returns the values."""
-    n_window = _check_window(window)
-    x = _as_1d_float(values)
-    finite = np.isfinite(x)
-    if finite.all():
-        return _moving_average_finite(x, n_window)
-    out = x.copy()
-    out[finite] = _moving_average_finite(x[finite], n_window)
-    return out
-
-
-def _moving_average_finite(x: np.ndarray, window: int) -> np.ndarray:
-    """Window sums from prefix sums restarted every `window` points (a window spans at most two blocks: the
-    suffix of one plus the prefix of the next), so a huge value never cancels badly in far-away windows."""
-    n = x.size
-    if n == 0 or window == 1:
-        return x.copy()
-    window = min(window, n)
-    blocks = -(-n // window)
-    grid = np.zeros(blocks * window)
-    grid[:n] = x
-    grid = grid.reshape(blocks, window)
-    total = np.cumsum(grid, axis=1)
-    suffix = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
-    total[1:, :-1] += suffix[:-1, 1:]
-    flat = total.reshape(-1)[:n]
-    flat[:window] /= np.arange(1, window + 1, dtype=np.float64)
-    flat[window:] /= window
-    return flat
 
 
 # --- series (run, tag) helpers ------------------------------------------------------------------------------
@@ -281,6 +130,17 @@ class _Series:
         """Tag labels for `codes`, dictionary-encoded like the format's tag column."""
         indices = _arrow.array(codes % self.n_tags, pa.int32())
         return pa.DictionaryArray.from_arrays(indices, _arrow.strings(self.tags))
+
+
+def series(table: pa.Table) -> list[tuple[str | None, str, np.ndarray]]:
+    """(run, tag, row indices) of each non-empty (run, tag) series, rows in file order; run is None when
+    the table has no `run` column. The grouping that smoothing and bucketing use, for callers that draw."""
+    groups = _Series(table)
+    out = []
+    for rows in groups.groups():
+        code = int(groups.codes[rows[0]])
+        out.append((groups.runs[code // groups.n_tags], groups.tags[code % groups.n_tags], rows))
+    return out
 
 
 def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:
@@ -467,18 +327,25 @@ def _sorted_groups(codes: np.ndarray, size: int, key: np.ndarray) -> tuple[np.nd
 # --- per-series transforms ----------------------------------------------------------------------------------
 
 
-def smooth_table(table: pa.Table, spec: str | None, column: str = schema.VALUE) -> pa.Table:
+def smooth_table(
+    table: pa.Table, spec: str | None, column: str = schema.VALUE, *, span: float | None = None
+) -> pa.Table:
     """Add (or replace) a float64 `smoothed` column: `column` smoothed per (run, tag) series in file order
-    with parse_smooth(spec); with spec "none"/None it is a copy of `column`."""
+    with parse_smooth(spec), over the `step` column; with spec "none"/None it is a copy of `column`. "span:F"
+    takes F of `span`, by default the table's whole step range, so every series gets the same time constant
+    (as in one plot)."""
     smoother = parse_smooth(spec)
     _require(table, column)
     values = _numpy(table, column, np.float64)
     if smoother is None:
         smoothed = values.copy()
     else:
+        steps = _numpy(table, schema.STEP, np.int64) if schema.STEP in table.column_names else None
+        if span is None and steps is not None and steps.size:
+            span = float(steps.max()) - float(steps.min())
         smoothed = np.empty_like(values)
         for rows in _Series(table).groups():
-            smoothed[rows] = smoother(values[rows])
+            smoothed[rows] = smoother(values[rows], None if steps is None else steps[rows], span=span)
     array = _arrow.array(smoothed, pa.float64())
     if "smoothed" in table.column_names:
         return _replace(table, "smoothed", array)
@@ -554,75 +421,3 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
         return position
     out[has_epoch] = position
     return out
-
-
-# --- drawing ------------------------------------------------------------------------------------------------
-
-
-def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reduce a long curve to screen resolution without losing a spike: the x range (x sorted ascending,
-    finite) is cut into `bins` equal-width bins, bin i = [x0 + i*w, x0 + (i+1)*w) with w = (x[-1] - x0)/bins
-    (the last one closed), and each bin keeps its lowest and highest finite y plus its first non-finite y
-    (NaN or ±inf, kept so a viewer can mark where a run diverged); the first and last points are always kept.
-    Returns (x, y) subsets in x order, at most 3*bins + 2 points; a short curve is returned whole."""
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"decimate: bins must be a whole number >= 1, got {bins!r}")
-    x = np.asarray(x)
-    y = _as_1d_float(y)
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"decimate: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
-    n = x.size
-    xs = x.view(np.int64) if np.issubdtype(x.dtype, np.datetime64) else x
-    if n and not (np.isfinite(xs[0]) and np.isfinite(xs[-1]) and _ascending(xs)):
-        raise ValueError("decimate: x must be finite and sorted ascending (drop or sort non-finite x first)")
-    if n <= 3 * bins + 2:
-        return x.copy(), y.copy()
-
-    starts = np.unique(np.concatenate(([0], np.searchsorted(xs, _bin_edges(xs, bins)))))
-    keep = [0, n - 1]
-    # A loop over a few thousand bins costs less than the passes a vectorized arg-min per bin would need.
-    # No finiteness mask either: argmin/argmax land on a NaN or an infinity whenever a bin holds one, so
-    # only such bins are searched again with their non-finite values set aside.
-    for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), n], strict=True):
-        part = y[lo:hi]
-        low, high = int(part.argmin()), int(part.argmax())
-        if math.isfinite(part[low]) and math.isfinite(part[high]):
-            keep += (lo + low, lo + high)
-            continue
-        finite = np.isfinite(part)
-        keep.append(lo + int(finite.argmin()))  # the bin's first non-finite value
-        if finite.any():
-            keep.append(lo + int(np.where(finite, part, np.inf).argmin()))
-            keep.append(lo + int(np.where(finite, part, -np.inf).argmax()))
-    index = np.unique(np.array(keep))
-    return x[index], y[index]
-
-
-def all_finite(values: np.ndarray) -> bool:
-    """True if no value is NaN or infinite. Usually one pass and no mask as long as the values: a finite sum
-    proves every value finite (a NaN or an infinity always makes the sum non-finite); only a non-finite sum
-    (also finite values overflowing it) falls back to np.isfinite."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = values.sum()
-    return math.isfinite(total) or bool(np.isfinite(values).all())
-
-
-def _ascending(x: np.ndarray) -> bool:
-    """True if x never decreases (NaN compares as a decrease), compared in blocks so that the temporary
-    stays small however long x is."""
-    block = 1 << 20
-    for start in range(0, x.size - 1, block):
-        part = x[start : start + block + 1]
-        if not bool(np.all(part[1:] >= part[:-1])):
-            return False
-    return True
-
-
-def _bin_edges(x: np.ndarray, bins: int) -> np.ndarray:
-    """The inner edges x0 + i*(x[-1] - x0)/bins, i = 1..bins-1, of decimate's bins, for sorted numeric x
-    (integer x gets the smallest integer at or above each edge, which splits it the same way)."""
-    x0, x1 = float(x[0]), float(x[-1])
-    edges = x0 + (x1 - x0) * (np.arange(1, bins, dtype=np.float64) / bins)
-    if np.issubdtype(x.dtype, np.integer):
-        return np.ceil(edges).astype(x.dtype)
-    return edges

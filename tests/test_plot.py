@@ -95,7 +95,7 @@ def draw(table, view=None, style=None):
 
 def test_raw_is_faint_and_smoothed_is_bold_with_tensorboard_ema():
     y = [1.0, 0.5, 0.8, 0.2, 0.4]
-    lp, out = draw(events(y, run="r"))
+    lp, out = draw(events(y, run="r"), View(smooth="ema:0.6"))
     s = lp.series[("r", "loss")]
     assert out.refreshes == 1
     np.testing.assert_allclose(s.raw.get_ydata(), y)
@@ -443,7 +443,9 @@ def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
 def test_the_legend_says_what_is_drawn_and_which_smoothing():
     lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="ema:0.6"))
     legend = lp.fig.axes[0].get_legend()
-    assert legend is not None and legend.get_title().get_text() == "bold: smoothed (ema 0.6), faint: raw"
+    assert legend is not None and legend.get_title().get_text() == "bold: smoothed (EMA 0.6), faint: raw"
+    lp, _ = draw(events(np.linspace(2, 1, 100)))  # the default says which fraction of the span
+    assert lp.fig.axes[0].get_legend().get_title().get_text() == "bold: smoothed (EMA 2% of span), faint: raw"
     lp, _ = draw(events(np.linspace(2, 1, 100)), View(smooth="none"))
     assert lp.fig.axes[0].get_legend() is None  # one raw curve: nothing to explain
 

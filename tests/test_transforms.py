@@ -1,5 +1,5 @@
-"""Read-time transforms: TensorBoard's EMA, moving average, per-item buckets (seed 002), rewinds, epoch x,
-decimation."""
+"""Read-time transforms: per-item buckets (seed 002), smoothing tables, rewinds, epoch x, decimation (the
+smoothers themselves: test_smooth.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ from hypothesis.extra import numpy as hnp
 
 from lossfmt import schema
 from lossfmt.transforms import (
+    DEFAULT_SMOOTH,
     all_finite,
     bucket,
     decimate,
     drop_rewound,
     ema,
     epoch_positions,
-    moving_average,
     normalize_events,
     parse_normalize,
     parse_per,
-    parse_smooth,
+    select_tags,
+    series,
     smooth_table,
+    step_ema,
 )
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -63,207 +65,11 @@ def events(
     return table
 
 
-def tb_smooth(values: list[float], weight: float) -> list[float]:
-    """TensorBoard's scalar smoothing, transcribed line by line as the reference.
-
-    Checked against tensorflow/tensorboard: `resmoothDataset` in
-    tensorboard/components/vz_line_chart2/line-chart.ts (commit 00bd827c4d958710a8c67f5e240c24c8cf1498f4) and
-    `classicSmoothing` in tensorboard/webapp/widgets/line_chart_v2/data_transformer.ts
-    (commit 412c86e54f5611fff1237f175f13dd490a9246a4): last = 0; numAccum = 0; isConstant = every value ==
-    the first (#786); a constant series or a non-finite value is returned as is, otherwise
-    last = last*w + (1-w)*v; numAccum++; value = last / (1 - w**numAccum) (debiasWeight 1 when w == 1).
-    """
-    is_constant = all(v == values[0] for v in values)
-    last, num_accum, out = 0.0, 0, []
-    for v in values:
-        if is_constant or not math.isfinite(v):
-            out.append(v)
-            continue
-        last = last * weight + (1 - weight) * v
-        num_accum += 1
-        debias = 1.0 if weight == 1 else 1 - weight**num_accum
-        out.append(last / debias)
-    return out
-
-
-def assert_smoothing_close(got: np.ndarray, want: list[float], scale: list[float], rtol: float) -> None:
-    """Equal where non-finite; elsewhere within rtol of the same smoothing applied to |values| (the size of
-    the terms summed): the error any float evaluation order has, even where terms cancel to ~0."""
-    want_a, scale_a = np.asarray(want), np.asarray(scale)
-    assert got.shape == want_a.shape
-    finite = np.isfinite(want_a)
-    np.testing.assert_array_equal(got[~finite], want_a[~finite])
-    assert np.all(np.abs(got[finite] - want_a[finite]) <= rtol * scale_a[finite] + 1e-300)
-
-
 finite_floats = st.floats(min_value=-1e100, max_value=1e100, allow_nan=False, allow_infinity=False)
 any_floats = st.one_of(finite_floats, st.sampled_from([math.nan, math.inf, -math.inf]))
-weights = st.floats(min_value=0.0, max_value=0.999)
-
-
-# --- EMA ----------------------------------------------------------------------------------------------------
-
-
-def test_ema_matches_a_hand_computed_example() -> None:
-    # w = 0.5: last = 0.5, 1.25, 2.125; debias 0.5, 0.75, 0.875.
-    np.testing.assert_allclose(
-        ema(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875], rtol=1e-15
-    )
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(any_floats, max_size=60), weights)
-def test_ema_equals_tensorboard_smoothing(values: list[float], weight: float) -> None:
-    got = ema(np.array(values, dtype=np.float64), weight)
-    scale = tb_smooth([abs(v) for v in values], weight) if values else []
-    assert_smoothing_close(got, tb_smooth(values, weight), scale, rtol=1e-9)
-
-
-@pytest.mark.parametrize("spike", [1e100, 1e300])
-@pytest.mark.parametrize("finite", [False, True])
-@pytest.mark.parametrize("weight", [1e-12, 0.3, 0.6, 0.9, 0.99, 0.999, 0.99999])
-def test_ema_equals_tensorboard_over_many_chunks(weight: float, finite: bool, spike: float) -> None:
-    rng = np.random.default_rng(7)
-    values = rng.normal(3.0, 2.0, 30_001) * np.exp(rng.normal(0, 5, 30_001))
-    if not finite:
-        values[[5, 777, 20_000]] = [math.nan, math.inf, -math.inf]
-    values[1000] = spike  # a huge spike must neither overflow nor swamp the values after it
-    got = ema(values, weight)
-    want = tb_smooth(values.tolist(), weight)
-    assert_smoothing_close(got, want, tb_smooth(np.abs(values).tolist(), weight), rtol=1e-9)
-
-
-def test_ema_handles_values_near_the_float_limit() -> None:
-    values = np.array([1e308, -1e308, 1.7e308, 3.0, 1e-300])
-    got = ema(values, 0.9)
-    assert np.isfinite(got).all()
-    assert_smoothing_close(
-        got, tb_smooth(values.tolist(), 0.9), tb_smooth(np.abs(values).tolist(), 0.9), 1e-9
-    )
-
-
-def test_ema_passes_non_finite_through_without_poisoning_later_points() -> None:
-    values = np.array([1.0, math.nan, 3.0, math.inf, 5.0, -math.inf, 7.0])
-    got = ema(values, 0.6)
-    np.testing.assert_array_equal(got[[1, 3, 5]], values[[1, 3, 5]])
-    np.testing.assert_allclose(got[[0, 2, 4, 6]], ema(np.array([1.0, 3.0, 5.0, 7.0]), 0.6), rtol=1e-15)
-
-
-@settings(deadline=None)
-@given(finite_floats, st.integers(0, 50), weights)
-def test_ema_of_a_constant_is_that_constant(value: float, n: int, weight: float) -> None:
-    np.testing.assert_array_equal(ema(np.full(n, value), weight), np.full(n, value))
-
-
-@settings(deadline=None)
-@given(st.lists(any_floats, max_size=40), weights)
-def test_smoothing_keeps_the_length(values: list[float], weight: float) -> None:
-    x = np.array(values, dtype=np.float64)
-    assert ema(x, weight).shape == x.shape
-    assert moving_average(x, 5).shape == x.shape
-
-
-def test_ema_weight_zero_is_identity_and_input_is_not_modified() -> None:
-    values = np.array([3.0, 1.0, math.nan, 2.0])
-    before = values.copy()
-    np.testing.assert_array_equal(ema(values, 0.0), values)
-    ema(values, 0.9)
-    np.testing.assert_array_equal(values, before)
-
-
-@pytest.mark.parametrize("weight", [1.0, 1.5, -0.1, math.nan, math.inf])
-def test_ema_rejects_weights_outside_zero_to_one(weight: float) -> None:
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        ema(np.array([1.0, 2.0]), weight)
-
-
-def test_ema_rejects_non_numbers_and_2d_input() -> None:
-    with pytest.raises(TypeError):
-        ema(np.array([1.0, 2.0]), True)
-    with pytest.raises(TypeError):
-        ema(np.array([1.0, 2.0]), "0.6")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="1-D"):
-        ema(np.ones((2, 2)), 0.5)
-
-
-# --- moving average -----------------------------------------------------------------------------------------
-
-
-def reference_moving_average(values: list[float], window: int) -> tuple[list[float], list[float]]:
-    """Mean of the last `window` finite values (and of their magnitudes, for the tolerance)."""
-    out, scale, seen = [], [], []
-    for v in values:
-        if not math.isfinite(v):
-            out.append(v)
-            scale.append(0.0)
-            continue
-        seen.append(v)
-        tail = seen[-window:]
-        out.append(math.fsum(tail) / len(tail))
-        scale.append(math.fsum(abs(t) for t in tail) / len(tail))
-    return out, scale
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(any_floats, max_size=80), st.integers(1, 30))
-def test_moving_average_is_trailing_and_skips_non_finite(values: list[float], window: int) -> None:
-    want, scale = reference_moving_average(values, window)
-    assert_smoothing_close(moving_average(np.array(values, dtype=np.float64), window), want, scale, 1e-12)
-
-
-def test_moving_average_first_points_average_what_is_available() -> None:
-    got = moving_average(np.array([2.0, 4.0, 6.0, 8.0, 10.0]), 3)
-    np.testing.assert_allclose(got, [2.0, 3.0, 4.0, 6.0, 8.0])
-
-
-def test_moving_average_is_not_poisoned_by_a_far_away_huge_value() -> None:
-    values = np.concatenate([[1e100], np.ones(10_000)])
-    got = moving_average(values, 10)
-    np.testing.assert_array_equal(got[20:], 1.0)
-
-
-@settings(deadline=None)
-@given(st.lists(any_floats, max_size=50))
-def test_moving_average_with_window_one_is_identity(values: list[float]) -> None:
-    x = np.array(values, dtype=np.float64)
-    np.testing.assert_array_equal(moving_average(x, 1), x)
-
-
-@pytest.mark.parametrize("window", [0, -3])
-def test_moving_average_rejects_empty_windows(window: int) -> None:
-    with pytest.raises(ValueError, match=">= 1"):
-        moving_average(np.ones(3), window)
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
-
-
-def test_parse_smooth_builds_the_named_smoother() -> None:
-    x = np.array([1.0, 5.0, 2.0, 8.0])
-    ema_fn, ma_fn = parse_smooth("ema:0.6"), parse_smooth(" MA:2 ")
-    assert ema_fn is not None and ma_fn is not None
-    np.testing.assert_array_equal(ema_fn(x), ema(x, 0.6))
-    np.testing.assert_array_equal(ma_fn(x), moving_average(x, 2))
-    assert parse_smooth("none") is None
-    assert parse_smooth(None) is None
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("ema:1", r"\[0, 1\)"),
-        ("ema:abc", "not a number"),
-        ("ma:0", ">= 1"),
-        ("ma:2.5", "whole number"),
-        ("ema", "expected 'ema:W'"),
-        ("gauss:3", "expected 'ema:W'"),
-        ("", "expected 'ema:W'"),
-    ],
-)
-def test_parse_smooth_names_the_bad_spec(spec: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
-        parse_smooth(spec)
-    assert repr(spec) in str(info.value) or spec == ""
 
 
 def test_parse_per_and_normalize_accept_cli_strings_and_reject_the_rest() -> None:
@@ -672,3 +478,50 @@ def test_epoch_positions_handle_sparse_huge_epoch_numbers() -> None:
     epochs = [0, 0, 10**12, 10**12, 10**12, 0]
     table = events(list(range(6)), [1.0] * 6, tags=["a", "a", "a", "a", "a", "b"], epochs=epochs)
     np.testing.assert_allclose(epoch_positions(table), [0.5, 1.0, 1e12 + 1 / 3, 1e12 + 2 / 3, 1e12 + 1, 1.0])
+
+
+def test_smooth_table_gives_every_series_the_time_constant_of_the_tables_step_span() -> None:
+    # One plot, one time constant: a short run is smoothed like the start of a long one.
+    rng = np.random.default_rng(5)
+    short, long = rng.normal(size=100), rng.normal(size=10_000)
+    steps = [*range(100), *range(10_000)]
+    runs = ["short"] * 100 + ["long"] * 10_000
+    out = smooth_table(events(steps, [*short, *long], runs=runs), "span:0.01")
+    smoothed = out.column("smoothed").to_numpy()
+    np.testing.assert_allclose(smoothed[:100], step_ema(short, np.arange(100), 99.99), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        smoothed[100:], step_ema(long, np.arange(10_000), 99.99), rtol=1e-9, atol=1e-12
+    )
+    wider = smooth_table(events(steps, [*short, *long], runs=runs), "span:0.01", span=1e6)
+    np.testing.assert_allclose(
+        wider.column("smoothed").to_numpy()[:100], step_ema(short, np.arange(100), 1e4)
+    )
+
+
+def test_read_pandas_smooths_with_the_step_aware_default(tmp_path) -> None:
+    import lossfmt
+
+    path = tmp_path / "run.arrow"
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=3000)
+    with lossfmt.LossWriter(path) as w:
+        for step, value in enumerate(values):
+            w.add(step * 10, float(value))
+    df = lossfmt.read_pandas(path, smooth=DEFAULT_SMOOTH)
+    want = step_ema(values, np.arange(3000) * 10, 0.02 * 29_990)
+    np.testing.assert_allclose(df["smoothed"].to_numpy(), want, rtol=1e-12)
+
+
+def test_series_lists_each_run_and_tag_with_its_rows_in_file_order() -> None:
+    table = events(
+        [0, 0, 1, 1, 2], [1.0, 2.0, 3.0, 4.0, 5.0], tags=["a", "b", "a", "b", "a"], runs=list("xxyyx")
+    )
+    got = [(run, tag, rows.tolist()) for run, tag, rows in series(table)]
+    assert sorted(got) == [("x", "a", [0, 4]), ("x", "b", [1]), ("y", "a", [2]), ("y", "b", [3])]
+    assert [(r, t, i.tolist()) for r, t, i in series(events([0, 1], [1.0, 2.0]))] == [(None, "loss", [0, 1])]
+
+
+def test_select_tags_is_the_one_tag_rule_of_lossfmt() -> None:
+    table = events([0, 1, 2], [1.0, 2.0, 3.0], tags=["loss", "val/a[1]", "val/b"])
+    assert select_tags(table, "val/a[1]").column("step").to_pylist() == [1]  # the name itself first
+    assert select_tags(table, ["loss", "val/*"]).num_rows == 3

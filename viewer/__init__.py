@@ -35,9 +35,7 @@ def figure(
     smoothing). The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no
     windows and leaves the matplotlib backend alone.
     """
-    from matplotlib.figure import Figure
-
-    from lossview import plot, view
+    from lossview import notebook, plot, view
 
     args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     explicit = smooth is not None
@@ -54,7 +52,7 @@ def figure(
     )
     options.check()
     runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
-    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
+    fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
     style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
     plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))
     return fig

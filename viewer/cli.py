@@ -127,6 +127,12 @@ def _plot(ns: argparse.Namespace) -> int:
 
     view = _view(ns)
     _check_plot(ns)
+    if ns.term:
+        if ns.output or ns.web is not None:
+            raise v.OptionError("--term draws in the terminal: use it without -o and --web")
+        from lossview import term
+
+        return term.run(ns.files, tags=view.tags, smooth=getattr(ns, "smooth", None), follow=ns.follow)
     target = Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
     # Files are read and checked while matplotlib is imported on another thread: the read is mostly
     # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.

@@ -10,6 +10,10 @@ In a notebook::
 
 The kernel's event loop does the polling (no extra thread touches matplotlib); each change re-renders
 one PNG in place (``IPython.display.update_display``), so it works with the default inline backend.
+
+``lossview.figure(path)`` returns a `NotebookFigure`: as the last line of a cell it shows as an image
+whatever the backend, because it renders its own PNG (``_repr_png_``) instead of relying on pyplot's
+inline hook, which only runs once pyplot was imported or ``%matplotlib inline`` ran.
 """
 
 from __future__ import annotations
@@ -22,10 +26,19 @@ from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
 
-from lossview import data, plot
-from lossview.follow import CurveCache, Sources
+from lossview import plot
+from lossview import view as _view
 
 Show = Callable[[bytes, bool], None]
+
+
+class NotebookFigure(Figure):
+    """A matplotlib Figure that IPython displays as a PNG (``_repr_png_``) with any backend."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png")
+        return buf.getvalue()
 
 
 class LiveDisplay:
@@ -37,13 +50,15 @@ class LiveDisplay:
         *,
         interval: float = 1.0,
         show: Show | None = None,
-        view: data.View | None = None,
+        view: _view.View | None = None,
         style: plot.Style | None = None,
     ) -> None:
+        from lossview.follow import CurveCache, Sources
+
         args = (
             [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
         )
-        self.view = view or data.View(smooth_explicit=False)
+        self.view = view or _view.View(smooth_explicit=False)
         self.interval = interval
         self.sources = Sources(args)
         self._cache = CurveCache(self.view)

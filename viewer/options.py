@@ -171,6 +171,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
         "--follow", "-f", action="store_true", help="keep watching the files and redraw as they grow"
     )
     o.add_argument(
+        "--term", action="store_true", help="draw in the terminal (braille cells); live with --follow"
+    )
+    o.add_argument(
         "--poll",
         type=_positive,
         metavar="SECONDS",

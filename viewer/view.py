@@ -26,7 +26,7 @@ from lossview._adapter import array, select_tags, to_numpy
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")
-DEFAULT_SMOOTH = "ema:0.6"
+DEFAULT_SMOOTH = transforms.DEFAULT_SMOOTH
 #: The default smoothing skips series this short (per-epoch validation curves): an EMA over a handful of
 #: points only makes them lag. An explicit smoothing applies to every series.
 FEW_POINTS = 60
@@ -102,11 +102,9 @@ class View:
         return tuple(c for c in COLUMNS if c in needed)
 
     def smoothing(self) -> str | None:
-        """The legend's words for the smoothing drawn (``ema 0.6``), None when nothing is smoothed."""
-        if transforms.parse_smooth(self.smooth) is None:
-            return None
-        kind, _, arg = str(self.smooth).strip().lower().partition(":")
-        return f"{kind} {arg}".strip()
+        """The legend's words for the smoothing drawn (``EMA 2% of span``), None when nothing is smoothed."""
+        smoother = transforms.parse_smooth(self.smooth)
+        return None if smoother is None else smoother.label
 
 
 @dataclass(frozen=True)
@@ -264,9 +262,15 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
     whose every series is short (per-epoch validation), so one tag is drawn alike in every run."""
     smoother = transforms.parse_smooth(view.smooth)
     long_tags = {c.tag for c in curves_ if len(c.y) > FEW_POINTS}
+    # One time constant for every curve of the picture: a fraction of the shown step span ("span:F").
+    steps = [c.step for c in curves_ if len(c.step)]
+    span = float(max(int(s.max()) for s in steps) - min(int(s.min()) for s in steps)) if steps else 0.0
     for c in curves_:
         wanted = view.smooth_explicit or (view.per is None and c.tag in long_tags)
-        c.smoothed = smoother(c.y) if smoother is not None and wanted and len(c.y) else None
+        if smoother is not None and wanted and len(c.y):
+            c.smoothed = smoother(c.y, c.step, span=span)
+        else:
+            c.smoothed = None
 
 
 def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:

@@ -1,0 +1,119 @@
+"""lossview in a real Jupyter kernel (ipykernel through jupyter_client), with the default backend: no
+``%matplotlib inline``, nothing stubbed."""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client", reason="the notebook tests need jupyter_client (dev)")
+pytest.importorskip("ipykernel", reason="the notebook tests need ipykernel (dev)")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class Kernel:
+    """A kernel of this interpreter, and the messages one cell execution produces."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.manager = jupyter_client.KernelManager(kernel_name="python3")
+        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel chooses, as in Jupyter
+        self.manager.start_kernel(cwd=os.fspath(cwd), env=env)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Execute a cell; its iopub messages until the kernel is idle again. Fails on an error."""
+        msg_id = self.client.execute(code)
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            if kind == "status" and msg["content"]["execution_state"] == "idle":
+                return out
+            out.append(msg)
+
+    def next_message(self, kind: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The next iopub message of `kind`, whichever cell (or background task) sent it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {kind} message within {timeout} s") from None
+            if msg["msg_type"] == kind:
+                return msg
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[Kernel]:
+    k = Kernel(tmp_path)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def png_of(msg: dict[str, Any]) -> bytes:
+    data = msg["content"]["data"]
+    assert "image/png" in data, f"no image, only {sorted(data)}"
+    png = base64.b64decode(data["image/png"])
+    assert png.startswith(PNG_MAGIC)
+    return png
+
+
+def test_figure_as_the_last_line_of_a_cell_shows_an_image(kernel: Kernel, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    kernel.run(
+        "import lossfmt\n"
+        f"with lossfmt.LossWriter({os.fspath(path)!r}) as w:\n"
+        "    for step in range(500):\n"
+        "        w.add(step, 1.0 / (1 + step))\n"
+    )
+    messages = kernel.run(f"import lossview\nlossview.figure({os.fspath(path)!r})")
+    results = [m for m in messages if m["msg_type"] == "execute_result"]
+    assert len(results) == 1
+    png = png_of(results[0])
+    assert len(png) > 10_000  # a drawn plot, not an empty canvas
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    assert not shown  # shown once, as the cell's result (not again by a pyplot backend)
+
+
+def test_live_redraws_the_display_as_a_writer_in_the_kernel_flushes(kernel: Kernel, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    messages = kernel.run(
+        "import lossfmt, lossview\n"
+        f"w = lossfmt.LossWriter({os.fspath(path)!r})\n"
+        "for step in range(100):\n"
+        "    w.add(step, 1.0 / (1 + step))\n"
+        "w.flush()\n"
+        "live = lossview.live(w.path, interval=0.2)\n"
+    )
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    assert len(shown) == 1
+    first = png_of(shown[0])
+    display_id = shown[0]["content"]["transient"]["display_id"]
+
+    kernel.run("for step in range(100, 5000):\n    w.add(step, 2.0 + (step % 7))\nw.flush()\n")
+    update = kernel.next_message("update_display_data")
+    assert update["content"]["transient"]["display_id"] == display_id
+    assert png_of(update) != first
+
+    kernel.run("live.stop()\nw.close()\n")

@@ -1,0 +1,265 @@
+"""lossview --term: the frame renderer, one frame on a pipe, and the live view in a real tmux pane."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lossfmt
+from lossfmt.transforms import step_ema
+from lossview import term
+
+LOSSVIEW = [sys.executable, "-m", "lossview"]
+BRAILLE = range(0x2801, 0x2900)
+
+
+def braille_cells(text: str) -> int:
+    return sum(ord(ch) in BRAILLE for ch in text)
+
+
+def write_run(path: Path, n: int, *, tags: tuple[str, ...] = ("loss",), start: int = 0) -> None:
+    with lossfmt.LossWriter(path) as w:
+        for step in range(start, start + n):
+            for i, tag in enumerate(tags):
+                w.add(step, 2.0 / (1 + step / 50) + 0.1 * math.sin(step) + i, tag=tag)
+
+
+# --- the renderer -------------------------------------------------------------------------------------------
+
+
+def test_a_single_spike_among_a_million_points_reaches_the_top_row() -> None:
+    steps = np.arange(1_000_000)
+    values = np.ones(1_000_000)
+    values[654_321] = 10.0
+    s = term.Series("loss", steps, values)
+    lines = term.render([s], 100, 30, color=False).split("\n")
+    plot = lines[2:-2]
+    top = plot[0][term._Y_LABEL + 1 :]
+    assert 1 <= braille_cells(top) <= 2  # the spike: up and down again
+    assert braille_cells(plot[-1]) >= 80  # the flat line across the plot's width
+
+
+def test_non_finite_values_are_marked_and_the_smoothed_curve_is_drawn_over_the_raw_one() -> None:
+    steps = np.arange(1000)
+    values = np.linspace(1.0, 0.0, 1000)
+    values[500] = math.nan
+    s = term.Series("loss", steps, values, smoothed=np.full(1000, 0.5))
+    frame = term.render([s], 80, 20, color=True)
+    lines = frame.split("\n")
+    assert "×" in lines[1] and lines[1].index("×") > 30  # marked near the middle
+    assert "\x1b[0;38;5;33;1m" in frame  # the smoothed layer, bold
+    assert "\x1b[0;38;5;33;2m" in frame  # the raw layer, faint
+    plain = term.render([s], 80, 20, color=False)
+    assert "\x1b" not in plain and "━━ loss" in plain
+
+
+def test_axes_have_round_ticks_for_steps_and_values() -> None:
+    s = term.Series("loss", np.arange(0, 2_000_001, 1000), np.linspace(0.0, 4.0, 2001))
+    lines = term.render([s], 100, 30, color=False).split("\n")
+    axis = lines[-2]
+    assert "┴0" in axis and "┴1M" in axis and axis.endswith("step")
+    labels = [line[: term._Y_LABEL].strip() for line in lines[2:-2]]
+    assert "4" in labels and "0" in labels
+
+
+# --- one frame ----------------------------------------------------------------------------------------------
+
+
+def test_without_follow_one_frame_is_printed_without_escape_codes(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 300, tags=("loss", "val"))
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "90", "LINES": "24"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout
+    lines = done.stdout.rstrip("\n").split("\n")
+    assert len(lines) == 24 and max(len(line) for line in lines) <= 90
+    assert "━━ loss" in lines[-1] and "━━ val" in lines[-1]
+    assert "EMA 2% of span" in lines[0]
+    assert braille_cells(done.stdout) > 100
+
+
+def test_a_tag_that_matches_nothing_is_an_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 10)
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term", "--tag", "nosuch"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "no events" in done.stderr
+
+
+# --- live, in tmux ------------------------------------------------------------------------------------------
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Pane:
+    """A detached tmux session on its own server socket, running one command."""
+
+    def __init__(self, tmp_path: Path, command: list[str], width: int, height: int) -> None:
+        self.socket = os.fspath(tmp_path / "tmux.sock")
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "sh")
+        self.tmux("set-option", "-t", "t", "remain-on-exit", "on")
+        self.tmux("respawn-pane", "-k", "-t", "t", " ".join(_quote(c) for c in command))
+        self.pid = int(self.tmux("display-message", "-p", "-t", "t", "#{pane_pid}"))
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-S", self.socket, *args], check=True, capture_output=True, text=True, timeout=30
+        ).stdout
+
+    def capture(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def wait(self, ok: Callable[[str], bool], timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.capture()
+            if ok(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"pane never showed what was expected; last capture:\n{text}")
+            time.sleep(0.05)  # polling another process's screen: nothing to wait on but the capture
+
+    def exit_status(self) -> str | None:
+        """ "status N" or "signal N" once the pane's command ended, else None. tmux writes it into the pane
+        when it reaps the process; it sometimes leaves the exited process a zombie for a long while, whose
+        wait status Linux shows in /proc/PID/stat (the last field)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # reaped: tmux wrote what it found
+            text = self.capture()
+            if "Pane is dead (" not in text:
+                return None
+            return text.split("Pane is dead (", 1)[1].split(",", 1)[0]
+        if fields[0] != "Z":
+            return None
+        code = int(fields[-1])
+        return f"signal {code & 0x7F}" if code & 0x7F else f"status {code >> 8}"
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
+
+
+def _quote(arg: str) -> str:
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
+@needs_tmux
+def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    writer = lossfmt.LossWriter(path)
+    for step in range(200):
+        writer.add(step, 2.0 / (1 + step / 20))
+    writer.flush()
+    pane = Pane(tmp_path, [*LOSSVIEW, os.fspath(path), "--follow", "--term"], 100, 30)
+    try:
+        first = pane.wait(lambda t: "━━ loss" in t and braille_cells(t) > 50)
+        (tmp_path / "frame-1.txt").write_text(first)
+        assert "val" not in first
+        lines = first.rstrip("\n").split("\n")
+        assert "└" in lines[-2] and "┴100" in lines[-2]
+
+        for step in range(200, 2000):  # the run goes on, and logs a new tag
+            writer.add(step, 2.0 / (1 + step / 20))
+            writer.add(step, 1.5, tag="val")
+        writer.flush()
+        started = time.monotonic()
+        live = pane.wait(lambda t: "━━ val" in t and "┴1k" in t)
+        assert time.monotonic() - started < 1.5  # redrawn within a second of the flush (plus capture)
+        (tmp_path / "frame-2.txt").write_text(live)
+
+        pane.tmux("resize-window", "-t", "t", "-x", "60", "-y", "16")
+        small = pane.wait(lambda t: len(t.rstrip("\n").split("\n")) <= 16 and "━━ val" in t)
+        assert max(len(line) for line in small.split("\n")) <= 60
+
+        pane.tmux("send-keys", "-t", "t", "C-c")
+        deadline = time.monotonic() + 30
+        while (status := pane.exit_status()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process's exit: nothing to wait on but its status
+        assert status == "status 0"  # exited with status 0, not killed by the signal
+        assert braille_cells(pane.capture()) == 0  # the alternate screen is gone: the shell's screen is back
+    finally:
+        pane.close()
+        writer.close()
+
+
+# --- following: what the live view holds --------------------------------------------------------------------
+
+
+def test_following_continues_the_smoothing_and_drops_what_a_resume_rewound(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=3000)
+    view = term.TermView([os.fspath(path)], smooth="steps:40")
+    assert not view.poll()  # not written yet
+    with lossfmt.LossWriter(path) as w:
+        for step in range(1000):
+            w.add(step, float(values[step]))
+        w.flush()
+        assert view.poll()
+        for step in range(1000, 3000):
+            w.add(step, float(values[step]))
+        w.flush()
+        assert view.poll()
+    view.poll()  # the close compacts the file (a live view polls every quarter second)
+    (s,) = view.series.values()
+    np.testing.assert_array_equal(s.steps, np.arange(3000))
+    np.testing.assert_allclose(s.smoothed, step_ema(values, np.arange(3000), 40.0), rtol=1e-9)
+
+    with lossfmt.LossWriter(path) as w:  # resumed from a checkpoint at step 2500
+        for step in range(2500, 2600):
+            w.add(step, 5.0)
+    assert view.poll()
+    (s,) = view.series.values()
+    # As transforms.drop_rewound: the old events after step 2500 are gone, the old step 2500 is kept.
+    steps = np.concatenate([np.arange(2501), np.arange(2500, 2600)])
+    np.testing.assert_array_equal(s.steps, steps)
+    np.testing.assert_array_equal(s.values[2501:], 5.0)
+    want = step_ema(np.concatenate([values[:2501], np.full(100, 5.0)]), steps, 40.0)
+    np.testing.assert_allclose(s.smoothed, want, rtol=1e-9)
+
+
+def test_one_frame_of_a_resumed_file_drops_the_rewound_events(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 100)
+    write_run(path, 10, start=50)  # resumed from a checkpoint at step 50
+    view = term.TermView([os.fspath(path)], smooth="none")
+    view.load()
+    (s,) = view.series.values()
+    np.testing.assert_array_equal(s.steps, np.concatenate([np.arange(51), np.arange(50, 60)]))
+    assert s.smoothed is None
+
+
+def test_the_smoothed_line_stays_visible_inside_the_raw_band() -> None:
+    steps = np.arange(100_000)
+    values = np.where(steps % 2 == 0, 1.0, -1.0)  # the raw band fills the whole height
+    s = term.Series("loss", steps, values, smoothed=np.zeros(100_000))
+    rows = term.render([s], 100, 30, color=True).split("\n")[2:-2]
+    plain = [_strip_sgr(r)[term._Y_LABEL + 1 :].strip() for r in rows]
+    line = [i for i, r in enumerate(plain) if len(r) > 80 and "⣿" not in r]
+    assert len(line) == 1  # one row holds the line: only its dots, not the band's full cells
+    assert sum(r.count("⣿") > 80 for r in plain) == len(plain) - 1  # the band everywhere else
+    assert "\x1b[0;38;5;33;1m" in rows[line[0]]  # in the bold (smoothed) style
+    assert plain[line[0]] == "".join(sorted(set(plain[line[0]]))) * len(plain[line[0]])
+
+
+def _strip_sgr(text: str) -> str:
+    import re
+
+    return re.sub("\x1b\\[[0-9;]*m", "", text)
