@@ -46,6 +46,8 @@ class Flusher:
         self._requested = 0
         self._done = 0
         self._stopping = False
+        #: Set once stop() returned or failed: no row appended after that is ever written.
+        self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -80,13 +82,23 @@ class Flusher:
             raise self.error
 
     def stop(self) -> None:
-        """Stop the thread and write the rows added meanwhile; a thread's error stays in `error`."""
-        with self._cond:
-            self._stopping = True
-            self._wake.set()
-        self._thread.join()
-        if self.error is None:
-            self.write_pending()  # rows added by other threads while the thread stopped
+        """Stop the thread and write the rows added meanwhile; a thread's error stays in `error`.
+
+        An error of that last write is raised here and kept in `error` too (then the file is not compacted).
+        """
+        try:
+            with self._cond:
+                self._stopping = True
+                self._wake.set()
+            self._thread.join()
+            if self.error is None:
+                try:
+                    self.write_pending()  # rows added by other threads while the thread stopped
+                except BaseException as exc:
+                    self.error, self.reported = exc, True
+                    raise
+        finally:
+            self.stopped.set()
 
     # The thread.
 
