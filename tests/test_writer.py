@@ -6,12 +6,15 @@ import errno
 import itertools
 import math
 import os
+import random
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -333,6 +336,21 @@ def test_threads_adding_at_once_lose_and_duplicate_nothing(tmp_path):
         assert set(mine["value"].to_pylist()) == {float(k)}
 
 
+def _stall_inside_lossfmt(rng: random.Random) -> Callable[..., Any]:
+    """A trace function that makes this thread pause at random lines of lossfmt's code: a closing thread then
+    runs at every point of add(), including between its checks and its append (real threads, no hooks)."""
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and rng.random() < 0.05:
+            time.sleep(rng.random() * 0.002)  # a perturbation that widens the window, not a synchronization
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        return line if frame.f_globals.get("__name__", "").startswith("lossfmt") else None
+
+    return call
+
+
 def _add_until_closed(w: LossWriter, form: int, returned: list[int], started: threading.Event) -> None:
     """Add events in one of three forms until add raises WriterClosedError; count the events that returned."""
     adds = (
@@ -341,50 +359,48 @@ def _add_until_closed(w: LossWriter, form: int, returned: list[int], started: th
         lambda i: w.add_many(i, {"a": 3.0, "b": 4.0}),
     )
     add, per_call = adds[form], (1, 1, 2)[form]
-    for i in itertools.count():
-        if i == 50:
-            started.set()
-        try:
-            add(i)
-        except lossfmt.WriterClosedError:
-            started.set()
-            return
-        returned[form] += per_call
+    sys.settrace(_stall_inside_lossfmt(random.Random(form)))
+    try:
+        for i in itertools.count():
+            if i == 20:
+                started.set()
+            try:
+                add(i)
+            except lossfmt.WriterClosedError:
+                return
+            returned[form] += per_call
+    finally:
+        sys.settrace(None)
+        started.set()
 
 
 def test_an_add_racing_close_is_in_the_file_or_raises(tmp_path):
     """Threads add while another closes: an add() that returned normally is in the file, one that raised is
-    not (never an event lost silently). Thread switches are made as frequent as possible to hit the window
-    between add()'s check and its append; many short runs, bounded in time."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        deadline = time.monotonic() + 20
-        for attempt in itertools.count():
-            if attempt >= 150 or time.monotonic() > deadline:
-                break
-            path = tmp_path / f"race{attempt}.arrow"
-            w = LossWriter(path, flush_secs=0.002 if attempt % 2 else 3600)
-            returned = [0, 0, 0]
-            started = [threading.Event() for _ in range(3)]
-            threads = [
-                threading.Thread(target=_add_until_closed, args=(w, form, returned, started[form]))
-                for form in range(3)
-            ]
-            for t in threads:
-                t.start()
-            for e in started:
-                e.wait()
-            w.close()
-            for t in threads:
-                t.join()
-            table = lossfmt.read(path)
-            tags = table["tag"].to_pylist()
-            got = [tags.count("loss"), tags.count("opt"), tags.count("a") + tags.count("b")]
-            assert got == returned, (attempt, got, returned)
-    finally:
-        sys.setswitchinterval(interval)
-    assert attempt >= 20
+    not (never an event lost silently). The adding threads pause at random points inside lossfmt, so close()
+    lands at every point of add(); many short runs, bounded in time."""
+    deadline = time.monotonic() + 15
+    for attempt in itertools.count():
+        if attempt >= 60 or time.monotonic() > deadline:
+            break
+        path = tmp_path / f"race{attempt}.arrow"
+        w = LossWriter(path, flush_secs=0.002 if attempt % 2 else 3600)
+        returned = [0, 0, 0]
+        started = [threading.Event() for _ in range(3)]
+        threads = [
+            threading.Thread(target=_add_until_closed, args=(w, form, returned, started[form]))
+            for form in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for e in started:
+            e.wait()
+        w.close()
+        for t in threads:
+            t.join()
+        tags = lossfmt.read(path)["tag"].to_pylist()
+        got = [tags.count("loss"), tags.count("opt"), tags.count("a") + tags.count("b")]
+        assert got == returned, (attempt, got, returned)
+    assert attempt >= 10
 
 
 def test_a_producer_that_outruns_the_disk_is_held_back_never_dropped(tmp_path, monkeypatch):
