@@ -48,6 +48,8 @@ class Flusher:
         self._stopping = False
         #: Set once stop() returned or failed: no row appended after that is ever written.
         self.stopped = threading.Event()
+        #: Called (once) when stop() ends, e.g. to release what was held for this writer.
+        self.on_stop: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -99,6 +101,9 @@ class Flusher:
                     raise
         finally:
             self.stopped.set()
+            if self.on_stop is not None:
+                on_stop, self.on_stop = self.on_stop, None
+                on_stop()
 
     # The thread.
 

@@ -15,7 +15,7 @@ from time import time as _time
 from types import TracebackType
 from typing import Any
 
-from lossfmt import _rows, _values
+from lossfmt import _rows, _signals, _values
 from lossfmt import schema as s
 from lossfmt._errors import WriterClosedError
 from lossfmt._file import LiveFile
@@ -163,6 +163,7 @@ class LossWriter:
         meta: Mapping[str, Any] | None = None,
         run: str | None = None,
         max_pending: int = 1 << 18,
+        close_on_signal: bool = False,
     ) -> None:
         """Open `path` for writing (created with its parent directories, or resumed if it exists).
 
@@ -170,6 +171,8 @@ class LossWriter:
         max_pending: events held in memory before add() blocks until the flusher catches up (backpressure;
         with several adding threads, each may add one more). meta: JSON-able run metadata (hparams).
         run: the run's name (default: the file's stem; a resumed file keeps its own).
+        close_on_signal: close this writer on SIGTERM/SIGINT, then pass the signal on (see lossfmt._signals);
+        by default a signal loses the events added since the last flush.
         """
         if (
             isinstance(flush_secs, bool)
@@ -214,6 +217,7 @@ class LossWriter:
         self._ok = True
         _writers.add(self)
         self._finalizer = weakref.finalize(self, self._run.close)
+        self._flusher.on_stop = _signals.register(self) if close_on_signal else None
 
     @property
     def closed(self) -> bool:
