@@ -658,6 +658,39 @@ def test_a_device_value_is_stored_as_it_was_at_add(tmp_path, monkeypatch):
     assert table["tag"].to_pylist() == ["loss", "plain", "loss"] * 5
 
 
+def test_device_values_are_read_by_the_flusher_in_one_transfer_per_flush(tmp_path, monkeypatch):
+    """Every torch call on a (CPU-forced) device scalar, recorded with the thread it ran on: the caller's
+    thread never reads a number (no item(), cpu(), tolist(): on CUDA those wait for the device), and the
+    flusher reads each flush's device scalars with one stack and one copy, never one item() per event."""
+    torch = pytest.importorskip("torch")
+    calls: list[tuple[str, bool]] = []
+    caller = threading.get_ident()
+
+    class Recorded(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", None) or getattr(func, "__qualname__", repr(func))
+            calls.append((name, threading.get_ident() == caller))
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))  # as a CUDA tensor
+    path = tmp_path / "run.arrow"
+    losses = [torch.tensor(i / 4).as_subclass(Recorded) for i in range(100)]
+    with LossWriter(path, flush_secs=3600) as w:
+        for flush in range(2):
+            for i in range(50):
+                w.add(flush * 50 + i, losses[flush * 50 + i], count=2)
+            w.add_many(flush, {"a": losses[0], "b": 1.0})
+            calls_at_add = [name for name, on_caller in calls if on_caller]
+            w.flush()
+    assert lossfmt.read(path)["value"].to_pylist()[:51] == [i / 4 for i in range(50)] + [0.0]
+    reads = {"item", "cpu", "tolist", "__float__", "numpy", "synchronize", "stack"}
+    assert not reads & set(calls_at_add)
+    in_flusher = [name for name, on_caller in calls if not on_caller]
+    assert "item" not in in_flusher and "__float__" not in in_flusher
+    assert in_flusher.count("stack") == 2 and in_flusher.count("cpu") == 2  # one transfer per flush
+
+
 def test_torch_tensors_with_grad_are_logged(tmp_path):
     torch = pytest.importorskip("torch")
     x = torch.tensor([1.0, 2.0], requires_grad=True)
