@@ -48,6 +48,8 @@ class Flusher:
         self._stopping = False
         #: Set once stop() returned or failed: no row appended after that is ever written.
         self.stopped = threading.Event()
+        #: Called on this thread after each drain of `pending` (the writer re-arms its early wake-up).
+        self.on_drain: Callable[[], None] | None = None
         #: Called (once) when stop() ends, e.g. to release what was held for this writer.
         self.on_stop: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -135,6 +137,8 @@ class Flusher:
         # collection the producer's allocations trigger meanwhile (measured: 100-200 ns per event).
         batch = self.encoder.batch(self.pending, n)
         del self.pending[:n]
+        if self.on_drain is not None:
+            self.on_drain()
         with self._cond:
             self._cond.notify_all()  # unblock producers waiting in overflow()
         self._write_batch(batch)

@@ -5,6 +5,7 @@ thread appends record batches to the `LiveFile`; `close()` compacts it into a cl
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 import os
 import struct
@@ -39,6 +40,8 @@ _SUM_FLAG = _rows.SUM
 _ROW_ERRORS = (TypeError, ValueError, struct.error)  # the fast path leaves these to the slow path's checks
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
 _WAKE_ROWS = 1 << 16
+#: Once the flusher was woken, add() wakes it again only after this many more rows (or at max_pending).
+_WAKE_STEP = 1 << 13
 
 # Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
 _writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()
@@ -271,7 +274,7 @@ class LossWriter:
             pending = self._pending
             pending.append(row)
             if len(pending) >= self._wake_at:
-                self._flusher.overflow()
+                self._wake()
             if not self._ok:  # close() began meanwhile: make sure the row was written, or raise
                 self._added_while_closing((row,))
             return
@@ -306,7 +309,7 @@ class LossWriter:
                     pending = self._pending
                     pending.extend(rows)
                     if len(pending) >= self._wake_at:
-                        self._flusher.overflow()
+                        self._wake()
                     if not self._ok:
                         self._added_while_closing(rows)
                     return
@@ -374,9 +377,18 @@ class LossWriter:
         pending = self._pending
         pending.extend(rows)
         if len(pending) >= self._wake_at:
-            self._flusher.overflow()
+            self._wake()
         if not self._ok:
             self._added_while_closing(rows)
+
+    def _wake(self) -> None:
+        """Many rows are pending: wake the flusher (or wait for it at max_pending), then raise the threshold
+        until it drains, so the adds meanwhile don't each call into it (measured: ~20% of a sustained add)."""
+        flusher = self._flusher
+        if flusher.on_drain is None:
+            flusher.on_drain = functools.partial(_rearm, weakref.ref(self), self._wake_at)
+        flusher.overflow()
+        self._wake_at = min(len(self._pending) + _WAKE_STEP, flusher.max_pending)
 
     def _added_while_closing(self, rows: list[Any] | tuple[Any, ...]) -> None:
         """`rows` were appended while close() (or a failure) stopped the writer accepting rows: return only if
@@ -432,6 +444,13 @@ class LossWriter:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<LossWriter {os.fspath(self.path)!r} run={self.run!r} {state}>"
+
+
+def _rearm(ref: weakref.ref[LossWriter], wake_at: int) -> None:
+    """The flusher drained the pending rows: add() wakes it again at the usual threshold."""
+    writer = ref()
+    if writer is not None:
+        writer._wake_at = wake_at
 
 
 def _disable(ref: weakref.ref[LossWriter]) -> None:
