@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import operator
 import os
 import struct
 import weakref
@@ -16,7 +15,7 @@ from time import time as _time
 from types import TracebackType
 from typing import Any
 
-from lossfmt import _rows, _signals, _values
+from lossfmt import _checks, _rows, _signals, _values
 from lossfmt import schema as s
 from lossfmt._errors import WriterClosedError
 from lossfmt._file import LiveFile
@@ -24,8 +23,6 @@ from lossfmt._flusher import Flusher
 
 __all__ = ["LossWriter"]
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
 _DEFAULT_TAG = s.DEFAULT_TAG
 _MEAN = s.MEAN
 _SUM = s.SUM
@@ -45,79 +42,6 @@ _WAKE_STEP = 1 << 13
 
 # Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
 _writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()
-
-
-# --- validation (slow path) ---------------------------------------------------------------------------------
-
-
-def _as_int(name: str, value: Any) -> int:
-    """`value` as an int: Python ints and integer types with __index__ (numpy, torch); never bool or float."""
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"{name} must be an int, got {_values.type_name(value)}: {value!r:.80}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {_values.type_name(value)}: {value!r:.80}") from None
-
-
-def _check_int64(name: str, value: int) -> None:
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        shown = value if value.bit_length() <= 256 else f"of {value.bit_length()} bits"
-        raise ValueError(f"{name} {shown} is outside the int64 range")
-
-
-def _check_reduction(reduction: Any) -> None:
-    if not isinstance(reduction, str) or reduction not in s.REDUCTIONS:
-        raise ValueError(f"reduction must be one of {s.REDUCTIONS}, got {reduction!r:.80}")
-
-
-def _check_json(value: Any, where: str, depth: int = 0) -> None:
-    """TypeError unless `value` is JSON: dicts with str keys, lists/tuples, str, int, float, bool, None."""
-    if value is None or isinstance(value, (str, int, float)):  # bool is an int
-        return
-    if depth > 100:
-        raise TypeError(f"meta is nested too deeply (or refers to itself) at {where}")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"meta keys must be str, got {_values.type_name(key)} {key!r:.40} in {where}; "
-                    "JSON objects have string keys"
-                )
-            _check_json(item, f"{where}[{key!r:.40}]", depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for k, item in enumerate(value):
-            _check_json(item, f"{where}[{k}]", depth + 1)
-    else:
-        raise TypeError(
-            f"meta must be JSON-serializable (str, int, float, bool, None, lists and dicts of them): "
-            f"{where} is {_values.type_name(value)} {value!r:.60}; convert it (e.g. float(x), str(x))"
-        )
-
-
-def _checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """`meta` as a dict (None if empty), checked at the constructor: the file stores it as JSON."""
-    if not meta:
-        return None
-    _check_json(meta, "meta")
-    return dict(meta)
-
-
-def _run_name(run: str | None, path: Path) -> str:
-    """The run's name: `run`, which must be text, or the file's stem made valid UTF-8 (a file name on POSIX
-    is bytes: undecodable ones reach Python as lone surrogates, shown here as U+FFFD)."""
-    if run is None:
-        try:
-            return os.fsencode(path.stem).decode("utf-8", "replace")
-        except UnicodeEncodeError:
-            return path.stem.encode("utf-8", "replace").decode()
-    try:
-        run.encode()
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"run must be valid text (UTF-8), got {run!r:.80}: {exc.reason}") from None
-    return run
 
 
 class _Run:
@@ -193,7 +117,7 @@ class LossWriter:
         self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Built first: it validates meta before any file is created.
-        new_schema = s.make_schema(_run_name(run, self.path), _checked_meta(meta))
+        new_schema = s.make_schema(_checks.run_name(run, self.path), _checks.checked_meta(meta))
         self._ok = False
         self._forked = False
         self._pending: list[Any] = []
@@ -350,18 +274,18 @@ class LossWriter:
     ) -> None:
         """Check every argument (the errors of add and add_many are raised here), then record the events."""
         self._check_usable()
-        step = _as_int("step", step)
-        _check_int64("step", step)
-        count = _as_int("count", count)
+        step = _checks.as_int("step", step)
+        _checks.check_int64("step", step)
+        count = _checks.as_int("count", count)
         if count < 1:
             raise ValueError(f"count must be >= 1 (the number of items the value summarizes), got {count}")
-        _check_int64("count", count)
+        _checks.check_int64("count", count)
         flags = 0
         if epoch is not None:
-            epoch = _as_int("epoch", epoch)
-            _check_int64("epoch", epoch)
+            epoch = _checks.as_int("epoch", epoch)
+            _checks.check_int64("epoch", epoch)
             flags = _EPOCH_FLAG
-        _check_reduction(reduction)
+        _checks.check_reduction(reduction)
         if reduction == _SUM:
             flags |= _SUM_FLAG
         now = _time()
