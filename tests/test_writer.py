@@ -470,6 +470,25 @@ def test_an_unreported_flusher_error_is_raised_by_close(tmp_path, monkeypatch):
     w.close()
 
 
+def test_a_failing_last_write_at_close_is_raised_and_leaves_the_live_file_as_it_was(tmp_path, monkeypatch):
+    """The last flush of close() fails: close raises it, so do later calls, and the file keeps every flushed
+    event, uncompacted (a compaction after a failed write would be made of a file that lost events)."""
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    flushed = path.read_bytes()
+    w.add(1, 2.0)
+    monkeypatch.setattr(_file.LiveFile, "append", _disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+    monkeypatch.undo()
+    assert w.closed and path.read_bytes() == flushed
+    with pytest.raises(OSError, match="No space left"):
+        w.add(2, 3.0)
+    assert lossfmt.read(path)["step"].to_pylist() == [0]
+
+
 def test_removing_the_file_under_a_running_writer_is_reported(tmp_path):
     path = tmp_path / "run.arrow"
     w = LossWriter(path, flush_secs=3600)
