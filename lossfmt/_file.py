@@ -26,6 +26,9 @@ __all__ = ["IPC_OPTIONS", "LiveFile", "compact"]
 #: Rows per record batch in a compacted (closed) file.
 COMPACT_ROWS = 1 << 24  # one batch for most runs: readers get one chunk, zero-copy to numpy
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
+#: The live stream: a flush that brings new tags appends them as a delta dictionary message (the encoder's
+#: dictionary only grows), so K tags over K flushes write O(K) dictionary bytes, not O(K^2).
+LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=True)
 
 
 def _lock_holder(fd: int) -> int | None:
@@ -181,7 +184,7 @@ class LiveFile:
             raise
         self.fd = fd
         self._sink = _Sink()
-        self._stream = pa.ipc.new_stream(self._sink, self.schema, options=IPC_OPTIONS)
+        self._stream = pa.ipc.new_stream(self._sink, self.schema, options=LIVE_OPTIONS)
         self._schema_skipped = False
 
     def write_batch(self, batch: pa.RecordBatch) -> None:

@@ -46,6 +46,12 @@ class Flusher:
         self._requested = 0
         self._done = 0
         self._stopping = False
+        #: Set once stop() returned or failed: no row appended after that is ever written.
+        self.stopped = threading.Event()
+        #: Called on this thread after each drain of `pending` (the writer re-arms its early wake-up).
+        self.on_drain: Callable[[], None] | None = None
+        #: Called (once) when stop() ends, e.g. to release what was held for this writer.
+        self.on_stop: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -80,13 +86,26 @@ class Flusher:
             raise self.error
 
     def stop(self) -> None:
-        """Stop the thread and write the rows added meanwhile; a thread's error stays in `error`."""
-        with self._cond:
-            self._stopping = True
-            self._wake.set()
-        self._thread.join()
-        if self.error is None:
-            self.write_pending()  # rows added by other threads while the thread stopped
+        """Stop the thread and write the rows added meanwhile; a thread's error stays in `error`.
+
+        An error of that last write is raised here and kept in `error` too (then the file is not compacted).
+        """
+        try:
+            with self._cond:
+                self._stopping = True
+                self._wake.set()
+            self._thread.join()
+            if self.error is None:
+                try:
+                    self.write_pending()  # rows added by other threads while the thread stopped
+                except BaseException as exc:
+                    self.error, self.reported = exc, True
+                    raise
+        finally:
+            self.stopped.set()
+            if self.on_stop is not None:
+                on_stop, self.on_stop = self.on_stop, None
+                on_stop()
 
     # The thread.
 
@@ -118,6 +137,8 @@ class Flusher:
         # collection the producer's allocations trigger meanwhile (measured: 100-200 ns per event).
         batch = self.encoder.batch(self.pending, n)
         del self.pending[:n]
+        if self.on_drain is not None:
+            self.on_drain()
         with self._cond:
             self._cond.notify_all()  # unblock producers waiting in overflow()
         self._write_batch(batch)

@@ -1,20 +1,26 @@
 """The pending-row layout, defined once: what `add()` appends and how the flusher turns rows into a batch.
 
-A pending row is one of two shapes:
-- **packed**: `ROW.pack(step, value, time)`, 24 bytes, for an event with every option at its default and a
-  float value (the common `add(step, loss)`). A bytes object is never tracked by the garbage collector, and a
-  batch of them converts with one `b"".join` and a numpy structured view.
-- **full**: the 7-tuple `(step, value, tag, count, epoch, reduction, time)`, for events with options or with a
-  deferred (device) value that `_values.materialize` reads in the flusher.
+Every event is one bytes object of `ROW.size` (45) bytes, packed on the caller's thread: step, value, time,
+count, epoch, tag id, flags. A bytes object is never tracked by the garbage collector (a list of a million
+tuples is revisited by every collection the training loop's allocations trigger), and a batch converts with
+one `b"".join` and a numpy structured view. `PLAIN` packs an event with every option at its default into the
+same 45 bytes from three arguments: the zero bytes mean count 1, no epoch, the default tag, mean.
+
+Tags are interned on the caller's thread (`tag_id`: one dict lookup; `intern` validates and numbers a new
+tag). Ids are process-wide and never reused; each stream's `Encoder` maps them to its own dictionary codes in
+order of first appearance, and the dictionary only grows, so the live stream writes each new tag once (a
+delta dictionary message), whatever the number of tags and flushes.
+
+An event whose value is a deferred device scalar (see `_values.scalar`) is the pair `(row, handle)`: the
+flusher reads all handles of a batch at once (`_values.materialize`) and fills their values in.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 import struct
+import threading
 from itertools import islice
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -23,17 +29,55 @@ import pyarrow as pa
 from lossfmt import _arrow, _values
 from lossfmt import schema as s
 
-__all__ = ["FULL_LEN", "ROW", "Encoder"]
+__all__ = ["EPOCH", "PLAIN", "ROW", "SUM", "Encoder", "intern", "tag_id"]
 
-ROW = struct.Struct("<qdd")  # step, value, time
-#: Length of a full row; a packed row is a bytes object of ROW.size (24) bytes.
-FULL_LEN = 7
-_ROW_DTYPE = np.dtype([("step", "<i8"), ("value", "<f8"), ("time", "<f8")])
-_STEP, _VALUE, _TIME = itemgetter(0), itemgetter(1), itemgetter(6)
-_TAG, _COUNT, _EPOCH, _REDUCTION = itemgetter(2), itemgetter(3), itemgetter(4), itemgetter(5)
-_NOT_NONE = functools.partial(operator.is_not, None)
-_DEFAULT_TAG = s.DEFAULT_TAG
-_MEAN = s.MEAN
+ROW = struct.Struct("<qddqqiB")  # step, value, time, count, epoch, tag id, flags
+PLAIN = struct.Struct("<qdd21x")  # step, value, time; the rest zero (count 1, no epoch, tag id 0, mean)
+#: Flags: the epoch field holds an epoch (else none), the reduction is "sum" (else "mean").
+EPOCH, SUM = 1, 2
+_DTYPE = np.dtype(
+    [
+        ("step", "<i8"),
+        ("value", "<f8"),
+        ("time", "<f8"),
+        ("count", "<i8"),
+        ("epoch", "<i8"),
+        ("tag", "<i4"),
+        ("flags", "u1"),
+    ]
+)
+assert _DTYPE.itemsize == ROW.size == PLAIN.size
+
+# The process's interned tags: id -> name (append-only), name -> id. Id 0 is the default tag.
+_names: list[str] = [s.DEFAULT_TAG]
+_ids: dict[str, int] = {s.DEFAULT_TAG: 0}
+_intern_lock = threading.Lock()
+#: The id of an interned tag, or None: the caller's one lookup per tagged event.
+tag_id = _ids.get
+
+
+def intern(tag: Any) -> int:
+    """The id of `tag`, interning a new one; TypeError / ValueError for a tag a file cannot hold."""
+    if type(tag) is not str:
+        if not isinstance(tag, str):
+            raise TypeError(f"tag must be a str, got {_values.type_name(tag)}: {tag!r:.80}")
+        tag = str(tag)  # a str subclass: interned as the plain string it equals
+    if not tag:
+        raise ValueError("tag must be a non-empty string")
+    try:
+        tag.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"tag {tag!r:.80} is not valid text: it cannot be stored as UTF-8 ({exc.reason} at "
+            f"position {exc.start}); a lone surrogate usually comes from decoding bytes with "
+            "errors='surrogateescape'"
+        ) from None
+    with _intern_lock:
+        found = _ids.get(tag)
+        if found is None:
+            _names.append(tag)  # before the id is published: whoever sees the id finds the name
+            found = _ids[tag] = len(_names) - 1
+    return found
 
 
 @functools.cache
@@ -46,39 +90,40 @@ class Encoder:
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        #: A deferred (device) value was added: batches materialize their values from now on.
-        self.deferred = False
-        self._tag_codes: dict[str, int] = {}
-        self._tag_dictionary = _arrow.strings([])
+        self._code = np.full(16, -1, dtype=np.int32)  # tag id -> code in this stream's dictionary
+        self._dictionary_names: list[str] = []
+        self._dictionary = _arrow.strings([])
 
     def batch(self, rows: list[Any], n: int) -> pa.RecordBatch:
-        """A record batch of the first `n` rows (producers may append more meanwhile).
-
-        A row is a packed plain event (`ROW`: step, value, time, every option at its default) or the
-        7-tuple in column order.
-        """
+        """A record batch of the first `n` rows (producers may append more meanwhile)."""
         try:
             packed = b"".join(islice(rows, n))
-        except TypeError:  # some rows are 7-tuples
-            columns = self._mixed_columns(rows, n)
+        except TypeError:  # some rows carry a deferred value
+            packed, at, handles = _split_deferred(rows, n)
+            row = np.frombuffer(packed, _DTYPE)
+            values = row["value"].copy()
+            values[at] = _values.materialize(handles)
         else:
-            plain = np.frombuffer(packed, _ROW_DTYPE)
-            columns = (
-                plain["step"].copy(),
-                plain["value"].copy(),
-                plain["time"],
-                np.full(n, self._tag_code(_DEFAULT_TAG), dtype=np.int32),
-                np.ones(n, dtype=np.int64),
-                pa.nulls(n, pa.int64()),
-                np.zeros(n, dtype=np.int8),
-            )
-        steps, vals, wall, tag_index, counts, epochs, reduction_index = columns
-        wall_us = np.rint(wall * 1e6).astype(np.int64)
+            row = np.frombuffer(packed, _DTYPE)
+            values = row["value"]
+        counts = row["count"]
+        if not counts.all():  # a plain row's zero count means 1
+            counts = np.where(counts == 0, 1, counts)
+        flags = row["flags"]
+        has_epoch = (flags & EPOCH).astype(bool)
+        if has_epoch.all():
+            epochs: pa.Array = _arrow.array(row["epoch"])
+        elif has_epoch.any():
+            epochs = _arrow.array(row["epoch"], pa.int64(), mask=~has_epoch)
+        else:
+            epochs = pa.nulls(n, pa.int64())
+        reduction_index = (flags & SUM).view(np.int8) >> 1
+        wall_us = np.rint(row["time"] * 1e6).astype(np.int64)
         return pa.RecordBatch.from_arrays(
             [
-                _arrow.array(steps),
-                pa.DictionaryArray.from_arrays(_arrow.array(tag_index), self._tag_dictionary),
-                _arrow.array(vals),
+                _arrow.array(row["step"]),
+                pa.DictionaryArray.from_arrays(_arrow.array(self._codes(row["tag"])), self._dictionary),
+                _arrow.array(values),
                 _arrow.array(counts),
                 epochs,
                 _arrow.array(wall_us, s.WALL_TIME_TYPE),
@@ -87,66 +132,32 @@ class Encoder:
             schema=self.schema,
         )
 
-    def _mixed_columns(self, rows: list[Any], n: int) -> tuple[Any, ...]:
-        """Steps, values, times, tag codes, counts, epochs and reduction codes of the first `n` rows, some
-        packed and some 7-tuples (the only rows that carry options or deferred values)."""
-        is_full = np.fromiter(map(len, rows), np.int16, n) == 7  # a packed row has 24 bytes
-        optioned = np.flatnonzero(is_full)
-        plain_at = np.flatnonzero(~is_full)
-        # Tuples, not lists: a collection untracks them (their rows hold no containers) instead of revisiting.
-        full = tuple(map(rows.__getitem__, optioned.tolist()))
-        m = len(full)
-        steps = np.empty(n, dtype=np.int64)
-        vals = np.empty(n, dtype=np.float64)
-        wall = np.empty(n, dtype=np.float64)
-        if len(plain_at):
-            plain = np.frombuffer(b"".join(map(rows.__getitem__, plain_at.tolist())), _ROW_DTYPE)
-            steps[plain_at], vals[plain_at], wall[plain_at] = plain["step"], plain["value"], plain["time"]
-        steps[optioned] = np.fromiter(map(_STEP, full), np.int64, m)
-        if self.deferred:
-            vals[optioned] = _values.materialize(list(map(_VALUE, full)))
-        else:
-            vals[optioned] = np.fromiter(map(_VALUE, full), np.float64, m)
-        wall[optioned] = np.fromiter(map(_TIME, full), np.float64, m)
-        tags = list(map(_TAG, full))
-        # New tags enter the dictionary in the order of their first event.
-        first = {t: int(optioned[tags.index(t)]) for t in dict.fromkeys(tags) if t not in self._tag_codes}
-        if m < n:
-            first[_DEFAULT_TAG] = min(first.get(_DEFAULT_TAG, n), int(plain_at[0]))
-        for tag in sorted(first, key=first.__getitem__):
-            self._tag_code(tag)
-        codes = self._tag_codes
-        tag_index = np.full(n, codes[_DEFAULT_TAG] if m < n else 0, dtype=np.int32)
-        if tags.count(tags[0]) == m:  # C-speed check for the common single-tag batch
-            tag_index[optioned] = codes[tags[0]]
-        else:
-            tag_index[optioned] = np.fromiter(map(codes.__getitem__, tags), np.int32, m)
-        counts = np.ones(n, dtype=np.int64)
-        counts[optioned] = np.fromiter(map(_COUNT, full), np.int64, m)
-        epoch_list = list(map(_EPOCH, full))
-        missing = epoch_list.count(None)
-        if missing == m:
-            epochs = pa.nulls(n, pa.int64())
-        else:
-            valid = np.zeros(n, dtype=bool)
-            epoch_values = np.zeros(n, dtype=np.int64)
-            if missing == 0:
-                valid[optioned] = True
-                epoch_values[optioned] = np.fromiter(epoch_list, np.int64, m)
-            else:
-                valid[optioned] = np.fromiter(map(_NOT_NONE, epoch_list), bool, m)
-                epoch_values[optioned] = np.fromiter((0 if e is None else e for e in epoch_list), np.int64, m)
-            epochs = _arrow.array(epoch_values, pa.int64(), mask=~valid)
-        reduction_index = np.zeros(n, dtype=np.int8)
-        reductions = list(map(_REDUCTION, full))
-        if reductions.count(_MEAN) != m:
-            reduction_index[optioned] = np.fromiter(map(s.REDUCTIONS.index, reductions), np.int8, m)
-        return steps, vals, wall, tag_index, counts, epochs, reduction_index
+    def _codes(self, ids: np.ndarray) -> np.ndarray:
+        """Dictionary codes of tag `ids`; new tags are appended to the dictionary in order of first event."""
+        top = int(ids.max()) if len(ids) else 0
+        if top >= len(self._code):
+            grown = np.full(max(top + 1, 2 * len(self._code)), -1, dtype=np.int32)
+            grown[: len(self._code)] = self._code
+            self._code = grown
+        codes = self._code[ids]
+        new = codes < 0
+        if new.any():
+            fresh, first = np.unique(ids[new], return_index=True)
+            fresh = fresh[np.argsort(first)]
+            names = self._dictionary_names
+            self._code[fresh] = np.arange(len(names), len(names) + len(fresh), dtype=np.int32)
+            names.extend(_names[i] for i in fresh.tolist())
+            self._dictionary = _arrow.strings(names)
+            codes = self._code[ids]
+        return codes
 
-    def _tag_code(self, tag: str) -> int:
-        """Index of `tag` in the live dictionary; a new tag grows it (one replacement dictionary message)."""
-        code = self._tag_codes.get(tag)
-        if code is None:
-            code = self._tag_codes[tag] = len(self._tag_codes)
-            self._tag_dictionary = _arrow.strings(list(self._tag_codes))
-        return code
+
+def _split_deferred(rows: list[Any], n: int) -> tuple[bytes, np.ndarray, list[Any]]:
+    """The packed bytes of the first `n` rows, and the positions and handles of their deferred values."""
+    head = rows[:n]
+    at = np.flatnonzero(np.fromiter(map(len, head), np.int64, n) != ROW.size)
+    handles = []
+    for i in at.tolist():
+        head[i], handle = head[i]
+        handles.append(handle)
+    return b"".join(head), at, handles

@@ -19,27 +19,12 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FLOAT_TYPES", "materialize", "scalar", "type_name"]
-
-#: Exact types whose value `scalar` returns as `float(value)`: Python int and numpy's integer and floating
-#: scalars. The writer's hot path looks a value's type up here (one dict lookup) before calling `scalar`.
-#: bool and numpy.bool_ are not numbers and are absent.
-FLOAT_TYPES: dict[type, type[float]] = dict.fromkeys(
-    [
-        int,
-        *(
-            t
-            for t in set(np.sctypeDict.values())
-            if issubclass(t, (np.integer, np.floating)) and t is not np.timedelta64
-        ),
-    ],
-    float,
-)
+__all__ = ["CONVERTERS", "materialize", "scalar", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -48,8 +33,54 @@ def type_name(value: Any) -> str:
     return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _describe(value: Any) -> str:
+    if type(value) is int and value.bit_length() > 64:  # str() of a huge int is slow, or refused
+        return f"an int of {value.bit_length()} bits"
+    return f"{type_name(value)}: {value!r:.80}"
+
+
 def _not_a_number(value: Any) -> TypeError:
-    return TypeError(f"value must be a real number, got {type_name(value)}: {value!r:.80}")
+    return TypeError(f"value must be a real number, got {_describe(value)}")
+
+
+def _too_large(value: Any) -> ValueError:
+    return ValueError(
+        f"value is too large for a float64 (largest: {sys.float_info.max:.4g}), got {_describe(value)}; "
+        "log it scaled (e.g. its log) or pass math.inf if infinity is meant"
+    )
+
+
+def _int(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise _too_large(value) from None
+
+
+def _wide_float(value: Any) -> float:
+    """A float wider than float64 (numpy.longdouble): an overflow to infinity is an error, not a value."""
+    number = float(value)
+    if math.isinf(number) and not np.isinf(value):
+        raise _too_large(value)
+    return number
+
+
+#: The writer's hot path looks a value's exact type up here (one dict lookup) and calls the function, which
+#: returns what `scalar` returns: Python int, numpy's integer and floating scalars, and (added when the first
+#: one is seen) torch tensor types. bool, numpy.bool_ and numpy.timedelta64 are not numbers and are absent.
+CONVERTERS: dict[type, Callable[[Any], Any]] = {
+    int: _int,
+    **{
+        t: _wide_float if np.finfo(t).bits > 64 else float
+        for t in set(np.sctypeDict.values())
+        if issubclass(t, np.floating)
+    },
+    **{
+        t: float
+        for t in set(np.sctypeDict.values())
+        if issubclass(t, np.integer) and not issubclass(t, np.timedelta64)
+    },
+}
 
 
 def _check_one(value: Any, size: int) -> None:
@@ -60,24 +91,23 @@ def _check_one(value: Any, size: int) -> None:
         )
 
 
-def _defer_torch(tensor: Any) -> bool:
-    """True if reading this tensor would wait for a device: keep a clone and read it in the flusher."""
-    return not tensor.is_cpu  # is_cpu: a flag read, an order of magnitude cheaper than tensor.device
-
-
-def _torch(value: Any, torch: Any) -> float | Any:
-    if not _defer_torch(value):
-        # item() alone checks the size and gives the type: each tensor attribute read costs ~100 ns.
+def _torch(value: Any) -> float | Any:
+    """A torch tensor: read at the call on the CPU, else cloned for the flusher (no device sync here)."""
+    # is_cpu: a flag read, an order of magnitude cheaper than tensor.device. item() alone then checks the size
+    # and gives the type: each further tensor attribute read would cost ~50 ns.
+    if value.is_cpu:
         try:
             number = value.item()
         except RuntimeError:
             _check_one(value, value.numel())
             raise
-        if type(number) is float or type(number) is int:
-            return float(number)
+        if type(number) is float:
+            return number
+        if type(number) is int:
+            return float(number)  # at most 64 bits
         raise _not_a_number(value)  # bool or complex
     _check_one(value, value.numel())
-    if value.dtype == torch.bool or value.is_complex():
+    if value.dtype is sys.modules["torch"].bool or value.is_complex():
         raise _not_a_number(value)
     return value.detach().clone()
 
@@ -88,8 +118,11 @@ def _numpy(value: Any) -> float:
         value = value.reshape(())[()]
         if not isinstance(value, np.generic):  # an object array holding some other scalar
             return scalar(value)  # type: ignore[return-value]
-    if isinstance(value, (np.integer, np.floating)):
-        return float(value)
+    convert = CONVERTERS.get(type(value))
+    if convert is not None:
+        return convert(value)  # type: ignore[no-any-return]
+    if isinstance(value, (np.integer, np.floating)) and not isinstance(value, np.timedelta64):
+        return _wide_float(value)  # a subclass of a numpy number
     raise _not_a_number(value)
 
 
@@ -105,21 +138,28 @@ def _array_api(value: Any) -> Any:
 def scalar(value: Any) -> float | Any:
     """Validate one logged value; return it as a float, or as a deferred handle for `materialize`.
 
-    TypeError for anything that is not a real number (bool, str, None, complex, other objects), naming its
-    type; ValueError for an array or tensor with more than one element. NaN and ±inf are valid.
+    TypeError for anything that is not a real number (bool, str, None, complex, timedelta, other objects),
+    naming its type; ValueError for an array or tensor with more than one element, or a number beyond the
+    float64 range (an int or Fraction over ~1.8e308, a long double that would become inf). NaN and +-inf
+    are valid.
     """
     cls = type(value)
     if cls is float:
         return value
+    convert = CONVERTERS.get(cls)
+    if convert is not None:
+        return convert(value)
+    return _other(value, cls)
+
+
+def _other(value: Any, cls: type) -> float | Any:
+    """`scalar` of a value whose type is not in CONVERTERS (yet: a torch tensor type is added to it)."""
     if cls is bool:
         raise _not_a_number(value)
-    if cls is int:
-        return float(value)
-    if isinstance(value, (np.floating, np.integer)):  # the most common non-float (np.bool_ is neither)
-        return float(value)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        return _torch(value, torch)
+        CONVERTERS[cls] = _torch  # the next tensor of this type takes the writer's one-lookup path
+        return _torch(value)
     if isinstance(value, (np.ndarray, np.generic)):
         return _numpy(value)
     jax = sys.modules.get("jax")
@@ -130,8 +170,11 @@ def scalar(value: Any) -> float | Any:
         value = value.read_value()  # a Variable is mutable: log a snapshot
     if tf is not None and isinstance(value, tf.Tensor):
         return _array_api(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:  # a huge Fraction or int subclass
+            raise _too_large(value) from None
     raise _not_a_number(value)
 
 

@@ -40,13 +40,26 @@ def test_python_and_numpy_numbers_become_floats(value, expected):
     assert result == expected
 
 
-def test_the_writers_float_types_are_exactly_the_numbers_scalar_turns_into_floats():
-    assert int in values.FLOAT_TYPES and np.float32 in values.FLOAT_TYPES and np.uint64 in values.FLOAT_TYPES
-    for cls in values.FLOAT_TYPES:
+def test_the_writers_converters_give_what_scalar_gives():
+    assert int in values.CONVERTERS and np.float32 in values.CONVERTERS and np.uint64 in values.CONVERTERS
+    for cls in [t for t in values.CONVERTERS if issubclass(t, (int, np.generic))]:
         value = cls(3)
-        assert values.scalar(value) == values.FLOAT_TYPES[cls](value) == 3.0
+        assert values.scalar(value) == values.CONVERTERS[cls](value) == 3.0
     for not_a_number in (bool, np.bool_, np.complex64, np.str_, np.datetime64, np.timedelta64):
-        assert not_a_number not in values.FLOAT_TYPES
+        assert not_a_number not in values.CONVERTERS
+
+
+def test_a_torch_tensor_type_joins_the_converters_once_seen():
+    class Loss(torch.Tensor):
+        pass
+
+    loss = torch.tensor(0.5).as_subclass(Loss)
+    assert values.scalar(loss) == 0.5
+    assert values.CONVERTERS[Loss](loss) == 0.5
+    with pytest.raises(TypeError, match="real number"):
+        values.CONVERTERS[Loss](torch.tensor(True).as_subclass(Loss))
+    with pytest.raises(ValueError, match="single number"):
+        values.CONVERTERS[Loss](torch.ones(2).as_subclass(Loss))
 
 
 @pytest.mark.parametrize(
@@ -118,7 +131,7 @@ def test_device_tensors_are_cloned_at_add_and_read_in_one_batch(monkeypatch):
     detached clone, so a later in-place change can't alter the logged value, and materialize reads a batch of
     handles with one stacked copy. What this cannot check: that no device sync happens on the caller's thread.
     """
-    monkeypatch.setattr(values, "_defer_torch", lambda tensor: True)
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))  # as a CUDA tensor
     w = torch.tensor(1.0, requires_grad=True)
     running = torch.zeros(1)
     handles = []

@@ -37,7 +37,8 @@ class LossfmtCallback(keras.callbacks.Callback):
     ``count`` = the validation samples for ``val_*`` and the epoch's training samples otherwise.
 
     `path_or_writer`: a file path (the callback opens it when training begins, with Keras' ``params`` and
-    `meta` as run metadata, and closes it when training ends; a second ``fit`` appends and continues the
+    `meta` as run metadata, and closes it when training ends or on SIGTERM/SIGINT (``close_on_signal``);
+    a second ``fit`` appends and continues the
     step count) or an open ``LossWriter`` (used as is, never closed: its owner closes it).
     """
 
@@ -74,7 +75,9 @@ class LossfmtCallback(keras.callbacks.Callback):
                 **{k: v for k, v in (self.params or {}).items() if k != "verbose"},
                 **self._meta,
             }
-            self.writer = LossWriter(self._path, run=self._run, meta=meta, flush_secs=self._flush_secs)
+            self.writer = LossWriter(
+                self._path, run=self._run, meta=meta, flush_secs=self._flush_secs, close_on_signal=True
+            )
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         steps_per_epoch = (self.params or {}).get("steps")

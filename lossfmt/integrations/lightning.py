@@ -33,7 +33,8 @@ class LossfmtLogger(Logger):
 
     The count of every event is 1 (Lightning does not pass batch sizes to loggers); the ``epoch`` column
     comes from the ``epoch`` entry Lightning adds to each metrics dict. ``finalize`` (called by the
-    ``Trainer`` at the end of ``fit``/``test``, also on failure) closes the file, leaving it compacted.
+    ``Trainer`` at the end of ``fit``/``test``, also on failure) closes the file, leaving it compacted; so
+    does SIGTERM/SIGINT (``close_on_signal``: the handler Lightning or SLURM installed still runs after).
     Checkpoints go to ``<path's directory>/<run>/checkpoints`` when the ``Trainer`` uses this logger.
     """
 
@@ -86,7 +87,9 @@ class LossfmtLogger(Logger):
     def experiment(self) -> LossWriter:
         """The open ``LossWriter`` (created on first use), to log directly: ``logger.experiment.add(...)``."""
         if self._writer is None or self._writer.closed:
-            self._writer = LossWriter(self._path, run=self._run, meta=self._meta, flush_secs=self._flush_secs)
+            self._writer = LossWriter(
+                self._path, run=self._run, meta=self._meta, flush_secs=self._flush_secs, close_on_signal=True
+            )
             self._late_meta = {}
         return self._writer
 

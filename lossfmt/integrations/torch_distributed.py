@@ -76,7 +76,8 @@ def rank_writer(
     unless `rank0_only` (several ranks can't share one file). `run` (the run name shared by all ranks)
     defaults to the path stem without the rank part: ``exp1.rank{rank}.arrow`` -> ``exp1``, and
     ``exp1/rank{rank}.arrow`` -> ``exp1``. `meta` gets ``rank`` and ``world_size`` added; `writer_options`
-    go to ``LossWriter`` (``flush_secs``, ...).
+    go to ``LossWriter`` (``flush_secs``, ...; ``close_on_signal`` defaults to True here, so the scheduler's
+    SIGTERM closes every rank's file before the process ends).
     """
     template = os.fspath(path)
     if rank is None or world_size is None:
@@ -93,7 +94,8 @@ def rank_writer(
     if rank0_only and rank != 0:
         return NullWriter(run)
     file_meta = {**(meta or {}), "rank": rank, "world_size": world_size}
-    return LossWriter(template.replace(_PLACEHOLDER, str(rank)), run=run, meta=file_meta, **writer_options)
+    options = {"close_on_signal": True, **writer_options}
+    return LossWriter(template.replace(_PLACEHOLDER, str(rank)), run=run, meta=file_meta, **options)
 
 
 def _detect_rank() -> tuple[int, int]:

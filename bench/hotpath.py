@@ -1,0 +1,157 @@
+"""Caller-thread cost of every add() form, sustained (the flusher running), against the floor, side by side.
+
+A quick standalone measurement for work on the writer's hot path (`python -m bench.hotpath`); the published
+figures come from `python -m bench`. Each case adds `--n` events to a fresh writer (enough for the flusher to
+run many times meanwhile), then closes it. Cases run interleaved, `--repeats` times; the ratio to the floor
+(`list.append((step, v))`) is taken per repeat and its median, min and max are printed, so a load change
+between repeats moves both sides. The flusher's CPU time per event (its thread's user+system time, an upper
+bound on its GIL time) is printed beside the caller's. The machine load is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+VALUE = 0.6931471805599453
+TAGS = ("loss", "grad_norm", "lr", "acc")
+
+
+def _thread_cpu(native_id: int | None) -> float:
+    """CPU seconds (user + system) of a thread of this process, from /proc; 0 if unknown."""
+    if native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{native_id}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _flusher_thread(before: set[threading.Thread]) -> threading.Thread | None:
+    new = [t for t in threading.enumerate() if t not in before and t.name.startswith("lossfmt-flusher")]
+    return new[0] if new else None
+
+
+Loop = Callable[[Any, int], None]
+
+
+def _floor(_: Any, n: int) -> None:
+    buf: list[Any] = []
+    append = buf.append
+    for i in range(n):
+        append((i, VALUE))
+
+
+def _float(w: Any, n: int) -> None:
+    add = w.add
+    for i in range(n):
+        add(i, VALUE)
+
+
+def _options(w: Any, n: int) -> None:
+    add = w.add
+    for i in range(n):
+        add(i, VALUE, count=32, epoch=i >> 10)
+
+
+def _many(w: Any, n: int) -> None:
+    add_many = w.add_many
+    values = dict.fromkeys(TAGS, VALUE)
+    for i in range(n // len(TAGS)):
+        add_many(i, values)
+
+
+def _torch_case(loss: Any) -> tuple[Loop, Loop]:
+    def item(_: Any, n: int) -> None:
+        get = loss.item
+        for _ in range(n):
+            get()
+
+    def add(w: Any, n: int) -> None:
+        add = w.add
+        for i in range(n):
+            add(i, loss)
+
+    return item, add
+
+
+def run_case(loop: Loop, n: int, directory: Path, writer: bool) -> tuple[float, float, float]:
+    """Seconds of wall and thread CPU time of the caller, and the flusher's CPU seconds, for one repeat."""
+    from lossfmt import LossWriter
+
+    w = None
+    flusher = None
+    if writer:
+        before = set(threading.enumerate())
+        w = LossWriter(directory / "hot.arrow")
+        flusher = _flusher_thread(before)
+    f0 = _thread_cpu(flusher.native_id if flusher else None)
+    c0, t0 = time.thread_time(), time.perf_counter()
+    loop(w, n)
+    t1, c1 = time.perf_counter(), time.thread_time()
+    f1 = _thread_cpu(flusher.native_id if flusher else None)
+    if w is not None:
+        w.close()
+        (directory / "hot.arrow").unlink()
+    return t1 - t0, c1 - c0, f1 - f0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="events per case and repeat")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cases", default="", help="comma-separated subset of the case names")
+    args = parser.parse_args(argv)
+    cases: dict[str, tuple[Loop, bool]] = {
+        "floor": (_floor, False),
+        "add(step, float)": (_float, True),
+        "add(step, v, count=32, epoch=e)": (_options, True),
+        "add_many(step, 4 tags) per event": (_many, True),
+    }
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        x = torch.ones((), requires_grad=True)
+        item, add = _torch_case((x * VALUE).sum())
+        cases["loss.item()"] = (item, False)
+        cases["add(step, torch scalar with grad)"] = (add, True)
+    if args.cases:
+        keep = {"floor", "loss.item()", *args.cases.split(",")}
+        cases = {k: v for k, v in cases.items() if k in keep}
+    print(f"load average before: {os.getloadavg()}; n={args.n:,}, repeats={args.repeats}")
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for name, (loop, writer) in cases.items():
+                results[name].append(run_case(loop, args.n, Path(tmp), writer))
+    print(f"load average after:  {os.getloadavg()}")
+    floor = [r[0] for r in results["floor"]]
+    item = [r[0] for r in results.get("loss.item()", [])]
+    print(f"{'case':36} {'ns/event':>9} {'x floor (med, min-max)':>24} {'cpu ns':>7} {'flusher cpu ns':>14}")
+    for name, rs in results.items():
+        ratios = sorted(r[0] / f for r, f in zip(rs, floor, strict=True))
+        wall = statistics.median(r[0] for r in rs) / args.n * 1e9
+        cpu = statistics.median(r[1] for r in rs) / args.n * 1e9
+        flush = statistics.median(r[2] for r in rs) / args.n * 1e9
+        ratio = f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        print(f"{name:36} {wall:9.0f} {ratio:>24} {cpu:7.0f} {flush:14.0f}")
+        if name.startswith("add(step, torch") and item:
+            vs = sorted(r[0] / i for r, i in zip(rs, item, strict=True))
+            ratio = f"{statistics.median(vs):.2f} ({vs[0]:.2f}-{vs[-1]:.2f})"
+            print(f"{'  ... x loss.item()':36} {'':9} {ratio:>24}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The checks of LossWriter's arguments (its slow path and its constructor), with the errors users see.
+
+`as_int`, `check_int64`, `check_reduction`: add()'s step, count, epoch and reduction. `checked_meta`: the
+run metadata, stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which
+the file stores as UTF-8.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lossfmt import _values
+from lossfmt import schema as s
+
+__all__ = ["as_int", "check_int64", "check_reduction", "checked_meta", "run_name"]
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+def as_int(name: str, value: Any) -> int:
+    """`value` as an int: Python ints and integer types with __index__ (numpy, torch); never bool or float."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an int, got {_values.type_name(value)}: {value!r:.80}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {_values.type_name(value)}: {value!r:.80}") from None
+
+
+def check_int64(name: str, value: int) -> None:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        shown = value if value.bit_length() <= 256 else f"of {value.bit_length()} bits"
+        raise ValueError(f"{name} {shown} is outside the int64 range")
+
+
+def check_reduction(reduction: Any) -> None:
+    if not isinstance(reduction, str) or reduction not in s.REDUCTIONS:
+        raise ValueError(f"reduction must be one of {s.REDUCTIONS}, got {reduction!r:.80}")
+
+
+def _check_json(value: Any, where: str, depth: int = 0) -> None:
+    """TypeError unless `value` is JSON: dicts with str keys, lists/tuples, str, int, float, bool, None."""
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return
+    if depth > 100:
+        raise TypeError(f"meta is nested too deeply (or refers to itself) at {where}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"meta keys must be str, got {_values.type_name(key)} {key!r:.40} in {where}; "
+                    "JSON objects have string keys"
+                )
+            _check_json(item, f"{where}[{key!r:.40}]", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            _check_json(item, f"{where}[{k}]", depth + 1)
+    else:
+        raise TypeError(
+            f"meta must be JSON-serializable (str, int, float, bool, None, lists and dicts of them): "
+            f"{where} is {_values.type_name(value)} {value!r:.60}; convert it (e.g. float(x), str(x))"
+        )
+
+
+def checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`meta` as a dict (None if empty), checked at the constructor: the file stores it as JSON."""
+    if not meta:
+        return None
+    _check_json(meta, "meta")
+    return dict(meta)
+
+
+def run_name(run: str | None, path: Path) -> str:
+    """The run's name: `run`, which must be text, or the file's stem made valid UTF-8 (a file name on POSIX
+    is bytes: undecodable ones reach Python as lone surrogates, shown here as U+FFFD)."""
+    if run is None:
+        try:
+            return os.fsencode(path.stem).decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return path.stem.encode("utf-8", "replace").decode()
+    try:
+        run.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"run must be valid text (UTF-8), got {run!r:.80}: {exc.reason}") from None
+    return run

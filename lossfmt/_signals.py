@@ -1,0 +1,101 @@
+"""Closing writers when the process is told to stop: `LossWriter(..., close_on_signal=True)`.
+
+Schedulers (SLURM, Kubernetes, systemd) send SIGTERM before SIGKILL; Ctrl-C sends SIGINT. By default such a
+signal ends the process without running `close()`, and the events added since the last flush (at most
+`flush_secs` of them) are lost; the flushed ones are kept. A writer that opts in is closed (flushed and
+compacted) by a handler for SIGTERM and SIGINT, which then passes the signal on to the handler that was
+installed before (Python's own for SIGINT raises KeyboardInterrupt), or, if that was the default action,
+re-raises it with the default action, so the process still terminates with the conventional status.
+
+Signal handlers can only be installed from the main thread (a CPython rule): a writer opened with the option
+in another thread is covered while a writer of the main thread has the handlers installed, else it warns
+(RuntimeWarning) and runs without them. A signal the process ignores (SIG_IGN, e.g. SIGINT in a background
+job) is left alone. The previous handlers are restored when the last such writer closes on the main thread,
+unless someone installed another handler since (then ours stays and only passes signals on).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+__all__ = ["SIGNALS", "register"]
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_lock = threading.RLock()  # reentrant: a signal may arrive on the main thread while it holds the lock
+_closers: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
+_previous: dict[int, Any] = {}  # signal -> the handler ours replaced
+_tokens = iter(range(1 << 62))
+
+
+def register(writer: Any) -> Callable[[], None]:
+    """Close `writer` (weakly referenced) on SIGTERM/SIGINT; returns the function to call once it closed."""
+    with _lock:
+        token = next(_tokens)
+        _closers[token] = weakref.WeakMethod(writer.close)
+        _install()
+
+    def release() -> None:
+        with _lock:
+            if _closers.pop(token, None) is not None and not _closers:
+                _restore()
+
+    return release
+
+
+def _install() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        if not any(signal.getsignal(signum) is _handle for signum in SIGNALS):
+            warnings.warn(
+                "close_on_signal=True has no effect for a LossWriter opened outside the main thread before "
+                "any writer of the main thread used it (Python installs signal handlers only from the main "
+                "thread); open it in the main thread to close it on SIGTERM/SIGINT",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return
+    for signum in SIGNALS:
+        if signum in _previous:  # ours is installed (or in the chain of a handler installed since)
+            continue
+        current = signal.getsignal(signum)
+        if current == signal.SIG_IGN:
+            continue
+        _previous[signum] = current
+        signal.signal(signum, _handle)
+
+
+def _restore() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # ours stays installed; with no writer registered it only passes signals on
+    for signum, previous in list(_previous.items()):
+        if signal.getsignal(signum) is _handle:  # else a later handler may chain to ours: keep passing on
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+            del _previous[signum]
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    """Close every registered writer, then let the previous handler (or the default action) act."""
+    with _lock:
+        closers = [ref() for ref in _closers.values()]
+        previous = _previous.get(signum, signal.SIG_DFL)
+    for close in closers:
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # one failing writer must not keep the others open; say why it failed
+                name = signal.Signals(signum).name
+                sys.stderr.write(
+                    f"lossfmt: closing a LossWriter on {name} failed: {type(exc).__name__}: {exc}\n"
+                )
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # SIG_DFL, or None (a handler not installed from Python)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
