@@ -1,5 +1,6 @@
 """lossfmt: log training loss to a compact, crash-safe Apache Arrow file and read it back anywhere."""
 
+from lossfmt._compact import compact, salvage
 from lossfmt._errors import (
     FileReplacedError,
     LossfmtError,
@@ -7,7 +8,6 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
-from lossfmt._file import compact
 from lossfmt._sources import run_labels, run_paths
 from lossfmt._writer import LossWriter
 from lossfmt.dataset import dataset
@@ -34,4 +34,5 @@ __all__ = [
     "run_info",
     "run_labels",
     "run_paths",
+    "salvage",
 ]

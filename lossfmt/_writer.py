@@ -4,7 +4,6 @@ thread appends record batches to the `LiveFile`; `close()` compacts it into a cl
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import os
 import struct
@@ -106,7 +105,7 @@ class LossWriter:
 
     path: Path
     run: str
-    run_id: str
+    run_id: str | None
 
     def __init__(
         self,
@@ -146,12 +145,15 @@ class LossWriter:
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
         file = LiveFile(self.path, new_schema, dict(meta) if meta else None)
+        flusher = None
         try:
             info = s.run_info(file.schema)
-            self.run = info["run"]
-            self.run_id = info["run_id"]
+            # A file with only the metadata the spec requires: the run is named as a new one would be; a
+            # run_id is not invented (it would claim an identity the file never had): run_id is None.
+            self.run = info.get("run") or s.run_info(new_schema)["run"]
+            self.run_id = info.get("run_id")
             ref = weakref.ref(self)
-            self._flusher = Flusher(
+            flusher = self._flusher = Flusher(
                 self._pending,
                 _rows.Encoder(file.schema),
                 file.write_batch,
@@ -160,13 +162,18 @@ class LossWriter:
                 max_pending=max_pending,
                 name=f"lossfmt-flusher[{self.path.name}]",
             )
+            self._run = _Run(file, flusher)
+            self._finalizer = weakref.finalize(self, self._run.close)
         except BaseException:
-            file.close(compact=False)
+            # Release everything taken (thread, flock, descriptor): the next writer on this path must work.
+            try:
+                if flusher is not None:
+                    flusher.stop()
+            finally:
+                file.close(compact=False)
             raise
-        self._run = _Run(file, self._flusher)
         self._ok = True
         _writers.add(self)
-        self._finalizer = weakref.finalize(self, self._run.close)
 
     @property
     def closed(self) -> bool:
@@ -322,8 +329,7 @@ def _after_fork_in_child() -> None:
         writer._ok = False
         writer._forked = True
         writer._pending.clear()  # the parent's rows, copied by fork: the parent writes them, not us
-        with contextlib.suppress(OSError):
-            os.close(writer._run.file.fd)  # never flock(LOCK_UN): the lock is shared with the parent's fd
+    # The descriptors themselves (live file, compaction temp file) are closed by lossfmt._file's handler.
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
