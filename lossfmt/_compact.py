@@ -80,7 +80,11 @@ def _columns(batches: Iterator[pa.RecordBatch], name: Path, stop_at_damage: bool
     except LossFormatError:
         if not stop_at_damage:
             raise
-    except pa.ArrowException as exc:  # decoding errors the framing did not name: still corruption
+    except (pa.ArrowException, OSError) as exc:
+        # Decoding errors the framing did not name (Arrow reports a failed decompression as an OSError
+        # without errno) are still corruption; a real I/O error (with errno) is not.
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
         if not stop_at_damage:
             raise LossFormatError(f"{os.fspath(name)}: corrupt record batch ({exc})") from None
 

@@ -14,6 +14,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 _LIBRARY_THREADS = ("TMonitor", "pydevd", "ThreadPoolExecutor", "asyncio_")
 
 
+def pytest_configure(config):
+    if not any(line.split(":")[0].strip() == "slow" for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: a long case (CI runs it too); deselect with -m 'not slow'")
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves one of its threads running (a flusher or watcher not shut down)."""
