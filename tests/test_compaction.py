@@ -93,7 +93,7 @@ def test_close_refuses_a_file_truncated_from_outside_and_leaves_it(tmp_path):
         w.add(i, float(i))
     w.flush()
     digest = sha256(path)
-    with pytest.raises(LossFormatError, match="run.arrow"):
+    with pytest.raises(LossFormatError, match=r"run\.arrow"):
         w.close()
     assert sha256(path) == digest  # not replaced by a closed file missing events
     assert w.closed
@@ -116,7 +116,7 @@ def test_close_refuses_a_file_whose_first_batch_was_damaged(tmp_path):
         w.add(i, float(i))
     w.flush()
     digest = sha256(path)
-    with pytest.raises(LossFormatError, match="run.arrow"):
+    with pytest.raises(LossFormatError, match=r"run\.arrow"):
         w.close()
     assert sha256(path) == digest
 
