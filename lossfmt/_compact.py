@@ -3,7 +3,7 @@
 Two passes over the file's verified batches (`_framing.iter_batches`, one batch in memory at a time): the
 first collects the values every dictionary column uses, in order of first use; the second remaps each
 batch's indices to that one dictionary per column and hands the batches to `_file.write_closed_locked`,
-which rebatches them into `CLOSED_ROWS`-row record batches. Peak memory is a few closed batches plus the
+which rebatches them into `COMPACT_ROWS`-row record batches. Peak memory is a few closed batches plus the
 dictionaries, whatever the run's length.
 """
 
