@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lossfmt import _file, _framing
+from lossfmt import _file, _framing, _locking
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError
 
@@ -143,12 +143,12 @@ def compact(path: str | os.PathLike[str]) -> None:
     not lossfmt or is corrupt (then it is left byte-for-byte as it was: see `salvage`).
     """
     shown = Path(path)
-    final = _file.target(shown.absolute())
+    final = _locking.target(shown.absolute())
     if not final.exists():
         raise LossFormatError(f"{os.fspath(path)}: no such file")
-    fd, _ = _file.open_locked(final, shown)
+    fd, _ = _locking.open_locked(final, shown)
     try:
-        _file.remove_stale_temps(final)
+        _locking.remove_stale_temps(final)
         try:
             with pa.OSFile(os.fspath(final)) as f, pa.ipc.open_file(f):
                 closed = True  # it has a footer
@@ -160,7 +160,7 @@ def compact(path: str | os.PathLike[str]) -> None:
             return
         compact_locked(final, fd, name=shown)
     finally:
-        _file.release(fd)
+        _locking.release(fd)
 
 
 def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:

@@ -122,6 +122,11 @@ class LossWriter:
         max_pending: events held in memory before add() blocks until the flusher catches up (backpressure;
         with several adding threads, each may add one more). meta: JSON-able run metadata (hparams).
         run: the run's name (default: the file's stem; a resumed file keeps its own).
+
+        A resumed file lacking optional metadata gets defaults: the run name as for a new run, and `run_id`
+        None (a file without an id is not given one). A corrupt file raises LossFormatError and is left
+        byte-for-byte as it was (`lossfmt.salvage` copies its readable prefix into a new file); a FIFO or
+        other non-regular path raises LossFormatError. A failure here releases everything it took.
         """
         if (
             isinstance(flush_secs, bool)
@@ -294,6 +299,10 @@ class LossWriter:
         """Flush, compact into a footer'd Arrow IPC file (pandas/Polars/pyarrow read it), release the lock.
 
         Idempotent. Raises a background error not yet raised by add/flush; in a forked child it does nothing.
+        Never touches a file it does not hold: if the file was removed or replaced, FileReplacedError (the
+        file now at the path is left alone). If the file lacks events this writer wrote or resumed (truncated
+        or damaged from outside), LossFormatError and the live file stays as it is. Memory stays bounded
+        (about 200 MB at most) whatever the run's length.
         """
         if self._forked or self._run.finished:
             return
