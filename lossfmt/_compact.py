@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,15 @@ def compact(path: str | os.PathLike[str]) -> None:
         _locking.release(fd)
 
 
+def _damage_offset(exc: LossFormatError) -> int | None:
+    """The byte offset a corruption error names (where the readable prefix ends at the latest), if any."""
+    offset = getattr(exc, "offset", None)
+    if isinstance(offset, int):
+        return offset
+    found = re.search(r"at byte (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
 def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Copy the decodable, verified prefix of a (possibly corrupt) file into a NEW closed file `out`.
 
@@ -173,13 +183,21 @@ def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     source, dest = Path(path), Path(out)
     if os.path.lexists(dest):
         raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
+    end = None
+    while True:  # a file checked as a whole names the damage's offset: read up to there
+        try:
+            schema, batches = _open(source, source, end=end, stop_at_damage=True)
+            break
+        except LossFormatError as exc:
+            offset = _damage_offset(exc)
+            if offset is None or (end is not None and offset >= end):
+                raise
+            end = offset
     dictionaries = _Dictionaries()
     good = 0
-    schema, batches = _open(source, source, stop_at_damage=True)
-    for batch in batches:
+    for batch in batches:  # damage found while reading ends the prefix
         dictionaries.collect(batch)
         good += 1
     dictionaries.freeze()
-    batches = itertools.islice(_open(source, source, stop_at_damage=True)[1], good)
-    kept = (dictionaries.remap(batch) for batch in batches)
-    return _file.write_closed(dest, _merged_meta(schema, None), kept)
+    kept = itertools.islice(_open(source, source, end=end, stop_at_damage=True)[1], good)
+    return _file.write_closed(dest, _merged_meta(schema, None), (dictionaries.remap(b) for b in kept))

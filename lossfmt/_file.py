@@ -29,6 +29,8 @@ __all__ = ["COMPACT_ROWS", "IPC_OPTIONS", "LiveFile", "write_closed", "write_clo
 COMPACT_ROWS = 1 << 19
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
 _COPY_CHUNK = 1 << 20
+#: Schema metadata key of the schema message's CRC-32C (spec/FORMAT.md §1.6), required with KEY_CHECKSUM.
+_SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
 
 
 class _Sink:
@@ -90,6 +92,13 @@ def _concat(group: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=first.schema)
 
 
+def _seal_into(temp: _locking.TempFile, sealer: _framing.Sealer, sink: _Sink) -> None:
+    """Write the whole messages the Arrow writer emitted since the last call, checksums filled in."""
+    data = sink.take()
+    if data:  # a Sealer's first chunk must be the file's first bytes (magic), not an empty one
+        _locking.write_all(temp.fd, sealer.seal(data), temp.path)
+
+
 def write_closed_locked(
     path: Path,
     schema: pa.Schema,
@@ -102,18 +111,20 @@ def write_closed_locked(
 
     LossFormatError (and `path` left as it is) if `expect_rows` is given and differs from the rows written.
     """
-    schema = schema.with_metadata({**(schema.metadata or {}), s.KEY_CHECKSUM.encode(): b"crc32c"})
+    metadata = {**(schema.metadata or {}), s.KEY_CHECKSUM.encode(): b"crc32c"}
+    metadata.setdefault(_SCHEMA_CHECKSUM, b"00000000")  # the schema's own checksum, filled in by the Sealer
+    schema = schema.with_metadata(metadata)
     temp = _locking.TempFile(path)
     try:
         sink, sealer, rows = _Sink(), _framing.Sealer(), 0
         with pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as out:
-            _locking.write_all(temp.fd, sealer.seal(sink.take()), temp.path)
+            _seal_into(temp, sealer, sink)
             for batch in _rebatch(batches, COMPACT_ROWS):
                 out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
                 rows += batch.num_rows
                 del batch  # released before the next one is built
-                _locking.write_all(temp.fd, sealer.seal(sink.take()), temp.path)
-        _locking.write_all(temp.fd, sealer.seal(sink.take()), temp.path)
+                _seal_into(temp, sealer, sink)
+        _seal_into(temp, sealer, sink)
         if expect_rows is not None and rows != expect_rows:
             raise LossFormatError(
                 f"{os.fspath(path)}: holds {rows} events where {expect_rows} were written (the file was "
