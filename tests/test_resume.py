@@ -73,11 +73,12 @@ def test_a_live_file_ending_on_a_record_batch_is_appended_in_place(tmp_path):
     assert steps(path) == list(range(301))
 
 
-def test_resuming_a_closed_file_replaces_it_and_a_reader_of_the_old_file_keeps_complete_bytes(tmp_path):
+def test_resuming_a_closed_file_replaces_it_keeping_its_mode_and_a_reader_keeps_the_old_bytes(tmp_path):
     path = tmp_path / "run.arrow"
     with LossWriter(path) as w:
         for i in range(100):
             w.add(i, float(i))
+    path.chmod(0o640)
     before = path.read_bytes()
     with open(path, "rb") as old:  # a reader that opened the closed file
         with LossWriter(path) as w:
@@ -85,6 +86,7 @@ def test_resuming_a_closed_file_replaces_it_and_a_reader_of_the_old_file_keeps_c
             w.add(100, 1.0)
         assert old.read() == before  # never truncated in place under it
     assert steps(path) == list(range(101))
+    assert path.stat().st_mode & 0o777 == 0o640  # the replacement keeps the file's mode
 
 
 def test_a_torn_tail_is_dropped_by_an_atomic_replace_and_every_complete_event_kept(tmp_path):
