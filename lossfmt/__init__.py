@@ -1,5 +1,6 @@
 """lossfmt: log training loss to a compact, crash-safe Apache Arrow file and read it back anywhere."""
 
+from lossfmt._compact import compact, salvage
 from lossfmt._errors import (
     FileReplacedError,
     LossfmtError,
@@ -8,7 +9,6 @@ from lossfmt._errors import (
     WriterClosedError,
 )
 from lossfmt._export import ExportSummary, export_parquet
-from lossfmt._file import compact
 from lossfmt._polars import scan_polars
 from lossfmt._sources import run_labels, run_paths
 from lossfmt._writer import LossWriter
@@ -38,5 +38,6 @@ __all__ = [
     "run_info",
     "run_labels",
     "run_paths",
+    "salvage",
     "scan_polars",
 ]

@@ -1,140 +1,43 @@
-"""The file of one run: locking, the header, resume, appending flushes, and compaction into a closed file.
+"""The file of one run: the header, resume, appending flushes, and writing closed files.
 
-The only code that writes lossfmt files (the flusher hands it bytes; compaction and `compact()` write closed
-files). See spec/FORMAT.md for the bytes on disk and the rules of resume and compaction.
+The only code that writes lossfmt files: the flusher hands `LiveFile` record batches, and `write_closed`
+(used by compaction, `compact`, `salvage` and `import_tb`) writes every closed file. See spec/FORMAT.md for
+the bytes on disk and the rules of resume and compaction. A file is never truncated or rewritten in place:
+resume appends when the file ends on a record batch, and otherwise writes the kept prefix to a locked temp
+file that atomically replaces the file (`_locking` has the descriptors, locks and temp files).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
-import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from lossfmt import _framing, reader
+from lossfmt import _framing, _locking, reader
 from lossfmt import schema as s
-from lossfmt._errors import FileReplacedError, LossFormatError, WriterBusyError
+from lossfmt._errors import FileReplacedError, LossFormatError
 
-__all__ = ["IPC_OPTIONS", "LiveFile", "compact"]
+__all__ = ["COMPACT_ROWS", "IPC_OPTIONS", "LiveFile", "write_closed", "write_closed_locked"]
 
-#: Rows per record batch in a compacted (closed) file.
-COMPACT_ROWS = 1 << 24  # one batch for most runs: readers get one chunk, zero-copy to numpy
+#: Rows per record batch in a closed file (spec/FORMAT.md): bounds the memory of compaction (a batch is about
+#: 24 MB decoded, and compaction holds about three: measured 165 MB of extra RSS closing 10M events, where
+#: 2^20 rows took 270 MB) and of a reader decoding one batch, while keeping batches cheap per row.
+COMPACT_ROWS = 1 << 19
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
 #: The live stream: a flush that brings new tags appends them as a delta dictionary message (the encoder's
 #: dictionary only grows), so K tags over K flushes write O(K) dictionary bytes, not O(K^2).
 LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=True)
-
-
-def _lock_holder(fd: int) -> int | None:
-    """Pid holding the flock on `fd`'s file: /proc/locks on Linux, else the pid in the file's metadata."""
-    ino = os.fstat(fd).st_ino
-    with contextlib.suppress(OSError), open("/proc/locks") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].endswith(f":{ino}"):
-                return int(parts[4])
-    try:
-        head = os.pread(fd, 1 << 16, len(s.MAGIC))
-        return s.run_info(pa.ipc.read_schema(pa.py_buffer(head))).get("pid")
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-
-
-def _open_locked(path: Path) -> int:
-    """Open (creating if missing) and exclusively lock `path`; WriterBusyError if another writer holds it."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _lock_holder(fd)
-            os.close(fd)
-            holder = f" (pid {pid})" if pid is not None else ""
-            raise WriterBusyError(
-                f"{os.fspath(path)}: already open by another LossWriter{holder}; "
-                "close it first or write to another path"
-            ) from None
-        # A compaction may have replaced the file between open and flock: lock the file now at `path`.
-        with contextlib.suppress(FileNotFoundError):
-            st, fst = os.stat(path), os.fstat(fd)
-            if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
-                return fd
-        os.close(fd)
-
-
-def _merged_schema(schema: pa.Schema, meta: Mapping[str, Any] | None) -> pa.Schema:
-    if not meta:
-        return schema
-    info = s.run_info(schema)
-    merged = {**info["meta"], **meta}
-    metadata = dict(schema.metadata or {})
-    metadata[s.KEY_META.encode()] = json.dumps(merged, sort_keys=True, allow_nan=True, default=str).encode()
-    return schema.with_metadata(metadata)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _compact_locked(path: Path, meta: Mapping[str, Any] | None = None) -> None:
-    """Rewrite the locked file at `path` as a footer'd Arrow IPC file: one dictionary per field, big batches.
-
-    Atomic: the new file is written and fsynced beside the old one, then os.replace()d over it, so a reader
-    sees either the complete old file or the complete new one (same run_id).
-    """
-    scanned = reader.scan(path)
-    if scanned.closed and not meta:
-        return
-    schema = _merged_schema(scanned.schema, meta)
-    table = scanned.table.select(list(s.COLUMNS)).unify_dictionaries().combine_chunks()
-    table = table.replace_schema_metadata(schema.metadata)
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-        with open(fd, "wb", closefd=False) as f, pa.ipc.new_file(f, schema, options=IPC_OPTIONS) as out:
-            for batch in table.to_batches(max_chunksize=COMPACT_ROWS):
-                out.write_batch(batch)
-        os.fsync(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
-
-
-def compact(path: str | os.PathLike[str]) -> None:
-    """Turn a live or crashed (footerless) file into a closed, compact one; a closed file is left as is.
-
-    A torn tail is dropped. WriterBusyError if a LossWriter has the file open; LossFormatError if not lossfmt.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise LossFormatError(f"{os.fspath(path)}: no such file")
-    fd = _open_locked(path)
-    try:
-        _compact_locked(path)
-    finally:
-        os.close(fd)
+_COPY_CHUNK = 1 << 20
+#: Schema metadata key of the schema message's CRC-32C (spec/FORMAT.md §1.6), required with KEY_CHECKSUM.
+_SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
 
 
 class _Sink:
-    """File-like object collecting what the Arrow stream writer emits, so one flush is one os.write."""
+    """File-like object collecting what an Arrow writer emits, so whole messages are sealed and written."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -156,36 +59,185 @@ class _Sink:
         return data
 
 
-class LiveFile:
-    """The locked file of a running writer: created with its header, or resumed; flushes are appended."""
+def _rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of `batches` in batches of exactly `rows` rows (the last may be shorter)."""
+    group: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(batch.num_rows, rows - n)
+            group.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            n += take
+            if n == rows:
+                full, group, n = _concat(group), [], 0
+                yield full  # the pieces are released first: only one copy of the rows is alive
+    if group:
+        yield _concat(group)
 
-    def __init__(self, path: Path, new_schema: pa.Schema, meta: Mapping[str, Any] | None) -> None:
-        """Lock `path` and write the header of `new_schema`, or resume the run in an existing file."""
-        self.path = path
+
+def _concat(group: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of `group`; dictionary columns keep their (one, shared) dictionary."""
+    if len(group) == 1:
+        return group[0]
+    first = group[0]
+    columns = []
+    for i, field in enumerate(first.schema):
+        chunks = [b.column(i) for b in group]
+        if pa.types.is_dictionary(field.type):
+            dictionary = chunks[0].dictionary
+            if any(c.dictionary is not dictionary and not c.dictionary.equals(dictionary) for c in chunks):
+                raise ValueError(f"write_closed: column {field.name!r} has more than one dictionary")
+            indices = pa.concat_arrays([c.indices for c in chunks])
+            columns.append(pa.DictionaryArray.from_arrays(indices, dictionary))
+        else:
+            columns.append(pa.concat_arrays(chunks))
+    return pa.RecordBatch.from_arrays(columns, schema=first.schema)
+
+
+def _seal_into(temp: _locking.TempFile, sealer: _framing.Sealer, sink: _Sink) -> None:
+    """Write the whole messages the Arrow writer emitted since the last call, checksums filled in."""
+    data = sink.take()
+    if data:  # a Sealer's first chunk must be the file's first bytes (magic), not an empty one
+        _locking.write_all(temp.fd, sealer.seal(data), temp.path)
+
+
+def write_closed_locked(
+    path: Path,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    held: int | None,
+    expect_rows: int | None = None,
+) -> int:
+    """`write_closed` for a caller that holds `path`'s lock on `held`; returns the rows written.
+
+    LossFormatError (and `path` left as it is) if `expect_rows` is given and differs from the rows written.
+    """
+    metadata = {**(schema.metadata or {}), s.KEY_CHECKSUM.encode(): b"crc32c"}
+    metadata.setdefault(_SCHEMA_CHECKSUM, b"00000000")  # the schema's own checksum, filled in by the Sealer
+    schema = schema.with_metadata(metadata)
+    temp = _locking.TempFile(path)
+    try:
+        sink, sealer, rows = _Sink(), _framing.Sealer(), 0
+        with pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as out:
+            _seal_into(temp, sealer, sink)
+            for batch in _rebatch(batches, COMPACT_ROWS):
+                out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+                rows += batch.num_rows
+                del batch  # released before the next one is built
+                _seal_into(temp, sealer, sink)
+        _seal_into(temp, sealer, sink)
+        if expect_rows is not None and rows != expect_rows:
+            raise LossFormatError(
+                f"{os.fspath(path)}: holds {rows} events where {expect_rows} were written (the file was "
+                "truncated or damaged from outside); it is left as it is, not compacted"
+            )
+        temp.commit(held)
+    except BaseException:
+        temp.discard()
+        raise
+    _locking.release(temp.fd)
+    return rows
+
+
+def write_closed(path: str | os.PathLike[str], schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Write a closed (footer'd, checksummed) lossfmt file at `path` atomically; return the rows written.
+
+    The file appears complete or not at all (temp file, fsync, rename), under `path`'s lock (WriterBusyError
+    if a writer holds it). Every dictionary column of `batches` must use one dictionary throughout; rows are
+    rebatched into `COMPACT_ROWS`-row record batches.
+    """
+    final = _locking.target(Path(path).absolute())
+    fd, created = _locking.open_locked(final, Path(path))
+    try:
+        _locking.remove_stale_temps(final)
+        return write_closed_locked(final, schema, batches, held=fd)
+    except BaseException:
+        if created and _locking.same_file(final, fd) and os.fstat(fd).st_size == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(final)
+        raise
+    finally:
+        _locking.release(fd)
+
+
+class LiveFile:
+    """The locked file of a running writer: created with its header, or resumed; flushes are appended.
+
+    `rows` counts every event the file holds (at resume, plus every appended batch): close() checks the
+    compacted file against it.
+    """
+
+    def __init__(self, path: Path, new_schema: pa.Schema, meta: dict[str, Any] | None) -> None:
+        """Lock `path` and write the header of `new_schema`, or resume the run in an existing file (then
+        `meta` is merged into its user metadata at close)."""
+        self.path = path  # what errors name (a symlink stays a symlink)
+        self.target = _locking.target(path)
         self.sealer = _framing.Sealer()
-        fd = _open_locked(path)
+        self.rows = 0
+        fd, created = _locking.open_locked(self.target, path)
         try:
+            _locking.remove_stale_temps(self.target)
             if os.fstat(fd).st_size == 0:
                 self.schema, self.meta_update = new_schema, None
-                os.write(fd, s.MAGIC + new_schema.serialize().to_pybytes())
+                self._write_header(fd, created)
             else:
-                scanned = reader.scan(path)  # LossFormatError for a foreign file, which stays untouched
-                if scanned.schema.names != list(s.COLUMNS):
-                    raise LossFormatError(
-                        f"{os.fspath(path)}: has columns {scanned.schema.names}, this writer appends "
-                        f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
-                    )
-                self.schema, self.meta_update = scanned.schema, meta
-                end = scanned.end
-                del scanned
-                os.ftruncate(fd, end)  # a closed file becomes live again; a torn tail is dropped
+                self.meta_update = meta
+                fd = self._resume(fd)
         except BaseException:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                _locking.release(fd)
             raise
         self.fd = fd
         self._sink = _Sink()
         self._stream = pa.ipc.new_stream(self._sink, self.schema, options=LIVE_OPTIONS)
         self._schema_skipped = False
+
+    def _write_header(self, fd: int, created: bool) -> None:
+        header = _framing.Sealer().seal(s.MAGIC + self.schema.serialize().to_pybytes())
+        try:
+            _locking.write_all(fd, header, self.path)
+        except OSError:
+            # A torn header would make every later flush unreadable: leave no half file behind.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                if created and _locking.same_file(self.target, fd):
+                    os.unlink(self.target)
+            raise
+
+    def _resume(self, fd: int) -> int:
+        """Resume the run in the file locked by `fd`; return the descriptor to append to.
+
+        Corruption raises LossFormatError (from the scan) and the file stays byte-for-byte as it was.
+        """
+        scanned = reader.scan(self.target)
+        if scanned.schema.names != list(s.COLUMNS):
+            raise LossFormatError(
+                f"{os.fspath(self.path)}: has columns {scanned.schema.names}, this writer appends "
+                f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
+            )
+        self.schema, self.rows, end = scanned.schema, scanned.table.num_rows, scanned.end
+        del scanned
+        if end == os.fstat(fd).st_size:
+            return fd  # a live file ending on a record batch: append in place
+        # A closed file's EOS and footer, a torn tail, or dictionaries of a torn flush follow `end`: copy the
+        # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
+        temp = _locking.TempFile(self.target)
+        try:
+            offset = 0
+            while offset < end:
+                chunk = os.pread(fd, min(_COPY_CHUNK, end - offset), offset)
+                if not chunk:
+                    raise LossFormatError(f"{os.fspath(self.path)}: shrank while being resumed")
+                _locking.write_all(temp.fd, chunk, temp.path)
+                offset += len(chunk)
+            temp.commit(fd)
+        except BaseException:
+            temp.discard()
+            raise
+        _locking.release(fd)
+        return temp.fd
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         """Append `batch` as one flush (its dictionary messages, then the record batch) with one write."""
@@ -197,27 +249,47 @@ class LiveFile:
             data = data[8 + meta_len :]
             self._schema_skipped = True
         self.append(self.sealer.seal(data))
+        self.rows += batch.num_rows
 
     def append(self, data: bytes) -> None:
         """Append bytes of whole messages; FileReplacedError if the file at `path` is no longer this one."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        end = os.fstat(self.fd).st_size
         try:
-            st, fst = os.stat(self.path), os.fstat(self.fd)
-            moved = (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino)
-        except FileNotFoundError:
-            moved = True
-        if moved:
+            _locking.write_all(self.fd, data, self.path)
+        except OSError:
+            # Our own partial flush (disk full): drop it so the file still ends on a record batch.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, end)
+            raise
+        self.check_identity()
+
+    def check_identity(self) -> None:
+        """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on."""
+        if not _locking.same_file(self.target, self.fd):
             raise FileReplacedError(
                 f"{os.fspath(self.path)}: the file was removed or replaced while LossWriter was writing it; "
-                "events written since then are not in the file at this path"
+                f"the {self.rows} events written to it are not in the file now at this path (lost because "
+                "the file was removed); that file is left untouched"
             )
 
     def close(self, *, compact: bool) -> None:
-        """Compact (if `compact`) and release the lock; the descriptor is closed whatever happens."""
+        """Compact (if `compact`) and release the lock; the descriptor is closed whatever happens.
+
+        Never touches a file it does not hold the lock on (FileReplacedError instead), and never replaces the
+        live file by a closed one that lacks any of its `rows` (LossFormatError; the live file stays).
+        """
+        from lossfmt._compact import compact_locked  # compaction builds on this module
+
         try:
             if compact:
-                _compact_locked(self.path, self.meta_update)
+                self.check_identity()
+                compact_locked(
+                    self.target,
+                    self.fd,
+                    self.meta_update,
+                    expect_rows=self.rows,
+                    end=os.fstat(self.fd).st_size,  # the writer's own file ends on its last record batch
+                    name=self.path,
+                )
         finally:
-            os.close(self.fd)
+            _locking.release(self.fd)

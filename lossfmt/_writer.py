@@ -4,7 +4,6 @@ thread appends record batches to the `LiveFile`; `close()` compacts it into a cl
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import struct
@@ -80,7 +79,7 @@ class LossWriter:
 
     path: Path
     run: str
-    run_id: str
+    run_id: str | None
 
     def __init__(
         self,
@@ -100,6 +99,11 @@ class LossWriter:
         run: the run's name (default: the file's stem; a resumed file keeps its own).
         close_on_signal: close this writer on SIGTERM/SIGINT, then pass the signal on (see lossfmt._signals);
         by default a signal loses the events added since the last flush.
+
+        A resumed file lacking optional metadata gets defaults: the run name as for a new run, and `run_id`
+        None (a file without an id is not given one). A corrupt file raises LossFormatError and is left
+        byte-for-byte as it was (`lossfmt.salvage` copies its readable prefix into a new file); a FIFO or
+        other non-regular path raises LossFormatError. A failure here releases everything it took.
         """
         if (
             isinstance(flush_secs, bool)
@@ -123,12 +127,15 @@ class LossWriter:
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
         file = LiveFile(self.path, new_schema, dict(meta) if meta else None)
+        flusher = None
         try:
             info = s.run_info(file.schema)
-            self.run = info["run"]
-            self.run_id = info["run_id"]
+            # A file with only the metadata the spec requires: the run is named as a new one would be; a
+            # run_id is not invented (it would claim an identity the file never had): run_id is None.
+            self.run = info.get("run") or s.run_info(new_schema)["run"]
+            self.run_id = info.get("run_id")
             ref = weakref.ref(self)
-            self._flusher = Flusher(
+            flusher = self._flusher = Flusher(
                 self._pending,
                 _rows.Encoder(file.schema),
                 file.write_batch,
@@ -137,13 +144,18 @@ class LossWriter:
                 max_pending=max_pending,
                 name=f"lossfmt-flusher[{self.path.name}]",
             )
+            self._run = _Run(file, flusher)
+            self._finalizer = weakref.finalize(self, self._run.close)
         except BaseException:
-            file.close(compact=False)
+            # Release everything taken (thread, flock, descriptor): the next writer on this path must work.
+            try:
+                if flusher is not None:
+                    flusher.stop()
+            finally:
+                file.close(compact=False)
             raise
-        self._run = _Run(file, self._flusher)
         self._ok = True
         _writers.add(self)
-        self._finalizer = weakref.finalize(self, self._run.close)
         self._flusher.on_stop = _signals.register(self) if close_on_signal else None
 
     @property
@@ -349,6 +361,10 @@ class LossWriter:
         """Flush, compact into a footer'd Arrow IPC file (pandas/Polars/pyarrow read it), release the lock.
 
         Idempotent. Raises a background error not yet raised by add/flush; in a forked child it does nothing.
+        Never touches a file it does not hold: if the file was removed or replaced, FileReplacedError (the
+        file now at the path is left alone). If the file lacks events this writer wrote or resumed (truncated
+        or damaged from outside), LossFormatError and the live file stays as it is. Memory stays bounded
+        (about 200 MB at most) whatever the run's length.
         """
         if self._forked or self._run.finished:
             return
@@ -391,8 +407,7 @@ def _after_fork_in_child() -> None:
         writer._ok = False
         writer._forked = True
         writer._pending.clear()  # the parent's rows, copied by fork: the parent writes them, not us
-        with contextlib.suppress(OSError):
-            os.close(writer._run.file.fd)  # never flock(LOCK_UN): the lock is shared with the parent's fd
+    # The descriptors themselves (live file, compaction temp file) are closed by lossfmt._file's handler.
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

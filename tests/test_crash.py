@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -85,3 +87,59 @@ def test_sigkill_keeps_every_flushed_event(tmp_path, flush_secs):
     assert resumed.num_rows == crashed.num_rows + 1
     check_prefix(resumed.slice(0, crashed.num_rows), crashed.num_rows)
     assert resumed["tag"][-1].as_py() == "resumed" and resumed["value"][-1].as_py() == 42.0
+
+
+# Resumes the file, says so, then closes it (compaction).
+CLOSER = textwrap.dedent(
+    """
+    import sys
+    from lossfmt import LossWriter
+
+    w = LossWriter(sys.argv[1])
+    print("closing", flush=True)
+    w.close()
+    """
+)
+
+
+def test_a_kill_during_close_leaves_a_hidden_temp_file_that_the_next_writer_removes(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(tmp_path / "source.arrow", flush_secs=3600)
+    for i in range(300_000):
+        w.add(i, value(i), "loss" if i % 5 else "val", count=1 + i % 4, epoch=i // 1000)
+        if i % 10_000 == 9_999:
+            w.flush()
+    path.write_bytes(w.path.read_bytes())
+    w.close()
+    os.unlink(tmp_path / "source.arrow")
+    proc = subprocess.Popen([sys.executable, "-c", CLOSER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "closing\n"
+        temps: list[str] = []
+        while not temps and proc.poll() is None:  # kill it while its temp file exists
+            temps = [n for n in os.listdir(tmp_path) if n.endswith(".lossfmt-tmp")]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, "close() finished before its temp file was seen"
+    assert temps and all(n.startswith(".run.arrow.") for n in temps)  # hidden: globs and readers skip it
+    check_prefix(lossfmt.read(tmp_path), 300_000)
+    assert lossfmt.run_paths(str(tmp_path / "*")) == [str(path)]
+    with LossWriter(path) as w:
+        assert sorted(os.listdir(tmp_path)) == ["run.arrow"]  # the dead process's temp file is gone
+        w.add(300_000, 1.0, "resumed")
+    assert lossfmt.read(path).num_rows == 300_001
+
+
+def test_compact_removes_a_stale_temp_file_but_never_a_live_ones(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    stale = tmp_path / ".run.arrow.0123abcd.lossfmt-tmp"
+    stale.write_bytes(b"")  # a 0-byte temp file, as a kill right after its creation leaves
+    live = tmp_path / ".run.arrow.89abcdef.lossfmt-tmp"
+    with open(live, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a process that is alive and holds it
+        lossfmt.compact(path)
+        assert not stale.exists() and live.exists()

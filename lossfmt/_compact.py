@@ -1,0 +1,206 @@
+"""Compaction: a live (or crashed) file becomes a closed one, streamed in bounded memory; and salvage.
+
+Two passes over the file's verified batches (`_framing.iter_batches`, one batch in memory at a time): the
+first collects the values every dictionary column uses, in order of first use; the second remaps each
+batch's indices to that one dictionary per column and hands the batches to `_file.write_closed_locked`,
+which rebatches them into `COMPACT_ROWS`-row record batches. Peak memory is a few closed batches plus the
+dictionaries, whatever the run's length.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from lossfmt import _file, _framing, _locking
+from lossfmt import schema as s
+from lossfmt._errors import LossFormatError
+
+__all__ = ["compact", "compact_locked", "salvage"]
+
+_V1 = pa.schema(s.FIELDS)
+#: Key under which a resumed file's user metadata that is not a JSON object is kept when `meta` is merged.
+PREVIOUS_META = "previous_meta"
+
+
+class _Dictionaries:
+    """One dictionary per dictionary column, built from the values the batches use, in order of first use."""
+
+    def __init__(self) -> None:
+        self.columns = [i for i, f in enumerate(_V1) if pa.types.is_dictionary(f.type)]
+        self.codes: dict[int, dict[Any, int]] = {i: {} for i in self.columns}
+        self.arrays: dict[int, pa.Array] = {}
+
+    @staticmethod
+    def _used(column: pa.DictionaryArray) -> tuple[pa.Array, list[Any]]:
+        import pyarrow.compute as pc  # only when compacting: importing it costs 60-80 ms (lossview's startup)
+
+        used = pc.unique(column.indices.drop_null())
+        return used, column.dictionary.take(used).to_pylist()
+
+    def collect(self, batch: pa.RecordBatch) -> None:
+        for i in self.columns:
+            codes = self.codes[i]
+            for value in self._used(batch.column(i))[1]:
+                codes.setdefault(value, len(codes))
+
+    def freeze(self) -> None:
+        for i in self.columns:
+            self.arrays[i] = pa.array(list(self.codes[i]), type=_V1.field(i).type.value_type)
+
+    def remap(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        import pyarrow.compute as pc
+
+        columns = batch.columns
+        for i in self.columns:
+            column = batch.column(i)
+            used, values = self._used(column)
+            codes = pa.array([self.codes[i][v] for v in values], type=column.indices.type)
+            indices = codes.take(pc.index_in(column.indices, value_set=used))
+            columns[i] = pa.DictionaryArray.from_arrays(indices, self.arrays[i])
+        return pa.RecordBatch.from_arrays(columns, schema=_V1)
+
+
+def _open(
+    path: Path, name: Path, *, end: int | None = None, stop_at_damage: bool = False
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The file's schema, and the v1 columns of every verified batch up to `end` (only its decodable prefix
+    if `stop_at_damage`)."""
+    schema, batches = _framing.iter_batches(path, end)
+    return schema, _columns(batches, name, stop_at_damage)
+
+
+def _columns(batches: Iterator[pa.RecordBatch], name: Path, stop_at_damage: bool) -> Iterator[pa.RecordBatch]:
+    try:
+        for batch in batches:
+            yield batch.select(list(s.COLUMNS))
+    except LossFormatError:
+        if not stop_at_damage:
+            raise
+    except (pa.ArrowException, OSError) as exc:
+        # Decoding errors the framing did not name (Arrow reports a failed decompression as an OSError
+        # without errno) are still corruption; a real I/O error (with errno) is not.
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        if not stop_at_damage:
+            raise LossFormatError(f"{os.fspath(name)}: corrupt record batch ({exc})") from None
+
+
+def _merged_meta(schema: pa.Schema, meta: dict[str, Any] | None) -> pa.Schema:
+    """`schema` with v1 fields, its metadata, and `meta` merged into the user metadata (if given).
+
+    A file's user metadata that is not a JSON object (another tool wrote a list, say) is kept as it is when
+    there is nothing to merge, and otherwise kept under the key `previous_meta` of the merged object.
+    """
+    metadata = dict(schema.metadata or {})
+    if meta:
+        old = s.run_info(schema)["meta"]
+        merged = {**old, **meta} if isinstance(old, dict) else {PREVIOUS_META: old, **meta}
+        encoded = json.dumps(merged, sort_keys=True, allow_nan=True, default=str)
+        metadata[s.KEY_META.encode()] = encoded.encode()
+    return pa.schema(s.FIELDS, metadata=metadata)
+
+
+def compact_locked(
+    path: Path,
+    held: int,
+    meta: dict[str, Any] | None = None,
+    *,
+    expect_rows: int | None = None,
+    end: int | None = None,
+    name: Path | None = None,
+) -> int:
+    """Rewrite the file at `path` (locked by `held`) as a closed file, atomically; return its row count.
+
+    LossFormatError, and the file left as it is, if it is corrupt, or if it holds other than `expect_rows`
+    rows (given by a writer that knows how many it wrote), or if it changed between the two passes. `end`:
+    where the content ends, if the caller knows (a writer's own file ends on its last record batch).
+    """
+    name = name or path
+    dictionaries = _Dictionaries()
+    rows = 0
+    schema, batches = _open(path, name, end=end)
+    for batch in batches:
+        dictionaries.collect(batch)
+        rows += batch.num_rows
+    if expect_rows is not None and rows != expect_rows:
+        raise LossFormatError(
+            f"{os.fspath(name)}: holds {rows} events where {expect_rows} were written (the file was "
+            "truncated or damaged from outside); it is left as it is, not compacted"
+        )
+    dictionaries.freeze()
+    remapped = (dictionaries.remap(batch) for batch in _open(path, name, end=end)[1])
+    return _file.write_closed_locked(path, _merged_meta(schema, meta), remapped, held=held, expect_rows=rows)
+
+
+def compact(path: str | os.PathLike[str]) -> None:
+    """Turn a live or crashed (footerless) file into a closed, compact one; a closed file is left as is.
+
+    A torn tail is dropped. WriterBusyError if a LossWriter has the file open; LossFormatError if the file is
+    not lossfmt or is corrupt (then it is left byte-for-byte as it was: see `salvage`).
+    """
+    shown = Path(path)
+    final = _locking.target(shown.absolute())
+    if not final.exists():
+        raise LossFormatError(f"{os.fspath(path)}: no such file")
+    fd, _ = _locking.open_locked(final, shown)
+    try:
+        _locking.remove_stale_temps(final)
+        try:
+            with pa.OSFile(os.fspath(final)) as f, pa.ipc.open_file(f):
+                closed = True  # it has a footer
+        except (pa.ArrowException, OSError):
+            closed = False
+        if closed:  # verified, not rewritten
+            for _ in _open(final, shown)[1]:
+                pass
+            return
+        compact_locked(final, fd, name=shown)
+    finally:
+        _locking.release(fd)
+
+
+def _damage_offset(exc: LossFormatError) -> int | None:
+    """The byte offset a corruption error names (where the readable prefix ends at the latest), if any."""
+    offset = getattr(exc, "offset", None)
+    if isinstance(offset, int):
+        return offset
+    found = re.search(r"at byte (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
+    """Copy the decodable, verified prefix of a (possibly corrupt) file into a NEW closed file `out`.
+
+    For a file that `read` or a resuming writer reject as corrupt: every record batch before the first
+    damaged message is kept. `path` is never modified. Returns the number of events recovered.
+    FileExistsError if `out` exists; LossFormatError if even the header is unreadable.
+    """
+    source, dest = Path(path), Path(out)
+    if os.path.lexists(dest):
+        raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
+    end = None
+    while True:  # a file checked as a whole names the damage's offset: read up to there
+        try:
+            schema, batches = _open(source, source, end=end, stop_at_damage=True)
+            break
+        except LossFormatError as exc:
+            offset = _damage_offset(exc)
+            if offset is None or (end is not None and offset >= end):
+                raise
+            end = offset
+    dictionaries = _Dictionaries()
+    good = 0
+    for batch in batches:  # damage found while reading ends the prefix
+        dictionaries.collect(batch)
+        good += 1
+    dictionaries.freeze()
+    kept = itertools.islice(_open(source, source, end=end, stop_at_damage=True)[1], good)
+    return _file.write_closed(dest, _merged_meta(schema, None), (dictionaries.remap(b) for b in kept))

@@ -1,0 +1,186 @@
+"""close() compacts in bounded memory, verifies before replacing, and touches only the file it holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pyarrow as pa
+import pytest
+
+import lossfmt
+from lossfmt import FileReplacedError, LossFormatError, LossWriter
+
+COMPACT_ROWS = 1 << 19  # rows per record batch of a closed file (spec/FORMAT.md)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_close_writes_bounded_checksummed_batches_sharing_one_dictionary_per_column(tmp_path):
+    path = tmp_path / "run.arrow"
+    n = COMPACT_ROWS + 1000
+    tags = ["loss", "val", "grad/0", "grad/1"]
+    with LossWriter(path, flush_secs=3600) as w:
+        for i in range(n):
+            w.add(i, 0.5, tags[(i // 100_000) % 4], reduction="sum" if i % 2 else "mean")
+    f = pa.ipc.open_file(path)
+    assert [f.get_batch(i).num_rows for i in range(f.num_record_batches)] == [COMPACT_ROWS, 1000]
+    assert f.schema.metadata[b"lossfmt.checksum"] == b"crc32c"
+    for i in range(f.num_record_batches):
+        batch, custom = f.get_batch_with_custom_metadata(i)
+        assert set(custom) == {b"lossfmt.crc32c"} and len(custom[b"lossfmt.crc32c"]) == 8
+        assert batch.column("tag").dictionary.to_pylist() == tags  # one dictionary, in order of first use
+        assert batch.column("reduction").dictionary.to_pylist() == ["mean", "sum"]
+    table = lossfmt.read(path)
+    assert table["step"].to_pylist() == list(range(n))
+    assert table["tag"].to_pylist()[::100_000] == [tags[i % 4] for i in range(6)]
+
+
+# Writes N events (several tags), then reports the RSS high-water mark before and after close().
+MEMORY = textwrap.dedent(
+    """
+    import resource, sys
+    from lossfmt import LossWriter
+
+    n = int(sys.argv[2])
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    for i in range(n):
+        w.add(i, i * 0.5, "loss" if i % 10 else "val")
+    w.flush()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    w.close()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(before, after)
+    """
+)
+
+
+def close_extra_memory_mb(path, n: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY, str(path), str(n)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert lossfmt.read(path, columns=["step"]).num_rows == n
+    return (after - before) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def test_close_of_a_million_events_stays_within_the_memory_bound(tmp_path):
+    assert close_extra_memory_mb(tmp_path / "run.arrow", 1_000_000) <= 256
+
+
+@pytest.mark.slow
+def test_close_of_ten_million_events_stays_within_the_memory_bound(tmp_path):
+    assert close_extra_memory_mb(tmp_path / "run.arrow", 10_000_000) <= 256
+
+
+def test_close_refuses_a_file_truncated_from_outside_and_leaves_it(tmp_path):
+    """A copytruncate log rotation halves the live file; later flushes land after the cut."""
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for i in range(50_000):
+        w.add(i, float(i))
+        if i % 5000 == 4999:
+            w.flush()
+    os.truncate(path, path.stat().st_size // 2)
+    for i in range(50_000, 50_100):
+        w.add(i, float(i))
+    w.flush()
+    digest = sha256(path)
+    with pytest.raises(LossFormatError, match=r"run\.arrow"):
+        w.close()
+    assert sha256(path) == digest  # not replaced by a closed file missing events
+    assert w.closed
+    assert not [p for p in os.listdir(tmp_path) if p != "run.arrow"]  # no temp file left
+
+
+def test_close_refuses_a_file_whose_first_batch_was_damaged(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for i in range(5000):
+        w.add(i, float(i))
+    w.flush()
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # a flipped bit in the first batch's body
+        f.seek(size - 100)
+        byte = f.read(1)
+        f.seek(size - 100)
+        f.write(bytes([byte[0] ^ 0x10]))
+    for i in range(5000, 6000):
+        w.add(i, float(i))
+    w.flush()
+    digest = sha256(path)
+    with pytest.raises(LossFormatError, match=r"run\.arrow"):
+        w.close()
+    assert sha256(path) == digest
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_close_of_a_removed_file_never_touches_the_next_run_at_that_path(tmp_path, pending):
+    path = tmp_path / "run.arrow"
+    a = LossWriter(path, flush_secs=3600)
+    a.add(0, 1.0, "a")
+    a.flush()
+    os.unlink(path)  # a user cleans runs/
+    b = LossWriter(path, flush_secs=3600)
+    b.add(0, 2.0, "b")
+    b.flush()
+    digest = sha256(path)
+    if pending:
+        a.add(1, 1.0, "a")
+    with pytest.raises(FileReplacedError, match="removed"):
+        a.close()
+    assert sha256(path) == digest  # B's live, locked file is left alone
+    b.add(1, 2.0, "b")
+    b.close()
+    assert lossfmt.read(path)["tag"].to_pylist() == ["b", "b"]
+
+
+def test_a_symlinked_path_compacts_the_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "store" / "real.arrow"
+    target.parent.mkdir()
+    link = tmp_path / "run.arrow"
+    link.symlink_to(target)
+    for start in (0, 10):  # a new run, then a resumed one
+        with LossWriter(link) as w:
+            for i in range(start, start + 10):
+                w.add(i, float(i))
+        assert link.is_symlink() and os.readlink(link) == str(target)
+        assert pa.ipc.open_file(target).read_all()["step"].to_pylist() == list(range(start + 10))
+    assert sorted(os.listdir(target.parent)) == ["real.arrow"]
+
+
+def test_a_fifo_is_refused_at_the_constructor_without_hanging(tmp_path):
+    fifo = tmp_path / "run.arrow"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(
+        """
+        import sys
+        import lossfmt
+        for call in (lambda: lossfmt.LossWriter(sys.argv[1]), lambda: lossfmt.compact(sys.argv[1])):
+            try:
+                call()
+            except lossfmt.LossFormatError as exc:
+                print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and all("run.arrow: not a regular file (a FIFO)" in line for line in lines)
+
+
+def test_compact_writes_meta_and_verifies_an_already_closed_file(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, meta={"lr": 0.1}) as w:
+        w.add(0, 1.0)
+    digest = sha256(path)
+    lossfmt.compact(path)
+    assert sha256(path) == digest  # a closed file is left as is
+    assert json.loads(pa.ipc.open_file(path).schema.metadata[b"lossfmt.meta"]) == {"lr": 0.1}

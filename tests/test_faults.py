@@ -1,0 +1,396 @@
+"""Real faults, each bounded in time: kills during close(), full disks, files removed, replaced or made
+read-only under a writer, racing threads, and live readers through a whole write + close."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import lossfmt
+from lossfmt import FileReplacedError, LossWriter
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, SIGKILL and tmpfs mounts")
+
+EVENTS = 300_000
+
+
+def value(i: int) -> float:
+    return i * 0.25
+
+
+def check_events(path, n: int) -> None:
+    """The file holds exactly the events 0..n-1 the writers below add."""
+    table = lossfmt.read(path)
+    steps = np.arange(n)
+    assert np.array_equal(table["step"].to_numpy(), steps)
+    assert np.array_equal(table["value"].to_numpy(), steps * 0.25)
+    tags = table["tag"].to_numpy()  # categorical indices resolved to strings
+    assert list(tags[:: n // 7]) == [("loss" if i % 10 else "val") for i in range(0, n, n // 7)]
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory) -> bytes:
+    """The bytes of a live (flushed, not closed) file of EVENTS events in 40 flushes."""
+    path = tmp_path_factory.mktemp("live") / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for i in range(EVENTS):
+        w.add(i, value(i), "loss" if i % 10 else "val")
+        if (i + 1) % (EVENTS // 40) == 0:
+            w.flush()
+    data = path.read_bytes()
+    w.close()
+    return data
+
+
+def close_in_child(path) -> tuple[int, int]:
+    """Fork a child that resumes `path` and closes it (compaction); return (pid, fd that reads b"x" once the
+    child is about to call close())."""
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(r)
+            w = LossWriter(path)
+            os.write(wfd, b"x")
+            w.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    return pid, r
+
+
+def kill_during_close(path, delay: float) -> tuple[int, float]:
+    """Start close() in a child, SIGKILL it `delay` seconds later; the child's exit status, and how long its
+    close() ran (until it exited or was killed)."""
+    pid, r = close_in_child(path)
+    try:
+        assert os.read(r, 1) == b"x"
+        start = time.monotonic()
+        # Wait `delay` (the moment of the fault) unless the child exits first (its end of the pipe closes).
+        finished, _, _ = select.select([r], [], [], delay)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        elapsed = time.monotonic() - start
+    finally:
+        os.close(r)
+    return os.waitpid(pid, 0)[1], elapsed
+
+
+def temp_files(directory) -> list[str]:
+    return [name for name in os.listdir(directory) if name.endswith(".lossfmt-tmp")]
+
+
+def sigkill_moments(tmp_path, live_run: bytes, moments: int) -> None:
+    durations = []
+    for i in range(2):
+        measure = tmp_path / f"measure{i}.arrow"
+        measure.write_bytes(live_run)
+        status, elapsed = kill_during_close(measure, 60.0)
+        assert status == 0  # not killed: it closed
+        durations.append(elapsed)
+    duration = min(durations)
+    killed = attempts = 0
+    while killed < moments:
+        attempts += 1
+        assert attempts <= 3 * moments, f"only {killed} of {attempts} kills landed during close()"
+        directory = tmp_path / f"kill{attempts}"
+        directory.mkdir()
+        path = directory / "run.arrow"
+        path.write_bytes(live_run)
+        # Moments spread over close() (golden-ratio steps: every part of it, in no fixed order).
+        status, _ = kill_during_close(path, duration * ((attempts * 0.618034) % 1.0))
+        killed += os.WIFSIGNALED(status)
+        check_events(path, EVENTS)  # live or closed, every flushed event is there
+        assert lossfmt.read(directory).num_rows == EVENTS  # a stale temp file does not break a directory read
+        with LossWriter(path) as w:  # the next writer works, and removes what the kill left
+            w.add(EVENTS, value(EVENTS), "val")
+        assert os.listdir(directory) == ["run.arrow"]  # no temp file of any name left
+        check_events(path, EVENTS + 1)
+
+
+def test_sigkill_at_spread_moments_during_close_loses_nothing(tmp_path, live_run):
+    sigkill_moments(tmp_path, live_run, 6)
+
+
+@pytest.mark.slow
+def test_sigkill_at_thirty_moments_during_close_loses_nothing(tmp_path, live_run):
+    sigkill_moments(tmp_path, live_run, 32)
+
+
+def test_a_fork_during_close_does_not_keep_the_run_locked(tmp_path, live_run):
+    """A worker forked while close() is compacting (the temp file open) must not inherit its lock."""
+    path = tmp_path / "run.arrow"
+    path.write_bytes(live_run)
+    w = LossWriter(path)
+    children: list[int] = []
+    stop = threading.Event()
+
+    def fork_when_compacting() -> None:
+        while not stop.is_set() and not children:
+            if temp_files(tmp_path):
+                pid = os.fork()
+                if pid == 0:
+                    time.sleep(30)  # a long-lived worker
+                    os._exit(0)
+                children.append(pid)
+
+    forker = threading.Thread(target=fork_when_compacting)
+    forker.start()
+    try:
+        w.close()
+        stop.set()
+        forker.join()
+        assert children, "no fork happened while the temp file existed"
+        with LossWriter(path) as again:  # while the child still lives
+            again.add(EVENTS, value(EVENTS), "val")
+        check_events(path, EVENTS + 1)
+    finally:
+        stop.set()
+        forker.join()
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+# --- full disks -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real tmpfs of 256 KiB, mounted for the test (root only) and unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(directory, leave: int) -> os.PathLike:
+    """Fill the disk, then free `leave` bytes (whole pages) at the end of the filler file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def test_a_short_header_write_raises_at_the_constructor_and_leaves_no_file(tiny_disk):
+    fill(tiny_disk, 4096)  # one page free: the header below takes three
+    path = tiny_disk / "run.arrow"
+    with pytest.raises(OSError, match=r"run\.arrow"):
+        LossWriter(path, meta={"note": "x" * 10_000})
+    assert not path.exists()  # no half header for later flushes to land after
+    os.unlink(tiny_disk / "filler")
+    with LossWriter(path, meta={"note": "x" * 10_000}) as w:
+        w.add(0, 1.0)
+    assert lossfmt.read(path).num_rows == 1
+
+
+def test_a_full_disk_is_raised_by_the_next_call_and_every_flushed_event_stays(tiny_disk):
+    path = tiny_disk / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    flushed = 0
+    with pytest.raises(OSError, match="No space left"):
+        for i in range(10_000_000):
+            w.add(i, value(i), "loss" if i % 10 else "val")
+            if i % 1000 == 999:
+                w.flush()
+                flushed = i + 1
+    assert flushed > 0
+    with pytest.raises(OSError):
+        w.add(0, 1.0)  # the error stays: the writer cannot continue
+    w.close()
+    check_events(path, flushed)
+    assert temp_files(tiny_disk) == []
+
+
+def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
+    path = tiny_disk / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    n = 0
+    while path.stat().st_size < 100_000:
+        for i in range(n, n + 2000):
+            w.add(i, value(i), "loss" if i % 10 else "val")
+        n += 2000
+        w.flush()
+    filler = fill(tiny_disk, 8192)  # room for flushes, not for a compacted copy
+    live = path.read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        w.close()
+    assert path.read_bytes() == live
+    assert temp_files(tiny_disk) == []
+    check_events(path, n)
+    os.unlink(filler)
+    lossfmt.compact(path)  # with room again, the run closes
+    check_events(path, n)
+
+
+def test_a_file_made_read_only_mid_run_keeps_every_event_and_its_mode(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, value(0), "val")
+    w.flush()
+    path.chmod(0o444)
+    for i in range(1, 1000):
+        w.add(i, value(i), "loss" if i % 10 else "val")
+    w.close()
+    check_events(path, 1000)
+    assert path.stat().st_mode & 0o777 == 0o444
+
+
+@pytest.fixture
+def read_only_later(tmp_path):
+    """A directory, and a function that remounts it read-only (a read-only bind mount over it; root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root (CI runs as root)")
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    mounted = []
+
+    def make_read_only() -> None:
+        subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+        mounted.append(directory)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+
+    yield directory, make_read_only
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], check=True)
+
+
+def test_a_directory_made_read_only_mid_run_fails_close_and_keeps_the_live_file(read_only_later):
+    directory, make_read_only = read_only_later
+    path = directory / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for i in range(1000):
+        w.add(i, value(i), "loss" if i % 10 else "val")
+    w.flush()
+    make_read_only()
+    w.add(1000, value(1000), "val")
+    with pytest.raises(OSError, match="Read-only"):
+        w.close()  # its last flush lands; the compacted copy cannot be created
+    check_events(path, 1001)
+    with pytest.raises(pa.ArrowInvalid):
+        pa.ipc.open_file(path)  # still the live file, not a closed one
+    assert temp_files(directory) == []
+
+
+# --- files removed or replaced, racing threads ------------------------------------------------------------
+
+
+def test_a_file_replaced_mid_run_is_reported_and_the_replacement_left_alone(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, 1.0)
+    w.flush()
+    other = tmp_path / "other.arrow"
+    with LossWriter(other) as o:
+        o.add(0, 2.0, "other")
+    os.replace(other, path)
+    replacement = path.read_bytes()
+    w.add(1, 1.0)
+    with pytest.raises(FileReplacedError, match="removed or replaced"):
+        w.flush()
+    w.close()
+    assert path.read_bytes() == replacement
+
+
+def test_sixteen_threads_adding_while_another_flushes_and_closes_lose_nothing(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=0.01, max_pending=5000)
+    per_thread = 5000
+    added = threading.Barrier(17)
+
+    def producer(t: int) -> None:
+        for i in range(per_thread):
+            w.add(t * per_thread + i, value(t * per_thread + i), f"t{t}")
+        added.wait()
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        w.flush()
+    added.wait()
+    w.close()
+    for t in threads:
+        t.join()
+    table = pa.ipc.open_file(path).read_all()
+    assert sorted(table["step"].to_pylist()) == list(range(16 * per_thread))
+    pairs = list(zip(table["tag"].to_pylist(), table["step"].to_pylist(), strict=True))
+    for t in range(16):  # every thread's events, in its own order
+        assert [s for tag, s in pairs if tag == f"t{t}"] == list(range(t * per_thread, (t + 1) * per_thread))
+
+
+# --- live readers through a whole write + close ------------------------------------------------------------
+
+
+WRITER = """
+import sys
+from lossfmt import LossWriter
+w = LossWriter(sys.argv[1], flush_secs=0.005)
+for i in range(int(sys.argv[2])):
+    w.add(i, i * 0.25, "loss" if i % 10 else "val")
+    if i % 5000 == 4999:
+        w.flush()
+w.close()
+"""
+
+
+def test_a_follower_and_lossview_follow_run_through_a_whole_write_and_close(tmp_path):
+    path, png = tmp_path / "run.arrow", tmp_path / "out.png"
+    n = 200_000
+    LossWriter(path).close()  # the file exists before the watchers start
+    view = subprocess.Popen(
+        [sys.executable, "-m", "lossview", str(path), "--follow", "-o", str(png)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n)])
+    try:
+        follower = lossfmt.follow(path)
+        seen: list[int] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = writer.poll() is not None
+            update = follower.poll()
+            steps = update.table["step"].to_pylist() if update.table.num_rows else []
+            if update.reset:
+                seen = steps
+            else:
+                seen += steps
+            if done and len(seen) >= n:
+                break
+        assert writer.wait(timeout=60) == 0
+        assert seen == list(range(n))  # no duplicate, no gap, in order
+        final = follower.poll()
+        assert final.table.num_rows == 0 or (final.reset and final.table.num_rows == n)
+    finally:
+        writer.kill()
+        writer.wait()
+        view.send_signal(signal.SIGTERM)
+        _, err = view.communicate(timeout=60)
+    assert view.returncode == 0, err
+    assert "Traceback" not in err
+    assert png.exists() and png.stat().st_size > 0

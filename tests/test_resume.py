@@ -1,0 +1,203 @@
+"""Resume: an existing file is appended to without ever losing, truncating in place or rewriting its data.
+
+Only an incomplete final message is a torn tail (dropped); anything else that does not decode is corruption:
+LossFormatError naming the file and the byte offset, and the file left byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+
+import pyarrow as pa
+import pytest
+from filebytes import batch_ends, closed_bytes, live_bytes, message_ends
+
+import lossfmt
+from lossfmt import LossFormatError, LossWriter
+from lossfmt import schema as s
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def live_file(path, n: int = 300, flushes: int = 3) -> bytes:
+    """A live file of `n` events in `flushes` flushes, as a writer leaves it when killed (copied mid-run)."""
+    w = LossWriter(path.with_name("source.arrow"), flush_secs=3600)
+    for i in range(n):
+        w.add(i, float(i), "loss" if i % 3 else f"tag{i % 7}")
+        if (i + 1) % (n // flushes) == 0:
+            w.flush()
+    data = w.path.read_bytes()
+    w.close()
+    path.write_bytes(data)
+    return data
+
+
+def steps(path) -> list[int]:
+    return lossfmt.read(path)["step"].to_pylist()
+
+
+def v1_batch(n: int, start: int = 0) -> pa.RecordBatch:
+    tags = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array(["loss"]))
+    reductions = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int8()), pa.array(["mean"]))
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(range(start, start + n), pa.int64()),
+            tags,
+            pa.array([float(i) for i in range(n)]),
+            pa.array([1] * n, pa.int64()),
+            pa.nulls(n, pa.int64()),
+            pa.array([0] * n, s.WALL_TIME_TYPE),
+            reductions,
+        ],
+        schema=pa.schema(s.FIELDS),
+    )
+
+
+def test_a_live_file_ending_on_a_record_batch_is_appended_in_place(tmp_path):
+    path = tmp_path / "run.arrow"
+    live_file(path)
+    inode = os.stat(path).st_ino
+    with LossWriter(path) as w:
+        assert os.stat(path).st_ino == inode  # nothing to drop: no copy, no replace
+        w.add(300, 1.0)
+    assert steps(path) == list(range(301))
+
+
+def test_resuming_a_closed_file_replaces_it_keeping_its_mode_and_a_reader_keeps_the_old_bytes(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for i in range(100):
+            w.add(i, float(i))
+    path.chmod(0o640)
+    before = path.read_bytes()
+    with open(path, "rb") as old:  # a reader that opened the closed file
+        with LossWriter(path) as w:
+            assert os.stat(path).st_ino != os.fstat(old.fileno()).st_ino
+            w.add(100, 1.0)
+        assert old.read() == before  # never truncated in place under it
+    assert steps(path) == list(range(101))
+    assert path.stat().st_mode & 0o777 == 0o640  # the replacement keeps the file's mode
+
+
+def test_a_torn_tail_is_dropped_by_an_atomic_replace_and_every_complete_event_kept(tmp_path):
+    path = tmp_path / "run.arrow"
+    data = live_file(path)
+    ends = batch_ends(data)
+    path.write_bytes(data[: ends[-1] - 5])  # the last flush torn mid-message
+    with open(path, "rb") as old, LossWriter(path) as w:
+        assert os.stat(path).st_ino != os.fstat(old.fileno()).st_ino
+        w.add(1000, 1.0)
+    assert steps(path) == [*range(200), 1000]
+
+
+def test_dictionaries_of_a_torn_flush_are_dropped(tmp_path):
+    """A flush whose dictionary messages are complete but whose record batch never reached the disk."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(tmp_path / "source.arrow", flush_secs=3600) as w:
+        w.add(0, 0.0)
+        w.flush()
+        w.add(1, 1.0, "fresh")  # a new tag: this flush starts with a dictionary message
+        w.flush()
+        data = w.path.read_bytes()
+    first_batch_end = batch_ends(data)[0]
+    dictionary_ends = [e for e in message_ends(data, "dictionary") if e > first_batch_end]
+    assert dictionary_ends, "the second flush carries dictionary messages"
+    path.write_bytes(data[: dictionary_ends[-1]])
+    with LossWriter(path) as w:
+        w.add(2, 2.0, "new")
+    table = lossfmt.read(path)
+    assert table["step"].to_pylist() == [0, 2]
+    assert table["tag"].to_pylist() == ["loss", "new"]
+
+
+def damaged(path, how: str) -> None:
+    """Damage a file the way users' files get damaged; the damage is in a complete message or a footer."""
+    if how.startswith("closed"):
+        with LossWriter(path) as w:
+            for i in range(3000):
+                w.add(i, float(i) / 7, f"t{i % 5}")
+        data = bytearray(path.read_bytes())
+        pos = len(data) // 3 if how == "closed body" else len(data) - 20
+    else:
+        data = bytearray(live_file(path, n=3000, flushes=3))
+        ends = batch_ends(bytes(data))
+        pos = (ends[0] + ends[1]) // 2  # inside the second flush's messages, a complete one follows
+    data[pos] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["live middle batch", "closed body", "closed footer"])
+def test_a_corrupt_file_is_refused_naming_file_and_offset_and_left_byte_for_byte(tmp_path, how):
+    path = tmp_path / "run.arrow"
+    damaged(path, how)
+    digest, fds = sha256(path), open_fds()
+    with pytest.raises(LossFormatError, match=rf"{re.escape(str(path.name))}.*\b\d+\b"):
+        LossWriter(path)
+    assert sha256(path) == digest
+    assert open_fds() == fds  # nothing leaked: no descriptor, no lock
+    with open(path, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_salvage_recovers_the_decodable_prefix_of_a_corrupt_file_into_a_new_file(tmp_path):
+    path, out = tmp_path / "run.arrow", tmp_path / "salvaged.arrow"
+    damaged(path, "live middle batch")
+    digest = sha256(path)
+    assert lossfmt.salvage(path, out) == 1000
+    assert sha256(path) == digest
+    table = pa.ipc.open_file(out).read_all()
+    assert table["step"].to_pylist() == list(range(1000))
+    assert lossfmt.read(out).num_rows == 1000
+    with pytest.raises(FileExistsError):
+        lossfmt.salvage(path, out)
+
+
+def test_a_file_with_only_the_required_metadata_resumes_with_defaults(tmp_path):
+    path = tmp_path / "minimal.arrow"
+    schema = pa.schema(s.FIELDS, metadata={s.KEY_VERSION: "1"})
+    path.write_bytes(live_bytes(schema, [v1_batch(5)]))
+    with LossWriter(path) as w:
+        assert w.run == "minimal"  # the file's stem, as for a new run
+        assert w.run_id is None  # not invented: the file never had one
+        w.add(5, 1.0)
+    assert steps(path) == list(range(6))
+    info = lossfmt.run_info(pa.ipc.open_file(path).schema)
+    assert "run_id" not in info and info["version"] == 1
+    with LossWriter(path) as w:  # and again: nothing was leaked by the first
+        w.add(6, 1.0)
+    assert steps(path) == list(range(7))
+
+
+def test_a_failed_constructor_releases_its_descriptor_lock_and_thread(tmp_path):
+    path = tmp_path / "run.arrow"
+    schema = pa.schema([*s.FIELDS, pa.field("extra", pa.int64())], metadata={s.KEY_VERSION: "1"})
+    batch = pa.RecordBatch.from_arrays([*v1_batch(3).columns, pa.array([1, 2, 3])], schema=schema)
+    path.write_bytes(live_bytes(schema, [batch]))
+    fds = open_fds()
+    with pytest.raises(LossFormatError, match="refusing to resume"):
+        LossWriter(path)
+    assert open_fds() == fds
+    with open(path, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock was released
+
+
+@pytest.mark.parametrize("meta", [None, {"lr": 0.1}])
+def test_user_metadata_that_is_not_an_object_survives_resume_and_close(tmp_path, meta):
+    path = tmp_path / "run.arrow"
+    schema = pa.schema(s.FIELDS, metadata={s.KEY_VERSION: "1", s.KEY_META: json.dumps([1, 2])})
+    path.write_bytes(closed_bytes(schema, [v1_batch(2)]))
+    with LossWriter(path, meta=meta) as w:
+        w.add(2, 1.0)
+    stored = lossfmt.run_info(pa.ipc.open_file(path).schema)["meta"]
+    assert stored == ([1, 2] if meta is None else {"previous_meta": [1, 2], "lr": 0.1})
+    assert steps(path) == [0, 1, 2]
