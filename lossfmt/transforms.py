@@ -24,6 +24,11 @@ from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
 from lossfmt._sources import select_tags
 from lossfmt._step_ema import step_ema
 
+# Arrow <-> numpy through buffers: `pa.array()` and `.to_numpy()` import pandas on first use in pyarrow 26
+# (half a second of every lossview command). Public here so the viewer needs no private name.
+to_arrow = _arrow.array
+to_numpy = _arrow.to_numpy
+
 PER_ITEM = "per-item"
 
 Per = Literal["epoch"] | int
@@ -48,6 +53,8 @@ __all__ = [
     "series",
     "smooth_table",
     "step_ema",
+    "to_arrow",
+    "to_numpy",
 ]
 
 # --- parsing and validation ---------------------------------------------------------------------------------

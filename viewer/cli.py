@@ -190,10 +190,16 @@ def _summary(ns: argparse.Namespace) -> int:
 
 
 def _export(ns: argparse.Namespace) -> int:
+    if ns.format == "parquet":
+        return commands.export_parquet(ns.files, ns.out)
     return commands.export(ns.files, ns.out, _view(ns))
 
 
 def _compact(ns: argparse.Namespace) -> int:
+    if ns.salvage is not None:
+        if len(ns.files) != 1:
+            raise v.OptionError("--salvage copies one damaged FILE: give exactly one")
+        return commands.salvage(ns.files[0], ns.salvage)
     return commands.compact(ns.files)
 
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
+from lossfmt.transforms import to_arrow as array
 from lossview import view as v
-from lossview._adapter import array
 
 EXPORT_FORMATS = (".csv", ".parquet", ".feather", ".arrow")
 HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",
@@ -187,6 +187,16 @@ def export(files: Sequence[str], out_name: str, view: v.View) -> int:
     return 0
 
 
+def export_parquet(files: Sequence[str], out: str) -> int:
+    summary = lossfmt.export_parquet(list(files), out)
+    print(
+        f"{out}: {summary.runs} runs, {summary.written} written, {summary.removed} removed, "
+        f"{summary.rows} events",
+        file=sys.stderr,
+    )
+    return 0
+
+
 # -------------------------------------------------------------------------------------- compact, import
 
 
@@ -195,6 +205,12 @@ def compact(files: Sequence[str]) -> int:
         before = os.path.getsize(path)
         lossfmt.compact(path)
         print(f"{path}: {before} -> {os.path.getsize(path)} bytes", file=sys.stderr)
+    return 0
+
+
+def salvage(path: str, out: str) -> int:
+    n = lossfmt.salvage(path, out)
+    print(f"{out}: {n} events recovered from {path} (which is left as it was)", file=sys.stderr)
     return 0
 
 

@@ -212,6 +212,15 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("out", metavar="OUT", help="OUT.csv, OUT.parquet or OUT.feather")
+    p.add_argument(
+        "--format",
+        choices=("rows", "parquet"),
+        default="rows",
+        help="rows (default): the plotted rows, in the format OUT's suffix names; parquet: every event of "
+        "every run with its run metadata (hparams) as columns, for DuckDB, Spark, Trino, BigQuery and "
+        "Polars: OUT.parquet is one file, any other OUT a directory partitioned by run, updated "
+        "incrementally (only new or changed runs are rewritten)",
+    )
     _transform_options(p)
     return p
 
@@ -220,9 +229,16 @@ def _compact_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{PROG} compact",
         description="Compact live or crashed files into footer'd Arrow IPC files (readable by pandas, "
-        "Polars, pyarrow.dataset). Keeps every complete event and the run id; drops a torn tail.",
+        "Polars, pyarrow.dataset). Keeps every complete event and the run id; drops a torn tail. A "
+        "damaged (corrupt) file is refused and left as it is; --salvage OUT copies its readable prefix.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--salvage",
+        metavar="OUT",
+        help="for one damaged FILE: copy the events before the damage into a new closed file OUT "
+        "(FILE is never modified)",
+    )
     return p
 
 

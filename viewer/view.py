@@ -22,7 +22,8 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
-from lossview._adapter import array, select_tags, to_numpy
+from lossfmt.transforms import select_tags, to_numpy
+from lossfmt.transforms import to_arrow as array
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")

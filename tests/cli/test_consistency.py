@@ -93,11 +93,9 @@ def _private_lossfmt_imports(source: str) -> list[str]:
     return found
 
 
-def test_viewer_code_imports_no_private_lossfmt_name_outside_the_adapter():
+def test_viewer_code_imports_no_private_lossfmt_name():
     offenders = {}
     for path in sorted(VIEWER.glob("*.py")):
-        if path.name == "_adapter.py":  # the one marked adapter, until lossfmt exports what it takes
-            continue
         names = _private_lossfmt_imports(path.read_text())
         if names:
             offenders[path.name] = names
