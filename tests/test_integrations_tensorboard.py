@@ -70,6 +70,20 @@ def test_output_is_a_closed_arrow_file_other_tools_read(tmp_path):
         assert reader.read_all().num_rows == 50
 
 
+def test_imported_files_are_written_by_the_writers_closed_file_code_with_checksums(tmp_path):
+    """One writer of closed files: import_tb's output carries the per-batch checksums (spec §1.6), so a
+    flipped byte in it is an error, not a different loss."""
+    write_run(tmp_path / "tb", n=50)
+    out = tmp_path / "run.arrow"
+    import_tb(tmp_path / "tb", out)
+    assert run_info(lossfmt.read(out).schema).get("checksum") == "crc32c"
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    out.write_bytes(bytes(data))
+    with pytest.raises(lossfmt.LossFormatError):
+        lossfmt.read(out)
+
+
 def test_restarted_run_concatenates_its_event_files_in_time_order(tmp_path):
     logdir = tmp_path / "tb" / "exp"
     write_run(logdir, n=30)

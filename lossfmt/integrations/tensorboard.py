@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import schema
+from lossfmt import _file, schema
 
 try:
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
@@ -184,16 +184,7 @@ def _table(run: _Run) -> pa.Table:
 
 
 def _write_closed(path: Path, table: pa.Table) -> None:
-    """Write `table` as a closed lossfmt file (an Arrow IPC file, zstd), atomically replacing `path`.
-
-    TODO(lead): rewire to the writer side's closed-file function in lossfmt._file (fsync, lock, checksums)
-    once it lands; this is the only place import_tb writes bytes.
-    """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    options = pa.ipc.IpcWriteOptions(compression=schema.COMPRESSION)
-    try:
-        with pa.ipc.new_file(str(tmp), table.schema, options=options) as writer:
-            writer.write_table(table, max_chunksize=1 << 20)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write `table` as a closed lossfmt file through the one closed-file writer (atomic, locked, fsynced,
+    checksummed, in the spec's batch size)."""
+    table = table.unify_dictionaries().combine_chunks()
+    _file.write_closed(path, table.schema, table.to_batches())
