@@ -1,49 +1,675 @@
-"""Framing of Arrow IPC messages in lossfmt files: the one module that knows the bytes.
+"""Framing of Arrow IPC messages in lossfmt files: the one module that knows the bytes (spec/FORMAT.md §1).
 
-Contract used by the writer side (flusher, compaction) and the reader side (read, follow, resume):
+Contract used by the writer side (flusher, compaction, import) and the reader side (read, follow, resume):
 
 - `BATCH_METADATA`: the custom metadata every record batch is written with (a placeholder checksum that
   `Sealer.seal` fills in).
 - `Sealer().seal(chunk)`: given bytes an Arrow stream or file writer emitted (whole encapsulated messages,
-  optionally preceded by the magic and schema, optionally followed by EOS and footer), returns the same
-  bytes with each record batch's checksum filled in (spec/FORMAT.md §1.6). State (where the current span
-  started) carries across calls, so one Sealer seals one stream written in many chunks.
-- `iter_batches(path)`: every verified record batch of a file's content, decoded one at a time (bounded
-  memory), with the schema first.
-
-(Stub for the redesign: checksums are not computed yet; the reader side fills this in.)
+  optionally preceded by the magic, optionally followed by EOS and footer), returns the same bytes with each
+  record batch's checksum (and the schema's, §1.6) filled in. State (where the current span started)
+  carries across calls, so one Sealer seals one stream written in many chunks. `SealingFile` wraps a binary
+  file for `pa.ipc.new_file`/`new_stream`, whose writes are pieces of messages.
+- `walk(data, name)`: the verified message layout of a file's bytes (torn tail vs corruption, §1.2).
+- `iter_batches(path)`: every verified record batch of a file's content, a bounded window at a time.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
+from typing import Any, BinaryIO, NamedTuple
 
+import google_crc32c
 import pyarrow as pa
 
-from lossfmt import schema as s
+from lossfmt._errors import LossFormatError
 
-__all__ = ["BATCH_METADATA", "Sealer", "iter_batches"]
+__all__ = [
+    "BATCH_METADATA",
+    "CHECKSUM_KEY",
+    "SCHEMA_CHECKSUM_KEY",
+    "Layout",
+    "Message",
+    "Sealer",
+    "SealingFile",
+    "iter_batches",
+    "walk",
+]
 
 #: Key of a record batch's checksum in its Message.custom_metadata; the value is 8 lowercase hex digits.
 CHECKSUM_KEY = "lossfmt.crc32c"
+#: Key of the schema message's own checksum, in the schema's custom metadata (same 8-digit encoding).
+SCHEMA_CHECKSUM_KEY = "lossfmt.schema_crc32c"
+#: Schema metadata key promising that every record batch carries CHECKSUM_KEY; its one defined value.
+KEY_CHECKSUM = "lossfmt.checksum"
+CRC32C = "crc32c"
 #: What a writer passes as `write_batch(batch, custom_metadata=...)`; `Sealer.seal` replaces the zeros.
 BATCH_METADATA = {CHECKSUM_KEY: "00000000"}
 
+MAGIC = b"ARROW1\x00\x00"
+TRAILING_MAGIC = b"ARROW1"
+EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+CONTINUATION = b"\xff\xff\xff\xff"
+PLACEHOLDER = b"00000000"
+
+# Message header types (Schema.fbs MessageHeader) and the one metadata version lossfmt writes (V5).
+SCHEMA, DICTIONARY, RECORD_BATCH = 1, 2, 3
+KINDS = {SCHEMA: "schema", DICTIONARY: "dictionary", RECORD_BATCH: "record batch"}
+_V5 = 4
+#: Codecs of BodyCompression.codec; readers support both and uncompressed bodies (§1.1).
+CODECS = {0: "lz4", 1: "zstd"}
+#: A content message's metadata is a few hundred bytes; a length beyond this is damage, not a torn tail.
+MAX_METADATA = 1 << 20
+MAX_SCHEMA_METADATA = 1 << 28
+
+_CHECKSUM_KEY_B = CHECKSUM_KEY.encode()
+_SCHEMA_CHECKSUM_KEY_B = SCHEMA_CHECKSUM_KEY.encode()
+_u8 = struct.Struct("<B").unpack_from
+_u16 = struct.Struct("<H").unpack_from
+_i32 = struct.Struct("<i").unpack_from
+_u32 = struct.Struct("<I").unpack_from
+_i64 = struct.Struct("<q").unpack_from
+
+
+class _Bad(Exception):
+    """Malformed bytes inside a complete message (turned into LossFormatError with the message's offset)."""
+
+
+class Message(NamedTuple):
+    """One complete encapsulated message of a file."""
+
+    start: int
+    """Offset of its continuation marker."""
+    end: int
+    """Offset just after its body."""
+    kind: int
+    """SCHEMA, DICTIONARY or RECORD_BATCH."""
+    dict_id: int
+    """The dictionary id of a dictionary message, else -1."""
+    is_delta: bool
+    """A delta dictionary (values appended to the id's dictionary)."""
+    crc_at: int
+    """Offset of the 8 checksum characters in the data, or -1 if the message carries none."""
+    rows: int
+    """The RecordBatch length (rows; for a dictionary message, its values)."""
+    nodes: tuple[int, ...]
+    """(length, null_count) of each field node, flattened."""
+    buffers: tuple[int, ...]
+    """(offset, length) of each buffer relative to the body start (`end` minus the body length), flattened."""
+    codec: int
+    """-1 for uncompressed bodies, else a key of CODECS."""
+
+
+class Layout(NamedTuple):
+    """The verified structure of a file's bytes (spec/FORMAT.md §1.2)."""
+
+    schema: pa.Schema
+    schema_end: int
+    """Offset just after the schema message."""
+    messages: list[Message]
+    """The content messages after the schema, up to and including the last complete record batch."""
+    end: int
+    """End of the last complete record batch message (or of the schema message): the resume point."""
+    closed: bool
+    """The stream ends with EOS at `end` followed by a footer that agrees with it."""
+
+
+# --- flatbuffers, bounds-checked --------------------------------------------------------------------------
+
+
+def _field(b: bytes, lo: int, hi: int, table: int, index: int) -> int:
+    """Absolute position of field `index` of the flatbuffer table at `table`, or 0 if absent."""
+    if table < lo or table + 4 > hi:
+        raise _Bad("table outside the metadata")
+    vtable = table - _i32(b, table)[0]
+    if vtable < lo or vtable + 4 > hi:
+        raise _Bad("vtable outside the metadata")
+    size = _u16(b, vtable)[0]
+    slot = 4 + 2 * index
+    if slot + 2 > size:
+        return 0
+    if vtable + slot + 2 > hi:
+        raise _Bad("vtable outside the metadata")
+    off = _u16(b, vtable + slot)[0]
+    if off and table + off >= hi:
+        raise _Bad("field outside the metadata")
+    return table + off if off else 0
+
+
+def _ref(b: bytes, lo: int, hi: int, pos: int) -> int:
+    """Follow the uoffset at `pos` (a table, vector or string)."""
+    if pos + 4 > hi:
+        raise _Bad("offset outside the metadata")
+    target = pos + _u32(b, pos)[0]
+    if target + 4 > hi:
+        raise _Bad("offset outside the metadata")
+    return target
+
+
+def _vector(b: bytes, lo: int, hi: int, pos: int, item: int) -> tuple[int, int]:
+    """(start of elements, count) of the vector referenced at `pos`, each element `item` bytes."""
+    vec = _ref(b, lo, hi, pos)
+    n = _u32(b, vec)[0]
+    if vec + 4 + n * item > hi:
+        raise _Bad("vector outside the metadata")
+    return vec + 4, n
+
+
+def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, int, int]]:
+    """(key, value start, value length) of each KeyValue in the vector referenced at `pos`."""
+    if not pos:
+        return
+    start, n = _vector(b, lo, hi, pos, 4)
+    for i in range(n):
+        kv = _ref(b, lo, hi, start + 4 * i)
+        key_pos, value_pos = _field(b, lo, hi, kv, 0), _field(b, lo, hi, kv, 1)
+        if not key_pos or not value_pos:
+            continue
+        k_start, k_len = _vector(b, lo, hi, key_pos, 1)
+        v_start, v_len = _vector(b, lo, hi, value_pos, 1)
+        yield b[k_start : k_start + k_len], v_start, v_len
+
+
+class _Parsed(NamedTuple):
+    kind: int
+    body_length: int
+    dict_id: int
+    is_delta: bool
+    crc_at: int
+    rows: int
+    nodes: tuple[int, ...]  # (length, null_count) per field, flattened
+    buffers: tuple[int, ...]  # (offset, length) per buffer, flattened, relative to the body
+    codec: int  # -1: uncompressed bodies; else a key of CODECS
+
+
+def _check_spans(buffers: tuple[int, ...], body_length: int) -> None:
+    """The buffers lie inside the body, and the body ends at the last one (padded to a multiple of 8)."""
+    last = 0
+    for i in range(0, len(buffers), 2):
+        off, length = buffers[i], buffers[i + 1]
+        if off < 0 or length < 0 or off + length > body_length:
+            raise _Bad("a buffer lies outside the message body")
+        if off + length > last:
+            last = off + length
+    if body_length < 0 or body_length - last >= 64 or body_length % 8:
+        raise _Bad(f"body length {body_length} does not match its buffers (end {last})")
+
+
+def _batch_header(
+    b: bytes, lo: int, hi: int, batch: int, values: dict[str, tuple[int, int]]
+) -> tuple[Any, ...]:
+    """(rows, nodes, buffers, codec) of a RecordBatch table; appends its scalar regions to `values`."""
+    rows_pos = _field(b, lo, hi, batch, 0)
+    rows = _i64(b, rows_pos)[0] if rows_pos else 0
+    if rows_pos:
+        values["rows"] = (rows_pos, 8)
+    found: list[tuple[int, ...]] = []
+    for index, what in ((1, "nodes"), (2, "buffers")):
+        pos = _field(b, lo, hi, batch, index)
+        if not pos:
+            found.append(())
+            continue
+        start, n = _vector(b, lo, hi, pos, 16)
+        found.append(struct.unpack_from(f"<{2 * n}q", b, start))
+        values[what] = (start, 16 * n)
+    codec = -1
+    compression = _field(b, lo, hi, batch, 3)
+    if compression:
+        table = _ref(b, lo, hi, compression)
+        codec_pos = _field(b, lo, hi, table, 0)
+        codec = _u8(b, codec_pos)[0] if codec_pos else 0
+        if codec not in CODECS:
+            raise _Bad(f"unknown compression codec {codec}")
+        if not pa.Codec.is_available(CODECS[codec]):
+            raise _Bad(f"compressed with {CODECS[codec].upper()}, which this pyarrow lacks")
+    return rows, found[0], found[1], codec
+
+
+def _parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | None = None) -> _Parsed:
+    """The Message metadata in b[start:hi], bounds-checked. `values` collects the regions holding scalars
+    (lengths, buffers, the checksum), which may differ between messages of one layout (see _Templates).
+
+    For a schema message `crc_at` is the offset of SCHEMA_CHECKSUM_KEY's value in the schema metadata.
+    """
+    lo = start
+    values = {} if values is None else values
+    root = _ref(b, lo, hi, start)
+    version_pos = _field(b, lo, hi, root, 0)
+    version = _u16(b, version_pos)[0] if version_pos else 0
+    if version != _V5:
+        raise _Bad(f"metadata version {version + 1}, not V5")
+    kind_pos, header_pos = _field(b, lo, hi, root, 1), _field(b, lo, hi, root, 2)
+    kind = _u8(b, kind_pos)[0] if kind_pos else 0
+    if kind not in KINDS or not header_pos:
+        raise _Bad(f"message of type {kind}: not a schema, dictionary or record batch")
+    header = _ref(b, lo, hi, header_pos)
+    length_pos = _field(b, lo, hi, root, 3)
+    body_length = _i64(b, length_pos)[0] if length_pos else 0
+    if length_pos:
+        values["length"] = (length_pos, 8)
+    dict_id, is_delta, crc_at = -1, False, -1
+    if kind == SCHEMA:
+        if body_length:
+            raise _Bad("a schema message with a body")
+        endian_pos = _field(b, lo, hi, header, 0)
+        if endian_pos and _u16(b, endian_pos)[0] != 0:
+            raise _Bad("big-endian data (lossfmt files are little-endian)")
+        for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, header, 2)):
+            if key == _SCHEMA_CHECKSUM_KEY_B and v_len == 8:
+                crc_at = v_start
+        return _Parsed(kind, 0, -1, False, crc_at, 0, (), (), -1)
+    batch = header
+    if kind == DICTIONARY:
+        id_pos, delta_pos = _field(b, lo, hi, header, 0), _field(b, lo, hi, header, 2)
+        dict_id = _i64(b, id_pos)[0] if id_pos else 0
+        is_delta = bool(_u8(b, delta_pos)[0]) if delta_pos else False
+        data_pos = _field(b, lo, hi, header, 1)
+        if not data_pos:
+            raise _Bad("dictionary message without data")
+        batch = _ref(b, lo, hi, data_pos)
+    rows, nodes, buffers, codec = _batch_header(b, lo, hi, batch, values)
+    _check_spans(buffers, body_length)
+    for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, root, 4)):
+        if key == _CHECKSUM_KEY_B:
+            if v_len != 8:
+                raise _Bad(f"{CHECKSUM_KEY} is not 8 hex digits")
+            crc_at = v_start
+            values["crc"] = (v_start, 8)
+    return _Parsed(kind, body_length, dict_id, is_delta, crc_at, rows, nodes, buffers, codec)
+
+
+class _Template(NamedTuple):
+    """A parsed message's layout: its structural bytes (everything but `values`) and where the values are."""
+
+    segments: tuple[tuple[int, bytes], ...]  # (offset from the metadata start, the bytes there)
+    parsed: _Parsed
+    length_at: int  # offsets from the metadata start, -1 if absent
+    rows_at: int
+    nodes_at: int
+    buffers_at: int
+    crc_at: int
+    nodes_format: str
+    buffers_format: str
+
+
+class _Templates:
+    """Parses messages, reusing the layout of an earlier message whose structural bytes are identical.
+
+    A writer emits thousands of messages of one layout that differ only in scalars (lengths, buffer
+    offsets, the checksum). Identical structural bytes (vtables, offsets, strings) mean an identical
+    flatbuffer tree, so only the scalars are read again: a few slice comparisons instead of a full parse.
+    """
+
+    def __init__(self) -> None:
+        self._by_length: dict[int, list[_Template]] = {}
+
+    def parse(self, b: bytes, start: int, hi: int) -> _Parsed:
+        for t in self._by_length.get(hi - start, ()):
+            for off, seg in t.segments:
+                if b[start + off : start + off + len(seg)] != seg:
+                    break
+            else:
+                return self._apply(t, b, start)
+        values: dict[str, tuple[int, int]] = {}
+        parsed = _parse(b, start, hi, values)
+        if parsed.kind != SCHEMA:
+            self._remember(b, start, hi, parsed, values)
+        return parsed
+
+    def _remember(
+        self, b: bytes, start: int, hi: int, p: _Parsed, values: dict[str, tuple[int, int]]
+    ) -> None:
+        templates = self._by_length.setdefault(hi - start, [])
+        if len(templates) >= 8:
+            return
+        segments, pos = [], start
+        for v_start, v_len in sorted(values.values()):
+            if v_start > pos:
+                segments.append((pos - start, b[pos:v_start]))
+            pos = max(pos, v_start + v_len)
+        if hi > pos:
+            segments.append((pos - start, b[pos:hi]))
+        at = {
+            k: values[k][0] - start if k in values else -1
+            for k in ("length", "rows", "nodes", "buffers", "crc")
+        }
+        formats = f"<{len(p.nodes)}q", f"<{len(p.buffers)}q"
+        templates.append(
+            _Template(
+                tuple(segments),
+                p,
+                **{f"{k}_at": v for k, v in at.items()},
+                nodes_format=formats[0],
+                buffers_format=formats[1],
+            )
+        )
+
+    @staticmethod
+    def _apply(t: _Template, b: bytes, start: int) -> _Parsed:
+        p = t.parsed
+        body_length = _i64(b, start + t.length_at)[0] if t.length_at >= 0 else 0
+        buffers = struct.unpack_from(t.buffers_format, b, start + t.buffers_at) if t.buffers_at >= 0 else ()
+        # Cheap checks here; every buffer's bounds are checked where it is decoded (Arrow or _columns).
+        last = buffers[-2] + buffers[-1] if buffers else 0
+        if body_length % 8 or not 0 <= body_length - last < 64:
+            _check_spans(buffers, body_length)
+        return _Parsed(
+            p.kind,
+            body_length,
+            p.dict_id,
+            p.is_delta,
+            start + t.crc_at if t.crc_at >= 0 else -1,
+            _i64(b, start + t.rows_at)[0] if t.rows_at >= 0 else 0,
+            struct.unpack_from(t.nodes_format, b, start + t.nodes_at) if t.nodes_at >= 0 else (),
+            buffers,
+            p.codec,
+        )
+
+
+# --- checksums ------------------------------------------------------------------------------------------
+
+
+def _crc(buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
+    """The CRC-32C, as 8 lowercase hex digits, of buf[start:end] with the 8 bytes at crc_at read as '0'."""
+    crc = google_crc32c.extend(crc, buf.slice(start, crc_at - start))
+    crc = google_crc32c.extend(crc, PLACEHOLDER)
+    crc = google_crc32c.extend(crc, buf.slice(crc_at + 8, end - crc_at - 8))
+    return b"%08x" % crc
+
 
 class Sealer:
-    """Fills in the checksums of one stream's record batches as its bytes are written (see module doc)."""
+    """Fills in the checksums of one stream's messages as its bytes are written (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._crc = 0  # CRC-32C of the current span so far (dictionary messages since the last batch)
+        self._started = False
+        self._after_eos = False
+        self._templates = _Templates()
 
     def seal(self, chunk: bytes) -> bytes:
-        """`chunk` with each record batch message's checksum filled in."""
-        return chunk
+        """`chunk` (whole messages) with each record batch's and the schema's checksum filled in."""
+        out, used = self._seal(bytes(chunk))
+        if used != len(chunk):
+            raise ValueError(f"Sealer.seal: the chunk ends inside a message (byte {used} of {len(chunk)})")
+        return out
+
+    def _seal(self, data: bytes) -> tuple[bytes, int]:
+        """Seal the complete messages at the start of `data`; return them and how many bytes they are."""
+        out = bytearray(data)
+        buf = pa.py_buffer(data)
+        pos = 0
+        if not self._started:
+            if len(data) < len(MAGIC) and MAGIC.startswith(data) and data:
+                return b"", 0
+            pos = len(MAGIC) if data.startswith(MAGIC) else 0
+            self._started = True
+        size = len(data)
+        while pos < size and not self._after_eos:
+            if size - pos < 8:
+                break
+            meta_len = _i32(data, pos + 4)[0]
+            if data[pos : pos + 4] != CONTINUATION or meta_len < 0:
+                raise ValueError(f"Sealer: not an encapsulated IPC message at byte {pos}")
+            if meta_len == 0:
+                self._after_eos = True
+                pos += 8
+                break
+            if pos + 8 + meta_len > size:
+                break
+            try:
+                parsed = self._templates.parse(data, pos + 8, pos + 8 + meta_len)
+                kind, body, crc_at = parsed.kind, parsed.body_length, parsed.crc_at
+            except (_Bad, struct.error) as exc:
+                raise ValueError(f"Sealer: unparsable message at byte {pos}: {exc}") from None
+            end = pos + 8 + meta_len + body
+            if end > size:
+                break
+            if kind == SCHEMA:
+                if crc_at >= 0:
+                    out[crc_at : crc_at + 8] = _crc(buf, pos, crc_at, end)
+                self._crc = 0
+            elif kind == DICTIONARY:
+                self._crc = google_crc32c.extend(self._crc, buf.slice(pos, end - pos))
+            else:
+                if crc_at >= 0:
+                    out[crc_at : crc_at + 8] = _crc(buf, pos, crc_at, end, self._crc)
+                self._crc = 0
+            pos = end
+        if self._after_eos:
+            pos = size  # the footer (and trailing magic) pass through unchanged
+        return bytes(out[:pos]), pos
+
+
+class SealingFile:
+    """A write-only binary file for `pa.ipc.new_file`/`new_stream` that seals whole messages into `raw`.
+
+    Arrow's writers emit each message in several small writes; this buffers until a message is complete,
+    seals it and writes it to `raw`. Call `finish()` after the Arrow writer is closed.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.closed = False
+        self._sealer = Sealer()
+        self._pending = b""
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._pending += bytes(data)
+        if len(self._pending) >= 1 << 16 or self._sealer._after_eos:
+            self._drain()
+        return len(data)
+
+    def _drain(self) -> None:
+        sealed, used = self._sealer._seal(self._pending)
+        self.raw.write(sealed)
+        self._pending = self._pending[used:]
+
+    def flush(self) -> None:
+        self._drain()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def finish(self) -> None:
+        """Write what remains; ValueError if the bytes written so far end inside a message."""
+        self._drain()
+        if self._pending:
+            raise ValueError("SealingFile: the stream ended inside a message")
+
+
+# --- the framing walk -----------------------------------------------------------------------------------
+
+
+def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
+    return LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+
+
+def is_unfinished_header(data: bytes) -> bool:
+    """True for an empty file, a prefix of the magic, or the magic plus an incomplete schema message (a writer
+    is creating the file)."""
+    size = len(data)
+    if data[: min(size, 8)] != MAGIC[: min(size, 8)]:
+        return False
+    rest = data[8:16]
+    if len(rest) < 8:
+        return rest[:4] == CONTINUATION[: min(4, len(rest))]
+    meta_len = _i32(rest, 4)[0]
+    return rest[:4] == CONTINUATION and meta_len > 0 and 16 + meta_len > size
+
+
+def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool]:
+    """Check the magic and decode the schema message: (schema, its end, whether batches must be verified)."""
+    size = len(data)
+    if size == 0:
+        raise LossFormatError(
+            f"{name}: empty file (a writer that just started has not written its header yet)"
+        )
+    if data[: min(size, 8)] != MAGIC[: min(size, 8)]:
+        raise LossFormatError(f"{name}: not a lossfmt file (no Arrow magic at byte 0)")
+    if is_unfinished_header(data):
+        raise LossFormatError(f"{name}: truncated inside the schema ({size} bytes)")
+    meta_len = _i32(data, 12)[0]
+    if data[8:12] != CONTINUATION or meta_len <= 0 or meta_len > MAX_SCHEMA_METADATA:
+        raise LossFormatError(f"{name}: not a lossfmt file (no schema message at byte 8)")
+    end = 16 + meta_len
+    try:
+        parsed = _parse(data, 16, end)
+        kind, crc_at = parsed.kind, parsed.crc_at
+    except (_Bad, struct.error) as exc:
+        raise LossFormatError(f"{name}: not a lossfmt file (unreadable schema message: {exc})") from None
+    if kind != SCHEMA:
+        raise LossFormatError(f"{name}: not a lossfmt file (first message is a {KINDS[kind]}, not a schema)")
+    if crc_at >= 0 and _crc(buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
+        raise _corrupt(name, 8, "the schema message does not match its checksum")
+    try:
+        schema = pa.ipc.read_schema(buf.slice(8, end - 8))
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise LossFormatError(f"{name}: not a lossfmt file (unreadable schema: {exc})") from None
+    declared = (schema.metadata or {}).get(KEY_CHECKSUM.encode())
+    if declared is not None and declared != CRC32C.encode():
+        raise LossFormatError(
+            f"{name}: checksum {declared.decode(errors='replace')!r} is not supported (lossfmt knows crc32c)"
+        )
+    return schema, end, declared is not None
+
+
+def walk(data: bytes, name: str) -> Layout:
+    """The verified layout of a lossfmt file's bytes; LossFormatError naming `name` and the byte offset for
+    anything but a torn tail (an incomplete final message of a file without footer)."""
+    buf = pa.py_buffer(data)
+    schema, schema_end, verify = head(data, buf, name)
+    claims_closed = len(data) >= schema_end + 18 and data.endswith(TRAILING_MAGIC)
+    messages, end, eos = scan_messages(data, buf, name, schema_end, verify=verify, closed=claims_closed)
+    if claims_closed:
+        _check_footer(data, buf, name, schema, eos, end, messages)
+    return Layout(schema, schema_end, messages, end, claims_closed)
+
+
+def scan_messages(
+    data: bytes,
+    buf: pa.Buffer,
+    name: str,
+    start: int,
+    *,
+    verify: bool,
+    closed: bool = False,
+    final: bool = True,
+    base: int = 0,
+) -> tuple[list[Message], int, int]:
+    """(messages, end, eos) of the complete content messages in data[start:], verified.
+
+    `end` is the end of the last record batch (the span of the next batch starts there); `eos` the offset of
+    the EOS marker or -1. An incomplete final message is the torn tail, unless the file is `closed` (then it
+    is corruption); with `final` false, `data` is a window of a longer file and it is simply left for the
+    next window. Offsets are relative to `data`; `base` is added in error messages.
+    """
+    size = len(data)
+    templates = _Templates()
+    messages: list[Message] = []
+    pos = end = start
+    n_content = 0  # messages up to the last record batch
+    eos = -1
+    while pos < size:
+        meta_len = _i32(data, pos + 4)[0] if size - pos >= 8 else -1
+        if meta_len < 0 or size - pos < 8 + meta_len:
+            if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
+                raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
+            if size - pos >= 8 and meta_len < 0:
+                raise _corrupt(name, base + pos, "negative metadata length")
+            if closed and final:
+                raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+            break  # the torn tail (or the end of a window)
+        if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA:
+            raise _corrupt(
+                name, base + pos, "not an IPC message (bad continuation marker or metadata length)"
+            )
+        if meta_len == 0:
+            eos = pos
+            break
+        try:
+            p = templates.parse(data, pos + 8, pos + 8 + meta_len)
+        except (_Bad, struct.error) as exc:
+            raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
+        kind, crc_at = p.kind, p.crc_at
+        msg_end = pos + 8 + meta_len + p.body_length
+        if msg_end > size:
+            if closed and final:
+                raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+            break
+        if kind == SCHEMA:
+            raise _corrupt(name, base + pos, "a second schema message")
+        messages.append(
+            Message(pos, msg_end, kind, p.dict_id, p.is_delta, crc_at, p.rows, p.nodes, p.buffers, p.codec)
+        )
+        if kind == RECORD_BATCH:
+            if crc_at >= 0:
+                if _crc(buf, end, crc_at, msg_end) != data[crc_at : crc_at + 8]:
+                    raise _corrupt(name, base + pos, "record batch does not match its checksum")
+            elif verify:
+                raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
+            end = msg_end
+            n_content = len(messages)
+        pos = msg_end
+    del messages[n_content:]  # dictionary messages no batch follows belong to a torn flush
+    return messages, end, eos
+
+
+def _check_footer(
+    data: bytes, buf: pa.Buffer, name: str, schema: pa.Schema, eos: int, end: int, messages: list[Message]
+) -> None:
+    """A closed file's stream ends with EOS after its last batch, and its footer lists exactly the stream's
+    messages and repeats its schema (§1.3): the footer cannot say anything the verified stream does not."""
+    size = len(data)
+    if eos < 0 or eos != end:
+        raise _corrupt(name, end, "a closed file's stream does not end with EOS after its last batch")
+    footer_len = _i32(data, size - 10)[0]
+    start = eos + 8
+    if footer_len <= 0 or start + footer_len + 10 != size:
+        raise _corrupt(name, size - 10, "the footer length does not match the stream")
+    hi = start + footer_len
+    try:
+        root = _ref(data, start, hi, start)
+        blocks: dict[int, list[tuple[int, int, int]]] = {}
+        for index, kind in ((2, DICTIONARY), (3, RECORD_BATCH)):
+            pos = _field(data, start, hi, root, index)
+            items: list[tuple[int, int, int]] = []
+            if pos:
+                first, n = _vector(data, start, hi, pos, 24)
+                for i in range(n):
+                    offset, meta_len, _, body = struct.unpack_from("<qiiq", data, first + 24 * i)
+                    items.append((offset, meta_len, body))
+            blocks[kind] = items
+    except (_Bad, struct.error) as exc:
+        raise _corrupt(name, start, f"unparsable footer ({exc})") from None
+    for kind in (DICTIONARY, RECORD_BATCH):
+        stream = [(m.start, m.end) for m in messages if m.kind == kind]
+        listed = [(offset, offset + meta_len + body) for offset, meta_len, body in blocks[kind]]
+        if listed != stream:
+            raise _corrupt(name, start, f"the footer's {KINDS[kind]} blocks do not match the stream")
+    try:
+        footer_schema = pa.ipc.open_file(buf).schema
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise _corrupt(name, start, f"unreadable footer ({exc})") from None
+    # The footer's copy of the schema checksum is not meaningful (a file writer writes its schema argument).
+    if not _without_checksum(footer_schema).equals(_without_checksum(schema), check_metadata=True):
+        raise _corrupt(name, start, "the footer's schema differs from the stream's")
+
+
+def _without_checksum(schema: pa.Schema) -> pa.Schema:
+    metadata = dict(schema.metadata or {})
+    metadata.pop(_SCHEMA_CHECKSUM_KEY_B, None)
+    return schema.with_metadata(metadata)
 
 
 def iter_batches(
     path: str | os.PathLike[str], end: int | None = None
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The schema and an iterator over the record batches of the file's content (up to `end` if given)."""
-    with open(path, "rb") as f:
-        data = f.read() if end is None else f.read(end)
-    reader = pa.ipc.open_stream(pa.py_buffer(data)[len(s.MAGIC) :])
-    return reader.schema, iter(reader)
+    """The schema and an iterator over the verified record batches of the file's content (up to `end`).
+
+    Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time, so memory stays
+    bounded whatever the run's length. LossFormatError for corruption, as `walk`.
+    """
+    from lossfmt import _decode  # decoding needs the layout defined here
+
+    return _decode.iter_batches(path, end)

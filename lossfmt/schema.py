@@ -64,6 +64,9 @@ KEY_META = "lossfmt.meta"
 #: Schema metadata key declaring that every record batch message carries a CRC-32C (spec/FORMAT.md §1.6).
 KEY_CHECKSUM = "lossfmt.checksum"
 
+#: Schema metadata key holding the CRC-32C of the schema message itself (spec/FORMAT.md §1.6).
+KEY_SCHEMA_CHECKSUM = "lossfmt.schema_crc32c"
+
 #: Compression of every record batch, live or compacted: small files, read by pandas/Polars/DuckDB.
 COMPRESSION = "zstd"
 
@@ -82,6 +85,8 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
         KEY_HOST: socket.gethostname(),
         KEY_PID: str(os.getpid()),
         KEY_META: meta_json,
+        KEY_CHECKSUM: "crc32c",
+        KEY_SCHEMA_CHECKSUM: "00000000",  # filled in by _framing.Sealer when the header is written
     }
     return pa.schema(FIELDS, metadata=metadata)
 
@@ -89,7 +94,11 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
 def run_info(schema: pa.Schema) -> dict[str, Any]:
     """Decode a file's schema metadata into a dict; `meta` holds the user's metadata."""
     raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-    info: dict[str, Any] = {k.removeprefix("lossfmt."): v for k, v in raw.items() if k.startswith("lossfmt.")}
+    info: dict[str, Any] = {
+        k.removeprefix("lossfmt."): v
+        for k, v in raw.items()
+        if k.startswith("lossfmt.") and k != KEY_SCHEMA_CHECKSUM  # framing, not run information
+    }
     info["meta"] = json.loads(info.get("meta") or "{}")
     if "pid" in info:
         info["pid"] = int(info["pid"])

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow, reader, values
+from lossfmt import _arrow, _framing, reader, values
 from lossfmt import schema as s
 from lossfmt.schema import LossFormatError
 
@@ -168,9 +168,12 @@ def _compact_locked(path: Path, meta: Mapping[str, Any] | None = None) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with contextlib.suppress(OSError):
             os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-        with open(fd, "wb", closefd=False) as f, pa.ipc.new_file(f, schema, options=_IPC_OPTIONS) as out:
-            for batch in table.to_batches(max_chunksize=_COMPACT_ROWS):
-                out.write_batch(batch)
+        with open(fd, "wb", closefd=False) as f:
+            sink = _framing.SealingFile(f)
+            with pa.ipc.new_file(sink, schema, options=_IPC_OPTIONS) as out:
+                for batch in table.to_batches(max_chunksize=_COMPACT_ROWS):
+                    out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+            sink.finish()
         os.fsync(fd)
         os.replace(tmp, path)
     except BaseException:
@@ -265,6 +268,7 @@ class _Flusher:
         self._schema = schema
         self._sink = _Sink()
         self._stream = pa.ipc.new_stream(self._sink, schema, options=_IPC_OPTIONS)
+        self._sealer = _framing.Sealer()
         self._schema_skipped = False
         self._tag_codes: dict[str, int] = {}
         self._tag_dictionary = _arrow.strings([])
@@ -353,8 +357,8 @@ class _Flusher:
         del self.pending[:n]
         with self._cond:
             self._cond.notify_all()  # unblock producers waiting in overflow()
-        self._stream.write_batch(batch)
-        data = self._sink.take()
+        self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+        data = self._sealer.seal(self._sink.take())
         if not self._schema_skipped:
             # The stream writer starts with the schema message, which the file already has: drop it.
             meta_len = int.from_bytes(data[4:8], "little", signed=True)
@@ -536,7 +540,7 @@ class LossWriter:
         try:
             if os.fstat(fd).st_size == 0:
                 schema, meta_update = new_schema, None
-                os.write(fd, s.MAGIC + new_schema.serialize().to_pybytes())
+                os.write(fd, _framing.Sealer().seal(s.MAGIC + new_schema.serialize().to_pybytes()))
             else:
                 scanned = reader.scan(self.path)  # LossFormatError for a foreign file, which stays untouched
                 if scanned.schema.names != list(s.COLUMNS):
