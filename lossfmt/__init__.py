@@ -9,7 +9,8 @@ from lossfmt._errors import (
 )
 from lossfmt._sources import run_labels, run_paths
 from lossfmt.dataset import dataset
-from lossfmt.reader import Follower, Update, follow, read, read_pandas
+from lossfmt._follow import Follower, Update, follow
+from lossfmt._read import read, read_pandas
 from lossfmt.schema import FORMAT_VERSION, run_info
 from lossfmt.writer import LossWriter, compact
 

@@ -83,6 +83,8 @@ class Message(NamedTuple):
     """Offset of its continuation marker."""
     end: int
     """Offset just after its body."""
+    body: int
+    """Offset of its body (the buffers' offsets are relative to it)."""
     kind: int
     """SCHEMA, DICTIONARY or RECORD_BATCH."""
     dict_id: int
@@ -93,10 +95,12 @@ class Message(NamedTuple):
     """Offset of the 8 checksum characters in the data, or -1 if the message carries none."""
     rows: int
     """The RecordBatch length (rows; for a dictionary message, its values)."""
-    nodes: tuple[int, ...]
-    """(length, null_count) of each field node, flattened."""
-    buffers: tuple[int, ...]
-    """(offset, length) of each buffer relative to the body start (`end` minus the body length), flattened."""
+    nodes_at: int
+    """Offset of its FieldNode structs (int64 length, int64 null_count each), -1 if none."""
+    n_nodes: int
+    buffers_at: int
+    """Offset of its Buffer structs (int64 offset relative to `body`, int64 length each), -1 if none."""
+    n_buffers: int
     codec: int
     """-1 for uncompressed bodies, else a key of CODECS."""
 
@@ -113,6 +117,8 @@ class Layout(NamedTuple):
     """End of the last complete record batch message (or of the schema message): the resume point."""
     closed: bool
     """The stream ends with EOS at `end` followed by a footer that agrees with it."""
+    dict_ids: dict[str, int]
+    """The dictionary id the schema message declares for each dictionary-encoded column."""
 
 
 # --- flatbuffers, bounds-checked --------------------------------------------------------------------------
@@ -178,9 +184,12 @@ class _Parsed(NamedTuple):
     is_delta: bool
     crc_at: int
     rows: int
-    nodes: tuple[int, ...]  # (length, null_count) per field, flattened
-    buffers: tuple[int, ...]  # (offset, length) per buffer, flattened, relative to the body
+    nodes_at: int
+    n_nodes: int
+    buffers_at: int
+    n_buffers: int
     codec: int  # -1: uncompressed bodies; else a key of CODECS
+    extra: tuple[Any, ...] = ()  # a schema's (field name, dictionary id) pairs
 
 
 def _check_spans(buffers: tuple[int, ...], body_length: int) -> None:
@@ -197,22 +206,25 @@ def _check_spans(buffers: tuple[int, ...], body_length: int) -> None:
 
 
 def _batch_header(
-    b: bytes, lo: int, hi: int, batch: int, values: dict[str, tuple[int, int]]
-) -> tuple[Any, ...]:
-    """(rows, nodes, buffers, codec) of a RecordBatch table; appends its scalar regions to `values`."""
+    b: bytes, lo: int, hi: int, batch: int, values: dict[str, tuple[int, int]], body_length: int
+) -> tuple[int, int, int, int, int, int]:
+    """(rows, nodes_at, n_nodes, buffers_at, n_buffers, codec) of a RecordBatch table, its buffers checked
+    against the body; records its scalar regions in `values`."""
     rows_pos = _field(b, lo, hi, batch, 0)
     rows = _i64(b, rows_pos)[0] if rows_pos else 0
     if rows_pos:
         values["rows"] = (rows_pos, 8)
-    found: list[tuple[int, ...]] = []
+    found: list[tuple[int, int]] = []
     for index, what in ((1, "nodes"), (2, "buffers")):
         pos = _field(b, lo, hi, batch, index)
         if not pos:
-            found.append(())
+            found.append((-1, 0))
             continue
         start, n = _vector(b, lo, hi, pos, 16)
-        found.append(struct.unpack_from(f"<{2 * n}q", b, start))
+        found.append((start, n))
         values[what] = (start, 16 * n)
+    buffers_at, n_buffers = found[1]
+    _check_spans(struct.unpack_from(f"<{2 * n_buffers}q", b, buffers_at) if n_buffers else (), body_length)
     codec = -1
     compression = _field(b, lo, hi, batch, 3)
     if compression:
@@ -223,7 +235,7 @@ def _batch_header(
             raise _Bad(f"unknown compression codec {codec}")
         if not pa.Codec.is_available(CODECS[codec]):
             raise _Bad(f"compressed with {CODECS[codec].upper()}, which this pyarrow lacks")
-    return rows, found[0], found[1], codec
+    return rows, found[0][0], found[0][1], buffers_at, n_buffers, codec
 
 
 def _parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | None = None) -> _Parsed:
@@ -258,7 +270,7 @@ def _parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | N
         for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, header, 2)):
             if key == _SCHEMA_CHECKSUM_KEY_B and v_len == 8:
                 crc_at = v_start
-        return _Parsed(kind, 0, -1, False, crc_at, 0, (), (), -1)
+        return _Parsed(kind, 0, -1, False, crc_at, 0, -1, 0, -1, 0, -1, _dictionary_ids(b, lo, hi, header))
     batch = header
     if kind == DICTIONARY:
         id_pos, delta_pos = _field(b, lo, hi, header, 0), _field(b, lo, hi, header, 2)
@@ -268,15 +280,39 @@ def _parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | N
         if not data_pos:
             raise _Bad("dictionary message without data")
         batch = _ref(b, lo, hi, data_pos)
-    rows, nodes, buffers, codec = _batch_header(b, lo, hi, batch, values)
-    _check_spans(buffers, body_length)
+    rows, nodes_at, n_nodes, buffers_at, n_buffers, codec = _batch_header(
+        b, lo, hi, batch, values, body_length
+    )
     for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, root, 4)):
         if key == _CHECKSUM_KEY_B:
             if v_len != 8:
                 raise _Bad(f"{CHECKSUM_KEY} is not 8 hex digits")
             crc_at = v_start
             values["crc"] = (v_start, 8)
-    return _Parsed(kind, body_length, dict_id, is_delta, crc_at, rows, nodes, buffers, codec)
+    return _Parsed(
+        kind, body_length, dict_id, is_delta, crc_at, rows, nodes_at, n_nodes, buffers_at, n_buffers, codec
+    )
+
+
+def _dictionary_ids(b: bytes, lo: int, hi: int, schema: int) -> tuple[Any, ...]:
+    """(field name, dictionary id) of each top-level dictionary-encoded field of a Schema table."""
+    fields_pos = _field(b, lo, hi, schema, 1)
+    if not fields_pos:
+        return ()
+    start, n = _vector(b, lo, hi, fields_pos, 4)
+    ids = []
+    for i in range(n):
+        field = _ref(b, lo, hi, start + 4 * i)
+        name_pos, encoding_pos = _field(b, lo, hi, field, 0), _field(b, lo, hi, field, 4)
+        if not name_pos or not encoding_pos:
+            continue
+        n_start, n_len = _vector(b, lo, hi, name_pos, 1)
+        encoding = _ref(b, lo, hi, encoding_pos)
+        id_pos = _field(b, lo, hi, encoding, 0)
+        ids.append(
+            (b[n_start : n_start + n_len].decode("utf-8", "replace"), _i64(b, id_pos)[0] if id_pos else 0)
+        )
+    return tuple(ids)
 
 
 class _Template(NamedTuple):
@@ -289,8 +325,6 @@ class _Template(NamedTuple):
     nodes_at: int
     buffers_at: int
     crc_at: int
-    nodes_format: str
-    buffers_format: str
 
 
 class _Templates:
@@ -334,14 +368,11 @@ class _Templates:
             k: values[k][0] - start if k in values else -1
             for k in ("length", "rows", "nodes", "buffers", "crc")
         }
-        formats = f"<{len(p.nodes)}q", f"<{len(p.buffers)}q"
         templates.append(
             _Template(
                 tuple(segments),
                 p,
                 **{f"{k}_at": v for k, v in at.items()},
-                nodes_format=formats[0],
-                buffers_format=formats[1],
             )
         )
 
@@ -349,11 +380,12 @@ class _Templates:
     def _apply(t: _Template, b: bytes, start: int) -> _Parsed:
         p = t.parsed
         body_length = _i64(b, start + t.length_at)[0] if t.length_at >= 0 else 0
-        buffers = struct.unpack_from(t.buffers_format, b, start + t.buffers_at) if t.buffers_at >= 0 else ()
-        # Cheap checks here; every buffer's bounds are checked where it is decoded (Arrow or _columns).
-        last = buffers[-2] + buffers[-1] if buffers else 0
+        buffers_at = start + t.buffers_at if t.buffers_at >= 0 else -1
+        # Cheap checks here (pyarrow writes buffers in order); every buffer's bounds are checked where it is
+        # decoded (by Arrow, or by _columns).
+        last = sum(_LAST(b, buffers_at + 16 * (p.n_buffers - 1))) if p.n_buffers else 0
         if body_length % 8 or not 0 <= body_length - last < 64:
-            _check_spans(buffers, body_length)
+            raise _Bad(f"body length {body_length} does not match its buffers (end {last})")
         return _Parsed(
             p.kind,
             body_length,
@@ -361,10 +393,15 @@ class _Templates:
             p.is_delta,
             start + t.crc_at if t.crc_at >= 0 else -1,
             _i64(b, start + t.rows_at)[0] if t.rows_at >= 0 else 0,
-            struct.unpack_from(t.nodes_format, b, start + t.nodes_at) if t.nodes_at >= 0 else (),
-            buffers,
+            start + t.nodes_at if t.nodes_at >= 0 else -1,
+            p.n_nodes,
+            buffers_at,
+            p.n_buffers,
             p.codec,
         )
+
+
+_LAST = struct.Struct("<qq").unpack_from
 
 
 # --- checksums ------------------------------------------------------------------------------------------
@@ -498,7 +535,7 @@ def is_unfinished_header(data: bytes) -> bool:
     return rest[:4] == CONTINUATION and meta_len > 0 and 16 + meta_len > size
 
 
-def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool]:
+def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, dict[str, int]]:
     """Check the magic and decode the schema message: (schema, its end, whether batches must be verified)."""
     size = len(data)
     if size == 0:
@@ -509,7 +546,7 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool]:
         raise LossFormatError(f"{name}: not a lossfmt file (no Arrow magic at byte 0)")
     if is_unfinished_header(data):
         raise LossFormatError(f"{name}: truncated inside the schema ({size} bytes)")
-    meta_len = _i32(data, 12)[0]
+    meta_len = _i32(data, 12)[0] if size >= 16 else -1
     if data[8:12] != CONTINUATION or meta_len <= 0 or meta_len > MAX_SCHEMA_METADATA:
         raise LossFormatError(f"{name}: not a lossfmt file (no schema message at byte 8)")
     end = 16 + meta_len
@@ -520,7 +557,9 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool]:
         raise LossFormatError(f"{name}: not a lossfmt file (unreadable schema message: {exc})") from None
     if kind != SCHEMA:
         raise LossFormatError(f"{name}: not a lossfmt file (first message is a {KINDS[kind]}, not a schema)")
-    if crc_at >= 0 and _crc(buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
+    # The placeholder means a writer did not seal its header (its checksum is optional): not verified.
+    sealed = crc_at >= 0 and data[crc_at : crc_at + 8] != PLACEHOLDER
+    if sealed and _crc(buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
         raise _corrupt(name, 8, "the schema message does not match its checksum")
     try:
         schema = pa.ipc.read_schema(buf.slice(8, end - 8))
@@ -531,19 +570,19 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool]:
         raise LossFormatError(
             f"{name}: checksum {declared.decode(errors='replace')!r} is not supported (lossfmt knows crc32c)"
         )
-    return schema, end, declared is not None
+    return schema, end, declared is not None, dict(parsed.extra)
 
 
 def walk(data: bytes, name: str) -> Layout:
     """The verified layout of a lossfmt file's bytes; LossFormatError naming `name` and the byte offset for
     anything but a torn tail (an incomplete final message of a file without footer)."""
     buf = pa.py_buffer(data)
-    schema, schema_end, verify = head(data, buf, name)
+    schema, schema_end, verify, dict_ids = head(data, buf, name)
     claims_closed = len(data) >= schema_end + 18 and data.endswith(TRAILING_MAGIC)
     messages, end, eos = scan_messages(data, buf, name, schema_end, verify=verify, closed=claims_closed)
     if claims_closed:
         _check_footer(data, buf, name, schema, eos, end, messages)
-    return Layout(schema, schema_end, messages, end, claims_closed)
+    return Layout(schema, schema_end, messages, end, claims_closed, dict_ids)
 
 
 def scan_messages(
@@ -600,7 +639,21 @@ def scan_messages(
         if kind == SCHEMA:
             raise _corrupt(name, base + pos, "a second schema message")
         messages.append(
-            Message(pos, msg_end, kind, p.dict_id, p.is_delta, crc_at, p.rows, p.nodes, p.buffers, p.codec)
+            Message(
+                pos,
+                msg_end,
+                pos + 8 + meta_len,
+                kind,
+                p.dict_id,
+                p.is_delta,
+                crc_at,
+                p.rows,
+                p.nodes_at,
+                p.n_nodes,
+                p.buffers_at,
+                p.n_buffers,
+                p.codec,
+            )
         )
         if kind == RECORD_BATCH:
             if crc_at >= 0:
