@@ -570,6 +570,8 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, 
         raise LossFormatError(
             f"{name}: checksum {declared.decode(errors='replace')!r} is not supported (lossfmt knows crc32c)"
         )
+    if declared is not None and crc_at < 0:
+        raise _corrupt(name, 8, f"the schema declares checksums but has no {SCHEMA_CHECKSUM_KEY}")
     return schema, end, declared is not None, dict(parsed.extra)
 
 
@@ -619,7 +621,7 @@ def scan_messages(
             if closed and final:
                 raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
             break  # the torn tail (or the end of a window)
-        if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA:
+        if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
             raise _corrupt(
                 name, base + pos, "not an IPC message (bad continuation marker or metadata length)"
             )
