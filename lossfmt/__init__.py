@@ -7,10 +7,10 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
-from lossfmt._sources import run_labels, run_paths
-from lossfmt.dataset import dataset
 from lossfmt._follow import Follower, Update, follow
 from lossfmt._read import read, read_pandas
+from lossfmt._sources import run_labels, run_paths
+from lossfmt.dataset import dataset
 from lossfmt.schema import FORMAT_VERSION, run_info
 from lossfmt.writer import LossWriter, compact
 

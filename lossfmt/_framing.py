@@ -18,12 +18,27 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import google_crc32c
 import pyarrow as pa
 
 from lossfmt._errors import LossFormatError
+from lossfmt._flatbuf import (
+    DICTIONARY,
+    KINDS,
+    MAX_METADATA,
+    MAX_SCHEMA_METADATA,
+    RECORD_BATCH,
+    SCHEMA,
+    Bad,
+    Templates,
+    field,
+    i32,
+    parse,
+    ref,
+    vector,
+)
 
 __all__ = [
     "BATCH_METADATA",
@@ -52,28 +67,6 @@ TRAILING_MAGIC = b"ARROW1"
 EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 CONTINUATION = b"\xff\xff\xff\xff"
 PLACEHOLDER = b"00000000"
-
-# Message header types (Schema.fbs MessageHeader) and the one metadata version lossfmt writes (V5).
-SCHEMA, DICTIONARY, RECORD_BATCH = 1, 2, 3
-KINDS = {SCHEMA: "schema", DICTIONARY: "dictionary", RECORD_BATCH: "record batch"}
-_V5 = 4
-#: Codecs of BodyCompression.codec; readers support both and uncompressed bodies (§1.1).
-CODECS = {0: "lz4", 1: "zstd"}
-#: A content message's metadata is a few hundred bytes; a length beyond this is damage, not a torn tail.
-MAX_METADATA = 1 << 20
-MAX_SCHEMA_METADATA = 1 << 28
-
-_CHECKSUM_KEY_B = CHECKSUM_KEY.encode()
-_SCHEMA_CHECKSUM_KEY_B = SCHEMA_CHECKSUM_KEY.encode()
-_u8 = struct.Struct("<B").unpack_from
-_u16 = struct.Struct("<H").unpack_from
-_i32 = struct.Struct("<i").unpack_from
-_u32 = struct.Struct("<I").unpack_from
-_i64 = struct.Struct("<q").unpack_from
-
-
-class _Bad(Exception):
-    """Malformed bytes inside a complete message (turned into LossFormatError with the message's offset)."""
 
 
 class Message(NamedTuple):
@@ -121,289 +114,6 @@ class Layout(NamedTuple):
     """The dictionary id the schema message declares for each dictionary-encoded column."""
 
 
-# --- flatbuffers, bounds-checked --------------------------------------------------------------------------
-
-
-def _field(b: bytes, lo: int, hi: int, table: int, index: int) -> int:
-    """Absolute position of field `index` of the flatbuffer table at `table`, or 0 if absent."""
-    if table < lo or table + 4 > hi:
-        raise _Bad("table outside the metadata")
-    vtable = table - _i32(b, table)[0]
-    if vtable < lo or vtable + 4 > hi:
-        raise _Bad("vtable outside the metadata")
-    size = _u16(b, vtable)[0]
-    slot = 4 + 2 * index
-    if slot + 2 > size:
-        return 0
-    if vtable + slot + 2 > hi:
-        raise _Bad("vtable outside the metadata")
-    off = _u16(b, vtable + slot)[0]
-    if off and table + off >= hi:
-        raise _Bad("field outside the metadata")
-    return table + off if off else 0
-
-
-def _ref(b: bytes, lo: int, hi: int, pos: int) -> int:
-    """Follow the uoffset at `pos` (a table, vector or string)."""
-    if pos + 4 > hi:
-        raise _Bad("offset outside the metadata")
-    target = pos + _u32(b, pos)[0]
-    if target + 4 > hi:
-        raise _Bad("offset outside the metadata")
-    return target
-
-
-def _vector(b: bytes, lo: int, hi: int, pos: int, item: int) -> tuple[int, int]:
-    """(start of elements, count) of the vector referenced at `pos`, each element `item` bytes."""
-    vec = _ref(b, lo, hi, pos)
-    n = _u32(b, vec)[0]
-    if vec + 4 + n * item > hi:
-        raise _Bad("vector outside the metadata")
-    return vec + 4, n
-
-
-def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, int, int]]:
-    """(key, value start, value length) of each KeyValue in the vector referenced at `pos`."""
-    if not pos:
-        return
-    start, n = _vector(b, lo, hi, pos, 4)
-    for i in range(n):
-        kv = _ref(b, lo, hi, start + 4 * i)
-        key_pos, value_pos = _field(b, lo, hi, kv, 0), _field(b, lo, hi, kv, 1)
-        if not key_pos or not value_pos:
-            continue
-        k_start, k_len = _vector(b, lo, hi, key_pos, 1)
-        v_start, v_len = _vector(b, lo, hi, value_pos, 1)
-        yield b[k_start : k_start + k_len], v_start, v_len
-
-
-class _Parsed(NamedTuple):
-    kind: int
-    body_length: int
-    dict_id: int
-    is_delta: bool
-    crc_at: int
-    rows: int
-    nodes_at: int
-    n_nodes: int
-    buffers_at: int
-    n_buffers: int
-    codec: int  # -1: uncompressed bodies; else a key of CODECS
-    extra: tuple[Any, ...] = ()  # a schema's (field name, dictionary id) pairs
-
-
-def _check_spans(buffers: tuple[int, ...], body_length: int) -> None:
-    """The buffers lie inside the body, and the body ends at the last one (padded to a multiple of 8)."""
-    last = 0
-    for i in range(0, len(buffers), 2):
-        off, length = buffers[i], buffers[i + 1]
-        if off < 0 or length < 0 or off + length > body_length:
-            raise _Bad("a buffer lies outside the message body")
-        if off + length > last:
-            last = off + length
-    if body_length < 0 or body_length - last >= 64 or body_length % 8:
-        raise _Bad(f"body length {body_length} does not match its buffers (end {last})")
-
-
-def _batch_header(
-    b: bytes, lo: int, hi: int, batch: int, values: dict[str, tuple[int, int]], body_length: int
-) -> tuple[int, int, int, int, int, int]:
-    """(rows, nodes_at, n_nodes, buffers_at, n_buffers, codec) of a RecordBatch table, its buffers checked
-    against the body; records its scalar regions in `values`."""
-    rows_pos = _field(b, lo, hi, batch, 0)
-    rows = _i64(b, rows_pos)[0] if rows_pos else 0
-    if rows_pos:
-        values["rows"] = (rows_pos, 8)
-    found: list[tuple[int, int]] = []
-    for index, what in ((1, "nodes"), (2, "buffers")):
-        pos = _field(b, lo, hi, batch, index)
-        if not pos:
-            found.append((-1, 0))
-            continue
-        start, n = _vector(b, lo, hi, pos, 16)
-        found.append((start, n))
-        values[what] = (start, 16 * n)
-    buffers_at, n_buffers = found[1]
-    _check_spans(struct.unpack_from(f"<{2 * n_buffers}q", b, buffers_at) if n_buffers else (), body_length)
-    codec = -1
-    compression = _field(b, lo, hi, batch, 3)
-    if compression:
-        table = _ref(b, lo, hi, compression)
-        codec_pos = _field(b, lo, hi, table, 0)
-        codec = _u8(b, codec_pos)[0] if codec_pos else 0
-        if codec not in CODECS:
-            raise _Bad(f"unknown compression codec {codec}")
-        if not pa.Codec.is_available(CODECS[codec]):
-            raise _Bad(f"compressed with {CODECS[codec].upper()}, which this pyarrow lacks")
-    return rows, found[0][0], found[0][1], buffers_at, n_buffers, codec
-
-
-def _parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | None = None) -> _Parsed:
-    """The Message metadata in b[start:hi], bounds-checked. `values` collects the regions holding scalars
-    (lengths, buffers, the checksum), which may differ between messages of one layout (see _Templates).
-
-    For a schema message `crc_at` is the offset of SCHEMA_CHECKSUM_KEY's value in the schema metadata.
-    """
-    lo = start
-    values = {} if values is None else values
-    root = _ref(b, lo, hi, start)
-    version_pos = _field(b, lo, hi, root, 0)
-    version = _u16(b, version_pos)[0] if version_pos else 0
-    if version != _V5:
-        raise _Bad(f"metadata version {version + 1}, not V5")
-    kind_pos, header_pos = _field(b, lo, hi, root, 1), _field(b, lo, hi, root, 2)
-    kind = _u8(b, kind_pos)[0] if kind_pos else 0
-    if kind not in KINDS or not header_pos:
-        raise _Bad(f"message of type {kind}: not a schema, dictionary or record batch")
-    header = _ref(b, lo, hi, header_pos)
-    length_pos = _field(b, lo, hi, root, 3)
-    body_length = _i64(b, length_pos)[0] if length_pos else 0
-    if length_pos:
-        values["length"] = (length_pos, 8)
-    dict_id, is_delta, crc_at = -1, False, -1
-    if kind == SCHEMA:
-        if body_length:
-            raise _Bad("a schema message with a body")
-        endian_pos = _field(b, lo, hi, header, 0)
-        if endian_pos and _u16(b, endian_pos)[0] != 0:
-            raise _Bad("big-endian data (lossfmt files are little-endian)")
-        for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, header, 2)):
-            if key == _SCHEMA_CHECKSUM_KEY_B and v_len == 8:
-                crc_at = v_start
-        return _Parsed(kind, 0, -1, False, crc_at, 0, -1, 0, -1, 0, -1, _dictionary_ids(b, lo, hi, header))
-    batch = header
-    if kind == DICTIONARY:
-        id_pos, delta_pos = _field(b, lo, hi, header, 0), _field(b, lo, hi, header, 2)
-        dict_id = _i64(b, id_pos)[0] if id_pos else 0
-        is_delta = bool(_u8(b, delta_pos)[0]) if delta_pos else False
-        data_pos = _field(b, lo, hi, header, 1)
-        if not data_pos:
-            raise _Bad("dictionary message without data")
-        batch = _ref(b, lo, hi, data_pos)
-    rows, nodes_at, n_nodes, buffers_at, n_buffers, codec = _batch_header(
-        b, lo, hi, batch, values, body_length
-    )
-    for key, v_start, v_len in _keyvalues(b, lo, hi, _field(b, lo, hi, root, 4)):
-        if key == _CHECKSUM_KEY_B:
-            if v_len != 8:
-                raise _Bad(f"{CHECKSUM_KEY} is not 8 hex digits")
-            crc_at = v_start
-            values["crc"] = (v_start, 8)
-    return _Parsed(
-        kind, body_length, dict_id, is_delta, crc_at, rows, nodes_at, n_nodes, buffers_at, n_buffers, codec
-    )
-
-
-def _dictionary_ids(b: bytes, lo: int, hi: int, schema: int) -> tuple[Any, ...]:
-    """(field name, dictionary id) of each top-level dictionary-encoded field of a Schema table."""
-    fields_pos = _field(b, lo, hi, schema, 1)
-    if not fields_pos:
-        return ()
-    start, n = _vector(b, lo, hi, fields_pos, 4)
-    ids = []
-    for i in range(n):
-        field = _ref(b, lo, hi, start + 4 * i)
-        name_pos, encoding_pos = _field(b, lo, hi, field, 0), _field(b, lo, hi, field, 4)
-        if not name_pos or not encoding_pos:
-            continue
-        n_start, n_len = _vector(b, lo, hi, name_pos, 1)
-        encoding = _ref(b, lo, hi, encoding_pos)
-        id_pos = _field(b, lo, hi, encoding, 0)
-        ids.append(
-            (b[n_start : n_start + n_len].decode("utf-8", "replace"), _i64(b, id_pos)[0] if id_pos else 0)
-        )
-    return tuple(ids)
-
-
-class _Template(NamedTuple):
-    """A parsed message's layout: its structural bytes (everything but `values`) and where the values are."""
-
-    segments: tuple[tuple[int, bytes], ...]  # (offset from the metadata start, the bytes there)
-    parsed: _Parsed
-    length_at: int  # offsets from the metadata start, -1 if absent
-    rows_at: int
-    nodes_at: int
-    buffers_at: int
-    crc_at: int
-
-
-class _Templates:
-    """Parses messages, reusing the layout of an earlier message whose structural bytes are identical.
-
-    A writer emits thousands of messages of one layout that differ only in scalars (lengths, buffer
-    offsets, the checksum). Identical structural bytes (vtables, offsets, strings) mean an identical
-    flatbuffer tree, so only the scalars are read again: a few slice comparisons instead of a full parse.
-    """
-
-    def __init__(self) -> None:
-        self._by_length: dict[int, list[_Template]] = {}
-
-    def parse(self, b: bytes, start: int, hi: int) -> _Parsed:
-        for t in self._by_length.get(hi - start, ()):
-            for off, seg in t.segments:
-                if b[start + off : start + off + len(seg)] != seg:
-                    break
-            else:
-                return self._apply(t, b, start)
-        values: dict[str, tuple[int, int]] = {}
-        parsed = _parse(b, start, hi, values)
-        if parsed.kind != SCHEMA:
-            self._remember(b, start, hi, parsed, values)
-        return parsed
-
-    def _remember(
-        self, b: bytes, start: int, hi: int, p: _Parsed, values: dict[str, tuple[int, int]]
-    ) -> None:
-        templates = self._by_length.setdefault(hi - start, [])
-        if len(templates) >= 8:
-            return
-        segments, pos = [], start
-        for v_start, v_len in sorted(values.values()):
-            if v_start > pos:
-                segments.append((pos - start, b[pos:v_start]))
-            pos = max(pos, v_start + v_len)
-        if hi > pos:
-            segments.append((pos - start, b[pos:hi]))
-        at = {
-            k: values[k][0] - start if k in values else -1
-            for k in ("length", "rows", "nodes", "buffers", "crc")
-        }
-        templates.append(
-            _Template(
-                tuple(segments),
-                p,
-                **{f"{k}_at": v for k, v in at.items()},
-            )
-        )
-
-    @staticmethod
-    def _apply(t: _Template, b: bytes, start: int) -> _Parsed:
-        p = t.parsed
-        body_length = _i64(b, start + t.length_at)[0] if t.length_at >= 0 else 0
-        buffers_at = start + t.buffers_at if t.buffers_at >= 0 else -1
-        # Cheap checks here (pyarrow writes buffers in order); every buffer's bounds are checked where it is
-        # decoded (by Arrow, or by _columns).
-        last = sum(_LAST(b, buffers_at + 16 * (p.n_buffers - 1))) if p.n_buffers else 0
-        if body_length % 8 or not 0 <= body_length - last < 64:
-            raise _Bad(f"body length {body_length} does not match its buffers (end {last})")
-        return _Parsed(
-            p.kind,
-            body_length,
-            p.dict_id,
-            p.is_delta,
-            start + t.crc_at if t.crc_at >= 0 else -1,
-            _i64(b, start + t.rows_at)[0] if t.rows_at >= 0 else 0,
-            start + t.nodes_at if t.nodes_at >= 0 else -1,
-            p.n_nodes,
-            buffers_at,
-            p.n_buffers,
-            p.codec,
-        )
-
-
-_LAST = struct.Struct("<qq").unpack_from
-
-
 # --- checksums ------------------------------------------------------------------------------------------
 
 
@@ -422,7 +132,7 @@ class Sealer:
         self._crc = 0  # CRC-32C of the current span so far (dictionary messages since the last batch)
         self._started = False
         self._after_eos = False
-        self._templates = _Templates()
+        self._templates = Templates()
 
     def seal(self, chunk: bytes) -> bytes:
         """`chunk` (whole messages) with each record batch's and the schema's checksum filled in."""
@@ -445,7 +155,7 @@ class Sealer:
         while pos < size and not self._after_eos:
             if size - pos < 8:
                 break
-            meta_len = _i32(data, pos + 4)[0]
+            meta_len = i32(data, pos + 4)[0]
             if data[pos : pos + 4] != CONTINUATION or meta_len < 0:
                 raise ValueError(f"Sealer: not an encapsulated IPC message at byte {pos}")
             if meta_len == 0:
@@ -457,7 +167,7 @@ class Sealer:
             try:
                 parsed = self._templates.parse(data, pos + 8, pos + 8 + meta_len)
                 kind, body, crc_at = parsed.kind, parsed.body_length, parsed.crc_at
-            except (_Bad, struct.error) as exc:
+            except (Bad, struct.error) as exc:
                 raise ValueError(f"Sealer: unparsable message at byte {pos}: {exc}") from None
             end = pos + 8 + meta_len + body
             if end > size:
@@ -531,7 +241,7 @@ def is_unfinished_header(data: bytes) -> bool:
     rest = data[8:16]
     if len(rest) < 8:
         return rest[:4] == CONTINUATION[: min(4, len(rest))]
-    meta_len = _i32(rest, 4)[0]
+    meta_len = i32(rest, 4)[0]
     return rest[:4] == CONTINUATION and meta_len > 0 and 16 + meta_len > size
 
 
@@ -546,14 +256,14 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, 
         raise LossFormatError(f"{name}: not a lossfmt file (no Arrow magic at byte 0)")
     if is_unfinished_header(data):
         raise LossFormatError(f"{name}: truncated inside the schema ({size} bytes)")
-    meta_len = _i32(data, 12)[0] if size >= 16 else -1
+    meta_len = i32(data, 12)[0] if size >= 16 else -1
     if data[8:12] != CONTINUATION or meta_len <= 0 or meta_len > MAX_SCHEMA_METADATA:
         raise LossFormatError(f"{name}: not a lossfmt file (no schema message at byte 8)")
     end = 16 + meta_len
     try:
-        parsed = _parse(data, 16, end)
+        parsed = parse(data, 16, end)
         kind, crc_at = parsed.kind, parsed.crc_at
-    except (_Bad, struct.error) as exc:
+    except (Bad, struct.error) as exc:
         raise LossFormatError(f"{name}: not a lossfmt file (unreadable schema message: {exc})") from None
     if kind != SCHEMA:
         raise LossFormatError(f"{name}: not a lossfmt file (first message is a {KINDS[kind]}, not a schema)")
@@ -606,13 +316,13 @@ def scan_messages(
     next window. Offsets are relative to `data`; `base` is added in error messages.
     """
     size = len(data)
-    templates = _Templates()
+    templates = Templates()
     messages: list[Message] = []
     pos = end = start
     n_content = 0  # messages up to the last record batch
     eos = -1
     while pos < size:
-        meta_len = _i32(data, pos + 4)[0] if size - pos >= 8 else -1
+        meta_len = i32(data, pos + 4)[0] if size - pos >= 8 else -1
         if meta_len < 0 or size - pos < 8 + meta_len:
             if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
                 raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
@@ -630,7 +340,7 @@ def scan_messages(
             break
         try:
             p = templates.parse(data, pos + 8, pos + 8 + meta_len)
-        except (_Bad, struct.error) as exc:
+        except (Bad, struct.error) as exc:
             raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
         kind, crc_at = p.kind, p.crc_at
         msg_end = pos + 8 + meta_len + p.body_length
@@ -678,24 +388,24 @@ def _check_footer(
     size = len(data)
     if eos < 0 or eos != end:
         raise _corrupt(name, end, "a closed file's stream does not end with EOS after its last batch")
-    footer_len = _i32(data, size - 10)[0]
+    footer_len = i32(data, size - 10)[0]
     start = eos + 8
     if footer_len <= 0 or start + footer_len + 10 != size:
         raise _corrupt(name, size - 10, "the footer length does not match the stream")
     hi = start + footer_len
     try:
-        root = _ref(data, start, hi, start)
+        root = ref(data, start, hi, start)
         blocks: dict[int, list[tuple[int, int, int]]] = {}
         for index, kind in ((2, DICTIONARY), (3, RECORD_BATCH)):
-            pos = _field(data, start, hi, root, index)
+            pos = field(data, start, hi, root, index)
             items: list[tuple[int, int, int]] = []
             if pos:
-                first, n = _vector(data, start, hi, pos, 24)
+                first, n = vector(data, start, hi, pos, 24)
                 for i in range(n):
                     offset, meta_len, _, body = struct.unpack_from("<qiiq", data, first + 24 * i)
                     items.append((offset, meta_len, body))
             blocks[kind] = items
-    except (_Bad, struct.error) as exc:
+    except (Bad, struct.error) as exc:
         raise _corrupt(name, start, f"unparsable footer ({exc})") from None
     for kind in (DICTIONARY, RECORD_BATCH):
         stream = [(m.start, m.end) for m in messages if m.kind == kind]
@@ -713,7 +423,7 @@ def _check_footer(
 
 def _without_checksum(schema: pa.Schema) -> pa.Schema:
     metadata = dict(schema.metadata or {})
-    metadata.pop(_SCHEMA_CHECKSUM_KEY_B, None)
+    metadata.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     return schema.with_metadata(metadata)
 
 

@@ -208,7 +208,7 @@ def _raw_buffers(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     metadata's buffer offsets and body length patched (same metadata size), then sealed again."""
     import struct
 
-    from lossfmt import _framing
+    from lossfmt import _flatbuf, _framing
 
     data = _stream(schema, batches, compression="zstd", deltas=False, checksums=True)
     zstd = pa.Codec("zstd")
@@ -217,7 +217,7 @@ def _raw_buffers(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     for m in layout.messages:
         meta = bytearray(data[m.start : m.body])
         values: dict[str, tuple[int, int]] = {}
-        _framing._parse(bytes(meta), 8, len(meta), values)
+        _flatbuf.parse(bytes(meta), 8, len(meta), values)
         body = bytearray()
         for i in range(m.n_buffers):
             off, length = struct.unpack_from("<qq", data, m.buffers_at + 16 * i)
