@@ -31,6 +31,11 @@ _u32 = struct.Struct("<I").unpack_from
 _i64 = struct.Struct("<q").unpack_from
 
 
+def codec_available(name: str) -> bool:
+    """Whether this pyarrow has the codec (a reader that lacks one reports it by name, spec §1.1)."""
+    return bool(pa.Codec.is_available(name))
+
+
 class Bad(Exception):
     """Malformed bytes inside a complete message (turned into LossFormatError with the message's offset)."""
 
@@ -144,7 +149,7 @@ def _batch_header(
         codec = _u8(b, codec_pos)[0] if codec_pos else 0
         if codec not in CODECS:
             raise Bad(f"unknown compression codec {codec}")
-        if not pa.Codec.is_available(CODECS[codec]):
+        if not codec_available(CODECS[codec]):
             raise Bad(f"compressed with {CODECS[codec].upper()}, which this pyarrow lacks")
     return rows, found[0][0], found[0][1], buffers_at, n_buffers, codec
 

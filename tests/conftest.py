@@ -14,6 +14,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 _LIBRARY_THREADS = ("TMonitor", "pydevd", "ThreadPoolExecutor", "asyncio_")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long fault or fuzz case; CI runs it (pytest -m slow)")
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves one of its threads running (a flusher or watcher not shut down)."""

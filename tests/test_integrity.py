@@ -247,3 +247,33 @@ def _flip(data: bytes, bit: int) -> bytes:
 def _put(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.slow
+def test_many_more_flips_cuts_and_garbage_on_a_resumed_many_flush_file(tmp_path):
+    """The long version: 6,000 single-bit flips and 600 cuts/appends on a file of 60 flushes, resumed once."""
+    path = tmp_path / "long.arrow"
+    for part in range(2):
+        with LossWriter(path, meta={"part": part}) as w:
+            for flush in range(30):
+                for i in range(4):
+                    w.add(part * 1000 + flush * 4 + i, math.sin(i) * 1e6, tag=f"t{flush % 7}", epoch=flush)
+                w.flush()
+            live = path.read_bytes()
+    closed = path.read_bytes()
+    rng = random.Random(SEED + 9)
+    target = tmp_path / "damaged.arrow"
+    for state, data in (("live", live), ("closed", closed)):
+        original = _events(read(_put(tmp_path / "clean.arrow", data)))
+        spans = _bodies(data)
+        for _ in range(2000):
+            start, end = spans[rng.randrange(len(spans))]
+            assert _outcome(_put(target, _flip(data, rng.randrange(8 * start, 8 * end)))) is None
+        for _ in range(1000):
+            bit = rng.randrange(8 * len(data))
+            got = _outcome(_put(target, _flip(data, bit)))
+            _check_prefix(got, original, closed=state == "closed" and bit // 8 >= 8)
+        for _ in range(150):
+            _check_prefix(_outcome(_put(target, data[: rng.randrange(len(data))])), original, closed=False)
+            garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+            _check_prefix(_outcome(_put(target, data + garbage)), original, closed=False)
