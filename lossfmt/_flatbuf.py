@@ -231,16 +231,47 @@ def _dictionary_ids(b: bytes, lo: int, hi: int, schema: int) -> tuple[Any, ...]:
     return tuple(ids)
 
 
-class _Template(NamedTuple):
-    """A parsed message's layout: its structural bytes (everything but `values`) and where the values are."""
+class Message(NamedTuple):
+    """One complete encapsulated message of a file."""
 
-    segments: tuple[tuple[int, bytes], ...]  # (offset from the metadata start, the bytes there)
+    start: int
+    """Offset of its continuation marker."""
+    end: int
+    """Offset just after its body."""
+    body: int
+    """Offset of its body (the buffers' offsets are relative to it)."""
+    kind: int
+    """SCHEMA, DICTIONARY or RECORD_BATCH."""
+    dict_id: int
+    """The dictionary id of a dictionary message, else -1."""
+    is_delta: bool
+    """A delta dictionary (values appended to the id's dictionary)."""
+    crc_at: int
+    """Offset of the 8 checksum characters in the data, or -1 if the message carries none."""
+    rows: int
+    """The RecordBatch length (rows; for a dictionary message, its values)."""
+    nodes_at: int
+    """Offset of its FieldNode structs (int64 length, int64 null_count each), -1 if none."""
+    n_nodes: int
+    buffers_at: int
+    """Offset of its Buffer structs (int64 offset relative to `body`, int64 length each), -1 if none."""
+    n_buffers: int
+    codec: int
+    """-1 for uncompressed bodies, else a key of CODECS."""
+
+
+class _Template(NamedTuple):
+    """A parsed message's layout: its structural bytes (everything but its scalars) and where those are."""
+
+    size: int  # the metadata length
+    segments: tuple[tuple[int, int, bytes], ...]  # (start, end) offsets from the metadata start, the bytes
     parsed: Parsed
     length_at: int  # offsets from the metadata start, -1 if absent
     rows_at: int
     nodes_at: int
     buffers_at: int
     crc_at: int
+    last_buffer_at: int  # offset of the last Buffer struct, -1 if none
 
 
 class Templates:
@@ -253,19 +284,46 @@ class Templates:
 
     def __init__(self) -> None:
         self._by_length: dict[int, list[_Template]] = {}
+        self._last: _Template | None = None
 
-    def parse(self, b: bytes, start: int, hi: int) -> Parsed:
-        for t in self._by_length.get(hi - start, ()):
-            for off, seg in t.segments:
-                if b[start + off : start + off + len(seg)] != seg:
-                    break
-            else:
-                return self._apply(t, b, start)
-        values: dict[str, tuple[int, int]] = {}
-        parsed = parse(b, start, hi, values)
-        if parsed.kind != SCHEMA:
-            self._remember(b, start, hi, parsed, values)
-        return parsed
+    def message(self, b: bytes, pos: int, meta_len: int) -> Message:
+        """The message whose 8-byte prefix is at `pos` (its metadata complete in `b`); Bad if malformed."""
+        start = pos + 8
+        t = self._last
+        if t is None or t.size != meta_len or not _matches(t, b, start):
+            t = self._find(b, start, meta_len)
+            if t is None:
+                values: dict[str, tuple[int, int]] = {}
+                p = parse(b, start, start + meta_len, values)
+                if p.kind != SCHEMA:
+                    self._remember(b, start, start + meta_len, p, values)
+                body = start + meta_len
+                return Message(
+                    pos, body + p.body_length, body, p.kind, p.dict_id, p.is_delta, p.crc_at, p.rows,
+                    p.nodes_at, p.n_nodes, p.buffers_at, p.n_buffers, p.codec,
+                )  # fmt: skip
+            self._last = t
+        p = t.parsed
+        body_length = _i64(b, start + t.length_at)[0] if t.length_at >= 0 else 0
+        # Cheap checks here (Arrow writers write buffers in order); every buffer's bounds are checked where
+        # it is decoded (by Arrow, or by _columns).
+        last = sum(_LAST(b, start + t.last_buffer_at)) if t.last_buffer_at >= 0 else 0
+        if body_length % 8 or not 0 <= body_length - last < 64:
+            raise Bad(f"body length {body_length} does not match its buffers (end {last})")
+        body = start + meta_len
+        return Message(
+            pos, body + body_length, body, p.kind, p.dict_id, p.is_delta,
+            start + t.crc_at if t.crc_at >= 0 else -1,
+            _i64(b, start + t.rows_at)[0] if t.rows_at >= 0 else 0,
+            start + t.nodes_at if t.nodes_at >= 0 else -1, p.n_nodes,
+            start + t.buffers_at if t.buffers_at >= 0 else -1, p.n_buffers, p.codec,
+        )  # fmt: skip
+
+    def _find(self, b: bytes, start: int, meta_len: int) -> _Template | None:
+        for t in self._by_length.get(meta_len, ()):
+            if _matches(t, b, start):
+                return t
+        return None
 
     def _remember(self, b: bytes, start: int, hi: int, p: Parsed, values: dict[str, tuple[int, int]]) -> None:
         templates = self._by_length.setdefault(hi - start, [])
@@ -274,45 +332,25 @@ class Templates:
         segments, pos = [], start
         for v_start, v_len in sorted(values.values()):
             if v_start > pos:
-                segments.append((pos - start, b[pos:v_start]))
+                segments.append((pos - start, v_start - start, b[pos:v_start]))
             pos = max(pos, v_start + v_len)
         if hi > pos:
-            segments.append((pos - start, b[pos:hi]))
+            segments.append((pos - start, hi - start, b[pos:hi]))
         at = {
             k: values[k][0] - start if k in values else -1
             for k in ("length", "rows", "nodes", "buffers", "crc")
         }
-        templates.append(
-            _Template(
-                tuple(segments),
-                p,
-                **{f"{k}_at": v for k, v in at.items()},
-            )
-        )
+        last_buffer = at["buffers"] + 16 * (p.n_buffers - 1) if p.n_buffers else -1
+        t = _Template(hi - start, tuple(segments), p, *at.values(), last_buffer)
+        templates.append(t)
+        self._last = t
 
-    @staticmethod
-    def _apply(t: _Template, b: bytes, start: int) -> Parsed:
-        p = t.parsed
-        body_length = _i64(b, start + t.length_at)[0] if t.length_at >= 0 else 0
-        buffers_at = start + t.buffers_at if t.buffers_at >= 0 else -1
-        # Cheap checks here (pyarrow writes buffers in order); every buffer's bounds are checked where it is
-        # decoded (by Arrow, or by _columns).
-        last = sum(_LAST(b, buffers_at + 16 * (p.n_buffers - 1))) if p.n_buffers else 0
-        if body_length % 8 or not 0 <= body_length - last < 64:
-            raise Bad(f"body length {body_length} does not match its buffers (end {last})")
-        return Parsed(
-            p.kind,
-            body_length,
-            p.dict_id,
-            p.is_delta,
-            start + t.crc_at if t.crc_at >= 0 else -1,
-            _i64(b, start + t.rows_at)[0] if t.rows_at >= 0 else 0,
-            start + t.nodes_at if t.nodes_at >= 0 else -1,
-            p.n_nodes,
-            buffers_at,
-            p.n_buffers,
-            p.codec,
-        )
+
+def _matches(t: _Template, b: bytes, start: int) -> bool:
+    for lo, hi, seg in t.segments:
+        if b[start + lo : start + hi] != seg:
+            return False
+    return True
 
 
 _LAST = struct.Struct("<qq").unpack_from

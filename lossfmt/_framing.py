@@ -32,6 +32,7 @@ from lossfmt._flatbuf import (
     RECORD_BATCH,
     SCHEMA,
     Bad,
+    Message,
     Templates,
     field,
     i32,
@@ -69,35 +70,6 @@ CONTINUATION = b"\xff\xff\xff\xff"
 PLACEHOLDER = b"00000000"
 
 
-class Message(NamedTuple):
-    """One complete encapsulated message of a file."""
-
-    start: int
-    """Offset of its continuation marker."""
-    end: int
-    """Offset just after its body."""
-    body: int
-    """Offset of its body (the buffers' offsets are relative to it)."""
-    kind: int
-    """SCHEMA, DICTIONARY or RECORD_BATCH."""
-    dict_id: int
-    """The dictionary id of a dictionary message, else -1."""
-    is_delta: bool
-    """A delta dictionary (values appended to the id's dictionary)."""
-    crc_at: int
-    """Offset of the 8 checksum characters in the data, or -1 if the message carries none."""
-    rows: int
-    """The RecordBatch length (rows; for a dictionary message, its values)."""
-    nodes_at: int
-    """Offset of its FieldNode structs (int64 length, int64 null_count each), -1 if none."""
-    n_nodes: int
-    buffers_at: int
-    """Offset of its Buffer structs (int64 offset relative to `body`, int64 length each), -1 if none."""
-    n_buffers: int
-    codec: int
-    """-1 for uncompressed bodies, else a key of CODECS."""
-
-
 class Layout(NamedTuple):
     """The verified structure of a file's bytes (spec/FORMAT.md §1.2)."""
 
@@ -117,11 +89,17 @@ class Layout(NamedTuple):
 # --- checksums ------------------------------------------------------------------------------------------
 
 
-def _crc(buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
-    """The CRC-32C, as 8 lowercase hex digits, of buf[start:end] with the 8 bytes at crc_at read as '0'."""
-    crc = google_crc32c.extend(crc, buf.slice(start, crc_at - start))
-    crc = google_crc32c.extend(crc, PLACEHOLDER)
-    crc = google_crc32c.extend(crc, buf.slice(crc_at + 8, end - crc_at - 8))
+def _crc(data: bytes, buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
+    """The CRC-32C, as 8 lowercase hex digits, of data[start:end] with the 8 bytes at crc_at read as '0'.
+    (`buf` is `data` as an Arrow buffer: large spans are hashed through it without a copy.)"""
+    if end - start < 1 << 16:
+        crc = google_crc32c.extend(crc, data[start:crc_at])
+        crc = google_crc32c.extend(crc, PLACEHOLDER)
+        crc = google_crc32c.extend(crc, data[crc_at + 8 : end])
+    else:
+        crc = google_crc32c.extend(crc, buf.slice(start, crc_at - start))
+        crc = google_crc32c.extend(crc, PLACEHOLDER)
+        crc = google_crc32c.extend(crc, buf.slice(crc_at + 8, end - crc_at - 8))
     return b"%08x" % crc
 
 
@@ -165,22 +143,21 @@ class Sealer:
             if pos + 8 + meta_len > size:
                 break
             try:
-                parsed = self._templates.parse(data, pos + 8, pos + 8 + meta_len)
-                kind, body, crc_at = parsed.kind, parsed.body_length, parsed.crc_at
+                m = self._templates.message(data, pos, meta_len)
             except (Bad, struct.error) as exc:
                 raise ValueError(f"Sealer: unparsable message at byte {pos}: {exc}") from None
-            end = pos + 8 + meta_len + body
+            kind, crc_at, end = m.kind, m.crc_at, m.end
             if end > size:
                 break
             if kind == SCHEMA:
                 if crc_at >= 0:
-                    out[crc_at : crc_at + 8] = _crc(buf, pos, crc_at, end)
+                    out[crc_at : crc_at + 8] = _crc(data, buf, pos, crc_at, end)
                 self._crc = 0
             elif kind == DICTIONARY:
                 self._crc = google_crc32c.extend(self._crc, buf.slice(pos, end - pos))
             else:
                 if crc_at >= 0:
-                    out[crc_at : crc_at + 8] = _crc(buf, pos, crc_at, end, self._crc)
+                    out[crc_at : crc_at + 8] = _crc(data, buf, pos, crc_at, end, self._crc)
                 self._crc = 0
             pos = end
         if self._after_eos:
@@ -269,7 +246,7 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, 
         raise LossFormatError(f"{name}: not a lossfmt file (first message is a {KINDS[kind]}, not a schema)")
     # The placeholder means a writer did not seal its header (its checksum is optional): not verified.
     sealed = crc_at >= 0 and data[crc_at : crc_at + 8] != PLACEHOLDER
-    if sealed and _crc(buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
+    if sealed and _crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
         raise _corrupt(name, 8, "the schema message does not match its checksum")
     try:
         schema = pa.ipc.read_schema(buf.slice(8, end - 8))
@@ -339,37 +316,20 @@ def scan_messages(
             eos = pos
             break
         try:
-            p = templates.parse(data, pos + 8, pos + 8 + meta_len)
+            m = templates.message(data, pos, meta_len)
         except (Bad, struct.error) as exc:
             raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
-        kind, crc_at = p.kind, p.crc_at
-        msg_end = pos + 8 + meta_len + p.body_length
+        kind, crc_at, msg_end = m.kind, m.crc_at, m.end
         if msg_end > size:
             if closed and final:
                 raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
             break
         if kind == SCHEMA:
             raise _corrupt(name, base + pos, "a second schema message")
-        messages.append(
-            Message(
-                pos,
-                msg_end,
-                pos + 8 + meta_len,
-                kind,
-                p.dict_id,
-                p.is_delta,
-                crc_at,
-                p.rows,
-                p.nodes_at,
-                p.n_nodes,
-                p.buffers_at,
-                p.n_buffers,
-                p.codec,
-            )
-        )
+        messages.append(m)
         if kind == RECORD_BATCH:
             if crc_at >= 0:
-                if _crc(buf, end, crc_at, msg_end) != data[crc_at : crc_at + 8]:
+                if _crc(data, buf, end, crc_at, msg_end) != data[crc_at : crc_at + 8]:
                     raise _corrupt(name, base + pos, "record batch does not match its checksum")
             elif verify:
                 raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
