@@ -10,7 +10,9 @@ spec/FORMAT.md §1.7; every failure is a LossFormatError naming the file and the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,9 @@ _V1_TYPES = [f.type for f in s.FIELDS]
 _DTYPES = (np.int64, np.int32, np.float64, np.int64, np.int64, np.int64, np.int8)
 _EPOCH = s.COLUMNS.index(s.EPOCH)
 _ZSTD_CODEC: pa.Codec | None = None
+#: Files of at least this many rows decode their columns on several threads.
+_PARALLEL_ROWS = 1 << 20
+_THREADS = min(os.cpu_count() or 1, 8)
 
 
 class _Corrupt(Exception):
@@ -57,6 +62,8 @@ def _gather(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarr
     total = int(lengths.sum())
     if total == 0:
         return np.zeros(0, np.uint8)
+    if total > 512 * len(starts):  # few large pieces: copy slices rather than index every byte
+        return np.concatenate([u8[a : a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)])
     out_starts = np.cumsum(lengths) - lengths
     return u8[np.repeat(starts - out_starts, lengths) + np.arange(total)]
 
@@ -84,7 +91,7 @@ def _pieces(
     if zstd[sizes > 0].all():
         frames = _gather(u8, payload, sizes)
         try:
-            out = _codec().decompress(frames, decompressed_size=int(offsets[-1]), asbytes=True)
+            out = _codec().decompress(frames, decompressed_size=int(offsets[-1]))
         except (pa.ArrowException, ValueError, OSError):
             pass  # find which buffer: decompressed one by one below
         else:
@@ -94,7 +101,7 @@ def _pieces(
         piece = u8[payload[i] : payload[i] + sizes[i]]
         if zstd[i]:
             try:
-                piece = np.frombuffer(_codec().decompress(piece, int(prefix[i]), asbytes=True), np.uint8)
+                piece = np.frombuffer(_codec().decompress(piece, int(prefix[i])), np.uint8)
             except (pa.ArrowException, ValueError, OSError) as exc:
                 raise _Corrupt(i, f"a buffer does not decompress ({exc})") from None
         parts.append(piece)
@@ -211,6 +218,19 @@ def _effective(
     return base, size
 
 
+def _check_indices(local: np.ndarray, rows: np.ndarray, sizes: np.ndarray) -> None:
+    """Every index is >= 0 and below the size of the dictionary in effect at its batch."""
+    if not len(local):
+        return
+    if local.min() >= 0 and local.max() < sizes.min(initial=np.iinfo(np.int64).max, where=rows > 0):
+        return  # the common case: two passes
+    starts = (np.cumsum(rows) - rows)[rows > 0]
+    high = np.maximum.reduceat(local, starts) >= sizes[rows > 0]
+    low = np.minimum.reduceat(local, starts) < 0
+    bad = np.flatnonzero(rows > 0)[high | low]
+    raise _Corrupt(int(bad[0]), "a dictionary index out of range")
+
+
 def _dictionary_column(
     u8: np.ndarray,
     messages: Sequence[fr.Message],
@@ -226,11 +246,7 @@ def _dictionary_column(
     mine = [messages[i] for i in np.flatnonzero((kinds == fr.DICTIONARY) & (ids == dict_id))]
     values = _strings(_Batches(u8, mine, 3, 1)) if mine else pa.array([], pa.string())
     bases, sizes = _effective(kinds, ids, deltas, counts, dict_id)
-    bad = (local < 0) | (local >= np.repeat(sizes, rows))
-    if bad.any():
-        row = int(np.argmax(bad))
-        batch = int(np.searchsorted(np.cumsum(rows), row, side="right"))
-        raise _Corrupt(batch, "a dictionary index out of range")
+    _check_indices(local, rows, sizes)
     unique: dict[str, int] = {}
     mapping = np.array([unique.setdefault(v, len(unique)) for v in values.to_pylist()], np.int64)
     identity = len(unique) == len(mapping) and not bases.any()
@@ -239,7 +255,7 @@ def _dictionary_column(
     index_type = out.index_type
     numpy_type = np.int32 if index_type == pa.int32() else np.int8
     return pa.DictionaryArray.from_arrays(
-        pa.Array.from_buffers(index_type, len(indices), [None, pa.py_buffer(indices.astype(numpy_type))]),
+        pa.Array.from_buffers(index_type, len(indices), [None, pa.py_buffer(indices.astype(numpy_type, copy=False))]),
         dictionary,
     )
 
@@ -264,21 +280,26 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
         np.array([m.is_delta for m in msgs], bool),
         np.array([m.rows for m in msgs], np.int64),
     )
-    arrays, out_fields = [], []
-    for i in wanted:
+
+    def column(i: int) -> pa.Array:
         field = s.FIELDS[i]
         dtype = np.dtype(_DTYPES[i])
         blob, offsets = batches.buffer(2 * i + 1)
         values = _fixed(blob, offsets, rows * dtype.itemsize).view(dtype)
         if pa.types.is_dictionary(field.type):
             dict_id = layout.dict_ids.get(field.name, -1)
-            array = _dictionary_column(u8, layout.messages, table, dict_id, values, rows, field.type)
-        elif i == _EPOCH:
-            array = _with_nulls(batches, values, rows, nulls[:, _EPOCH])
-        else:
-            array = pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)])
-        arrays.append(array)
-        out_fields.append(field)
+            return _dictionary_column(u8, layout.messages, table, dict_id, values, rows, field.type)
+        if i == _EPOCH:
+            return _with_nulls(batches, values, rows, nulls[:, _EPOCH])
+        return pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)])
+
+    # Decompression and numpy's copies release the GIL: large files decode their columns in parallel.
+    if n >= _PARALLEL_ROWS and _THREADS > 1:
+        with ThreadPoolExecutor(min(_THREADS, len(wanted)), thread_name_prefix="lossfmt-decode") as pool:
+            arrays = list(pool.map(column, wanted))
+    else:
+        arrays = [column(i) for i in wanted]
+    out_fields = [s.FIELDS[i] for i in wanted]
     schema = pa.schema(out_fields, metadata=layout.schema.metadata)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 

@@ -209,13 +209,31 @@ def _to_pandas(table: pa.Table) -> pandas.DataFrame:
         if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, table.column(name).dictionary_encode())
-    epoch = table.column(s.EPOCH) if s.EPOCH in table.column_names else None
-    df = table.to_pandas()
-    if epoch is not None:
-        values = epoch.fill_null(0).to_numpy().astype(np.int64, copy=False)
-        mask = epoch.is_null().to_numpy()
-        df[s.EPOCH] = pd.arrays.IntegerArray(values, mask)
+    if s.EPOCH not in table.column_names:
+        return table.to_pandas()
+    # epoch becomes nullable Int64, inserted after the conversion: assigning it into the converted frame
+    # would make pandas copy every other column (measured: a third of the read for 10M events).
+    index = table.schema.get_field_index(s.EPOCH)
+    epoch = table.column(index)
+    df = table.remove_column(index).to_pandas()
+    values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
+    df.insert(index, s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch)))
     return df
+
+
+def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
+    """True where `column` is null, from its validity bitmaps (no pyarrow.compute)."""
+    if not column.null_count:
+        return np.zeros(len(column), bool)
+    parts = []
+    for chunk in column.chunks:
+        validity = chunk.buffers()[0]
+        if validity is None or not chunk.null_count:
+            parts.append(np.zeros(len(chunk), bool))
+            continue
+        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        parts.append(~bits[chunk.offset : chunk.offset + len(chunk)].astype(bool))
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 def read_pandas(
