@@ -228,7 +228,8 @@ def _check_indices(local: np.ndarray, rows: np.ndarray, sizes: np.ndarray) -> No
     high = np.maximum.reduceat(local, starts) >= sizes[rows > 0]
     low = np.minimum.reduceat(local, starts) < 0
     bad = np.flatnonzero(rows > 0)[high | low]
-    raise _Corrupt(int(bad[0]), "a dictionary index out of range")
+    if len(bad):
+        raise _Corrupt(int(bad[0]), "a dictionary index out of range")
 
 
 def _dictionary_column(
