@@ -119,13 +119,14 @@ class Follower:
         messages, end, _ = fr.scan_messages(
             data, pa.py_buffer(data), name, 0, verify=verify, base=self._offset
         )
+        batches = _decode.decode_span(
+            self._head_bytes, self._dicts, self._layout, data, messages, name, self._offset
+        )
+        # Only now: after a corruption error the state is as before, so the next poll reports it again.
         self._stamp = stamp
         self.closed = False  # it changed and does not end with a footer
         if not messages:
             return self._empty()
-        batches = _decode.decode_span(
-            self._head_bytes, self._dicts, self._layout, data, messages, name, self._offset
-        )
         self._dicts.track(data, messages)
         self._offset += end
         table = _read._tidy(pa.Table.from_batches(batches, schema=self._schema)).select(list(s.COLUMNS))

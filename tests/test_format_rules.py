@@ -230,5 +230,19 @@ def test_the_follower_reports_corruption_in_appended_bytes(tmp_path, sch):
     damaged = bytearray(data)
     damaged[len(data) - 12] ^= 0x01
     _put(path, bytes(damaged))
-    with pytest.raises(LossFormatError, match=rf"f\.arrow: corrupt at byte {first}"):
-        follower.poll()
+    for _ in range(2):  # reported at every poll, not once and then silently skipped
+        with pytest.raises(LossFormatError, match=rf"f\.arrow: corrupt at byte {first}"):
+            follower.poll()
+
+
+def test_the_follower_reports_an_undecodable_append_at_every_poll(tmp_path, sch):
+    plain = unverified(sch)  # no checksums: the decoder is what finds it
+    data = live_bytes(plain, [_batch(plain, 0, 2), _batch(plain, 2, 2)])
+    first = batch_ends(data)[0]
+    path = _put(tmp_path / "u.arrow", data[:first])
+    follower = follow(path)
+    assert follower.poll().table.num_rows == 2
+    _put(path, data[: len(data) - 40] + bytes(40))
+    for _ in range(2):
+        with pytest.raises(LossFormatError, match=rf"u\.arrow: corrupt at byte {first}"):
+            follower.poll()
