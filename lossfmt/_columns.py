@@ -256,7 +256,9 @@ def _dictionary_column(
     index_type = out.index_type
     numpy_type = np.int32 if index_type == pa.int32() else np.int8
     return pa.DictionaryArray.from_arrays(
-        pa.Array.from_buffers(index_type, len(indices), [None, pa.py_buffer(indices.astype(numpy_type, copy=False))]),
+        pa.Array.from_buffers(
+            index_type, len(indices), [None, pa.py_buffer(indices.astype(numpy_type, copy=False))]
+        ),
         dictionary,
     )
 

@@ -149,7 +149,7 @@ def decode_span(
     fields: Sequence[int] | None = None,
 ) -> list[pa.RecordBatch]:
     """Decode verified `messages` of `data` (a part of a file starting at offset `base`), after the schema
-    message `head` and the dictionaries in effect before them. `layout` gives the schema and dictionary ids."""
+    message `head` and the dictionaries in effect before them; `layout` gives schema and dictionary ids."""
     if not messages:
         return []
     raws, prefixed = dicts.prefix()

@@ -124,8 +124,10 @@ class Sealer:
         out = bytearray(data)
         buf = pa.py_buffer(data)
         pos = 0
+        if not data:
+            return b"", 0
         if not self._started:
-            if len(data) < len(MAGIC) and MAGIC.startswith(data) and data:
+            if len(data) < len(MAGIC) and MAGIC.startswith(data):
                 return b"", 0
             pos = len(MAGIC) if data.startswith(MAGIC) else 0
             self._started = True

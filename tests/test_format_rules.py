@@ -155,7 +155,7 @@ def test_nulls_in_a_non_nullable_column_are_corruption(tmp_path):
     good = _batch(sch, 0, 2)
     bad = good.set_column(3, "count", pa.array([1, None], pa.int64()))
     path = _put(tmp_path / "n.arrow", live_bytes(sch, [good, bad]))
-    with pytest.raises(LossFormatError, match="n.arrow: corrupt at byte \\d+: nulls in .*count"):
+    with pytest.raises(LossFormatError, match=r"n\.arrow: corrupt at byte \d+: nulls in .*count"):
         read(path)
 
 

@@ -196,7 +196,7 @@ def test_a_missing_checksum_in_a_file_that_promises_them_is_an_error(tmp_path):
     with pa.ipc.new_stream(sink, sch) as w:
         w.write_batch(_batch(sch, 2))  # no placeholder: this batch has no checksum
     data = _framing.Sealer().seal(schema.MAGIC + sink.getvalue().to_pybytes())
-    with pytest.raises(LossFormatError, match="without its lossfmt.crc32c checksum"):
+    with pytest.raises(LossFormatError, match=r"without its lossfmt\.crc32c checksum"):
         read(_put(tmp_path / "p.arrow", data))
 
 
@@ -277,3 +277,14 @@ def test_many_more_flips_cuts_and_garbage_on_a_resumed_many_flush_file(tmp_path)
             _check_prefix(_outcome(_put(target, data[: rng.randrange(len(data))])), original, closed=False)
             garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
             _check_prefix(_outcome(_put(target, data + garbage)), original, closed=False)
+
+
+def test_a_sealer_accepts_empty_chunks_before_the_stream_starts():
+    sch = schema.make_schema("e")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, sch) as w:
+        w.write_batch(_batch(sch, 2), custom_metadata=_framing.BATCH_METADATA)
+    data = schema.MAGIC + sink.getvalue().to_pybytes()
+    sealer = _framing.Sealer()
+    assert sealer.seal(b"") == b""
+    assert sealer.seal(data) == _framing.Sealer().seal(data)

@@ -59,3 +59,28 @@ def test_a_reader_racing_resume_and_compaction_is_never_killed_by_a_signal(tmp_p
     assert writer.returncode == 0
     assert reader.returncode == 0, f"the reader died with {reader.returncode} (negative: killed by a signal)"
     assert int(reader_out) > 0 and int(writer_out.split()[-1]) > 0
+
+
+def test_no_reader_maps_the_file(tmp_path, monkeypatch):
+    """The deterministic half: read, scan, follow and iter_batches never call pyarrow's memory_map (a page
+    of a mapped file that a resuming writer truncates kills the reader with SIGBUS when touched)."""
+    import pyarrow as pa
+
+    from lossfmt import LossWriter, _framing, follow, read, reader
+
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+        w.flush()
+        live = path.read_bytes()
+    (tmp_path / "live.arrow").write_bytes(live)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a reader memory-mapped the file")
+
+    monkeypatch.setattr(pa, "memory_map", refuse)
+    for p in (path, tmp_path / "live.arrow"):
+        assert read(p).num_rows == 1
+        assert reader.scan(p).table.num_rows == 1
+        assert follow(p).poll().table.num_rows == 1
+        assert sum(len(b) for b in _framing.iter_batches(p)[1]) == 1

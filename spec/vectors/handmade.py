@@ -21,7 +21,7 @@ DESCRIPTIONS = {
     "live": "a live file: a writer killed after several flushes, each ending on a message boundary",
     "torn": "`live` cut inside its last record batch: reads as `live` minus that batch",
     "resumed": "killed mid-run (torn tail), resumed by a new writer (steps rewind), then closed",
-    "resumed_killed": "killed, resumed by a second writer (a second stream with full dictionaries), killed again",
+    "resumed_killed": "killed, resumed by a second writer (a second stream, full dictionaries), killed again",
     "delta": "a live file whose new tags arrive as delta dictionaries (isDelta = true)",
     "lz4": "a closed file compressed with LZ4_FRAME (readers MUST support it)",
     "uncompressed": "a live file without body compression",
