@@ -246,3 +246,13 @@ def test_the_follower_reports_an_undecodable_append_at_every_poll(tmp_path, sch)
     for _ in range(2):
         with pytest.raises(LossFormatError, match=rf"u\.arrow: corrupt at byte {first}"):
             follower.poll()
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_unused_dictionary_entries_are_allowed_and_never_shift_a_tag(tmp_path, sch, many):
+    batches = []
+    for i in range(40 if many else 2):  # 40 batches: the column-by-column path; 2: Arrow's reader
+        tags = pa.DictionaryArray.from_arrays(pa.array([2, 0], pa.int32()), ["loss", "unused", "val"])
+        batches.append(_batch(sch, 2 * i, 2).set_column(1, sch.field("tag"), tags))
+    table = read(_put(tmp_path / "u.arrow", live_bytes(sch, batches)))
+    assert table.column("tag").to_pylist() == ["val", "loss"] * len(batches)
