@@ -256,3 +256,47 @@ def test_unused_dictionary_entries_are_allowed_and_never_shift_a_tag(tmp_path, s
         batches.append(_batch(sch, 2 * i, 2).set_column(1, sch.field("tag"), tags))
     table = read(_put(tmp_path / "u.arrow", live_bytes(sch, batches)))
     assert table.column("tag").to_pylist() == ["val", "loss"] * len(batches)
+
+
+def _renumber_reduction_dictionary(data: bytes, new_id: int) -> bytes:
+    """`data` with the reduction dictionary's id (1, as pyarrow numbers it) changed to `new_id` in the
+    schema message and in its dictionary messages (same size: int64 fields patched in place), resealed."""
+    import struct
+
+    from lossfmt import _flatbuf
+
+    out = bytearray(data)
+    meta_len = struct.unpack_from("<i", data, 12)[0]
+    lo, hi = 16, 16 + meta_len
+    root = _flatbuf.ref(data, lo, hi, lo)
+    header = _flatbuf.ref(data, lo, hi, _flatbuf.field(data, lo, hi, root, 2))
+    start, n = _flatbuf.vector(data, lo, hi, _flatbuf.field(data, lo, hi, header, 1), 4)
+    patched = 0
+    for i in range(n):
+        table = _flatbuf.ref(data, lo, hi, start + 4 * i)
+        encoding_at = _flatbuf.field(data, lo, hi, table, 4)
+        if encoding_at:
+            id_at = _flatbuf.field(data, lo, hi, _flatbuf.ref(data, lo, hi, encoding_at), 0)
+            if id_at and struct.unpack_from("<q", data, id_at)[0] == 1:
+                struct.pack_into("<q", out, id_at, new_id)
+                patched += 1
+    for m in _framing.walk(data, "x").messages:
+        if m.kind == _framing.DICTIONARY and m.dict_id == 1:
+            mlo, mhi = m.start + 8, m.body
+            mroot = _flatbuf.ref(data, mlo, mhi, mlo)
+            mheader = _flatbuf.ref(data, mlo, mhi, _flatbuf.field(data, mlo, mhi, mroot, 2))
+            struct.pack_into("<q", out, _flatbuf.field(data, mlo, mhi, mheader, 0), new_id)
+            patched += 1
+    assert patched >= 2
+    return _framing.Sealer().seal(bytes(out))
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_dictionaries_are_matched_by_the_ids_the_schema_declares(tmp_path, sch, many):
+    batches = [_batch(sch, 2 * i, 2) for i in range(40 if many else 2)]
+    data = _renumber_reduction_dictionary(live_bytes(sch, batches), 7)
+    path = _put(tmp_path / "ids.arrow", data)
+    assert _framing.walk(data, "ids").dict_ids == {"tag": 0, "reduction": 7}
+    table = read(path)
+    assert table.column("reduction").to_pylist() == ["mean"] * 2 * len(batches)
+    assert table.column("tag").to_pylist() == ["loss"] * 2 * len(batches)
