@@ -305,8 +305,8 @@ def scan_messages(
         if meta_len < 0 or size - pos < 8 + meta_len:
             if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
                 raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
-            if size - pos >= 8 and meta_len < 0:
-                raise _corrupt(name, base + pos, "negative metadata length")
+            if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
+                raise _corrupt(name, base + pos, f"impossible metadata length {meta_len}")
             if closed and final:
                 raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
             break  # the torn tail (or the end of a window)

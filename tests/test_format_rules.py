@@ -300,3 +300,12 @@ def test_dictionaries_are_matched_by_the_ids_the_schema_declares(tmp_path, sch, 
     table = read(path)
     assert table.column("reduction").to_pylist() == ["mean"] * 2 * len(batches)
     assert table.column("tag").to_pylist() == ["loss"] * 2 * len(batches)
+
+
+def test_an_impossible_metadata_length_at_the_end_is_corruption_not_a_torn_tail(tmp_path, sch):
+    data = live_bytes(sch, [_batch(sch, 0, 2), _batch(sch, 2, 2)])
+    last = batch_ends(data)[0]  # the second batch's message starts here
+    for bad in (1 << 24, 1004):  # above 2^20, or not a multiple of 8: no writer announces these
+        damaged = data[: last + 4] + bad.to_bytes(4, "little") + data[last + 8 :]
+        with pytest.raises(LossFormatError, match=rf"corrupt at byte {last}: impossible metadata length"):
+            read(_put(tmp_path / "m.arrow", damaged))
