@@ -9,11 +9,12 @@ from lossfmt._errors import (
     WriterClosedError,
 )
 from lossfmt._export import ExportSummary, export_parquet
+from lossfmt._follow import Follower, Update, follow
 from lossfmt._polars import scan_polars
+from lossfmt._read import read, read_pandas
 from lossfmt._sources import run_labels, run_paths
 from lossfmt._writer import LossWriter
 from lossfmt.dataset import dataset
-from lossfmt.reader import Follower, Update, follow, read, read_pandas
 from lossfmt.schema import FORMAT_VERSION, run_info
 
 __version__ = "0.1.0"

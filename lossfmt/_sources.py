@@ -268,11 +268,6 @@ def scan_url(url: str, columns: Sequence[str] | None = None) -> Scan:
     """`lossfmt.reader.scan` for a run at a URL: the whole object is fetched, then read like a local file."""
     with open_url(url) as f:
         data = f.read_buffer()
-    return _scan_bytes(data, url, columns)
+    from lossfmt._read import scan_bytes  # (import cycle: _read resolves sources here)
 
-
-def _scan_bytes(data: pa.Buffer, name: str, columns: Sequence[str] | None) -> Scan:
-    # TODO(lead): replace with lossfmt._read.scan_bytes(data, name, columns) once the reader split lands.
-    from lossfmt import reader
-
-    return reader._scan_buffer(data, name, columns).scan
+    return scan_bytes(data, url, columns)

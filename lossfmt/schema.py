@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import uuid
@@ -64,14 +65,48 @@ KEY_META = "lossfmt.meta"
 #: Schema metadata key declaring that every record batch message carries a CRC-32C (spec/FORMAT.md §1.6).
 KEY_CHECKSUM = "lossfmt.checksum"
 
+#: Schema metadata key holding the CRC-32C of the schema message itself (spec/FORMAT.md §1.6).
+KEY_SCHEMA_CHECKSUM = "lossfmt.schema_crc32c"
+
 #: Compression of every record batch, live or compacted: small files, read by pandas/Polars/DuckDB.
 COMPRESSION = "zstd"
+
+
+#: How `lossfmt.meta` spells a non-finite float in RFC 8259 JSON (spec/FORMAT.md §3): {"$float": "NaN"}.
+FLOAT_TAG = "$float"
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _tag_floats(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {FLOAT_TAG: "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, dict):
+        return {k: _tag_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tag_floats(v) for v in value]
+    return value
+
+
+def _untag_float(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and obj.get(FLOAT_TAG) in _NON_FINITE:
+        return _NON_FINITE[obj[FLOAT_TAG]]
+    return obj
+
+
+def encode_meta(meta: dict[str, Any]) -> str:
+    """The user's metadata as the RFC 8259 JSON text of `lossfmt.meta` (non-finite floats tagged, §3)."""
+    return json.dumps(_tag_floats(meta), sort_keys=True, allow_nan=False, default=str)
+
+
+def decode_meta(text: str) -> Any:
+    """`lossfmt.meta` back to Python: tagged floats restored; the NaN/Infinity tokens of older files read."""
+    return json.loads(text, object_hook=_untag_float)
 
 
 def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
     """Return the v1 schema with fresh run metadata (new run id, creation time, host, pid)."""
     try:
-        meta_json = json.dumps(meta or {}, sort_keys=True, allow_nan=True, default=str)
+        meta_json = encode_meta(meta or {})
     except (TypeError, ValueError) as exc:
         raise TypeError(f"meta must be JSON-serializable: {exc}") from None
     metadata = {
@@ -82,6 +117,8 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
         KEY_HOST: socket.gethostname(),
         KEY_PID: str(os.getpid()),
         KEY_META: meta_json,
+        KEY_CHECKSUM: "crc32c",
+        KEY_SCHEMA_CHECKSUM: "00000000",  # filled in by _framing.Sealer when the header is written
     }
     return pa.schema(FIELDS, metadata=metadata)
 
@@ -89,8 +126,12 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
 def run_info(schema: pa.Schema) -> dict[str, Any]:
     """Decode a file's schema metadata into a dict; `meta` holds the user's metadata."""
     raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-    info: dict[str, Any] = {k.removeprefix("lossfmt."): v for k, v in raw.items() if k.startswith("lossfmt.")}
-    info["meta"] = json.loads(info.get("meta") or "{}")
+    info: dict[str, Any] = {
+        k.removeprefix("lossfmt."): v
+        for k, v in raw.items()
+        if k.startswith("lossfmt.") and k != KEY_SCHEMA_CHECKSUM  # framing, not run information
+    }
+    info["meta"] = decode_meta(info.get("meta") or "{}")
     if "pid" in info:
         info["pid"] = int(info["pid"])
     if "version" in info:
@@ -112,8 +153,15 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
         idx = schema.get_field_index(field.name)
         if idx < 0:
             raise LossFormatError(f"{os.fspath(path)}: column {field.name!r} is missing")
-        if schema.field(idx).type != field.type:
+        if not _same_type(schema.field(idx).type, field.type):
             raise LossFormatError(
                 f"{os.fspath(path)}: column {field.name!r} has type {schema.field(idx).type}, "
                 f"expected {field.type}"
             )
+
+
+def _same_type(got: pa.DataType, expected: pa.DataType) -> bool:
+    """Types equal, except that a dictionary's `ordered` flag is not meaningful (spec/FORMAT.md §1.1)."""
+    if pa.types.is_dictionary(got) and pa.types.is_dictionary(expected):
+        return got.index_type == expected.index_type and got.value_type == expected.value_type
+    return got == expected

@@ -1,10 +1,33 @@
-"""Bytes of lossfmt files built with pyarrow alone, per spec/FORMAT.md, for reader and follower tests."""
+"""Bytes of lossfmt files built with pyarrow alone, per spec/FORMAT.md, for reader and follower tests.
+
+A schema from `schema.make_schema` promises checksums (spec §1.6): its batches are written with the
+placeholder and sealed, as the writer does. `unverified(schema)` drops the promise (an older writer's file).
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from lossfmt import schema
+from lossfmt import _framing, schema
+
+
+def unverified(sch: pa.Schema) -> pa.Schema:
+    """`sch` without the checksum keys: files written with it carry no checksums."""
+    metadata = dict(sch.metadata or {})
+    for key in (schema.KEY_CHECKSUM, schema.KEY_SCHEMA_CHECKSUM):
+        metadata.pop(key.encode(), None)
+    return sch.with_metadata(metadata)
+
+
+def _sealed(sch: pa.Schema) -> bool:
+    return schema.KEY_CHECKSUM.encode() in (sch.metadata or {})
+
+
+def _write(writer: pa.ipc.RecordBatchStreamWriter, sch: pa.Schema, batch: pa.RecordBatch) -> None:
+    if _sealed(sch):
+        writer.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+    else:
+        writer.write_batch(batch)
 
 
 def live_bytes(sch: pa.Schema, batches: list[pa.RecordBatch], *, deltas: bool = False) -> bytes:
@@ -13,8 +36,9 @@ def live_bytes(sch: pa.Schema, batches: list[pa.RecordBatch], *, deltas: bool = 
     options = pa.ipc.IpcWriteOptions(compression="zstd", emit_dictionary_deltas=deltas)
     with pa.ipc.new_stream(sink, sch, options=options) as writer:
         for b in batches:
-            writer.write_batch(b)
-    return schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)]
+            _write(writer, sch, b)
+    data = schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)]
+    return _framing.Sealer().seal(data)
 
 
 def closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
@@ -22,8 +46,9 @@ def closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     sink = pa.BufferOutputStream()
     table = pa.Table.from_batches(batches, schema=sch).combine_chunks()
     with pa.ipc.new_file(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+        for b in table.to_batches():
+            _write(writer, sch, b)
+    return _framing.Sealer().seal(sink.getvalue().to_pybytes())
 
 
 def message_ends(data: bytes, kind: str | None = None) -> list[int]:

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
-from filebytes import batch_ends, closed_bytes, live_bytes, message_ends
+from filebytes import batch_ends, closed_bytes, live_bytes, message_ends, unverified
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossfmt import LossFormatError, LossWriter, follow, read, read_pandas, reader, schema
+from lossfmt import LossFormatError, LossWriter, _columns, _decode, follow, read, read_pandas, reader, schema
 
 T0_US = 1_700_000_000_000_000
 
@@ -104,9 +104,8 @@ def test_nan_and_infinities_are_kept_exactly(tmp_path, sch):
 def test_random_truncation_yields_an_exact_prefix_of_whole_batches(
     tmp_path, monkeypatch, sizes, new_tags, cut_fraction, parallel
 ):
-    if parallel:  # decode in spans on several threads even for these few batches
-        monkeypatch.setattr(reader, "_PARALLEL_MIN_BATCHES", 2)
-        monkeypatch.setattr(reader, "_DECODE_THREADS", 3)
+    if parallel:  # decoded column by column (the many-flushes path) even for these few batches
+        monkeypatch.setattr(_columns, "MIN_BATCHES", 1)
     sch = schema.make_schema("t")
     batches, start, tags = [], 0, ["loss"]
     for size, new_tag in zip(sizes, new_tags, strict=False):
@@ -167,8 +166,11 @@ def test_corrupted_bytes_never_crash_the_reader(tmp_path, flips):
 
 
 @pytest.mark.parametrize("deltas", [False, True])
-def test_many_flushes_decode_in_parallel_spans_to_the_same_events(tmp_path, sch, monkeypatch, deltas):
-    monkeypatch.setattr(reader, "_DECODE_THREADS", 4)
+@pytest.mark.parametrize("checksums", [False, True])
+def test_many_flushes_decode_to_the_same_events_and_a_bad_middle_batch_is_an_error(
+    tmp_path, sch, deltas, checksums
+):
+    sch = sch if checksums else unverified(sch)
     tags: list[str] = []
     batches = []
     for i in range(400):
@@ -182,10 +184,13 @@ def test_many_flushes_decode_in_parallel_spans_to_the_same_events(tmp_path, sch,
     assert _events(read(_write(tmp_path / "torn.arrow", data[:cut]))) == expected[: 3 * 300]
     end = batch_ends(data)[150]
     corrupt = bytearray(data)
-    corrupt[end - 64 : end] = bytes(64)  # batch 151 is complete but its compressed body is garbage
-    result = reader.scan(_write(tmp_path / "corrupt.arrow", bytes(corrupt)))
-    assert _events(result.table) == expected[: 3 * 150]
-    assert result.end < end
+    corrupt[end - 16 : end] = bytes(16)  # batch 151 is complete but the end of its body is garbage
+    path = _write(tmp_path / "corrupt.arrow", bytes(corrupt))
+    start = batch_ends(data)[149]  # batch 151's span starts where batch 150 ends
+    with pytest.raises(LossFormatError, match=r"corrupt\.arrow: corrupt at byte \d+") as raised:
+        reader.scan(path)
+    assert start <= int(str(raised.value).split("byte ")[1].split(":")[0]) < end
+    assert path.read_bytes() == bytes(corrupt)
 
 
 def test_live_file_with_delta_dictionaries_reads(tmp_path, sch):
@@ -310,9 +315,8 @@ def _file_states(tmp_path, sch, batches) -> dict[str, object]:
 def test_columns_returns_exactly_those_columns_in_that_order_for_every_file_state(
     tmp_path, sch, monkeypatch, parallel
 ):
-    if parallel:  # a live file decoded in spans on several threads
-        monkeypatch.setattr(reader, "_PARALLEL_MIN_BATCHES", 2)
-        monkeypatch.setattr(reader, "_DECODE_THREADS", 3)
+    if parallel:  # a live file decoded column by column (the many-flushes path)
+        monkeypatch.setattr(_columns, "MIN_BATCHES", 1)
     batches = [_batch(sch, _rows(3)), _batch(sch, _rows(2, 3, ("loss", "val"))), _batch(sch, _rows(2, 5))]
     for state, path in _file_states(tmp_path, sch, batches).items():
         full = read(path)
@@ -332,13 +336,13 @@ def test_columns_returns_exactly_those_columns_in_that_order_for_every_file_stat
 
 def test_columns_decodes_only_the_named_columns(tmp_path, sch, monkeypatch):
     seen = []
-    decode_file = reader._decode_file
+    options = _decode._options
 
-    def spy(buf, fields=None):
+    def spy(fields):
         seen.append(fields)
-        return decode_file(buf, fields)
+        return options(fields)
 
-    monkeypatch.setattr(reader, "_decode_file", spy)
+    monkeypatch.setattr(_decode, "_options", spy)
     path = _write(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, _rows(4))]))
     read(path, columns=["value", "step"])
     read(path)

@@ -21,6 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import handmade  # noqa: E402 (the vectors no writer makes on purpose, built from the spec with pyarrow)
+
 T0 = 1_700_000_000.0  # seconds; each add() advances the fake clock by 0.25 s (exact in binary)
 TICK = 0.25
 COLUMNS = ["step", "tag", "value", "count", "epoch", "wall_time", "reduction"]
@@ -59,6 +62,9 @@ RESUMED_AFTER: list[list[tuple[Any, ...]]] = [  # resumed from the step-2 checkp
 
 _CHILD = """
 import json, sys
+sys.path.insert(0, sys.argv[4])
+import generate
+generate.pin_metadata(sys.argv[2])
 import lossfmt._writer
 from lossfmt import LossWriter
 clock = iter(float(t) for t in json.loads(sys.argv[3]))
@@ -132,12 +138,16 @@ def _eos_offset(data: bytes) -> int:
     return len(data) - 10 - footer_len - 8
 
 
-def _log_and_kill(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]) -> str:
-    """Log `flushes` in a child process, flush() after each, SIGKILL after the last; return the run_id."""
-    path.unlink(missing_ok=True)
+def _log_and_kill(
+    path: Path, run: str, flushes: list[list[tuple[Any, ...]]], first_tick: int = 0, *, resume: bool = False
+) -> str:
+    """Log `flushes` in a child process, flush() after each, SIGKILL after the last; return the run_id.
+    With `resume`, the child resumes the existing file instead of starting a new one."""
+    if not resume:
+        path.unlink(missing_ok=True)
     n = sum(len(f) for f in flushes)
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(path), run, json.dumps(_clock(0, n))],
+        [sys.executable, "-c", _CHILD, str(path), run, json.dumps(_clock(first_tick, n)), str(HERE)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -154,9 +164,47 @@ def _log_and_kill(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]) ->
     return run_id
 
 
+def pin_metadata(run: str) -> None:
+    """Make the writer's run metadata deterministic (run id, creation time, host, pid) in this process, so
+    the vectors rebuild byte for byte."""
+    import datetime as dt
+    import uuid
+
+    import lossfmt.schema as schema_module
+
+    class _Clock:
+        @staticmethod
+        def now(tz: Any = None) -> dt.datetime:
+            return dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    class _Ids:
+        @staticmethod
+        def uuid4() -> uuid.UUID:
+            return uuid.uuid5(uuid.NAMESPACE_URL, f"lossfmt-vector:{run}")
+
+    class _Host:
+        @staticmethod
+        def gethostname() -> str:
+            return "vectors"
+
+    class _Os:
+        fspath = staticmethod(os.fspath)
+
+        @staticmethod
+        def getpid() -> int:
+            return 1
+
+    schema_module.datetime = _Clock  # type: ignore[attr-defined,assignment]
+    schema_module.uuid = _Ids  # type: ignore[attr-defined,assignment]
+    schema_module.socket = _Host  # type: ignore[attr-defined,assignment]
+    schema_module.os = _Os  # type: ignore[attr-defined,assignment]
+
+
 def _write_in_process(path: Path, run: str, flushes: list[list[tuple[Any, ...]]], first_tick: int) -> str:
     import lossfmt._writer
     from lossfmt import LossWriter
+
+    pin_metadata(run)
 
     clock = iter(_clock(first_tick, sum(len(f) for f in flushes)))
     saved = lossfmt._writer._time
@@ -173,18 +221,35 @@ def _write_in_process(path: Path, run: str, flushes: list[list[tuple[Any, ...]]]
 
 
 def _save(
-    name: str, data: bytes, rows: list[list[Any]], run: str, run_id: str, end: int, closed: bool
+    name: str,
+    data: bytes,
+    rows: list[list[Any]],
+    run: str | None,
+    run_id: str | None,
+    end: int | None,
+    closed: bool | None,
+    *,
+    error: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     (HERE / f"{name}.arrow").write_bytes(data)
+    metadata: dict[str, Any] = {"meta": {"lr": 0.01, "seed": 7}}
+    if run is not None:
+        metadata = {"run": run, "run_id": run_id, **metadata}
     expected = {
         "format_version": 1,
+        "description": handmade.DESCRIPTIONS[name],
         "closed": closed,
         "end": end,
-        "metadata": {"run": run, "run_id": run_id, "meta": {"lr": 0.01, "seed": 7}},
+        "error": error,
+        "metadata": metadata if error is None else None,
         "columns": COLUMNS,
         "rows": rows,
         "rows_without_rewound": _without_rewound(rows),
+        **(extra or {}),
     }
+    if run is None and error is None:
+        expected["metadata"] = {"meta": {}}
     (HERE / f"{name}.json").write_text(_dump(expected))
 
 
@@ -214,10 +279,13 @@ def main() -> None:
         _save("live", data, _rows(LIVE_FLUSHES), "live", run_id, len(data), False)
 
         # torn: the live file cut in the middle of its last record batch (its dictionary message stays whole).
-        start, end, kind = _message_spans(data)[-1]
+        spans = _message_spans(data)
+        start, end, kind = spans[-1]
         assert kind == "record batch"
         torn_at = (start + end) // 2
-        _save("torn", data[:torn_at], _rows(LIVE_FLUSHES[:-1]), "live", run_id, start, False)
+        # end: after the previous record batch (the torn flush's dictionary message is dropped too)
+        previous = max(e for _, e, k in spans[:-1] if k == "record batch")
+        _save("torn", data[:torn_at], _rows(LIVE_FLUSHES[:-1]), "live", run_id, previous, False)
 
         # resumed: a crash that tore the last batch, then a new writer resumed the file and closed it.
         run_id = _log_and_kill(scratch, "resumed", RESUMED_BEFORE)
@@ -233,12 +301,33 @@ def main() -> None:
         data = scratch.read_bytes()
         rows = _rows(kept) + _rows(RESUMED_AFTER, first_tick)
         _save("resumed", data, rows, "resumed", run_id, _eos_offset(data), True)
+
+        # resumed_killed: killed, resumed by a second writer (a second stream) and killed again.
+        run_id = _log_and_kill(scratch, "resumed_killed", RESUMED_BEFORE[:2])
+        first_tick = sum(len(f) for f in RESUMED_BEFORE[:2])
+        assert _log_and_kill(scratch, "x", RESUMED_AFTER, first_tick, resume=True) == run_id
+        data = scratch.read_bytes()
+        rows = _rows(RESUMED_BEFORE[:2]) + _rows(RESUMED_AFTER, first_tick)
+        _save("resumed_killed", data, rows, "resumed_killed", run_id, len(data), False)
+
+        for name, made in handmade.build().items():
+            _save(
+                name,
+                made.data,
+                made.rows,
+                made.run,
+                made.run_id,
+                made.end,
+                made.closed,
+                error=made.error,
+                extra=made.extra,
+            )
     finally:
         scratch.unlink(missing_ok=True)
         for tmp in HERE.glob("_scratch.arrow.*.tmp"):
             tmp.unlink()
-    for name in ("closed", "live", "torn", "resumed"):
-        assert os.path.getsize(HERE / f"{name}.arrow") < 8192
+    for path in HERE.glob("*.arrow"):
+        assert os.path.getsize(path) < 8192, path
 
 
 if __name__ == "__main__":

@@ -1,0 +1,290 @@
+"""Integrity (spec/FORMAT.md §1.6, issue 14): a damaged byte is detected, never read as a different loss.
+
+Seeded fuzz over files a real LossWriter wrote (live and closed): a flipped bit inside any message body is
+always a LossFormatError; a flip, cut or appended garbage anywhere else gives the original events (or, for a
+live file, a prefix of them in whole batches) or a LossFormatError; never another exception, never a hang,
+never a different value.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from filebytes import closed_bytes, live_bytes, unverified
+
+from lossfmt import LossFormatError, LossWriter, _framing, follow, read, reader, schema
+
+SEED = 20261201
+
+
+def _events(table: pa.Table) -> list[tuple]:
+    """Rows with floats compared bit for bit (NaN payloads, -0.0)."""
+    cols = [table.column(c).to_pylist() for c in schema.COLUMNS]
+    rows = []
+    for step, tag, value, count, epoch, wall, red in zip(*cols, strict=True):
+        rows.append((step, tag, struct.pack("<d", value), count, epoch, wall, red))
+    return rows
+
+
+def _write_run(tmp_path: Path) -> tuple[bytes, bytes]:
+    """(live bytes after several flushes, closed bytes after close) of one real run with awkward values."""
+    path = tmp_path / "run.arrow"
+    values = [2.5, math.nan, -0.0, math.inf, -math.inf, 1e-300, 3.25]
+    with LossWriter(path, meta={"lr": 0.1, "name": "fuzz"}) as w:
+        for flush in range(6):
+            for i in range(5):
+                step = flush * 5 + i
+                w.add(step, values[step % len(values)], count=step + 1, epoch=flush if i % 2 else None)
+                w.add(step, 0.5 * step, tag=f"tag{flush}", reduction="sum")
+            w.flush()
+        live = path.read_bytes()
+    return live, path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory) -> dict[str, bytes]:
+    live, closed = _write_run(tmp_path_factory.mktemp("run"))
+    return {"live": live, "closed": closed}
+
+
+def _bodies(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every content message's metadata and body, after its 8-byte prefix (a flipped length
+    in the prefix may make a message look torn: a prefix of the events, checked by the test of any bit)."""
+    layout = _framing.walk(data, "clean")
+    return [(m.start + 8, m.end) for m in layout.messages]
+
+
+def _outcome(path: Path) -> list[tuple] | None:
+    """The events `read` returns, or None for a LossFormatError naming the file (anything else fails)."""
+    try:
+        table = read(path)
+    except LossFormatError as exc:
+        assert path.name in str(exc)
+        return None
+    table.validate(full=True)
+    return _events(table)
+
+
+def _check_prefix(got: list[tuple] | None, original: list[tuple], closed: bool) -> None:
+    if got is None:
+        return
+    if closed:
+        assert got == original
+    else:
+        assert got == original[: len(got)]
+
+
+def test_every_batch_of_a_writers_file_carries_a_verified_checksum(run_files):
+    for data in run_files.values():
+        layout = _framing.walk(data, "run")
+        batches = [m for m in layout.messages if m.kind == _framing.RECORD_BATCH]
+        assert batches and all(m.crc_at > 0 for m in batches)
+        assert all(data[m.crc_at : m.crc_at + 8] != b"00000000" for m in batches)
+        assert schema.run_info(layout.schema)["checksum"] == "crc32c"
+
+
+@pytest.mark.parametrize("state", ["live", "closed"])
+def test_a_flipped_bit_inside_any_message_is_always_an_error(tmp_path, run_files, state):
+    data = run_files[state]
+    rng = random.Random(SEED)
+    spans = _bodies(data)
+    original = _events(read(_put(tmp_path / "clean.arrow", data)))
+    path = tmp_path / "flipped.arrow"
+    for _ in range(1200):
+        start, end = spans[rng.randrange(len(spans))]
+        bit = rng.randrange(8 * start, 8 * end)
+        got = _outcome(_put(path, _flip(data, bit)))
+        assert got is None, f"bit {bit} flipped inside a message read without error"
+    assert original
+
+
+@pytest.mark.parametrize("state", ["live", "closed"])
+def test_a_flipped_bit_anywhere_never_reads_as_a_different_value(tmp_path, run_files, state):
+    data = run_files[state]
+    rng = random.Random(SEED + 1)
+    original = _events(read(_put(tmp_path / "clean.arrow", data)))
+    meta = schema.run_info(reader.scan(tmp_path / "clean.arrow").schema)
+    path = tmp_path / "flipped.arrow"
+    for _ in range(600):
+        bit = rng.randrange(8 * len(data))
+        _put(path, _flip(data, bit))
+        got = _outcome(path)
+        _check_prefix(got, original, closed=state == "closed" and bit // 8 >= 8)
+        if got is not None:
+            assert schema.run_info(reader.scan(path).schema) == meta, f"bit {bit} changed the metadata"
+
+
+@pytest.mark.parametrize("state", ["live", "closed"])
+def test_cuts_and_appended_garbage_give_a_prefix_or_an_error(tmp_path, run_files, state):
+    data = run_files[state]
+    rng = random.Random(SEED + 2)
+    original = _events(read(_put(tmp_path / "clean.arrow", data)))
+    path = tmp_path / "damaged.arrow"
+    for _ in range(150):
+        cut = rng.randrange(len(data))
+        got = _outcome(_put(path, data[:cut]))
+        _check_prefix(got, original, closed=False)
+        garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+        got = _outcome(_put(path, data + garbage))
+        _check_prefix(got, original, closed=False)
+
+
+@pytest.mark.parametrize("state", ["live", "closed"])
+def test_damage_never_modifies_the_file_and_the_follower_agrees(tmp_path, run_files, state):
+    data = run_files[state]
+    rng = random.Random(SEED + 3)
+    spans = _bodies(data)
+    path = tmp_path / "flipped.arrow"
+    for _ in range(100):
+        start, end = spans[rng.randrange(len(spans))]
+        damaged = _flip(data, rng.randrange(8 * start, 8 * end))
+        _put(path, damaged)
+        with pytest.raises(LossFormatError, match=r"flipped\.arrow: corrupt at byte \d+"):
+            follow(path).poll()
+        with pytest.raises(LossFormatError):
+            reader.scan(path)
+        assert path.read_bytes() == damaged
+
+
+def test_the_error_names_the_batch_whose_span_was_damaged(tmp_path, run_files):
+    data = run_files["live"]
+    layout = _framing.walk(data, "clean")
+    batches = [m for m in layout.messages if m.kind == _framing.RECORD_BATCH]
+    target = batches[3]
+    damaged = bytearray(data)
+    damaged[target.end - 20] ^= 0x04  # inside the fourth batch's body
+    path = _put(tmp_path / "one.arrow", bytes(damaged))
+    with pytest.raises(LossFormatError, match=rf"one\.arrow: corrupt at byte {target.start}: .*checksum"):
+        read(path)
+
+
+def test_a_resumed_file_keeps_verifying_across_both_streams(tmp_path):
+    path = tmp_path / "resumed.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    with LossWriter(path) as w:
+        w.add(1, 2.0, tag="new")
+        w.flush()
+        live = path.read_bytes()
+    assert read(path).column("step").to_pylist() == [0, 1]
+    layout = _framing.walk(live, "live")
+    assert not layout.closed and len([m for m in layout.messages if m.kind == _framing.RECORD_BATCH]) == 2
+    last = layout.messages[-1]
+    damaged = bytearray(live)
+    damaged[last.end - 9] ^= 1
+    with pytest.raises(LossFormatError, match="checksum"):
+        read(_put(tmp_path / "bad.arrow", bytes(damaged)))
+
+
+def test_files_without_checksums_still_read(tmp_path):
+    sch = unverified(schema.make_schema("old"))
+    batch = _batch(sch, 3)
+    for data in (live_bytes(sch, [batch, batch]), closed_bytes(sch, [batch])):
+        table = read(_put(tmp_path / "old.arrow", data))
+        assert table.num_rows in (3, 6)
+        assert b"lossfmt.crc32c" not in data
+
+
+def test_a_missing_checksum_in_a_file_that_promises_them_is_an_error(tmp_path):
+    sch = schema.make_schema("p")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, sch) as w:
+        w.write_batch(_batch(sch, 2))  # no placeholder: this batch has no checksum
+    data = _framing.Sealer().seal(schema.MAGIC + sink.getvalue().to_pybytes())
+    with pytest.raises(LossFormatError, match=r"without its lossfmt\.crc32c checksum"):
+        read(_put(tmp_path / "p.arrow", data))
+
+
+def test_an_unknown_checksum_algorithm_is_refused(tmp_path):
+    sch = unverified(schema.make_schema("x"))
+    sch = sch.with_metadata({**sch.metadata, b"lossfmt.checksum": b"xxh3"})
+    with pytest.raises(LossFormatError, match="checksum 'xxh3' is not supported"):
+        read(_put(tmp_path / "x.arrow", live_bytes(sch, [_batch(sch, 1)])))
+
+
+def test_sealing_file_output_equals_sealing_the_whole_stream(tmp_path):
+    sch = schema.make_schema("s")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, sch) as w:
+        w.write_batch(_batch(sch, 4), custom_metadata=_framing.BATCH_METADATA)
+    whole = _framing.Sealer().seal(sink.getvalue().to_pybytes())
+    with open(tmp_path / "piecewise.arrow", "wb") as f:
+        sealing = _framing.SealingFile(f)
+        with pa.ipc.new_file(sealing, sch) as w:
+            w.write_batch(_batch(sch, 4), custom_metadata=_framing.BATCH_METADATA)
+        sealing.finish()
+    piecewise = (tmp_path / "piecewise.arrow").read_bytes()
+    assert piecewise == whole
+    assert reader.scan(tmp_path / "piecewise.arrow").closed
+
+
+def _batch(sch: pa.Schema, n: int) -> pa.RecordBatch:
+    return pa.record_batch(
+        [
+            pa.array(range(n), pa.int64()),
+            pa.array(["loss"] * n).dictionary_encode(),
+            pa.array([0.5] * n),
+            pa.array([1] * n, pa.int64()),
+            pa.array([None] * n, pa.int64()),
+            pa.array([0] * n, schema.WALL_TIME_TYPE),
+            pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int8()), pa.array(["mean", "sum"])),
+        ],
+        schema=sch,
+    )
+
+
+def _flip(data: bytes, bit: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[bit // 8] ^= 1 << (bit % 8)
+    return bytes(damaged)
+
+
+def _put(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.slow
+def test_many_more_flips_cuts_and_garbage_on_a_resumed_many_flush_file(tmp_path):
+    """The long version: 6,000 single-bit flips and 600 cuts/appends on a file of 60 flushes, resumed once."""
+    path = tmp_path / "long.arrow"
+    for part in range(2):
+        with LossWriter(path, meta={"part": part}) as w:
+            for flush in range(30):
+                for i in range(4):
+                    w.add(part * 1000 + flush * 4 + i, math.sin(i) * 1e6, tag=f"t{flush % 7}", epoch=flush)
+                w.flush()
+            live = path.read_bytes()
+    closed = path.read_bytes()
+    rng = random.Random(SEED + 9)
+    target = tmp_path / "damaged.arrow"
+    for state, data in (("live", live), ("closed", closed)):
+        original = _events(read(_put(tmp_path / "clean.arrow", data)))
+        spans = _bodies(data)
+        for _ in range(2000):
+            start, end = spans[rng.randrange(len(spans))]
+            assert _outcome(_put(target, _flip(data, rng.randrange(8 * start, 8 * end)))) is None
+        for _ in range(1000):
+            bit = rng.randrange(8 * len(data))
+            got = _outcome(_put(target, _flip(data, bit)))
+            _check_prefix(got, original, closed=state == "closed" and bit // 8 >= 8)
+        for _ in range(150):
+            _check_prefix(_outcome(_put(target, data[: rng.randrange(len(data))])), original, closed=False)
+            garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+            _check_prefix(_outcome(_put(target, data + garbage)), original, closed=False)
+
+
+def test_a_sealer_accepts_empty_chunks_before_the_stream_starts():
+    sch = schema.make_schema("e")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, sch) as w:
+        w.write_batch(_batch(sch, 2), custom_metadata=_framing.BATCH_METADATA)
+    data = schema.MAGIC + sink.getvalue().to_pybytes()
+    sealer = _framing.Sealer()
+    assert sealer.seal(b"") == b""
+    assert sealer.seal(data) == _framing.Sealer().seal(data)
