@@ -784,9 +784,8 @@ def test_a_file_that_is_not_lossfmt_is_refused_and_left_untouched(tmp_path):
 def test_a_file_with_columns_this_writer_does_not_know_is_refused_and_left_untouched(tmp_path):
     path = tmp_path / "later.arrow"
     # A later revision's file written by another tool: no checksums (they would need sealing).
-    unsealed = {
-        k: v for k, v in s.make_schema("later").metadata.items() if b"crc32c" not in k and b"checksum" not in k
-    }
+    metadata = s.make_schema("later").metadata
+    unsealed = {k: v for k, v in metadata.items() if b"crc32c" not in k and b"checksum" not in k}
     extended = s.make_schema("later").with_metadata(unsealed).append(pa.field("lr", pa.float64()))
     columns = {f.name: pa.array([1.5] if f.name == "lr" else [None], f.type) for f in extended}
     columns.update(step=pa.array([0], pa.int64()), value=pa.array([1.0]), count=pa.array([1], pa.int64()))
