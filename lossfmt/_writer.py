@@ -163,6 +163,12 @@ class LossWriter:
         """True once close() was called (or the writer was inherited by a forked process)."""
         return self._run.finished or self._forked
 
+    @property
+    def pending(self) -> int:
+        """Events recorded by add() and not yet handed to the file (at most `max_pending`, plus one per
+        other adding thread): what a crash right now would lose."""
+        return len(self._pending)
+
     def add(
         self,
         step: int,

@@ -418,13 +418,19 @@ def test_a_producer_that_outruns_the_disk_is_held_back_never_dropped(tmp_path, m
     with LossWriter(path, flush_secs=3600, max_pending=max_pending) as w:
         for i in range(n):
             w.add(i, float(i))
-            peak = max(peak, len(w._pending))
-            assert len(w._pending) <= max_pending
+            peak = max(peak, w.pending)
+            assert w.pending <= max_pending
     assert peak >= max_pending // 2  # the producer did outrun the flusher
     assert lossfmt.read(path)["step"].to_pylist() == list(range(n))
 
 
 # --- errors of the background thread ------------------------------------------------------------------------
+
+
+def flusher_thread(w: LossWriter) -> threading.Thread:
+    """The writer's background thread, found by its documented name (`lossfmt-flusher[<file name>]`)."""
+    (thread,) = [t for t in threading.enumerate() if t.name == f"lossfmt-flusher[{w.path.name}]"]
+    return thread
 
 
 def _disk_full(self, data):
@@ -453,8 +459,9 @@ def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
     monkeypatch.setattr(_file.LiveFile, "append", _disk_full)
     w = LossWriter(tmp_path / "run.arrow", flush_secs=0.01)
     w.add(0, 1.0)  # the periodic flush fails; nobody is waiting for it
-    w._flusher._thread.join(timeout=60)  # the thread ends with the error
-    assert not w._flusher._thread.is_alive()
+    thread = flusher_thread(w)
+    thread.join(timeout=60)  # the thread ends with the error
+    assert not thread.is_alive()
     with pytest.raises(OSError, match="No space left"):
         w.add(9, 1.0)
     w.close()
@@ -592,7 +599,7 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
             w.add(step, value, **args)
         with pytest.raises(error, match=match):
             w.add_many(step, {args.pop("tag", "loss"): value, "ok": 1.0}, **args)
-        assert w._pending == []
+        assert w.pending == 0
     assert lossfmt.read(tmp_path / "run.arrow").num_rows == 0
 
 
@@ -931,7 +938,7 @@ def test_a_dropped_writer_is_closed_by_its_finalizer(tmp_path):
     path = tmp_path / "run.arrow"
     w = LossWriter(path, flush_secs=3600)
     w.add(0, 1.0)
-    thread = w._flusher._thread
+    thread = flusher_thread(w)
     del w
     gc.collect()
     assert not thread.is_alive()
