@@ -54,6 +54,12 @@ def _check_positive(value: float, what: str, spec: str | None = None, *, at_most
     return value
 
 
+def _copy(x: np.ndarray) -> np.ndarray:
+    """A copy of `x`, typed: numpy's stubs make ndarray.copy() return Any under mypy."""
+    copied: np.ndarray = x.copy()
+    return copied
+
+
 def _as_1d_float(values: np.ndarray) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
@@ -72,14 +78,14 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
     w = _check_weight(weight)
     x = _as_1d_float(values)
     if x.size == 0 or w == 0.0:
-        return x.copy()
+        return _copy(x)
     low, high = float(x.min()), float(x.max())  # NaN if any value is: then the masked path below
     if math.isfinite(low) and math.isfinite(high):  # the common case, without a mask over the values
-        return x.copy() if low == high else _ema_finite(x, w, max(high, -low))
+        return _copy(x) if low == high else _ema_finite(x, w, max(high, -low))
     if bool(np.all(x == x[0])):
-        return x.copy()
+        return _copy(x)
     finite = np.isfinite(x)
-    out = x.copy()
+    out: np.ndarray = x.copy()
     out[finite] = _ema_finite(x[finite], w)
     return out
 
@@ -102,7 +108,7 @@ def _ema_finite(x: np.ndarray, w: float, peak: float | None = None) -> np.ndarra
     """
     n = x.size
     if n == 0:
-        return x.copy()
+        return _copy(x)
     log_w = math.log(w)
     length = max(1, min(n, _EMA_MAX_CHUNK, int(_EMA_EXP * math.log(2.0) / -log_w)))
     chunks, whole = -(-n // length), n // length
@@ -148,7 +154,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     finite = np.isfinite(x)
     if finite.all():
         return _moving_average_finite(x, n_window)
-    out = x.copy()
+    out: np.ndarray = x.copy()
     out[finite] = _moving_average_finite(x[finite], n_window)
     return out
 
@@ -158,10 +164,10 @@ def _moving_average_finite(x: np.ndarray, window: int) -> np.ndarray:
     suffix of one plus the prefix of the next), so a huge value never cancels badly in far-away windows."""
     n = x.size
     if n == 0 or window == 1:
-        return x.copy()
+        return _copy(x)
     window = min(window, n)
     blocks = -(-n // window)
-    grid = np.zeros(blocks * window)
+    grid: np.ndarray = np.zeros(blocks * window)
     grid[:n] = x
     grid = grid.reshape(blocks, window)
     total = np.cumsum(grid, axis=1)

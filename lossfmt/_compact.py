@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -36,10 +36,10 @@ class _Dictionaries:
     def __init__(self) -> None:
         self.columns = [i for i, f in enumerate(_V1) if pa.types.is_dictionary(f.type)]
         self.codes: dict[int, dict[Any, int]] = {i: {} for i in self.columns}
-        self.arrays: dict[int, pa.Array] = {}
+        self.arrays: dict[int, pa.Array[Any]] = {}
 
     @staticmethod
-    def _used(column: pa.DictionaryArray) -> tuple[pa.Array, list[Any]]:
+    def _used(column: pa.DictionaryArray[Any, Any]) -> tuple[pa.Array[Any], list[Any]]:
         import pyarrow.compute as pc  # only when compacting: importing it costs 60-80 ms (lossview's startup)
 
         used = pc.unique(column.indices.drop_null())
@@ -48,7 +48,7 @@ class _Dictionaries:
     def collect(self, batch: pa.RecordBatch) -> None:
         for i in self.columns:
             codes = self.codes[i]
-            for value in self._used(batch.column(i))[1]:
+            for value in self._used(_dictionary_column(batch, i))[1]:
                 codes.setdefault(value, len(codes))
 
     def freeze(self) -> None:
@@ -60,12 +60,17 @@ class _Dictionaries:
 
         columns = batch.columns
         for i in self.columns:
-            column = batch.column(i)
+            column = _dictionary_column(batch, i)
             used, values = self._used(column)
             codes = pa.array([self.codes[i][v] for v in values], type=column.indices.type)
             indices = codes.take(pc.index_in(column.indices, value_set=used))
             columns[i] = pa.DictionaryArray.from_arrays(indices, self.arrays[i])
         return pa.RecordBatch.from_arrays(columns, schema=_V1)
+
+
+def _dictionary_column(batch: pa.RecordBatch, i: int) -> pa.DictionaryArray[Any, Any]:
+    """Column `i` of `batch`, one of `_V1`'s dictionary columns (the stubs cannot know it is one)."""
+    return cast("pa.DictionaryArray[Any, Any]", batch.column(i))
 
 
 def _open(
@@ -105,7 +110,8 @@ def _merged_meta(schema: pa.Schema, meta: dict[str, Any] | None) -> pa.Schema:
         merged = {**old, **meta} if isinstance(old, dict) else {PREVIOUS_META: old, **meta}
         encoded = json.dumps(merged, sort_keys=True, allow_nan=True, default=str)
         metadata[s.KEY_META.encode()] = encoded.encode()
-    return pa.schema(s.FIELDS, metadata=metadata)
+    # the stubs type `metadata` as an invariant dict[bytes | str, bytes | str]; dict[bytes, bytes] is valid
+    return pa.schema(s.FIELDS, metadata=metadata)  # type: ignore[arg-type]
 
 
 def compact_locked(
@@ -154,7 +160,7 @@ def compact(path: str | os.PathLike[str]) -> None:
     try:
         _locking.remove_stale_temps(final)
         try:
-            with pa.OSFile(os.fspath(final)) as f, pa.ipc.open_file(f):
+            with pa.OSFile(os.fspath(final), "r") as f, pa.ipc.open_file(f):
                 closed = True  # it has a footer
         except (pa.ArrowException, OSError):
             closed = False

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from lossfmt import _sources
 from lossfmt import schema as s
+from lossfmt._errors import LossFormatError
 from lossfmt.dataset import footer_schema
 from lossfmt.reader import read
 
@@ -37,7 +38,12 @@ _MANIFEST_VERSION = 1
 _LIVE_POLICIES = ("read", "skip", "error")
 #: Columns every exported row has; hparams named like one of them get a "meta." prefix.
 _EVENT_COLUMNS = (s.RUN, "run_id", *s.COLUMNS)
-_HPARAM_TYPES = {"bool": pa.bool_(), "number": pa.float64(), "string": pa.string(), "json": pa.string()}
+_HPARAM_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "number": pa.float64(),
+    "string": pa.string(),
+    "json": pa.string(),
+}
 
 
 class ExportSummary(NamedTuple):
@@ -123,11 +129,11 @@ def _load_manifest(out: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        manifest = json.loads(path.read_text())
+        manifest: dict[str, Any] = json.loads(path.read_text())
         if manifest.get("version") != _MANIFEST_VERSION:
             raise ValueError(f"version {manifest.get('version')!r}")
     except (ValueError, AttributeError) as exc:
-        raise s.LossFormatError(
+        raise LossFormatError(
             f"{path}: unreadable export manifest ({exc}); remove the directory to export afresh"
         ) from None
     return manifest
@@ -139,7 +145,7 @@ def _stamp(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise s.LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return st.st_size, st.st_mtime_ns
 
 
@@ -157,7 +163,7 @@ def _runs(paths: list[str], known: Mapping[str, Any], live: str) -> list[_Run]:
             if live == "skip":
                 continue
             if live == "error":
-                raise s.LossFormatError(
+                raise LossFormatError(
                     f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
                     "or export with live='read'"
                 )
@@ -226,7 +232,7 @@ def _run_table(run: _Run, columns: Mapping[str, str], out_schema: pa.Schema) -> 
     """The rows of one run in the export schema (the run read in full, through lossfmt's reader)."""
     events = read(run.source)
     n = events.num_rows
-    arrays: list[pa.Array | pa.ChunkedArray] = [
+    arrays: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
         pa.repeat(pa.scalar(run.label, pa.string()), n) if n else pa.array([], pa.string()),
         pa.repeat(pa.scalar(run.run_id, pa.string()), n) if n else pa.array([], pa.string()),
     ]
@@ -235,7 +241,10 @@ def _run_table(run: _Run, columns: Mapping[str, str], out_schema: pa.Schema) -> 
         arrays.append(column.cast(pa.string()) if pa.types.is_dictionary(field.type) else column)
     for key, kind in columns.items():
         value = _hparam_value(run.meta.get(key), kind)
-        arrays.append(pa.nulls(n, _HPARAM_TYPES[kind]) if value is None else pa.repeat(value, n))
+        if value is None:  # pyarrow-stubs overload pa.nulls per concrete type, with no plain-DataType one
+            arrays.append(pa.nulls(n, _HPARAM_TYPES[kind]))  # type: ignore[call-overload]
+        else:
+            arrays.append(pa.repeat(value, n))
     return pa.Table.from_arrays(arrays, schema=out_schema)
 
 

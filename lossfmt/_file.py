@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import pyarrow as pa
 
@@ -27,10 +27,12 @@ __all__ = ["COMPACT_ROWS", "IPC_OPTIONS", "LiveFile", "write_closed", "write_clo
 #: 24 MB decoded, and compaction holds about three: measured 165 MB of extra RSS closing 10M events, where
 #: 2^20 rows took 270 MB) and of a reader decoding one batch, while keeping batches cheap per row.
 COMPACT_ROWS = 1 << 19
-IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=False)
+# schema.COMPRESSION is a plain str to mypy (it is "zstd"): named here as the codec literal the stubs want.
+_COMPRESSION = cast(Literal["lz4", "zstd"], s.COMPRESSION)
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_deltas=False)
 #: The live stream: a flush that brings new tags appends them as a delta dictionary message (the encoder's
 #: dictionary only grows), so K tags over K flushes write O(K) dictionary bytes, not O(K^2).
-LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=s.COMPRESSION, emit_dictionary_deltas=True)
+LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_deltas=True)
 _COPY_CHUNK = 1 << 20
 #: Schema metadata key of the schema message's CRC-32C (spec/FORMAT.md §1.6), required with KEY_CHECKSUM.
 _SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
@@ -81,14 +83,15 @@ def _concat(group: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(group) == 1:
         return group[0]
     first = group[0]
-    columns = []
+    columns: list[pa.Array[Any]] = []
     for i, field in enumerate(first.schema):
         chunks = [b.column(i) for b in group]
         if pa.types.is_dictionary(field.type):
-            dictionary = chunks[0].dictionary
-            if any(c.dictionary is not dictionary and not c.dictionary.equals(dictionary) for c in chunks):
+            encoded = cast("list[pa.DictionaryArray[Any, Any]]", chunks)  # a dictionary field's columns
+            dictionary = encoded[0].dictionary
+            if any(c.dictionary is not dictionary and not c.dictionary.equals(dictionary) for c in encoded):
                 raise ValueError(f"write_closed: column {field.name!r} has more than one dictionary")
-            indices = pa.concat_arrays([c.indices for c in chunks])
+            indices = pa.concat_arrays([c.indices for c in encoded])
             columns.append(pa.DictionaryArray.from_arrays(indices, dictionary))
         else:
             columns.append(pa.concat_arrays(chunks))
@@ -120,10 +123,12 @@ def write_closed_locked(
     temp = _locking.TempFile(path)
     try:
         sink, sealer, rows = _Sink(), _framing.Sealer(), 0
-        with pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as out:
+        # pyarrow takes any object with write() as a sink; the stubs accept only NativeFile or IOBase
+        with pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as out:  # type: ignore[arg-type]
             _seal_into(temp, sealer, sink)
             for batch in _rebatch(batches, COMPACT_ROWS):
-                out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+                # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
+                out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
                 rows += batch.num_rows
                 del batch  # released before the next one is built
                 _seal_into(temp, sealer, sink)
@@ -191,7 +196,8 @@ class LiveFile:
             raise
         self.fd = fd
         self._sink = _Sink()
-        self._stream = pa.ipc.new_stream(self._sink, self.schema, options=LIVE_OPTIONS)
+        # pyarrow takes any object with write() as a sink; the stubs accept only NativeFile or IOBase
+        self._stream = pa.ipc.new_stream(self._sink, self.schema, options=LIVE_OPTIONS)  # type: ignore[arg-type]
         self._schema_skipped = False
 
     def _write_header(self, fd: int, created: bool) -> None:
@@ -241,7 +247,8 @@ class LiveFile:
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         """Append `batch` as one flush (its dictionary messages, then the record batch) with one write."""
-        self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+        # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
+        self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
         data = self._sink.take()
         if not self._schema_skipped:
             # The stream writer starts with the schema message, which the file already has: drop it.

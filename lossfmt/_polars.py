@@ -9,12 +9,13 @@ reader (a snapshot of their complete events). Polars is imported only when this 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pyarrow as pa
 
 from lossfmt import _sources
 from lossfmt import schema as s
+from lossfmt._errors import LossFormatError
 from lossfmt.dataset import DATASET_SCHEMA, dataset, footer_schema
 from lossfmt.reader import read
 
@@ -53,7 +54,7 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
             if live == "skip":
                 continue
             if live == "error":
-                raise s.LossFormatError(
+                raise LossFormatError(
                     f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
                     "or use lossfmt.scan_polars(..., live='read')"
                 )
@@ -75,9 +76,13 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
             dict(zip(own, [labels[p] for p in remote], strict=True)), return_dtype=pl.String
         )
         frames.append(pl.scan_pyarrow_dataset(dataset(remote)).with_columns(run).select(order))
+    # pl.from_arrow is typed DataFrame | Series for every input; a Table always gives a DataFrame
     for path, table in snapshots.items():
-        frame = pl.from_arrow(table.select(list(s.COLUMNS)).replace_schema_metadata(None))
-        frames.append(frame.lazy().with_columns(pl.lit(labels[path], pl.String).alias(s.RUN)).select(order))
+        events = table.select(list(s.COLUMNS)).replace_schema_metadata(None)
+        snapshot = cast("polars.DataFrame", pl.from_arrow(events))
+        frames.append(
+            snapshot.lazy().with_columns(pl.lit(labels[path], pl.String).alias(s.RUN)).select(order)
+        )
     if not frames:
-        return pl.from_arrow(DATASET_SCHEMA.empty_table()).lazy()
+        return cast("polars.DataFrame", pl.from_arrow(DATASET_SCHEMA.empty_table())).lazy()
     return pl.concat(frames, how="vertical")

@@ -81,7 +81,7 @@ def intern(tag: Any) -> int:
 
 
 @functools.cache
-def _reduction_dictionary() -> pa.Array:
+def _reduction_dictionary() -> pa.Array[Any]:
     return _arrow.strings(list(s.REDUCTIONS))
 
 
@@ -112,7 +112,7 @@ class Encoder:
         flags = row["flags"]
         has_epoch = (flags & EPOCH).astype(bool)
         if has_epoch.all():
-            epochs: pa.Array = _arrow.array(row["epoch"])
+            epochs: pa.Array[Any] = _arrow.array(row["epoch"])
         elif has_epoch.any():
             epochs = _arrow.array(row["epoch"], pa.int64(), mask=~has_epoch)
         else:
@@ -139,7 +139,7 @@ class Encoder:
             grown = np.full(max(top + 1, 2 * len(self._code)), -1, dtype=np.int32)
             grown[: len(self._code)] = self._code
             self._code = grown
-        codes = self._code[ids]
+        codes: np.ndarray = self._code[ids]
         new = codes < 0
         if new.any():
             fresh, first = np.unique(ids[new], return_index=True)

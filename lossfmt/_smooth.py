@@ -112,6 +112,7 @@ class Smoother:
         x = _as_1d_float(values)
         count = 0 if state is None else state.count
         s = _as_steps(steps, x.size, count)
+        carry: tuple[float, ...] | None
         if self.kind == "ema":
             out, carry = _ema_run(x, self.param, None if state is None else state.carry)
             return out, SmoothState(self.param, count + x.size, carry)
@@ -136,7 +137,7 @@ class Smoother:
 
 
 def _ema_run(
-    x: np.ndarray, w: float, carry: tuple[float, float, float] | None
+    x: np.ndarray, w: float, carry: tuple[float, ...] | None
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """TensorBoard's EMA of `x` after the points behind `carry` = (last, finite points, constant or NaN)."""
     finite = np.isfinite(x)

@@ -15,13 +15,14 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
 
 from lossfmt import _arrow
 from lossfmt import schema as s
+from lossfmt._errors import LossFormatError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -59,7 +60,7 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
     else:
         items, multi = [os.fspath(p) for p in source], True
         if not items:
-            raise s.LossFormatError("no files given")
+            raise LossFormatError("no files given")
     paths: list[str] = []
     for item in items:
         if is_url(item):
@@ -69,7 +70,7 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
         elif os.path.isdir(item):
             found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
             if not found:
-                raise s.LossFormatError(f"{item}: directory has no .arrow files")
+                raise LossFormatError(f"{item}: directory has no .arrow files")
             paths.extend(found)
             multi = True
         elif os.path.exists(item):
@@ -77,11 +78,11 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
         elif _GLOB_CHARS & set(item):
             found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
             if not found:
-                raise s.LossFormatError(f"{item}: no files match")
+                raise LossFormatError(f"{item}: no files match")
             paths.extend(found)
             multi = True
         else:
-            raise s.LossFormatError(f"{item}: no such file")
+            raise LossFormatError(f"{item}: no such file")
     unique = list(dict.fromkeys(paths))
     return unique, multi
 
@@ -114,10 +115,11 @@ def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
     if table.num_rows == 0:
         return table
     masks = []
-    for chunk in table.column(s.TAG).chunks:
-        names = chunk.dictionary.to_pylist()
+    for column_chunk in table.column(s.TAG).chunks:
+        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
+        names = cast("list[str]", chunk.dictionary.to_pylist())  # tag names are never null
         keep = np.fromiter(
-            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
+            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), np.bool_, len(names)
         )
         masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
     return table.filter(pa.chunked_array(masks, pa.bool_()))
@@ -177,7 +179,14 @@ def _filesystem(scheme: str, bucket: str, query: str) -> pafs.FileSystem:
         fs = fsspec.filesystem(scheme[:-3], **dict(parse_qsl(query[1:])))
     except (ImportError, ValueError, TypeError) as exc:
         raise ValueError(f"cannot open this URL ({exc})") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    # pyarrow-stubs declare FSSpecHandler abstract, but pyarrow implements every method
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # type: ignore[abstract]
+
+
+def _fsspec(fs: pafs.FileSystem) -> Any:
+    """The fsspec filesystem behind `fs`, a non-native URL's filesystem as `_filesystem` builds it."""
+    handler = cast("pafs.PyFileSystem", fs).handler
+    return cast("pafs.FSSpecHandler", handler).fs
 
 
 def _url_filesystem(url: str) -> pafs.FileSystem:
@@ -186,7 +195,7 @@ def _url_filesystem(url: str) -> pafs.FileSystem:
     try:
         return _filesystem(scheme, rest.split("/", 1)[0], query)
     except ValueError as exc:
-        raise s.LossFormatError(f"{url}: {exc}") from None
+        raise LossFormatError(f"{url}: {exc}") from None
 
 
 def locate(url: str) -> tuple[pafs.FileSystem, str]:
@@ -195,7 +204,7 @@ def locate(url: str) -> tuple[pafs.FileSystem, str]:
     fs = _url_filesystem(url)
     if scheme[:-3].lower() in _NATIVE:
         return fs, rest  # pyarrow's S3 and GCS paths are bucket/key
-    return fs, fs.handler.fs._strip_protocol(f"{scheme}{rest}")
+    return fs, _fsspec(fs)._strip_protocol(f"{scheme}{rest}")
 
 
 def _unlocate(url: str, inner: str) -> str:
@@ -204,7 +213,7 @@ def _unlocate(url: str, inner: str) -> str:
     if scheme[:-3].lower() in _NATIVE:
         return f"{scheme}{inner}{query}"
     fs = _url_filesystem(url)
-    return f"{fs.handler.fs.unstrip_protocol(inner)}{query}"
+    return f"{_fsspec(fs).unstrip_protocol(inner)}{query}"
 
 
 def _expand_url(url: str) -> tuple[list[str], bool]:
@@ -223,10 +232,10 @@ def _expand_url(url: str) -> tuple[list[str], bool]:
         if not pattern and info.type == pafs.FileType.File:
             return [url], False
         if info.type != pafs.FileType.Directory:
-            raise s.LossFormatError(f"{url}: no such file" if not pattern else f"{url}: no files match")
+            raise LossFormatError(f"{url}: no such file" if not pattern else f"{url}: no files match")
         listed = fs.get_file_info(pafs.FileSelector(base, recursive=bool(pattern)))
     except OSError as exc:
-        raise s.LossFormatError(f"{url}: cannot list ({exc})") from None
+        raise LossFormatError(f"{url}: cannot list ({exc})") from None
     files = [i.path for i in listed if i.type == pafs.FileType.File]
     if pattern:
         depth = inner.count("/")
@@ -235,7 +244,7 @@ def _expand_url(url: str) -> tuple[list[str], bool]:
         found = sorted(p for p in files if p.endswith(".arrow"))
     if not found:
         why = "no files match" if pattern else "directory has no .arrow files"
-        raise s.LossFormatError(f"{url}: {why}")
+        raise LossFormatError(f"{url}: {why}")
     return [_unlocate(url, p) for p in found], True
 
 
@@ -245,9 +254,9 @@ def open_url(url: str) -> pa.NativeFile:
     try:
         return fs.open_input_file(inner)
     except FileNotFoundError:
-        raise s.LossFormatError(f"{url}: no such file") from None
+        raise LossFormatError(f"{url}: no such file") from None
     except OSError as exc:
-        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
+        raise LossFormatError(f"{url}: cannot read ({exc})") from None
 
 
 def stat_url(url: str) -> tuple[int, int]:
@@ -258,9 +267,9 @@ def stat_url(url: str) -> tuple[int, int]:
     try:
         info = fs.get_file_info(inner)
     except OSError as exc:
-        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
+        raise LossFormatError(f"{url}: cannot read ({exc})") from None
     if info.type != pafs.FileType.File:
-        raise s.LossFormatError(f"{url}: no such file")
+        raise LossFormatError(f"{url}: no such file")
     return info.size, info.mtime_ns or 0
 
 

@@ -207,6 +207,7 @@ def _decayed_mean(
     if even and valid is not None:
         q = np.zeros((chunks, length))
         q.reshape(-1)[:n] = valid
+        assert q_row is not None  # even
         q *= q_row
     elif not even:
         q = np.exp(t, out=t)
@@ -216,6 +217,7 @@ def _decayed_mean(
         if valid is not None:
             q.reshape(-1)[:n] *= valid
     if q is None:
+        assert q_row is not None  # q is None only for even steps
         np.multiply(x[: whole * length].reshape(whole, length), q_row, out=values[:whole])
         np.multiply(x[whole * length :], q_row[: n - whole * length], out=flat[whole * length : n])
         flat[n:] = 0.0
@@ -231,6 +233,7 @@ def _decayed_mean(
     np.cumsum(values, axis=1, out=values)
     with np.errstate(invalid="ignore", divide="ignore"):  # W = 0 before the first valid point: NaN
         if q is None:
+            assert q_row is not None  # as above
             values /= np.add.outer(carry_w, np.cumsum(q_row))
         else:
             np.cumsum(q, axis=1, out=q)

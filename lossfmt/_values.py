@@ -117,7 +117,7 @@ def _numpy(value: Any) -> float:
         _check_one(value, value.size)
         value = value.reshape(())[()]
         if not isinstance(value, np.generic):  # an object array holding some other scalar
-            return scalar(value)  # type: ignore[return-value]
+            return scalar(value)
     convert = CONVERTERS.get(type(value))
     if convert is not None:
         return convert(value)  # type: ignore[no-any-return]
@@ -186,8 +186,9 @@ def materialize(values: Sequence[Any]) -> list[float]:
     """Return `values` as floats, reading deferred handles (see `scalar`) in as few transfers as possible."""
     out = list(values)
     groups: dict[Any, list[int]] = {}
-    torch = sys.modules.get("torch")
-    jax = sys.modules.get("jax")
+    # Any: the frameworks' modules, when loaded (untyped; this module never imports them)
+    torch: Any = sys.modules.get("torch")
+    jax: Any = sys.modules.get("jax")
     for i, v in enumerate(out):
         if type(v) is float:
             continue

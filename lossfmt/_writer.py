@@ -8,7 +8,7 @@ import functools
 import os
 import struct
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from time import time as _time
 from types import TracebackType
@@ -26,8 +26,8 @@ _DEFAULT_TAG = s.DEFAULT_TAG
 _MEAN = s.MEAN
 _SUM = s.SUM
 _ONE = 1  # `count is _ONE` is a fast-path shortcut only: any other 1 is still checked
-_CONVERTERS = _values.CONVERTERS
-_scalar = _values.scalar
+_CONVERTERS: dict[type, Callable[[Any], Any]] = _values.CONVERTERS
+_scalar: Callable[[Any], Any] = _values.scalar
 _pack = _rows.ROW.pack
 _pack_plain = _rows.PLAIN.pack
 _tag_id = _rows.tag_id

@@ -13,16 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
 from lossfmt import _sources, schema
+from lossfmt._errors import LossFormatError
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
 from lossfmt.reader import read, scan
-from lossfmt.schema import LossFormatError
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
 #: The schema of ``dataset()``: the run name (as ``lossfmt.read`` gives it), then the file columns.
-DATASET_SCHEMA = pa.schema([pa.field(schema.RUN, pa.string(), nullable=False), *schema.FIELDS])
+_DATASET_FIELDS: list[pa.Field[Any]] = [pa.field(schema.RUN, pa.string(), nullable=False), *schema.FIELDS]
+DATASET_SCHEMA = pa.schema(_DATASET_FIELDS)
 
 _LIVE_POLICIES = ("read", "skip", "error")
 
@@ -86,9 +87,11 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     for path, table in footerless.items():
         run = pa.array([names[path]] * table.num_rows, pa.string())
         table = table.select(list(schema.COLUMNS)).replace_schema_metadata(None)
-        parts.append(ds.InMemoryDataset(table.add_column(0, DATASET_SCHEMA.field(schema.RUN), run)))
+        # pyarrow-stubs give InMemoryDataset no __init__ (it takes the table, as documented)
+        table = table.add_column(0, DATASET_SCHEMA.field(schema.RUN), run)
+        parts.append(ds.InMemoryDataset(table))  # type: ignore[call-arg]
     if not parts:
-        return ds.InMemoryDataset(DATASET_SCHEMA.empty_table())
+        return ds.InMemoryDataset(DATASET_SCHEMA.empty_table())  # type: ignore[call-arg]
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
 
 

@@ -12,7 +12,7 @@ processed in file order: row order is the order the events were logged.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
@@ -95,15 +95,16 @@ def _require(table: pa.Table, *names: str) -> None:
         raise ValueError(f"table has no {listed} column (expected events as lossfmt.read returns them)")
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+def _codes(column: pa.ChunkedArray[Any]) -> tuple[np.ndarray, list[Any]]:
     """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
     if pa.types.is_dictionary(column.type):
         column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
     arr = column.combine_chunks()
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
-    labels = arr.dictionary.to_pylist()
-    indices = _arrow.to_numpy(arr.indices).astype(np.int64)
+    encoded = cast("pa.DictionaryArray[Any, Any]", arr)  # dictionary-encoded either way by now
+    labels = encoded.dictionary.to_pylist()
+    indices = _arrow.to_numpy(encoded.indices).astype(np.int64)
     distinct = list(dict.fromkeys(labels))
     if len(distinct) == len(labels):
         return indices, labels
@@ -130,10 +131,10 @@ class _Series:
         """Row indices of each non-empty series, each in file order."""
         return _group_rows(self.codes, self.size)
 
-    def run_column(self, codes: np.ndarray) -> pa.Array:
+    def run_column(self, codes: np.ndarray) -> pa.Array[Any]:
         return _arrow.strings(self.runs).take(_arrow.array(codes // self.n_tags, pa.int64()))
 
-    def tag_column(self, codes: np.ndarray) -> pa.DictionaryArray:
+    def tag_column(self, codes: np.ndarray) -> pa.DictionaryArray[Any, Any]:
         """Tag labels for `codes`, dictionary-encoded like the format's tag column."""
         indices = _arrow.array(codes % self.n_tags, pa.int32())
         return pa.DictionaryArray.from_arrays(indices, _arrow.strings(self.tags))
@@ -171,7 +172,7 @@ def _group_rows(codes: np.ndarray, size: int) -> list[np.ndarray]:
     return [group for group in np.split(rows, bounds) if group.size]
 
 
-def _numpy(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+def _numpy(table: pa.Table, name: str, dtype: type[np.generic]) -> np.ndarray:
     return _arrow.to_numpy(table.column(name)).astype(dtype, copy=False)
 
 
@@ -183,7 +184,8 @@ def _is_sum(table: pa.Table) -> np.ndarray:
         raise ValueError(f"unknown reduction {unknown[0]!r}: expected one of {schema.REDUCTIONS}")
     if schema.SUM not in labels:
         return np.zeros(table.num_rows, dtype=bool)
-    return codes == labels.index(schema.SUM)
+    is_sum: np.ndarray = codes == labels.index(schema.SUM)
+    return is_sum
 
 
 # --- per-item normalization and bucketing -------------------------------------------------------------------
@@ -208,7 +210,7 @@ def normalize_events(table: pa.Table) -> pa.Table:
     return _replace(table, schema.REDUCTION, mean.cast(reduction_type))
 
 
-def _replace(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
+def _replace(table: pa.Table, name: str, array: pa.Array[Any]) -> pa.Table:
     index = table.schema.get_field_index(name)
     return table.set_column(index, table.schema.field(index).with_type(array.type), array)
 
@@ -235,13 +237,13 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     series = _Series(table)  # before any filtering: series keep the order of the whole table
     codes = series.codes
     if per_ == "epoch":
-        has_epoch = table.column(schema.EPOCH).is_valid()
+        epoch_valid = table.column(schema.EPOCH).is_valid()
         if table.num_rows and table.column(schema.EPOCH).null_count == table.num_rows:
             raise ValueError(
                 "per='epoch': no event has an epoch; log epoch=... with add() or use per=N steps"
             )
-        table = table.filter(has_epoch)
-        codes = codes[_arrow.to_numpy(has_epoch)]
+        table = table.filter(epoch_valid)
+        codes = codes[_arrow.to_numpy(epoch_valid)]
         key = _numpy(table, schema.EPOCH, np.int64)
     else:
         key = _numpy(table, schema.STEP, np.int64) // per_
@@ -249,7 +251,7 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     order, starts = _sorted_groups(codes, series.size, key)
     events = np.diff(np.append(starts, key.size))
 
-    def column(name: str, dtype: type) -> np.ndarray:
+    def column(name: str, dtype: type[np.generic]) -> np.ndarray:
         values = _numpy(table, name, dtype)
         return values if order is None else values[order]
 
@@ -374,7 +376,7 @@ def drop_rewound(table: pa.Table) -> pa.Table:
     return table.filter(_arrow.array(keep))
 
 
-def _never_decreases(column: pa.ChunkedArray) -> bool:
+def _never_decreases(column: pa.ChunkedArray[Any]) -> bool:
     """True if the column's values never decrease, checked chunk by chunk (no concatenated copy)."""
     last = None
     for chunk in column.chunks:
@@ -423,7 +425,7 @@ def epoch_positions(table: pa.Table) -> np.ndarray:
     else:
         rank = np.empty(codes.size, dtype=np.int64)
         rank[order] = np.arange(codes.size) - starts[codes[order]]
-    position = epochs + (rank + 1.0) / counts[codes]
+    position: np.ndarray = epochs + (rank + 1.0) / counts[codes]
     if all_have:
         return position
     out[has_epoch] = position

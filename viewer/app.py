@@ -15,12 +15,15 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
 from lossview.output import CanvasOutput, FileOutput
 from lossview.plot import LossPlot, Style
 from lossview.view import Curve, View, ViewerError
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PROG = "lossview"
 
@@ -217,7 +220,7 @@ def _backend(target: Target) -> Iterator[None]:
     import matplotlib.pyplot as plt
 
     previous = dict.__getitem__(matplotlib.rcParams, "backend")
-    settings = {
+    settings: dict[RcKeyType, Any] = {
         "webagg.address": target.host,
         "webagg.port": target.web,
         "webagg.open_in_browser": False,

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,12 @@ from lossview.view import (
     runs,
     smooth,
 )
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver, ObservedWatch
+
+#: A run's cached curves: (its label, the chunks they were computed from, the curves).
+_Cached = tuple[str, list[pa.Table], list[Curve]]
 
 #: Even with file events, look again this often (a missed event costs at most this much latency).
 SAFETY_POLL = 5.0
@@ -115,10 +122,10 @@ class Sources:
 
     def poll(self) -> bool:
         """Read what was appended to every file since the last poll; True if anything changed."""
-        for path in self.paths():
-            if Path(path) not in self.followers:
-                self.followers[Path(path)] = lossfmt.Follower(path)
-                self.chunks[Path(path)] = []
+        for name in self.paths():
+            if Path(name) not in self.followers:
+                self.followers[Path(name)] = lossfmt.Follower(name)
+                self.chunks[Path(name)] = []
         changed = False
         for path, follower in self.followers.items():
             try:
@@ -161,7 +168,7 @@ class CurveCache:
         self._per_run = replace(view, mean_runs=False)
         self._raw = replace(self._per_run, smooth=None, smooth_explicit=True, label=None)
         # path -> (run label, chunks the curves were computed from, raw curves)
-        self._cache: dict[Path, tuple[str, list[pa.Table], list[Curve]]] = {}
+        self._cache: dict[Path, _Cached] = {}
 
     def curves(self, sources: Sources) -> list[Curve] | None:
         """Every file's curves (the mean across runs with --mean-runs); None before any event arrived."""
@@ -183,7 +190,7 @@ class CurveCache:
         relabel(out, self.view)
         return out
 
-    def _compute(self, path: Path, run: Run, hit: tuple | None, chunks: list[pa.Table]) -> list[Curve]:
+    def _compute(self, path: Path, run: Run, hit: _Cached | None, chunks: list[pa.Table]) -> list[Curve]:
         view = self._raw
         if (
             hit is not None
@@ -236,8 +243,8 @@ class Watcher:
         self.sources, self.poll = sources, poll
         self.changed = threading.Event()
         self._handler = ChangeHandler(sources.wanted, self.changed)
-        self._observer: Observer | None = None
-        self._watches: dict[Path, tuple[object, int]] = {}
+        self._observer: BaseObserver | None = None
+        self._watches: dict[Path, tuple[ObservedWatch, int]] = {}
 
     def start(self) -> None:
         """Start watching (no thread at all in polling mode)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib.dates as mdates
 import matplotlib.patheffects as patheffects
@@ -27,6 +28,12 @@ from lossview import screen
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
 
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.collections import FillBetweenPolyCollection
+    from matplotlib.text import Annotation
+    from matplotlib.typing import LineStyleType
+
 __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
 
 #: tab10 with red moved last: red marks non-finite values.
@@ -42,7 +49,7 @@ COLORS = (
     "#7f7f7f",
     "#d62728",
 )
-LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 NONFINITE_COLOR = "#d62728"
 RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
 BOLD_WIDTH = 1.5  # the smoothed (or only) curve
@@ -56,11 +63,12 @@ class _Series:
     raw: Line2D
     smooth: Line2D
     marks: Line2D
-    note: object
-    band: object = None
+    note: Annotation
+    band: FillBetweenPolyCollection | None = None
     full: dict[Line2D, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     band_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    drawn: dict[Line2D, tuple] = field(default_factory=dict)
+    #: What each line shows now: (version, index window, bins), to skip redrawing the same.
+    drawn: dict[Line2D, tuple[int, tuple[int, int], int]] = field(default_factory=dict)
     version: int = 0
     curve: Curve | None = None
     key: tuple[str, str] = ("", "")
@@ -97,11 +105,11 @@ class LossPlot:
         self._runs: list[str] = []
         self._x_scale = 1.0
         self._busy = False
-        self._legend_keys: dict[Axes, tuple] = {}
+        self._legend_keys: dict[Axes, tuple[object, ...]] = {}
         #: Series hidden by a click on their legend entry (they stay hidden as the run grows).
         self.hidden: set[tuple[str, str]] = set()
         #: Legend entries (handles) -> the series key they toggle; rebuilt with each legend.
-        self.legend_entries: dict[object, tuple[str, str]] = {}
+        self.legend_entries: dict[Artist, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -213,9 +221,9 @@ class LossPlot:
 
     def _legend(self, ax: Axes) -> None:
         mine = [(k, s) for k, s in self.series.items() if s.ax is ax and s.curve is not None]
-        smoothed = any(s.curve.smoothed is not None for _, s in mine)
+        smoothed = any(s.curve is not None and s.curve.smoothed is not None for _, s in mine)
         handles = [s.main for _, s in mine]
-        labels = [h.get_label() for h in handles]
+        labels = cast("list[str]", [h.get_label() for h in handles])  # typed object; every line has a str
         title = None
         if smoothed:  # say what the bold and the faint lines are, and which smoothing
             title = f"bold: smoothed ({self.view.smoothing()}), faint: raw"
@@ -225,10 +233,11 @@ class LossPlot:
             return
         self._legend_keys[ax] = key
         if len(handles) <= 1 and not self.style.compare and not smoothed:
-            if ax.get_legend():
-                ax.get_legend().remove()
+            old = ax.get_legend()
+            if old:
+                old.remove()
             return
-        kw: dict[str, object] = {
+        kw: dict[str, Any] = {
             "frameon": True,
             "framealpha": 0.85,
             "fontsize": "small",
@@ -259,7 +268,7 @@ class LossPlot:
             self._colors[group] = COLORS[len(self._colors) % len(COLORS)]
         return self._colors[group]
 
-    def _linestyle(self, c: Curve) -> object:
+    def _linestyle(self, c: Curve) -> LineStyleType:
         if not self.style.compare or self.style.split:
             return "-"
         return LINESTYLES[c.tag_index % len(LINESTYLES)]
@@ -290,7 +299,7 @@ class LossPlot:
         s.version += 1
         s.curve = c
         s.full = {s.raw: (x, c.y)}
-        if has_smooth:
+        if c.smoothed is not None:  # has_smooth
             s.full[s.smooth] = (x, c.smoothed)
         main = s.main
         s.raw.set_label(s.smooth.get_label() if not has_smooth else "_raw")

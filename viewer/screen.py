@@ -6,6 +6,7 @@ Steps stay int64 (no float copy of 10M steps), so windows are cut with integer b
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def window(x: np.ndarray, x0: float, x1: float) -> tuple[int, int]:
     return i0, i1
 
 
-def search(x: np.ndarray, bound: float, side: str) -> int:
+def search(x: np.ndarray, bound: float, side: Literal["left", "right"]) -> int:
     """``np.searchsorted(x, bound, side)`` for sorted x; integer x (steps) is searched with the integer
     bound of the same meaning, as numpy would otherwise convert all of x to float for a float bound."""
     if x.dtype.kind not in "iu" or not len(x):

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -332,15 +332,21 @@ class TermView:
         return f"{name} · {what} · × non-finite"
 
 
-def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+def _column(table: pa.Table, name: str, dtype: type[np.generic]) -> np.ndarray:
     """A numeric column (int64 steps, float64 values: never null in a lossfmt file) as numpy, reading the
     buffers directly: zero-copy for one chunk, and no pandas import (pyarrow's to_numpy may import it)."""
-    parts = []
+    np_dtype = np.dtype(dtype)
+    parts: list[np.ndarray] = []
     for chunk in table.column(name).chunks:
         if chunk.null_count or chunk.type.bit_width != 64:
-            parts.append(np.asarray(chunk.cast(pa.from_numpy_dtype(dtype)).fill_null(0)))
+            # pyarrow-stubs allow fill_null only on arrays of a statically known value type
+            filled: pa.Array[Any] = chunk.cast(pa.from_numpy_dtype(np_dtype)).fill_null(0)  # type: ignore[misc, arg-type]
+            parts.append(np.asarray(filled))
             continue
-        parts.append(np.frombuffer(chunk.buffers()[1], np.dtype(dtype), len(chunk), chunk.offset * 8))
+        data = chunk.buffers()[1]
+        assert data is not None  # a 64-bit array without nulls has a values buffer
+        # pyarrow-stubs' Buffer does not declare the buffer protocol that np.frombuffer reads
+        parts.append(np.frombuffer(data, np_dtype, len(chunk), chunk.offset * 8))  # type: ignore[call-overload]
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts) if parts else np.empty(0, dtype)

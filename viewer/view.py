@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -355,7 +355,8 @@ def tag_names(table: pa.Table) -> list[str]:
     if not pa.types.is_dictionary(col.type):
         return [str(v) for v in dict.fromkeys(col.to_pylist())]
     names: dict[str, None] = {}
-    for chunk in col.chunks:  # each chunk's dictionary extends the previous one (IPC delta dictionaries)
+    # each chunk's dictionary extends the previous one (IPC delta dictionaries)
+    for chunk in cast("list[pa.DictionaryArray[Any, Any]]", col.chunks):
         names.update(dict.fromkeys(str(v) for v in chunk.dictionary.to_pylist()))
     return list(names)
 
@@ -371,6 +372,7 @@ def tag_groups(table: pa.Table) -> list[tuple[str, np.ndarray | None]]:
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
     combined = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col  # unifies dictionaries
+    combined = cast("pa.DictionaryArray[Any, Any]", combined)  # dictionary-encoded above
     codes = to_numpy(combined.indices)
     names = [str(v) for v in combined.dictionary.to_pylist()]
     present = to_numpy(combined.indices.unique())  # in order of first appearance
@@ -379,12 +381,15 @@ def tag_groups(table: pa.Table) -> list[tuple[str, np.ndarray | None]]:
     return [(names[int(k)], np.flatnonzero(codes == k)) for k in present]
 
 
-def _only_label(col: pa.ChunkedArray) -> str | None:
+def _only_label(col: pa.ChunkedArray[Any]) -> str | None:
     """The tag of every row when all chunks share one one-entry dictionary (known without reading indices)."""
     if not pa.types.is_dictionary(col.type) or col.num_chunks == 0:
         return None
-    first = col.chunk(0).dictionary
-    if len(first) != 1 or col.null_count or any(not c.dictionary.equals(first) for c in col.chunks[1:]):
+    first = cast("pa.DictionaryArray[Any, Any]", col.chunk(0)).dictionary  # a dictionary column
+    if len(first) != 1 or col.null_count:
+        return None
+    rest = cast("list[pa.DictionaryArray[Any, Any]]", col.chunks[1:])
+    if any(not c.dictionary.equals(first) for c in rest):
         return None
     return str(first.to_pylist()[0])
 

@@ -26,7 +26,7 @@ from lossfmt import LossWriter
 _LOSS_TRACKER = "loss"
 
 
-class LossfmtCallback(keras.callbacks.Callback):
+class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no type information
     """Log a ``keras.Model.fit`` run to a lossfmt file, so seed 001's ``LossHistory`` becomes one line.
 
     Per batch (``step`` = batches trained so far, counted from ``initial_epoch`` x steps per epoch when
@@ -106,6 +106,7 @@ class LossfmtCallback(keras.callbacks.Callback):
         self._previous = sums
         if values:
             self._epoch_samples += batch_size
+            assert self.writer is not None  # opened or given by on_train_begin
             self.writer.add_many(self._step, values, count=max(batch_size, 1), epoch=self._epoch)
         self._step += 1
 
@@ -115,15 +116,18 @@ class LossfmtCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         per_batch = set(self._previous)
-        train, val = {}, {}
+        train: dict[str, float] = {}
+        val: dict[str, float] = {}
         for name, value in (logs or {}).items():
             if name in per_batch or not _is_scalar(value):
                 continue
             (val if name.startswith("val_") else train)[name] = float(value)
         step = max(self._step - 1, 0)
         if train:
+            assert self.writer is not None  # opened or given by on_train_begin
             self.writer.add_many(step, train, count=max(self._epoch_samples, 1), epoch=epoch)
         if val:
+            assert self.writer is not None
             self.writer.add_many(step, val, count=max(self._val_samples, 1), epoch=epoch)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:

@@ -102,9 +102,10 @@ def _detect_rank() -> tuple[int, int]:
     try:
         import torch.distributed as dist
     except ImportError:
-        dist = None
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
+        pass
+    else:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 

@@ -173,6 +173,6 @@ def _epoch_samples(dataloader: Any, args: TrainingArguments) -> int | None:
     if size is None:
         return None
     if args.dataloader_drop_last:
-        per_batch = args.train_batch_size * args.world_size
+        per_batch: int = args.train_batch_size * args.world_size
         return size // per_batch * per_batch
     return size
