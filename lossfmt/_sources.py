@@ -276,7 +276,7 @@ def stat_url(url: str) -> tuple[int, int]:
 def scan_url(url: str, columns: Sequence[str] | None = None) -> Scan:
     """`lossfmt.reader.scan` for a run at a URL: the whole object is fetched, then read like a local file."""
     with open_url(url) as f:
-        data = f.read_buffer()
+        data = f.read()
     from lossfmt._read import scan_bytes  # (import cycle: _read resolves sources here)
 
     return scan_bytes(data, url, columns)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import LossFormatError as LossFormatError  # re-exported: s.LossFormatError
 
 FORMAT_VERSION = 1
 
@@ -109,7 +109,7 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
         meta_json = encode_meta(meta or {})
     except (TypeError, ValueError) as exc:
         raise TypeError(f"meta must be JSON-serializable: {exc}") from None
-    metadata = {
+    metadata: dict[bytes | str, bytes | str] = {
         KEY_VERSION: str(FORMAT_VERSION),
         KEY_RUN: run,
         KEY_RUN_ID: uuid.uuid4().hex,
@@ -163,5 +163,5 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
 def _same_type(got: pa.DataType, expected: pa.DataType) -> bool:
     """Types equal, except that a dictionary's `ordered` flag is not meaningful (spec/FORMAT.md §1.1)."""
     if pa.types.is_dictionary(got) and pa.types.is_dictionary(expected):
-        return got.index_type == expected.index_type and got.value_type == expected.value_type
-    return got == expected
+        return bool(got.index_type == expected.index_type and got.value_type == expected.value_type)
+    return bool(got == expected)
