@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import add_cost, closing, livefile, read, size, sustained, tax, throughput, verify, viewer
+from bench import add_cost, closing, export, livefile, read, size, sustained, tax, throughput, verify, viewer
 from bench.common import Config, Section, Workspace, log, machine_load
 from bench.report import render
 
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[Config, Workspace], Section]] = {
     "livefile": livefile.run,
     "read": read.run,
     "verify": verify.run,
+    "export": export.run,
     "render": viewer.run_render,
     "follow": viewer.run_follow,
 }

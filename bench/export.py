@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import interleaved, realistic_losses, table
+from bench.common import Config, Section, Workspace, interleaved, log, realistic_losses, table
 
 QUERY = "SELECT run, min(value) AS best FROM {source} WHERE tag = 'val_loss' GROUP BY run ORDER BY run"
 
@@ -109,6 +109,46 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
+def measure(root: Path, runs: int, events: int, repeats: int) -> dict[str, list[float]]:
+    """Write the sweep under `root`, check the four queries agree, and time every case, interleaved."""
+    runs_dir = root / "runs"
+    runs_dir.mkdir()
+    write_sweep(runs_dir, runs, events)
+    timings, queries = cases(root, runs_dir)
+    answers = {name: query() for name, query in queries.items()}
+    first = next(iter(answers.values()))
+    for name, answer in answers.items():
+        if [(r, round(v, 12)) for r, v in answer] != [(r, round(v, 12)) for r, v in first]:
+            raise SystemExit(f"{name} disagrees with the others: the comparison is void")
+    return interleaved(timings, repeats)
+
+
+def run(cfg: Config, ws: Workspace) -> Section:
+    """The suite's section: a 300-run sweep (10 in --quick), exported and queried beside lossfmt.dataset."""
+    sec = Section("export", "A sweep for DuckDB, Spark and Polars: Parquet export and queries")
+    runs, events = (10, 500) if cfg.quick else (300, 10_000)
+    repeats = max(3, cfg.slow_repeats + 2)
+    log(f"export: {runs} runs of {events:,} events, {repeats} repeats, interleaved")
+    root = ws.path("export")
+    root.mkdir()
+    res = measure(root, runs, events, repeats)
+    rows = [
+        [name, f"{min(xs):.3f}", f"{statistics.median(xs):.3f}", f"{max(xs):.3f}"] for name, xs in res.items()
+    ]
+    n = runs * (events + events // 100)
+    sec.add(
+        f"{runs} closed runs, {n:,} events in all, with hparams. `lossfmt.export_parquet(runs, OUT)` "
+        "writes one Parquet file per run (hive-partitioned by run, hparams as columns); a second export "
+        "with nothing changed, and one after one run grew, rewrite only what changed. The query (best "
+        "`val_loss` per run) is timed on the export (DuckDB `read_parquet`, Polars `scan_parquet`) and "
+        "through lossfmt (DuckDB over `lossfmt.dataset`, Polars over `lossfmt.scan_polars`); all four "
+        "answers are checked equal. Seconds; standalone: `python -m bench.export`.",
+        "",
+        *table(["case", "min s", "median s", "max s"], rows),
+    )
+    return sec
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="runs in the sweep (default 300)")
@@ -117,18 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="lossfmt-bench-export-"))
     try:
-        runs_dir = root / "runs"
-        runs_dir.mkdir()
         print(f"writing {ns.runs} runs of {ns.events} events ... ({load()})", flush=True)
-        write_sweep(runs_dir, ns.runs, ns.events)
-        timings, queries = cases(root, runs_dir)
-        answers = {name: query() for name, query in queries.items()}
-        first = next(iter(answers.values()))
-        for name, answer in answers.items():
-            if [(r, round(v, 12)) for r, v in answer] != [(r, round(v, 12)) for r, v in first]:
-                raise SystemExit(f"{name} disagrees with the others: the comparison is void")
         before = load()
-        results = interleaved(timings, ns.repeats)
+        results = measure(root, ns.runs, ns.events, ns.repeats)
         after = load()
     finally:
         shutil.rmtree(root, ignore_errors=True)
