@@ -13,6 +13,7 @@ import functools
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +54,10 @@ _NATIVE = frozenset({"s3", "gs", "gcs"})
 
 
 def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
-    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column)."""
+    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column).
+
+    The rules are `run_paths`'s. LossFormatError names the item that resolves to nothing, and why.
+    """
     if isinstance(source, (str, os.PathLike)):
         items, multi = [os.fspath(source)], False
     else:
@@ -64,26 +68,83 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
     for item in items:
         if is_url(item):
             found, several = _expand_url(item)
-            paths.extend(found)
-            multi = multi or several
-        elif os.path.isdir(item):
-            found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
-            if not found:
-                raise s.LossFormatError(f"{item}: directory has no .arrow files")
-            paths.extend(found)
-            multi = True
-        elif os.path.exists(item):
-            paths.append(item)  # scan() says what is wrong with it if it is not a regular lossfmt file
-        elif _GLOB_CHARS & set(item):
-            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
-            if not found:
-                raise s.LossFormatError(f"{item}: no files match")
-            paths.extend(found)
-            multi = True
         else:
-            raise s.LossFormatError(f"{item}: no such file")
-    unique = list(dict.fromkeys(paths))
-    return unique, multi
+            found, several = _expand_local(item)
+        paths.extend(found)
+        multi = multi or several
+    return _distinct(paths), multi
+
+
+def _expand_local(item: str) -> tuple[list[str], bool]:
+    """The run files a local path, directory or glob names, and whether it names several."""
+    try:
+        mode = os.stat(item).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:
+        raise s.LossFormatError(f"{item}: cannot read ({exc.strerror or exc})") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        return _directory_runs(item), True
+    if mode is not None or os.path.lexists(item):
+        return [item], False  # scan() says what is wrong with it if it is not a regular lossfmt file
+    if _GLOB_CHARS & set(item):
+        found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise s.LossFormatError(f"{item}: no files match")
+        return found, True
+    raise s.LossFormatError(f"{item}: no such file")
+
+
+def _directory_runs(directory: str) -> list[str]:
+    """The regular files named ``*.arrow`` directly in `directory` (not hidden), sorted; LossFormatError if
+    there are none, saying why: the directory cannot be listed, what was skipped, or runs only deeper down."""
+    try:
+        with os.scandir(directory) as entries:
+            named = sorted(
+                (e.name, _is_regular(e))
+                for e in entries
+                if e.name.endswith(".arrow") and not e.name.startswith(".")
+            )
+    except OSError as exc:
+        raise s.LossFormatError(f"{directory}: cannot list this directory ({exc.strerror or exc})") from None
+    found = [os.path.join(directory, name) for name, regular in named if regular]
+    if found:
+        return found
+    why = ""
+    if named:
+        skipped = ", ".join(name for name, _ in named[:3]) + (" ..." if len(named) > 3 else "")
+        why = f" (skipped, not regular files: {skipped})"
+    elif glob.glob(os.path.join(glob.escape(directory), "**", "*.arrow"), recursive=True):
+        deeper = os.path.join(directory, "**", "*.arrow")
+        why = f"; runs in its subdirectories are read with the glob {deeper!r}"
+    raise s.LossFormatError(f"{directory}: directory has no .arrow files{why}")
+
+
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    """Whether a directory entry is a regular file, or a symlink to one that can be reached."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _distinct(paths: list[str]) -> list[str]:
+    """`paths` without repeats of a file already listed (the same path spelt otherwise, a symlink or a hard
+    link to it): the first spelling is kept, so a run is read, and counted, once."""
+    seen: set[object] = set()
+    kept = []
+    for path in paths:
+        key: object = path
+        if not is_url(path):
+            try:
+                info = os.stat(path)
+                key = (info.st_dev, info.st_ino)
+            except OSError:
+                key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
 
 
 def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
@@ -124,11 +185,15 @@ def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
 
 
 def run_paths(source: Source) -> list[str]:
-    """The run files `source` names: a file, a glob, a directory (its ``*.arrow``, sorted) or a list of those.
+    """The run files `source` names: a file, a glob, a directory or a list of those.
 
-    A URL (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its
-    runs come back as URLs. Raises LossFormatError naming what matched nothing. Duplicates are dropped,
-    order is kept.
+    A directory means the regular files named ``*.arrow`` directly in it, sorted (not hidden ones, not
+    subdirectories, not dangling links); runs in subdirectories are read with a recursive glob such as
+    ``runs/**/*.arrow``. A glob matches regular files only. A path named explicitly is taken as it is
+    (reading it says what is wrong with it). A file reached twice (listed twice, spelt ``./a.arrow`` and
+    ``a.arrow``, or through a symlink or hard link) is kept once, at its first mention; order is kept. A URL
+    (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its runs
+    come back as URLs. Raises LossFormatError naming what matched nothing, and why.
     """
     return expand(source)[0]
 
