@@ -35,12 +35,15 @@ __all__ = [
     "expand",
     "is_url",
     "locate",
+    "matching_tags",
     "open_url",
     "run_labels",
     "run_paths",
     "scan_url",
     "select_tags",
     "stat_url",
+    "tag_names",
+    "tag_patterns",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -169,17 +172,55 @@ def _local_form(path: str) -> str:
     return _split_url(path)[1] if is_url(path) else path
 
 
-def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
-    """Keep events whose tag equals one of `tags` or matches it as an fnmatch glob."""
-    patterns = [tags] if isinstance(tags, str) else list(tags)
+def tag_patterns(tags: Sequence[str] | str) -> list[str]:
+    """`tags` as a list of patterns, checked: a str is one pattern; an empty one, or an empty list (which
+    would select nothing, silently), is a ValueError; anything but text a TypeError. (No filter is None.)"""
+    patterns = [tags] if isinstance(tags, str) else list(tags) if isinstance(tags, Iterable) else None
+    if patterns is None:
+        raise TypeError(f"tags must be a tag name, a glob or a list of them, got {type(tags).__name__}")
+    if not patterns:
+        raise ValueError("tags is empty: name at least one tag or glob, or pass None for every tag")
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"tags must be text, got {type(pattern).__name__} {pattern!r:.40}")
+        if not pattern:
+            raise ValueError("tags has an empty tag name (lossfmt tags are never empty)")
+    return patterns
+
+
+def tag_names(table: pa.Table) -> set[str]:
+    """The tags that occur in `table` (the names its events use, not every entry of the dictionary)."""
+    names: set[str] = set()
+    for chunk in table.column(s.TAG).chunks:
+        used = np.unique(_arrow.to_numpy(chunk.indices))
+        names.update(chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist())
+    return names
+
+
+def matching_tags(patterns: Sequence[str], names: Iterable[str]) -> set[str]:
+    """The names of `names` that `patterns` select: a pattern equal to one of the names selects exactly that
+    name (so a tag ``a[1]`` is not also ``a1``); any other pattern is a case-sensitive fnmatch glob."""
+    names = set(names)
+    chosen = {p for p in patterns if p in names}
+    globs = [p for p in patterns if p not in names and _GLOB_CHARS & set(p)]
+    return chosen | {n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)}
+
+
+def select_tags(
+    table: pa.Table, tags: Sequence[str] | str, *, among: Iterable[str] | None = None
+) -> pa.Table:
+    """The events of `table` whose tag `tags` selects: a pattern equal to an existing tag means exactly that
+    tag, any other pattern is a case-sensitive fnmatch glob (``*``, ``?``, ``[seq]``). Existing tags are the
+    table's own, or `among` (e.g. the tags of every run read together, so that each run selects alike).
+    ``""`` or ``[]`` is a ValueError: None, not an empty selection, means every tag."""
+    patterns = tag_patterns(tags)
     if table.num_rows == 0:
         return table
+    wanted = matching_tags(patterns, tag_names(table) if among is None else among)
     masks = []
     for chunk in table.column(s.TAG).chunks:
         names = chunk.dictionary.to_pylist()
-        keep = np.fromiter(
-            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), bool, len(names)
-        )
+        keep = np.fromiter((n in wanted for n in names), bool, len(names))
         masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
     return table.filter(pa.chunked_array(masks, pa.bool_()))
 

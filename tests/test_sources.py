@@ -12,6 +12,7 @@ import pytest
 
 import lossfmt
 from lossfmt import LossFormatError, LossWriter, read, run_paths
+from lossfmt.transforms import select_tags
 
 
 def write_run(path: Path, run: str | None = None, n: int = 2) -> Path:
@@ -128,3 +129,53 @@ def test_a_directory_that_cannot_be_read_says_permission_denied(tmp_path):
         f"{tmp_path / 'locked' / 'x'}: cannot read (Permission denied)",
     ]
     assert runs_of(read(runs)) == {"a": 2}  # nothing was changed
+
+
+def write_tags(path: Path, tags: list[str]) -> Path:
+    """A closed run with one event per tag of `tags`, at steps 0, 1, ..."""
+    with LossWriter(path) as w:
+        for step, tag in enumerate(tags):
+            w.add(step, 1.0, tag=tag)
+    return path
+
+
+def tags_read(source, tags) -> list[str]:
+    return read(source, tags=tags, columns=["tag"]).column("tag").to_pylist()
+
+
+def test_a_pattern_that_is_the_name_of_a_tag_selects_that_tag_only(tmp_path):
+    path = write_tags(tmp_path / "r.arrow", ["a[1]", "a1", "b", "val/x", "val/y"])
+    assert tags_read(path, "a[1]") == ["a[1]"]
+    assert tags_read(path, ["a[1]", "b"]) == ["a[1]", "b"]
+    assert tags_read(path, "val/*") == ["val/x", "val/y"]
+    assert tags_read(path, "a[0-9]") == ["a1"]  # not a tag's name: a glob
+    assert tags_read(write_tags(tmp_path / "only.arrow", ["a1"]), "a[1]") == ["a1"]
+
+
+def test_a_tag_name_in_one_run_is_literal_in_every_run_read_together(tmp_path):
+    write_tags(tmp_path / "runs" / "x.arrow", ["a[1]", "a1"])
+    write_tags(tmp_path / "runs" / "y.arrow", ["a1"])
+    table = read(tmp_path / "runs", tags="a[1]", columns=["run", "tag"])
+    assert table.to_pylist() == [{"run": "x", "tag": "a[1]"}]
+
+
+@pytest.mark.parametrize(
+    ("tags", "error", "match"),
+    [
+        ("", ValueError, "empty tag name"),
+        (["loss", ""], ValueError, "empty tag name"),
+        ([], ValueError, "tags is empty.*None for every tag"),
+        ((), ValueError, "tags is empty"),
+        ([1], TypeError, "tags must be text, got int 1"),
+        (5, TypeError, "tags must be a tag name, a glob or a list of them, got int"),
+    ],
+)
+def test_a_selection_that_could_only_select_nothing_is_an_error_at_the_call(tmp_path, tags, error, match):
+    path = write_tags(tmp_path / "r.arrow", ["loss"])
+    with pytest.raises(error, match=match):
+        read(path, tags=tags)
+    with pytest.raises(error, match=match):
+        lossfmt.read_pandas(path, tags=tags)
+    with pytest.raises(error, match=match):
+        select_tags(read(path), tags)
+    assert tags_read(path, None) == ["loss"]  # None is every tag
