@@ -335,14 +335,24 @@ def _expand_url(url: str) -> tuple[list[str], bool]:
         raise s.LossFormatError(f"{url}: cannot list ({exc})") from None
     files = [i.path for i in listed if i.type == pafs.FileType.File]
     if pattern:
-        depth = inner.count("/")
-        found = sorted(p for p in files if p.count("/") == depth and fnmatch.fnmatchcase(p, inner))
+        wanted = inner.split("/")
+        found = sorted(p for p in files if _glob_match(p.split("/"), wanted))
     else:
         found = sorted(p for p in files if p.endswith(".arrow"))
     if not found:
         why = "no files match" if pattern else "directory has no .arrow files"
         raise s.LossFormatError(f"{url}: {why}")
     return [_unlocate(url, p) for p in found], True
+
+
+def _glob_match(parts: Sequence[str], pattern: Sequence[str]) -> bool:
+    """Whether path segments `parts` match glob segments `pattern` as a local recursive glob would: ``*``,
+    ``?`` and ``[seq]`` within one segment, a ``**`` segment for any number of segments (none included)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(parts[1:], pattern[1:])
 
 
 def open_url(url: str) -> pa.NativeFile:

@@ -179,3 +179,21 @@ def test_a_selection_that_could_only_select_nothing_is_an_error_at_the_call(tmp_
     with pytest.raises(error, match=match):
         select_tags(read(path), tags)
     assert tags_read(path, None) == ["loss"]  # None is every tag
+
+
+def test_a_recursive_glob_over_a_url_reaches_every_depth_as_a_local_one_does(tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    local = [tmp_path / "runs" / "top.arrow", tmp_path / "runs" / "sweep" / "lr" / "deep.arrow"]
+    try:
+        for path in local:
+            write_run(path)
+            memory.pipe(
+                f"/f2-sources/runs/{path.relative_to(tmp_path / 'runs').as_posix()}", path.read_bytes()
+            )
+        assert runs_of(read("memory://f2-sources/runs/**/*.arrow")) == {"deep": 2, "top": 2}
+        assert runs_of(read(str(tmp_path / "runs" / "**" / "*.arrow"))) == {"deep": 2, "top": 2}
+        assert runs_of(read("memory://f2-sources/runs/*/*/*.arrow")) == {"deep": 2}
+        assert runs_of(read("memory://f2-sources/runs/*.arrow")) == {"top": 2}
+    finally:
+        memory.rm("/f2-sources", recursive=True)
