@@ -196,9 +196,10 @@ def read(
     """Every complete event of a lossfmt file (closed, live or crashed), or of several with a `run` column.
 
     A single path gives its events (schema metadata kept; `schema.run_info(table.schema)` decodes it). A list,
-    a glob pattern or a directory (every *.arrow inside, sorted) gives all their events with a leading `run`
-    column (the run name from each file's metadata). `tags` keeps the tags it names: an entry equal to a tag
-    of any of the files means exactly that tag, any other entry is an fnmatch glob (``"val/*"``).
+    a glob pattern or a directory (its own *.arrow files, sorted; ``dir/**/*.arrow`` reaches subdirectories;
+    each file once, see `lossfmt.run_paths`) gives all their events with a leading `run` column (the run name
+    from each file's metadata). `tags` keeps the tags it names: an entry equal to a tag of any of the files
+    means exactly that tag, any other entry is an fnmatch glob (``"val/*"``); None keeps every tag.
     `columns` returns only the named columns, in that order (`run` only when several files are read); only
     those are decompressed, so reading what a plot needs (step, tag, value) costs a fraction of everything.
     Unknown names raise ValueError. Tag and reduction columns are dictionary-encoded with unified
