@@ -45,36 +45,37 @@ def check_reduction(reduction: Any) -> None:
         raise ValueError(f"reduction must be one of {s.REDUCTIONS}, got {reduction!r:.80}")
 
 
-def _check_json(value: Any, where: str, depth: int = 0) -> None:
-    """TypeError unless `value` is JSON: dicts with str keys, lists/tuples, str, int, float, bool, None."""
+def _as_json(value: Any, where: str, depth: int = 0) -> Any:
+    """`value` as plain JSON data (every mapping a dict, every tuple a list), or TypeError naming where it is
+    not JSON: only dicts (any Mapping) with str keys, lists/tuples, str, int, float, bool and None are. (The
+    encoder would otherwise store the ``repr`` of a mapping that is not a dict.)"""
     if value is None or isinstance(value, (str, int, float)):  # bool is an int
-        return
+        return value
     if depth > 100:
         raise TypeError(f"meta is nested too deeply (or refers to itself) at {where}")
     if isinstance(value, Mapping):
+        out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(
                     f"meta keys must be str, got {_values.type_name(key)} {key!r:.40} in {where}; "
                     "JSON objects have string keys"
                 )
-            _check_json(item, f"{where}[{key!r:.40}]", depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for k, item in enumerate(value):
-            _check_json(item, f"{where}[{k}]", depth + 1)
-    else:
-        raise TypeError(
-            f"meta must be JSON-serializable (str, int, float, bool, None, lists and dicts of them): "
-            f"{where} is {_values.type_name(value)} {value!r:.60}; convert it (e.g. float(x), str(x))"
-        )
+            out[key] = _as_json(item, f"{where}[{key!r:.40}]", depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_as_json(item, f"{where}[{k}]", depth + 1) for k, item in enumerate(value)]
+    raise TypeError(
+        f"meta must be JSON-serializable (str, int, float, bool, None, lists and dicts of them): "
+        f"{where} is {_values.type_name(value)} {value!r:.60}; convert it (e.g. float(x), str(x))"
+    )
 
 
 def checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """`meta` as a dict (None if empty), checked at the constructor: the file stores it as JSON."""
+    """`meta` as plain JSON data (None if empty), checked at the constructor: the file stores it as JSON."""
     if not meta:
         return None
-    _check_json(meta, "meta")
-    return dict(meta)
+    return _as_json(meta, "meta")
 
 
 def run_name(run: str | None, path: Path) -> str:

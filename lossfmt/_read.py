@@ -148,6 +148,7 @@ def _read(
     columns: Sequence[str] | str | None = None,
 ) -> pa.Table:
     wanted = _check_columns(columns)
+    patterns = None if tags is None else _sources.tag_patterns(tags)
     paths, multi = _sources.expand(source)
     if wanted is not None and s.RUN in wanted and not multi:
         raise ValueError(
@@ -155,18 +156,19 @@ def _read(
             "of files is read); drop it from columns"
         )
     stored = list(s.COLUMNS) if wanted is None else [c for c in wanted if c != s.RUN]
-    decode = stored if tags is None or s.TAG in stored else [*stored, s.TAG]
+    decode = stored if patterns is None or s.TAG in stored else [*stored, s.TAG]
     # Something must be decoded to count the rows of a file of which only `run` is wanted.
     decode = decode or [s.REDUCTION]
     tables: list[pa.Table] = []
     runs: list[str] = []
     for path in paths:
         result = _scan(path, decode)
-        table = result.table.select(decode)
-        if tags is not None:
-            table = _sources.select_tags(table, tags)
-        tables.append(table.select(stored))
+        tables.append(result.table.select(decode))
         runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
+    if patterns is not None:  # a pattern that is the name of a tag of any file means that tag in every file
+        known = set().union(*(_sources.tag_names(t) for t in tables))
+        tables = [_sources.select_tags(t, patterns, among=known) for t in tables]
+    tables = [t.select(stored) for t in tables]
     if not multi:
         return tables[0]
     if wanted is not None and s.RUN not in wanted:
@@ -194,8 +196,10 @@ def read(
     """Every complete event of a lossfmt file (closed, live or crashed), or of several with a `run` column.
 
     A single path gives its events (schema metadata kept; `schema.run_info(table.schema)` decodes it). A list,
-    a glob pattern or a directory (every *.arrow inside, sorted) gives all their events with a leading `run`
-    column (the run name from each file's metadata). `tags` keeps tags equal to or fnmatch-matching any entry.
+    a glob pattern or a directory (its own *.arrow files, sorted; ``dir/**/*.arrow`` reaches subdirectories;
+    each file once, see `lossfmt.run_paths`) gives all their events with a leading `run` column (the run name
+    from each file's metadata). `tags` keeps the tags it names: an entry equal to a tag of any of the files
+    means exactly that tag, any other entry is an fnmatch glob (``"val/*"``); None keeps every tag.
     `columns` returns only the named columns, in that order (`run` only when several files are read); only
     those are decompressed, so reading what a plot needs (step, tag, value) costs a fraction of everything.
     Unknown names raise ValueError. Tag and reduction columns are dictionary-encoded with unified

@@ -13,16 +13,16 @@ import functools
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from lossfmt import _arrow
 from lossfmt import schema as s
-from lossfmt._errors import LossFormatError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -35,12 +35,15 @@ __all__ = [
     "expand",
     "is_url",
     "locate",
+    "matching_tags",
     "open_url",
     "run_labels",
     "run_paths",
     "scan_url",
     "select_tags",
     "stat_url",
+    "tag_names",
+    "tag_patterns",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -54,37 +57,97 @@ _NATIVE = frozenset({"s3", "gs", "gcs"})
 
 
 def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
-    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column)."""
+    """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column).
+
+    The rules are `run_paths`'s. LossFormatError names the item that resolves to nothing, and why.
+    """
     if isinstance(source, (str, os.PathLike)):
         items, multi = [os.fspath(source)], False
     else:
         items, multi = [os.fspath(p) for p in source], True
         if not items:
-            raise LossFormatError("no files given")
+            raise s.LossFormatError("no files given")
     paths: list[str] = []
     for item in items:
         if is_url(item):
             found, several = _expand_url(item)
-            paths.extend(found)
-            multi = multi or several
-        elif os.path.isdir(item):
-            found = sorted(glob.glob(os.path.join(glob.escape(item), "*.arrow")))
-            if not found:
-                raise LossFormatError(f"{item}: directory has no .arrow files")
-            paths.extend(found)
-            multi = True
-        elif os.path.exists(item):
-            paths.append(item)  # scan() says what is wrong with it if it is not a regular lossfmt file
-        elif _GLOB_CHARS & set(item):
-            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
-            if not found:
-                raise LossFormatError(f"{item}: no files match")
-            paths.extend(found)
-            multi = True
         else:
-            raise LossFormatError(f"{item}: no such file")
-    unique = list(dict.fromkeys(paths))
-    return unique, multi
+            found, several = _expand_local(item)
+        paths.extend(found)
+        multi = multi or several
+    return _distinct(paths), multi
+
+
+def _expand_local(item: str) -> tuple[list[str], bool]:
+    """The run files a local path, directory or glob names, and whether it names several."""
+    try:
+        mode = os.stat(item).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:
+        raise s.LossFormatError(f"{item}: cannot read ({exc.strerror or exc})") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        return _directory_runs(item), True
+    if mode is not None or os.path.lexists(item):
+        return [item], False  # scan() says what is wrong with it if it is not a regular lossfmt file
+    if _GLOB_CHARS & set(item):
+        found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise s.LossFormatError(f"{item}: no files match")
+        return found, True
+    raise s.LossFormatError(f"{item}: no such file")
+
+
+def _directory_runs(directory: str) -> list[str]:
+    """The regular files named ``*.arrow`` directly in `directory` (not hidden), sorted; LossFormatError if
+    there are none, saying why: the directory cannot be listed, what was skipped, or runs only deeper down."""
+    try:
+        with os.scandir(directory) as entries:
+            named = sorted(
+                (e.name, _is_regular(e))
+                for e in entries
+                if e.name.endswith(".arrow") and not e.name.startswith(".")
+            )
+    except OSError as exc:
+        raise s.LossFormatError(f"{directory}: cannot list this directory ({exc.strerror or exc})") from None
+    found = [os.path.join(directory, name) for name, regular in named if regular]
+    if found:
+        return found
+    why = ""
+    if named:
+        skipped = ", ".join(name for name, _ in named[:3]) + (" ..." if len(named) > 3 else "")
+        why = f" (skipped, not regular files: {skipped})"
+    elif glob.glob(os.path.join(glob.escape(directory), "**", "*.arrow"), recursive=True):
+        deeper = os.path.join(directory, "**", "*.arrow")
+        why = f"; runs in its subdirectories are read with the glob {deeper!r}"
+    raise s.LossFormatError(f"{directory}: directory has no .arrow files{why}")
+
+
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    """Whether a directory entry is a regular file, or a symlink to one that can be reached."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _distinct(paths: list[str]) -> list[str]:
+    """`paths` without repeats of a file already listed (the same path spelt otherwise, a symlink or a hard
+    link to it): the first spelling is kept, so a run is read, and counted, once."""
+    seen: set[object] = set()
+    kept = []
+    for path in paths:
+        key: object = path
+        if not is_url(path):
+            try:
+                info = os.stat(path)
+                key = (info.st_dev, info.st_ino)
+            except OSError:
+                key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
 
 
 def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
@@ -109,28 +172,69 @@ def _local_form(path: str) -> str:
     return _split_url(path)[1] if is_url(path) else path
 
 
-def select_tags(table: pa.Table, tags: Sequence[str] | str) -> pa.Table:
-    """Keep events whose tag equals one of `tags` or matches it as an fnmatch glob."""
-    patterns = [tags] if isinstance(tags, str) else list(tags)
+def tag_patterns(tags: Sequence[str] | str) -> list[str]:
+    """`tags` as a list of patterns, checked: a str is one pattern; an empty one, or an empty list (which
+    would select nothing, silently), is a ValueError; anything but text a TypeError. (No filter is None.)"""
+    patterns = [tags] if isinstance(tags, str) else list(tags) if isinstance(tags, Iterable) else None
+    if patterns is None:
+        raise TypeError(f"tags must be a tag name, a glob or a list of them, got {type(tags).__name__}")
+    if not patterns:
+        raise ValueError("tags is empty: name at least one tag or glob, or pass None for every tag")
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"tags must be text, got {type(pattern).__name__} {pattern!r:.40}")
+        if not pattern:
+            raise ValueError("tags has an empty tag name (lossfmt tags are never empty)")
+    return patterns
+
+
+def tag_names(table: pa.Table) -> set[str]:
+    """The tags that occur in `table` (the names its events use, not every entry of the dictionary)."""
+    names: set[str] = set()
+    for chunk in table.column(s.TAG).chunks:
+        used = np.unique(_arrow.to_numpy(chunk.indices))
+        names.update(chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist())
+    return names
+
+
+def matching_tags(patterns: Sequence[str], names: Iterable[str]) -> set[str]:
+    """The names of `names` that `patterns` select: a pattern equal to one of the names selects exactly that
+    name (so a tag ``a[1]`` is not also ``a1``); any other pattern is a case-sensitive fnmatch glob."""
+    names = set(names)
+    chosen = {p for p in patterns if p in names}
+    globs = [p for p in patterns if p not in names and _GLOB_CHARS & set(p)]
+    return chosen | {n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)}
+
+
+def select_tags(
+    table: pa.Table, tags: Sequence[str] | str, *, among: Iterable[str] | None = None
+) -> pa.Table:
+    """The events of `table` whose tag `tags` selects: a pattern equal to an existing tag means exactly that
+    tag, any other pattern is a case-sensitive fnmatch glob (``*``, ``?``, ``[seq]``). Existing tags are the
+    table's own, or `among` (e.g. the tags of every run read together, so that each run selects alike).
+    ``""`` or ``[]`` is a ValueError: None, not an empty selection, means every tag."""
+    patterns = tag_patterns(tags)
     if table.num_rows == 0:
         return table
+    wanted = matching_tags(patterns, tag_names(table) if among is None else among)
     masks = []
-    for column_chunk in table.column(s.TAG).chunks:
-        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
-        names = cast("list[str]", chunk.dictionary.to_pylist())  # tag names are never null
-        keep = np.fromiter(
-            (any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns) for n in names), np.bool_, len(names)
-        )
+    for chunk in table.column(s.TAG).chunks:
+        names = chunk.dictionary.to_pylist()
+        keep = np.fromiter((n in wanted for n in names), bool, len(names))
         masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
     return table.filter(pa.chunked_array(masks, pa.bool_()))
 
 
 def run_paths(source: Source) -> list[str]:
-    """The run files `source` names: a file, a glob, a directory (its ``*.arrow``, sorted) or a list of those.
+    """The run files `source` names: a file, a glob, a directory or a list of those.
 
-    A URL (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its
-    runs come back as URLs. Raises LossFormatError naming what matched nothing. Duplicates are dropped,
-    order is kept.
+    A directory means the regular files named ``*.arrow`` directly in it, sorted (not hidden ones, not
+    subdirectories, not dangling links); runs in subdirectories are read with a recursive glob such as
+    ``runs/**/*.arrow``. A glob matches regular files only. A path named explicitly is taken as it is
+    (reading it says what is wrong with it). A file reached twice (listed twice, spelt ``./a.arrow`` and
+    ``a.arrow``, or through a symlink or hard link) is kept once, at its first mention; order is kept. A URL
+    (``s3://bucket/sweep/``, ``gs://.../*.arrow``, any fsspec protocol) is listed the same way, and its runs
+    come back as URLs. Raises LossFormatError naming what matched nothing, and why.
     """
     return expand(source)[0]
 
@@ -179,14 +283,7 @@ def _filesystem(scheme: str, bucket: str, query: str) -> pafs.FileSystem:
         fs = fsspec.filesystem(scheme[:-3], **dict(parse_qsl(query[1:])))
     except (ImportError, ValueError, TypeError) as exc:
         raise ValueError(f"cannot open this URL ({exc})") from None
-    # pyarrow-stubs declare FSSpecHandler abstract, but pyarrow implements every method
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # type: ignore[abstract]
-
-
-def _fsspec(fs: pafs.FileSystem) -> Any:
-    """The fsspec filesystem behind `fs`, a non-native URL's filesystem as `_filesystem` builds it."""
-    handler = cast("pafs.PyFileSystem", fs).handler
-    return cast("pafs.FSSpecHandler", handler).fs
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def _url_filesystem(url: str) -> pafs.FileSystem:
@@ -195,7 +292,7 @@ def _url_filesystem(url: str) -> pafs.FileSystem:
     try:
         return _filesystem(scheme, rest.split("/", 1)[0], query)
     except ValueError as exc:
-        raise LossFormatError(f"{url}: {exc}") from None
+        raise s.LossFormatError(f"{url}: {exc}") from None
 
 
 def locate(url: str) -> tuple[pafs.FileSystem, str]:
@@ -204,7 +301,7 @@ def locate(url: str) -> tuple[pafs.FileSystem, str]:
     fs = _url_filesystem(url)
     if scheme[:-3].lower() in _NATIVE:
         return fs, rest  # pyarrow's S3 and GCS paths are bucket/key
-    return fs, _fsspec(fs)._strip_protocol(f"{scheme}{rest}")
+    return fs, fs.handler.fs._strip_protocol(f"{scheme}{rest}")
 
 
 def _unlocate(url: str, inner: str) -> str:
@@ -213,7 +310,7 @@ def _unlocate(url: str, inner: str) -> str:
     if scheme[:-3].lower() in _NATIVE:
         return f"{scheme}{inner}{query}"
     fs = _url_filesystem(url)
-    return f"{_fsspec(fs).unstrip_protocol(inner)}{query}"
+    return f"{fs.handler.fs.unstrip_protocol(inner)}{query}"
 
 
 def _expand_url(url: str) -> tuple[list[str], bool]:
@@ -232,20 +329,30 @@ def _expand_url(url: str) -> tuple[list[str], bool]:
         if not pattern and info.type == pafs.FileType.File:
             return [url], False
         if info.type != pafs.FileType.Directory:
-            raise LossFormatError(f"{url}: no such file" if not pattern else f"{url}: no files match")
+            raise s.LossFormatError(f"{url}: no such file" if not pattern else f"{url}: no files match")
         listed = fs.get_file_info(pafs.FileSelector(base, recursive=bool(pattern)))
     except OSError as exc:
-        raise LossFormatError(f"{url}: cannot list ({exc})") from None
+        raise s.LossFormatError(f"{url}: cannot list ({exc})") from None
     files = [i.path for i in listed if i.type == pafs.FileType.File]
     if pattern:
-        depth = inner.count("/")
-        found = sorted(p for p in files if p.count("/") == depth and fnmatch.fnmatchcase(p, inner))
+        wanted = inner.split("/")
+        found = sorted(p for p in files if _glob_match(p.split("/"), wanted))
     else:
         found = sorted(p for p in files if p.endswith(".arrow"))
     if not found:
         why = "no files match" if pattern else "directory has no .arrow files"
-        raise LossFormatError(f"{url}: {why}")
+        raise s.LossFormatError(f"{url}: {why}")
     return [_unlocate(url, p) for p in found], True
+
+
+def _glob_match(parts: Sequence[str], pattern: Sequence[str]) -> bool:
+    """Whether path segments `parts` match glob segments `pattern` as a local recursive glob would: ``*``,
+    ``?`` and ``[seq]`` within one segment, a ``**`` segment for any number of segments (none included)."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(parts[1:], pattern[1:])
 
 
 def open_url(url: str) -> pa.NativeFile:
@@ -254,9 +361,9 @@ def open_url(url: str) -> pa.NativeFile:
     try:
         return fs.open_input_file(inner)
     except FileNotFoundError:
-        raise LossFormatError(f"{url}: no such file") from None
+        raise s.LossFormatError(f"{url}: no such file") from None
     except OSError as exc:
-        raise LossFormatError(f"{url}: cannot read ({exc})") from None
+        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
 
 
 def stat_url(url: str) -> tuple[int, int]:
@@ -267,9 +374,9 @@ def stat_url(url: str) -> tuple[int, int]:
     try:
         info = fs.get_file_info(inner)
     except OSError as exc:
-        raise LossFormatError(f"{url}: cannot read ({exc})") from None
+        raise s.LossFormatError(f"{url}: cannot read ({exc})") from None
     if info.type != pafs.FileType.File:
-        raise LossFormatError(f"{url}: no such file")
+        raise s.LossFormatError(f"{url}: no such file")
     return info.size, info.mtime_ns or 0
 
 

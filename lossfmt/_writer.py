@@ -121,12 +121,13 @@ class LossWriter:
         self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Built first: it validates meta before any file is created.
-        new_schema = s.make_schema(_checks.run_name(run, self.path), _checks.checked_meta(meta))
+        run_meta = _checks.checked_meta(meta)
+        new_schema = s.make_schema(_checks.run_name(run, self.path), run_meta)
         self._ok = False
         self._forked = False
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
-        file = LiveFile(self.path, new_schema, dict(meta) if meta else None)
+        file = LiveFile(self.path, new_schema, run_meta)
         flusher = None
         try:
             info = s.run_info(file.schema)

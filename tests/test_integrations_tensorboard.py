@@ -14,7 +14,7 @@ pytest.importorskip("tensorboard")
 torch_tb = pytest.importorskip("torch.utils.tensorboard")
 
 import lossfmt  # noqa: E402
-from lossfmt.integrations.tensorboard import import_tb  # noqa: E402
+from lossfmt.integrations.tensorboard import TooManyRunsError, import_tb  # noqa: E402
 from lossfmt.schema import run_info  # noqa: E402
 
 T0 = 1_700_000_000.0
@@ -108,10 +108,22 @@ def test_a_directory_of_runs_gives_one_file_per_run(tmp_path):
     assert run_info(lossfmt.read(out / "grouped" / "loss_val.arrow").schema)["run"] == "grouped/loss_val"
 
 
-def test_one_output_file_for_several_runs_is_refused(tmp_path):
-    write_run(tmp_path / "tb" / "a", n=5)
-    write_run(tmp_path / "tb" / "b", n=5)
-    with pytest.raises(ValueError, match=r"2 TensorBoard runs.*directory"):
+def test_one_output_file_for_several_runs_is_a_lossfmt_error_listing_them(tmp_path):
+    for name in ("a", "b", "c"):
+        write_run(tmp_path / "tb" / name, n=5)
+    with pytest.raises(TooManyRunsError) as caught:
+        import_tb(tmp_path / "tb", tmp_path / "out.arrow")
+    assert isinstance(caught.value, lossfmt.LossfmtError) and isinstance(caught.value, ValueError)
+    assert str(caught.value).endswith(
+        "holds 3 TensorBoard runs (a, b, c); give a directory as OUT to write one .arrow file per run"
+    )
+    assert not (tmp_path / "out.arrow").exists()
+
+
+def test_a_refusal_for_many_runs_says_how_many_it_does_not_list(tmp_path):
+    for k in range(7):
+        write_run(tmp_path / "tb" / f"r{k}", n=2)
+    with pytest.raises(TooManyRunsError, match=r"7 TensorBoard runs \(r0, r1, r2, r3, r4 and 2 more\);"):
         import_tb(tmp_path / "tb", tmp_path / "out.arrow")
     assert not (tmp_path / "out.arrow").exists()
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from lossfmt import _file, schema
+from lossfmt._errors import LossfmtError
 
 try:
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
@@ -34,6 +35,12 @@ except ImportError as exc:
 
 _SCALARS_PLUGIN = "scalars"
 _HPARAMS_PLUGIN = "hparams"
+#: How many run names an error lists before it says how many more there are.
+_NAMES_SHOWN = 5
+
+
+class TooManyRunsError(LossfmtError, ValueError):
+    """`logdir` holds several TensorBoard runs but `out` names one ``.arrow`` file (give a directory)."""
 
 
 @dataclass
@@ -57,7 +64,9 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
     files). Each event keeps its tag, step and wall time; value is the stored float; count 1, reduction
     mean, no epoch. Both scalar encodings are read: ``simple_value`` (``torch.utils.tensorboard``,
     tensorboardX, TF1) and scalar tensors of the scalars plugin (TF2 ``tf.summary.scalar``). Runs without
-    scalars produce no file. Existing output files raise ``FileExistsError`` unless `overwrite`.
+    scalars produce no file. Existing output files raise ``FileExistsError`` unless `overwrite`; several runs
+    for one output file raise `TooManyRunsError` (a `lossfmt.LossfmtError` and a ``ValueError``), before
+    anything is written.
     """
     runs = _merge_hparams([_load(name, files) for name, files in _find_runs(Path(logdir))])
     if not runs:
@@ -65,9 +74,11 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
     out = Path(out)
     single = out.suffix == ".arrow"
     if single and len(runs) > 1:
-        names = ", ".join(run.name for run in runs[:5])
-        raise ValueError(
-            f"{os.fspath(logdir)} holds {len(runs)} TensorBoard runs ({names}, ...); "
+        names = ", ".join(run.name for run in runs[:_NAMES_SHOWN])
+        if len(runs) > _NAMES_SHOWN:
+            names += f" and {len(runs) - _NAMES_SHOWN} more"
+        raise TooManyRunsError(
+            f"{os.fspath(logdir)} holds {len(runs)} TensorBoard runs ({names}); "
             "give a directory as OUT to write one .arrow file per run"
         )
     targets = [(run, out if single else out / f"{run.name}.arrow") for run in runs]
