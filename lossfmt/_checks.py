@@ -75,7 +75,8 @@ def checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """`meta` as plain JSON data (None if empty), checked at the constructor: the file stores it as JSON."""
     if not meta:
         return None
-    return _as_json(meta, "meta")
+    converted: dict[str, Any] = _as_json(meta, "meta")
+    return converted
 
 
 def run_name(run: str | None, path: Path) -> str:

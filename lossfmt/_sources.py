@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -191,7 +191,8 @@ def tag_patterns(tags: Sequence[str] | str) -> list[str]:
 def tag_names(table: pa.Table) -> set[str]:
     """The tags that occur in `table` (the names its events use, not every entry of the dictionary)."""
     names: set[str] = set()
-    for chunk in table.column(s.TAG).chunks:
+    for column_chunk in table.column(s.TAG).chunks:
+        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
         used = np.unique(_arrow.to_numpy(chunk.indices))
         names.update(chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist())
     return names
@@ -218,7 +219,8 @@ def select_tags(
         return table
     wanted = matching_tags(patterns, tag_names(table) if among is None else among)
     masks = []
-    for chunk in table.column(s.TAG).chunks:
+    for column_chunk in table.column(s.TAG).chunks:
+        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
         names = chunk.dictionary.to_pylist()
         keep = np.fromiter((n in wanted for n in names), bool, len(names))
         masks.append(_arrow.array(keep[_arrow.to_numpy(chunk.indices)]))
@@ -283,7 +285,14 @@ def _filesystem(scheme: str, bucket: str, query: str) -> pafs.FileSystem:
         fs = fsspec.filesystem(scheme[:-3], **dict(parse_qsl(query[1:])))
     except (ImportError, ValueError, TypeError) as exc:
         raise ValueError(f"cannot open this URL ({exc})") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    # pyarrow-stubs declare FSSpecHandler abstract, but pyarrow implements every method
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # type: ignore[abstract]
+
+
+def _fsspec(fs: pafs.FileSystem) -> Any:
+    """The fsspec filesystem behind `fs`, a non-native URL's filesystem as `_filesystem` builds it."""
+    handler = cast("pafs.PyFileSystem", fs).handler
+    return cast("pafs.FSSpecHandler", handler).fs
 
 
 def _url_filesystem(url: str) -> pafs.FileSystem:
@@ -301,7 +310,7 @@ def locate(url: str) -> tuple[pafs.FileSystem, str]:
     fs = _url_filesystem(url)
     if scheme[:-3].lower() in _NATIVE:
         return fs, rest  # pyarrow's S3 and GCS paths are bucket/key
-    return fs, fs.handler.fs._strip_protocol(f"{scheme}{rest}")
+    return fs, _fsspec(fs)._strip_protocol(f"{scheme}{rest}")
 
 
 def _unlocate(url: str, inner: str) -> str:
@@ -310,7 +319,7 @@ def _unlocate(url: str, inner: str) -> str:
     if scheme[:-3].lower() in _NATIVE:
         return f"{scheme}{inner}{query}"
     fs = _url_filesystem(url)
-    return f"{fs.handler.fs.unstrip_protocol(inner)}{query}"
+    return f"{_fsspec(fs).unstrip_protocol(inner)}{query}"
 
 
 def _expand_url(url: str) -> tuple[list[str], bool]:
