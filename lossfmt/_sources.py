@@ -194,7 +194,7 @@ def tag_names(table: pa.Table) -> set[str]:
     for column_chunk in table.column(s.TAG).chunks:
         chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
         used = np.unique(_arrow.to_numpy(chunk.indices))
-        names.update(chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist())
+        names.update(cast("list[str]", chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist()))
     return names
 
 
