@@ -7,9 +7,21 @@ installed: built this way, logging (the writer's thread) never loads pandas.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
+
+
+def _buffer(data: np.ndarray | bytes) -> pa.Buffer:
+    """A zero-copy Arrow buffer over `data` (pyarrow-stubs do not list ndarray as a buffer provider)."""
+    return pa.py_buffer(cast("bytes", data))
+
+
+def _view(buffer: pa.Buffer) -> memoryview:
+    """A zero-copy memoryview of an Arrow buffer, for np.frombuffer (the stubs do not list pa.Buffer)."""
+    return memoryview(cast("bytes", buffer))
+
 
 _NUMPY = {
     pa.int8(): np.int8,
@@ -19,27 +31,29 @@ _NUMPY = {
 }
 
 
-def array(data: np.ndarray, type_: pa.DataType | None = None, *, mask: np.ndarray | None = None) -> pa.Array:
+def array(
+    data: np.ndarray, type_: pa.DataType | None = None, *, mask: np.ndarray | None = None
+) -> pa.Array[Any]:
     """`data` as an Arrow array of `type_` (default: from its dtype); `mask` marks nulls, as in pa.array."""
     data = np.asarray(data)
-    validity = None if mask is None else pa.py_buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
+    validity = None if mask is None else _buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
     if data.dtype == np.bool_ or type_ == pa.bool_():
         values = np.packbits(data.astype(bool, copy=False), bitorder="little")
-        return pa.Array.from_buffers(pa.bool_(), len(data), [validity, pa.py_buffer(values)])
+        return pa.Array.from_buffers(pa.bool_(), len(data), [validity, _buffer(values)])
     if type_ is None:
         type_ = pa.from_numpy_dtype(data.dtype)
     dtype = np.int64 if pa.types.is_timestamp(type_) else _NUMPY[type_]
     values = np.ascontiguousarray(data, dtype=dtype)
-    return pa.Array.from_buffers(type_, len(values), [validity, pa.py_buffer(values)])
+    return pa.Array.from_buffers(type_, len(values), [validity, _buffer(values)])
 
 
-def strings(values: Sequence[str]) -> pa.Array:
+def strings(values: Sequence[str]) -> pa.Array[Any]:
     """A pa.string() array of `values`."""
     encoded = [v.encode() for v in values]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     return pa.Array.from_buffers(
-        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        pa.string(), len(encoded), [None, _buffer(offsets), _buffer(b"".join(encoded))]
     )
 
 
@@ -56,7 +70,7 @@ _WIDTHS = {
 }
 
 
-def to_numpy(data: pa.Array | pa.ChunkedArray, *, fill: float | None = None) -> np.ndarray:
+def to_numpy(data: pa.Array[Any] | pa.ChunkedArray[Any], *, fill: float | None = None) -> np.ndarray:
     """A primitive column as numpy, zero-copy for one chunk without nulls; timestamps as int64; nulls
     replaced by `fill` when given.
 
@@ -79,10 +93,12 @@ def to_numpy(data: pa.Array | pa.ChunkedArray, *, fill: float | None = None) -> 
         values = _bits(buffer, offset, n)
     else:
         dtype = np.dtype(np.int64 if pa.types.is_timestamp(type_) else _WIDTHS[type_])
-        values = (
-            np.zeros(0, dtype) if buffer is None else np.frombuffer(buffer, dtype, n, offset * dtype.itemsize)
-        )
+        if buffer is None:
+            values = np.zeros(0, dtype)
+        else:
+            values = np.frombuffer(_view(buffer), dtype, n, offset * dtype.itemsize)
     if data.null_count:
+        assert fill is not None  # (nulls without a fill took pyarrow's conversion above)
         return np.where(_bits(validity, offset, n), values, fill)
     return values
 
@@ -90,4 +106,5 @@ def to_numpy(data: pa.Array | pa.ChunkedArray, *, fill: float | None = None) -> 
 def _bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
     if buffer is None:
         return np.zeros(0, dtype=bool)
-    return np.unpackbits(np.frombuffer(buffer, np.uint8), bitorder="little")[offset : offset + n].astype(bool)
+    bits = np.unpackbits(np.frombuffer(_view(buffer), np.uint8), bitorder="little")
+    return bits[offset : offset + n].astype(bool)
