@@ -394,8 +394,10 @@ def iter_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The schema and an iterator over the verified record batches of the file's content (up to `end`).
 
-    Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time, so memory stays
-    bounded whatever the run's length. LossFormatError for corruption, as `walk`.
+    Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time and yields batches
+    of at most `_decode.ROWS` rows (a live file's small flushes combined; a larger flush as written; a closed
+    file's batches one at a time), so memory stays bounded whatever the run's length (issue 9).
+    LossFormatError for corruption, as `walk`.
     """
     from lossfmt import _decode  # decoding needs the layout defined here
 
