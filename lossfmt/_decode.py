@@ -23,7 +23,13 @@ __all__ = ["Dictionaries", "decode", "decode_span", "iter_batches"]
 _DECODE_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError, IndexError, TypeError)
 _REDUCTIONS = {"mean", "sum"}
 #: Bytes read per window by iter_batches (a live file may be far larger than memory should hold).
-WINDOW = 32 << 20
+WINDOW = 8 << 20
+#: Rows per batch iter_batches yields from a live file's many small flushes: bounds the decoded memory
+#: (about 24 MB per 2^19 v1 rows) whatever the run's length (issue 9); compaction rebatches to the same size.
+ROWS = 1 << 19
+#: Batches of fewer rows than this on average come combined (each costs its consumer per-batch work); larger
+#: ones come as decoded, sparing a copy of the whole group.
+SMALL = 4096
 
 
 def _options(fields: Sequence[int] | None) -> pa.ipc.IpcReadOptions | None:
@@ -190,12 +196,12 @@ def iter_batches(
         f.seek(max(limit - len(fr.TRAILING_MAGIC), 0))
         closed = end is None and f.read(len(fr.TRAILING_MAGIC)) == fr.TRAILING_MAGIC
         f.seek(0)
-        data = f.read(limit if closed else min(limit, WINDOW))
-        if len(data) == limit:
-            layout = fr.walk(data, name)
-            batches = decode(data, layout, name)
+        if closed:  # the footer is checked against the whole stream before any batch is decoded
+            data = f.read(limit)
             f.close()
-            return layout.schema, iter(batches)
+            layout = fr.walk(data, name)
+            return layout.schema, _closed_batches(data, layout, name)
+        data = f.read(min(limit, WINDOW))
         while fr.is_unfinished_header(data) and len(data) < limit:
             data += f.read(min(limit - len(data), len(data)))
         schema, schema_end, verify, dict_ids = fr.head(data, pa.py_buffer(data), name)
@@ -206,26 +212,76 @@ def iter_batches(
     return schema, _windows(f, name, data, layout, verify, limit)
 
 
+def _closed_batches(data: bytes, layout: fr.Layout, name: str) -> Iterator[pa.RecordBatch]:
+    """A walked closed file's record batches, decoded and validated one at a time."""
+    if not layout.closed:  # the trailing magic without a footer that agrees: walk read it as a stream
+        yield from decode(data, layout, name)
+        return
+    offsets = [m.start for m in layout.messages if m.kind == fr.RECORD_BATCH]
+    i = 0
+    try:
+        reader = pa.ipc.open_file(pa.py_buffer(data))
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            batch.validate(full=True)
+            check_values([batch], name, offsets[i])
+            yield batch
+    except _DECODE_ERRORS as exc:
+        where = offsets[i] if offsets else layout.schema_end
+        raise LossFormatError(
+            f"{name}: corrupt at byte {where}: record batch does not decode ({exc})"
+        ) from None
+
+
+def _groups(messages: Sequence[fr.Message]) -> Iterator[Sequence[fr.Message]]:
+    """`messages` (ending with a record batch) cut into runs of at most ROWS rows of record batches (a larger
+    batch alone); the dictionary messages before a batch stay with it."""
+    start = rows = 0
+    cut = 0  # just after the last record batch of the current run
+    for i, m in enumerate(messages):
+        if m.kind != fr.RECORD_BATCH:
+            continue
+        if rows and rows + m.rows > ROWS:
+            yield messages[start:cut]
+            start, rows = cut, 0
+        rows += m.rows
+        cut = i + 1
+    if cut > start:
+        yield messages[start:cut]
+
+
+def _combined(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """Small batches combined into one (each costs its consumer per-batch work); large ones as they are."""
+    if len(batches) > 1 and sum(map(len, batches)) < SMALL * len(batches):
+        return pa.Table.from_batches(batches).unify_dictionaries().combine_chunks().to_batches()
+    return batches
+
+
 def _windows(
     f: BinaryIO, name: str, data: bytes, layout: fr.Layout, verify: bool, limit: int
 ) -> Iterator[pa.RecordBatch]:
-    """The batches of a live file a window at a time; each window's batches come combined into one."""
+    """The batches of a live file a window of bytes at a time; the small batches of many flushes come
+    combined into batches of at most ROWS rows (a flush of more rows comes as it was written)."""
     with f:
         head = data[len(fr.MAGIC) : layout.schema_end]
         dicts = Dictionaries()
-        base = layout.schema_end
-        window = data[base:]
+        window, base, start = data, 0, layout.schema_end  # window[start:] is content, at offset base + start
+        del data
         while True:
             final = base + len(window) >= limit
             buf = pa.py_buffer(window)
-            messages, end, eos = fr.scan_messages(window, buf, name, 0, verify=verify, final=final, base=base)
-            batches = decode_span(head, dicts, layout, window, messages, name, base)
-            if len(batches) > 1:
-                batches = pa.Table.from_batches(batches).unify_dictionaries().combine_chunks().to_batches()
-            yield from batches
-            dicts.track(window, messages)
+            messages, end, eos = fr.scan_messages(
+                window, buf, name, start, verify=verify, final=final, base=base
+            )
+            for group in _groups(messages):
+                yield from _combined(decode_span(head, dicts, layout, window, group, name, base))
+                dicts.track(window, group)
+                # Hand the decoded group's memory back to the OS (the pool keeps freed pages otherwise):
+                # what bounds close()'s peak RSS on a long run, not only what is allocated at a time.
+                pa.default_memory_pool().release_unused()
             if final or eos >= 0:
                 return
-            want = WINDOW if end else max(WINDOW, 2 * len(window))
+            want = WINDOW if end > start else max(WINDOW, 2 * (len(window) - start))
+            del buf
             window = window[end:] + f.read(min(want, limit - base - len(window)))
-            base += end
+            base, start = base + end, 0

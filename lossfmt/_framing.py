@@ -88,11 +88,14 @@ class Layout(NamedTuple):
 
 # --- checksums ------------------------------------------------------------------------------------------
 
+#: Spans shorter than this are hashed from slices (copies); longer ones through Arrow buffer views.
+_COPY_SPAN = 1 << 16
+
 
 def _crc(data: bytes, buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
     """The CRC-32C, as 8 lowercase hex digits, of data[start:end] with the 8 bytes at crc_at read as '0'.
     (`buf` is `data` as an Arrow buffer: large spans are hashed through it without a copy.)"""
-    if end - start < 1 << 16:
+    if end - start < _COPY_SPAN:
         crc = google_crc32c.extend(crc, data[start:crc_at])
         crc = google_crc32c.extend(crc, PLACEHOLDER)
         crc = google_crc32c.extend(crc, data[crc_at + 8 : end])
@@ -296,6 +299,7 @@ def scan_messages(
     """
     size = len(data)
     templates = Templates()
+    extend = google_crc32c.extend
     messages: list[Message] = []
     pos = end = start
     n_content = 0  # messages up to the last record batch
@@ -331,7 +335,12 @@ def scan_messages(
         messages.append(m)
         if kind == RECORD_BATCH:
             if crc_at >= 0:
-                if _crc(data, buf, end, crc_at, msg_end) != data[crc_at : crc_at + 8]:
+                if msg_end - end < _COPY_SPAN:  # `_crc` inlined: a live file has a batch per flush
+                    head_crc = extend(extend(0, data[end:crc_at]), PLACEHOLDER)
+                    crc = b"%08x" % extend(head_crc, data[crc_at + 8 : msg_end])
+                else:
+                    crc = _crc(data, buf, end, crc_at, msg_end)
+                if crc != data[crc_at : crc_at + 8]:
                     raise _corrupt(name, base + pos, "record batch does not match its checksum")
             elif verify:
                 raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
@@ -394,8 +403,10 @@ def iter_batches(
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The schema and an iterator over the verified record batches of the file's content (up to `end`).
 
-    Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time, so memory stays
-    bounded whatever the run's length. LossFormatError for corruption, as `walk`.
+    Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time and yields batches
+    of at most `_decode.ROWS` rows (a live file's small flushes combined; a larger flush as written; a closed
+    file's batches one at a time), so memory stays bounded whatever the run's length (issue 9).
+    LossFormatError for corruption, as `walk`.
     """
     from lossfmt import _decode  # decoding needs the layout defined here
 

@@ -215,6 +215,28 @@ def test_iter_batches_yields_every_verified_event_a_window_at_a_time(tmp_path, s
         list(it)
 
 
+@pytest.mark.parametrize(("window", "most"), [(4096, 251), (1 << 20, 8)])
+def test_iter_batches_bounds_the_rows_of_each_batch_whatever_the_file_size(
+    tmp_path, sch, monkeypatch, window, most
+):
+    """Issue 9: close() streams the file, so no batch may hold more than ROWS rows of small flushes (a live
+    file small enough for one window used to decode as one batch)."""
+    monkeypatch.setattr(_decode, "WINDOW", window)
+    monkeypatch.setattr(_decode, "ROWS", 60)
+    sizes = [1] * 100 + [150] + [1] * 100 + [2] * 50
+    batches, step = [], 0
+    for i, n in enumerate(sizes):
+        batches.append(_batch(sch, step, n, ("loss", f"t{i // 40}")))
+        step += n
+    path = _put(tmp_path / "w.arrow", live_bytes(sch, batches, deltas=True))
+    got = list(_framing.iter_batches(path)[1])
+    assert [len(b) for b in got if len(b) > 60] == [150]  # a flush larger than ROWS comes as written
+    assert len(got) <= most  # small flushes come combined (within a window)
+    table = pa.Table.from_batches(got).unify_dictionaries().combine_chunks()
+    assert table.to_pylist() == read(path).to_pylist()
+    assert table.column("step").to_pylist() == list(range(step))
+
+
 def test_iter_batches_of_a_closed_file_checks_its_footer(tmp_path, sch):
     path = _put(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, 0, 7)]))
     _, it = _framing.iter_batches(path)

@@ -288,3 +288,29 @@ def test_a_sealer_accepts_empty_chunks_before_the_stream_starts():
     sealer = _framing.Sealer()
     assert sealer.seal(b"") == b""
     assert sealer.seal(data) == _framing.Sealer().seal(data)
+
+
+def test_a_length_flipped_to_look_torn_is_reported_once_more_bytes_follow(tmp_path):
+    """spec §1.2's known limit: a last message whose prefix length grew looks like a torn tail (the reader
+    returns the batches before it), but later flushes complete it, and then it fails its checksum."""
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    ends = []
+    for i in range(5):
+        w.add(i, 1.0)
+        w.flush()
+        ends.append(path.stat().st_size)
+    data = bytearray(path.read_bytes())
+    meta_len = struct.unpack_from("<i", data, ends[-2] + 4)[0]
+    struct.pack_into("<i", data, ends[-2] + 4, meta_len + 512)
+    with open(path, "r+b") as f:
+        f.write(data)
+    assert read(path).num_rows == 4  # indistinguishable from a crash inside the last flush
+    for i in range(5, 40):
+        w.add(i, 1.0)
+        w.flush()
+    with pytest.raises(LossFormatError, match=rf"run\.arrow: corrupt at byte {ends[-2]}: .*checksum"):
+        read(path)
+    with pytest.raises(LossFormatError, match=rf"corrupt at byte {ends[-2]}"):
+        w.close()
+    assert w.closed
