@@ -193,20 +193,21 @@ def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     if os.path.lexists(dest):
         raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
     end = None
-    while True:  # a file checked as a whole names the damage's offset: read up to there
+    while True:  # damage names its offset (when the file is checked, or while reading): read up to there
+        dictionaries, good = _Dictionaries(), 0
         try:
-            schema, batches = _open(source, source, end=end, stop_at_damage=True)
+            schema, batches = _open(source, source, end=end)
+            for batch in batches:
+                dictionaries.collect(batch)
+                good += 1
             break
         except LossFormatError as exc:
             offset = _damage_offset(exc)
+            if offset is None and good:
+                break  # damage without an offset: keep the batches decoded before it
             if offset is None or (end is not None and offset >= end):
                 raise
             end = offset
-    dictionaries = _Dictionaries()
-    good = 0
-    for batch in batches:  # damage found while reading ends the prefix
-        dictionaries.collect(batch)
-        good += 1
     dictionaries.freeze()
     kept = itertools.islice(_open(source, source, end=end, stop_at_damage=True)[1], good)
     return _file.write_closed(dest, _merged_meta(schema, None), (dictionaries.remap(b) for b in kept))
