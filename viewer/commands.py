@@ -18,7 +18,7 @@ from lossfmt import transforms
 from lossfmt.transforms import to_arrow as array
 from lossview import view as v
 
-EXPORT_FORMATS = (".csv", ".parquet", ".feather", ".arrow")
+EXPORT_FORMATS = (".csv", ".parquet", ".feather")
 HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",
            "events/s", "duration")  # fmt: skip
 
@@ -154,7 +154,7 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
     ``run`` column when there are several runs."""
     parts = []
     for run in runs:
-        table = v.prepare(run.table, view)
+        table = v.prepare(run.table, view, run.path or run.label)
         if view.smooth not in (None, "none") and (view.smooth_explicit or view.per is None):
             table = transforms.smooth_table(table, view.smooth)
         if len(runs) > 1:
@@ -163,8 +163,37 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def export(files: Sequence[str], out_name: str, view: v.View) -> int:
+def check_export_out(files: Sequence[str], out: Path, *, overwrite: bool) -> None:
+    """Never let an export destroy a run: refuse an OUT that is one of the inputs or a lossfmt file (an
+    unquoted glob makes the last run the OUT), and any other existing file unless ``overwrite``."""
+    paths = lossfmt.run_paths(list(files))  # also: a missing input is named before anything is written
+    if not os.path.lexists(out):
+        return
+    if out.is_file() and any(os.path.samefile(p, out) for p in paths if os.path.exists(p)):
+        raise v.OptionError(f"{out}: is one of the input files; the last argument is the output file")
+    if out.is_file() and _is_run(out):
+        raise v.OptionError(
+            f"{out}: is a lossfmt run, not an output (an unquoted glob? the last argument is the output)"
+        )
+    if not overwrite:
+        raise v.ViewerError(f"{out}: already exists; remove it or pass --overwrite")
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        lossfmt.read(path, columns=["step"])
+    except (lossfmt.LossfmtError, OSError):
+        return False
+    return True
+
+
+def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool = False) -> int:
     out = Path(out_name)
+    check_export_out(files, out, overwrite=overwrite)
+    if out.suffix.lower() == ".arrow":
+        raise v.OptionError(
+            f"{out}: an export is a plain Arrow table, not a lossfmt run: name it OUT.feather (Arrow IPC)"
+        )
     check_out(out, EXPORT_FORMATS)
     runs = v.load(files, view, every_column=True)
     require_events(runs, view)
@@ -188,6 +217,8 @@ def export(files: Sequence[str], out_name: str, view: v.View) -> int:
 
 
 def export_parquet(files: Sequence[str], out: str) -> int:
+    # Re-exporting into OUT is its incremental update (lossfmt refuses files an export did not make).
+    check_export_out(files, Path(out), overwrite=True)
     summary = lossfmt.export_parquet(list(files), out)
     print(
         f"{out}: {summary.runs} runs, {summary.written} written, {summary.removed} removed, "
@@ -225,6 +256,8 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
         raise FileNotFoundError(2, "No such file or directory", logdir)
     try:
         n = convert(logdir, out, overwrite=overwrite)
+    except ValueError as exc:  # LOGDIR holds several runs but OUT is one .arrow file
+        raise v.ViewerError(str(exc)) from None
     except FileExistsError as exc:
         target = os.fsdecode(exc.filename) if exc.filename else str(exc).partition(":")[0]
         raise v.ViewerError(f"{target}: already exists; remove it or pass --overwrite") from None

@@ -64,6 +64,32 @@ def _positive(text: str) -> float:
     return v
 
 
+#: Ranges that keep a figure drawable in memory (Agg draws at most 2**16 pixels a side; 2**27 is 512 MiB).
+MAX_DPI = 2400
+MAX_INCHES = 200.0
+MAX_PIXELS = 1 << 27
+
+
+def _dpi(text: str) -> int:
+    try:
+        dpi = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of dots per inch: {text!r}") from None
+    if not 1 <= dpi <= MAX_DPI:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_DPI} dots per inch, not {dpi}")
+    return dpi
+
+
+def _inches(text: str) -> float:
+    try:
+        inches = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of inches: {text!r}") from None
+    if not 0 < inches <= MAX_INCHES:  # also NaN and inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_INCHES:g} inches, not {text}")
+    return inches
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -158,8 +184,12 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument("--logy", action="store_true", help="logarithmic y axis")
     vg.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="fixed y range")
     vg.add_argument("--title", help="figure title (default: the run name, or 'N runs')")
-    vg.add_argument("--size", nargs=2, type=float, metavar=("W", "H"), default=(8.0, 4.5), help="inches")
-    vg.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default 150)")
+    vg.add_argument(
+        "--size", nargs=2, type=_inches, metavar=("W", "H"), default=(8.0, 4.5), help="inches (default 8 4.5)"
+    )
+    vg.add_argument(
+        "--dpi", type=_dpi, default=150, help=f"resolution of PNG output, 1..{MAX_DPI} (default 150)"
+    )
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -220,6 +250,11 @@ def _export_parser() -> argparse.ArgumentParser:
         "every run with its run metadata (hparams) as columns, for DuckDB, Spark, Trino, BigQuery and "
         "Polars: OUT.parquet is one file, any other OUT a directory partitioned by run, updated "
         "incrementally (only new or changed runs are rewritten)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT file (never one of the inputs or another lossfmt run)",
     )
     _transform_options(p)
     return p

@@ -185,12 +185,18 @@ def filter_tags(table: pa.Table, view: View) -> pa.Table:
     return select_tags(table, list(view.tags)) if view.tags and table.num_rows else table
 
 
-def prepare(table: pa.Table, view: View) -> pa.Table:
-    """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet."""
+def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
+    """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet.
+
+    Raises NoDataError for ``--per epoch`` on a run (``name``) logged without epochs."""
     if not view.keep_rewound and table.num_rows:
         table = transforms.drop_rewound(table)
     per = transforms.parse_per(view.per)
     if per is not None:
+        if per == "epoch" and table.num_rows and table.column("epoch").null_count == table.num_rows:
+            raise NoDataError(
+                f"{name or 'run'}: --per epoch: no event has an epoch; log epoch=... or use --per N"
+            )
         return transforms.bucket(table, per, normalize=view.normalize)
     if view.normalize is not None:
         return transforms.normalize_events(table)
@@ -206,7 +212,7 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     skipped: list[str] = []
     order: dict[str, int] = {}
     for run in runs_:
-        table = prepare(filter_tags(run.table, view), view)
+        table = prepare(filter_tags(run.table, view), view, run.path or run.label)
         for name in tag_names(run.table):
             order.setdefault(name, len(order))
         group = run.label if view.label is None else hparam(run, view.label)
