@@ -27,6 +27,7 @@ from watchdog.observers import Observer
 
 import lossfmt
 from lossfmt import transforms
+from lossview.mean import mean_across_runs
 from lossview.view import (
     Curve,
     Run,
@@ -34,7 +35,6 @@ from lossview.view import (
     curves,
     filter_tags,
     hparam,
-    mean_across_runs,
     relabel,
     runs,
     smooth,

@@ -135,6 +135,8 @@ class Curve:
     tag_index: int = 0
     #: What colours the run in a comparison (the run label, or a hyperparameter's value).
     group: str = ""
+    #: A bucketed (--per epoch) curve's epochs: the mean across runs averages by bucket.
+    bucket: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -231,6 +233,8 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
         _relative(out)
     smooth(out, view)
     if view.mean_runs:
+        from lossview.mean import mean_across_runs
+
         return mean_across_runs(out, view)
     relabel(out, view)
     return out
@@ -255,12 +259,14 @@ def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: Vi
     else:
         x = seconds(sub)
     curve = Curve(run, tag, x, y, step)
+    if view.per == "epoch":
+        curve.bucket = column(sub, "epoch", np.int64)
     if bucketed and view.band == "minmax":
         curve.lo, curve.hi = column(sub, "min", np.float64), column(sub, "max", np.float64)
     elif bucketed and view.band == "std":
         std = np.nan_to_num(column(sub, "std", np.float64))
         curve.lo, curve.hi = y - std, y + std
-    _sort_by_x(curve)
+    sort_by_x(curve)
     return curve
 
 
@@ -278,59 +284,6 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
             c.smoothed = smoother(c.y, c.step, span=span)
         else:
             c.smoothed = None
-
-
-def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
-    """One curve per tag: lossfmt's mean across runs at each step, the runs' spread as the band.
-
-    The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
-    show a band of the trend rather than of per-step noise.
-    """
-    from lossfmt.dataset import mean_across
-
-    series = [c for c in series if len(c.y)]
-    if not series:
-        return []
-    n = sum(len(c.y) for c in series)
-
-    def across(values: list[np.ndarray]) -> pa.Table:
-        table = pa.table(
-            {
-                "run": pa.array(np.repeat([c.run for c in series], [len(c.y) for c in series])),
-                "tag": pa.array(np.repeat([c.tag for c in series], [len(c.y) for c in series])),
-                "step": pa.array(np.concatenate([c.step for c in series]), pa.int64()),
-                "value": pa.array(np.concatenate(values), pa.float64()),
-                "count": pa.array(np.ones(n, np.int64)),
-                "epoch": pa.nulls(n, pa.int64()),
-                "wall_time": pa.array(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
-            }
-        )
-        return mean_across(table, over="run")
-
-    drawn = across([c.y if c.smoothed is None else c.smoothed for c in series])
-    raw = across([c.y for c in series]).column("value").to_numpy()
-    xs = None if view.x == "step" else across([np.asarray(c.x, np.float64) for c in series])
-    members = {c.tag: sum(1 for o in series if o.tag == c.tag) for c in series}
-    first = {c.tag: c for c in reversed(series)}
-    tags = drawn.column("tag").to_numpy(zero_copy_only=False)
-    out = []
-    for tag in dict.fromkeys(c.tag for c in series):
-        rows = np.flatnonzero(tags == tag)
-        step = drawn.column("step").to_numpy()[rows]
-        x = step if xs is None else xs.column("value").to_numpy()[rows]
-        label = f"mean of {members[tag]} runs" if members[tag] > 1 else first[tag].run
-        c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
-        mean = drawn.column("value").to_numpy()[rows]
-        if any(s.smoothed is not None for s in series if s.tag == tag):
-            c.smoothed = mean
-        if view.band == "std":
-            std = drawn.column("std").to_numpy()[rows]
-            c.lo, c.hi = mean - std, mean + std
-        elif view.band == "minmax":
-            c.lo, c.hi = drawn.column("min").to_numpy()[rows], drawn.column("max").to_numpy()[rows]
-        _sort_by_x(c)
-        out.append(c)
-    return out
 
 
 def hparam(run: Run, key: str) -> str:
@@ -415,13 +368,13 @@ def _relative(out: list[Curve]) -> None:
         c.x = c.x - starts.get(c.run, 0.0)
 
 
-def _sort_by_x(c: Curve) -> None:
+def sort_by_x(c: Curve) -> None:
     """Order a curve by x (a kept rewind, clock steps): lines and zoom windows need ascending x."""
     if len(c.x) < 2 or bool(np.all(c.x[1:] >= c.x[:-1])):
         return
     order = np.argsort(c.x, kind="stable")
     c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
-    for name in ("lo", "hi"):
+    for name in ("lo", "hi", "bucket"):
         arr = getattr(c, name)
         if arr is not None:
             setattr(c, name, arr[order])
