@@ -107,7 +107,7 @@ def _view(ns: argparse.Namespace) -> v.View:
         tags=tuple(ns.tag),
         smooth=v.DEFAULT_SMOOTH if smooth is None else smooth,
         smooth_explicit=smooth is not None,
-        per=ns.per,
+        per=getattr(ns, "per", None),
         normalize=ns.normalize,
         x=getattr(ns, "x", "step"),
         band=ns.spread if getattr(ns, "band", False) else None,

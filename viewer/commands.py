@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 
 import lossfmt
-from lossfmt import transforms
 from lossfmt.transforms import to_arrow as array
 from lossview import view as v
 
@@ -51,27 +50,28 @@ def summary_view(view: v.View) -> v.View:
 
 def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
     """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate,
-    and the run's hyperparameters (its metadata) under ``hparams``."""
-    smoother = transforms.parse_smooth(view.smooth)
-    rows: list[dict[str, Any]] = []
+    and the run's hyperparameters (its metadata) under ``hparams``. Smoothed as the plot smooths
+    (``view.smooth``: the default skips short series)."""
+    parts = []
     for run in runs:
         table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
         for tag, idx in v.tag_groups(table):
             sub = table if idx is None else table.take(array(idx, pa.int64()))
-            rows.append(_row(run, tag, sub, smoother))
-    return rows
+            step, y = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64)
+            parts.append((run, sub, v.Curve(run.label, tag, step, y, step)))
+    v.smooth([c for _, _, c in parts], view)
+    return [_row(run, c, v.seconds(sub)) for run, sub, c in parts]
 
 
-def _row(run: v.Run, tag: str, sub: pa.Table, smoother: Any) -> dict[str, Any]:
-    step, y, t = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64), v.seconds(sub)
+def _row(run: v.Run, c: v.Curve, t: np.ndarray) -> dict[str, Any]:
+    step, y = c.step, c.y
     finite = np.isfinite(y)
     i_min = int(np.flatnonzero(finite)[np.argmin(y[finite])]) if finite.any() else None
     duration = float(t.max() - t.min()) if len(t) else 0.0
-    sm = smoother(y) if smoother is not None else None
-    sm_finite = sm[np.isfinite(sm)] if sm is not None else None
+    sm_finite = c.smoothed[np.isfinite(c.smoothed)] if c.smoothed is not None else None
     return {
         "run": run.label,
-        "tag": tag,
+        "tag": c.tag,
         "events": len(y),
         "first_step": int(step[0]),
         "last_step": int(step[-1]),
@@ -91,7 +91,8 @@ def _row(run: v.Run, tag: str, sub: pa.Table, smoother: Any) -> dict[str, Any]:
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     """A fixed-width text table of ``summarize`` rows; each hyperparameter is a column after ``tag``."""
     keys = list(dict.fromkeys(k for r in rows for k in r.get("hparams", {})))
-    headers = (*HEADERS[:2], *keys, *HEADERS[2:])
+    # A hyperparameter named like a column of the table (events, min, run) is shown as hp.NAME.
+    headers = (*HEADERS[:2], *(f"hp.{k}" if k in HEADERS else k for k in keys), *HEADERS[2:])
     body = []
     for r in rows:
         hp = r.get("hparams", {})
@@ -133,34 +134,56 @@ def _duration(seconds: float) -> str:
 
 
 def summary(files: Sequence[str], view: v.View, *, as_json: bool) -> int:
-    if view.per is not None:
-        raise v.OptionError("summary works on events: --per is not supported here")
     runs = v.load(files, summary_view(view))
     require_events(runs, view)
     rows = summarize(runs, view)
-    print(json.dumps(rows, indent=1, default=_json_default) if as_json else format_summary(rows))
+    print(
+        json.dumps(_finite(rows), indent=1, default=str, allow_nan=False) if as_json else format_summary(rows)
+    )
     return 0
 
 
-def _json_default(value: object) -> object:
-    return str(value)
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN or Infinity (null is valid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(x) for x in value]
+    return value
 
 
 # ----------------------------------------------------------------------------------------------- export
 
 
 def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
-    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column, and a
-    ``run`` column when there are several runs."""
-    parts = []
-    for run in runs:
-        table = v.prepare(run.table, view, run.path or run.label)
-        if view.smooth not in (None, "none") and (view.smooth_explicit or view.per is None):
-            table = transforms.smooth_table(table, view.smooth)
+    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column (smoothed
+    as the plot smooths, ``view.smooth``; unsmoothed series repeat their value), and a ``run`` column when
+    there are several runs."""
+    tables = [v.prepare(run.table, view, run.path or run.label) for run in runs]
+    series = []
+    for table in tables:
+        parts = []
+        for tag, idx in v.tag_groups(table):
+            step, y = v.column(table, "step", np.int64), v.column(table, "value", np.float64)
+            step, y = (step, y) if idx is None else (step[idx], y[idx])
+            parts.append((idx, v.Curve("", tag, step, y, step)))
+        series.append(parts)
+    v.smooth([c for parts in series for _, c in parts], view)
+    smoothing = any(c.smoothed is not None for parts in series for _, c in parts)
+    out = []
+    for run, table, parts in zip(runs, tables, series, strict=True):
+        if smoothing:
+            smoothed = v.column(table, "value", np.float64).copy()
+            for idx, c in parts:
+                if c.smoothed is not None:
+                    smoothed[slice(None) if idx is None else idx] = c.smoothed
+            table = table.append_column(pa.field("smoothed", pa.float64()), array(smoothed, pa.float64()))
         if len(runs) > 1:
             table = table.add_column(0, "run", pa.array([run.label] * table.num_rows, pa.string()))
-        parts.append(table)
-    return pa.concat_tables(parts, promote_options="permissive")
+        out.append(table)
+    return pa.concat_tables(out, promote_options="permissive")
 
 
 def check_export_out(files: Sequence[str], out: Path, *, overwrite: bool) -> None:

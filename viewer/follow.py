@@ -32,6 +32,7 @@ from lossview.view import (
     Curve,
     Run,
     View,
+    check_label,
     curves,
     filter_tags,
     hparam,
@@ -168,6 +169,7 @@ class CurveCache:
         parts = sources.runs()
         if not parts:
             return None
+        check_label([run for _, run, _ in parts], self.view)
         out: list[Curve] = []
         for path, run, chunks in parts:
             hit = self._cache.get(path)

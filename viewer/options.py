@@ -100,7 +100,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> None:
+def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--tag",
@@ -109,20 +109,20 @@ def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> No
         metavar="GLOB",
         help="only tags matching GLOB (repeatable; e.g. --tag loss --tag 'val/*'); default: every tag",
     )
-    if smooth:
-        g.add_argument(
-            "--smooth",
-            metavar="SPEC",
-            help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
-            f"Default {v.DEFAULT_SMOOTH} on per-step curves; bucketed (--per) curves and series of "
-            f"<= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
-        )
+    g.add_argument(
+        "--smooth",
+        metavar="SPEC",
+        help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
+        f"Default {v.DEFAULT_SMOOTH} on per-step curves; {'bucketed (--per) curves and ' if per else ''}"
+        f"series of <= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
+    )
     g.add_argument(
         "--normalize",
         choices=["per-item"],
         help="per-item averages: mean-reduced values weighted by count, sum-reduced divided by count",
     )
-    g.add_argument("--per", type=_per, metavar="epoch|N", help="aggregate per epoch or per N steps")
+    if per:
+        g.add_argument("--per", type=_per, metavar="epoch|N", help="aggregate per epoch or per N steps")
     g.add_argument(
         "--keep-rewound",
         action="store_true",
@@ -227,9 +227,11 @@ def _summary_parser() -> argparse.ArgumentParser:
         "last, min and its step, last smoothed value, non-finite count, events/s and duration.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
-    _transform_options(p)
+    _transform_options(p, per=False)  # a summary is of events, not buckets
     p.add_argument(
-        "--json", action="store_true", help="print JSON (one object per run and tag, with hparams) instead"
+        "--json",
+        action="store_true",
+        help="print JSON (one object per run and tag, with hparams) instead; NaN and inf are null",
     )
     return p
 

@@ -210,6 +210,8 @@ def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
 
 def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     """One Curve per (run, tag) of the runs' events, transformed, smoothed, with x positions and bands."""
+    runs_ = list(runs_)
+    check_label(runs_, view)
     out: list[Curve] = []
     skipped: list[str] = []
     order: dict[str, int] = {}
@@ -284,6 +286,15 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
             c.smoothed = smoother(c.y, c.step, span=span)
         else:
             c.smoothed = None
+
+
+def check_label(runs_: Sequence[Run], view: View) -> None:
+    """``--label KEY`` must name a hyperparameter some run has: OptionError naming those that exist."""
+    if view.label is None or not runs_ or any(view.label in r.meta for r in runs_):
+        return
+    known = sorted({k for r in runs_ for k in r.meta})
+    have = f"the runs have {', '.join(known)}" if known else "the runs have none (LossWriter(meta={...}))"
+    raise OptionError(f"--label {view.label}: no run has that hyperparameter; {have}")
 
 
 def hparam(run: Run, key: str) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 import lossfmt
+import lossview
 from lossfmt import LossWriter
 from lossview import cli
+from lossview import view as lv
 
 ENV_PY = [sys.executable, "-m", "lossview"]
 
@@ -140,3 +145,74 @@ def test_import_tb_of_several_runs_into_one_file_is_one_line(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert "directory" in result.stderr and not (tmp_path / "one.arrow").exists()
+
+
+def test_label_without_such_hyperparameter_names_those_that_exist(dl, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    png = dl / "o.png"
+    assert cli.main([str(dl / "a.arrow"), str(dl / "b.arrow"), "--label", "nosuch", "-o", str(png)]) == 2
+    err = one_error(capsys)
+    assert "nosuch" in err and "lr" in err
+    assert not png.exists()
+    with pytest.raises(ValueError, match=r"nosuch.*lr"):
+        lossview.figure(dl, label="nosuch")
+    assert cli.main([str(dl / "a.arrow"), str(dl / "b.arrow"), "--label", "lr", "-o", str(png)]) == 0
+
+
+def summary_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(["summary", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_summary_hparams_named_like_its_columns_get_a_prefix(tmp_path, capsys):
+    meta = {"events": 3, "min": 9.0, "tag": "t", "steps": "s", "lr": 0.1}
+    with LossWriter(tmp_path / "r.arrow", meta=meta) as w:
+        for step in range(5):
+            w.add(step, 2.0 - step / 10)
+    header, _, row = summary_of([str(tmp_path / "r.arrow")], capsys).splitlines()
+    names, cells = header.split(), row.split()
+    assert names.count("events") == 1 and names.count("min") == 1 and names.count("tag") == 1
+    assert {"hp.events", "hp.min", "hp.tag", "hp.steps", "lr"} <= set(names)
+    assert cells[names.index("events")] == "5" and cells[names.index("hp.events")] == "3"
+    assert cells[names.index("min")] == "1.6" and cells[names.index("hp.min")] == "9.0"
+
+
+def test_summary_json_is_valid_json_with_non_finite_values(tmp_path, capsys):
+    with LossWriter(tmp_path / "r.arrow", meta={"best": float("inf")}) as w:
+        for step, value in enumerate([float("nan"), float("inf"), float("nan")]):
+            w.add(step, value)
+    text = summary_of([str(tmp_path / "r.arrow"), "--json"], capsys)
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"invalid JSON constant {constant}")
+
+    (row,) = json.loads(text, parse_constant=reject)
+    assert row["first"] is None and row["last"] is None and row["min"] is None
+    assert row["non_finite"] == 3 and row["hparams"] == {"best": None}
+
+
+def test_summary_and_export_smooth_like_the_plot(tmp_path, capsys):
+    with LossWriter(tmp_path / "r.arrow") as w:
+        for step in range(200):
+            w.add(step, 1.0 + (step % 7) / 10, "loss")
+            if step % 50 == 49:
+                w.add(step, 2.0 - step / 1000, "val")  # 4 points: the plot leaves them raw
+    view = lv.View(smooth=lv.DEFAULT_SMOOTH, smooth_explicit=False)
+    plotted = {c.tag: c for c in lv.curves(lv.load([tmp_path / "r.arrow"], view), view)}
+    assert plotted["val"].smoothed is None and plotted["loss"].smoothed is not None
+    rows = {r["tag"]: r for r in json.loads(summary_of([str(tmp_path / "r.arrow"), "--json"], capsys))}
+    assert rows["val"]["last_smoothed"] is None
+    assert rows["loss"]["last_smoothed"] == pytest.approx(float(plotted["loss"].smoothed[-1]))
+    out = tmp_path / "e.parquet"
+    assert cli.main(["export", str(tmp_path / "r.arrow"), str(out)]) == 0
+    table = pq.read_table(out)
+    tags = np.array(table.column("tag").to_pylist())
+    smoothed, value = table.column("smoothed").to_numpy(), table.column("value").to_numpy()
+    np.testing.assert_allclose(smoothed[tags == "loss"], plotted["loss"].smoothed)
+    np.testing.assert_array_equal(smoothed[tags == "val"], value[tags == "val"])
+
+
+def test_summary_help_offers_no_per(capsys):
+    assert cli.main(["summary", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--per" not in text and "--normalize" in text
