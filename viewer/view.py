@@ -137,6 +137,8 @@ class Curve:
     group: str = ""
     #: A bucketed (--per epoch) curve's epochs: the mean across runs averages by bucket.
     bucket: np.ndarray | None = None
+    #: Per point, the step of its first non-finite event (a bucket's, not the bucket's last step); None: step.
+    event_step: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -226,6 +228,8 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
                 skipped.append(f"{run.label}: {tag}")
                 continue
             curve.tag_index, curve.group = order.get(tag, len(order)), group
+            if view.per is not None and not transforms.all_finite(curve.y):
+                curve.event_step = _nonfinite_steps(curve, run.table, view)
             out.append(curve)
     if skipped and not out:
         raise NoDataError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
@@ -270,6 +274,27 @@ def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: Vi
         curve.lo, curve.hi = y - std, y + std
     sort_by_x(curve)
     return curve
+
+
+def _nonfinite_steps(c: Curve, events: pa.Table, view: View) -> np.ndarray:
+    """Per point of a bucketed curve, the step of the bucket's first non-finite event (else the point's
+    step), so a marker names where the run diverged rather than where its bucket ends."""
+    idx = dict(tag_groups(events))[c.tag]
+    raw = events if idx is None else events.take(array(idx, pa.int64()))
+    if not view.keep_rewound and raw.num_rows:
+        raw = transforms.drop_rewound(raw)
+    bad = ~np.isfinite(column(raw, "value", np.float64))
+    step = column(raw, "step", np.int64)[bad]
+    per = transforms.parse_per(view.per)
+    if per == "epoch":
+        key, keys = column(raw, "epoch", np.float64)[bad], c.bucket
+    else:
+        key, keys = step // per, c.step // per
+    first: dict[int, int] = {}
+    for k, s in zip(key.tolist(), step.tolist(), strict=True):
+        if k == k:  # an event without an epoch is in no epoch bucket
+            first.setdefault(int(k), s)
+    return np.array([first.get(int(k), s) for k, s in zip(keys, c.step.tolist(), strict=True)], np.int64)
 
 
 def smooth(curves_: Sequence[Curve], view: View) -> None:
@@ -385,7 +410,7 @@ def sort_by_x(c: Curve) -> None:
         return
     order = np.argsort(c.x, kind="stable")
     c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
-    for name in ("lo", "hi", "bucket"):
+    for name in ("lo", "hi", "bucket", "event_step"):
         arr = getattr(c, name)
         if arr is not None:
             setattr(c, name, arr[order])
