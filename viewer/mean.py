@@ -82,7 +82,7 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
     x = np.asarray(c.step if view.x == "step" else c.x, np.float64)
     if view.per is not None:
         key = _buckets(c, view)
-        return key, drawn, c.y, (c.step.astype(np.float64) if view.x == "step" else x)
+        return key, drawn, c.y, np.asarray(c.x, np.float64)
     order = np.argsort(c.step, kind="stable")
     step = c.step[order]
     keep = np.append(step[1:] != step[:-1], True)  # a step logged twice (a kept rewind): its last value

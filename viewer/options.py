@@ -154,9 +154,11 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         "--x",
         choices=v.X_AXES,
         default="step",
-        help="x axis: step, items (items seen: the cumulative count, e.g. samples or tokens), epoch "
-        "(fractional for per-step events), time (wall clock, UTC; --local-time for yours) or relative "
-        "(time since the run's first event); default step",
+        help="x axis: step, items (the run's items seen by the step: the cumulative count of its tag "
+        "with the most items, e.g. samples or tokens), epoch (fractional: the k-th of the n steps the run "
+        "logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time for yours) or relative "
+        "(time since the run's first event); default step. One step is at one x for every tag of a run; "
+        "a --per bucket is drawn at the run's last step in it",
     )
     vg.add_argument("--local-time", action="store_true", help="--x time in the local time zone, not UTC")
     vg.add_argument(
@@ -179,7 +181,8 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument(
         "--mean-runs",
         action="store_true",
-        help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job)",
+        help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job), per "
+        "--per bucket, else on the union of the runs' steps (each run interpolated within its own steps)",
     )
     vg.add_argument("--logy", action="store_true", help="logarithmic y axis")
     vg.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="fixed y range")

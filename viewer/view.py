@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import lossfmt
 from lossfmt import transforms
 from lossfmt.transforms import select_tags, to_numpy
 from lossfmt.transforms import to_arrow as array
+from lossview.axes import RunAxis
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")
@@ -218,12 +219,16 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     skipped: list[str] = []
     order: dict[str, int] = {}
     for run in runs_:
-        table = prepare(filter_tags(run.table, view), view, run.path or run.label)
+        events = filter_tags(run.table, view)
+        if not view.keep_rewound and events.num_rows:
+            events = transforms.drop_rewound(events)
+        table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
+        axis = RunAxis(events, table, view.per)
         for name in tag_names(run.table):
             order.setdefault(name, len(order))
         group = run.label if view.label is None else hparam(run, view.label)
         for tag, idx in tag_groups(table):
-            curve = _curve(run.label, tag, table, idx, view)
+            curve = _curve(run.label, tag, table, idx, view, axis)
             if curve is None:
                 skipped.append(f"{run.label}: {tag}")
                 continue
@@ -246,17 +251,26 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     return out
 
 
-def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View) -> Curve | None:
+def _curve(
+    run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View, axis: RunAxis
+) -> Curve | None:
+    """One tag's curve; x from ``axis``, so every tag of the run puts one step at one x."""
     sub = table if idx is None else table.take(array(idx, pa.int64()))
     step = column(sub, "step", np.int64)
     y = column(sub, "value", np.float64)
     bucketed = view.per is not None
     if view.x == "step":
-        x = step
+        x = axis.steps(sub) if bucketed else step  # the steps themselves: no copy of 10M steps
     elif view.x == "items":
-        x = np.cumsum(column(sub, "count", np.float64))
+        x = axis.items(axis.steps(sub))
     elif view.x == "epoch":
-        x = column(sub, "epoch", np.float64) if view.per == "epoch" else transforms.epoch_positions(sub)
+        if view.per == "epoch":
+            x = column(sub, "epoch", np.float64)
+        elif bucketed:
+            ends = axis.steps(sub)
+            x = axis.epochs(axis.epoch_of(ends), ends)
+        else:
+            x = axis.epochs(column(sub, "epoch", np.float64), step)
         placed = np.isfinite(x)  # events logged without an epoch have no place on an epoch axis
         if not placed.any():
             return None
