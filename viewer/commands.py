@@ -221,6 +221,16 @@ def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool
     runs = v.load(files, view, every_column=True)
     require_events(runs, view)
     result = export_table(runs, view).replace_schema_metadata(None)
+    try:
+        _write(result, out)
+    except OSError as exc:  # pyarrow's own words name no file: "[Errno 13] Failed to open local file"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise v.ViewerError(f"{out}: cannot write ({reason.lower()})") from None
+    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
+    return 0
+
+
+def _write(result: pa.Table, out: Path) -> None:
     suffix = out.suffix.lower()
     if suffix == ".csv":
         import pyarrow.csv as pcsv
@@ -235,8 +245,6 @@ def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool
         import pyarrow.feather as feather
 
         feather.write_feather(result, out, compression="zstd")
-    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
-    return 0
 
 
 def export_parquet(files: Sequence[str], out: str) -> int:

@@ -170,6 +170,18 @@ def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: 
     return runs(paths, tables)
 
 
+def require_tags(source: Sequence[str | os.PathLike[str]], view: View, runs_: Sequence[Run]) -> None:
+    """NoDataError when the view's tags match no event but the files do hold events (of other tags); runs
+    without any event yet pass (a notebook polls a run that has not logged)."""
+    if not view.tags or any(r.table.num_rows for r in runs_):
+        return
+    names: dict[str, None] = {}
+    for path in lossfmt.run_paths([os.fspath(s) for s in source]):
+        names.update(dict.fromkeys(tag_names(lossfmt.read(path, columns=["tag"]))))
+    if names:
+        raise NoDataError(f"no tag matches {' '.join(view.tags)}; the runs have {', '.join(names)}")
+
+
 def runs(
     paths: Sequence[str], tables: Sequence[pa.Table], infos: Sequence[dict[str, Any]] | None = None
 ) -> list[Run]:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +221,79 @@ def test_summary_help_offers_no_per(capsys):
     assert cli.main(["summary", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--per" not in text and "--normalize" in text
+
+
+def test_figure_tags_none_is_every_tag_and_an_unmatched_tag_raises(tmp_path):
+    path = write(tmp_path / "r.arrow")
+    fig = lossview.figure(path, tags=None, smooth="none")
+    assert [len(ln.get_xdata()) for ln in fig.axes[0].lines if len(ln.get_xdata())] == [50]
+    with pytest.raises(ValueError, match="no tag matches nosuch; the runs have loss"):
+        lossview.figure(path, tags=["nosuch"])
+    with LossWriter(tmp_path / "empty.arrow"):
+        pass
+    empty = lossview.figure(tmp_path / "empty.arrow", tags=["loss"])  # no events yet: no error
+    assert empty.get_figwidth() == 8.0 and not any(ax.lines for ax in empty.axes)
+
+
+def test_unwritable_outputs_name_out_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    run = str(write(tmp_path / "r.arrow", 5))
+    for argv, out in (
+        ([run, "-o", "/sys/lossview-test.png"], "/sys/lossview-test.png"),  # EACCES even for root
+        (["export", run, "/sys/lossview-test.csv"], "/sys/lossview-test.csv"),
+        (["export", run, "/proc/lossview-test.feather"], "/proc/lossview-test.feather"),
+    ):
+        assert cli.main(argv) == 1, argv
+        err = one_error(capsys)
+        assert err.startswith(f"lossview: error: {out}: ") and "Errno" not in err and ".tmp" not in err, err
+
+
+def serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*ENV_PY, *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_errors_are_one_line_with_context(tmp_path):
+    run = str(write(tmp_path / "r.arrow", 5))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        taken = serve(run, "--web", port)
+        _, err = taken.communicate(timeout=120)
+    assert taken.returncode == 1 and err.count("\n") == 1, err
+    assert "already in use" in err and "unclosed" not in err
+    nohost = serve(run, "--web", str(free_port()), "--host", "nosuch.invalid")
+    _, err = nohost.communicate(timeout=120)
+    assert nohost.returncode == 1 and err.count("\n") == 1, err
+    assert "--host nosuch.invalid" in err and "Errno" not in err, err
+
+
+def test_web_requests_are_not_logged_to_stderr(tmp_path):
+    run = str(write(tmp_path / "r.arrow", 5))
+    port = free_port()
+    proc = serve(run, "--web", str(port))
+    try:
+        line = proc.stderr.readline()
+        assert "serving on" in line, line
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nosuch", timeout=30)
+        assert missing.value.code == 404
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "404" not in rest and "GET" not in rest, rest
