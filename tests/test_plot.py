@@ -267,10 +267,17 @@ def test_a_bucketed_non_finite_note_names_the_step_of_the_event(view, bad, x):
     y = [np.inf if step == 52 else np.nan if step == 40 and bad == 40 else 1.0 for step in range(100)]
     lp, _ = draw(events(y, epochs=[step // 10 for step in range(100)], run="r"), view)
     s = lp.series[("r", "loss")]
-    assert s.note.get_text() == f"{'NaN' if bad == 40 else '+inf'} at step {bad}" + (
+    epoch = " (epoch 5)" if view.x == "epoch" else ""
+    assert s.note.get_text() == f"{'NaN' if bad == 40 else '+inf'} at step {bad}{epoch}" + (
         " (2 non-finite)" if bad == 40 else ""
     )
     assert s.marks.get_data()[0][0] == x
+
+
+def test_a_non_finite_note_on_an_epoch_axis_names_step_and_epoch():
+    y = [np.nan if step == 52 else 1.0 for step in range(100)]
+    lp, _ = draw(events(y, epochs=[step // 10 for step in range(100)], run="r"), View(x="epoch"))
+    assert lp.series[("r", "loss")].note.get_text() == "NaN at step 52 (epoch 5.3)"
 
 
 def test_close_non_finite_notes_do_not_overprint():

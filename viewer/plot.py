@@ -365,7 +365,10 @@ class LossPlot:
         more = f" ({len(bad)} non-finite)" if len(bad) > 1 else ""
         s.note.xy = (x[first], y[0])
         step = c.step if c.event_step is None else c.event_step
-        s.note.set_text(f"{kind} at step {int(step[first])}{more}")
+        where = f"step {int(step[first])}"
+        if self.view.x == "epoch" and self.view.per in (None, "epoch"):  # x is the event's own epoch
+            where += f" (epoch {float(c.x[first]):g})"
+        s.note.set_text(f"{kind} at {where}{more}")
 
     def _place_notes(self) -> None:
         """Keep non-finite notes inside the axes (left of their mark when it is in the right half), and
