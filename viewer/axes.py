@@ -50,11 +50,30 @@ class RunAxis:
         keys, ends = self._ends
         return ends[np.searchsorted(keys, self._key(sub))]
 
-    def items(self, steps: np.ndarray) -> np.ndarray:
-        """The run's items seen by each of ``steps`` (float64)."""
+    def _tags(self) -> np.ndarray:
         tags = self.events.column("tag")
         tags = tags.cast(pa.string()) if pa.types.is_dictionary(tags.type) else tags
-        names = np.asarray(tags.to_numpy(zero_copy_only=False))
+        return np.asarray(tags.to_numpy(zero_copy_only=False))
+
+    def nonfinite_steps(self, tag: str, steps: np.ndarray, bucket: np.ndarray | None) -> np.ndarray:
+        """Per point of a bucketed curve of ``tag`` (its ``steps``, and epochs ``bucket`` with per="epoch"),
+        the step of the bucket's first non-finite event (else the point's step): a marker names where the
+        run diverged, not where its bucket ends."""
+        bad = (self._tags() == tag) & ~np.isfinite(_column(self.events, "value", np.float64))
+        step = _column(self.events, "step", np.int64)[bad]
+        if self.per == "epoch":
+            key, keys = _column(self.events, "epoch", np.float64)[bad], bucket
+        else:
+            key, keys = step // int(self.per), steps // int(self.per)
+        first: dict[int, int] = {}
+        for k, s in zip(key.tolist(), step.tolist(), strict=True):
+            if k == k:  # an event without an epoch is in no epoch bucket
+                first.setdefault(int(k), s)
+        return np.array([first.get(int(k), s) for k, s in zip(keys, steps.tolist(), strict=True)], np.int64)
+
+    def items(self, steps: np.ndarray) -> np.ndarray:
+        """The run's items seen by each of ``steps`` (float64)."""
+        names = self._tags()
         count = _column(self.events, "count", np.float64)
         _, inverse = np.unique(names, return_inverse=True)
         totals = np.bincount(inverse.ravel(), weights=count)

@@ -165,9 +165,9 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
     series = []
     for table in tables:
         parts = []
+        steps, values = v.column(table, "step", np.int64), v.column(table, "value", np.float64)
         for tag, idx in v.tag_groups(table):
-            step, y = v.column(table, "step", np.int64), v.column(table, "value", np.float64)
-            step, y = (step, y) if idx is None else (step[idx], y[idx])
+            step, y = (steps, values) if idx is None else (steps[idx], values[idx])
             parts.append((idx, v.Curve("", tag, step, y, step)))
         series.append(parts)
     v.smooth([c for parts in series for _, c in parts], view)

@@ -246,7 +246,7 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
                 continue
             curve.tag_index, curve.group = order.get(tag, len(order)), group
             if view.per is not None and not transforms.all_finite(curve.y):
-                curve.event_step = _nonfinite_steps(curve, run.table, view)
+                curve.event_step = axis.nonfinite_steps(tag, curve.step, curve.bucket)
             out.append(curve)
     if skipped and not out:
         raise NoDataError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
@@ -300,27 +300,6 @@ def _curve(
         curve.lo, curve.hi = y - std, y + std
     sort_by_x(curve)
     return curve
-
-
-def _nonfinite_steps(c: Curve, events: pa.Table, view: View) -> np.ndarray:
-    """Per point of a bucketed curve, the step of the bucket's first non-finite event (else the point's
-    step), so a marker names where the run diverged rather than where its bucket ends."""
-    idx = dict(tag_groups(events))[c.tag]
-    raw = events if idx is None else events.take(array(idx, pa.int64()))
-    if not view.keep_rewound and raw.num_rows:
-        raw = transforms.drop_rewound(raw)
-    bad = ~np.isfinite(column(raw, "value", np.float64))
-    step = column(raw, "step", np.int64)[bad]
-    per = transforms.parse_per(view.per)
-    if per == "epoch":
-        key, keys = column(raw, "epoch", np.float64)[bad], c.bucket
-    else:
-        key, keys = step // per, c.step // per
-    first: dict[int, int] = {}
-    for k, s in zip(key.tolist(), step.tolist(), strict=True):
-        if k == k:  # an event without an epoch is in no epoch bucket
-            first.setdefault(int(k), s)
-    return np.array([first.get(int(k), s) for k, s in zip(keys, c.step.tolist(), strict=True)], np.int64)
 
 
 def smooth(curves_: Sequence[Curve], view: View) -> None:
