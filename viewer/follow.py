@@ -202,7 +202,8 @@ class CurveCache:
         try:
             return curves([run], view)
         except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
-            warnings.warn(f"{path}: {exc}", stacklevel=3)
+            message = str(exc)
+            warnings.warn(message if str(path) in message else f"{path}: {message}", stacklevel=3)
             return []
 
 
