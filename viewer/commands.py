@@ -212,6 +212,8 @@ def _is_run(path: Path) -> bool:
 
 def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool = False) -> int:
     out = Path(out_name)
+    if out.is_dir():
+        raise v.OptionError(f"{out}: is a directory; name the file: OUT.csv, OUT.parquet or OUT.feather")
     check_export_out(files, out, overwrite=overwrite)
     if out.suffix.lower() == ".arrow":
         raise v.OptionError(

@@ -87,6 +87,11 @@ def test_export_keeps_an_existing_file_unless_overwrite(dl, capsys):
     assert out.read_text().startswith('"step"')
 
 
+def test_export_into_a_directory_asks_for_a_file_name(dl, capsys):
+    assert cli.main(["export", str(dl / "a.arrow"), str(dl), "--overwrite"]) == 2
+    assert "is a directory" in one_error(capsys)
+
+
 def test_export_refuses_arrow_output_and_says_feather(dl, capsys):
     assert cli.main(["export", str(dl / "a.arrow"), str(dl / "new.arrow")]) == 2
     assert "feather" in one_error(capsys)
