@@ -347,3 +347,13 @@ def test_figure_for_a_file(tmp_path):
     fig = lossview.figure(tmp_path / "r.arrow", smooth="none")
     (ax,) = fig.axes
     assert [list(line.get_ydata()) for line in ax.lines if len(line.get_ydata())] == [[3.0, 2.0, 1.0]]
+
+
+def test_per_epoch_on_a_run_without_epochs_warns_once_naming_the_file(tmp_path):
+    _write(tmp_path / "a.arrow", [1.0, 2.0])
+    s = follow.Sources([str(tmp_path / "a.arrow")])
+    s.poll()
+    with pytest.warns(UserWarning) as caught:
+        assert follow.CurveCache(View(per="epoch")).curves(s) == []
+    (message,) = [str(w.message) for w in caught]
+    assert message.count("a.arrow") == 1 and "--per epoch" in message, message

@@ -255,6 +255,41 @@ def test_mean_runs_draws_mean_with_across_run_band():
     np.testing.assert_allclose(curve.hi, [3.0, 4.0, 5.0])
 
 
+@pytest.mark.parametrize(
+    ("view", "bad", "x"),
+    [
+        (View(per="epoch", x="epoch", band="minmax"), 52, 5.0),  # drawn at its epoch, named by its step
+        (View(per="epoch", band="std"), 52, 59.0),
+        (View(per=7), 40, 41.0),
+    ],
+)
+def test_a_bucketed_non_finite_note_names_the_step_of_the_event(view, bad, x):
+    y = [np.inf if step == 52 else np.nan if step == 40 and bad == 40 else 1.0 for step in range(100)]
+    lp, _ = draw(events(y, epochs=[step // 10 for step in range(100)], run="r"), view)
+    s = lp.series[("r", "loss")]
+    epoch = " (epoch 5)" if view.x == "epoch" else ""
+    assert s.note.get_text() == f"{'NaN' if bad == 40 else '+inf'} at step {bad}{epoch}" + (
+        " (2 non-finite)" if bad == 40 else ""
+    )
+    assert s.marks.get_data()[0][0] == x
+
+
+def test_a_non_finite_note_on_an_epoch_axis_names_step_and_epoch():
+    y = [np.nan if step == 52 else 1.0 for step in range(100)]
+    lp, _ = draw(events(y, epochs=[step // 10 for step in range(100)], run="r"), View(x="epoch"))
+    assert lp.series[("r", "loss")].note.get_text() == "NaN at step 52 (epoch 5.3)"
+
+
+def test_close_non_finite_notes_do_not_overprint():
+    n = 100
+    y = [np.nan if step == 40 + i else 1.0 for step in range(n) for i in range(2)]
+    tags = ["loss", "val/loss"] * n
+    lp, _ = draw(events(y, steps=[step for step in range(n) for _ in range(2)], tag=tags, run="r"))
+    notes = [lp.series[("r", t)].note for t in ("loss", "val/loss")]
+    assert [n.get_text() for n in notes] == ["NaN at step 40", "NaN at step 41"]
+    assert notes[0].get_position() != notes[1].get_position()
+
+
 def test_rewound_events_are_dropped_unless_kept():
     # A resumed run: steps 0..3 logged, then training resumed from a checkpoint at step 1 (next step 2).
     table = events([1.0, 0.9, 0.8, 0.7, 0.85, 0.75], steps=[0, 1, 2, 3, 2, 3], run="r")

@@ -17,7 +17,7 @@ __all__ = ["figure", "live"]
 def figure(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    tags: str | Sequence[str] = (),
+    tags: str | Sequence[str] | None = (),
     smooth: str | None = None,
     per: str | int | None = None,
     normalize: str | None = None,
@@ -31,16 +31,17 @@ def figure(
 ) -> Figure:
     """Return the matplotlib Figure ``lossview`` would draw for a file (or files, globs, directories).
 
-    Options are those of the command line (``tags="loss"`` is one tag; ``smooth=None`` is the default
-    smoothing). The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no
-    windows and leaves the matplotlib backend alone.
+    Options are those of the command line (``tags="loss"`` is one tag, None or ``()`` every tag;
+    ``smooth=None`` is the default smoothing); tags that match no event of the files raise ValueError.
+    The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no windows and
+    leaves the matplotlib backend alone.
     """
     from lossview import notebook, plot, view
 
     args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     explicit = smooth is not None
     options = view.View(
-        tags=(tags,) if isinstance(tags, str) else tuple(tags),
+        tags=() if tags is None else (tags,) if isinstance(tags, str) else tuple(tags),
         smooth=smooth if explicit else view.DEFAULT_SMOOTH,
         smooth_explicit=explicit,
         per=per,
@@ -52,6 +53,7 @@ def figure(
     )
     options.check()
     runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
+    view.require_tags(args, options, runs)
     fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
     style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
     plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))

@@ -9,6 +9,8 @@ are restored when the run ends.
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import signal
 import sys
 import threading
@@ -199,10 +201,20 @@ def _show(target: Target, fig: Any, live: Live | None) -> None:
 def _serve(target: Target) -> None:
     from matplotlib.backends.backend_webagg import WebAggApplication
 
-    try:
-        WebAggApplication.initialize()  # binds the port now, so a busy one is a clear error
-    except SystemExit:
-        raise ViewerError(f"--web: {target.host}:{target.web} is already in use; pick another PORT") from None
+    failure = None
+    with warnings.catch_warnings():
+        # A failed bind leaves matplotlib's probing socket unclosed: its ResourceWarning is not the user's.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            WebAggApplication.initialize()  # binds the port now, so a busy one is a clear error
+        except SystemExit:
+            failure = f"{target.host}:{target.web} is already in use; pick another PORT"
+        except OSError as exc:  # an unknown --host, an address not on this machine
+            reason = (exc.strerror or str(exc)).lower()
+            failure = f"cannot serve on --host {target.host} port {target.web} ({reason})"
+        gc.collect()  # close that socket while its warning is ignored
+    if failure is not None:
+        raise ViewerError(f"--web: {failure}")
     status(f"serving on http://{target.host}:{target.web}/ (Ctrl-C to stop)")
 
 
@@ -226,6 +238,9 @@ def _backend(target: Target) -> Iterator[None]:
         "webagg.open_in_browser": False,
         "webagg.port_retries": 1,  # serve on PORT or fail; never quietly elsewhere
     }
+    access = logging.getLogger("tornado.access")  # tornado logs every request (404 GET /ws) to stderr
+    level = access.level
+    access.setLevel(logging.ERROR)
     try:
         with matplotlib.rc_context(settings), warnings.catch_warnings():
             # WebAgg's Ctrl-C handler calls a tornado API deprecated in 6.3: not the user's concern.
@@ -233,6 +248,7 @@ def _backend(target: Target) -> Iterator[None]:
             plt.switch_backend("webagg")
             yield
     finally:
+        access.setLevel(level)
         plt.close("all")
         plt.switch_backend(previous)
 

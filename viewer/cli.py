@@ -19,7 +19,7 @@ from pathlib import Path
 import lossfmt
 from lossview import commands
 from lossview import view as v
-from lossview.options import COMMANDS, PARSERS, PROG
+from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG
 
 # -------------------------------------------------------------------------------------------------- main
 
@@ -107,7 +107,7 @@ def _view(ns: argparse.Namespace) -> v.View:
         tags=tuple(ns.tag),
         smooth=v.DEFAULT_SMOOTH if smooth is None else smooth,
         smooth_explicit=smooth is not None,
-        per=ns.per,
+        per=getattr(ns, "per", None),
         normalize=ns.normalize,
         x=getattr(ns, "x", "step"),
         band=ns.spread if getattr(ns, "band", False) else None,
@@ -170,6 +170,9 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError("choose one of -o OUT and --web")
     if ns.ylim and not ns.ylim[0] < ns.ylim[1]:
         raise v.OptionError(f"--ylim: LO must be below HI (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
+    w, h = ns.size
+    if w * h * ns.dpi**2 > MAX_PIXELS or max(w, h) * ns.dpi >= 1 << 16:
+        raise v.OptionError(f"--size {w:g} {h:g} at --dpi {ns.dpi} is too many pixels: lower one of them")
     if ns.local_time and ns.x != "time":
         raise v.OptionError("--local-time is for --x time")
     if ns.output:
@@ -192,7 +195,7 @@ def _summary(ns: argparse.Namespace) -> int:
 def _export(ns: argparse.Namespace) -> int:
     if ns.format == "parquet":
         return commands.export_parquet(ns.files, ns.out)
-    return commands.export(ns.files, ns.out, _view(ns))
+    return commands.export(ns.files, ns.out, _view(ns), overwrite=ns.overwrite)
 
 
 def _compact(ns: argparse.Namespace) -> int:

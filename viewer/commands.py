@@ -14,11 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 import lossfmt
-from lossfmt import transforms
 from lossfmt.transforms import to_arrow as array
 from lossview import view as v
 
-EXPORT_FORMATS = (".csv", ".parquet", ".feather", ".arrow")
+EXPORT_FORMATS = (".csv", ".parquet", ".feather")
 HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",
            "events/s", "duration")  # fmt: skip
 
@@ -51,27 +50,28 @@ def summary_view(view: v.View) -> v.View:
 
 def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
     """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate,
-    and the run's hyperparameters (its metadata) under ``hparams``."""
-    smoother = transforms.parse_smooth(view.smooth)
-    rows: list[dict[str, Any]] = []
+    and the run's hyperparameters (its metadata) under ``hparams``. Smoothed as the plot smooths
+    (``view.smooth``: the default skips short series)."""
+    parts = []
     for run in runs:
         table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
         for tag, idx in v.tag_groups(table):
             sub = table if idx is None else table.take(array(idx, pa.int64()))
-            rows.append(_row(run, tag, sub, smoother))
-    return rows
+            step, y = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64)
+            parts.append((run, sub, v.Curve(run.label, tag, step, y, step)))
+    v.smooth([c for _, _, c in parts], view)
+    return [_row(run, c, v.seconds(sub)) for run, sub, c in parts]
 
 
-def _row(run: v.Run, tag: str, sub: pa.Table, smoother: Any) -> dict[str, Any]:
-    step, y, t = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64), v.seconds(sub)
+def _row(run: v.Run, c: v.Curve, t: np.ndarray) -> dict[str, Any]:
+    step, y = c.step, c.y
     finite = np.isfinite(y)
     i_min = int(np.flatnonzero(finite)[np.argmin(y[finite])]) if finite.any() else None
     duration = float(t.max() - t.min()) if len(t) else 0.0
-    sm = smoother(y) if smoother is not None else None
-    sm_finite = sm[np.isfinite(sm)] if sm is not None else None
+    sm_finite = c.smoothed[np.isfinite(c.smoothed)] if c.smoothed is not None else None
     return {
         "run": run.label,
-        "tag": tag,
+        "tag": c.tag,
         "events": len(y),
         "first_step": int(step[0]),
         "last_step": int(step[-1]),
@@ -91,7 +91,8 @@ def _row(run: v.Run, tag: str, sub: pa.Table, smoother: Any) -> dict[str, Any]:
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     """A fixed-width text table of ``summarize`` rows; each hyperparameter is a column after ``tag``."""
     keys = list(dict.fromkeys(k for r in rows for k in r.get("hparams", {})))
-    headers = (*HEADERS[:2], *keys, *HEADERS[2:])
+    # A hyperparameter named like a column of the table (events, min, run) is shown as hp.NAME.
+    headers = (*HEADERS[:2], *(f"hp.{k}" if k in HEADERS else k for k in keys), *HEADERS[2:])
     body = []
     for r in rows:
         hp = r.get("hparams", {})
@@ -133,42 +134,105 @@ def _duration(seconds: float) -> str:
 
 
 def summary(files: Sequence[str], view: v.View, *, as_json: bool) -> int:
-    if view.per is not None:
-        raise v.OptionError("summary works on events: --per is not supported here")
     runs = v.load(files, summary_view(view))
     require_events(runs, view)
     rows = summarize(runs, view)
-    print(json.dumps(rows, indent=1, default=_json_default) if as_json else format_summary(rows))
+    print(
+        json.dumps(_finite(rows), indent=1, default=str, allow_nan=False) if as_json else format_summary(rows)
+    )
     return 0
 
 
-def _json_default(value: object) -> object:
-    return str(value)
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN or Infinity (null is valid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(x) for x in value]
+    return value
 
 
 # ----------------------------------------------------------------------------------------------- export
 
 
 def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
-    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column, and a
-    ``run`` column when there are several runs."""
-    parts = []
-    for run in runs:
-        table = v.prepare(run.table, view)
-        if view.smooth not in (None, "none") and (view.smooth_explicit or view.per is None):
-            table = transforms.smooth_table(table, view.smooth)
+    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column (smoothed
+    as the plot smooths, ``view.smooth``; unsmoothed series repeat their value), and a ``run`` column when
+    there are several runs."""
+    tables = [v.prepare(run.table, view, run.path or run.label) for run in runs]
+    series = []
+    for table in tables:
+        parts = []
+        steps, values = v.column(table, "step", np.int64), v.column(table, "value", np.float64)
+        for tag, idx in v.tag_groups(table):
+            step, y = (steps, values) if idx is None else (steps[idx], values[idx])
+            parts.append((idx, v.Curve("", tag, step, y, step)))
+        series.append(parts)
+    v.smooth([c for parts in series for _, c in parts], view)
+    smoothing = any(c.smoothed is not None for parts in series for _, c in parts)
+    out = []
+    for run, table, parts in zip(runs, tables, series, strict=True):
+        if smoothing:
+            smoothed = v.column(table, "value", np.float64).copy()
+            for idx, c in parts:
+                if c.smoothed is not None:
+                    smoothed[slice(None) if idx is None else idx] = c.smoothed
+            table = table.append_column(pa.field("smoothed", pa.float64()), array(smoothed, pa.float64()))
         if len(runs) > 1:
             table = table.add_column(0, "run", pa.array([run.label] * table.num_rows, pa.string()))
-        parts.append(table)
-    return pa.concat_tables(parts, promote_options="permissive")
+        out.append(table)
+    return pa.concat_tables(out, promote_options="permissive")
 
 
-def export(files: Sequence[str], out_name: str, view: v.View) -> int:
+def check_export_out(files: Sequence[str], out: Path, *, overwrite: bool) -> None:
+    """Never let an export destroy a run: refuse an OUT that is one of the inputs or a lossfmt file (an
+    unquoted glob makes the last run the OUT), and any other existing file unless ``overwrite``."""
+    paths = lossfmt.run_paths(list(files))  # also: a missing input is named before anything is written
+    if not os.path.lexists(out):
+        return
+    if out.is_file() and any(os.path.samefile(p, out) for p in paths if os.path.exists(p)):
+        raise v.OptionError(f"{out}: is one of the input files; the last argument is the output file")
+    if out.is_file() and _is_run(out):
+        raise v.OptionError(
+            f"{out}: is a lossfmt run, not an output (an unquoted glob? the last argument is the output)"
+        )
+    if not overwrite:
+        raise v.ViewerError(f"{out}: already exists; remove it or pass --overwrite")
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        lossfmt.read(path, columns=["step"])
+    except (lossfmt.LossfmtError, OSError):
+        return False
+    return True
+
+
+def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool = False) -> int:
     out = Path(out_name)
+    if out.is_dir():
+        raise v.OptionError(f"{out}: is a directory; name the file: OUT.csv, OUT.parquet or OUT.feather")
+    check_export_out(files, out, overwrite=overwrite)
+    if out.suffix.lower() == ".arrow":
+        raise v.OptionError(
+            f"{out}: an export is a plain Arrow table, not a lossfmt run: name it OUT.feather (Arrow IPC)"
+        )
     check_out(out, EXPORT_FORMATS)
     runs = v.load(files, view, every_column=True)
     require_events(runs, view)
     result = export_table(runs, view).replace_schema_metadata(None)
+    try:
+        _write(result, out)
+    except OSError as exc:  # pyarrow's own words name no file: "[Errno 13] Failed to open local file"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise v.ViewerError(f"{out}: cannot write ({reason.lower()})") from None
+    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
+    return 0
+
+
+def _write(result: pa.Table, out: Path) -> None:
     suffix = out.suffix.lower()
     if suffix == ".csv":
         import pyarrow.csv as pcsv
@@ -183,11 +247,11 @@ def export(files: Sequence[str], out_name: str, view: v.View) -> int:
         import pyarrow.feather as feather
 
         feather.write_feather(result, out, compression="zstd")
-    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
-    return 0
 
 
 def export_parquet(files: Sequence[str], out: str) -> int:
+    # Re-exporting into OUT is its incremental update (lossfmt refuses files an export did not make).
+    check_export_out(files, Path(out), overwrite=True)
     summary = lossfmt.export_parquet(list(files), out)
     print(
         f"{out}: {summary.runs} runs, {summary.written} written, {summary.removed} removed, "
@@ -225,6 +289,8 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
         raise FileNotFoundError(2, "No such file or directory", logdir)
     try:
         n = convert(logdir, out, overwrite=overwrite)
+    except ValueError as exc:  # LOGDIR holds several runs but OUT is one .arrow file
+        raise v.ViewerError(str(exc)) from None
     except FileExistsError as exc:
         target = os.fsdecode(exc.filename) if exc.filename else str(exc).partition(":")[0]
         raise v.ViewerError(f"{target}: already exists; remove it or pass --overwrite") from None

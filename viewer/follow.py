@@ -28,14 +28,15 @@ from watchdog.observers import Observer
 
 import lossfmt
 from lossfmt import transforms
+from lossview.mean import mean_across_runs
 from lossview.view import (
     Curve,
     Run,
     View,
+    check_label,
     curves,
     filter_tags,
     hparam,
-    mean_across_runs,
     relabel,
     runs,
     smooth,
@@ -175,6 +176,7 @@ class CurveCache:
         parts = sources.runs()
         if not parts:
             return None
+        check_label([run for _, run, _ in parts], self.view)
         out: list[Curve] = []
         for path, run, chunks in parts:
             hit = self._cache.get(path)
@@ -207,7 +209,8 @@ class CurveCache:
         try:
             return curves([run], view)
         except ValueError as exc:  # e.g. --x epoch on a run without epochs: show the others
-            warnings.warn(f"{path}: {exc}", stacklevel=3)
+            message = str(exc)
+            warnings.warn(message if str(path) in message else f"{path}: {message}", stacklevel=3)
             return []
 
 

@@ -64,6 +64,32 @@ def _positive(text: str) -> float:
     return v
 
 
+#: Ranges that keep a figure drawable in memory (Agg draws at most 2**16 pixels a side; 2**27 is 512 MiB).
+MAX_DPI = 2400
+MAX_INCHES = 200.0
+MAX_PIXELS = 1 << 27
+
+
+def _dpi(text: str) -> int:
+    try:
+        dpi = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of dots per inch: {text!r}") from None
+    if not 1 <= dpi <= MAX_DPI:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_DPI} dots per inch, not {dpi}")
+    return dpi
+
+
+def _inches(text: str) -> float:
+    try:
+        inches = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of inches: {text!r}") from None
+    if not 0 < inches <= MAX_INCHES:  # also NaN and inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_INCHES:g} inches, not {text}")
+    return inches
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -74,7 +100,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> None:
+def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--tag",
@@ -83,20 +109,20 @@ def _transform_options(p: argparse.ArgumentParser, *, smooth: bool = True) -> No
         metavar="GLOB",
         help="only tags matching GLOB (repeatable; e.g. --tag loss --tag 'val/*'); default: every tag",
     )
-    if smooth:
-        g.add_argument(
-            "--smooth",
-            metavar="SPEC",
-            help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
-            f"Default {v.DEFAULT_SMOOTH} on per-step curves; bucketed (--per) curves and series of "
-            f"<= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
-        )
+    g.add_argument(
+        "--smooth",
+        metavar="SPEC",
+        help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
+        f"Default {v.DEFAULT_SMOOTH} on per-step curves; {'bucketed (--per) curves and ' if per else ''}"
+        f"series of <= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
+    )
     g.add_argument(
         "--normalize",
         choices=["per-item"],
         help="per-item averages: mean-reduced values weighted by count, sum-reduced divided by count",
     )
-    g.add_argument("--per", type=_per, metavar="epoch|N", help="aggregate per epoch or per N steps")
+    if per:
+        g.add_argument("--per", type=_per, metavar="epoch|N", help="aggregate per epoch or per N steps")
     g.add_argument(
         "--keep-rewound",
         action="store_true",
@@ -128,9 +154,11 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         "--x",
         choices=v.X_AXES,
         default="step",
-        help="x axis: step, items (items seen: the cumulative count, e.g. samples or tokens), epoch "
-        "(fractional for per-step events), time (wall clock, UTC; --local-time for yours) or relative "
-        "(time since the run's first event); default step",
+        help="x axis: step, items (the run's items seen by the step: the cumulative count of its tag "
+        "with the most items, e.g. samples or tokens), epoch (fractional: the k-th of the n steps the run "
+        "logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time for yours) or relative "
+        "(time since the run's first event); default step. One step is at one x for every tag of a run; "
+        "a --per bucket is drawn at the run's last step in it",
     )
     vg.add_argument("--local-time", action="store_true", help="--x time in the local time zone, not UTC")
     vg.add_argument(
@@ -153,13 +181,18 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument(
         "--mean-runs",
         action="store_true",
-        help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job)",
+        help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job), per "
+        "--per bucket, else on the union of the runs' steps (each run interpolated within its own steps)",
     )
     vg.add_argument("--logy", action="store_true", help="logarithmic y axis")
     vg.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="fixed y range")
     vg.add_argument("--title", help="figure title (default: the run name, or 'N runs')")
-    vg.add_argument("--size", nargs=2, type=float, metavar=("W", "H"), default=(8.0, 4.5), help="inches")
-    vg.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default 150)")
+    vg.add_argument(
+        "--size", nargs=2, type=_inches, metavar=("W", "H"), default=(8.0, 4.5), help="inches (default 8 4.5)"
+    )
+    vg.add_argument(
+        "--dpi", type=_dpi, default=150, help=f"resolution of PNG output, 1..{MAX_DPI} (default 150)"
+    )
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -197,9 +230,11 @@ def _summary_parser() -> argparse.ArgumentParser:
         "last, min and its step, last smoothed value, non-finite count, events/s and duration.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
-    _transform_options(p)
+    _transform_options(p, per=False)  # a summary is of events, not buckets
     p.add_argument(
-        "--json", action="store_true", help="print JSON (one object per run and tag, with hparams) instead"
+        "--json",
+        action="store_true",
+        help="print JSON (one object per run and tag, with hparams) instead; NaN and inf are null",
     )
     return p
 
@@ -220,6 +255,11 @@ def _export_parser() -> argparse.ArgumentParser:
         "every run with its run metadata (hparams) as columns, for DuckDB, Spark, Trino, BigQuery and "
         "Polars: OUT.parquet is one file, any other OUT a directory partitioned by run, updated "
         "incrementally (only new or changed runs are rewritten)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT file (never one of the inputs or another lossfmt run)",
     )
     _transform_options(p)
     return p

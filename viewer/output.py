@@ -32,7 +32,10 @@ class FileOutput(Output):
 
     def refresh(self, fig: Figure) -> None:
         directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:  # name OUT, not the temp file the user never asked for
+            raise type(exc)(exc.errno, exc.strerror, os.fspath(self.path)) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fig.savefig(fh, format=self.format, dpi=self.dpi)

@@ -51,6 +51,8 @@ COLORS = (
 )
 LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 NONFINITE_COLOR = "#d62728"
+#: Points between the lines of non-finite notes stacked because their marks are close.
+NOTE_STEP = 10
 RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
 BOLD_WIDTH = 1.5  # the smoothed (or only) curve
 
@@ -136,8 +138,7 @@ class LossPlot:
             ax.relim()
             ax.autoscale_view()
             self._decimate_view(ax)
-        for s in self.series.values():
-            self._place_note(s)
+        self._place_notes()
         if self.style.title:
             self.fig.suptitle(self.style.title)
         elif self._runs and not self.style.compare:
@@ -372,18 +373,26 @@ class LossPlot:
         kind = "NaN" if np.isnan(v) else ("+inf" if v > 0 else "-inf")
         more = f" ({len(bad)} non-finite)" if len(bad) > 1 else ""
         s.note.xy = (x[first], y[0])
-        s.note.set_text(f"{kind} at step {int(c.step[first])}{more}")
+        step = c.step if c.event_step is None else c.event_step
+        where = f"step {int(step[first])}"
+        if self.view.x == "epoch" and self.view.per in (None, "epoch"):  # x is the event's own epoch
+            where += f" (epoch {float(c.x[first]):g})"
+        s.note.set_text(f"{kind} at {where}{more}")
 
-    @staticmethod
-    def _place_note(s: _Series) -> None:
-        """Keep a non-finite note inside the axes: left of its mark when the mark is in the right half."""
-        if not s.note.get_text():
-            return
-        x0, x1 = s.ax.get_xlim()
-        mx, my = s.note.xy
-        right = (mx - x0) > 0.5 * (x1 - x0)
-        s.note.set_horizontalalignment("right" if right else "left")
-        s.note.set_position((-4 if right else 4, -12 if my > 0.5 else 6))
+    def _place_notes(self) -> None:
+        """Keep non-finite notes inside the axes (left of their mark when it is in the right half), and
+        stack notes whose marks are close on one axes edge, so their texts never overprint."""
+        placed: list[tuple[Axes, float, bool]] = []
+        notes = [s for s in self.series.values() if s.note.get_text()]
+        for s in sorted(notes, key=lambda s: float(s.note.xy[0])):
+            x0, x1 = s.ax.get_xlim()
+            mx, my = s.note.xy
+            right, top = (mx - x0) > 0.5 * (x1 - x0), my > 0.5
+            near = sum(1 for ax, x, t in placed if ax is s.ax and t == top and abs(mx - x) < 0.3 * (x1 - x0))
+            placed.append((s.ax, float(mx), top))
+            shift = NOTE_STEP * near
+            s.note.set_horizontalalignment("right" if right else "left")
+            s.note.set_position((-4 if right else 4, -12 - shift if top else 6 + shift))
 
     # -------------------------------------------------------------------------------------- decimation
 

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ import lossfmt
 from lossfmt import transforms
 from lossfmt.transforms import select_tags, to_numpy
 from lossfmt.transforms import to_arrow as array
+from lossview.axes import RunAxis
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")
@@ -135,6 +136,10 @@ class Curve:
     tag_index: int = 0
     #: What colours the run in a comparison (the run label, or a hyperparameter's value).
     group: str = ""
+    #: A bucketed (--per epoch) curve's epochs: the mean across runs averages by bucket.
+    bucket: np.ndarray | None = None
+    #: Per point, the step of its first non-finite event (a bucket's, not the bucket's last step); None: step.
+    event_step: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -165,6 +170,18 @@ def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: 
     return runs(paths, tables)
 
 
+def require_tags(source: Sequence[str | os.PathLike[str]], view: View, runs_: Sequence[Run]) -> None:
+    """NoDataError when the view's tags match no event but the files do hold events (of other tags); runs
+    without any event yet pass (a notebook polls a run that has not logged)."""
+    if not view.tags or any(r.table.num_rows for r in runs_):
+        return
+    names: dict[str, None] = {}
+    for path in lossfmt.run_paths([os.fspath(s) for s in source]):
+        names.update(dict.fromkeys(tag_names(lossfmt.read(path, columns=["tag"]))))
+    if names:
+        raise NoDataError(f"no tag matches {' '.join(view.tags)}; the runs have {', '.join(names)}")
+
+
 def runs(
     paths: Sequence[str], tables: Sequence[pa.Table], infos: Sequence[dict[str, Any]] | None = None
 ) -> list[Run]:
@@ -185,12 +202,18 @@ def filter_tags(table: pa.Table, view: View) -> pa.Table:
     return select_tags(table, list(view.tags)) if view.tags and table.num_rows else table
 
 
-def prepare(table: pa.Table, view: View) -> pa.Table:
-    """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet."""
+def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
+    """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet.
+
+    Raises NoDataError for ``--per epoch`` on a run (``name``) logged without epochs."""
     if not view.keep_rewound and table.num_rows:
         table = transforms.drop_rewound(table)
     per = transforms.parse_per(view.per)
     if per is not None:
+        if per == "epoch" and table.num_rows and table.column("epoch").null_count == table.num_rows:
+            raise NoDataError(
+                f"{name or 'run'}: --per epoch: no event has an epoch; log epoch=... or use --per N"
+            )
         return transforms.bucket(table, per, normalize=view.normalize)
     if view.normalize is not None:
         return transforms.normalize_events(table)
@@ -202,20 +225,28 @@ def prepare(table: pa.Table, view: View) -> pa.Table:
 
 def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     """One Curve per (run, tag) of the runs' events, transformed, smoothed, with x positions and bands."""
+    runs_ = list(runs_)
+    check_label(runs_, view)
     out: list[Curve] = []
     skipped: list[str] = []
     order: dict[str, int] = {}
     for run in runs_:
-        table = prepare(filter_tags(run.table, view), view)
+        events = filter_tags(run.table, view)
+        if not view.keep_rewound and events.num_rows:
+            events = transforms.drop_rewound(events)
+        table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
+        axis = RunAxis(events, table, view.per)
         for name in tag_names(run.table):
             order.setdefault(name, len(order))
         group = run.label if view.label is None else hparam(run, view.label)
         for tag, idx in tag_groups(table):
-            curve = _curve(run.label, tag, table, idx, view)
+            curve = _curve(run.label, tag, table, idx, view, axis)
             if curve is None:
                 skipped.append(f"{run.label}: {tag}")
                 continue
             curve.tag_index, curve.group = order.get(tag, len(order)), group
+            if view.per is not None and not transforms.all_finite(curve.y):
+                curve.event_step = axis.nonfinite_steps(tag, curve.step, curve.bucket)
             out.append(curve)
     if skipped and not out:
         raise NoDataError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
@@ -225,22 +256,33 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
         _relative(out)
     smooth(out, view)
     if view.mean_runs:
+        from lossview.mean import mean_across_runs
+
         return mean_across_runs(out, view)
     relabel(out, view)
     return out
 
 
-def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View) -> Curve | None:
+def _curve(
+    run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: View, axis: RunAxis
+) -> Curve | None:
+    """One tag's curve; x from ``axis``, so every tag of the run puts one step at one x."""
     sub = table if idx is None else table.take(array(idx, pa.int64()))
     step = column(sub, "step", np.int64)
     y = column(sub, "value", np.float64)
     bucketed = view.per is not None
     if view.x == "step":
-        x = step
+        x = axis.steps(sub) if bucketed else step  # the steps themselves: no copy of 10M steps
     elif view.x == "items":
-        x = np.cumsum(column(sub, "count", np.float64))
+        x = axis.items(axis.steps(sub))
     elif view.x == "epoch":
-        x = column(sub, "epoch", np.float64) if view.per == "epoch" else transforms.epoch_positions(sub)
+        if view.per == "epoch":
+            x = column(sub, "epoch", np.float64)
+        elif bucketed:
+            ends = axis.steps(sub)
+            x = axis.epochs(axis.epoch_of(ends), ends)
+        else:
+            x = axis.epochs(column(sub, "epoch", np.float64), step)
         placed = np.isfinite(x)  # events logged without an epoch have no place on an epoch axis
         if not placed.any():
             return None
@@ -249,12 +291,14 @@ def _curve(run: str, tag: str, table: pa.Table, idx: np.ndarray | None, view: Vi
     else:
         x = seconds(sub)
     curve = Curve(run, tag, x, y, step)
+    if view.per == "epoch":
+        curve.bucket = column(sub, "epoch", np.int64)
     if bucketed and view.band == "minmax":
         curve.lo, curve.hi = column(sub, "min", np.float64), column(sub, "max", np.float64)
     elif bucketed and view.band == "std":
         std = np.nan_to_num(column(sub, "std", np.float64))
         curve.lo, curve.hi = y - std, y + std
-    _sort_by_x(curve)
+    sort_by_x(curve)
     return curve
 
 
@@ -274,57 +318,13 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
             c.smoothed = None
 
 
-def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
-    """One curve per tag: lossfmt's mean across runs at each step, the runs' spread as the band.
-
-    The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
-    show a band of the trend rather than of per-step noise.
-    """
-    from lossfmt.dataset import mean_across
-
-    series = [c for c in series if len(c.y)]
-    if not series:
-        return []
-    n = sum(len(c.y) for c in series)
-
-    def across(values: list[np.ndarray]) -> pa.Table:
-        table = pa.table(
-            {
-                "run": pa.array(np.repeat([c.run for c in series], [len(c.y) for c in series])),
-                "tag": pa.array(np.repeat([c.tag for c in series], [len(c.y) for c in series])),
-                "step": pa.array(np.concatenate([c.step for c in series]), pa.int64()),
-                "value": pa.array(np.concatenate(values), pa.float64()),
-                "count": pa.array(np.ones(n, np.int64)),
-                "epoch": pa.nulls(n, pa.int64()),
-                "wall_time": pa.array(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
-            }
-        )
-        return mean_across(table, over="run")
-
-    drawn = across([c.y if c.smoothed is None else c.smoothed for c in series])
-    raw = across([c.y for c in series]).column("value").to_numpy()
-    xs = None if view.x == "step" else across([np.asarray(c.x, np.float64) for c in series])
-    members = {c.tag: sum(1 for o in series if o.tag == c.tag) for c in series}
-    first = {c.tag: c for c in reversed(series)}
-    tags = drawn.column("tag").to_numpy(zero_copy_only=False)
-    out = []
-    for tag in dict.fromkeys(c.tag for c in series):
-        rows = np.flatnonzero(tags == tag)
-        step = drawn.column("step").to_numpy()[rows]
-        x = step if xs is None else xs.column("value").to_numpy()[rows]
-        label = f"mean of {members[tag]} runs" if members[tag] > 1 else first[tag].run
-        c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
-        mean = drawn.column("value").to_numpy()[rows]
-        if any(s.smoothed is not None for s in series if s.tag == tag):
-            c.smoothed = mean
-        if view.band == "std":
-            std = drawn.column("std").to_numpy()[rows]
-            c.lo, c.hi = mean - std, mean + std
-        elif view.band == "minmax":
-            c.lo, c.hi = drawn.column("min").to_numpy()[rows], drawn.column("max").to_numpy()[rows]
-        _sort_by_x(c)
-        out.append(c)
-    return out
+def check_label(runs_: Sequence[Run], view: View) -> None:
+    """``--label KEY`` must name a hyperparameter some run has: OptionError naming those that exist."""
+    if view.label is None or not runs_ or any(view.label in r.meta for r in runs_):
+        return
+    known = sorted({k for r in runs_ for k in r.meta})
+    have = f"the runs have {', '.join(known)}" if known else "the runs have none (LossWriter(meta={...}))"
+    raise OptionError(f"--label {view.label}: no run has that hyperparameter; {have}")
 
 
 def hparam(run: Run, key: str) -> str:
@@ -414,13 +414,13 @@ def _relative(out: list[Curve]) -> None:
         c.x = c.x - starts.get(c.run, 0.0)
 
 
-def _sort_by_x(c: Curve) -> None:
+def sort_by_x(c: Curve) -> None:
     """Order a curve by x (a kept rewind, clock steps): lines and zoom windows need ascending x."""
     if len(c.x) < 2 or bool(np.all(c.x[1:] >= c.x[:-1])):
         return
     order = np.argsort(c.x, kind="stable")
     c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
-    for name in ("lo", "hi"):
+    for name in ("lo", "hi", "bucket", "event_step"):
         arr = getattr(c, name)
         if arr is not None:
             setattr(c, name, arr[order])

@@ -1,0 +1,304 @@
+"""Bugs a user attack found in `lossview`: exports that destroy inputs, tracebacks for user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import lossfmt
+import lossview
+from lossfmt import LossWriter
+from lossview import cli
+from lossview import view as lv
+
+ENV_PY = [sys.executable, "-m", "lossview"]
+
+
+def write(path: Path, n: int = 50, *, epochs: bool = False, value: float | None = None) -> Path:
+    with LossWriter(path, meta={"lr": 0.1}) as w:
+        for step in range(n):
+            y = 1.0 / (step + 1) if value is None else value
+            if epochs:
+                w.add(step, y, "loss", epoch=step // 10)
+            else:
+                w.add(step, y, "loss")
+    return path
+
+
+def events(path: Path) -> list[float]:
+    return lossfmt.read(path).column("value").to_pylist()
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("lossview: error: "), err
+    return err
+
+
+@pytest.fixture
+def dl(tmp_path: Path) -> Path:
+    for i, name in enumerate("abc"):
+        write(tmp_path / f"{name}.arrow", 20 + i)
+    return tmp_path
+
+
+def test_export_refuses_an_unquoted_glob_that_makes_the_last_run_its_output(dl, capsys):
+    before = events(dl / "c.arrow")
+    argv = ["export", *sorted(str(p) for p in dl.glob("*.arrow"))]  # what the shell makes of dl/*.arrow
+    assert cli.main(argv) == 2
+    assert "c.arrow" in one_error(capsys)
+    assert events(dl / "c.arrow") == before
+    assert cli.main([*argv, "--overwrite"]) == 2  # --overwrite never replaces a run
+    one_error(capsys)
+    assert events(dl / "c.arrow") == before
+
+
+def test_export_refuses_its_own_input_as_output(dl, capsys):
+    a = str(dl / "a.arrow")
+    before = (dl / "a.arrow").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert cli.main(["export", a, a, *extra]) == 2
+        assert "input" in one_error(capsys)
+    link = dl / "same.arrow"
+    link.symlink_to(dl / "a.arrow")
+    assert cli.main(["export", str(link), str(dl / "a.arrow"), "--overwrite"]) == 2  # same file, other name
+    one_error(capsys)
+    assert (dl / "a.arrow").read_bytes() == before
+
+
+def test_export_keeps_an_existing_file_unless_overwrite(dl, capsys):
+    out = dl / "out.csv"
+    out.write_text("mine\n")
+    assert cli.main(["export", str(dl / "a.arrow"), str(out)]) == 1
+    assert "--overwrite" in one_error(capsys)
+    assert out.read_text() == "mine\n"
+    assert cli.main(["export", str(dl / "a.arrow"), str(out), "--overwrite"]) == 0
+    assert out.read_text().startswith('"step"')
+
+
+def test_export_into_a_directory_asks_for_a_file_name(dl, capsys):
+    assert cli.main(["export", str(dl / "a.arrow"), str(dl), "--overwrite"]) == 2
+    assert "is a directory" in one_error(capsys)
+
+
+def test_export_refuses_arrow_output_and_says_feather(dl, capsys):
+    assert cli.main(["export", str(dl / "a.arrow"), str(dl / "new.arrow")]) == 2
+    assert "feather" in one_error(capsys)
+    assert not (dl / "new.arrow").exists()
+
+
+def test_export_parquet_format_refuses_a_run_as_output(dl, capsys):
+    before = events(dl / "b.arrow")
+    assert cli.main(["export", "--format", "parquet", str(dl / "a.arrow"), str(dl / "b.arrow")]) == 2
+    one_error(capsys)
+    assert events(dl / "b.arrow") == before
+
+
+def test_per_epoch_without_epochs_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    run = str(write(tmp_path / "r.arrow"))
+    png = str(tmp_path / "o.png")
+    for argv in (
+        [run, "--per", "epoch", "-o", png],
+        [run, "--per", "epoch", "--x", "epoch", "-o", png],
+        ["export", run, str(tmp_path / "o.csv"), "--per", "epoch"],
+    ):
+        assert cli.main(argv) == 1, argv
+        err = one_error(capsys)
+        assert "r.arrow" in err and "epoch" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dpi", "0"],
+        ["--dpi", "-1"],
+        ["--dpi", "100000"],
+        ["--size", "0", "0"],
+        ["--size", "-3", "2"],
+        ["--size", "1e9", "1e9"],
+        ["--size", "nan", "2"],
+        ["--size", "150", "150"],
+    ],
+)
+def test_bad_dpi_and_size_are_usage_errors(tmp_path, capsys, args):
+    run = str(write(tmp_path / "r.arrow", 5))
+    assert cli.main([run, *args, "-o", str(tmp_path / "o.png")]) == 2
+    _, err = capsys.readouterr()
+    assert "Traceback" not in err and ("--dpi" in err or "--size" in err), err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_import_tb_of_several_runs_into_one_file_is_one_line(tmp_path):
+    tb = pytest.importorskip("torch.utils.tensorboard")
+    for name in ("r1", "r2"):
+        with tb.SummaryWriter(str(tmp_path / "logs" / name)) as w:
+            w.add_scalar("loss", 1.0, 0)
+    result = subprocess.run(
+        [*ENV_PY, "import-tb", str(tmp_path / "logs"), str(tmp_path / "one.arrow")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "directory" in result.stderr and not (tmp_path / "one.arrow").exists()
+
+
+def test_label_without_such_hyperparameter_names_those_that_exist(dl, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    png = dl / "o.png"
+    assert cli.main([str(dl / "a.arrow"), str(dl / "b.arrow"), "--label", "nosuch", "-o", str(png)]) == 2
+    err = one_error(capsys)
+    assert "nosuch" in err and "lr" in err
+    assert not png.exists()
+    with pytest.raises(ValueError, match=r"nosuch.*lr"):
+        lossview.figure(dl, label="nosuch")
+    assert cli.main([str(dl / "a.arrow"), str(dl / "b.arrow"), "--label", "lr", "-o", str(png)]) == 0
+
+
+def summary_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(["summary", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_summary_hparams_named_like_its_columns_get_a_prefix(tmp_path, capsys):
+    meta = {"events": 3, "min": 9.0, "tag": "t", "steps": "s", "lr": 0.1}
+    with LossWriter(tmp_path / "r.arrow", meta=meta) as w:
+        for step in range(5):
+            w.add(step, 2.0 - step / 10)
+    header, _, row = summary_of([str(tmp_path / "r.arrow")], capsys).splitlines()
+    names, cells = header.split(), row.split()
+    assert names.count("events") == 1 and names.count("min") == 1 and names.count("tag") == 1
+    assert {"hp.events", "hp.min", "hp.tag", "hp.steps", "lr"} <= set(names)
+    assert cells[names.index("events")] == "5" and cells[names.index("hp.events")] == "3"
+    assert cells[names.index("min")] == "1.6" and cells[names.index("hp.min")] == "9.0"
+
+
+def test_summary_json_is_valid_json_with_non_finite_values(tmp_path, capsys):
+    with LossWriter(tmp_path / "r.arrow", meta={"best": float("inf")}) as w:
+        for step, value in enumerate([float("nan"), float("inf"), float("nan")]):
+            w.add(step, value)
+    text = summary_of([str(tmp_path / "r.arrow"), "--json"], capsys)
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"invalid JSON constant {constant}")
+
+    (row,) = json.loads(text, parse_constant=reject)
+    assert row["first"] is None and row["last"] is None and row["min"] is None
+    assert row["non_finite"] == 3 and row["hparams"] == {"best": None}
+
+
+def test_summary_and_export_smooth_like_the_plot(tmp_path, capsys):
+    with LossWriter(tmp_path / "r.arrow") as w:
+        for step in range(200):
+            w.add(step, 1.0 + (step % 7) / 10, "loss")
+            if step % 50 == 49:
+                w.add(step, 2.0 - step / 1000, "val")  # 4 points: the plot leaves them raw
+    view = lv.View(smooth=lv.DEFAULT_SMOOTH, smooth_explicit=False)
+    plotted = {c.tag: c for c in lv.curves(lv.load([tmp_path / "r.arrow"], view), view)}
+    assert plotted["val"].smoothed is None and plotted["loss"].smoothed is not None
+    rows = {r["tag"]: r for r in json.loads(summary_of([str(tmp_path / "r.arrow"), "--json"], capsys))}
+    assert rows["val"]["last_smoothed"] is None
+    assert rows["loss"]["last_smoothed"] == pytest.approx(float(plotted["loss"].smoothed[-1]))
+    out = tmp_path / "e.parquet"
+    assert cli.main(["export", str(tmp_path / "r.arrow"), str(out)]) == 0
+    table = pq.read_table(out)
+    tags = np.array(table.column("tag").to_pylist())
+    smoothed, value = table.column("smoothed").to_numpy(), table.column("value").to_numpy()
+    np.testing.assert_allclose(smoothed[tags == "loss"], plotted["loss"].smoothed)
+    np.testing.assert_array_equal(smoothed[tags == "val"], value[tags == "val"])
+
+
+def test_summary_help_offers_no_per(capsys):
+    assert cli.main(["summary", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--per" not in text and "--normalize" in text
+
+
+def test_figure_tags_none_is_every_tag_and_an_unmatched_tag_raises(tmp_path):
+    path = write(tmp_path / "r.arrow")
+    fig = lossview.figure(path, tags=None, smooth="none")
+    assert [len(ln.get_xdata()) for ln in fig.axes[0].lines if len(ln.get_xdata())] == [50]
+    with pytest.raises(ValueError, match="no tag matches nosuch; the runs have loss"):
+        lossview.figure(path, tags=["nosuch"])
+    with LossWriter(tmp_path / "empty.arrow"):
+        pass
+    empty = lossview.figure(tmp_path / "empty.arrow", tags=["loss"])  # no events yet: no error
+    assert empty.get_figwidth() == 8.0 and not any(ax.lines for ax in empty.axes)
+
+
+def test_unwritable_outputs_name_out_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    run = str(write(tmp_path / "r.arrow", 5))
+    for argv, out in (
+        ([run, "-o", "/sys/lossview-test.png"], "/sys/lossview-test.png"),  # EACCES even for root
+        (["export", run, "/sys/lossview-test.csv"], "/sys/lossview-test.csv"),
+        (["export", run, "/proc/lossview-test.feather"], "/proc/lossview-test.feather"),
+    ):
+        assert cli.main(argv) == 1, argv
+        err = one_error(capsys)
+        assert err.startswith(f"lossview: error: {out}: ") and "Errno" not in err and ".tmp" not in err, err
+
+
+def serve(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*ENV_PY, *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_web_errors_are_one_line_with_context(tmp_path):
+    run = str(write(tmp_path / "r.arrow", 5))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        taken = serve(run, "--web", port)
+        _, err = taken.communicate(timeout=120)
+    assert taken.returncode == 1 and err.count("\n") == 1, err
+    assert "already in use" in err and "unclosed" not in err
+    nohost = serve(run, "--web", str(free_port()), "--host", "nosuch.invalid")
+    _, err = nohost.communicate(timeout=120)
+    assert nohost.returncode == 1 and err.count("\n") == 1, err
+    assert "--host nosuch.invalid" in err and "Errno" not in err, err
+
+
+def test_web_requests_are_not_logged_to_stderr(tmp_path):
+    run = str(write(tmp_path / "r.arrow", 5))
+    port = free_port()
+    proc = serve(run, "--web", str(port))
+    try:
+        line = proc.stderr.readline()
+        assert "serving on" in line, line
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nosuch", timeout=30)
+        assert missing.value.code == 404
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "404" not in rest and "GET" not in rest, rest

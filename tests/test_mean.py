@@ -1,0 +1,72 @@
+"""--mean-runs on runs that log different steps: one grid per tag, so the mean never zig-zags."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lossview
+from lossfmt import LossWriter
+from lossview import view as lv
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """r1 logs steps 0..99 (value 1), r2 steps 0..49 (value 3), r3 the even steps (value 5)."""
+    for name, steps, value in [
+        ("r1", range(100), 1.0),
+        ("r2", range(50), 3.0),
+        ("r3", range(0, 100, 2), 5.0),
+    ]:
+        with LossWriter(tmp_path / f"{name}.arrow") as w:
+            for step in steps:
+                w.add(step, value, epoch=step // 10)
+    return tmp_path
+
+
+def drawn(source: Path, **options: object) -> np.ndarray:
+    fig = lossview.figure(source, mean_runs=True, smooth="none", **options)
+    (line,) = [ln for ln in fig.axes[0].lines if len(ln.get_xdata())]
+    return np.asarray(line.get_xydata())
+
+
+@pytest.mark.parametrize("per", [10, "epoch"])
+def test_mean_runs_with_per_is_one_point_per_bucket(sweep, per):
+    xy = drawn(sweep, per=per)
+    assert xy[:, 0].tolist() == [float(b * 10 + 9) for b in range(10)]  # each bucket at its last step
+    assert xy[:, 1].tolist() == [3.0] * 10  # (1+3+5)/3 while r2 runs, then (1+5)/2
+
+
+def test_mean_runs_without_per_averages_on_the_union_of_steps(sweep):
+    xy = drawn(sweep)
+    assert xy[:, 0].tolist() == [float(s) for s in range(100)]  # one point per step, no zig-zag
+    # r3 (even steps) counts at odd steps too, interpolated; step 99 is past r3's last step (98).
+    assert xy[:-1, 1].tolist() == [3.0] * 99
+    assert xy[-1, 1] == 1.0
+
+
+def test_mean_runs_interpolates_within_each_run_only(tmp_path):
+    with LossWriter(tmp_path / "a.arrow") as w:
+        for step, value in [(0, 0.0), (10, 10.0)]:
+            w.add(step, value)
+    with LossWriter(tmp_path / "b.arrow") as w:
+        for step in (4, 20):
+            w.add(step, 100.0)
+    view = lv.View(smooth="none", mean_runs=True, band="minmax")
+    (mean,) = lv.curves(lv.load([tmp_path], view), view)
+    assert mean.step.tolist() == [0, 4, 10, 20]
+    assert mean.y.tolist() == [0.0, 52.0, 55.0, 100.0]  # a at 4 is 4.0; a is absent past its step 10
+    assert mean.lo.tolist() == [0.0, 4.0, 10.0, 100.0] and mean.hi.tolist() == [0.0, 100.0, 100.0, 100.0]
+
+
+def test_a_diverged_run_keeps_the_mean_non_finite(tmp_path):
+    for name, values in [("a", [1.0, 2.0, 3.0]), ("b", [1.0, math.nan, 3.0])]:
+        with LossWriter(tmp_path / f"{name}.arrow") as w:
+            for step, value in enumerate(values):
+                w.add(step, value)
+    view = lv.View(smooth="none", mean_runs=True)
+    (mean,) = lv.curves(lv.load([tmp_path], view), view)
+    assert mean.y[0] == 1.0 and math.isnan(mean.y[1]) and mean.y[2] == 3.0

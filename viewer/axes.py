@@ -1,0 +1,121 @@
+"""x positions that are a function of an event's place in its run, the same for every tag of the run.
+
+A tag's own counts or its own events per epoch would put two tags logged at one step at different x (a
+validation loss logged once per epoch would sit at the epoch's end, the train loss at its start). So:
+
+- a bucket (``--per``) is drawn at the run's bucket end: the largest step any of the run's tags logged in it;
+- ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of the tag
+  with the most items (the training loss), at its last event at or before the step (0 before its first);
+- ``--x epoch`` places step s of epoch e at e + k/n, where the run logged n distinct steps with epoch e
+  (any tag) and s is the k-th of them: an epoch's last step sits at e + 1, where the epoch ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from lossfmt import transforms
+from lossfmt.transforms import to_numpy
+
+
+def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    return np.asarray(to_numpy(table.column(name), fill=math.nan), dtype=dtype)
+
+
+class RunAxis:
+    """The x positions of one run: ``events`` its (tag-selected, rewind-dropped) events, ``points`` the
+    rows drawn from them (the events themselves, or their buckets with ``per``)."""
+
+    def __init__(self, events: pa.Table, points: pa.Table, per: str | int | None) -> None:
+        self.events, self.points, self.per = events, points, transforms.parse_per(per)
+        self._ends: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _key(self, table: pa.Table) -> np.ndarray:
+        if self.per == "epoch":
+            return _column(table, "epoch", np.int64)
+        return _column(table, "step", np.int64) // int(self.per)
+
+    def steps(self, sub: pa.Table) -> np.ndarray:
+        """Where each row of ``sub`` (a tag's points) sits as a step: its step, or its run's bucket end."""
+        if self.per is None:
+            return _column(sub, "step", np.int64)
+        if self._ends is None:
+            keys, inverse = np.unique(self._key(self.points), return_inverse=True)
+            ends = np.full(len(keys), np.iinfo(np.int64).min)
+            np.maximum.at(ends, inverse.ravel(), _column(self.points, "step", np.int64))
+            self._ends = (keys, ends)
+        keys, ends = self._ends
+        return ends[np.searchsorted(keys, self._key(sub))]
+
+    def _tags(self) -> np.ndarray:
+        tags = self.events.column("tag")
+        tags = tags.cast(pa.string()) if pa.types.is_dictionary(tags.type) else tags
+        return np.asarray(tags.to_numpy(zero_copy_only=False))
+
+    def nonfinite_steps(self, tag: str, steps: np.ndarray, bucket: np.ndarray | None) -> np.ndarray:
+        """Per point of a bucketed curve of ``tag`` (its ``steps``, and epochs ``bucket`` with per="epoch"),
+        the step of the bucket's first non-finite event (else the point's step): a marker names where the
+        run diverged, not where its bucket ends."""
+        bad = (self._tags() == tag) & ~np.isfinite(_column(self.events, "value", np.float64))
+        step = _column(self.events, "step", np.int64)[bad]
+        if self.per == "epoch":
+            key, keys = _column(self.events, "epoch", np.float64)[bad], bucket
+        else:
+            key, keys = step // int(self.per), steps // int(self.per)
+        first: dict[int, int] = {}
+        for k, s in zip(key.tolist(), step.tolist(), strict=True):
+            if k == k:  # an event without an epoch is in no epoch bucket
+                first.setdefault(int(k), s)
+        return np.array([first.get(int(k), s) for k, s in zip(keys, steps.tolist(), strict=True)], np.int64)
+
+    def items(self, steps: np.ndarray) -> np.ndarray:
+        """The run's items seen by each of ``steps`` (float64)."""
+        names = self._tags()
+        count = _column(self.events, "count", np.float64)
+        _, inverse = np.unique(names, return_inverse=True)
+        totals = np.bincount(inverse.ravel(), weights=count)
+        ref = inverse.ravel() == int(np.argmax(totals))
+        step = _column(self.events, "step", np.int64)[ref]
+        order = np.argsort(step, kind="stable")
+        seen = np.cumsum(count[ref][order])
+        at = np.searchsorted(step[order], steps, side="right") - 1
+        return np.where(at >= 0, seen[np.maximum(at, 0)], 0.0)
+
+    def epochs(self, epoch: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The fractional epoch of each (epoch, step); NaN where the epoch is missing (NaN)."""
+        ev_epoch = _column(self.events, "epoch", np.float64)
+        ok = np.isfinite(ev_epoch)
+        ev_e, ev_s = ev_epoch[ok].astype(np.int64), _column(self.events, "step", np.int64)[ok]
+        out = np.full(len(steps), np.nan)
+        if not len(ev_e):
+            return out
+        epochs_u, steps_u = np.unique(ev_e), np.unique(ev_s)
+        width = len(steps_u) + 1  # dense ranks: the key orders pairs by epoch, then step
+
+        def key(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+            return np.searchsorted(epochs_u, e) * width + np.searchsorted(steps_u, s)
+
+        pairs = np.unique(key(ev_e, ev_s))
+        pair_epoch = epochs_u[pairs // width]
+        starts = np.r_[0, np.flatnonzero(np.diff(pair_epoch)) + 1]
+        counts = np.diff(np.r_[starts, len(pairs)])
+        group = np.repeat(np.arange(len(starts)), counts)
+        position = pair_epoch + (np.arange(len(pairs)) - starts[group] + 1.0) / counts[group]
+        q = np.isfinite(epoch)
+        if q.any():
+            qk = key(epoch[q].astype(np.int64), steps[q])
+            at = np.minimum(np.searchsorted(pairs, qk), len(pairs) - 1)
+            out[q] = np.where(pairs[at] == qk, position[at], np.nan)
+        return out
+
+    def epoch_of(self, steps: np.ndarray) -> np.ndarray:
+        """The epoch the run was in at each step (of its last event at or before it with an epoch)."""
+        ev_epoch = _column(self.events, "epoch", np.float64)
+        ok = np.isfinite(ev_epoch)
+        step = _column(self.events, "step", np.int64)[ok]
+        order = np.argsort(step, kind="stable")
+        at = np.searchsorted(step[order], steps, side="right") - 1
+        return np.where(at >= 0, ev_epoch[ok][order][np.maximum(at, 0)], np.nan)

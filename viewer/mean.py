@@ -1,0 +1,114 @@
+"""The mean across runs (``--mean-runs``): the runs' curves put on one grid, then lossfmt's mean and spread.
+
+Runs rarely log the same steps (a seed logs every step, another every second one, one stops early), so an
+average at each exact step would mix different sets of runs from one step to the next and zig-zag. The grid:
+
+- with ``--per``, the bucket (``step // N``, or the epoch): one point per bucket, the mean of the runs that
+  have that bucket, drawn at the bucket's last step (the largest step any run logged in it);
+- without, the union of the runs' steps: each run contributes, within its own first..last step, its value
+  at that step, linearly interpolated between the steps it logged (never extrapolated beyond them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from lossfmt import transforms
+from lossview.view import Curve, View, sort_by_x
+
+
+def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
+    """One curve per tag: lossfmt's mean across runs on the common grid, the runs' spread as the band.
+
+    The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
+    show a band of the trend rather than of per-step noise.
+    """
+    from lossfmt.dataset import mean_across
+
+    series = [c for c in series if len(c.y)]
+    if not series:
+        return []
+    tags = list(dict.fromkeys(c.tag for c in series))
+    parts = [_aligned(c, [o for o in series if o.tag == c.tag], view) for c in series]
+    n = sum(len(p[0]) for p in parts)
+
+    def across(which: int) -> pa.Table:
+        table = pa.table(
+            {
+                "run": pa.array(np.repeat([c.run for c in series], [len(p[0]) for p in parts])),
+                "tag": pa.array(np.repeat([c.tag for c in series], [len(p[0]) for p in parts])),
+                "step": pa.array(np.concatenate([p[0] for p in parts]), pa.int64()),
+                "value": pa.array(np.concatenate([p[which] for p in parts]), pa.float64()),
+                "count": pa.array(np.ones(n, np.int64)),
+                "epoch": pa.nulls(n, pa.int64()),
+                "wall_time": pa.array(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
+            }
+        )
+        return mean_across(table, over="run")
+
+    drawn, raw, xs = across(1), across(2).column("value").to_numpy(), across(3)
+    x_column = "max" if view.x == "step" else "value"  # a bucket is drawn at its last step
+    members = {t: sum(1 for c in series if c.tag == t) for t in tags}
+    first = {c.tag: c for c in reversed(series)}
+    tag_of = drawn.column("tag").to_numpy(zero_copy_only=False)
+    out = []
+    for tag in tags:
+        rows = np.flatnonzero(tag_of == tag)
+        x = xs.column(x_column).to_numpy()[rows]
+        step = xs.column("max").to_numpy()[rows].astype(np.int64) if view.x == "step" else None
+        if step is None:
+            step = _steps(drawn.column("step").to_numpy()[rows], [c for c in series if c.tag == tag], view)
+        label = f"mean of {members[tag]} runs" if members[tag] > 1 else first[tag].run
+        c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
+        mean = drawn.column("value").to_numpy()[rows]
+        if any(s.smoothed is not None for s in series if s.tag == tag):
+            c.smoothed = mean
+        if view.band == "std":
+            std = drawn.column("std").to_numpy()[rows]
+            c.lo, c.hi = mean - std, mean + std
+        elif view.band == "minmax":
+            c.lo, c.hi = drawn.column("min").to_numpy()[rows], drawn.column("max").to_numpy()[rows]
+        sort_by_x(c)
+        out.append(c)
+    return out
+
+
+def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray, ...]:
+    """(grid key, drawn value, raw value, x) of one run's curve on its tag's common grid."""
+    drawn = c.y if c.smoothed is None else c.smoothed
+    x = np.asarray(c.step if view.x == "step" else c.x, np.float64)
+    if view.per is not None:
+        key = _buckets(c, view)
+        return key, drawn, c.y, np.asarray(c.x, np.float64)
+    order = np.argsort(c.step, kind="stable")
+    step = c.step[order]
+    keep = np.append(step[1:] != step[:-1], True)  # a step logged twice (a kept rewind): its last value
+    step, order = step[keep], order[keep]
+    grid = np.unique(np.concatenate([m.step for m in members]))
+    grid = grid[(grid >= step[0]) & (grid <= step[-1])]
+
+    def at(values: np.ndarray) -> np.ndarray:
+        return np.interp(grid, step, np.asarray(values, np.float64)[order])
+
+    return grid, at(drawn), at(c.y), (grid.astype(np.float64) if view.x == "step" else at(x))
+
+
+def _buckets(c: Curve, view: View) -> np.ndarray:
+    """A bucketed curve's bucket numbers: its epochs (``per="epoch"``) or ``step // per``."""
+    if view.per == "epoch":
+        return c.bucket if c.bucket is not None else c.step
+    return c.step // int(transforms.parse_per(view.per))
+
+
+def _steps(keys: np.ndarray, members: Sequence[Curve], view: View) -> np.ndarray:
+    """The step each mean point stands for on a non-step axis: the grid step, or a bucket's last step."""
+    if view.per is None:
+        return keys.astype(np.int64)
+    last: dict[int, int] = {}
+    for c in members:
+        for k, s in zip(_buckets(c, view).tolist(), c.step.tolist(), strict=True):
+            last[k] = max(last.get(k, s), s)
+    return np.array([last[int(k)] for k in keys], np.int64)
