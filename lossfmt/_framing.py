@@ -211,7 +211,10 @@ class SealingFile:
 
 
 def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
-    return LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+    """The error for damage at byte `pos`; its `offset` says where the verified prefix ends at the latest."""
+    exc = LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+    exc.offset = pos  # type: ignore[attr-defined]
+    return exc
 
 
 def is_unfinished_header(data: bytes) -> bool:
