@@ -257,6 +257,29 @@ def _combined(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     return batches
 
 
+def _scan(
+    window: bytes, name: str, start: int, verify: bool, final: bool, base: int
+) -> tuple[list[fr.Message], int, int, LossFormatError | None]:
+    """`_framing.scan_messages` of a window; for damage, the messages before it and the error to raise once
+    their batches are yielded (salvage keeps them)."""
+    try:
+        return (
+            *fr.scan_messages(
+                window, pa.py_buffer(window), name, start, verify=verify, final=final, base=base
+            ),
+            None,
+        )
+    except LossFormatError as exc:
+        at = getattr(exc, "offset", None)
+        if not isinstance(at, int) or at - base <= start:
+            raise
+        prefix = window[: at - base]
+        messages, end, eos = fr.scan_messages(
+            prefix, pa.py_buffer(prefix), name, start, verify=verify, final=False, base=base
+        )
+        return messages, end, eos, exc
+
+
 def _windows(
     f: BinaryIO, name: str, data: bytes, layout: fr.Layout, verify: bool, limit: int
 ) -> Iterator[pa.RecordBatch]:
@@ -269,19 +292,17 @@ def _windows(
         del data
         while True:
             final = base + len(window) >= limit
-            buf = pa.py_buffer(window)
-            messages, end, eos = fr.scan_messages(
-                window, buf, name, start, verify=verify, final=final, base=base
-            )
+            messages, end, eos, damage = _scan(window, name, start, verify, final, base)
             for group in _groups(messages):
                 yield from _combined(decode_span(head, dicts, layout, window, group, name, base))
                 dicts.track(window, group)
                 # Hand the decoded group's memory back to the OS (the pool keeps freed pages otherwise):
                 # what bounds close()'s peak RSS on a long run, not only what is allocated at a time.
                 pa.default_memory_pool().release_unused()
+            if damage is not None:
+                raise damage
             if final or eos >= 0:
                 return
             want = WINDOW if end > start else max(WINDOW, 2 * (len(window) - start))
-            del buf
             window = window[end:] + f.read(min(want, limit - base - len(window)))
             base, start = base + end, 0

@@ -88,8 +88,7 @@ class Layout(NamedTuple):
 
 # --- checksums ------------------------------------------------------------------------------------------
 
-#: Spans shorter than this are hashed from slices (copies); longer ones through Arrow buffer views.
-_COPY_SPAN = 1 << 16
+_COPY_SPAN = 1 << 16  # spans shorter than this are hashed from slices (copies), longer ones through views
 
 
 def _crc(data: bytes, buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
@@ -211,7 +210,10 @@ class SealingFile:
 
 
 def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
-    return LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+    """The error for damage at byte `pos`; its `offset` says where the verified prefix ends at the latest."""
+    exc = LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+    exc.offset = pos  # type: ignore[attr-defined]
+    return exc
 
 
 def is_unfinished_header(data: bytes) -> bool:
@@ -404,9 +406,8 @@ def iter_batches(
     """The schema and an iterator over the verified record batches of the file's content (up to `end`).
 
     Reads bytes (no memory map: a writer may truncate the file) a bounded window at a time and yields batches
-    of at most `_decode.ROWS` rows (a live file's small flushes combined; a larger flush as written; a closed
-    file's batches one at a time), so memory stays bounded whatever the run's length (issue 9).
-    LossFormatError for corruption, as `walk`.
+    of at most `_decode.ROWS` rows (a larger flush as written), so memory stays bounded whatever the run's
+    length (issue 9). LossFormatError for corruption, as `walk`, after the batches before the damage.
     """
     from lossfmt import _decode  # decoding needs the layout defined here
 

@@ -237,6 +237,18 @@ def test_iter_batches_bounds_the_rows_of_each_batch_whatever_the_file_size(
     assert table.column("step").to_pylist() == list(range(step))
 
 
+def test_iter_batches_yields_the_verified_prefix_before_raising_for_damage(tmp_path, sch):
+    """Salvage keeps what iter_batches yields before the error: every batch before the damaged one."""
+    data = live_bytes(sch, [_batch(sch, 3 * i, 3) for i in range(50)])
+    damaged = bytearray(data)
+    damaged[batch_ends(data)[30] - 10] ^= 0x20  # inside batch 30's body
+    _, it = _framing.iter_batches(_put(tmp_path / "bad.arrow", bytes(damaged)))
+    got = []
+    with pytest.raises(LossFormatError, match=rf"corrupt at byte {batch_ends(data)[29]}: .*checksum"):
+        got.extend(it)
+    assert sum(len(b) for b in got) == 90
+
+
 def test_iter_batches_of_a_closed_file_checks_its_footer(tmp_path, sch):
     path = _put(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, 0, 7)]))
     _, it = _framing.iter_batches(path)
