@@ -25,7 +25,7 @@ import pyarrow as pa
 from lossfmt import _sources
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError
-from lossfmt.dataset import footer_schema
+from lossfmt.dataset import footer_schema, read_footerless
 from lossfmt.reader import read
 
 __all__ = ["ExportSummary", "export_parquet"]
@@ -160,13 +160,8 @@ def _runs(paths: list[str], known: Mapping[str, Any], live: str) -> list[_Run]:
             continue
         file_schema = footer_schema(path)
         if file_schema is None:
-            if live == "skip":
+            if not read_footerless(path, live, "export with live='read'"):
                 continue
-            if live == "error":
-                raise LossFormatError(
-                    f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
-                    "or export with live='read'"
-                )
             file_schema = read(path, columns=[s.REDUCTION]).schema  # decodes only a one-byte column
         info = s.run_info(file_schema)
         name = info.get("run") or Path(_sources._local_form(path)).stem

@@ -15,8 +15,7 @@ import pyarrow as pa
 
 from lossfmt import _sources
 from lossfmt import schema as s
-from lossfmt._errors import LossFormatError
-from lossfmt.dataset import DATASET_SCHEMA, dataset, footer_schema
+from lossfmt.dataset import DATASET_SCHEMA, dataset, footer_schema, read_footerless
 from lossfmt.reader import read
 
 if TYPE_CHECKING:
@@ -51,13 +50,8 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
     for path in paths:
         file_schema = footer_schema(path)
         if file_schema is None:
-            if live == "skip":
+            if not read_footerless(path, live, "use lossfmt.scan_polars(..., live='read')"):
                 continue
-            if live == "error":
-                raise LossFormatError(
-                    f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
-                    "or use lossfmt.scan_polars(..., live='read')"
-                )
             snapshots[path] = read(path)
             file_schema = snapshots[path].schema
         names[path] = s.run_info(file_schema).get("run") or Path(_sources._local_form(path)).stem

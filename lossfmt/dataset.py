@@ -59,13 +59,8 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     for path in paths:
         file_schema = footer_schema(path)
         if file_schema is None:
-            if live == "skip":
+            if not read_footerless(path, live, "use lossfmt.dataset(..., live='read')"):
                 continue
-            if live == "error":
-                raise LossFormatError(
-                    f"{path}: no footer (a live or crashed run); close its writer or compact it first, "
-                    "or use lossfmt.dataset(..., live='read')"
-                ) from None
             snapshot = scan(path)
             footerless[path] = snapshot.table
             runs[path] = schema.run_info(snapshot.schema).get("run") or Path(path).stem
@@ -95,6 +90,17 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
 
 
+def read_footerless(path: str, live: str, retry: str) -> bool:
+    """What a reader of many runs does with a file that has no footer (a live or crashed run), by the `live`
+    policy: True to read it through lossfmt, False to skip it; LossFormatError for "error" (`retry` says how
+    to call again with live='read')."""
+    if live == "error":
+        raise LossFormatError(
+            f"{path}: no footer (a live or crashed run); close its writer or compact it first, or {retry}"
+        )
+    return live != "skip"
+
+
 def footer_schema(path: str) -> pa.Schema | None:
     """The lossfmt schema of a closed run (read from its footer, without decoding events), or None if the
     file has no footer (a live or crashed run). A local path or a URL; LossFormatError if it is not lossfmt.
@@ -102,8 +108,8 @@ def footer_schema(path: str) -> pa.Schema | None:
     The one test of "closed" shared by dataset(), scan_polars() and export_parquet(): a closed file is what
     other engines (pyarrow, Polars, DuckDB) can read directly.
     """
-    try:
-        source = _sources.open_url(path) if _sources.is_url(path) else pa.memory_map(path, "r")
+    try:  # read, never memory-mapped: a writer may be replacing the file
+        source = _sources.open_url(path) if _sources.is_url(path) else pa.OSFile(path, "r")
     except FileNotFoundError:
         raise LossFormatError(f"{path}: no such file") from None
     except OSError as exc:
