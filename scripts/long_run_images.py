@@ -6,7 +6,8 @@ steps), then runs lossview on it as a user would::
     lossview long.arrow -o docs/images/long_run.png        # the default step-aware smoothing
     lossview long.arrow --term                              # one terminal frame, plain text (no TTY)
 
-Usage: ``python scripts/long_run_images.py [--steps N]`` (default 10,000,000; takes about a minute).
+Usage: ``python scripts/long_run_images.py [--steps N] [--out DIR]`` (default 10,000,000 steps into
+docs/images/; takes about a minute).
 """
 
 from __future__ import annotations
@@ -42,18 +43,20 @@ def log_run(path: Path, steps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000_000)
+    parser.add_argument("--out", type=Path, default=IMAGES, help="directory for long_run.png and term.txt")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     lossview = [sys.executable, "-m", "lossview"]
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / f"run_{args.steps // 1_000_000}M.arrow"
         log_run(path, args.steps)
-        subprocess.run([*lossview, str(path), "-o", str(IMAGES / "long_run.png")], check=True)
+        subprocess.run([*lossview, str(path), "-o", str(args.out / "long_run.png")], check=True)
         env = {**os.environ, "COLUMNS": "100", "LINES": "24"}
         frame = subprocess.run(
             [*lossview, str(path), "--term"], check=True, capture_output=True, text=True, env=env
         ).stdout
-        (IMAGES / "term.txt").write_text(frame, encoding="utf-8")
-    print(f"wrote {IMAGES / 'long_run.png'} and {IMAGES / 'term.txt'}")
+        (args.out / "term.txt").write_text(frame, encoding="utf-8")
+    print(f"wrote {args.out / 'long_run.png'} and {args.out / 'term.txt'}")
     return 0
 
 
