@@ -30,7 +30,8 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
-from lossview.braille import Series, render
+from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
+from lossview.braille import render as render
 from lossview.view import NoDataError
 
 _INTERVAL = 0.25  # seconds between polls while following

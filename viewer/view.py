@@ -25,7 +25,10 @@ from lossfmt import transforms
 from lossfmt.transforms import select_tags
 from lossfmt.transforms import to_arrow as array
 from lossview.axes import RunAxis
-from lossview.tables import column, seconds, tag_groups, tag_names
+from lossview.tables import column as column  # re-exported: `view.column` etc. predate tables.py
+from lossview.tables import seconds as seconds
+from lossview.tables import tag_groups as tag_groups
+from lossview.tables import tag_names as tag_names
 
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")
