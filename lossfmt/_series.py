@@ -1,6 +1,6 @@
 """Rows grouped into (run, tag) series, the grouping every read-time transform shares, and the small
-table helpers the transforms use (column checks, numpy columns, reductions). Private: `lossfmt.transforms`
-re-exports `series`."""
+table helpers the transforms use (column checks, numpy columns, which events are sum-reduced, replacing a
+column). Private: `lossfmt.transforms` re-exports `series`."""
 
 from __future__ import annotations
 
