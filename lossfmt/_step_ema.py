@@ -200,6 +200,38 @@ def _decayed_mean(
     chunks = span.size
     q_row = np.exp(t) if even else None
 
+    flat, values, q, q_sum = _weighted(x, t, q_row, chunks, length, c, valid)
+    carry_s, carry_w, end_w = _chunk_carries(values.sum(axis=1), q_sum, span, start_gap, mean0, weight0)
+    values[:, 0] += carry_s
+    np.cumsum(values, axis=1, out=values)
+    with np.errstate(invalid="ignore", divide="ignore"):  # W = 0 before the first valid point: NaN
+        if q is None:
+            assert q_row is not None  # q is None only for even steps
+            values /= np.add.outer(carry_w, np.cumsum(q_row))
+        else:
+            np.cumsum(q, axis=1, out=q)
+            q += carry_w[:, None]
+            values /= q
+    out = flat[:n]
+    if exponent:
+        np.ldexp(out, exponent, out=out)
+    return out, end_w
+
+
+def _weighted(
+    x: np.ndarray,
+    t: np.ndarray,
+    q_row: np.ndarray | None,
+    chunks: int,
+    length: int,
+    c: np.ndarray | None,
+    valid: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """The points laid out in chunks, weighted: e**t * c*x per point (`flat`, and as a (chunks, L) grid,
+    zero-padded), the weights e**t * c (None: one row `q_row` for every chunk, when steps are even and all
+    points valid; else a grid, computed in `t`'s buffer) and each chunk's weight sum."""
+    n = x.size
+    even = q_row is not None
     flat = np.empty(chunks * length)
     values = flat.reshape(chunks, length)
     whole = n // length
@@ -228,21 +260,7 @@ def _decayed_mean(
         np.multiply(x, q.reshape(-1)[:n], out=flat[:n])
         flat[n:] = 0.0
         q_sum = q.sum(axis=1)
-    carry_s, carry_w, end_w = _chunk_carries(values.sum(axis=1), q_sum, span, start_gap, mean0, weight0)
-    values[:, 0] += carry_s
-    np.cumsum(values, axis=1, out=values)
-    with np.errstate(invalid="ignore", divide="ignore"):  # W = 0 before the first valid point: NaN
-        if q is None:
-            assert q_row is not None  # as above
-            values /= np.add.outer(carry_w, np.cumsum(q_row))
-        else:
-            np.cumsum(q, axis=1, out=q)
-            q += carry_w[:, None]
-            values /= q
-    out = flat[:n]
-    if exponent:
-        np.ldexp(out, exponent, out=out)
-    return out, end_w
+    return flat, values, q, q_sum
 
 
 def _chunk_layout(g: np.ndarray, *, even: bool) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import pytest
 
 import lossfmt
 from lossfmt.transforms import step_ema
-from lossview import term
+from lossview import braille, term
 
 LOSSVIEW = [sys.executable, "-m", "lossview"]
 BRAILLE = range(0x2801, 0x2900)
@@ -43,7 +43,7 @@ def test_a_single_spike_among_a_million_points_reaches_the_top_row() -> None:
     s = term.Series("loss", steps, values)
     lines = term.render([s], 100, 30, color=False).split("\n")
     plot = lines[2:-2]
-    top = plot[0][term._Y_LABEL + 1 :]
+    top = plot[0][braille._Y_LABEL + 1 :]
     assert 1 <= braille_cells(top) <= 2  # the spike: up and down again
     assert braille_cells(plot[-1]) >= 80  # the flat line across the plot's width
 
@@ -67,7 +67,7 @@ def test_axes_have_round_ticks_for_steps_and_values() -> None:
     lines = term.render([s], 100, 30, color=False).split("\n")
     axis = lines[-2]
     assert "┴0" in axis and "┴1M" in axis and axis.endswith("step")
-    labels = [line[: term._Y_LABEL].strip() for line in lines[2:-2]]
+    labels = [line[: braille._Y_LABEL].strip() for line in lines[2:-2]]
     assert "4" in labels and "0" in labels
 
 
@@ -251,7 +251,7 @@ def test_the_smoothed_line_stays_visible_inside_the_raw_band() -> None:
     values = np.where(steps % 2 == 0, 1.0, -1.0)  # the raw band fills the whole height
     s = term.Series("loss", steps, values, smoothed=np.zeros(100_000))
     rows = term.render([s], 100, 30, color=True).split("\n")[2:-2]
-    plain = [_strip_sgr(r)[term._Y_LABEL + 1 :].strip() for r in rows]
+    plain = [_strip_sgr(r)[braille._Y_LABEL + 1 :].strip() for r in rows]
     line = [i for i, r in enumerate(plain) if len(r) > 80 and "⣿" not in r]
     assert len(line) == 1  # one row holds the line: only its dots, not the band's full cells
     assert sum(r.count("⣿") > 80 for r in plain) == len(plain) - 1  # the band everywhere else

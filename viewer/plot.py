@@ -9,29 +9,25 @@ visible x range whenever it changes (zooming in a window).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib.dates as mdates
 import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
-import matplotlib.transforms as mtransforms
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
-from matplotlib.lines import Line2D
 
-from lossfmt import transforms
-from lossview import screen
+from lossview import artists, screen
+from lossview.artists import BOLD_WIDTH, RAW_ALPHA, RAW_WIDTH, SeriesArtists
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
-    from matplotlib.collections import FillBetweenPolyCollection
-    from matplotlib.text import Annotation
     from matplotlib.typing import LineStyleType
 
 __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
@@ -50,35 +46,6 @@ COLORS = (
     "#d62728",
 )
 LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
-NONFINITE_COLOR = "#d62728"
-#: Points between the lines of non-finite notes stacked because their marks are close.
-NOTE_STEP = 10
-RAW_WIDTH, RAW_ALPHA = 0.6, 0.25  # the raw curve: faint context
-BOLD_WIDTH = 1.5  # the smoothed (or only) curve
-
-
-@dataclass
-class _Series:
-    """The artists of one (run, tag) and the full-resolution data behind them."""
-
-    ax: Axes
-    raw: Line2D
-    smooth: Line2D
-    marks: Line2D
-    note: Annotation
-    band: FillBetweenPolyCollection | None = None
-    full: dict[Line2D, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    band_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    #: What each line shows now: (version, index window, bins), to skip redrawing the same.
-    drawn: dict[Line2D, tuple[int, tuple[int, int], int]] = field(default_factory=dict)
-    version: int = 0
-    curve: Curve | None = None
-    key: tuple[str, str] = ("", "")
-
-    @property
-    def main(self) -> Line2D:
-        """The line the legend shows: the smoothed one, or the raw one when nothing is smoothed."""
-        return self.smooth if self.curve is not None and self.curve.smoothed is not None else self.raw
 
 
 @dataclass(frozen=True)
@@ -102,7 +69,7 @@ class LossPlot:
     def __init__(self, fig: Figure, view: View, style: Style, output: Output) -> None:
         self.fig, self.view, self.style, self.output = fig, view, style, output
         self.axes: dict[str, Axes] = {}
-        self.series: dict[tuple[str, str], _Series] = {}
+        self.series: dict[tuple[str, str], SeriesArtists] = {}
         self._colors: dict[str, str] = {}
         self._runs: list[str] = []
         self._x_scale = 1.0
@@ -130,7 +97,7 @@ class LossPlot:
             seen.add(c.key)
         for key, s in self.series.items():
             if key not in seen:
-                self._set_empty(s)
+                artists.set_empty(s)
         for ax in self.axes.values():
             self._label(ax, unit)
             self._legend(ax)
@@ -138,7 +105,7 @@ class LossPlot:
             ax.relim()
             ax.autoscale_view()
             self._decimate_view(ax)
-        self._place_notes()
+        artists.place_notes(self.series.values())
         if self.style.title:
             self.fig.suptitle(self.style.title)
         elif self._runs and not self.style.compare:
@@ -274,27 +241,15 @@ class LossPlot:
             return "-"
         return LINESTYLES[c.tag_index % len(LINESTYLES)]
 
-    def _add(self, c: Curve) -> _Series:
+    def _add(self, c: Curve) -> SeriesArtists:
         ax = self._axes_for(c.tag)
         color, ls = self._color(c), self._linestyle(c)
         label = (c.run if self.style.split else f"{c.run}: {c.tag}") if self.style.compare else c.tag
-        raw = Line2D([], [], color=color, linewidth=RAW_WIDTH, alpha=RAW_ALPHA, linestyle=ls, zorder=2)
-        smooth = Line2D([], [], color=color, linewidth=BOLD_WIDTH, linestyle=ls, label=label, zorder=3)
-        ax.add_line(raw)
-        ax.add_line(smooth)
-        top = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
-        marks = Line2D([], [], transform=top, linestyle="none", marker="x", markersize=7, markeredgewidth=1.8,
-                       color=NONFINITE_COLOR, clip_on=False, zorder=5)  # fmt: skip
-        ax.add_line(marks)
-        marks.set_in_layout(False)
-        note = ax.annotate("", xy=(0, 0.97), xycoords=top, xytext=(4, -12), textcoords="offset points",
-                           fontsize="x-small", color=NONFINITE_COLOR, annotation_clip=False)  # fmt: skip
-        note.set_in_layout(False)
-        s = _Series(ax, raw, smooth, marks, note, key=c.key)
+        s = artists.new(ax, c.key, color, ls, label)
         self.series[c.key] = s
         return s
 
-    def _set(self, s: _Series, c: Curve, few: bool) -> None:
+    def _set(self, s: SeriesArtists, c: Curve, few: bool) -> None:
         x = c.x if self._x_scale == 1.0 else c.x / self._x_scale
         has_smooth = c.smoothed is not None
         s.version += 1
@@ -319,11 +274,11 @@ class LossPlot:
         main.set_path_effects(
             [patheffects.withStroke(linewidth=BOLD_WIDTH + 1.6, foreground="white", alpha=0.9)] if few else []
         )
-        self._set_band(s, x, c)
-        self._set_nonfinite(s, x, c)
+        artists.set_band(s, x, c)
+        artists.set_nonfinite(s, x, c, self.view)
         self._show(s)
 
-    def _show(self, s: _Series) -> None:
+    def _show(self, s: SeriesArtists) -> None:
         """Line visibility from the data and the legend clicks."""
         shown = s.key not in self.hidden
         s.smooth.set_visible(shown and s.curve is not None and s.curve.smoothed is not None)
@@ -332,67 +287,6 @@ class LossPlot:
         s.note.set_visible(shown)
         if s.band is not None:
             s.band.set_visible(shown and s.band_data is not None)
-
-    def _set_empty(self, s: _Series) -> None:
-        empty = np.empty(0)
-        s.version += 1
-        s.curve = None
-        s.full = {s.raw: (empty, empty), s.smooth: (empty, empty)}
-        s.marks.set_data([], [])
-        s.note.set_text("")
-        s.band_data = None
-        if s.band is not None:
-            s.band.set_visible(False)
-
-    def _set_band(self, s: _Series, x: np.ndarray, c: Curve) -> None:
-        if c.lo is None or c.hi is None or not len(x):
-            s.band_data = None
-            if s.band is not None:
-                s.band.set_visible(False)
-            return
-        s.band_data = (x, c.lo, c.hi)
-        if s.band is None:
-            s.band = s.ax.fill_between(
-                x[:2], c.lo[:2], c.hi[:2], color=s.raw.get_color(), alpha=0.18, linewidth=0, zorder=1
-            )
-        s.band.set_visible(True)
-
-    def _set_nonfinite(self, s: _Series, x: np.ndarray, c: Curve) -> None:
-        bad = np.empty(0, np.intp) if transforms.all_finite(c.y) else np.flatnonzero(~np.isfinite(c.y))
-        if not len(bad):
-            s.marks.set_data([], [])
-            s.note.set_text("")
-            return
-        # Mark where each stretch of non-finite values starts (a diverged run is one mark, not thousands);
-        # NaN and +inf at the top of the axes, -inf at the bottom.
-        starts = bad[np.r_[True, np.diff(bad) > 1]]
-        y = np.where(c.y[starts] == -np.inf, 0.03, 0.97)
-        s.marks.set_data(x[starts], y)
-        first = bad[0]
-        v = c.y[first]
-        kind = "NaN" if np.isnan(v) else ("+inf" if v > 0 else "-inf")
-        more = f" ({len(bad)} non-finite)" if len(bad) > 1 else ""
-        s.note.xy = (x[first], y[0])
-        step = c.step if c.event_step is None else c.event_step
-        where = f"step {int(step[first])}"
-        if self.view.x == "epoch" and self.view.per in (None, "epoch"):  # x is the event's own epoch
-            where += f" (epoch {float(c.x[first]):g})"
-        s.note.set_text(f"{kind} at {where}{more}")
-
-    def _place_notes(self) -> None:
-        """Keep non-finite notes inside the axes (left of their mark when it is in the right half), and
-        stack notes whose marks are close on one axes edge, so their texts never overprint."""
-        placed: list[tuple[Axes, float, bool]] = []
-        notes = [s for s in self.series.values() if s.note.get_text()]
-        for s in sorted(notes, key=lambda s: float(s.note.xy[0])):
-            x0, x1 = s.ax.get_xlim()
-            mx, my = s.note.xy
-            right, top = (mx - x0) > 0.5 * (x1 - x0), my > 0.5
-            near = sum(1 for ax, x, t in placed if ax is s.ax and t == top and abs(mx - x) < 0.3 * (x1 - x0))
-            placed.append((s.ax, float(mx), top))
-            shift = NOTE_STEP * near
-            s.note.set_horizontalalignment("right" if right else "left")
-            s.note.set_position((-4 if right else 4, -12 - shift if top else 6 + shift))
 
     # -------------------------------------------------------------------------------------- decimation
 
