@@ -44,6 +44,8 @@ from lossfmt._flatbuf import (
 __all__ = [
     "BATCH_METADATA",
     "CHECKSUM_KEY",
+    "DICTIONARY",
+    "RECORD_BATCH",
     "SCHEMA_CHECKSUM_KEY",
     "Layout",
     "Message",
