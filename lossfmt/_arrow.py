@@ -13,12 +13,12 @@ import numpy as np
 import pyarrow as pa
 
 
-def _buffer(data: np.ndarray | bytes) -> pa.Buffer:
+def to_buffer(data: np.ndarray | bytes) -> pa.Buffer:
     """A zero-copy Arrow buffer over `data` (pyarrow-stubs do not list ndarray as a buffer provider)."""
     return pa.py_buffer(cast("bytes", data))
 
 
-def _view(buffer: pa.Buffer) -> memoryview:
+def to_memoryview(buffer: pa.Buffer) -> memoryview:
     """A zero-copy memoryview of an Arrow buffer, for np.frombuffer (the stubs do not list pa.Buffer)."""
     return memoryview(cast("bytes", buffer))
 
@@ -36,15 +36,15 @@ def array(
 ) -> pa.Array[Any]:
     """`data` as an Arrow array of `type_` (default: from its dtype); `mask` marks nulls, as in pa.array."""
     data = np.asarray(data)
-    validity = None if mask is None else _buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
+    validity = None if mask is None else to_buffer(np.packbits(~np.asarray(mask, bool), bitorder="little"))
     if data.dtype == np.bool_ or type_ == pa.bool_():
         values = np.packbits(data.astype(bool, copy=False), bitorder="little")
-        return pa.Array.from_buffers(pa.bool_(), len(data), [validity, _buffer(values)])
+        return pa.Array.from_buffers(pa.bool_(), len(data), [validity, to_buffer(values)])
     if type_ is None:
         type_ = pa.from_numpy_dtype(data.dtype)
     dtype = np.int64 if pa.types.is_timestamp(type_) else _NUMPY[type_]
     values = np.ascontiguousarray(data, dtype=dtype)
-    return pa.Array.from_buffers(type_, len(values), [validity, _buffer(values)])
+    return pa.Array.from_buffers(type_, len(values), [validity, to_buffer(values)])
 
 
 def strings(values: Sequence[str]) -> pa.Array[Any]:
@@ -53,7 +53,7 @@ def strings(values: Sequence[str]) -> pa.Array[Any]:
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     return pa.Array.from_buffers(
-        pa.string(), len(encoded), [None, _buffer(offsets), _buffer(b"".join(encoded))]
+        pa.string(), len(encoded), [None, to_buffer(offsets), to_buffer(b"".join(encoded))]
     )
 
 
@@ -96,7 +96,7 @@ def to_numpy(data: pa.Array[Any] | pa.ChunkedArray[Any], *, fill: float | None =
         if buffer is None:
             values = np.zeros(0, dtype)
         else:
-            values = np.frombuffer(_view(buffer), dtype, n, offset * dtype.itemsize)
+            values = np.frombuffer(to_memoryview(buffer), dtype, n, offset * dtype.itemsize)
     if data.null_count:
         assert fill is not None  # (nulls without a fill took pyarrow's conversion above)
         return np.where(_bits(validity, offset, n), values, fill)
@@ -106,5 +106,5 @@ def to_numpy(data: pa.Array[Any] | pa.ChunkedArray[Any], *, fill: float | None =
 def _bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
     if buffer is None:
         return np.zeros(0, dtype=bool)
-    bits = np.unpackbits(np.frombuffer(_view(buffer), np.uint8), bitorder="little")
+    bits = np.unpackbits(np.frombuffer(to_memoryview(buffer), np.uint8), bitorder="little")
     return bits[offset : offset + n].astype(bool)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 
 from lossfmt import _framing as fr
 from lossfmt import schema as s
+from lossfmt._arrow import to_buffer, to_memoryview
 from lossfmt._errors import LossFormatError
 
 __all__ = ["MIN_BATCHES", "applicable", "decode"]
@@ -91,17 +92,19 @@ def _pieces(
     if zstd[sizes > 0].all():
         frames = _gather(u8, payload, sizes)
         try:
-            out = _codec().decompress(frames, decompressed_size=int(offsets[-1]))
+            out = _codec().decompress(to_buffer(frames), decompressed_size=int(offsets[-1]))
         except (pa.ArrowException, ValueError, OSError):
             pass  # find which buffer: decompressed one by one below
         else:
-            return np.frombuffer(out, np.uint8), offsets
+            return np.frombuffer(to_memoryview(out), np.uint8), offsets
     parts = []
     for i in range(len(starts)):
         piece = u8[payload[i] : payload[i] + sizes[i]]
         if zstd[i]:
             try:
-                piece = np.frombuffer(_codec().decompress(piece, int(prefix[i])), np.uint8)
+                piece = np.frombuffer(
+                    to_memoryview(_codec().decompress(to_buffer(piece), int(prefix[i]))), np.uint8
+                )
             except (pa.ArrowException, ValueError, OSError) as exc:
                 raise _Corrupt(i, f"a buffer does not decompress ({exc})") from None
         parts.append(piece)
@@ -125,8 +128,9 @@ def _structs(u8: np.ndarray, positions: list[int], n: int) -> np.ndarray:
         return np.zeros((len(at), n, 2), np.int64)
     if not np.any(at % 8):  # flatbuffers align these structs to 8 bytes, and messages are 8-aligned
         words = u8[: len(u8) // 8 * 8].view("<i8")
-        return words[at[:, None] // 8 + np.arange(2 * n)].reshape(len(at), n, 2)
-    raw = u8[at[:, None] + np.arange(16 * n)]
+        aligned: np.ndarray = words[at[:, None] // 8 + np.arange(2 * n)].reshape(len(at), n, 2)
+        return aligned
+    raw: np.ndarray = u8[at[:, None] + np.arange(16 * n)]
     return raw.view("<i8").reshape(len(at), n, 2)
 
 
@@ -160,7 +164,7 @@ class _Batches:
         return _pieces(self.u8, self.starts[:, index], self.lengths[:, index], self.compressed)
 
 
-def _strings(batches: _Batches) -> pa.Array:
+def _strings(batches: _Batches) -> pa.Array[Any]:
     """The values of every dictionary message, in order, as one string array."""
     if np.any(batches.nodes[:, 0, 1]):
         raise _Corrupt(int(np.argmax(batches.nodes[:, 0, 1] != 0)), "a null dictionary value")
@@ -185,7 +189,7 @@ def _strings(batches: _Batches) -> pa.Array:
     array = pa.Array.from_buffers(
         pa.string(),
         len(global_offsets) - 1,
-        [None, pa.py_buffer(global_offsets.astype(np.int32)), pa.py_buffer(data)],
+        [None, to_buffer(global_offsets.astype(np.int32)), to_buffer(data)],
     )
     try:
         array.validate(full=True)
@@ -239,16 +243,16 @@ def _dictionary_column(
     dict_id: int,
     local: np.ndarray,
     rows: np.ndarray,
-    out: pa.DataType,
-) -> pa.Array:
+    out: pa.DictionaryType[Any, Any, Any],
+) -> pa.Array[Any]:
     """A dictionary column: indices checked against the dictionary in effect at each batch, then mapped into
     one dictionary of unique values (replacements may repeat values)."""
     kinds, ids, deltas, counts = table
-    mine = [messages[i] for i in np.flatnonzero((kinds == fr.DICTIONARY) & (ids == dict_id))]
+    mine = [messages[i] for i in np.flatnonzero((kinds == fr.DICTIONARY) & (ids == dict_id)).tolist()]
     values = _strings(_Batches(u8, mine, 3, 1)) if mine else pa.array([], pa.string())
     bases, sizes = _effective(kinds, ids, deltas, counts, dict_id)
     _check_indices(local, rows, sizes)
-    unique: dict[str, int] = {}
+    unique: dict[str | None, int] = {}
     mapping = np.array([unique.setdefault(v, len(unique)) for v in values.to_pylist()], np.int64)
     identity = len(unique) == len(mapping) and not bases.any()
     indices = local if identity else mapping[np.repeat(bases, rows) + local]
@@ -257,7 +261,7 @@ def _dictionary_column(
     numpy_type = np.int32 if index_type == pa.int32() else np.int8
     return pa.DictionaryArray.from_arrays(
         pa.Array.from_buffers(
-            index_type, len(indices), [None, pa.py_buffer(indices.astype(numpy_type, copy=False))]
+            index_type, len(indices), [None, to_buffer(indices.astype(numpy_type, copy=False))]
         ),
         dictionary,
     )
@@ -284,7 +288,7 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
         np.array([m.rows for m in msgs], np.int64),
     )
 
-    def column(i: int) -> pa.Array:
+    def column(i: int) -> pa.Array[Any]:
         field = s.FIELDS[i]
         dtype = np.dtype(_DTYPES[i])
         blob, offsets = batches.buffer(2 * i + 1)
@@ -294,7 +298,7 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
             return _dictionary_column(u8, layout.messages, table, dict_id, values, rows, field.type)
         if i == _EPOCH:
             return _with_nulls(batches, values, rows, nulls[:, _EPOCH])
-        return pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)])
+        return pa.Array.from_buffers(field.type, n, [None, to_buffer(values)])
 
     # Decompression and numpy's copies release the GIL: large files decode their columns in parallel.
     if n >= _PARALLEL_ROWS and _THREADS > 1:
@@ -303,15 +307,18 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
     else:
         arrays = [column(i) for i in wanted]
     out_fields = [s.FIELDS[i] for i in wanted]
-    schema = pa.schema(out_fields, metadata=layout.schema.metadata)
+    # pyarrow-stubs type `metadata` as an invariant dict[bytes | str, bytes | str], which Schema.metadata's
+    # dict[bytes, bytes] is not (pa.schema accepts any mapping of bytes or str).
+    metadata = cast("dict[bytes | str, bytes | str] | None", layout.schema.metadata)
+    schema = pa.schema(out_fields, metadata=metadata)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _with_nulls(batches: _Batches, values: np.ndarray, rows: np.ndarray, nulls: np.ndarray) -> pa.Array:
+def _with_nulls(batches: _Batches, values: np.ndarray, rows: np.ndarray, nulls: np.ndarray) -> pa.Array[Any]:
     """The epoch column: values with the validity bitmaps of the batches that have nulls."""
     n = len(values)
     if not nulls.any():
-        return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(values)])
+        return pa.Array.from_buffers(pa.int64(), n, [None, to_buffer(values)])
     blob, offsets = batches.buffer(2 * _EPOCH)
     sel = nulls > 0
     have = np.diff(offsets)
@@ -326,8 +333,8 @@ def _with_nulls(batches: _Batches, values: np.ndarray, rows: np.ndarray, nulls: 
     valid[np.repeat(row_start[sel], sel_rows) + rel] = bits[np.repeat(8 * offsets[:-1][sel], sel_rows) + rel]
     if int(n - valid.sum()) != int(nulls.sum()):
         raise _Corrupt(-1, "a null count differs from its validity bitmap")
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(pa.int64(), n, [validity, pa.py_buffer(values)], null_count=int(nulls.sum()))
+    validity = to_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.int64(), n, [validity, to_buffer(values)], null_count=int(nulls.sum()))
 
 
 def decode(

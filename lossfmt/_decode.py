@@ -43,7 +43,7 @@ def check_values(batches: Sequence[pa.RecordBatch], name: str, where: int) -> No
             column = batch.column(i)
             if field.name != "epoch" and field.name in _V1_NAMES and column.null_count:
                 raise LossFormatError(f"{name}: corrupt at byte {where}: nulls in column {field.name!r}")
-            if field.name == "reduction" and pa.types.is_dictionary(field.type):
+            if field.name == "reduction" and isinstance(column, pa.DictionaryArray):
                 values = set(column.dictionary.to_pylist())
                 if not values <= _REDUCTIONS:
                     bad = sorted(str(v) for v in values - _REDUCTIONS)[0]

@@ -19,6 +19,10 @@ class LossfmtError(Exception):
 class LossFormatError(LossfmtError, ValueError):
     """A file is not a readable lossfmt file (foreign, corrupt, or of an unsupported version)."""
 
+    #: For damage found in a file's messages: the byte offset of the damaged message (the verified prefix
+    #: ends there at the latest); None otherwise.
+    offset: int | None = None
+
 
 class WriterBusyError(LossfmtError, RuntimeError):
     """Another LossWriter (in this or another process) holds the file."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
 
@@ -19,7 +19,7 @@ SCHEMA, DICTIONARY, RECORD_BATCH = 1, 2, 3
 KINDS = {SCHEMA: "schema", DICTIONARY: "dictionary", RECORD_BATCH: "record batch"}
 _V5 = 4
 #: Codecs of BodyCompression.codec; readers support both and uncompressed bodies (§1.1).
-CODECS = {0: "lz4", 1: "zstd"}
+CODECS: dict[int, Literal["lz4", "zstd"]] = {0: "lz4", 1: "zstd"}
 #: A content message's metadata is a few hundred bytes; a length beyond this is damage, not a torn tail.
 MAX_METADATA = 1 << 20
 MAX_SCHEMA_METADATA = 1 << 28
@@ -31,7 +31,7 @@ _u32 = struct.Struct("<I").unpack_from
 _i64 = struct.Struct("<q").unpack_from
 
 
-def codec_available(name: str) -> bool:
+def codec_available(name: Literal["lz4", "zstd"]) -> bool:
     """Whether this pyarrow has the codec (a reader that lacks one reports it by name, spec §1.1)."""
     return bool(pa.Codec.is_available(name))
 
@@ -63,7 +63,7 @@ def ref(b: bytes, lo: int, hi: int, pos: int) -> int:
     """Follow the uoffset at `pos` (a table, vector or string)."""
     if pos + 4 > hi:
         raise Bad("offset outside the metadata")
-    target = pos + _u32(b, pos)[0]
+    target: int = pos + _u32(b, pos)[0]
     if target + 4 > hi:
         raise Bad("offset outside the metadata")
     return target
@@ -341,7 +341,10 @@ class Templates:
             for k in ("length", "rows", "nodes", "buffers", "crc")
         }
         last_buffer = at["buffers"] + 16 * (p.n_buffers - 1) if p.n_buffers else -1
-        t = _Template(hi - start, tuple(segments), p, *at.values(), last_buffer)
+        t = _Template(
+            hi - start, tuple(segments), p,
+            at["length"], at["rows"], at["nodes"], at["buffers"], at["crc"], last_buffer,
+        )  # fmt: skip
         templates.append(t)
         self._last = t
 

@@ -44,6 +44,8 @@ from lossfmt._flatbuf import (
 __all__ = [
     "BATCH_METADATA",
     "CHECKSUM_KEY",
+    "DICTIONARY",
+    "RECORD_BATCH",
     "SCHEMA_CHECKSUM_KEY",
     "Layout",
     "Message",
@@ -212,7 +214,7 @@ class SealingFile:
 def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
     """The error for damage at byte `pos`; its `offset` says where the verified prefix ends at the latest."""
     exc = LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
-    exc.offset = pos  # type: ignore[attr-defined]
+    exc.offset = pos
     return exc
 
 

@@ -10,7 +10,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +67,9 @@ def scan_layout(data: bytes, name: str, columns: Sequence[str] | None = None) ->
     batches = _decode.decode(data, layout, name, fields)
     decoded = schema
     if fields is not None:  # the batches hold only these columns, in the file's order
-        decoded = pa.schema([schema.field(i) for i in sorted(fields)], metadata=schema.metadata)
+        # (pyarrow-stubs type `metadata` as an invariant dict[bytes | str, ...]; Schema.metadata's fits)
+        metadata = cast("dict[bytes | str, bytes | str] | None", schema.metadata)
+        decoded = pa.schema([schema.field(i) for i in sorted(fields)], metadata=metadata)
     table = _tidy(pa.Table.from_batches(batches, schema=decoded))
     return Scan(schema, table, layout.end, layout.closed), layout
 
@@ -176,7 +178,7 @@ def _read(
     labels = _sources.run_labels(paths, runs)
     with_run = []
     for table, label in zip(tables, labels, strict=True):
-        run = pa.DictionaryArray.from_arrays(
+        run: pa.Array[Any] = pa.DictionaryArray.from_arrays(
             _arrow.array(np.zeros(table.num_rows, np.int32)), _arrow.strings([label])
         )
         if run_type == pa.string():
@@ -223,11 +225,12 @@ def _to_pandas(table: pa.Table) -> pandas.DataFrame:
     epoch = table.column(index)
     df = table.remove_column(index).to_pandas()
     values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
-    df.insert(index, s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch)))
+    # pandas-stubs' DataFrame.insert omits ExtensionArray values, which pandas accepts
+    df.insert(index, s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch)))  # type: ignore[arg-type]
     return df
 
 
-def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
+def _null_mask(column: pa.ChunkedArray[Any]) -> np.ndarray:
     """True where `column` is null, from its validity bitmaps (no pyarrow.compute)."""
     if not column.null_count:
         return np.zeros(len(column), bool)
@@ -237,7 +240,7 @@ def _null_mask(column: pa.ChunkedArray) -> np.ndarray:
         if validity is None or not chunk.null_count:
             parts.append(np.zeros(len(chunk), bool))
             continue
-        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        bits = np.unpackbits(np.frombuffer(_arrow.to_memoryview(validity), np.uint8), bitorder="little")
         parts.append(~bits[chunk.offset : chunk.offset + len(chunk)].astype(bool))
     return np.concatenate(parts) if parts else np.zeros(0, bool)
 

@@ -252,7 +252,9 @@ def is_url(path: PathLike) -> bool:
 def _split_url(url: str) -> tuple[str, str, str]:
     """(``scheme://``, the rest, ``?query`` or "") of `url`: for ``s3://bucket/runs/a.arrow?region=x`` that
     is (``s3://``, ``bucket/runs/a.arrow``, ``?region=x``). The query holds filesystem options."""
-    scheme = _URL.match(url).group(0)  # type: ignore[union-attr]  # is_url() was checked
+    match = _URL.match(url)
+    assert match is not None  # callers check is_url() first
+    scheme = match.group(0)
     rest, _, query = url[len(scheme) :].partition("?")
     return scheme, rest, f"?{query}" if query else ""
 

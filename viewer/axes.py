@@ -36,7 +36,8 @@ class RunAxis:
     def _key(self, table: pa.Table) -> np.ndarray:
         if self.per == "epoch":
             return _column(table, "epoch", np.int64)
-        return _column(table, "step", np.int64) // int(self.per)
+        assert isinstance(self.per, int)  # keys exist only when bucketed: by epoch (above) or by steps
+        return _column(table, "step", np.int64) // self.per
 
     def steps(self, sub: pa.Table) -> np.ndarray:
         """Where each row of ``sub`` (a tag's points) sits as a step: its step, or its run's bucket end."""
@@ -62,9 +63,11 @@ class RunAxis:
         bad = (self._tags() == tag) & ~np.isfinite(_column(self.events, "value", np.float64))
         step = _column(self.events, "step", np.int64)[bad]
         if self.per == "epoch":
+            assert bucket is not None  # a curve bucketed by epoch carries its epochs
             key, keys = _column(self.events, "epoch", np.float64)[bad], bucket
         else:
-            key, keys = step // int(self.per), steps // int(self.per)
+            assert isinstance(self.per, int)  # only bucketed curves are asked (by epoch above, or by steps)
+            key, keys = step // self.per, steps // self.per
         first: dict[int, int] = {}
         for k, s in zip(key.tolist(), step.tolist(), strict=True):
             if k == k:  # an event without an epoch is in no epoch bucket

@@ -91,7 +91,8 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
     grid = grid[(grid >= step[0]) & (grid <= step[-1])]
 
     def at(values: np.ndarray) -> np.ndarray:
-        return np.interp(grid, step, np.asarray(values, np.float64)[order])
+        interpolated: np.ndarray = np.interp(grid, step, np.asarray(values, np.float64)[order])
+        return interpolated
 
     return grid, at(drawn), at(c.y), (grid.astype(np.float64) if view.x == "step" else at(x))
 
@@ -100,7 +101,9 @@ def _buckets(c: Curve, view: View) -> np.ndarray:
     """A bucketed curve's bucket numbers: its epochs (``per="epoch"``) or ``step // per``."""
     if view.per == "epoch":
         return c.bucket if c.bucket is not None else c.step
-    return c.step // int(transforms.parse_per(view.per))
+    per = transforms.parse_per(view.per)
+    assert isinstance(per, int)  # callers bucket (per is not None), and not by epoch (above)
+    return c.step // per
 
 
 def _steps(keys: np.ndarray, members: Sequence[Curve], view: View) -> np.ndarray:
