@@ -33,7 +33,7 @@ def drawn(source: Path, **options: object) -> np.ndarray:
     return np.asarray(line.get_xydata())
 
 
-@pytest.mark.parametrize("per", [10, "epoch"])
+@pytest.mark.parametrize("per", [10, "epoch", "EPOCH", "10"])
 def test_mean_runs_with_per_is_one_point_per_bucket(sweep, per):
     xy = drawn(sweep, per=per)
     assert xy[:, 0].tolist() == [float(b * 10 + 9) for b in range(10)]  # each bucket at its last step

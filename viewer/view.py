@@ -8,6 +8,8 @@ without rendering.
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 import warnings
@@ -75,6 +77,10 @@ class View:
             object.__setattr__(self, "tags", (self.tags,))
         else:
             object.__setattr__(self, "tags", tuple(self.tags))
+        # One spelling of per ("EPOCH", " 100 " -> "epoch", 100) for every later comparison; check() reports
+        # a bad one.
+        with contextlib.suppress(TypeError, ValueError):
+            object.__setattr__(self, "per", transforms.parse_per(self.per))
 
     def check(self) -> None:
         """Raise OptionError with a readable message if the options don't fit together."""
