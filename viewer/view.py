@@ -9,7 +9,6 @@ without rendering.
 from __future__ import annotations
 
 import contextlib
-
 import math
 import os
 import warnings
