@@ -186,13 +186,21 @@ class LossWriter:
         background thread (disk full, file removed) is raised here. Pass count, epoch and reduction by
         keyword (they are not keyword-only because CPython calls such a method about 90 ns slower).
         """
-        # Fast path: plain Python arguments checked with identity and type tests, packed into one bytes row
-        # (see lossfmt._rows); anything unusual (including every error) is left to _add_slow.
+        # Fast path: identity and type tests, one packed row (lossfmt._rows); anything else goes to _add_slow.
         if self._ok and type(step) is int:
             if type(value) is not float:
-                value = _CONVERTERS.get(type(value), _scalar)(value)
-                if type(value) is not float:  # a deferred device scalar
-                    return self._add_slow(step, ((tag, value),), count, epoch, reduction, converted=True)
+                if type(value) is _values.TENSOR and value.is_cpu:  # inline: see lossfmt._values.TENSOR
+                    try:
+                        number = value.item()
+                    except RuntimeError:  # not one element: _scalar says so
+                        number = None
+                    if type(number) is not float:  # an int, bool or complex tensor: _scalar's rules
+                        return self._add_slow(step, ((tag, value),), count, epoch, reduction)
+                    value = number
+                else:
+                    value = _CONVERTERS.get(type(value), _scalar)(value)
+                    if type(value) is not float:  # a deferred device scalar
+                        return self._add_slow(step, ((tag, value),), count, epoch, reduction, converted=True)
             try:
                 if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                     row = _pack_plain(step, value, _time())
