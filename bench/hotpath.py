@@ -4,8 +4,9 @@ A quick standalone measurement for work on the writer's hot path (`python -m ben
 figures come from `python -m bench`. Each case adds `--n` events to a fresh writer (enough for the flusher to
 run many times meanwhile), then closes it. Cases run interleaved, `--repeats` times; the ratio to the floor
 (`list.append((step, v))`) is taken per repeat and its median, min and max are printed, so a load change
-between repeats moves both sides. The flusher's CPU time per event (its thread's user+system time, an upper
-bound on its GIL time) is printed beside the caller's. The machine load is printed before and after.
+between repeats moves both sides. The flusher's CPU time per event (the process's CPU time minus the
+caller's, over the loop and a final flush() that has the flusher write the rest: an upper bound on its GIL
+time; close() is left out) is printed beside the caller's. The machine load is printed before and after.
 
 `--before REV` adds every writer case again with the LossWriter of git revision REV (its lossfmt/_writer.py,
 loaded next to this tree's other modules, so REV must not predate what it imports), interleaved with the
@@ -21,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,23 +29,6 @@ from typing import Any
 
 VALUE = 0.6931471805599453
 TAGS = ("loss", "grad_norm", "lr", "acc")
-
-
-def _thread_cpu(native_id: int | None) -> float:
-    """CPU seconds (user + system) of a thread of this process, from /proc; 0 if unknown."""
-    if native_id is None:
-        return 0.0
-    try:
-        with open(f"/proc/self/task/{native_id}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _flusher_thread(before: set[threading.Thread]) -> threading.Thread | None:
-    new = [t for t in threading.enumerate() if t not in before and t.name.startswith("lossfmt-flusher")]
-    return new[0] if new else None
 
 
 Loop = Callable[[Any, int], None]
@@ -108,21 +91,17 @@ def writer_at(rev: str) -> type:
 
 def run_case(loop: Loop, n: int, directory: Path, writer: type | None) -> tuple[float, float, float]:
     """Seconds of wall and thread CPU time of the caller, and the flusher's CPU seconds, for one repeat."""
-    w = None
-    flusher = None
-    if writer is not None:
-        before = set(threading.enumerate())
-        w = writer(directory / "hot.arrow")
-        flusher = _flusher_thread(before)
-    f0 = _thread_cpu(flusher.native_id if flusher else None)
-    c0, t0 = time.thread_time(), time.perf_counter()
+    w = writer(directory / "hot.arrow") if writer is not None else None
+    p0, c0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     loop(w, n)
     t1, c1 = time.perf_counter(), time.thread_time()
-    f1 = _thread_cpu(flusher.native_id if flusher else None)
+    if w is not None:
+        w.flush()
+    flusher = time.process_time() - p0 - (time.thread_time() - c0)
     if w is not None:
         w.close()
         (directory / "hot.arrow").unlink()
-    return t1 - t0, c1 - c0, f1 - f0
+    return t1 - t0, c1 - c0, max(0.0, flusher)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -217,7 +217,7 @@ class LossWriter:
                 if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                     row = _pack_plain(step, value, _time())
                 else:
-                    code = _tag_id(tag)
+                    code = 0 if tag is _DEFAULT_TAG else _tag_id(tag)  # id 0: the default tag
                     if code is None or type(count) is not int or count < 1:
                         return self._add_slow(step, ((tag, value),), count, epoch, reduction)
                     if reduction is _MEAN:
