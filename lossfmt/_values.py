@@ -89,7 +89,7 @@ class _NotLoaded:
 
 #: torch.Tensor once a torch tensor was converted (else a class no value has). The writer's `add()` reads an
 #: exact torch.Tensor on the CPU inline (`value.is_cpu`, then `value.item()`, any other result left to
-#: `scalar`): a call into this module would cost a fifth of that add() (see bench/hotpath.py).
+#: `scalar`): the converter call it skips is 5-10% of that add() (bench/hotpath.py).
 TENSOR: type = _NotLoaded
 
 
