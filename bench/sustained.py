@@ -140,6 +140,12 @@ LABELS = {
 }
 
 
+def _cpu_ratio(res: dict[str, list[Sample]], key: str, base: str) -> str:
+    """The caller's CPU time over `base`'s, per repeat (median, min-max): what the load inflates least."""
+    ratios = sorted(a.caller_cpu / b.caller_cpu for a, b in zip(res[key], res[base], strict=True))
+    return f"caller CPU {median(ratios):.1f}x ({ratios[0]:.1f}-{ratios[-1]:.1f}x)"
+
+
 def run(cfg: Config, ws: Workspace) -> Section:
     sec = Section("sustained", "Sustained add(): the flusher running")
     found, labels = cases(cfg, ws)
@@ -181,14 +187,15 @@ def run(cfg: Config, ws: Workspace) -> Section:
             f"sustained {labels[key]} <= 5x the floor",
             ratio <= 5,
             f"{median(ns[key]):.0f} ns = {ratio:.1f}x floor ({floor:.0f} ns), range "
-            f"{min(ns[key]) / floor:.1f}-{max(ns[key]) / floor:.1f}x",
+            f"{min(ns[key]) / floor:.1f}-{max(ns[key]) / floor:.1f}x; {_cpu_ratio(res, key, 'floor')}",
         )
     if "torch" in ns:
         ratio = median(ns["torch"]) / median(ns["torch_item"])
         sec.goal(
             "add() of a torch scalar (CPU, requires_grad) <= 2.5x `loss.item()` alone",
             ratio <= 2.5,
-            f"{median(ns['torch']):.0f} ns vs {median(ns['torch_item']):.0f} ns = {ratio:.1f}x",
+            f"{median(ns['torch']):.0f} ns vs {median(ns['torch_item']):.0f} ns = {ratio:.1f}x; "
+            f"{_cpu_ratio(res, 'torch', 'torch_item')}",
         )
     caller = median([s.caller_cpu / s.events for s in res["float"]])
     flusher = median([s.other_cpu / s.events for s in res["float"]])
