@@ -4,17 +4,24 @@ A quick standalone measurement for work on the writer's hot path (`python -m ben
 figures come from `python -m bench`. Each case adds `--n` events to a fresh writer (enough for the flusher to
 run many times meanwhile), then closes it. Cases run interleaved, `--repeats` times; the ratio to the floor
 (`list.append((step, v))`) is taken per repeat and its median, min and max are printed, so a load change
-between repeats moves both sides. The flusher's CPU time per event (its thread's user+system time, an upper
-bound on its GIL time) is printed beside the caller's. The machine load is printed before and after.
+between repeats moves both sides. The flusher's CPU time per event (the process's CPU time minus the
+caller's, over the loop and a final flush() that has the flusher write the rest: an upper bound on its GIL
+time; close() is left out) is printed beside the caller's. The machine load is printed before and after.
+
+`--before REV` adds every writer case again with the LossWriter of git revision REV (its lossfmt/_writer.py,
+loaded next to this tree's other modules, so REV must not predate what it imports), interleaved with the
+current one: a before/after comparison in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,23 +29,6 @@ from typing import Any
 
 VALUE = 0.6931471805599453
 TAGS = ("loss", "grad_norm", "lr", "acc")
-
-
-def _thread_cpu(native_id: int | None) -> float:
-    """CPU seconds (user + system) of a thread of this process, from /proc; 0 if unknown."""
-    if native_id is None:
-        return 0.0
-    try:
-        with open(f"/proc/self/task/{native_id}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _flusher_thread(before: set[threading.Thread]) -> threading.Thread | None:
-    new = [t for t in threading.enumerate() if t not in before and t.name.startswith("lossfmt-flusher")]
-    return new[0] if new else None
 
 
 Loop = Callable[[Any, int], None]
@@ -84,25 +74,34 @@ def _torch_case(loss: Any) -> tuple[Loop, Loop]:
     return item, add
 
 
-def run_case(loop: Loop, n: int, directory: Path, writer: bool) -> tuple[float, float, float]:
-    """Seconds of wall and thread CPU time of the caller, and the flusher's CPU seconds, for one repeat."""
-    from lossfmt import LossWriter
+def writer_at(rev: str) -> type:
+    """The LossWriter class of git revision `rev`, loaded as a module beside the current lossfmt."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{rev}:lossfmt/_writer.py"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+    name = "lossfmt._writer_before"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    exec(compile(source, f"{rev}:lossfmt/_writer.py", "exec"), module.__dict__)
+    return module.LossWriter  # type: ignore[no-any-return]
 
-    w = None
-    flusher = None
-    if writer:
-        before = set(threading.enumerate())
-        w = LossWriter(directory / "hot.arrow")
-        flusher = _flusher_thread(before)
-    f0 = _thread_cpu(flusher.native_id if flusher else None)
-    c0, t0 = time.thread_time(), time.perf_counter()
+
+def run_case(loop: Loop, n: int, directory: Path, writer: type | None) -> tuple[float, float, float]:
+    """Seconds of wall and thread CPU time of the caller, and the flusher's CPU seconds, for one repeat."""
+    w = writer(directory / "hot.arrow") if writer is not None else None
+    p0, c0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     loop(w, n)
     t1, c1 = time.perf_counter(), time.thread_time()
-    f1 = _thread_cpu(flusher.native_id if flusher else None)
+    if w is not None:
+        w.flush()
+    flusher = time.process_time() - p0 - (time.thread_time() - c0)
     if w is not None:
         w.close()
         (directory / "hot.arrow").unlink()
-    return t1 - t0, c1 - c0, f1 - f0
+    return t1 - t0, c1 - c0, max(0.0, flusher)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="events per case and repeat")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cases", default="", help="comma-separated subset of the case names")
+    parser.add_argument("--before", metavar="REV", help="also run the writer cases with REV's LossWriter")
     args = parser.parse_args(argv)
-    cases: dict[str, tuple[Loop, bool]] = {
-        "floor": (_floor, False),
-        "add(step, float)": (_float, True),
-        "add(step, v, count=32, epoch=e)": (_options, True),
-        "add_many(step, 4 tags) per event": (_many, True),
+    from lossfmt import LossWriter
+
+    cases: dict[str, tuple[Loop, type | None]] = {
+        "floor": (_floor, None),
+        "add(step, float)": (_float, LossWriter),
+        "add(step, v, count=32, epoch=e)": (_options, LossWriter),
+        "add_many(step, 4 tags) per event": (_many, LossWriter),
     }
     try:
         import torch
@@ -124,32 +126,40 @@ def main(argv: list[str] | None = None) -> int:
     if torch is not None:
         x = torch.ones((), requires_grad=True)
         item, add = _torch_case((x * VALUE).sum())
-        cases["loss.item()"] = (item, False)
-        cases["add(step, torch scalar with grad)"] = (add, True)
+        cases["loss.item()"] = (item, None)
+        cases["add(step, torch scalar with grad)"] = (add, LossWriter)
     if args.cases:
         keep = {"floor", "loss.item()", *args.cases.split(",")}
         cases = {k: v for k, v in cases.items() if k in keep}
+    if args.before:
+        before = writer_at(args.before)
+        cases.update({f"{k} @{args.before}": (loop, before) for k, (loop, w) in list(cases.items()) if w})
     print(f"load average before: {os.getloadavg()}; n={args.n:,}, repeats={args.repeats}")
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cases}
+    names = list(cases)
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeats):
-            for name, (loop, writer) in cases.items():
+        for r in range(args.repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotated: drift hits all alike
+                loop, writer = cases[name]
                 results[name].append(run_case(loop, args.n, Path(tmp), writer))
     print(f"load average after:  {os.getloadavg()}")
     floor = [r[0] for r in results["floor"]]
-    item = [r[0] for r in results.get("loss.item()", [])]
-    print(f"{'case':36} {'ns/event':>9} {'x floor (med, min-max)':>24} {'cpu ns':>7} {'flusher cpu ns':>14}")
+    item = "loss.item()" in results
+    width = max(map(len, results))
+    head = f"{'ns/event':>9} {'x floor (med, min-max)':>24} {'cpu ns':>7} {'flusher cpu ns':>14}"
+    print(f"{'case':{width}} {head}")
     for name, rs in results.items():
         ratios = sorted(r[0] / f for r, f in zip(rs, floor, strict=True))
         wall = statistics.median(r[0] for r in rs) / args.n * 1e9
         cpu = statistics.median(r[1] for r in rs) / args.n * 1e9
         flush = statistics.median(r[2] for r in rs) / args.n * 1e9
         ratio = f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
-        print(f"{name:36} {wall:9.0f} {ratio:>24} {cpu:7.0f} {flush:14.0f}")
-        if name.startswith("add(step, torch") and item:
-            vs = sorted(r[0] / i for r, i in zip(rs, item, strict=True))
-            ratio = f"{statistics.median(vs):.2f} ({vs[0]:.2f}-{vs[-1]:.2f})"
-            print(f"{'  ... x loss.item()':36} {'':9} {ratio:>24}")
+        print(f"{name:{width}} {wall:9.0f} {ratio:>24} {cpu:7.0f} {flush:14.0f}")
+        if "torch" in name and item:
+            for kind, at in (("wall", 0), ("cpu", 1)):
+                vs = sorted(r[at] / i[at] for r, i in zip(rs, results["loss.item()"], strict=True))
+                ratio = f"{statistics.median(vs):.2f} ({vs[0]:.2f}-{vs[-1]:.2f})"
+                print(f"{f'  ... x loss.item(), {kind}':{width}} {'':9} {ratio:>24}")
     return 0
 
 

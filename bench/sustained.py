@@ -3,7 +3,9 @@
 Each repeat is a fresh writer fed `sustained_n` events (>= 1M in the full run: about 15 early flushes at
 65,536 pending, so the caller shares the GIL with the flusher as in a real run), every form of the call and
 its floor interleaved in one process. The caller's wall time is what a training loop pays; the other
-threads' CPU time (process CPU minus the caller's) is the flusher's share, compared with the caller's."""
+threads' CPU time (process CPU minus the caller's) during the loop and a final flush() is the flusher's
+share, compared with the caller's. close() (compaction: once per run, not the flusher's work) is reported
+in its own column."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class Sample:
 
     def __init__(self, events: int) -> None:
         self.events = events
-        self.wall = self.caller_cpu = self.other_cpu = 0.0
+        self.wall = self.caller_cpu = self.other_cpu = self.close_cpu = 0.0
 
     def __enter__(self) -> Sample:
         self._w, self._t, self._p = time.perf_counter(), time.thread_time(), time.process_time()
@@ -46,8 +48,9 @@ def _floor(n: int) -> Sample:
 def _writer_case(
     ws: Workspace, n: int, loop: Callable[[Any, int], None], events: int
 ) -> Callable[[], Sample]:
-    """A fresh writer per repeat; the timed block is the add() loop plus close() for the flusher's share,
-    but the caller's wall time is the loop alone (close() is once per run, not per event)."""
+    """A fresh writer per repeat. The caller's wall and CPU time are the add() loop's; the flusher's share is
+    the other threads' CPU time during the loop and a flush() that has the flusher write the rest; close()
+    (compaction, once per run) is measured apart."""
     from lossfmt import LossWriter
 
     def case() -> Sample:
@@ -56,9 +59,12 @@ def _writer_case(
             loop(writer, n)
         wall, caller = s.wall, s.caller_cpu
         with Sample(events) as tail:
-            writer.close()
+            writer.flush()  # the flusher's thread writes what is pending; the caller only waits
         s.wall, s.caller_cpu = wall, caller
-        s.other_cpu += tail.other_cpu + tail.caller_cpu  # close() is the flusher's work done on our thread
+        s.other_cpu += tail.other_cpu
+        with Sample(events) as closing:
+            writer.close()
+        s.close_cpu = closing.caller_cpu + closing.other_cpu
         return s
 
     return case
@@ -114,6 +120,16 @@ def cases(cfg: Config, ws: Workspace) -> tuple[dict[str, Callable[[], Sample]], 
     return found, LABELS
 
 
+COLUMNS = [
+    "call",
+    "min ns",
+    "median ns",
+    "max ns",
+    "x floor",
+    "caller CPU ns",
+    "flusher CPU ns",
+    "close() CPU ns",
+]
 LABELS = {
     "floor": "floor: `list.append((step, value))`",
     "float": "**lossfmt** `add(step, float)`",
@@ -122,6 +138,12 @@ LABELS = {
     "torch": "**lossfmt** `add(step, loss)` (CPU torch scalar, requires_grad)",
     "torch_item": "reference: `loss.item()` alone",
 }
+
+
+def _cpu_ratio(res: dict[str, list[Sample]], key: str, base: str) -> str:
+    """The caller's CPU time over `base`'s, per repeat (median, min-max): what the load inflates least."""
+    ratios = sorted(a.caller_cpu / b.caller_cpu for a, b in zip(res[key], res[base], strict=True))
+    return f"caller CPU {median(ratios):.1f}x ({ratios[0]:.1f}-{ratios[-1]:.1f}x)"
 
 
 def run(cfg: Config, ws: Workspace) -> Section:
@@ -136,6 +158,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
     for key, samples in res.items():
         caller_cpu = median([s.caller_cpu / s.events * 1e9 for s in samples])
         other_cpu = median([s.other_cpu / s.events * 1e9 for s in samples])
+        close_cpu = median([s.close_cpu / s.events * 1e9 for s in samples])
         rows.append(
             [
                 labels[key],
@@ -143,15 +166,18 @@ def run(cfg: Config, ws: Workspace) -> Section:
                 f"{median(ns[key]) / floor:.1f}x",
                 f"{caller_cpu:.0f}",
                 f"{other_cpu:.0f}" if key not in ("floor", "torch_item") else "",
+                f"{close_cpu:.0f}" if key not in ("floor", "torch_item") else "",
             ]
         )
     sec.add(
         f"{cfg.sustained_n:,} events per repeat, a fresh writer each (default `flush_secs=1`, early flush "
         "at 65,536 pending), every case interleaved in one process. ns/event = the caller's wall time of "
         "the add() loop / events; the flusher CPU column is the CPU time of every other thread during the "
-        "loop plus close() (the background work per event, GIL included), next to the caller's own CPU.",
+        "loop and a final flush() (the background work per event, GIL included), next to the caller's own "
+        "CPU; the close() column is the CPU time of close() per event (compaction into the closed file, once "
+        "per run).",
         "",
-        *table(["call", "min ns", "median ns", "max ns", "x floor", "caller CPU ns", "flusher CPU ns"], rows),
+        *table(COLUMNS, rows),
     )
     for key in ("float", "readme", "add_many", "torch"):
         if key not in ns:
@@ -161,14 +187,15 @@ def run(cfg: Config, ws: Workspace) -> Section:
             f"sustained {labels[key]} <= 5x the floor",
             ratio <= 5,
             f"{median(ns[key]):.0f} ns = {ratio:.1f}x floor ({floor:.0f} ns), range "
-            f"{min(ns[key]) / floor:.1f}-{max(ns[key]) / floor:.1f}x",
+            f"{min(ns[key]) / floor:.1f}-{max(ns[key]) / floor:.1f}x; {_cpu_ratio(res, key, 'floor')}",
         )
     if "torch" in ns:
         ratio = median(ns["torch"]) / median(ns["torch_item"])
         sec.goal(
             "add() of a torch scalar (CPU, requires_grad) <= 2.5x `loss.item()` alone",
             ratio <= 2.5,
-            f"{median(ns['torch']):.0f} ns vs {median(ns['torch_item']):.0f} ns = {ratio:.1f}x",
+            f"{median(ns['torch']):.0f} ns vs {median(ns['torch_item']):.0f} ns = {ratio:.1f}x; "
+            f"{_cpu_ratio(res, 'torch', 'torch_item')}",
         )
     caller = median([s.caller_cpu / s.events for s in res["float"]])
     flusher = median([s.other_cpu / s.events for s in res["float"]])

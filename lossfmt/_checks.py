@@ -1,8 +1,9 @@
 """The checks of LossWriter's arguments (its slow path and its constructor), with the errors users see.
 
-`as_int`, `check_int64`, `check_reduction`: add()'s step, count, epoch and reduction. `checked_meta`: the
-run metadata, stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which
-the file stores as UTF-8.
+`event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction.
+`writer_options`: the constructor's flush_secs, max_pending, meta and run. `checked_meta`: the run metadata,
+stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which the file stores
+as UTF-8.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Any
 from lossfmt import _values
 from lossfmt import schema as s
 
-__all__ = ["as_int", "check_int64", "check_reduction", "checked_meta", "run_name"]
+__all__ = [
+    "as_int",
+    "check_int64",
+    "check_reduction",
+    "checked_meta",
+    "event_options",
+    "run_name",
+    "writer_options",
+]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -92,3 +101,30 @@ def run_name(run: str | None, path: Path) -> str:
     except UnicodeEncodeError as exc:
         raise ValueError(f"run must be valid text (UTF-8), got {run!r:.80}: {exc.reason}") from None
     return run
+
+
+def event_options(step: Any, count: Any, epoch: Any, reduction: Any) -> tuple[int, int, int | None]:
+    """add()'s step, count and epoch as ints (epoch may be None), once each argument is checked."""
+    step = as_int("step", step)
+    check_int64("step", step)
+    count = as_int("count", count)
+    if count < 1:
+        raise ValueError(f"count must be >= 1 (the number of items the value summarizes), got {count}")
+    check_int64("count", count)
+    if epoch is not None:
+        epoch = as_int("epoch", epoch)
+        check_int64("epoch", epoch)
+    check_reduction(reduction)
+    return step, count, epoch
+
+
+def writer_options(flush_secs: Any, max_pending: Any, meta: Any, run: Any) -> None:
+    """Check LossWriter's options before anything is created."""
+    if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not 0 < flush_secs < 1e9:
+        raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
+    if type(max_pending) is not int or max_pending < 1:
+        raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
+    if run is not None and (not isinstance(run, str) or not run):
+        raise ValueError(f"run must be a non-empty string, got {run!r}")

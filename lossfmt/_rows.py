@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import struct
 import threading
+import time
 from itertools import islice
 from typing import Any
 
@@ -29,7 +30,7 @@ import pyarrow as pa
 from lossfmt import _arrow, _values
 from lossfmt import schema as s
 
-__all__ = ["EPOCH", "PLAIN", "ROW", "SUM", "Encoder", "intern", "tag_id"]
+__all__ = ["EPOCH", "PLAIN", "ROW", "ROW_ERRORS", "SUM", "Encoder", "intern", "pack_many", "row", "tag_id"]
 
 ROW = struct.Struct("<qddqqiB")  # step, value, time, count, epoch, tag id, flags
 PLAIN = struct.Struct("<qdd21x")  # step, value, time; the rest zero (count 1, no epoch, tag id 0, mean)
@@ -78,6 +79,42 @@ def intern(tag: Any) -> int:
             _names.append(tag)  # before the id is published: whoever sees the id finds the name
             found = _ids[tag] = len(_names) - 1
     return found
+
+
+_pack = ROW.pack
+_CONVERTERS = _values.CONVERTERS
+_scalar = _values.scalar
+#: What packing an unchecked argument may raise: the writer's fast paths leave it to the slow path's checks.
+ROW_ERRORS = (TypeError, ValueError, struct.error)
+
+
+def row(step: int, value: Any, now: float, count: int, epoch: int, code: int, flags: int) -> Any:
+    """The pending row of one checked event: packed bytes, or `(bytes, handle)` for a deferred value."""
+    if type(value) is float:
+        return _pack(step, value, now, count, epoch, code, flags)
+    return _pack(step, 0.0, now, count, epoch, code, flags), value
+
+
+def pack_many(step: int, values: dict[str, Any], count: int, epoch: int, flags: int) -> list[Any] | None:
+    """add_many's rows, one per tag, stamped with one time; None if a tag is new or an argument needs the
+    writer's slow path (its checks raise the errors)."""
+    now = time.time()
+    rows: list[Any] = []
+    append = rows.append
+    try:
+        for tag, value in values.items():
+            code = _ids.get(tag)
+            if code is None:
+                return None
+            if type(value) is not float:
+                value = _CONVERTERS.get(type(value), _scalar)(value)
+                if type(value) is not float:  # a deferred device scalar
+                    append((_pack(step, 0.0, now, count, epoch, code, flags), value))
+                    continue
+            append(_pack(step, value, now, count, epoch, code, flags))
+    except ROW_ERRORS:
+        return None
+    return rows
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONVERTERS", "materialize", "scalar", "type_name"]
+__all__ = ["CONVERTERS", "TENSOR", "materialize", "scalar", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -81,6 +81,16 @@ CONVERTERS: dict[type, Callable[[Any], Any]] = {
         if issubclass(t, np.integer) and not issubclass(t, np.timedelta64)
     },
 }
+
+
+class _NotLoaded:
+    """Stands for torch.Tensor until torch is seen: no value's type is this class."""
+
+
+#: torch.Tensor once a torch tensor was converted (else a class no value has). The writer's `add()` reads an
+#: exact torch.Tensor on the CPU inline (`value.is_cpu`, then `value.item()`, any other result left to
+#: `scalar`): the converter call it skips is 5-10% of that add() (bench/hotpath.py).
+TENSOR: type = _NotLoaded
 
 
 def _check_one(value: Any, size: int) -> None:
@@ -158,6 +168,8 @@ def _other(value: Any, cls: type) -> float | Any:
         raise _not_a_number(value)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
+        global TENSOR
+        TENSOR = torch.Tensor
         CONVERTERS[cls] = _torch  # the next tensor of this type takes the writer's one-lookup path
         return _torch(value)
     if isinstance(value, (np.ndarray, np.generic)):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -30,10 +29,12 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = _values.CONVERTERS
 _scalar: Callable[[Any], Any] = _values.scalar
 _pack = _rows.ROW.pack
 _pack_plain = _rows.PLAIN.pack
+_pack_many = _rows.pack_many
 _tag_id = _rows.tag_id
 _EPOCH_FLAG = _rows.EPOCH
 _SUM_FLAG = _rows.SUM
-_ROW_ERRORS = (TypeError, ValueError, struct.error)  # the fast path leaves these to the slow path's checks
+_ROW_ERRORS = _rows.ROW_ERRORS
+_REDUCTION_FLAGS = {_MEAN: 0, _SUM: _SUM_FLAG}
 #: Wake the flusher early once this many rows are pending, so live record batches stay moderate.
 _WAKE_ROWS = 1 << 16
 #: Once the flusher was woken, add() wakes it again only after this many more rows (or at max_pending).
@@ -47,11 +48,49 @@ class _Run:
     """The resources of one open writer: the file and its flusher. Holds no reference to the LossWriter, so
     a writer dropped without close() is still finalized (flushed and compacted) by its weakref finalizer."""
 
-    def __init__(self, file: LiveFile, flusher: Flusher) -> None:
+    def __init__(self, file: LiveFile, flusher: Flusher, name: str, run_id: str | None) -> None:
         self.file = file
         self.flusher = flusher
+        self.name = name
+        self.run_id = run_id
         self.pid = os.getpid()
         self.finished = False
+
+    @classmethod
+    def start(
+        cls,
+        file: LiveFile,
+        new_name: str,
+        pending: list[Any],
+        on_error: Callable[[BaseException], None],
+        *,
+        flush_secs: float,
+        max_pending: int,
+    ) -> _Run:
+        """Start the flusher of the opened `file`, which drains `pending`. A failure releases everything taken
+        (thread, flock, descriptor): the next writer on this path must work."""
+        flusher = None
+        try:
+            info = s.run_info(file.schema)
+            flusher = Flusher(
+                pending,
+                _rows.Encoder(file.schema),
+                file.write_batch,
+                on_error,
+                flush_secs=flush_secs,
+                max_pending=max_pending,
+                name=f"lossfmt-flusher[{file.path.name}]",
+            )
+            # A file with only the metadata the spec requires: the run is named as a new one would be; a
+            # run_id is not invented (it would claim an identity the file never had): run_id is None.
+            return cls(file, flusher, info.get("run") or new_name, info.get("run_id"))
+        except BaseException:
+            try:
+                if flusher is not None:
+                    flusher.stop()
+            finally:
+                file.close(compact=False)
+            raise
 
     def close(self) -> None:
         """Stop the flusher, write the last rows, compact, unlock. Idempotent; a no-op in a forked child."""
@@ -105,56 +144,29 @@ class LossWriter:
         byte-for-byte as it was (`lossfmt.salvage` copies its readable prefix into a new file); a FIFO or
         other non-regular path raises LossFormatError. A failure here releases everything it took.
         """
-        if (
-            isinstance(flush_secs, bool)
-            or not isinstance(flush_secs, (int, float))
-            or not 0 < flush_secs < 1e9
-        ):
-            raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
-        if type(max_pending) is not int or max_pending < 1:
-            raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
-        if meta is not None and not isinstance(meta, Mapping):
-            raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
-        if run is not None and (not isinstance(run, str) or not run):
-            raise ValueError(f"run must be a non-empty string, got {run!r}")
+        _checks.writer_options(flush_secs, max_pending, meta, run)
         # Absolute: a notebook's %cd or Hydra's chdir mid-run must not lose the file.
         self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Built first: it validates meta before any file is created.
         run_meta = _checks.checked_meta(meta)
-        new_schema = s.make_schema(_checks.run_name(run, self.path), run_meta)
+        name = _checks.run_name(run, self.path)
         self._ok = False
         self._forked = False
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
-        file = LiveFile(self.path, new_schema, run_meta)
-        flusher = None
-        try:
-            info = s.run_info(file.schema)
-            # A file with only the metadata the spec requires: the run is named as a new one would be; a
-            # run_id is not invented (it would claim an identity the file never had): run_id is None.
-            self.run = info.get("run") or s.run_info(new_schema)["run"]
-            self.run_id = info.get("run_id")
-            ref = weakref.ref(self)
-            flusher = self._flusher = Flusher(
-                self._pending,
-                _rows.Encoder(file.schema),
-                file.write_batch,
-                lambda exc: _disable(ref),
-                flush_secs=flush_secs,
-                max_pending=max_pending,
-                name=f"lossfmt-flusher[{self.path.name}]",
-            )
-            self._run = _Run(file, flusher)
-            self._finalizer = weakref.finalize(self, self._run.close)
-        except BaseException:
-            # Release everything taken (thread, flock, descriptor): the next writer on this path must work.
-            try:
-                if flusher is not None:
-                    flusher.stop()
-            finally:
-                file.close(compact=False)
-            raise
+        ref = weakref.ref(self)
+        self._run = _Run.start(
+            LiveFile(self.path, s.make_schema(name, run_meta), run_meta),
+            name,
+            self._pending,
+            lambda exc: _disable(ref),
+            flush_secs=flush_secs,
+            max_pending=max_pending,
+        )
+        self._flusher = self._run.flusher
+        self.run, self.run_id = self._run.name, self._run.run_id
+        self._finalizer = weakref.finalize(self, self._run.close)
         self._ok = True
         _writers.add(self)
         self._flusher.on_stop = _signals.register(self) if close_on_signal else None
@@ -186,18 +198,26 @@ class LossWriter:
         background thread (disk full, file removed) is raised here. Pass count, epoch and reduction by
         keyword (they are not keyword-only because CPython calls such a method about 90 ns slower).
         """
-        # Fast path: plain Python arguments checked with identity and type tests, packed into one bytes row
-        # (see lossfmt._rows); anything unusual (including every error) is left to _add_slow.
+        # Fast path: identity and type tests, one packed row (lossfmt._rows); anything else goes to _add_slow.
         if self._ok and type(step) is int:
             if type(value) is not float:
-                value = _CONVERTERS.get(type(value), _scalar)(value)
-                if type(value) is not float:  # a deferred device scalar
-                    return self._add_slow(step, ((tag, value),), count, epoch, reduction, converted=True)
+                if type(value) is _values.TENSOR and value.is_cpu:  # inline: see lossfmt._values.TENSOR
+                    try:
+                        number = value.item()
+                    except RuntimeError:  # not one element: _scalar says so
+                        number = None
+                    if type(number) is not float:  # an int, bool or complex tensor: _scalar's rules
+                        return self._add_slow(step, ((tag, value),), count, epoch, reduction)
+                    value = number
+                else:
+                    value = _CONVERTERS.get(type(value), _scalar)(value)
+                    if type(value) is not float:  # a deferred device scalar
+                        return self._add_slow(step, ((tag, value),), count, epoch, reduction, converted=True)
             try:
                 if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                     row = _pack_plain(step, value, _time())
                 else:
-                    code = _tag_id(tag)
+                    code = 0 if tag is _DEFAULT_TAG else _tag_id(tag)  # id 0: the default tag
                     if code is None or type(count) is not int or count < 1:
                         return self._add_slow(step, ((tag, value),), count, epoch, reduction)
                     if reduction is _MEAN:
@@ -240,14 +260,11 @@ class LossWriter:
             and type(count) is int
             and (epoch is None or type(epoch) is int)
         ):
-            if reduction is _MEAN:
-                flags = 0 if epoch is None else _EPOCH_FLAG
-            elif type(reduction) is str and reduction == _SUM:
-                flags = _SUM_FLAG if epoch is None else _SUM_FLAG | _EPOCH_FLAG
-            else:
-                flags = -1
+            flags = _REDUCTION_FLAGS.get(reduction, -1) if type(reduction) is str else -1
             if flags >= 0 and count >= 1:
-                rows = self._pack_many(step, values, count, 0 if epoch is None else epoch, flags)
+                if epoch is not None:
+                    flags |= _EPOCH_FLAG
+                rows = _pack_many(step, values, count, 0 if epoch is None else epoch, flags)
                 if rows is not None:
                     pending = self._pending
                     pending.extend(rows)
@@ -259,27 +276,6 @@ class LossWriter:
         if not isinstance(values, Mapping):
             raise TypeError(f"values must be a mapping of tag -> value, got {type(values).__name__}")
         self._add_slow(step, values.items(), count, epoch, reduction)
-
-    @staticmethod
-    def _pack_many(step: int, values: dict[str, Any], count: int, epoch: int, flags: int) -> list[Any] | None:
-        """add_many's rows, or None if a tag is new or an argument needs the slow path's checks."""
-        now = _time()
-        rows: list[Any] = []
-        append = rows.append
-        try:
-            for tag, value in values.items():
-                code = _tag_id(tag)
-                if code is None:
-                    return None
-                if type(value) is not float:
-                    value = _CONVERTERS.get(type(value), _scalar)(value)
-                    if type(value) is not float:  # a deferred device scalar
-                        append((_pack(step, 0.0, now, count, epoch, code, flags), value))
-                        continue
-                append(_pack(step, value, now, count, epoch, code, flags))
-        except _ROW_ERRORS:
-            return None
-        return rows
 
     def _add_slow(
         self,
@@ -293,30 +289,14 @@ class LossWriter:
     ) -> None:
         """Check every argument (the errors of add and add_many are raised here), then record the events."""
         self._check_usable()
-        step = _checks.as_int("step", step)
-        _checks.check_int64("step", step)
-        count = _checks.as_int("count", count)
-        if count < 1:
-            raise ValueError(f"count must be >= 1 (the number of items the value summarizes), got {count}")
-        _checks.check_int64("count", count)
-        flags = 0
-        if epoch is not None:
-            epoch = _checks.as_int("epoch", epoch)
-            _checks.check_int64("epoch", epoch)
-            flags = _EPOCH_FLAG
-        _checks.check_reduction(reduction)
-        if reduction == _SUM:
-            flags |= _SUM_FLAG
+        step, count, epoch = _checks.event_options(step, count, epoch, reduction)
+        flags = (0 if epoch is None else _EPOCH_FLAG) | (_SUM_FLAG if reduction == _SUM else 0)
         now = _time()
         rows: list[Any] = []
         for tag, value in tagged:
             code = _rows.intern(tag)
-            if not converted:
-                value = _scalar(value)
-            if type(value) is float:
-                rows.append(_pack(step, value, now, count, epoch or 0, code, flags))
-            else:
-                rows.append((_pack(step, 0.0, now, count, epoch or 0, code, flags), value))
+            value = value if converted else _scalar(value)
+            rows.append(_rows.row(step, value, now, count, epoch or 0, code, flags))
         pending = self._pending
         pending.extend(rows)
         if len(pending) >= self._wake_at:

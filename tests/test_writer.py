@@ -7,6 +7,7 @@ import itertools
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -722,6 +723,58 @@ def test_torch_tensors_with_grad_are_logged(tmp_path):
         w.add(0, loss)
     loss.backward()
     assert lossfmt.read(tmp_path / "run.arrow")["value"].to_pylist() == [2.5]
+
+
+def test_torch_tensors_at_add_give_what_values_scalar_gives(tmp_path):
+    """add() reads a CPU torch.Tensor inline (lossfmt._values.TENSOR): every dtype and shape it meets is
+    logged or refused exactly as lossfmt._values.scalar says, and a refused value leaves the writer usable."""
+    torch = pytest.importorskip("torch")
+    from lossfmt import _values
+
+    logged = [
+        torch.tensor(0.25),
+        torch.tensor([[1.5]]),
+        torch.tensor(5, dtype=torch.int64),
+        torch.tensor(0.5, dtype=torch.bfloat16),
+        torch.tensor(-2.0, dtype=torch.float16),
+        torch.tensor(float("inf")),
+        (torch.tensor(2.0, requires_grad=True) * 3.0) ** 2,
+    ]
+    refused = [torch.tensor(True), torch.tensor(1 + 1j), torch.ones(3), torch.zeros(0)]
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for i, value in enumerate(logged):
+            w.add(i, value)
+        for value in refused:
+            with pytest.raises((TypeError, ValueError)) as raised:
+                _values.scalar(value)
+            with pytest.raises(raised.type, match=r"^" + re.escape(str(raised.value)) + r"$"):
+                w.add(99, value)
+        w.add(len(logged), 7.0)
+    assert lossfmt.read(path)["value"].to_pylist() == [0.25, 1.5, 5.0, 0.5, -2.0, math.inf, 36.0, 7.0]
+
+
+def test_add_never_reads_a_device_tensor_on_the_callers_thread(tmp_path, monkeypatch):
+    """The inline CPU read in add() checks the device first: a tensor that is not on the CPU is never read
+    with item() on the caller's thread (on CUDA, that waits for the device)."""
+    torch = pytest.importorskip("torch")
+    caller = threading.get_ident()
+    items_on_caller = []
+    item = torch.Tensor.item
+
+    def recorded_item(tensor):
+        items_on_caller.append(threading.get_ident() == caller)
+        return item(tensor)
+
+    with LossWriter(tmp_path / "warm.arrow") as w:
+        w.add(0, torch.tensor(1.0))  # torch is now known to lossfmt: the inline path is armed
+    monkeypatch.setattr(torch.Tensor, "item", recorded_item)
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))  # as a CUDA tensor
+    with LossWriter(tmp_path / "run.arrow", flush_secs=3600) as w:
+        for i in range(10):
+            w.add(i, torch.tensor(i / 2))
+    assert True not in items_on_caller
+    assert lossfmt.read(tmp_path / "run.arrow")["value"].to_pylist() == [i / 2 for i in range(10)]
 
 
 # --- resume -------------------------------------------------------------------------------------------------
