@@ -221,6 +221,14 @@ def test_verify_false_still_reads_a_file_with_a_wrong_checksum_everywhere(tmp_pa
     assert len(read_pandas(path, verify=False)) == len(clean)
 
 
+def test_verify_false_still_checks_the_structure(tmp_path, run_files):
+    data = run_files["closed"]
+    cut = _put(tmp_path / "cut.arrow", data[:-40] + data[-6:])  # inside the footer, trailing magic kept
+    with pytest.raises(LossFormatError, match=r"cut\.arrow: corrupt"):
+        read(cut, verify=False)
+    assert cut.read_bytes() == data[:-40] + data[-6:]
+
+
 @pytest.mark.parametrize("bad", ["no", 0, None, 1.0])
 def test_verify_must_be_a_bool(tmp_path, run_files, bad):
     pytest.importorskip("pandas")
