@@ -109,6 +109,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
         else:
             unverified = _pyarrow_read(path, kind == "closed")
         cases[f"{kind}/unverified"] = _timed(unverified, rows)
+    sizes = {kind: os.path.getsize(path) for kind, (path, _) in files.items()}  # (before close())
     repeats = max(3, cfg.repeats)
     log(f"verify: 3 files x 2 readers x {repeats} repeats, interleaved; {machine_load()}")
     try:
@@ -118,12 +119,12 @@ def run(cfg: Config, ws: Workspace) -> Section:
         tiny_writer.close()  # type: ignore[attr-defined]
     without = "`lossfmt.read(path, verify=False)`" if switch else "`pyarrow.ipc` decoding of the same bytes"
     rows = []
-    for kind, (path, events) in files.items():
+    for kind, (_, events) in files.items():
         v, u = res[f"{kind}/verified"], res[f"{kind}/unverified"]
         # Each repeat reads both ways back to back: the ratio of a pair sees the same machine load.
         wall = [a / b for a, b in zip(walls(v), walls(u), strict=True)]
         cpu = [a / b for a, b in zip(cpus(v), cpus(u), strict=True)]
-        what = f"{kind} ({events:,} events, {os.path.getsize(path) / 1e6:,.1f} MB)"
+        what = f"{kind} ({events:,} events, {sizes[kind] / 1e6:,.1f} MB)"
         rows.append([f"{what}: `lossfmt.read(path)`", *min_med_max(walls(v), 1e3), "", ""])
         rows.append([f"{what}: {without}", *min_med_max(walls(u), 1e3), _ratio(wall), _ratio(cpu)])
         sec.goal(
