@@ -204,12 +204,12 @@ def iter_batches(
         data = f.read(min(limit, WINDOW))
         while fr.is_unfinished_header(data) and len(data) < limit:
             data += f.read(min(limit - len(data), len(data)))
-        schema, schema_end, verify, dict_ids = fr.head(data, pa.py_buffer(data), name)
+        schema, schema_end, required, dict_ids = fr.head(data, pa.py_buffer(data), name)
     except BaseException:
         f.close()
         raise
     layout = fr.Layout(schema, schema_end, [], schema_end, False, dict_ids)
-    return schema, _windows(f, name, data, layout, verify, limit)
+    return schema, _windows(f, name, data, layout, required, limit)
 
 
 def _closed_batches(data: bytes, layout: fr.Layout, name: str) -> Iterator[pa.RecordBatch]:
@@ -258,14 +258,14 @@ def _combined(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
 
 
 def _scan(
-    window: bytes, name: str, start: int, verify: bool, final: bool, base: int
+    window: bytes, name: str, start: int, required: bool, final: bool, base: int
 ) -> tuple[list[fr.Message], int, int, LossFormatError | None]:
     """`_framing.scan_messages` of a window; for damage, the messages before it and the error to raise once
     their batches are yielded (salvage keeps them)."""
     try:
         return (
             *fr.scan_messages(
-                window, pa.py_buffer(window), name, start, verify=verify, final=final, base=base
+                window, pa.py_buffer(window), name, start, required=required, final=final, base=base
             ),
             None,
         )
@@ -275,13 +275,13 @@ def _scan(
             raise
         prefix = window[: at - base]
         messages, end, eos = fr.scan_messages(
-            prefix, pa.py_buffer(prefix), name, start, verify=verify, final=False, base=base
+            prefix, pa.py_buffer(prefix), name, start, required=required, final=False, base=base
         )
         return messages, end, eos, exc
 
 
 def _windows(
-    f: BinaryIO, name: str, data: bytes, layout: fr.Layout, verify: bool, limit: int
+    f: BinaryIO, name: str, data: bytes, layout: fr.Layout, required: bool, limit: int
 ) -> Iterator[pa.RecordBatch]:
     """The batches of a live file a window of bytes at a time; the small batches of many flushes come
     combined into batches of at most ROWS rows (a flush of more rows comes as it was written)."""
@@ -292,7 +292,7 @@ def _windows(
         del data
         while True:
             final = base + len(window) >= limit
-            messages, end, eos, damage = _scan(window, name, start, verify, final, base)
+            messages, end, eos, damage = _scan(window, name, start, required, final, base)
             for group in _groups(messages):
                 yield from _combined(decode_span(head, dicts, layout, window, group, name, base))
                 dicts.track(window, group)

@@ -78,6 +78,23 @@ def vector(b: bytes, lo: int, hi: int, pos: int, item: int) -> tuple[int, int]:
     return vec + 4, n
 
 
+def footer_blocks(b: bytes, lo: int, hi: int) -> dict[int, list[tuple[int, int, int]]]:
+    """(offset, metadata length, body length) of each Block of the Footer table in b[lo:hi], by kind
+    (DICTIONARY, RECORD_BATCH)."""
+    root = ref(b, lo, hi, lo)
+    blocks: dict[int, list[tuple[int, int, int]]] = {}
+    for index, kind in ((2, DICTIONARY), (3, RECORD_BATCH)):
+        pos = field(b, lo, hi, root, index)
+        items: list[tuple[int, int, int]] = []
+        if pos:
+            first, n = vector(b, lo, hi, pos, 24)
+            for i in range(n):
+                offset, meta_len, _, body = struct.unpack_from("<qiiq", b, first + 24 * i)
+                items.append((offset, meta_len, body))
+        blocks[kind] = items
+    return blocks
+
+
 def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, int, int]]:
     """(key, value start, value length) of each KeyValue in the vector referenced at `pos`."""
     if not pos:

@@ -115,9 +115,9 @@ class Follower:
             f.seek(0)
             return self._reread(f, self._identity or (0, 0), stamp)
         name = os.fspath(self.path)
-        verify = (self._schema.metadata or {}).get(fr.KEY_CHECKSUM.encode()) is not None
+        required = (self._schema.metadata or {}).get(fr.KEY_CHECKSUM.encode()) is not None
         messages, end, _ = fr.scan_messages(
-            data, pa.py_buffer(data), name, 0, verify=verify, base=self._offset
+            data, pa.py_buffer(data), name, 0, required=required, base=self._offset
         )
         batches = _decode.decode_span(
             self._head_bytes, self._dicts, self._layout, data, messages, name, self._offset

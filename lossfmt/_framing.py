@@ -23,23 +23,9 @@ from typing import BinaryIO, NamedTuple
 import google_crc32c
 import pyarrow as pa
 
+from lossfmt import _flatbuf as fb
 from lossfmt._errors import LossFormatError
-from lossfmt._flatbuf import (
-    DICTIONARY,
-    KINDS,
-    MAX_METADATA,
-    MAX_SCHEMA_METADATA,
-    RECORD_BATCH,
-    SCHEMA,
-    Bad,
-    Message,
-    Templates,
-    field,
-    i32,
-    parse,
-    ref,
-    vector,
-)
+from lossfmt._flatbuf import DICTIONARY, MAX_METADATA, RECORD_BATCH, SCHEMA, Message, i32
 
 __all__ = [
     "BATCH_METADATA",
@@ -114,7 +100,7 @@ class Sealer:
         self._crc = 0  # CRC-32C of the current span so far (dictionary messages since the last batch)
         self._started = False
         self._after_eos = False
-        self._templates = Templates()
+        self._templates = fb.Templates()
 
     def seal(self, chunk: bytes) -> bytes:
         """`chunk` (whole messages) with each record batch's and the schema's checksum filled in."""
@@ -150,7 +136,7 @@ class Sealer:
                 break
             try:
                 m = self._templates.message(data, pos, meta_len)
-            except (Bad, struct.error) as exc:
+            except (fb.Bad, struct.error) as exc:
                 raise ValueError(f"Sealer: unparsable message at byte {pos}: {exc}") from None
             kind, crc_at, end = m.kind, m.crc_at, m.end
             if end > size:
@@ -231,8 +217,11 @@ def is_unfinished_header(data: bytes) -> bool:
     return rest[:4] == CONTINUATION and meta_len > 0 and 16 + meta_len > size
 
 
-def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, dict[str, int]]:
-    """Check the magic and decode the schema message: (schema, its end, whether batches must be verified)."""
+def head(
+    data: bytes, buf: pa.Buffer, name: str, verify: bool = True
+) -> tuple[pa.Schema, int, bool, dict[str, int]]:
+    """Check the magic and decode the schema message: (schema, its end, whether every batch must carry a
+    checksum, the dictionary ids); `verify` false skips the schema's own checksum."""
     size = len(data)
     if size == 0:
         raise LossFormatError(
@@ -243,19 +232,21 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, 
     if is_unfinished_header(data):
         raise LossFormatError(f"{name}: truncated inside the schema ({size} bytes)")
     meta_len = i32(data, 12)[0] if size >= 16 else -1
-    if data[8:12] != CONTINUATION or meta_len <= 0 or meta_len > MAX_SCHEMA_METADATA:
+    if data[8:12] != CONTINUATION or meta_len <= 0 or meta_len > fb.MAX_SCHEMA_METADATA:
         raise LossFormatError(f"{name}: not a lossfmt file (no schema message at byte 8)")
     end = 16 + meta_len
     try:
-        parsed = parse(data, 16, end)
+        parsed = fb.parse(data, 16, end)
         kind, crc_at = parsed.kind, parsed.crc_at
-    except (Bad, struct.error) as exc:
+    except (fb.Bad, struct.error) as exc:
         raise LossFormatError(f"{name}: not a lossfmt file (unreadable schema message: {exc})") from None
     if kind != SCHEMA:
-        raise LossFormatError(f"{name}: not a lossfmt file (first message is a {KINDS[kind]}, not a schema)")
+        raise LossFormatError(
+            f"{name}: not a lossfmt file (first message is a {fb.KINDS[kind]}, not a schema)"
+        )
     # The placeholder means a writer did not seal its header (its checksum is optional): not verified.
     sealed = crc_at >= 0 and data[crc_at : crc_at + 8] != PLACEHOLDER
-    if sealed and _crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
+    if verify and sealed and _crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
         raise _corrupt(name, 8, "the schema message does not match its checksum")
     try:
         schema = pa.ipc.read_schema(buf.slice(8, end - 8))
@@ -271,13 +262,16 @@ def head(data: bytes, buf: pa.Buffer, name: str) -> tuple[pa.Schema, int, bool, 
     return schema, end, declared is not None, dict(parsed.extra)
 
 
-def walk(data: bytes, name: str) -> Layout:
+def walk(data: bytes, name: str, verify: bool = True) -> Layout:
     """The verified layout of a lossfmt file's bytes; LossFormatError naming `name` and the byte offset for
-    anything but a torn tail (an incomplete final message of a file without footer)."""
+    anything but a torn tail (an incomplete final message of a file without footer). `verify` false skips
+    the checksums (the structure is still checked)."""
     buf = pa.py_buffer(data)
-    schema, schema_end, verify, dict_ids = head(data, buf, name)
+    schema, schema_end, required, dict_ids = head(data, buf, name, verify)
     claims_closed = len(data) >= schema_end + 18 and data.endswith(TRAILING_MAGIC)
-    messages, end, eos = scan_messages(data, buf, name, schema_end, verify=verify, closed=claims_closed)
+    messages, end, eos = scan_messages(
+        data, buf, name, schema_end, required=required, verify=verify, closed=claims_closed
+    )
     if claims_closed:
         _check_footer(data, buf, name, schema, eos, end, messages)
     return Layout(schema, schema_end, messages, end, claims_closed, dict_ids)
@@ -289,70 +283,71 @@ def scan_messages(
     name: str,
     start: int,
     *,
-    verify: bool,
+    required: bool,
+    verify: bool = True,
     closed: bool = False,
     final: bool = True,
     base: int = 0,
 ) -> tuple[list[Message], int, int]:
-    """(messages, end, eos) of the complete content messages in data[start:], verified.
+    """(messages, end, eos) of the complete content messages in data[start:], checksums verified.
 
-    `end` is the end of the last record batch (the span of the next batch starts there); `eos` the offset of
-    the EOS marker or -1. An incomplete final message is the torn tail, unless the file is `closed` (then it
-    is corruption); with `final` false, `data` is a window of a longer file and it is simply left for the
-    next window. Offsets are relative to `data`; `base` is added in error messages.
+    `end`: the end of the last record batch (where the next batch's span starts); `eos`: the offset of the
+    EOS marker or -1. A batch without a checksum is corruption if the schema `required` one; `verify` false
+    skips checksums. An incomplete final message is the torn tail, unless the file is `closed`; with `final`
+    false, `data` is a window of a longer file. Offsets are relative to `data`, plus `base` in errors.
     """
-    size = len(data)
-    templates = Templates()
-    extend = google_crc32c.extend
+    size, message, ext = len(data), fb.Templates().message, google_crc32c.extend
     messages: list[Message] = []
     pos = end = start
-    n_content = 0  # messages up to the last record batch
-    eos = -1
+    n_content, eos = 0, -1  # messages up to the last record batch; the EOS marker
     while pos < size:
         meta_len = i32(data, pos + 4)[0] if size - pos >= 8 else -1
         if meta_len < 0 or size - pos < 8 + meta_len:
-            if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
-                raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
-            if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
-                raise _corrupt(name, base + pos, f"impossible metadata length {meta_len}")
-            if closed and final:
-                raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+            _check_incomplete(data, name, pos, meta_len, closed and final, base)
             break  # the torn tail (or the end of a window)
         if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
-            raise _corrupt(
-                name, base + pos, "not an IPC message (bad continuation marker or metadata length)"
-            )
+            raise _corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
         if meta_len == 0:
             eos = pos
             break
         try:
-            m = templates.message(data, pos, meta_len)
-        except (Bad, struct.error) as exc:
+            m = message(data, pos, meta_len)
+        except (fb.Bad, struct.error) as exc:
             raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
-        kind, crc_at, msg_end = m.kind, m.crc_at, m.end
-        if msg_end > size:
-            if closed and final:
-                raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+        if m.end > size:
+            _check_incomplete(data, name, pos, meta_len, closed and final, base)
             break
-        if kind == SCHEMA:
+        if m.kind == RECORD_BATCH:
+            crc_at = m.crc_at
+            if verify and (crc_at >= 0 or required):
+                if crc_at < 0:
+                    raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
+                if m.end - end >= _COPY_SPAN:
+                    crc = _crc(data, buf, end, crc_at, m.end)
+                else:  # `_crc` inlined, in 2 calls (a live file has a batch per flush)
+                    crc = b"%08x" % ext(ext(0, data[end:crc_at] + PLACEHOLDER), data[crc_at + 8 : m.end])
+                if not data.startswith(crc, crc_at):
+                    raise _corrupt(name, base + pos, "record batch does not match its checksum")
+            end = m.end
+            n_content = len(messages) + 1
+        elif m.kind == SCHEMA:
             raise _corrupt(name, base + pos, "a second schema message")
         messages.append(m)
-        if kind == RECORD_BATCH:
-            if crc_at >= 0:
-                if msg_end - end < _COPY_SPAN:  # `_crc` inlined: a live file has a batch per flush
-                    head_crc = extend(extend(0, data[end:crc_at]), PLACEHOLDER)
-                    crc = b"%08x" % extend(head_crc, data[crc_at + 8 : msg_end])
-                else:
-                    crc = _crc(data, buf, end, crc_at, msg_end)
-                if crc != data[crc_at : crc_at + 8]:
-                    raise _corrupt(name, base + pos, "record batch does not match its checksum")
-            elif verify:
-                raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
-            end = msg_end
-            n_content = len(messages)
-        pos = msg_end
+        pos = m.end
     del messages[n_content:]  # dictionary messages no batch follows belong to a torn flush
     return messages, end, eos
+
+
+def _check_incomplete(data: bytes, name: str, pos: int, meta_len: int, closed: bool, base: int) -> None:
+    """The message at `pos` runs past the end of `data`: a torn tail, unless it cannot be the start of a
+    message or the file is closed (LossFormatError)."""
+    size = len(data)
+    if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
+        raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
+    if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
+        raise _corrupt(name, base + pos, f"impossible metadata length {meta_len}")
+    if closed:
+        raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
 
 
 def _check_footer(
@@ -367,26 +362,15 @@ def _check_footer(
     start = eos + 8
     if footer_len <= 0 or start + footer_len + 10 != size:
         raise _corrupt(name, size - 10, "the footer length does not match the stream")
-    hi = start + footer_len
     try:
-        root = ref(data, start, hi, start)
-        blocks: dict[int, list[tuple[int, int, int]]] = {}
-        for index, kind in ((2, DICTIONARY), (3, RECORD_BATCH)):
-            pos = field(data, start, hi, root, index)
-            items: list[tuple[int, int, int]] = []
-            if pos:
-                first, n = vector(data, start, hi, pos, 24)
-                for i in range(n):
-                    offset, meta_len, _, body = struct.unpack_from("<qiiq", data, first + 24 * i)
-                    items.append((offset, meta_len, body))
-            blocks[kind] = items
-    except (Bad, struct.error) as exc:
+        blocks = fb.footer_blocks(data, start, start + footer_len)
+    except (fb.Bad, struct.error) as exc:
         raise _corrupt(name, start, f"unparsable footer ({exc})") from None
     for kind in (DICTIONARY, RECORD_BATCH):
         stream = [(m.start, m.end) for m in messages if m.kind == kind]
         listed = [(offset, offset + meta_len + body) for offset, meta_len, body in blocks[kind]]
         if listed != stream:
-            raise _corrupt(name, start, f"the footer's {KINDS[kind]} blocks do not match the stream")
+            raise _corrupt(name, start, f"the footer's {fb.KINDS[kind]} blocks do not match the stream")
     try:
         footer_schema = pa.ipc.open_file(buf).schema
     except (pa.ArrowException, ValueError, OSError) as exc:

@@ -54,9 +54,11 @@ def _tidy(table: pa.Table) -> pa.Table:
     return table.unify_dictionaries()
 
 
-def scan_layout(data: bytes, name: str, columns: Sequence[str] | None = None) -> tuple[Scan, fr.Layout]:
+def scan_layout(
+    data: bytes, name: str, columns: Sequence[str] | None = None, verify: bool = True
+) -> tuple[Scan, fr.Layout]:
     """`scan_bytes`, also returning the verified layout (the follower continues from it)."""
-    layout = fr.walk(data, name)
+    layout = fr.walk(data, name, verify)
     schema = layout.schema
     s.check_schema(schema, name)
     try:
@@ -74,13 +76,14 @@ def scan_layout(data: bytes, name: str, columns: Sequence[str] | None = None) ->
     return Scan(schema, table, layout.end, layout.closed), layout
 
 
-def scan_bytes(data: bytes, name: str, columns: Sequence[str] | None = None) -> Scan:
+def scan_bytes(data: bytes, name: str, columns: Sequence[str] | None = None, *, verify: bool = True) -> Scan:
     """Read a lossfmt file from its bytes (e.g. fetched from object storage); `name` is used in errors.
 
     With `columns` (v1 column names), only those are decoded and returned (checksums still cover every
     column). LossFormatError, naming `name` and the byte offset, for anything but a torn tail.
+    `verify=False` skips checksum verification: faster, but damage may read as data.
     """
-    return scan_layout(bytes(data), name, columns)[0]
+    return scan_layout(bytes(data), name, columns, _check_verify(verify))[0]
 
 
 def read_bytes(path: PathLike) -> bytes:
@@ -99,20 +102,31 @@ def read_bytes(path: PathLike) -> bytes:
         raise s.LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
 
 
-def scan(path: PathLike) -> Scan:
+def scan(path: PathLike, *, verify: bool = True) -> Scan:
     """Read one file whatever its state (closed, live, crashed with a torn tail); LossFormatError, naming the
-    file and byte offset, if it is not lossfmt v1 or is corrupt (the file is never modified)."""
-    return _scan(path, None)
+    file and byte offset, if it is not lossfmt v1 or is corrupt (the file is never modified).
+    `verify=False` skips checksum verification: faster, but damage may read as data."""
+    return _scan(path, None, _check_verify(verify))
 
 
-def _scan(path: PathLike, columns: Sequence[str] | None) -> Scan:
+def _check_verify(verify: object) -> bool:
+    """`verify` itself, or TypeError: a truthy string such as "no" must not silently mean True."""
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify must be True or False, not {verify!r}")
+    return verify
+
+
+def _scan(path: PathLike, columns: Sequence[str] | None, verify: bool = True) -> Scan:
     """`scan`, decoding only `columns` (v1 column names) when given: the table then holds just those."""
     name = os.fspath(path)
     if _sources.is_url(name):  # a closed run on object storage: its bytes come through the filesystem
-        return _sources.scan_url(name, columns)
+        if verify:
+            return _sources.scan_url(name, columns)
+        with _sources.open_url(name) as f:
+            return scan_bytes(f.read(), name, columns, verify=False)
     if _is_fifo(name):
         raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file")
-    return scan_bytes(read_bytes(path), name, columns)
+    return scan_layout(read_bytes(path), name, columns, verify)[0]
 
 
 def _is_fifo(name: str) -> bool:
@@ -148,7 +162,9 @@ def _read(
     tags: Sequence[str] | str | None,
     run_type: pa.DataType,
     columns: Sequence[str] | str | None = None,
+    verify: bool = True,
 ) -> pa.Table:
+    verify = _check_verify(verify)
     wanted = _check_columns(columns)
     patterns = None if tags is None else _sources.tag_patterns(tags)
     paths, multi = _sources.expand(source)
@@ -164,7 +180,7 @@ def _read(
     tables: list[pa.Table] = []
     runs: list[str] = []
     for path in paths:
-        result = _scan(path, decode)
+        result = _scan(path, decode, verify)
         tables.append(result.table.select(decode))
         runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
     if patterns is not None:  # a pattern that is the name of a tag of any file means that tag in every file
@@ -194,6 +210,7 @@ def read(
     *,
     tags: Sequence[str] | str | None = None,
     columns: Sequence[str] | str | None = None,
+    verify: bool = True,
 ) -> pa.Table:
     """Every complete event of a lossfmt file (closed, live or crashed), or of several with a `run` column.
 
@@ -206,8 +223,9 @@ def read(
     those are decompressed, so reading what a plot needs (step, tag, value) costs a fraction of everything.
     Unknown names raise ValueError. Tag and reduction columns are dictionary-encoded with unified
     dictionaries. Raises LossFormatError, naming the file, for anything that is not a readable lossfmt file.
+    `verify=False` skips checksum verification: faster, but damage may read as data.
     """
-    return _read(source, tags, pa.string(), columns)
+    return _read(source, tags, pa.string(), columns, verify)
 
 
 def _to_pandas(table: pa.Table) -> pandas.DataFrame:
@@ -219,15 +237,17 @@ def _to_pandas(table: pa.Table) -> pandas.DataFrame:
             table = table.set_column(index, name, table.column(name).dictionary_encode())
     if s.EPOCH not in table.column_names:
         return table.to_pandas()
-    # epoch becomes nullable Int64, inserted after the conversion: assigning it into the converted frame
-    # would make pandas copy every other column (measured: a third of the read for 10M events).
+    # epoch becomes nullable Int64, joined to the converted columns without copying any of them: assigning
+    # or inserting it into the converted frame copies (every other column, or the new one: on this VM fresh
+    # memory costs more than the conversion, measured a third of read_pandas for 10M events).
     index = table.schema.get_field_index(s.EPOCH)
     epoch = table.column(index)
     df = table.remove_column(index).to_pandas()
     values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
-    # pandas-stubs' DataFrame.insert omits ExtensionArray values, which pandas accepts
-    df.insert(index, s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch)))  # type: ignore[arg-type]
-    return df
+    columns: list[tuple[str, object]] = [(name, df[name]) for name in df.columns]
+    columns.insert(index, (s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch))))
+    frame: pd.DataFrame = pd.DataFrame(dict(columns), copy=False)  # pandas-stubs type DataFrame(...) as Any
+    return frame
 
 
 def _null_mask(column: pa.ChunkedArray[Any]) -> np.ndarray:
@@ -252,12 +272,14 @@ def read_pandas(
     per: str | int | None = None,
     normalize: str | None = None,
     smooth: str | None = None,
+    verify: bool = True,
 ) -> pandas.DataFrame:
     """`read()` as a tidy pandas DataFrame (one row per event, or per bucket with `per`).
 
     `normalize="per-item"` makes values per-item means (see lossfmt.transforms); `per="epoch"` or `per=N`
     aggregates into buckets with their spread; `smooth="ema:W"|"ma:N"` adds a `smoothed` column. tag,
     reduction and run are pandas Categoricals, epoch is nullable Int64, wall_time is datetime64[us, UTC].
+    `verify=False` skips checksum verification: faster, but damage may read as data.
     """
     try:
         import pandas  # noqa: F401
@@ -271,7 +293,8 @@ def read_pandas(
     per_ = transforms.parse_per(per)
     norm = transforms.parse_normalize(normalize)
     transforms.parse_smooth(smooth)  # a bad spec fails before any file is read
-    table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()))
+    _check_verify(verify)  # before any file is read, like the specs above
+    table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()), None, verify)
     if per_ is not None:
         table = transforms.bucket(table, per_, normalize=norm)
     elif norm is not None:

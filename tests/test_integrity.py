@@ -181,6 +181,65 @@ def test_a_resumed_file_keeps_verifying_across_both_streams(tmp_path):
         read(_put(tmp_path / "bad.arrow", bytes(damaged)))
 
 
+@pytest.mark.parametrize("state", ["live", "closed"])
+def test_verify_false_reads_damage_that_verification_catches(tmp_path, run_files, state):
+    data = run_files[state]
+    original = _events(read(_put(tmp_path / "clean.arrow", data)))
+    path = tmp_path / "flipped.arrow"
+    changed = 0
+    for start, end in _bodies(data):
+        for bit in range(8 * max(start, end - 64), 8 * end):  # the end of each body: values, not lengths
+            _put(path, _flip(data, bit))
+            try:
+                got = _events(read(path, verify=False))
+            except LossFormatError:
+                continue  # damage the structure or decoding catches anyway
+            with pytest.raises(LossFormatError, match=r"flipped\.arrow: corrupt at byte \d+: .*checksum"):
+                read(path)
+            changed += got != original
+        if changed:
+            break
+    assert changed, "no flip read back as different values without verification"
+    assert reader.scan(path, verify=False).table.num_rows == len(original)
+
+
+def test_verify_false_still_reads_a_file_with_a_wrong_checksum_everywhere(tmp_path, run_files):
+    pytest.importorskip("pandas")
+    from lossfmt import read_pandas
+
+    data = bytearray(run_files["live"])
+    for m in _framing.walk(bytes(data), "clean").messages:
+        if m.crc_at >= 0:
+            data[m.crc_at : m.crc_at + 8] = b"%08x" % (int(data[m.crc_at : m.crc_at + 8], 16) ^ 1)
+    path = _put(tmp_path / "wrong.arrow", bytes(data))
+    for call in (read, read_pandas, reader.scan):
+        with pytest.raises(LossFormatError, match="checksum"):
+            call(path)
+    clean = _events(read(_put(tmp_path / "clean.arrow", run_files["live"])))
+    assert _events(read(path, verify=False)) == clean
+    assert _events(reader.scan(path, verify=False).table) == clean
+    assert len(read_pandas(path, verify=False)) == len(clean)
+
+
+def test_verify_false_still_checks_the_structure(tmp_path, run_files):
+    data = run_files["closed"]
+    cut = _put(tmp_path / "cut.arrow", data[:-40] + data[-6:])  # inside the footer, trailing magic kept
+    with pytest.raises(LossFormatError, match=r"cut\.arrow: corrupt"):
+        read(cut, verify=False)
+    assert cut.read_bytes() == data[:-40] + data[-6:]
+
+
+@pytest.mark.parametrize("bad", ["no", 0, None, 1.0])
+def test_verify_must_be_a_bool(tmp_path, run_files, bad):
+    pytest.importorskip("pandas")
+    from lossfmt import read_pandas
+
+    path = _put(tmp_path / "run.arrow", run_files["closed"])
+    for call in (read, read_pandas, reader.scan):
+        with pytest.raises(TypeError, match="verify must be True or False"):
+            call(path, verify=bad)
+
+
 def test_files_without_checksums_still_read(tmp_path):
     sch = unverified(schema.make_schema("old"))
     batch = _batch(sch, 3)
