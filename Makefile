@@ -21,7 +21,7 @@ FLOOR_IGNORE := --ignore-glob='$(CURDIR)/tests/test_integrations_*' --ignore=$(C
 # The peers of the benchmark's comparison table, in their own venv so the dev venv keeps its versions.
 PEERS := trackio aim wandb mlflow tensorboard tensorboardX
 
-.PHONY: demo dev test test-js test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers clean
+.PHONY: demo dev test test-js test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers bench-baseline clean
 
 # The runtime: lossfmt + lossview + pandas, editable. Enough for the demo.
 $(VENV)/.base: pyproject.toml setup.py
@@ -120,6 +120,11 @@ $(PEERS_VENV)/.deps: pyproject.toml | wheel
 bench-peers: wheel $(PEERS_VENV)/.deps
 	$(PEERS_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
 	$(PEERS_VENV)/bin/python -m bench.peers
+
+# Before/after (issue 10): this tree against BASELINE_REV, built into a throwaway venv, side by side.
+BASELINE_REV ?= 379f98c
+bench-baseline: $(VENV)/.dev
+	$(PY) -m bench.baseline --rev $(BASELINE_REV)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) $(FLOOR_VENV) $(PEERS_VENV) build dist runs .pytest_cache .ruff_cache .hypothesis
