@@ -117,9 +117,14 @@ $(PEERS_VENV)/.deps: pyproject.toml | wheel
 	$(PEERS_VENV)/bin/python -m pip install -q '$(WHEEL)' $(PEERS)
 	touch $@
 
+# Run from a scratch directory with the checkout appended to sys.path, so the wheel is what is measured.
+# PEERS_ARGS: e.g. '--json /abs/run1.json --out /abs/run1.md' (paths absolute: the run is elsewhere).
+PEERS_ARGS ?=
 bench-peers: wheel $(PEERS_VENV)/.deps
 	$(PEERS_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
-	$(PEERS_VENV)/bin/python -m bench.peers
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && cd "$$scratch" && \
+	$(CURDIR)/$(PEERS_VENV)/bin/python -c "import runpy, sys; sys.path.append('$(CURDIR)'); \
+	    runpy.run_module('bench.peers', run_name='__main__')" $(PEERS_ARGS)
 
 # Before/after (issue 10): this tree against BASELINE_REV, built into a throwaway venv, side by side.
 BASELINE_REV ?= 379f98c
