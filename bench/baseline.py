@@ -1,18 +1,20 @@
 """`python -m bench.baseline [--rev REV]`: this tree against an earlier revision, side by side in one run.
 
 Issue 10 asks that the redesign leave the hot path and the render no slower and every PNG unchanged or
-better. REV (default 379f98c, the last commit before the redesign) is built into a throwaway venv (`git
-archive` into a temp dir, `pip install --no-deps` into a venv made with `--system-site-packages` whose only
-other packages are this interpreter's site-packages, by path: the dev venv is never touched). Then both
-sides are measured in the same run, interleaved round by round (the order alternates), each measurement a
-fresh subprocess:
+better. REV (default 379f98c, the last commit before the redesign; `git archive`) and this working tree
+(its files, uncommitted changes included) are each installed with `pip install --no-deps` into a throwaway
+venv made with `--system-site-packages`, whose only other packages are this interpreter's site-packages, by
+path: the dev venv is never touched, and both sides import alike (neither through an editable finder).
+Then both sides are measured in the same run, interleaved round by round (the order alternates), each
+measurement a fresh subprocess:
 
 - the hot path: ns per call on the caller's thread of `add(step, float)`, the README loop
   `add(step, loss, count=32, epoch=e)`, `add_many` of 4 tags (per event) and `add` of a torch scalar
   with grad, each sustained (`--n` events to a fresh writer, the flusher running), with the new/old ratio
   taken per round (median and min-max over the rounds; wall and thread-CPU time);
 - the render: `lossview FILE -o out.png` (default options, and `--smooth ema:0.6`, REV's default spelled
-  out) of a 1M- and a 10M-event file that this tree's LossWriter wrote; seconds of the whole command;
+  out) of a 1M- and a 10M-event file that this tree's LossWriter wrote; wall and CPU seconds of the
+  whole command;
 - the PNGs: both sides' images of the same command, compared pixel by pixel.
 """
 
@@ -113,26 +115,41 @@ def _sh(*cmd: str | Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def build_rev(rev: str, root: Path) -> tuple[str, Path]:
-    """(full sha, python of a venv holding REV's lossfmt and lossview) built under `root`."""
-    sha = _sh("git", "-C", REPO, "rev-parse", "--verify", f"{rev}^{{commit}}").stdout.strip()
-    src = root / "src"
-    src.mkdir()
-    archive = subprocess.Popen(["git", "-C", str(REPO), "archive", sha], stdout=subprocess.PIPE)
-    _sh("tar", "-x", "-C", src, stdin=archive.stdout)
-    if archive.wait() != 0:
-        raise SystemExit(f"bench.baseline: git archive {sha} failed")
-    venv = root / "venv"
+def _venv(src: Path, venv: Path) -> Path:
+    """The python of a fresh venv at `venv` holding `src`'s lossfmt and lossview (installed, not editable)."""
+    import site
+
     _sh(sys.executable, "-m", "venv", "--system-site-packages", venv)
     python = venv / "bin" / "python"
     purelib = _sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
     # This interpreter's packages (pyarrow, numpy, matplotlib, torch...) by path, after the venv's own: its
-    # .pth files are not run, so the editable lossfmt of the dev venv stays invisible there.
-    import site
-
+    # .pth files are not run, so an editable lossfmt there stays invisible.
     Path(purelib, "zz-bench-baseline.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     _sh(python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", src)
-    return sha, python
+    return python
+
+
+def _untar(producer: list[str], dest: Path) -> None:
+    dest.mkdir()
+    proc = subprocess.Popen(producer, stdout=subprocess.PIPE, cwd=REPO)
+    _sh("tar", "-x", "-C", dest, stdin=proc.stdout)
+    if proc.wait() != 0:
+        raise SystemExit(f"bench.baseline: {' '.join(producer)} failed")
+
+
+def build_rev(rev: str, root: Path) -> tuple[str, Path]:
+    """(full sha, python of a venv holding REV's lossfmt and lossview) built under `root`."""
+    sha = _sh("git", "-C", REPO, "rev-parse", "--verify", f"{rev}^{{commit}}").stdout.strip()
+    _untar(["git", "archive", sha], root / "old-src")
+    return sha, _venv(root / "old-src", root / "old")
+
+
+def build_tree(root: Path) -> Path:
+    """The python of a venv holding this working tree (uncommitted changes included), installed the same
+    way as REV: both sides then import from a plain site-packages, neither through an editable finder."""
+    files = "git ls-files -z --cached --others --exclude-standard | tar --null -T - -c"
+    _untar(["sh", "-c", files], root / "new-src")
+    return _venv(root / "new-src", root / "new")
 
 
 def _where(python: Path | str, cwd: Path) -> str:
@@ -174,12 +191,15 @@ def write_run(n: int, path: Path) -> Path:
 
 def run_render(
     sides: dict[str, Path | str], files: dict[int, Path], rounds: int, scratch: Path
-) -> tuple[dict[tuple[str, int, str], list[float]], dict[tuple[str, int, str], list[Path]]]:
-    """Seconds of `lossview FILE -o out.png [extra]` per (side, events, render label), and the PNGs."""
+) -> tuple[dict[tuple[str, int, str], list[tuple[float, float]]], dict[tuple[str, int, str], list[Path]]]:
+    """[wall, CPU] seconds of `lossview FILE -o out.png [extra]` per (side, events, render label), and the
+    PNGs. CPU is the child's user + system time (all its threads): less moved by other processes' load."""
+    import resource
+
     from bench.common import log
 
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    secs: dict[tuple[str, int, str], list[float]] = {}
+    secs: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
     pngs: dict[tuple[str, int, str], list[Path]] = {}
     names = list(sides)
     for r in range(rounds):
@@ -190,9 +210,11 @@ def run_render(
                     key = (side, n, label)
                     out = scratch / f"{side}-{n}-{len(pngs.get(key, []))}-{label[:2].strip('-')}.png"
                     cmd = [sides[side], "-m", "lossview", path, "-o", out, *extra]
-                    t0 = time.perf_counter()
+                    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
                     _sh(*cmd, cwd=scratch, env=env, timeout=600)
-                    secs.setdefault(key, []).append(time.perf_counter() - t0)
+                    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+                    secs.setdefault(key, []).append((wall, cpu))
                     pngs.setdefault(key, []).append(out)
     return secs, pngs
 
@@ -242,14 +264,17 @@ def hot_table(hot: dict[str, list[Any]]) -> list[str]:
 
 
 def render_tables(
-    secs: dict[Any, list[float]], pngs: dict[Any, list[Path]], files: dict[int, Path]
+    secs: dict[Any, list[tuple[float, float]]], pngs: dict[Any, list[Path]], files: dict[int, Path]
 ) -> list[str]:
     from bench.common import median, spread, table
 
     rows, cmp_rows = [], []
     for n in files:
         for label, _ in RENDERS:
-            old, new = secs[("old", n, label)], secs[("new", n, label)]
+            old = [w for w, _ in secs[("old", n, label)]]
+            new = [w for w, _ in secs[("new", n, label)]]
+            old_cpu = [c for _, c in secs[("old", n, label)]]
+            new_cpu = [c for _, c in secs[("new", n, label)]]
             rows.append(
                 [
                     f"`lossview FILE -o out.png`, {label}",
@@ -257,6 +282,8 @@ def render_tables(
                     f"{median(old):.2f} ({spread(old, 1, '{:.2f}')})",
                     f"{median(new):.2f} ({spread(new, 1, '{:.2f}')})",
                     _ratio_cells(new, old),
+                    f"{median(old_cpu):.2f} / {median(new_cpu):.2f}",
+                    _ratio_cells(new_cpu, old_cpu),
                 ]
             )
             po, pn = pngs[("old", n, label)], pngs[("new", n, label)]
@@ -272,7 +299,9 @@ def render_tables(
         "events",
         "old s: median (range)",
         "new s: median (range)",
-        "new/old: median (min-max)",
+        "new/old wall: median (min-max)",
+        "CPU s old / new (median)",
+        "new/old CPU",
     ]
     return [
         *table(headers, rows),
@@ -323,9 +352,9 @@ def report(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="lossfmt-baseline-") as tmp:
         scratch = Path(tmp)
-        log(f"building {args.rev} into a throwaway venv")
+        log(f"building {args.rev} and this tree into throwaway venvs")
         sha, old_python = build_rev(args.rev, scratch)
-        sides: dict[str, Path | str] = {"old": old_python, "new": sys.executable}
+        sides: dict[str, Path | str] = {"old": old_python, "new": build_tree(scratch)}
         where = {side: _where(python, scratch) for side, python in sides.items()}
         hot = run_hot(sides, args.n, args.inner, args.rounds, scratch)
         log(f"writing the render files ({', '.join(f'{n:,}' for n in sizes)} events)")

@@ -89,7 +89,9 @@ def test_baseline_quick_run_builds_the_old_revision_and_compares_both_sides(tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = out.read_text()
     old = next(line for line in report.splitlines() if line.startswith("- old: "))
-    assert "/venv/lib/" in old and str(ROOT) not in old  # REV's lossfmt, not this checkout's
+    new = next(line for line in report.splitlines() if line.startswith("- new: "))
+    assert "/old/lib/" in old and "/new/lib/" in new  # each side installed in its own throwaway venv
+    assert str(ROOT) not in old + new  # neither imports the checkout's source directly
     for case in (
         "`add(step, float)`",
         "`add(step, loss, count=32, epoch=e)`",
