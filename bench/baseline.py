@@ -243,6 +243,12 @@ def _ratio_cells(new: list[float], old: list[float]) -> str:
     return f"{median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
+def _per_floor(rounds: list[Any], case: str) -> list[float]:
+    """The case's CPU ns over the floor's in the same subprocess, per round: a slow subprocess (other
+    processes' load, a busy core) slows its floor too, so this ratio moves less than the ns do."""
+    return [r[case][1] / r["floor"][1] for r in rounds]
+
+
 def hot_table(hot: dict[str, list[Any]]) -> list[str]:
     from bench.common import median, table
 
@@ -257,9 +263,17 @@ def hot_table(hot: dict[str, list[Any]]) -> list[str]:
                 f"{median([w for w, _ in new]):.0f}",
                 _ratio_cells([w for w, _ in new], [w for w, _ in old]),
                 _ratio_cells([c for _, c in new], [c for _, c in old]),
+                _ratio_cells(_per_floor(hot["new"], case), _per_floor(hot["old"], case)),
             ]
         )
-    headers = ["call", "old ns (median)", "new ns (median)", "new/old wall: median (min-max)", "new/old CPU"]
+    headers = [
+        "call",
+        "old ns (median)",
+        "new ns (median)",
+        "new/old wall: median (min-max)",
+        "new/old CPU",
+        "new/old of x floor (CPU)",
+    ]
     return table(headers, rows)
 
 
