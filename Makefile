@@ -21,7 +21,7 @@ FLOOR_IGNORE := --ignore-glob='$(CURDIR)/tests/test_integrations_*' --ignore=$(C
 # The peers of the benchmark's comparison table, in their own venv so the dev venv keeps its versions.
 PEERS := trackio aim wandb mlflow tensorboard tensorboardX
 
-.PHONY: demo dev test test-js test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers clean
+.PHONY: demo dev test test-js test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers bench-baseline clean
 
 # The runtime: lossfmt + lossview + pandas, editable. Enough for the demo.
 $(VENV)/.base: pyproject.toml setup.py
@@ -117,9 +117,19 @@ $(PEERS_VENV)/.deps: pyproject.toml | wheel
 	$(PEERS_VENV)/bin/python -m pip install -q '$(WHEEL)' $(PEERS)
 	touch $@
 
+# Run from a scratch directory with the checkout appended to sys.path, so the wheel is what is measured.
+# PEERS_ARGS: e.g. '--json /abs/run1.json --out /abs/run1.md' (paths absolute: the run is elsewhere).
+PEERS_ARGS ?=
 bench-peers: wheel $(PEERS_VENV)/.deps
 	$(PEERS_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
-	$(PEERS_VENV)/bin/python -m bench.peers
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && cd "$$scratch" && \
+	$(CURDIR)/$(PEERS_VENV)/bin/python -c "import runpy, sys; sys.path.append('$(CURDIR)'); \
+	    runpy.run_module('bench.peers', run_name='__main__')" $(PEERS_ARGS)
+
+# Before/after (issue 10): this tree against BASELINE_REV, built into a throwaway venv, side by side.
+BASELINE_REV ?= 379f98c
+bench-baseline: $(VENV)/.dev
+	$(PY) -m bench.baseline --rev $(BASELINE_REV)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) $(FLOOR_VENV) $(PEERS_VENV) build dist runs .pytest_cache .ruff_cache .hypothesis

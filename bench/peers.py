@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import sys
 import tempfile
@@ -98,13 +99,8 @@ def _case(name: str, n: int, scratch: Path) -> float:
     return elapsed / n
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="-", help="markdown report path, or - for stdout")
-    args = parser.parse_args(argv)
-    repeats, scale = (2, 50) if args.quick else (args.repeats, 1)
+def measure(repeats: int, scale: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """({peer: ns per logged scalar, one per repeat}, {peer: why it failed}), every peer interleaved."""
     with tempfile.TemporaryDirectory(prefix="lossfmt-peers-") as tmp:
         scratch = Path(tmp)
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -118,47 +114,121 @@ def main(argv: list[str] | None = None) -> int:
                 if name in failed:
                     continue
                 try:
-                    results[name].append(_case(name, max(1, PEERS[name][2] // scale), scratch))
+                    results[name].append(_case(name, max(1, PEERS[name][2] // scale), scratch) * 1e9)
                 except Exception as exc:  # a peer that cannot start is reported, not fatal
                     failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-    floor = median(results["floor"])
+    return results, failed
+
+
+def _versions() -> list[str]:
+    from importlib.metadata import version
+
+    import lossfmt
+
+    out = [f"lossfmt {version('lossfmt')} (from {Path(lossfmt.__file__).parent})"]
+    for module in ("trackio", "aim", "wandb", "mlflow", "torch", "tensorboard", "tensorboardX"):
+        with contextlib.suppress(Exception):
+            out.append(f"{module} {version(module)}")
+    return out
+
+
+def run_table(results: dict[str, list[float]], failed: dict[str, str], scale: int) -> list[str]:
+    """One run's table: min/median/max ns per peer, x floor and x lossfmt (of the medians)."""
+    floor, ours = median(results["floor"]), median(results["lossfmt"])
     rows = []
     for name, (label, _, n) in PEERS.items():
         if name in failed:
-            rows.append([label, "failed", "", "", "", f"`{failed[name]}`"])
+            rows.append([label, "failed", "", "", "", "", f"`{failed[name]}`"])
         elif name not in results:
-            rows.append([label, "not installed", "", "", "", ""])
+            rows.append([label, "not installed", "", "", "", "", ""])
         else:
-            ns = [s * 1e9 for s in results[name]]
+            ns = results[name]
             rows.append(
                 [
                     label,
                     *min_med_max(ns, fmt="{:,.0f}"),
-                    f"{median(ns) / floor / 1e9:,.1f}x",
+                    f"{median(ns) / floor:,.1f}x",
+                    f"{median(ns) / ours:,.1f}x",
                     f"{max(1, n // scale):,}",
                 ]
             )
-    versions = []
-    for module in ("lossfmt", "trackio", "aim", "wandb", "mlflow", "torch", "tensorboard", "tensorboardX"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
+    return table(["logger", "min ns", "median ns", "max ns", "x floor", "x lossfmt", "events/repeat"], rows)
 
-            versions.append(f"{module} {version(module)}")
-    text = "\n".join(
+
+def summary(paths: list[Path]) -> str:
+    """The summary of several runs' --json files: per peer, the median and range of the runs' medians, and
+    the ratio to lossfmt (taken per run: both measured side by side in it) with its range."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    rows = []
+    for name, (label, _, _) in PEERS.items():
+        meds = [median(run["ns"][name]) for run in runs if run["ns"].get(name)]
+        if len(meds) < len(runs):
+            why = {run["failed"].get(name, "not installed") for run in runs if not run["ns"].get(name)}
+            rows.append([label, f"{len(meds)} of {len(runs)} runs", "", f"`{'; '.join(sorted(why))}`"])
+            continue
+        ratios = sorted(median(run["ns"][name]) / median(run["ns"]["lossfmt"]) for run in runs)
+        rows.append(
+            [
+                label,
+                f"{median(meds):,.0f}",
+                f"{min(meds):,.0f}-{max(meds):,.0f}",
+                f"{median(ratios):,.1f}x ({ratios[0]:,.1f}-{ratios[-1]:,.1f})",
+            ]
+        )
+    headers = [
+        "logger",
+        "median of the medians (ns)",
+        "range of the medians (ns)",
+        "x lossfmt: median (range)",
+    ]
+    loads = "; ".join(run["load"] for run in runs)
+    return "\n".join(
+        [
+            f"### Summary of {len(runs)} runs of `python -m bench.peers`",
+            "",
+            f"Each run's median over its repeats; machine load at the end of each run: {loads}.",
+            "",
+            *table(headers, rows),
+        ]
+    )
+
+
+def run_report(quick: bool, repeats: int, load: str, rows: list[str]) -> str:
+    """One run's markdown: the command, the load, the peers' versions and the table."""
+    return "\n".join(
         [
             "## Peers: the caller's cost of logging one scalar",
             "",
-            f"`python -m bench.peers{' --quick' if args.quick else ''}` (its own venv: `make bench-peers`), "
-            f"{repeats} repeats, every peer interleaved in one process, a fresh run each; {machine_load()}. "
+            f"`python -m bench.peers{' --quick' if quick else ''}` (its own venv: `make bench-peers`), "
+            f"{repeats} repeats, every peer interleaved in one process, a fresh run each; {load}. "
             "ns per logged scalar on the training thread (setup and teardown untimed). Every logger is "
             "called the same way, `log(step, value)` through a small adapter (the floor too), so the "
             "floor here includes one Python call more than the main suite's add() table.",
             "",
-            f"- Versions: {', '.join(versions)}",
+            f"- Versions: {', '.join(_versions())}",
             "",
-            *table(["logger", "min ns", "median ns", "max ns", "x floor", "events/repeat"], rows),
+            *rows,
         ]
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="-", help="markdown report path, or - for stdout")
+    parser.add_argument("--json", type=Path, help="also write the measurements here (for --summarize)")
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="JSON", help="summarize earlier runs")
+    args = parser.parse_args(argv)
+    if args.summarize:
+        text = summary(args.summarize)
+    else:
+        repeats, scale = (2, 50) if args.quick else (args.repeats, 1)
+        results, failed = measure(repeats, scale)
+        load = machine_load()
+        if args.json:
+            args.json.write_text(json.dumps({"ns": results, "failed": failed, "load": load}))
+        text = run_report(args.quick, repeats, load, run_table(results, failed, scale))
     if args.out == "-":
         sys.stdout.write(text + "\n")
     else:
