@@ -21,6 +21,7 @@ import functools
 import struct
 import threading
 import time
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -83,7 +84,7 @@ def intern(tag: Any) -> int:
 
 _pack = ROW.pack
 _CONVERTERS = _values.CONVERTERS
-_scalar = _values.scalar
+_scalar: Callable[[Any], Any] = _values.scalar
 #: What packing an unchecked argument may raise: the writer's fast paths leave it to the slow path's checks.
 ROW_ERRORS = (TypeError, ValueError, struct.error)
 

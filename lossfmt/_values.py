@@ -90,7 +90,7 @@ class _NotLoaded:
 #: torch.Tensor once a torch tensor was converted (else a class no value has). The writer's `add()` reads an
 #: exact torch.Tensor on the CPU inline (`value.is_cpu`, then `value.item()`, any other result left to
 #: `scalar`): the converter call it skips is 5-10% of that add() (bench/hotpath.py).
-TENSOR: type = _NotLoaded
+TENSOR: type[Any] = _NotLoaded
 
 
 def _check_one(value: Any, size: int) -> None:
