@@ -389,6 +389,10 @@ def test_a_follower_and_lossview_follow_run_through_a_whole_write_and_close(tmp_
     finally:
         writer.kill()
         writer.wait()
+        # The first PNG is drawn inside lossview's signal handlers: until then SIGTERM kills it (rc -15).
+        ready = time.monotonic() + 60
+        while not (png.exists() and png.stat().st_size) and view.poll() is None and time.monotonic() < ready:
+            time.sleep(0.05)
         view.send_signal(signal.SIGTERM)
         _, err = view.communicate(timeout=60)
     assert view.returncode == 0, err
