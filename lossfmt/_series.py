@@ -21,6 +21,9 @@ def _require(table: pa.Table, *names: str) -> None:
 
 def _codes(column: pa.ChunkedArray[Any]) -> tuple[np.ndarray, list[Any]]:
     """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
+    one = _one_label(column)
+    if one is not None:  # one tag (or run) in every chunk: nothing to unify, combine or look up
+        return np.zeros(len(column), np.int64), one
     if pa.types.is_dictionary(column.type):
         column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
     arr = column.combine_chunks()
@@ -34,6 +37,17 @@ def _codes(column: pa.ChunkedArray[Any]) -> tuple[np.ndarray, list[Any]]:
         return indices, labels
     position = {label: i for i, label in enumerate(distinct)}  # a dictionary may repeat a label
     return np.array([position[label] for label in labels], dtype=np.int64)[indices], distinct
+
+
+def _one_label(column: pa.ChunkedArray[Any]) -> list[Any] | None:
+    """[label] when a dictionary column holds one label in every chunk (the common one-tag run), else None."""
+    if not pa.types.is_dictionary(column.type) or not column.num_chunks or column.null_count:
+        return None
+    dictionaries = [cast("pa.DictionaryArray[Any, Any]", chunk).dictionary for chunk in column.chunks]
+    if any(len(d) != 1 for d in dictionaries):
+        return None
+    label = dictionaries[0][0].as_py()
+    return [label] if all(d[0].as_py() == label for d in dictionaries[1:]) else None
 
 
 class _Series:

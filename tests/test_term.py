@@ -93,6 +93,22 @@ def test_without_follow_one_frame_is_printed_without_escape_codes(tmp_path: Path
     assert braille_cells(done.stdout) > 100
 
 
+def test_a_terminal_frame_never_imports_matplotlib(tmp_path: Path) -> None:
+    # matplotlib's import is most of a --term frame's time on a large file (about 0.7 s here).
+    path = tmp_path / "run.arrow"
+    write_run(path, 300, tags=("loss",))
+    code = (
+        "import io, sys, contextlib; from lossview import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()): rc = cli.main([sys.argv[1], '--term'])\n"
+        "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')[:3])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, os.fspath(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "[]"]
+
+
 def test_a_tag_that_matches_nothing_is_an_error_line(tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     write_run(path, 10)

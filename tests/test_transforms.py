@@ -521,6 +521,15 @@ def test_series_lists_each_run_and_tag_with_its_rows_in_file_order() -> None:
     assert [(r, t, i.tolist()) for r, t, i in series(events([0, 1], [1.0, 2.0]))] == [(None, "loss", [0, 1])]
 
 
+def test_series_of_chunks_with_one_label_each_tells_different_labels_apart() -> None:
+    # Each chunk's tag dictionary holds one label: the same label in every chunk is one series, and
+    # a different one in a later chunk is a second series (not merged into the first).
+    same = pa.concat_tables([events([0, 1], [1.0, 2.0], tags=["a", "a"]), events([2], [3.0], tags=["a"])])
+    assert [(t, rows.tolist()) for _, t, rows in series(same)] == [("a", [0, 1, 2])]
+    mixed = pa.concat_tables([events([0, 1], [1.0, 2.0], tags=["a", "a"]), events([2], [3.0], tags=["b"])])
+    assert sorted((t, rows.tolist()) for _, t, rows in series(mixed)) == [("a", [0, 1]), ("b", [2])]
+
+
 def test_select_tags_is_the_one_tag_rule_of_lossfmt() -> None:
     table = events([0, 1, 2], [1.0, 2.0, 3.0], tags=["loss", "val/a[1]", "val/b"])
     assert select_tags(table, "val/a[1]").column("step").to_pylist() == [1]  # the name itself first

@@ -123,8 +123,6 @@ def _view(ns: argparse.Namespace) -> v.View:
 
 
 def _plot(ns: argparse.Namespace) -> int:
-    from lossview.app import Target
-
     view = _view(ns)
     _check_plot(ns)
     if ns.term:
@@ -133,6 +131,8 @@ def _plot(ns: argparse.Namespace) -> int:
         from lossview import term
 
         return term.run(ns.files, tags=view.tags, smooth=getattr(ns, "smooth", None), follow=ns.follow)
+    from lossview.app import Target  # imports matplotlib: only once the terminal path is ruled out
+
     target = Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
     # Files are read and checked while matplotlib is imported on another thread: the read is mostly
     # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.
