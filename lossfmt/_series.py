@@ -23,7 +23,7 @@ def _codes(column: pa.ChunkedArray[Any]) -> tuple[np.ndarray, list[Any]]:
     """Integer code per row and the distinct labels in dictionary order, for a dictionary or plain column."""
     one = _one_label(column)
     if one is not None:  # one tag (or run) in every chunk: nothing to unify, combine or look up
-        return np.zeros(len(column), np.int64), one
+        return np.broadcast_to(np.int64(0), (len(column),)), one  # read-only zeros, nothing allocated
     if pa.types.is_dictionary(column.type):
         column = column.unify_dictionaries()  # one dictionary for all chunks, so indices agree
     arr = column.combine_chunks()
@@ -104,6 +104,8 @@ def _group_rows(codes: np.ndarray, size: int) -> list[np.ndarray]:
     """Row indices of each non-empty group, each in file order."""
     if codes.size == 0:
         return []
+    if size == 1:
+        return [np.arange(codes.size)]
     order = _stable_argsort(codes, size)
     rows = np.arange(codes.size) if order is None else order
     bounds = np.cumsum(np.bincount(codes, minlength=size))[:-1]

@@ -156,9 +156,15 @@ class _Canvas:
 def _y_range(series: Sequence[Series]) -> tuple[float, float]:
     lo, hi = math.inf, -math.inf
     for s in series:
-        finite = s.values[np.isfinite(s.values)]
-        if finite.size:
-            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if not s.values.size:
+            continue
+        low, high = float(s.values.min()), float(s.values.max())
+        if not (math.isfinite(low) and math.isfinite(high)):  # the copy without NaN/inf only when needed
+            finite = s.values[np.isfinite(s.values)]
+            if not finite.size:
+                continue
+            low, high = float(finite.min()), float(finite.max())
+        lo, hi = min(lo, low), max(hi, high)
     if not math.isfinite(lo):
         return 0.0, 1.0
     if lo == hi:
