@@ -158,6 +158,19 @@ class Workspace:
             self._runs[n] = path
         return self._runs[n]
 
+    def live_file(self, n: int) -> tuple[Path, Any]:
+        """A live (footerless) file of `n` realistic single-tag events, like `run_file(n)` before close(),
+        and its writer, kept open (the caller closes it)."""
+        from lossfmt import LossWriter
+
+        path = self.path(f"live{n}.arrow")
+        writer = LossWriter(path, flush_secs=1e6)
+        add = writer.add
+        for step, value in enumerate(realistic_losses(n)):
+            add(step, value)
+        writer.flush()
+        return path, writer
+
     def tfevents_dir(self, n: int) -> Path:
         """A TensorBoard log dir holding `n` realistic `loss` scalars written by SummaryWriter."""
         if n not in self._tfevents:

@@ -66,26 +66,12 @@ def _lossfmt_cases(path: Path, counts: dict[str, int], n: int, live: Path | None
     return cases
 
 
-def _live_run(ws: Workspace, n: int) -> tuple[Path, object]:
-    """A live (footerless) file of the same kind of run as `ws.run_file(n)`, its writer kept open."""
-    from bench.common import realistic_losses
-    from lossfmt import LossWriter
-
-    path = ws.path(f"live{n}.arrow")
-    writer = LossWriter(path, flush_secs=1e6)
-    add = writer.add
-    for step, value in enumerate(realistic_losses(n)):
-        add(step, value)
-    writer.flush()
-    return path, writer
-
-
 def _files(cfg: Config, ws: Workspace, sec: Section, rows: list, counts: dict[str, int]) -> None:
     """The closed runs (and, at the largest size, the live one) against pandas and Polars."""
     for n in cfg.read_ns:
         path = ws.run_file(n)
         largest = n == cfg.read_ns[-1]
-        live, writer = _live_run(ws, n) if largest else (None, None)
+        live, writer = ws.live_file(n) if largest else (None, None)
         repeats = cfg.repeats if n == cfg.read_ns[0] else cfg.slow_repeats + 4
         log(f"read: {n:,} events x {repeats} repeats")
         try:

@@ -39,19 +39,6 @@ def _ratio(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
-def _live_file(ws: Workspace, n: int) -> tuple[Path, object]:
-    """A live (footerless) file of `n` events, its writer kept open (the caller closes it)."""
-    from lossfmt import LossWriter
-
-    path = ws.path(f"live{n}.arrow")
-    writer = LossWriter(path, flush_secs=1e6)
-    add = writer.add
-    for step, value in enumerate(realistic_losses(n)):
-        add(step, value)
-    writer.flush()
-    return path, writer
-
-
 def _tiny_flushes(ws: Workspace, flushes: int) -> tuple[Path, object]:
     """A live file of `flushes` flushes of 2 events each, its writer kept open (the caller closes it)."""
     from lossfmt import LossWriter
@@ -98,7 +85,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
     flushes = 500 if cfg.quick else 100_000
     switch = "verify" in inspect.signature(lossfmt.read).parameters
     log(f"verify: writing a live {n:,}-event file and one of {flushes:,} flushes of 2 events")
-    live, writer = _live_file(ws, n)
+    live, writer = ws.live_file(n)
     tiny, tiny_writer = _tiny_flushes(ws, flushes)
     files = {"closed": (ws.run_file(n), n), "live": (live, n), "tiny flushes": (tiny, 2 * flushes)}
     cases: dict[str, Callable[[], Stopwatch]] = {}
