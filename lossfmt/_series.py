@@ -89,6 +89,20 @@ def series(table: pa.Table) -> list[tuple[str | None, str, np.ndarray]]:
     return out
 
 
+def one_series(table: pa.Table) -> tuple[str | None, str] | None:
+    """(run, tag) when every row of `table` is in one series, read from the dictionaries alone (the common
+    one-tag run: no per-row codes, no row indices); None when there may be several (then use `series`) or
+    no rows. run is None when the table has no `run` column."""
+    _require(table, schema.TAG)
+    tag = _one_label(table.column(schema.TAG)) if table.num_rows else None
+    if tag is None:
+        return None
+    if schema.RUN not in table.column_names:
+        return None, tag[0]
+    run = _one_label(table.column(schema.RUN))
+    return None if run is None else (run[0], tag[0])
+
+
 def _stable_argsort(codes: np.ndarray, size: int) -> np.ndarray | None:
     """Row order grouping equal codes (0 <= code < size), file order within a group; None when the rows
     already are in that order (the common case of one series, or of sorted buckets)."""

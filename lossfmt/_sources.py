@@ -191,9 +191,9 @@ def tag_patterns(tags: Sequence[str] | str) -> list[str]:
 def tag_names(table: pa.Table) -> set[str]:
     """The tags that occur in `table` (the names its events use, not every entry of the dictionary)."""
     names: set[str] = set()
-    for column_chunk in table.column(s.TAG).chunks:
-        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)  # the tag column is dictionary-encoded
-        used = np.unique(_arrow.to_numpy(chunk.indices))
+    for column_chunk in table.column(s.TAG).chunks:  # (bincount: np.unique imports numpy.ma)
+        chunk = cast("pa.DictionaryArray[Any, Any]", column_chunk)
+        used = np.flatnonzero(np.bincount(_arrow.to_numpy(chunk.indices), minlength=len(chunk.dictionary)))
         names.update(cast("list[str]", chunk.dictionary.take(_arrow.array(used, pa.int64())).to_pylist()))
     return names
 

@@ -22,7 +22,7 @@ from lossfmt._averages import ema, moving_average
 from lossfmt._bucket import PER_ITEM, bucket, normalize_events, parse_normalize, parse_per
 from lossfmt._bucket import Per as Per  # the type of bucket()'s `per`
 from lossfmt._decimate import all_finite, decimate
-from lossfmt._series import _numpy, _replace, _require, _Series, _stable_argsort, series
+from lossfmt._series import _numpy, _replace, _require, _Series, _stable_argsort, one_series, series
 from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
 from lossfmt._sources import select_tags
 from lossfmt._step_ema import step_ema
@@ -45,6 +45,7 @@ __all__ = [
     "epoch_positions",
     "moving_average",
     "normalize_events",
+    "one_series",
     "parse_normalize",
     "parse_per",
     "parse_smooth",

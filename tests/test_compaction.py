@@ -42,10 +42,9 @@ def test_close_writes_bounded_checksummed_batches_sharing_one_dictionary_per_col
     assert table["tag"].to_pylist()[::100_000] == [tags[i % 4] for i in range(6)]
 
 
-
 def test_a_closed_file_of_several_batches_reads_as_one_chunk_per_column(tmp_path):
     """read() gives each column of a closed multi-batch file as one array, equal to Arrow's own reading, so
-    lossview and read_pandas use it without concatenating (a fresh copy per column cost more than the read)."""
+    lossview and read_pandas use it as it is (a concatenated copy per column costs more than the read)."""
     path = tmp_path / "run.arrow"
     n = COMPACT_ROWS + 10
     with LossWriter(path, flush_secs=3600) as w:
@@ -57,6 +56,7 @@ def test_a_closed_file_of_several_batches_reads_as_one_chunk_per_column(tmp_path
         assert [table.column(c).num_chunks for c in table.column_names] == [1] * table.num_columns
         for name in table.column_names:
             assert table.column(name).to_pylist() == arrow.column(name).to_pylist(), name
+
 
 # Writes N events (several tags), then reports the RSS high-water mark before and after close().
 MEMORY = textwrap.dedent(

@@ -23,6 +23,7 @@ from lossfmt.transforms import (
     ema,
     epoch_positions,
     normalize_events,
+    one_series,
     parse_normalize,
     parse_per,
     select_tags,
@@ -528,6 +529,22 @@ def test_series_of_chunks_with_one_label_each_tells_different_labels_apart() -> 
     assert [(t, rows.tolist()) for _, t, rows in series(same)] == [("a", [0, 1, 2])]
     mixed = pa.concat_tables([events([0, 1], [1.0, 2.0], tags=["a", "a"]), events([2], [3.0], tags=["b"])])
     assert sorted((t, rows.tolist()) for _, t, rows in series(mixed)) == [("a", [0, 1]), ("b", [2])]
+
+
+def test_one_series_names_the_only_series_and_agrees_with_series() -> None:
+    # The shortcut for the usual one-tag run: (run, tag) without row indices, None whenever series() could
+    # give more than one group (or none).
+    same = pa.concat_tables([events([0, 1], [1.0, 2.0], tags=["a", "a"]), events([2], [3.0], tags=["a"])])
+    assert one_series(same) == (None, "a") and [(r, t) for r, t, _ in series(same)] == [(None, "a")]
+    mixed = pa.concat_tables([events([0, 1], [1.0, 2.0], tags=["a", "a"]), events([2], [3.0], tags=["b"])])
+    assert one_series(mixed) is None and len(series(mixed)) == 2
+    assert one_series(events([0, 1], [1.0, 2.0], tags=["a", "b"])) is None
+    one_run = events([0, 1], [1.0, 2.0], tags=["a", "a"])
+    one_run = one_run.append_column("run", pa.array(["x", "x"]).dictionary_encode())  # as read() gives it
+    assert one_series(one_run) == ("x", "a")
+    assert one_series(events([0, 1], [1.0, 2.0], tags=["a", "a"], runs=["x", "y"])) is None
+    assert one_series(events([0, 1], [1.0, 2.0], tags=["a", "a"], runs=["x", "x"])) is None  # plain strings
+    assert one_series(events([], [])) is None
 
 
 def test_select_tags_is_the_one_tag_rule_of_lossfmt() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lossview import view as v
 
@@ -141,7 +141,7 @@ def _plot_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "files", nargs="+", metavar="FILE", help=".arrow files, globs or directories of .arrow files"
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action=_Version, help="show the installed version and exit")
     _transform_options(p)
     _view_options(p)
     _output_options(p)
@@ -293,6 +293,19 @@ def _import_tb_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="OUT.arrow, or a directory for several runs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata costs every command 20-30 ms)."""
+
+    def __init__(
+        self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, help: str | None = None
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own version action prints
+        parser.exit()
 
 
 def _version() -> str:

@@ -85,11 +85,11 @@ class TermView:
         table = transforms.drop_rewound(table)  # within the new events; against the old ones below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
-        groups = transforms.series(table)
+        one = transforms.one_series(table)  # the usual one-tag file: no row indices (80 MB at 10M events)
+        groups = [(None, one[1], None)] if one else transforms.series(table)
         for _, tag, idx in groups:
-            one = len(groups) == 1
-            steps = steps_all if one else steps_all[idx]
-            values = values_all if one else values_all[idx]
+            steps = steps_all if idx is None else steps_all[idx]
+            values = values_all if idx is None else values_all[idx]
             key = (run, tag)
             s = self.series.get(key)
             if s is None:

@@ -155,6 +155,13 @@ def test_svg_names_runs_and_tags_in_the_legend(runs, tmp_path):
 # ------------------------------------------------------------------------------------------- subcommands
 
 
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    done = lossview("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"lossview {version('lossfmt')}\n", "")
+
+
 def test_summary_table_and_json(tmp_path):
     path = tmp_path / "s.arrow"
     with LossWriter(path) as w:
@@ -498,14 +505,22 @@ def test_main_and_figure_change_no_process_global_state(tmp_path):
         import matplotlib
         import lossview
         from lossview import cli
-        before = (gc.get_freeze_count(), gc.isenabled(), sys.getswitchinterval(),
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage as pages
+        except ImportError:
+            from numpy.core.multiarray import _set_madvise_hugepage as pages
+        def huge():
+            was = pages(True)
+            pages(was)
+            return was
+        before = (gc.get_freeze_count(), gc.isenabled(), sys.getswitchinterval(), huge(),
                   dict.__getitem__(matplotlib.rcParams, "backend"), dict(matplotlib.rcParams),
                   signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
         assert cli.main([{str(path)!r}, "-o", {str(tmp_path / "a.png")!r}]) == 0
         assert cli.main([{str(path)!r}, "--tag", "nosuch", "-o", {str(tmp_path / "b.png")!r}]) == 1
         assert cli.main(["summary", {str(path)!r}]) == 0
         lossview.figure({str(path)!r})
-        after = (gc.get_freeze_count(), gc.isenabled(), sys.getswitchinterval(),
+        after = (gc.get_freeze_count(), gc.isenabled(), sys.getswitchinterval(), huge(),
                  dict.__getitem__(matplotlib.rcParams, "backend"), dict(matplotlib.rcParams),
                  signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
         print(before == after)
@@ -517,17 +532,27 @@ def test_main_and_figure_change_no_process_global_state(tmp_path):
 
 
 def test_only_the_console_entry_point_tunes_its_own_process(tmp_path):
-    """console_main (the installed script) freezes gc before exit and shortens the switch interval."""
+    """console_main (the installed script) freezes gc before exit, shortens the switch interval and puts
+    numpy's large arrays on small pages (unless NUMPY_MADVISE_HUGEPAGE says otherwise)."""
     path = write_run(tmp_path / "run.arrow", 50)
     code = textwrap.dedent(
         f"""
         import gc, sys
         from lossview import cli
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage as pages
+        except ImportError:
+            from numpy.core.multiarray import _set_madvise_hugepage as pages
         sys.argv = ["lossview", {str(path)!r}, "-o", {str(tmp_path / "b.png")!r}]
         assert cli.console_main() == 0
-        print(gc.get_freeze_count() > 0, sys.getswitchinterval() <= 0.001)
+        print(gc.get_freeze_count() > 0, sys.getswitchinterval() <= 0.001, pages(True))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "True"]
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    for setting, huge in ((None, "False"), ("1", "True")):
+        run_env = env if setting is None else {**env, "NUMPY_MADVISE_HUGEPAGE": setting}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=run_env
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["True", "True", huge]
