@@ -253,6 +253,26 @@ def test_following_continues_the_smoothing_and_drops_what_a_resume_rewound(tmp_p
     np.testing.assert_allclose(s.smoothed, want, rtol=1e-9)
 
 
+def test_following_a_glob_or_directory_picks_up_runs_that_appear_later(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    by_glob = term.TermView([f"{tmp_path}/*/seed.arrow"], smooth="none")
+    by_dir = term.TermView([os.fspath(tmp_path / "x")], smooth="none")
+    assert not by_glob.poll() and not by_dir.poll()  # nothing yet: waiting
+    write_run(tmp_path / "x" / "seed.arrow", 50)
+    assert by_glob.poll() and by_dir.poll()
+    assert [s.label for s in by_glob.series.values()] == ["loss"] and by_glob.title().startswith("seed ·")
+    write_run(tmp_path / "y" / "seed.arrow", 30)
+    write_run(tmp_path / "x" / "other.arrow", 20)
+    assert by_glob.poll() and by_dir.poll()
+    # Two seed.arrow files are two runs, labelled apart as lossfmt.read labels them.
+    runs = lossfmt.run_labels([os.fspath(tmp_path / d / "seed.arrow") for d in "xy"], ["seed", "seed"])
+    assert sorted(s.label for s in by_glob.series.values()) == sorted(f"{r}: loss" for r in runs)
+    assert sorted(s.steps.size for s in by_glob.series.values()) == [30, 50]
+    assert by_glob.title().startswith("2 runs")
+    assert sorted(s.label for s in by_dir.series.values()) == ["other: loss", "seed: loss"]
+
+
 def test_one_frame_of_a_resumed_file_drops_the_rewound_events(tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     write_run(path, 100)

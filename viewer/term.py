@@ -41,47 +41,71 @@ _INTERVAL = 0.25  # seconds between polls while following
 
 class TermView:
     """The followed files as curves: each `poll()` appends what the writers flushed since the last one
-    (a file that was replaced starts over) and brings the smoothing up to date."""
+    (a file that was replaced starts over), follows the files a glob or directory argument gains, and brings
+    the smoothing up to date."""
 
-    def __init__(self, paths: Sequence[str], *, tags: Sequence[str] = (), smooth: str | None = None) -> None:
+    def __init__(self, args: Sequence[str], *, tags: Sequence[str] = (), smooth: str | None = None) -> None:
         self.smoother = transforms.parse_smooth(transforms.DEFAULT_SMOOTH if smooth is None else smooth)
         self.tags = tuple(tags)
-        self.several = len(paths) > 1
-        stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-        self.sources = [
-            (r, lossfmt.follow(p)) for r, p in zip(lossfmt.run_labels(paths, stems), paths, strict=True)
-        ]
-        self.series: dict[tuple[str, str], Series] = {}
+        self.args = [os.fspath(a) for a in args]
+        self.followers: dict[str, lossfmt.Follower] = {}
+        self.labels: dict[str, str] = {}  # path -> run label, as lossfmt labels runs
+        self.series: dict[tuple[str, str], Series] = {}  # (path, tag) -> curve
         self._fresh: dict[tuple[str, str], int] = {}  # series -> points smoothed so far (-1: redo all)
+        self._discover()
+
+    def _discover(self) -> None:
+        """Follow every file the arguments name now; a plain path that does not exist yet is followed until
+        it appears. Run labels are redone when a file joins (a second `seed.arrow` makes both longer)."""
+        found: list[str] = []
+        for arg in self.args:
+            try:
+                found += lossfmt.run_paths(arg)
+            except lossfmt.LossFormatError:  # names no run yet
+                if not set("*?[") & set(arg) and not os.path.isdir(arg):
+                    found.append(arg)
+        new = [p for p in dict.fromkeys(found) if p not in self.followers]
+        if not new:
+            return
+        self.followers.update((p, lossfmt.follow(p)) for p in new)
+        paths = list(self.followers)
+        stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+        self.labels = dict(zip(paths, lossfmt.run_labels(paths, stems), strict=True))
+        for (path, tag), s in self.series.items():
+            s.label = self._label(path, tag)
+
+    def _label(self, path: str, tag: str) -> str:
+        return f"{self.labels[path]}: {tag}" if len(self.followers) > 1 else tag
 
     def _select(self, table: pa.Table) -> pa.Table:
         return transforms.select_tags(table, self.tags) if self.tags else table
 
     def load(self) -> None:
         """Read each file whole, only the columns drawn (one frame: no follower state to keep)."""
-        for run, follower in self.sources:
+        for path, follower in self.followers.items():
             table = lossfmt.read(follower.path, columns=["step", "tag", "value"])
-            self._append(run, self._select(table))
+            self._append(path, self._select(table))
         self._smooth()
 
     def poll(self) -> bool:
         """Read what was appended; True if anything changed."""
+        self._discover()
         changed = False
-        for run, follower in self.sources:
+        for path, follower in self.followers.items():
             update = follower.poll()
             if update.reset:
-                for key in [k for k in self.series if k[0] == run]:
+                for key in [k for k in self.series if k[0] == path]:
                     del self.series[key]
                 changed = True
             table = self._select(update.table)
             if table.num_rows:
-                self._append(run, table)
+                self._append(path, table)
                 changed = True
         if changed:
             self._smooth()
         return changed
 
-    def _append(self, run: str, table: pa.Table) -> None:
+    def _append(self, path: str, table: pa.Table) -> None:
         table = transforms.drop_rewound(table)  # within the new events; against the old ones below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
@@ -90,10 +114,10 @@ class TermView:
         for _, tag, idx in groups:
             steps = steps_all if idx is None else steps_all[idx]
             values = values_all if idx is None else values_all[idx]
-            key = (run, tag)
+            key = (path, tag)
             s = self.series.get(key)
             if s is None:
-                s = self.series[key] = Series(f"{run}: {tag}" if self.several else tag)
+                s = self.series[key] = Series(self._label(path, tag))
                 self._fresh[key] = 0
             elif s.steps.size and steps.size and steps.min() < s.steps[-1]:  # a resumed run rewound
                 keep = s.steps <= steps.min()
@@ -119,8 +143,8 @@ class TermView:
             self._fresh[key] = s.values.size
 
     def title(self) -> str:
-        runs = [run for run, _ in self.sources]
-        name = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
+        runs = list(self.labels.values())
+        name = runs[0] if len(runs) == 1 else f"{len(runs)} runs" if runs else " ".join(self.args)
         what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
         return f"{name} · {what} · × non-finite"
 
@@ -159,13 +183,8 @@ def run(
     """``lossview FILE... --term [--follow]``: print one frame, or redraw in place until Ctrl-C (exit 0).
     `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`)."""
     out = sys.stdout if out is None else out
-    try:
-        paths = lossfmt.run_paths(list(files))
-    except lossfmt.LossFormatError:
-        if not follow:
-            raise
-        paths = [os.fspath(f) for f in files]  # followed files that do not exist yet: wait for them
-    view = TermView(paths, tags=tags, smooth=smooth)
+    # One frame: every argument must name runs now. Following: the view waits for what is not there yet.
+    view = TermView(files if follow else lossfmt.run_paths(list(files)), tags=tags, smooth=smooth)
     if not follow:
         view.load()
         if not view.series:
