@@ -235,19 +235,32 @@ def _to_pandas(table: pa.Table) -> pandas.DataFrame:
         if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, table.column(name).dictionary_encode())
-    if s.EPOCH not in table.column_names:
-        return table.to_pandas()
     # epoch becomes nullable Int64, joined to the converted columns without copying any of them: assigning
     # or inserting it into the converted frame copies (every other column, or the new one: on this VM fresh
     # memory costs more than the conversion, measured a third of read_pandas for 10M events).
-    index = table.schema.get_field_index(s.EPOCH)
-    epoch = table.column(index)
-    df = table.remove_column(index).to_pandas()
-    values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
-    columns: list[tuple[str, object]] = [(name, df[name]) for name in df.columns]
-    columns.insert(index, (s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch))))
+    index = table.schema.get_field_index(s.EPOCH) if s.EPOCH in table.column_names else -1
+    df = (table.remove_column(index) if index >= 0 else table).to_pandas()
+    columns: list[tuple[str, object]] = [(name, _writable(df[name])) for name in df.columns]
+    if index >= 0:
+        epoch = table.column(index)
+        values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
+        values = values if values.flags.writeable else values.copy()  # the frame is the user's to change
+        columns.insert(index, (s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch))))
     frame: pd.DataFrame = pd.DataFrame(dict(columns), copy=False)  # pandas-stubs type DataFrame(...) as Any
     return frame
+
+
+def _writable(column: pandas.Series) -> object:
+    """`column`, or its Categorical with a copy of the codes where pandas took one-byte dictionary indices
+    zero-copy from a read-only Arrow buffer (a single-chunk column): users assign into read_pandas frames."""
+    import pandas as pd
+
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return column
+    codes = column.cat.codes.to_numpy()
+    if codes.flags.writeable:
+        return column
+    return pd.Categorical.from_codes(codes.copy(), dtype=column.dtype)
 
 
 def _null_mask(column: pa.ChunkedArray[Any]) -> np.ndarray:

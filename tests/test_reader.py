@@ -408,6 +408,29 @@ def test_read_pandas_gives_categoricals_nullable_epoch_and_utc_microseconds(tmp_
     assert df["step"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("closed", [True, False])
+def test_every_column_of_read_pandas_can_be_assigned_to(tmp_path, closed):
+    # A frame is the user's to change. A live file of many flushes and a closed file of several batches
+    # decode column by column into one array each; pandas then took 1-byte dictionary indices as zero-copy
+    # Categorical codes of a read-only buffer (df.loc[0, "reduction"] = ...: "destination is read-only").
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    n = (1 << 19) + 10 if closed else 2 * _columns.MIN_BATCHES
+    for step in range(n):
+        w.add(step, step * 0.5, "loss" if step % 3 else "val", count=2, epoch=step // 10, reduction="mean")
+        if not closed:
+            w.flush()  # one record batch per flush
+    if closed:
+        w.close()
+    try:
+        df = read_pandas(path)
+        for name in df.columns:
+            df.loc[0, name] = df[name].iloc[1]
+            assert df[name].iloc[0] == df[name].iloc[1], name
+    finally:
+        w.close()
+
+
 def test_read_pandas_of_several_runs_has_a_categorical_run(tmp_path):
     _run_file(tmp_path / "a.arrow", "alpha", _rows(2))
     _run_file(tmp_path / "b.arrow", "beta", _rows(1))
