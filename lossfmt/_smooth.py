@@ -19,6 +19,7 @@ from lossfmt._averages import (
     _check_positive,
     _check_weight,
     _check_window,
+    _copy,
     _ema_finite,
     ema,
     moving_average,
@@ -140,6 +141,13 @@ def _ema_run(
     x: np.ndarray, w: float, carry: tuple[float, ...] | None
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """TensorBoard's EMA of `x` after the points behind `carry` = (last, finite points, constant or NaN)."""
+    if carry is None and x.size:
+        low, high = float(x.min()), float(x.max())  # NaN if any value is
+        if math.isfinite(low) and math.isfinite(high):  # the common case: no mask, no copy of the values
+            out = _copy(x) if w == 0.0 or low == high else _ema_finite(x, w, max(high, -low))  # = ema(x, w)
+            n = x.size
+            constant = low if low == high else math.nan
+            return out, (float(out[-1]) * (1.0 - w**n), float(n), constant)
     finite = np.isfinite(x)
     if carry is None:
         out = ema(x, w)

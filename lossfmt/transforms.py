@@ -21,7 +21,7 @@ from lossfmt import _arrow, schema
 from lossfmt._averages import ema, moving_average
 from lossfmt._bucket import PER_ITEM, bucket, normalize_events, parse_normalize, parse_per
 from lossfmt._bucket import Per as Per  # the type of bucket()'s `per`
-from lossfmt._decimate import all_finite, decimate
+from lossfmt._decimate import _ascending, all_finite, decimate
 from lossfmt._series import _numpy, _replace, _require, _Series, _stable_argsort, one_series, series
 from lossfmt._smooth import DEFAULT_SMOOTH, Smoother, SmoothState, parse_smooth
 from lossfmt._sources import select_tags
@@ -102,13 +102,14 @@ def drop_rewound(table: pa.Table) -> pa.Table:
 
 
 def _never_decreases(column: pa.ChunkedArray[Any]) -> bool:
-    """True if the column's values never decrease, checked chunk by chunk (no concatenated copy)."""
+    """True if the column's values never decrease, checked chunk by chunk (no concatenated copy) and block
+    by block (no mask as long as the column)."""
     last = None
     for chunk in column.chunks:
         values = _arrow.to_numpy(chunk)
         if not values.size:
             continue
-        if (last is not None and values[0] < last) or not bool(np.all(values[1:] >= values[:-1])):
+        if (last is not None and values[0] < last) or not _ascending(values):
             return False
         last = values[-1]
     return True

@@ -472,6 +472,42 @@ def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():
     assert c.x is c.step and c.x.dtype == np.int64
 
 
+@pytest.mark.parametrize(
+    ("smooth", "arrays", "extra"), [("ema:0.6", 1, 0.1), (None, 1, 0.5), ("none", 0, 0.06)]
+)
+def test_the_curve_of_a_long_series_allocates_its_smoothed_values_and_little_else(smooth, arrays, extra):
+    # A cold 10M-event render pays for every fresh array it touches: x, y and steps are the table's own
+    # buffers, the smoothing allocates its result (the EMA over steps also 12 MB of blocks), the checks
+    # that steps are sorted no mask as long as them, the drawing about a screen's worth (`extra`: what
+    # else may be allocated, in arrays as long as the values; a copy of them is 1, a mask 0.125).
+    import tracemalloc
+
+    n = 1 << 22
+    rng = np.random.default_rng(5)
+    table = pa.table(
+        {
+            "step": pa.array(np.arange(n)),
+            "tag": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), ["loss"]).cast(schema.TAG_TYPE),
+            "value": pa.array(np.cumsum(rng.normal(size=n)) + 5.0),
+        }
+    )
+    view = View(smooth=smooth or lv.DEFAULT_SMOOTH, smooth_explicit=smooth is not None)
+    runs = runs_of(table)
+    lp, _ = make_plot(view)
+    tracemalloc.start()
+    try:
+        (c,) = lv.curves(runs, view)
+        data_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        lp.update([c])
+        current, draw_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (c.smoothed is not None) == bool(arrays)
+    assert data_peak < (arrays + extra) * 8 * n
+    assert draw_peak - current < 0.1 * 8 * n
+
+
 # ------------------------------------------------------------------------------------------ issue 11
 
 

@@ -473,3 +473,25 @@ def test_a_series_longer_than_one_block_matches_the_definition(shuffled: bool) -
         steps, values = steps[order], values[order]
     want, scale = reference_step_ema(values.tolist(), steps.tolist(), 3000.0)
     assert_smoothing_close(step_ema(values, steps, 3000.0), want, scale, rtol=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["ema:0.6", "ema:0"])
+def test_tensorboards_ema_of_a_finite_series_allocates_only_its_result(spec: str) -> None:
+    # A cold 10M-point render pays for every fresh array (first touch of new memory): smoothing a finite
+    # series allocates its result and no mask or gathered copy of the values (those were 18 bytes a point).
+    import tracemalloc
+
+    n = 1 << 20
+    values, steps = np.cumsum(np.random.default_rng(3).normal(size=n)), np.arange(n)
+    smoother = parse_smooth(spec)
+    assert smoother is not None
+    tracemalloc.start()
+    try:
+        out, state = smoother.run(values, steps)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.25 * values.nbytes
+    assert state.carry is not None and state.carry[1] == n and math.isnan(state.carry[2])
+    weight = float(spec[4:])
+    assert state.carry[0] == pytest.approx(float(out[-1]) * (1.0 - weight**n))

@@ -147,11 +147,10 @@ def _plot(ns: argparse.Namespace) -> int:
         from lossview import term
 
         return term.run(ns.files, tags=view.tags, smooth=getattr(ns, "smooth", None), follow=ns.follow)
-    from lossview.app import Target  # imports matplotlib: only once the terminal path is ruled out
-
-    target = Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
     # Files are read and checked while matplotlib is imported on another thread: the read is mostly
     # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.
+    # Nothing on this thread may import matplotlib (lossview.app does) before the read: the import would
+    # then run first, on this thread, with nothing to overlap.
     preload = threading.Thread(target=_import_plotting, name="lossview-import", daemon=True)
     preload.start()
     try:
@@ -160,6 +159,8 @@ def _plot(ns: argparse.Namespace) -> int:
         preload.join()
     from lossview import app
     from lossview.plot import Style
+
+    target = app.Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
 
     curves = None
     compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
@@ -198,7 +199,7 @@ def _check_plot(ns: argparse.Namespace) -> None:
 def _import_plotting() -> None:
     import matplotlib.backends.backend_agg  # noqa: F401
 
-    import lossview.plot  # noqa: F401
+    import lossview.app  # noqa: F401  (the figure, its artists and the follow loop)
 
 
 # ------------------------------------------------------------------------------------------ subcommands
