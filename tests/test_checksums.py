@@ -55,6 +55,23 @@ def _unsealed_message(sch: pa.Schema) -> bytes:
     return data[first:second]
 
 
+def _sealed_without_promise(n: int, gap: int) -> tuple[bytes, list[int]]:
+    """A live file whose schema does not promise checksums (spec §1.6: each batch that carries one is
+    verified) of n batches that carry one except the batch at `gap`; and each batch's offset."""
+    sch = unverified(schema.make_schema("mixed"))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, sch, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        for start in (0, 2):
+            writer.write_batch(_batch(sch, start, 2), custom_metadata=_framing.BATCH_METADATA)
+    data = _framing.Sealer().seal(schema.MAGIC + sink.getvalue().to_pybytes()[: -len(schema.EOS)])
+    first, second = batch_ends(data)
+    sealed, unsealed = data[first:second], _unsealed_message(sch)
+    messages = [unsealed if i == gap else sealed for i in range(1, n)]
+    offsets = [first + sum(map(len, messages[:i])) for i in range(n - 1)]
+    ends = message_ends(data)
+    return data[:first] + b"".join(messages), [ends[ends.index(first) - 1], *offsets]
+
+
 def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
 
@@ -195,3 +212,13 @@ def test_verification_makes_one_crc_call_per_small_batch(monkeypatch) -> None:
     _framing.walk(data, "x")
     assert len(calls) <= len(starts) + 3  # the schema message's own checksum: 3 calls
     assert sum(calls) <= len(data)  # each byte hashed once
+
+
+def test_a_batch_without_a_checksum_that_is_not_promised_starts_the_next_span_after_it(tmp_path) -> None:
+    data, starts = _sealed_without_promise(60, 30)
+    path = tmp_path / "run.arrow"
+    path.write_bytes(data)
+    assert read(path).num_rows == 120
+    size = starts[2] - starts[1]
+    assert _error_offset(_flip(data, starts[31] + size - 1))[0] == starts[31]
+    assert _error_offset(_flip(data, starts[29] + size - 1))[0] == starts[29]
