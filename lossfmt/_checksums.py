@@ -155,22 +155,18 @@ def first_mismatch(data: bytes, buf: pa.Buffer, starts: list[int], batches: Sequ
     n = len(batches)
     if n < _BATCHED:  # a few (a follower's poll): the tables and arrays cost more than they save
         return next((i for i in range(n) if not _matches(data, buf, starts[i], batches[i])), -1)
-    ends = list(map(_END, batches))
-    end = np.array(ends, np.int64)
-    # Spans tile the content: each starts where the batch before ended (unless a batch between carries no
-    # checksum), which spares converting `starts`.
-    tiled = starts[1:] == ends[:-1]
-    begin = np.concatenate([starts[:1], end[:-1]]) if tiled else np.array(starts, np.int64)
+    begin = np.fromiter(starts, np.int64, n)
+    end = np.fromiter(map(_END, batches), np.int64, n)
     at = np.fromiter(map(_CRC_AT, batches), np.int64, n)
     words = np.ndarray((len(data) - 7,), "<u8", data, 0, (1,))[at]  # each batch's 8 digits
     pairs = _hex_pairs()[words.view("<u2").reshape(n, 4)]
     stored = pairs[:, 0] << 24 | pairs[:, 1] << 16 | pairs[:, 2] << 8 | pairs[:, 3]
-    bad = (pairs < 0).any(axis=1)
+    bad = stored < 0  # a pair that is not hex digits is -1, all bits set
     diff = (words ^ 0x3030303030303030).view(np.uint8).reshape(n, 8)  # the digits, less the '0's sealed
     small = end - begin < COPY_SPAN
     some: slice | np.ndarray = slice(None) if small.all() else np.flatnonzero(small)
     if small.any():
-        lists = (starts, ends) if small.all() else (begin[some].tolist(), end[some].tolist())
+        lists = (starts, end.tolist()) if small.all() else (begin[some].tolist(), end[some].tolist())
         spans = map(data.__getitem__, map(slice, *lists))
         raw = np.fromiter(map(google_crc32c.value, spans), np.int64, len(lists[0]))
         bad[some] |= raw != stored[some] ^ _effect(diff[some], (end - at - 8)[some])
