@@ -146,32 +146,37 @@ def _effect(diff: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def _matches(data: bytes, buf: pa.Buffer, start: int, batch: Message) -> bool:
     """The span data[start : batch.end] matches its batch's digits (one span, as sealing computes it)."""
-    return data.startswith(span_crc(data, buf, start, batch.crc_at, batch.end), batch.crc_at)
+    crc_at = batch.crc_at
+    return crc_at >= 0 and data.startswith(span_crc(data, buf, start, crc_at, batch.end), crc_at)
 
 
-def first_mismatch(data: bytes, buf: pa.Buffer, starts: list[int], batches: Sequence[Message]) -> int:
+def first_mismatch(data: bytes, buf: pa.Buffer, starts: int | list[int], batches: Sequence[Message]) -> int:
     """The index of the first span data[starts[i] : batches[i].end] whose checksum is not the 8 lowercase hex
-    digits at batches[i].crc_at (every batch has one), or -1 when all match (`buf`: `data` as a buffer)."""
+    digits at batches[i].crc_at (or that has none: crc_at -1), or -1 when all match (`buf`: `data` as a
+    buffer). `starts` an int: the first span's start, each other starting where the batch before ended."""
     n = len(batches)
     if n < _BATCHED:  # a few (a follower's poll): the tables and arrays cost more than they save
-        return next((i for i in range(n) if not _matches(data, buf, starts[i], batches[i])), -1)
-    begin = np.fromiter(starts, np.int64, n)
+        froms = [starts, *(m.end for m in batches[:-1])] if isinstance(starts, int) else starts
+        return next((i for i in range(n) if not _matches(data, buf, froms[i], batches[i])), -1)
     end = np.fromiter(map(_END, batches), np.int64, n)
+    ends = end.tolist()
+    froms = [starts, *ends[:-1]] if isinstance(starts, int) else starts
+    begin = np.fromiter(froms, np.int64, n)
     at = np.fromiter(map(_CRC_AT, batches), np.int64, n)
     words = np.ndarray((len(data) - 7,), "<u8", data, 0, (1,))[at]  # each batch's 8 digits
     pairs = _hex_pairs()[words.view("<u2").reshape(n, 4)]
     stored = pairs[:, 0] << 24 | pairs[:, 1] << 16 | pairs[:, 2] << 8 | pairs[:, 3]
-    bad = stored < 0  # a pair that is not hex digits is -1, all bits set
+    bad = (stored < 0) | (at < 0)  # a pair that is not hex digits is -1, all bits set
     diff = (words ^ 0x3030303030303030).view(np.uint8).reshape(n, 8)  # the digits, less the '0's sealed
     small = end - begin < COPY_SPAN
     some: slice | np.ndarray = slice(None) if small.all() else np.flatnonzero(small)
     if small.any():
-        lists = (starts, end.tolist()) if small.all() else (begin[some].tolist(), end[some].tolist())
+        lists = (froms, ends) if small.all() else (begin[some].tolist(), end[some].tolist())
         spans = map(data.__getitem__, map(slice, *lists))
         raw = np.fromiter(map(google_crc32c.value, spans), np.int64, len(lists[0]))
         bad[some] |= raw != stored[some] ^ _effect(diff[some], (end - at - 8)[some])
     for i in np.flatnonzero(~small).tolist():  # large spans: hashed around the digits, through views
-        bad[i] |= not _matches(data, buf, starts[i], batches[i])
+        bad[i] |= not _matches(data, buf, froms[i], batches[i])
     return int(np.argmax(bad)) if bad.any() else -1
 
 

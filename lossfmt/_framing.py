@@ -178,18 +178,21 @@ def scan_messages(
     """
     starts: list[int] = []
     checked: list[Message] = []
+    every = verify and required  # every batch is checked, so the spans tile: no list of their starts
     damage: LossFormatError | None = None
     try:
         messages, end, eos = _walk_content(
-            data, name, start, required, verify, closed and final, base, starts, checked
+            data, name, start, every, verify, closed and final, base, starts, checked
         )
     except LossFormatError as exc:
         damage = exc  # the spans before it are verified first: a mismatch there comes earlier in the file
     # All spans at once: a live file has a batch per flush, and per-batch Python work would cost more than
     # hashing the bytes.
-    bad = first_mismatch(data, buf, starts, checked)
+    bad = first_mismatch(data, buf, start if every else starts, checked)
     if bad >= 0:
-        raise _corrupt(name, base + checked[bad].start, "record batch does not match its checksum")
+        m = checked[bad]
+        what = "does not match its checksum" if m.crc_at >= 0 else f"without its {CHECKSUM_KEY} checksum"
+        raise _corrupt(name, base + m.start, f"record batch {what}")
     if damage is not None:
         raise damage
     return messages, end, eos
@@ -199,15 +202,16 @@ def _walk_content(
     data: bytes,
     name: str,
     start: int,
-    required: bool,
+    every: bool,
     verify: bool,
     closed: bool,
     base: int,
     starts: list[int],
     checked: list[Message],
 ) -> tuple[list[Message], int, int]:
-    """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`,
-    the start of its span to `starts` (one without a required checksum is LossFormatError here)."""
+    """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`:
+    `every` one (the schema requires them), else, with `verify`, each that has one (its span's start to
+    `starts`)."""
     size, message = len(data), fb.Templates().message
     messages: list[Message] = []
     pos = end = start
@@ -230,9 +234,9 @@ def _walk_content(
             _check_incomplete(data, name, pos, meta_len, closed, base)
             break
         if m.kind == RECORD_BATCH:
-            if verify and (m.crc_at >= 0 or required):
-                if m.crc_at < 0:
-                    raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
+            if every:
+                checked.append(m)
+            elif verify and m.crc_at >= 0:
                 starts.append(end)
                 checked.append(m)
             end = m.end
