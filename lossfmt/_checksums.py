@@ -4,7 +4,7 @@ verifying spans as they are read. `_framing` finds the spans; this module comput
 - `span_crc`: the one definition of a span's checksum (with its 8 stored digits read as ASCII '0').
 - `first_mismatch`: which of many spans does not match its stored digits, at a cost proportional to bytes:
   one `google_crc32c` call per small span over its bytes as they are (digits included), and the digits'
-  part of each CRC computed with numpy tables, since a CRC is affine in its input (see `_digit_effects`).
+  part of each CRC computed with numpy tables, since a CRC is affine in its input (see `_effect`).
 - `Sealer` and `SealingFile`: fill in the checksums of the messages an Arrow writer emits.
 """
 
