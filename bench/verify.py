@@ -7,6 +7,7 @@ and a live file of many tiny flushes (2 events each, issue 14 item 7: per-messag
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import statistics
@@ -22,7 +23,6 @@ from bench.common import (
     Stopwatch,
     Workspace,
     cpus,
-    interleaved,
     log,
     machine_load,
     min_med_max,
@@ -66,6 +66,24 @@ def _timed(read: Callable[[], int], n: int) -> Callable[[], Stopwatch]:
     return case
 
 
+def _paired(
+    cases: dict[str, Callable[[], Stopwatch]], kinds: list[str], repeats: int
+) -> dict[str, list[Stopwatch]]:
+    """Each repeat reads every file both ways back to back, the files in rotating order and the two reads of
+    a file in alternating order: the first read after another file's pays for fresh memory (about 0.1 s for
+    a 10M-event file on this VM), so a fixed order would charge it to one side."""
+    results: dict[str, list[Stopwatch]] = {name: [] for name in cases}
+    for case in cases.values():  # untimed: the first read in a process pays for first use of everything
+        case()
+    for r in range(repeats):
+        for i, kind in enumerate(kinds[r % len(kinds) :] + kinds[: r % len(kinds)]):
+            pair = [f"{kind}/verified", f"{kind}/unverified"]
+            for name in pair if (r + i) % 2 == 0 else pair[::-1]:
+                gc.collect()  # every read starts from the same garbage-collector state
+                results[name].append(cases[name]())
+    return results
+
+
 def _pyarrow_read(path: Path, closed: bool) -> Callable[[], int]:
     def read() -> int:
         with pa.OSFile(str(path)) as f:
@@ -98,9 +116,9 @@ def run(cfg: Config, ws: Workspace) -> Section:
         cases[f"{kind}/unverified"] = _timed(unverified, rows)
     sizes = {kind: os.path.getsize(path) for kind, (path, _) in files.items()}  # (before close())
     repeats = max(3, cfg.repeats)
-    log(f"verify: 3 files x 2 readers x {repeats} repeats, interleaved; {machine_load()}")
+    log(f"verify: 3 files x 2 readers x {repeats} repeats, paired, order alternating; {machine_load()}")
     try:
-        res = interleaved(cases, repeats)
+        res = _paired(cases, list(files), repeats)
     finally:
         writer.close()  # type: ignore[attr-defined]
         tiny_writer.close()  # type: ignore[attr-defined]
@@ -124,8 +142,9 @@ def run(cfg: Config, ws: Workspace) -> Section:
     sec.add(
         f"`add(step, float)` runs, one tag: a closed file, the same kind of run before close() (live), and a "
         f"live file of {flushes:,} `flush()` calls of 2 events each. Times in ms; the ratio is verified / "
-        "without, per repeat (both reads back to back), median and range, of wall time and of the "
-        "process's CPU time (all threads), which leaves out the time the OS gave to other processes: on "
+        "without, per repeat (both reads back to back, which one first alternating), median and range, of "
+        "wall time and of the process's CPU time (all threads), which leaves out the time the OS gave to "
+        "other processes: on "
         "this shared machine wall-time pairs swing either way with the others' load, so the goal reads CPU.",
         "",
         *table(["read", "min ms", "median ms", "max ms", "verified / without (wall)", "(CPU)"], rows),

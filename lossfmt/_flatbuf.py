@@ -23,6 +23,8 @@ CODECS: dict[int, Literal["lz4", "zstd"]] = {0: "lz4", 1: "zstd"}
 #: A content message's metadata is a few hundred bytes; a length beyond this is damage, not a torn tail.
 MAX_METADATA = 1 << 20
 MAX_SCHEMA_METADATA = 1 << 28
+#: Every encapsulated IPC message starts with this marker, then its int32 metadata length.
+CONTINUATION = b"\xff\xff\xff\xff"
 
 _u8 = struct.Struct("<B").unpack_from
 _u16 = struct.Struct("<H").unpack_from

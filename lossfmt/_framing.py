@@ -1,16 +1,13 @@
-"""Framing of Arrow IPC messages in lossfmt files: the one module that knows the bytes (spec/FORMAT.md §1).
+"""Framing of Arrow IPC messages in lossfmt files: the one module that walks the bytes (spec/FORMAT.md §1).
 
 Contract used by the writer side (flusher, compaction, import) and the reader side (read, follow, resume):
 
-- `BATCH_METADATA`: the custom metadata every record batch is written with (a placeholder checksum that
-  `Sealer.seal` fills in).
-- `Sealer().seal(chunk)`: given bytes an Arrow stream or file writer emitted (whole encapsulated messages,
-  optionally preceded by the magic, optionally followed by EOS and footer), returns the same bytes with each
-  record batch's checksum (and the schema's, §1.6) filled in. State (where the current span started)
-  carries across calls, so one Sealer seals one stream written in many chunks. `SealingFile` wraps a binary
-  file for `pa.ipc.new_file`/`new_stream`, whose writes are pieces of messages.
 - `walk(data, name)`: the verified message layout of a file's bytes (torn tail vs corruption, §1.2).
+- `scan_messages(...)`: the walk of the content messages of a file or a window of it, spans verified.
 - `iter_batches(path)`: every verified record batch of a file's content, a bounded window at a time.
+- Re-exported from `_checksums` (which computes and compares what this module finds): `BATCH_METADATA`,
+  the custom metadata every record batch is written with (a placeholder checksum); `Sealer`, which fills
+  the checksums in as a stream's bytes are written; `SealingFile`, a file for pyarrow's writers that seals.
 """
 
 from __future__ import annotations
@@ -18,19 +15,32 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
-import google_crc32c
 import pyarrow as pa
 
 from lossfmt import _flatbuf as fb
+from lossfmt._checksums import (
+    BATCH_METADATA,
+    CHECKSUM_KEY,
+    CRC32C,
+    KEY_CHECKSUM,
+    PLACEHOLDER,
+    SCHEMA_CHECKSUM_KEY,
+    Sealer,
+    SealingFile,
+    first_mismatch,
+    span_crc,
+)
 from lossfmt._errors import LossFormatError
-from lossfmt._flatbuf import DICTIONARY, MAX_METADATA, RECORD_BATCH, SCHEMA, Message, i32
+from lossfmt._flatbuf import CONTINUATION, DICTIONARY, MAX_METADATA, RECORD_BATCH, SCHEMA, Message, i32
 
 __all__ = [
     "BATCH_METADATA",
     "CHECKSUM_KEY",
+    "CONTINUATION",
     "DICTIONARY",
+    "KEY_CHECKSUM",
     "RECORD_BATCH",
     "SCHEMA_CHECKSUM_KEY",
     "Layout",
@@ -38,24 +48,13 @@ __all__ = [
     "Sealer",
     "SealingFile",
     "iter_batches",
+    "scan_messages",
     "walk",
 ]
-
-#: Key of a record batch's checksum in its Message.custom_metadata; the value is 8 lowercase hex digits.
-CHECKSUM_KEY = "lossfmt.crc32c"
-#: Key of the schema message's own checksum, in the schema's custom metadata (same 8-digit encoding).
-SCHEMA_CHECKSUM_KEY = "lossfmt.schema_crc32c"
-#: Schema metadata key promising that every record batch carries CHECKSUM_KEY; its one defined value.
-KEY_CHECKSUM = "lossfmt.checksum"
-CRC32C = "crc32c"
-#: What a writer passes as `write_batch(batch, custom_metadata=...)`; `Sealer.seal` replaces the zeros.
-BATCH_METADATA = {CHECKSUM_KEY: "00000000"}
 
 MAGIC = b"ARROW1\x00\x00"
 TRAILING_MAGIC = b"ARROW1"
 EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
-CONTINUATION = b"\xff\xff\xff\xff"
-PLACEHOLDER = b"00000000"
 
 
 class Layout(NamedTuple):
@@ -72,126 +71,6 @@ class Layout(NamedTuple):
     """The stream ends with EOS at `end` followed by a footer that agrees with it."""
     dict_ids: dict[str, int]
     """The dictionary id the schema message declares for each dictionary-encoded column."""
-
-
-# --- checksums ------------------------------------------------------------------------------------------
-
-_COPY_SPAN = 1 << 16  # spans shorter than this are hashed from slices (copies), longer ones through views
-
-
-def _crc(data: bytes, buf: pa.Buffer, start: int, crc_at: int, end: int, crc: int = 0) -> bytes:
-    """The CRC-32C, as 8 lowercase hex digits, of data[start:end] with the 8 bytes at crc_at read as '0'.
-    (`buf` is `data` as an Arrow buffer: large spans are hashed through it without a copy.)"""
-    if end - start < _COPY_SPAN:
-        crc = google_crc32c.extend(crc, data[start:crc_at])
-        crc = google_crc32c.extend(crc, PLACEHOLDER)
-        crc = google_crc32c.extend(crc, data[crc_at + 8 : end])
-    else:
-        crc = google_crc32c.extend(crc, buf.slice(start, crc_at - start))
-        crc = google_crc32c.extend(crc, PLACEHOLDER)
-        crc = google_crc32c.extend(crc, buf.slice(crc_at + 8, end - crc_at - 8))
-    return b"%08x" % crc
-
-
-class Sealer:
-    """Fills in the checksums of one stream's messages as its bytes are written (see the module doc)."""
-
-    def __init__(self) -> None:
-        self._crc = 0  # CRC-32C of the current span so far (dictionary messages since the last batch)
-        self._started = False
-        self._after_eos = False
-        self._templates = fb.Templates()
-
-    def seal(self, chunk: bytes) -> bytes:
-        """`chunk` (whole messages) with each record batch's and the schema's checksum filled in."""
-        out, used = self._seal(bytes(chunk))
-        if used != len(chunk):
-            raise ValueError(f"Sealer.seal: the chunk ends inside a message (byte {used} of {len(chunk)})")
-        return out
-
-    def _seal(self, data: bytes) -> tuple[bytes, int]:
-        """Seal the complete messages at the start of `data`; return them and how many bytes they are."""
-        out = bytearray(data)
-        buf = pa.py_buffer(data)
-        pos = 0
-        if not data:
-            return b"", 0
-        if not self._started:
-            if len(data) < len(MAGIC) and MAGIC.startswith(data):
-                return b"", 0
-            pos = len(MAGIC) if data.startswith(MAGIC) else 0
-            self._started = True
-        size = len(data)
-        while pos < size and not self._after_eos:
-            if size - pos < 8:
-                break
-            meta_len = i32(data, pos + 4)[0]
-            if data[pos : pos + 4] != CONTINUATION or meta_len < 0:
-                raise ValueError(f"Sealer: not an encapsulated IPC message at byte {pos}")
-            if meta_len == 0:
-                self._after_eos = True
-                pos += 8
-                break
-            if pos + 8 + meta_len > size:
-                break
-            try:
-                m = self._templates.message(data, pos, meta_len)
-            except (fb.Bad, struct.error) as exc:
-                raise ValueError(f"Sealer: unparsable message at byte {pos}: {exc}") from None
-            kind, crc_at, end = m.kind, m.crc_at, m.end
-            if end > size:
-                break
-            if kind == SCHEMA:
-                if crc_at >= 0:
-                    out[crc_at : crc_at + 8] = _crc(data, buf, pos, crc_at, end)
-                self._crc = 0
-            elif kind == DICTIONARY:
-                self._crc = google_crc32c.extend(self._crc, buf.slice(pos, end - pos))
-            else:
-                if crc_at >= 0:
-                    out[crc_at : crc_at + 8] = _crc(data, buf, pos, crc_at, end, self._crc)
-                self._crc = 0
-            pos = end
-        if self._after_eos:
-            pos = size  # the footer (and trailing magic) pass through unchanged
-        return bytes(out[:pos]), pos
-
-
-class SealingFile:
-    """A write-only binary file for `pa.ipc.new_file`/`new_stream` that seals whole messages into `raw`.
-
-    Arrow's writers emit each message in several small writes; this buffers until a message is complete,
-    seals it and writes it to `raw`. Call `finish()` after the Arrow writer is closed.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.closed = False
-        self._sealer = Sealer()
-        self._pending = b""
-
-    def write(self, data: bytes | memoryview) -> int:
-        self._pending += bytes(data)
-        if len(self._pending) >= 1 << 16 or self._sealer._after_eos:
-            self._drain()
-        return len(data)
-
-    def _drain(self) -> None:
-        sealed, used = self._sealer._seal(self._pending)
-        self.raw.write(sealed)
-        self._pending = self._pending[used:]
-
-    def flush(self) -> None:
-        self._drain()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def finish(self) -> None:
-        """Write what remains; ValueError if the bytes written so far end inside a message."""
-        self._drain()
-        if self._pending:
-            raise ValueError("SealingFile: the stream ended inside a message")
 
 
 # --- the framing walk -----------------------------------------------------------------------------------
@@ -246,7 +125,7 @@ def head(
         )
     # The placeholder means a writer did not seal its header (its checksum is optional): not verified.
     sealed = crc_at >= 0 and data[crc_at : crc_at + 8] != PLACEHOLDER
-    if verify and sealed and _crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
+    if verify and sealed and span_crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
         raise _corrupt(name, 8, "the schema message does not match its checksum")
     try:
         schema = pa.ipc.read_schema(buf.slice(8, end - 8))
@@ -295,15 +174,52 @@ def scan_messages(
     EOS marker or -1. A batch without a checksum is corruption if the schema `required` one; `verify` false
     skips checksums. An incomplete final message is the torn tail, unless the file is `closed`; with `final`
     false, `data` is a window of a longer file. Offsets are relative to `data`, plus `base` in errors.
+    The first damage in file order is reported, whether its checksum or its structure shows it.
     """
-    size, message, ext = len(data), fb.Templates().message, google_crc32c.extend
+    starts: list[int] = []
+    checked: list[Message] = []
+    every = verify and required  # every batch is checked, so the spans tile: no list of their starts
+    damage: LossFormatError | None = None
+    try:
+        messages, end, eos = _walk_content(
+            data, name, start, every, verify, closed and final, base, starts, checked
+        )
+    except LossFormatError as exc:
+        damage = exc  # the spans before it are verified first: a mismatch there comes earlier in the file
+    # All spans at once: a live file has a batch per flush, and per-batch Python work would cost more than
+    # hashing the bytes.
+    bad = first_mismatch(data, buf, start if every else starts, checked)
+    if bad >= 0:
+        m = checked[bad]
+        what = "does not match its checksum" if m.crc_at >= 0 else f"without its {CHECKSUM_KEY} checksum"
+        raise _corrupt(name, base + m.start, f"record batch {what}")
+    if damage is not None:
+        raise damage
+    return messages, end, eos
+
+
+def _walk_content(
+    data: bytes,
+    name: str,
+    start: int,
+    every: bool,
+    verify: bool,
+    closed: bool,
+    base: int,
+    starts: list[int],
+    checked: list[Message],
+) -> tuple[list[Message], int, int]:
+    """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`:
+    `every` one (the schema requires them), else, with `verify`, each that has one (its span's start to
+    `starts`)."""
+    size, message = len(data), fb.Templates().message
     messages: list[Message] = []
     pos = end = start
     n_content, eos = 0, -1  # messages up to the last record batch; the EOS marker
     while pos < size:
         meta_len = i32(data, pos + 4)[0] if size - pos >= 8 else -1
         if meta_len < 0 or size - pos < 8 + meta_len:
-            _check_incomplete(data, name, pos, meta_len, closed and final, base)
+            _check_incomplete(data, name, pos, meta_len, closed, base)
             break  # the torn tail (or the end of a window)
         if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
             raise _corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
@@ -315,19 +231,14 @@ def scan_messages(
         except (fb.Bad, struct.error) as exc:
             raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
         if m.end > size:
-            _check_incomplete(data, name, pos, meta_len, closed and final, base)
+            _check_incomplete(data, name, pos, meta_len, closed, base)
             break
         if m.kind == RECORD_BATCH:
-            crc_at = m.crc_at
-            if verify and (crc_at >= 0 or required):
-                if crc_at < 0:
-                    raise _corrupt(name, base + pos, f"record batch without its {CHECKSUM_KEY} checksum")
-                if m.end - end >= _COPY_SPAN:
-                    crc = _crc(data, buf, end, crc_at, m.end)
-                else:  # `_crc` inlined, in 2 calls (a live file has a batch per flush)
-                    crc = b"%08x" % ext(ext(0, data[end:crc_at] + PLACEHOLDER), data[crc_at + 8 : m.end])
-                if not data.startswith(crc, crc_at):
-                    raise _corrupt(name, base + pos, "record batch does not match its checksum")
+            if every:
+                checked.append(m)
+            elif verify and m.crc_at >= 0:
+                starts.append(end)
+                checked.append(m)
             end = m.end
             n_content = len(messages) + 1
         elif m.kind == SCHEMA:
