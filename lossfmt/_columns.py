@@ -1,10 +1,12 @@
-"""Decoding a live file's many small v1 record batches column by column: cost proportional to bytes.
+"""Decoding v1 record batches column by column into one array per column: cost proportional to bytes.
 
 A live file holds one small record batch per flush. Arrow's reader decodes them one by one (a codec
 context per buffer: 100,000 flushes take half a minute). Here each column's buffers are gathered across
 all batches with numpy and decompressed in one call (a concatenation of ZSTD frames is one ZSTD input), so
-a file of 100,000 flushes decodes in a fraction of a second. Used only for the exact v1 columns with ZSTD or
-uncompressed bodies; anything else goes through Arrow's reader (`_decode`). The checks are those of
+a file of 100,000 flushes decodes in a fraction of a second. A closed file's few large batches go through
+here too (`_decode.decode` says when): one array per column is what lossview and read_pandas use, where
+Arrow's 20 chunks of a 10M-event file cost them a concatenated copy. Used only for the exact v1 columns with
+ZSTD or uncompressed bodies; anything else goes through Arrow's reader (`_decode`). The checks are those of
 spec/FORMAT.md §1.7; every failure is a LossFormatError naming the file and the batch's offset.
 """
 
