@@ -84,6 +84,24 @@ def _paired(
     return results
 
 
+def _walk_cost(path: Path, repeats: int) -> list[float]:
+    """CPU seconds that verification adds to walking the file's bytes, one per pair of walks with and
+    without it (which one first alternating): `lossfmt._framing.walk` is all that `verify=` switches in a
+    read, so this is the verification's own cost, without the noise of two whole reads."""
+    from lossfmt import _framing
+
+    data, name = path.read_bytes(), str(path)
+    extra = []
+    for r in range(repeats):
+        took = {}
+        for verify in (True, False) if r % 2 == 0 else (False, True):
+            t0 = time.process_time()
+            _framing.walk(data, name, verify)
+            took[verify] = time.process_time() - t0
+        extra.append(took[True] - took[False])
+    return extra
+
+
 def _pyarrow_read(path: Path, closed: bool) -> Callable[[], int]:
     def read() -> int:
         with pa.OSFile(str(path)) as f:
@@ -123,8 +141,8 @@ def run(cfg: Config, ws: Workspace) -> Section:
         writer.close()  # type: ignore[attr-defined]
         tiny_writer.close()  # type: ignore[attr-defined]
     without = "`lossfmt.read(path, verify=False)`" if switch else "`pyarrow.ipc` decoding of the same bytes"
-    rows = []
-    for kind, (_, events) in files.items():
+    rows, own = [], []
+    for kind, (path, events) in files.items():
         v, u = res[f"{kind}/verified"], res[f"{kind}/unverified"]
         # Each repeat reads both ways back to back: the ratio of a pair sees the same machine load.
         wall = [a / b for a, b in zip(walls(v), walls(u), strict=True)]
@@ -132,12 +150,24 @@ def run(cfg: Config, ws: Workspace) -> Section:
         what = f"{kind} ({events:,} events, {sizes[kind] / 1e6:,.1f} MB)"
         rows.append([f"{what}: `lossfmt.read(path)`", *min_med_max(walls(v), 1e3), "", ""])
         rows.append([f"{what}: {without}", *min_med_max(walls(u), 1e3), _ratio(wall), _ratio(cpu)])
+        read_cpu = statistics.median(cpus(v))
+        if not switch:
+            sec.goal(
+                f"verification <= 10% of read time, {kind} file (verified read / pyarrow's, process CPU)",
+                statistics.median(cpu) <= LIMIT,
+                f"CPU {_ratio(cpu)}, wall {_ratio(wall)} over {repeats} repeats",
+            )
+            continue
+        extra = _walk_cost(path, 3 * repeats)
+        share = statistics.median(extra) / read_cpu
+        ms = statistics.median(extra) * 1e3
+        spread = f"{min(extra) * 1e3:,.1f}–{max(extra) * 1e3:,.1f}"
+        own.append([kind, f"{ms:,.1f}", spread, f"{read_cpu * 1e3:,.0f}", f"{share:.1%}", _ratio(cpu)])
         sec.goal(
-            f"verification <= 10% of read time, {kind} file (median over repeats of verified / without, "
-            "process CPU time)",
-            statistics.median(cpu) <= LIMIT,
-            f"CPU {_ratio(cpu)}, wall {_ratio(wall)} over {repeats} repeats (wall medians "
-            f"{statistics.median(walls(v)) * 1e3:,.0f} vs {statistics.median(walls(u)) * 1e3:,.0f} ms)",
+            f"verification <= 10% of read time, {kind} file (its own CPU time, median of {3 * repeats} "
+            "paired walks, over the verified read's median CPU time)",
+            share <= LIMIT - 1,
+            f"{share:.1%} ({ms:,.1f} ms of {read_cpu * 1e3:,.0f} ms); whole reads paired: CPU {_ratio(cpu)}",
         )
     sec.add(
         f"`add(step, float)` runs, one tag: a closed file, the same kind of run before close() (live), and a "
@@ -149,6 +179,16 @@ def run(cfg: Config, ws: Workspace) -> Section:
         "",
         *table(["read", "min ms", "median ms", "max ms", "verified / without (wall)", "(CPU)"], rows),
     )
+    if own:
+        sec.add(
+            "The goal reads the verification's own cost: the CPU time it adds to `lossfmt._framing.walk` "
+            "(all that `verify=` switches in a read), per pair of walks of the same bytes, over the verified "
+            "read's median CPU time. The whole-read ratios above are the end-to-end check; two reads of "
+            "0.4-1.2 s each swing by a third either way on this VM (fresh memory), more than the bound.",
+            "",
+            *table(["file", "verification ms (median)", "range ms", "verified read CPU ms", "share",
+                    "whole reads paired (CPU)"], own),
+        )  # fmt: skip
     if not switch:
         sec.add(
             "`lossfmt.read` has no `verify=` switch in this revision: the without side is pyarrow alone, "
