@@ -137,12 +137,14 @@ def run(cfg: Config, ws: Workspace) -> Section:
     log(f"verify: 3 files x 2 readers x {repeats} repeats, paired, order alternating; {machine_load()}")
     try:
         res = _paired(cases, list(files), repeats)
+        # (before close(): it compacts the live files into closed ones of a few batches)
+        extras = {kind: _walk_cost(path, 3 * repeats) for kind, (path, _) in files.items()} if switch else {}
     finally:
         writer.close()  # type: ignore[attr-defined]
         tiny_writer.close()  # type: ignore[attr-defined]
     without = "`lossfmt.read(path, verify=False)`" if switch else "`pyarrow.ipc` decoding of the same bytes"
     rows, own = [], []
-    for kind, (path, events) in files.items():
+    for kind, (_, events) in files.items():
         v, u = res[f"{kind}/verified"], res[f"{kind}/unverified"]
         # Each repeat reads both ways back to back: the ratio of a pair sees the same machine load.
         wall = [a / b for a, b in zip(walls(v), walls(u), strict=True)]
@@ -158,7 +160,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
                 f"CPU {_ratio(cpu)}, wall {_ratio(wall)} over {repeats} repeats",
             )
             continue
-        extra = _walk_cost(path, 3 * repeats)
+        extra = extras[kind]
         share = statistics.median(extra) / read_cpu
         ms = statistics.median(extra) * 1e3
         spread = f"{min(extra) * 1e3:,.1f}–{max(extra) * 1e3:,.1f}"
