@@ -10,7 +10,10 @@ export MPLBACKEND ?= Agg
 WHEEL_VENV ?= .venv-wheel
 FLOOR_VENV ?= .venv-floor
 PEERS_VENV ?= .venv-peers
-WHEEL := dist/lossfmt-0.1.0-py3-none-any.whl
+# The wheel is tagged for this interpreter and platform (it holds the compiled add(), lossfmt/_fastadd.c):
+# recipes find it by its glob.
+WHEEL_GLOB := dist/lossfmt-0.1.0-*.whl
+WHEEL = $$(ls $(WHEEL_GLOB))
 # torch is pinned to the CPU wheel this project is tested with (any other spec downloads gigabytes).
 TORCH := torch==2.13.0
 # The lowest supported versions (pyproject's floors), installed exactly by `make test-floor`.
@@ -21,7 +24,7 @@ FLOOR_IGNORE := --ignore-glob='$(CURDIR)/tests/test_integrations_*' --ignore=$(C
 # The peers of the benchmark's comparison table, in their own venv so the dev venv keeps its versions.
 PEERS := trackio aim wandb mlflow tensorboard tensorboardX
 
-.PHONY: demo dev test test-js test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers bench-baseline clean
+.PHONY: demo dev test test-js test-pure test-fast test-floor wheel lint ruff typecheck bench bench-quick bench-peers bench-baseline clean
 
 # The runtime: lossfmt + lossview + pandas, editable. Enough for the demo.
 $(VENV)/.base: pyproject.toml setup.py
@@ -43,7 +46,7 @@ demo: $(VENV)/.base
 
 # The wheel users install (build isolation: only what pyproject declares).
 wheel:
-	rm -f $(WHEEL)
+	rm -f $(WHEEL_GLOB)
 	$(PYTHON) -m pip wheel -q --no-deps -w dist .
 
 # A venv holding the wheel's dependencies, extras included (made once; the wheel is reinstalled each run).
@@ -52,7 +55,7 @@ $(WHEEL_VENV)/.deps: pyproject.toml | wheel
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/python -m pip install -q --upgrade pip
 	$(WHEEL_VENV)/bin/python -m pip install -q $(TORCH)
-	$(WHEEL_VENV)/bin/python -m pip install -q '$(WHEEL)[dev,integrations]'
+	$(WHEEL_VENV)/bin/python -m pip install -q "$(WHEEL)[dev,integrations]"
 	touch $@
 
 # The test command CI runs: lint, build the wheel, install it non-editable, run the whole suite (the
@@ -60,8 +63,17 @@ $(WHEEL_VENV)/.deps: pyproject.toml | wheel
 # resolve to the installed wheel (tests/test_package.py checks it).
 test: ruff wheel $(WHEEL_VENV)/.deps
 	$(WHEEL_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
-	$(call run_suite,$(WHEEL_VENV),--slow)
+	$(call run_suite,$(WHEEL_VENV),--slow,LOSSFMT_REQUIRE_COMPILED=1)
+	$(MAKE) test-pure
 	$(MAKE) test-js
+
+# The pure-Python add() (what a build without a C compiler installs; lossfmt/_compiled.py) on the tests of
+# the write side, with the same wheel: LOSSFMT_PURE_PYTHON=1 turns the extension off.
+PURE_TESTS := test_compiled test_writer test_values test_checks test_crash test_resume test_faults \
+	test_signals test_compaction test_integrity test_follow test_follower test_read_race test_format_rules \
+	test_integrations_torch_distributed test_integrations_keras
+test-pure: $(WHEEL_VENV)/.deps
+	$(call run_suite,$(WHEEL_VENV),--slow,LOSSFMT_PURE_PYTHON=1,$(PURE_TESTS:%=$(CURDIR)/tests/%.py))
 
 # The second implementation (spec/js) against the vectors and the installed Python package, both ways.
 test-js: $(WHEEL_VENV)/.deps
@@ -73,16 +85,17 @@ test-floor: wheel
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FLOOR_VENV)/bin/python -m pip install -q $(FLOOR_PINS) '$(WHEEL)[web,polars,tensorboard]' 'pytest>=8' 'hypothesis>=6.100'
+	$(FLOOR_VENV)/bin/python -m pip install -q $(FLOOR_PINS) "$(WHEEL)[web,polars,tensorboard]" 'pytest>=8' 'hypothesis>=6.100'
 	$(FLOOR_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(WHEEL)
 	$(FLOOR_VENV)/bin/python -m pip check
 	$(call run_suite,$(FLOOR_VENV),$(FLOOR_IGNORE))
 
-# run_suite(venv, pytest args): pytest from a scratch directory with the repo as rootdir.
+# run_suite(venv, pytest args[, environment[, test files]]): pytest from a scratch directory with the repo
+# as rootdir (the whole suite unless files are given).
 define run_suite
 	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && cd "$$scratch" && \
-	LOSSFMT_TEST_INSTALLED=1 $(CURDIR)/$(1)/bin/python -m pytest -q -p no:cacheprovider \
-	    -c $(CURDIR)/pyproject.toml --rootdir $(CURDIR) $(2) $(CURDIR)/tests
+	LOSSFMT_TEST_INSTALLED=1 $(3) $(CURDIR)/$(1)/bin/python -m pytest -q -p no:cacheprovider \
+	    -c $(CURDIR)/pyproject.toml --rootdir $(CURDIR) $(2) $(or $(4),$(CURDIR)/tests)
 endef
 
 # Development loop: the editable venv, the slow cases left out.
@@ -114,7 +127,7 @@ $(PEERS_VENV)/.deps: pyproject.toml | wheel
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEERS_VENV)/bin/python -m pip install -q $(TORCH)
-	$(PEERS_VENV)/bin/python -m pip install -q '$(WHEEL)' $(PEERS)
+	$(PEERS_VENV)/bin/python -m pip install -q "$(WHEEL)" $(PEERS)
 	touch $@
 
 # Run from a scratch directory with the checkout appended to sys.path, so the wheel is what is measured.

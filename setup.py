@@ -7,11 +7,13 @@
   by a path relative to the repository, which a package index page cannot resolve, and the repository's
   absolute URL is not fixed; the sections after the introduction are about the repository (make, docs
   links) rather than the installed package.
+- The extension: `lossfmt._fastadd`, the compiled add() (lossfmt/_compiled.py). Optional: where it cannot
+  be built (no C compiler, a big-endian machine) the package installs without it and add() is pure Python.
 """
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 
 def long_description() -> str:
@@ -27,4 +29,5 @@ setup(
     + ["lossview" + name.removeprefix("viewer") for name in find_packages(include=["viewer", "viewer.*"])],
     long_description=long_description(),
     long_description_content_type="text/markdown",
+    ext_modules=[Extension("lossfmt._fastadd", ["lossfmt/_fastadd.c"], optional=True)],
 )

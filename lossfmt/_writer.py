@@ -1,6 +1,6 @@
 """LossWriter: the public writer. `add()` records an event on the caller's thread (no I/O); a `Flusher`
 thread appends record batches to the `LiveFile`; `close()` compacts it into a closed Arrow IPC file.
-"""
+`add()` is compiled where the package has its extension (lossfmt/_compiled.py); this file is its rules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from time import time as _time
 from types import TracebackType
 from typing import Any
 
-from lossfmt import _checks, _rows, _signals, _values
+from lossfmt import _checks, _compiled, _rows, _signals, _values
 from lossfmt import schema as s
 from lossfmt._errors import WriterClosedError
 from lossfmt._file import LiveFile
@@ -40,8 +40,7 @@ _WAKE_ROWS = 1 << 16
 #: Once the flusher was woken, add() wakes it again only after this many more rows (or at max_pending).
 _WAKE_STEP = 1 << 13
 
-# Writers of this process, for the fork handler (weak: the registry never keeps a writer alive).
-_writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()
+_writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()  # for the fork handler (never keeps one alive)
 
 
 class _Run:
@@ -106,7 +105,7 @@ class _Run:
             flusher.raise_error()
 
 
-class LossWriter:
+class LossWriter(_compiled.Base):
     """Log training losses to a crash-safe Arrow file: `add()` only records the event, a thread does the I/O.
 
     Opening an existing lossfmt file appends to it (resume): a torn tail left by a crash is dropped first, the
@@ -397,4 +396,5 @@ def _after_fork_in_child() -> None:
     # The descriptors themselves (live file, compaction temp file) are closed by lossfmt._file's handler.
 
 
+_compiled.install(LossWriter)  # the compiled add(), where the package has it (lossfmt/_fastadd.c)
 os.register_at_fork(after_in_child=_after_fork_in_child)

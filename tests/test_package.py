@@ -25,7 +25,7 @@ installed_only = pytest.mark.skipif(
     not INSTALLED, reason="runs against the installed wheel (make test / CI set LOSSFMT_TEST_INSTALLED=1)"
 )
 # Folders of the checkout that are never part of the wheel.
-NOT_SHIPPED = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", "runs")
+NOT_SHIPPED = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", "runs", "*.so")
 
 
 def _source_files() -> set[str]:
@@ -56,8 +56,7 @@ def _in_site_packages(path: str | None) -> bool:
     return not from_source and any(site in resolved.parents for site in _site_dirs())
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+def _build_wheel(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None) -> Path:
     """The wheel pip builds from a copy of the checkout (build isolation, as a user's `pip install .`)."""
     src = tmp_path_factory.mktemp("src") / "lossfmt"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*NOT_SHIPPED))
@@ -67,10 +66,59 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
         capture_output=True,
         text=True,
         timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (built,) = out.glob("lossfmt-*.whl")
-    return zipfile.ZipFile(built)
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    return zipfile.ZipFile(_build_wheel(tmp_path_factory))
+
+
+def _c_compiler() -> str | None:
+    return shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+
+
+def test_wheel_holds_the_compiled_add_where_a_c_compiler_exists(wheel: zipfile.ZipFile) -> None:
+    compiled = [n for n in wheel.namelist() if re.fullmatch(r"lossfmt/_fastadd\.[^/]+\.so", n)]
+    assert bool(compiled) == (_c_compiler() is not None), (compiled, _c_compiler())
+
+
+def test_a_build_without_a_c_compiler_installs_the_pure_python_add(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The extension is optional: with no working compiler (CC=false) pip still builds a wheel, and the
+    installed package writes and reads with the pure-Python add()."""
+    built = _build_wheel(tmp_path_factory, {"CC": "false"})
+    assert not [n for n in zipfile.ZipFile(built).namelist() if n.endswith(".so")]
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(built)],
+        check=True,
+        timeout=300,
+    )
+    code = (
+        # An editable dev install's finder would serve lossfmt's submodules from the checkout: drop it.
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)];"
+        "import lossfmt, lossfmt._compiled as c; assert lossfmt.__file__.startswith(sys.argv[1]);"
+        "w = lossfmt.LossWriter(sys.argv[2]); w.add(1, 0.5, 'a', count=2); w.close();"
+        "print(c.COMPILED, lossfmt.read(sys.argv[2]).num_rows)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LOSSFMT_PURE_PYTHON"}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(target), str(tmp_path / "run.arrow")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["False", "1"]
 
 
 def test_wheel_holds_every_module_of_both_packages(wheel: zipfile.ZipFile) -> None:
