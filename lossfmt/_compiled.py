@@ -1,12 +1,13 @@
 """The compiled add() (lossfmt/_fastadd.c) where the installed package has it, else the pure-Python one.
 
 `Base` is the class `LossWriter` derives from: the extension's `WriterBase`, or `object`. `WriterBase` holds
-the attributes add() reads on every call (`_pending`, `_wake_at`, `_ok`) as C members, and its C `add` takes
-the calls the Python add()'s fast path takes (the same rules) and hands every other call to the Python add,
-which `install` keeps as `_add_py`: the two differ only in speed, and the suite runs both ways (CI sets
-`LOSSFMT_PURE_PYTHON=1` for the second run). `transpose_rows` is the flusher's side (None without the
-extension): the first n pending rows as one bytes object, column by column, which lossfmt._rows views as
-contiguous numpy columns (the pure-Python path joins the rows and views their fields strided).
+the attributes add() reads on every call (`_pending`, `_wake_at`, `_ok`) as C members, and its C `add` and
+`add_many` take the calls the Python methods' fast paths take (the same rules) and hand every other call to
+the Python method, which `install` keeps as `_add_py` / `_add_many_py`: the two differ only in speed, and
+the suite runs both ways (CI sets `LOSSFMT_PURE_PYTHON=1` for the second run). `transpose_rows` is the
+flusher's side (None without the extension): the first n pending rows as one bytes object, column by
+column, which lossfmt._rows views as contiguous numpy columns (the pure-Python path joins the rows and views
+their fields strided).
 
 The extension is optional: a build without a C compiler (or on a big-endian machine) installs without it,
 and `LOSSFMT_PURE_PYTHON=1` in the environment before lossfmt is imported turns it off.
@@ -48,13 +49,14 @@ transpose_rows: Callable[[list[Any], int], bytes] | None = None if _module is No
 
 
 def install(cls: type) -> None:
-    """Make the extension's add `cls.add`; the Python one stays as `cls._add_py`, for every other call."""
+    """Make the extension's add and add_many `cls`'s; the Python ones stay as `cls._add_py` and
+    `cls._add_many_py`, for every other call."""
     if _module is None:
         return
     from lossfmt import _rows, _values  # _rows imports this module
     from lossfmt import schema as s
 
-    python_add = cls.__dict__["add"]
+    python_add, python_add_many = cls.__dict__["add"], cls.__dict__["add_many"]
     _module.configure(
         _rows._ids,
         _values.CONVERTERS,
@@ -65,6 +67,8 @@ def install(cls: type) -> None:
         1,
         _rows.ROW.format,
         python_add.__doc__ or "",
+        python_add_many.__doc__ or "",
     )
-    type.__setattr__(cls, "_add_py", python_add)
-    type.__delattr__(cls, "add")
+    for name, method in (("add", python_add), ("add_many", python_add_many)):
+        type.__setattr__(cls, f"_{name}_py", method)
+        type.__delattr__(cls, name)

@@ -38,7 +38,7 @@ static PyObject *tag_ids;    /* lossfmt._rows._ids: interned tag -> id */
 static PyObject *converters; /* lossfmt._values.CONVERTERS: exact type -> converter */
 static PyObject *values_ns;  /* lossfmt._values.__dict__, for TENSOR (rebound when torch is first seen) */
 static PyObject *default_tag, *mean_str, *sum_str, *one;
-static PyObject *s_tensor, *s_is_cpu, *s_item, *s_add_py, *s_wake, *s_added_while_closing;
+static PyObject *s_tensor, *s_is_cpu, *s_item, *s_add_py, *s_add_many_py, *s_wake, *s_added_while_closing;
 static PyObject *keywords[MAX_ARGS];
 
 /* The keyword's argument position, or -1. */
@@ -137,62 +137,66 @@ now_seconds(void)
     return (double)ns / 1e9;
 }
 
-/* The packed row of the call's arguments, or NULL with no error set for the Python add (NULL with an
- * error set: propagate it). */
-static PyObject *
-fast_row(PyObject *const *a)
+/* The id of an interned tag: 1, or 0 for the Python path (a new tag, not an exact str). */
+static int
+tag_code(PyObject *tag, int32_t *code)
 {
-    long long step, count = 1, epoch = 0;
-    long code = 0;
-    unsigned char flags = 0;
-    double value;
-    PyObject *tag = a[2], *count_obj = a[3], *epoch_obj = a[4], *reduction = a[5];
+    if (tag == NULL || tag == default_tag) {
+        *code = 0;
+        return 1;
+    }
+    if (!PyUnicode_CheckExact(tag)) {
+        return 0;
+    }
+    PyObject *id = PyDict_GetItemWithError(tag_ids, tag); /* a str's hash cannot fail */
+    if (id == NULL || !PyLong_CheckExact(id)) {
+        return 0;
+    }
+    long number = PyLong_AsLong(id);
+    if (number < 0 || number > INT32_MAX) {
+        PyErr_Clear();
+        return 0;
+    }
+    *code = (int32_t)number;
+    return 1;
+}
 
-    if (!exact_int64(a[0], &step)) {
-        return NULL;
+/* count (>= 1), epoch (or None) and reduction ("mean" or "sum") as fields and flags: 1, or 0. */
+static int
+options(PyObject *count_obj, PyObject *epoch_obj, PyObject *reduction, long long *count, long long *epoch,
+        unsigned char *flags)
+{
+    *count = 1;
+    *epoch = 0;
+    *flags = 0;
+    if (count_obj != NULL && (!exact_int64(count_obj, count) || *count < 1)) {
+        return 0;
     }
-    int plain = (tag == NULL || tag == default_tag) && (count_obj == NULL || count_obj == one) &&
-                (epoch_obj == NULL || epoch_obj == Py_None) && (reduction == NULL || reduction == mean_str);
-    if (!plain) {
-        if (tag != NULL && tag != default_tag) {
-            if (!PyUnicode_CheckExact(tag)) {
-                return NULL;
-            }
-            PyObject *id = PyDict_GetItemWithError(tag_ids, tag);
-            if (id == NULL || !PyLong_CheckExact(id)) {
-                return NULL; /* a new tag (or an error: the Python add meets it again) */
-            }
-            code = PyLong_AsLong(id);
-            if (code < 0 || code > INT32_MAX) {
-                PyErr_Clear();
-                return NULL;
-            }
+    if (reduction != NULL && reduction != mean_str) {
+        if (!PyUnicode_CheckExact(reduction)) {
+            return 0;
         }
-        if (count_obj != NULL && (!exact_int64(count_obj, &count) || count < 1)) {
-            return NULL;
+        if (PyUnicode_Compare(reduction, sum_str) == 0) {
+            *flags |= SUM_FLAG;
         }
-        if (reduction != NULL && reduction != mean_str) {
-            if (!PyUnicode_CheckExact(reduction) || PyUnicode_Compare(reduction, sum_str) != 0) {
-                return NULL;
-            }
-            flags |= SUM_FLAG;
-        }
-        if (epoch_obj != NULL && epoch_obj != Py_None) {
-            if (!exact_int64(epoch_obj, &epoch)) {
-                return NULL;
-            }
-            flags |= EPOCH_FLAG;
+        else if (PyUnicode_Compare(reduction, mean_str) != 0) {
+            return 0;
         }
     }
-    if (PyErr_Occurred()) {
-        PyErr_Clear(); /* a failed lookup above: the Python add redoes it */
-        return NULL;
+    if (epoch_obj != NULL && epoch_obj != Py_None) {
+        if (!exact_int64(epoch_obj, epoch)) {
+            return 0;
+        }
+        *flags |= EPOCH_FLAG;
     }
-    int got = value_float(a[1], &value);
-    if (got <= 0) {
-        return NULL;
-    }
-    double now = now_seconds();
+    return 1;
+}
+
+/* One packed row: ROW, or PLAIN (count 1, no epoch, the default tag, mean: all zero bytes). */
+static PyObject *
+pack(long long step, double value, double now, long long count, long long epoch, int32_t code,
+     unsigned char flags, int plain)
+{
     PyObject *row = PyBytes_FromStringAndSize(NULL, ROW_SIZE);
     if (row == NULL) {
         return NULL;
@@ -202,16 +206,78 @@ fast_row(PyObject *const *a)
     memcpy(p + 8, &value, 8);
     memcpy(p + 16, &now, 8);
     if (plain) {
-        memset(p + 24, 0, ROW_SIZE - 24); /* PLAIN: count 1, no epoch, the default tag, mean */
+        memset(p + 24, 0, ROW_SIZE - 24);
     }
     else {
-        int32_t code32 = (int32_t)code;
         memcpy(p + 24, &count, 8);
         memcpy(p + 32, &epoch, 8);
-        memcpy(p + 40, &code32, 4);
+        memcpy(p + 40, &code, 4);
         p[44] = (char)flags;
     }
     return row;
+}
+
+/* The packed row of add()'s arguments, or NULL with no error set for the Python add (NULL with an
+ * error set: propagate it). */
+static PyObject *
+fast_row(PyObject *const *a)
+{
+    long long step, count, epoch;
+    int32_t code = 0;
+    unsigned char flags = 0;
+    double value;
+    PyObject *tag = a[2], *count_obj = a[3], *epoch_obj = a[4], *reduction = a[5];
+
+    if (!exact_int64(a[0], &step)) {
+        return NULL;
+    }
+    /* The Python add's test for PLAIN, by identity: `count is _ONE`, `reduction is _MEAN`. */
+    int plain = (tag == NULL || tag == default_tag) && (count_obj == NULL || count_obj == one) &&
+                (epoch_obj == NULL || epoch_obj == Py_None) && (reduction == NULL || reduction == mean_str);
+    if (!plain) {
+        /* The Python add takes a reduction other than the `_MEAN` object only if it equals "sum". */
+        if (reduction != NULL && reduction != mean_str &&
+            (!PyUnicode_CheckExact(reduction) || PyUnicode_Compare(reduction, sum_str) != 0)) {
+            return NULL;
+        }
+        if (!tag_code(tag, &code) || !options(count_obj, epoch_obj, reduction, &count, &epoch, &flags)) {
+            return NULL;
+        }
+    }
+    else {
+        count = 1;
+        epoch = 0;
+    }
+    int got = value_float(a[1], &value);
+    if (got <= 0) {
+        return NULL;
+    }
+    return pack(step, value, now_seconds(), count, epoch, code, flags, plain);
+}
+
+/* After rows were appended (the pending list now holds `size`): wake the flusher at the threshold, and if
+ * close() began meanwhile make sure the rows were written, or raise. `rows`: a list of them, or NULL for
+ * the one `row`. 0, or -1 with an error. */
+static int
+after_append(WriterBase *self, Py_ssize_t size, PyObject *row, PyObject *rows)
+{
+    if (size >= self->wake_at) {
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, s_wake);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    if (!self->ok) {
+        PyObject *given = rows != NULL ? Py_NewRef(rows) : PyTuple_Pack(1, row);
+        PyObject *r = given == NULL ? NULL : PyObject_CallMethodOneArg((PyObject *)self, s_added_while_closing, given);
+        Py_XDECREF(given);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 0;
 }
 
 /* The Python add with the same arguments. */
@@ -271,29 +337,119 @@ WriterBase_add(WriterBase *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     int appended = PyList_Append(pending, row);
     Py_ssize_t size = PyList_GET_SIZE(pending);
     Py_DECREF(pending);
-    if (appended < 0) {
-        Py_DECREF(row);
+    int done = appended < 0 ? -1 : after_append(self, size, row, NULL);
+    Py_DECREF(row);
+    if (done < 0) {
         return NULL;
     }
-    if (size >= self->wake_at) {
-        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, s_wake);
-        if (r == NULL) {
-            Py_DECREF(row);
+    Py_RETURN_NONE;
+}
+
+/* The Python add_many with the same arguments. */
+static PyObject *
+python_add_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject **stack = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+    if (stack == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+    PyObject *result = PyObject_VectorcallMethod(s_add_many_py, stack, (size_t)(nargs + 1), kwnames);
+    PyMem_Free(stack);
+    return result;
+}
+
+/* add_many's rows (a list), one per tag, stamped with one time; NULL with no error set for the Python
+ * add_many (a new tag, a value it must convert or defer), NULL with an error set to propagate it. */
+static PyObject *
+many_rows(PyObject *step_obj, PyObject *values, PyObject *const *options_given)
+{
+    long long step, count, epoch;
+    unsigned char flags;
+    if (!exact_int64(step_obj, &step) || !PyDict_CheckExact(values) ||
+        !options(options_given[0], options_given[1], options_given[2], &count, &epoch, &flags)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(values), pos = 0, i = 0;
+    PyObject *rows = PyList_New(n), *tag, *value;
+    if (rows == NULL) {
+        return NULL;
+    }
+    double now = now_seconds();
+    Py_INCREF(values); /* a converter runs Python code: keep the dict alive, and stop if it changes */
+    while (PyDict_Next(values, &pos, &tag, &value)) {
+        int32_t code;
+        double number;
+        if (i >= n || !tag_code(tag, &code)) {
+            goto python;
+        }
+        Py_INCREF(tag);
+        Py_INCREF(value);
+        int got = value_float(value, &number);
+        Py_DECREF(tag);
+        Py_DECREF(value);
+        if (got <= 0 || PyDict_GET_SIZE(values) != n) {
+            goto python;
+        }
+        PyObject *row = pack(step, number, now, count, epoch, code, flags, 0);
+        if (row == NULL) {
+            goto python;
+        }
+        PyList_SET_ITEM(rows, i++, row);
+    }
+    Py_DECREF(values);
+    if (i != n) {
+        Py_DECREF(rows);
+        return NULL;
+    }
+    return rows;
+python:
+    Py_DECREF(values);
+    Py_DECREF(rows);
+    return NULL;
+}
+
+PyDoc_STRVAR(add_many_doc, "add_many(self, step, values, *, count=1, epoch=None, reduction='mean')\n--\n\n"
+                           "Record one event per tag for the same step.");
+
+static PyObject *
+WriterBase_add_many(WriterBase *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *given[3] = {NULL, NULL, NULL}; /* count, epoch, reduction: keyword-only */
+    PyObject *pending = self->pending;
+    if (!self->ok || tag_ids == NULL || pending == NULL || !PyList_CheckExact(pending) || nargs != 2) {
+        return python_add_many((PyObject *)self, args, nargs, kwnames);
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int slot = keyword_slot(PyTuple_GET_ITEM(kwnames, k)) - 3; /* tag is not add_many's */
+            if (slot < 0 || given[slot] != NULL) {
+                return python_add_many((PyObject *)self, args, nargs, kwnames);
+            }
+            given[slot] = args[nargs + k];
+        }
+    }
+    Py_INCREF(pending);
+    PyObject *rows = many_rows(args[0], args[1], given);
+    if (rows == NULL) {
+        Py_DECREF(pending);
+        if (PyErr_Occurred() && !retry_in_python()) {
             return NULL;
         }
-        Py_DECREF(r);
+        return python_add_many((PyObject *)self, args, nargs, kwnames);
     }
-    if (!self->ok) { /* close() began meanwhile: make sure the row was written, or raise */
-        PyObject *rows = PyTuple_Pack(1, row);
-        PyObject *r = rows == NULL ? NULL : PyObject_CallMethodOneArg((PyObject *)self, s_added_while_closing, rows);
-        Py_XDECREF(rows);
-        if (r == NULL) {
-            Py_DECREF(row);
-            return NULL;
-        }
-        Py_DECREF(r);
+    Py_ssize_t size = PyList_GET_SIZE(pending);
+    int extended = PyList_SetSlice(pending, size, size, rows);
+    size = PyList_GET_SIZE(pending);
+    Py_DECREF(pending);
+    int done = extended < 0 ? -1 : after_append(self, size, NULL, rows);
+    Py_DECREF(rows);
+    if (done < 0) {
+        return NULL;
     }
-    Py_DECREF(row);
     Py_RETURN_NONE;
 }
 
@@ -321,6 +477,7 @@ WriterBase_dealloc(WriterBase *self)
 
 static PyMethodDef WriterBase_methods[] = {
     {"add", (PyCFunction)(void (*)(void))WriterBase_add, METH_FASTCALL | METH_KEYWORDS, add_doc},
+    {"add_many", (PyCFunction)(void (*)(void))WriterBase_add_many, METH_FASTCALL | METH_KEYWORDS, add_many_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -345,19 +502,43 @@ static PyTypeObject WriterBaseType = {
     .tp_new = PyType_GenericNew,
 };
 
-static char *configured_doc;
+/* Method `index`'s docstring: the Python method's under the C signature (help() reads the definition). */
+static int
+set_doc(int index, PyObject *doc)
+{
+    static char *docs[2];
+    static const char *heads[2] = {
+        "add(self, step, value, tag='loss', count=1, epoch=None, reduction='mean')\n--\n\n",
+        "add_many(self, step, values, *, count=1, epoch=None, reduction='mean')\n--\n\n",
+    };
+    const char *text = PyUnicode_AsUTF8(doc);
+    if (text == NULL) {
+        return -1;
+    }
+    char *full = PyMem_RawMalloc(strlen(heads[index]) + strlen(text) + 1);
+    if (full == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    strcpy(full, heads[index]);
+    strcat(full, text);
+    WriterBase_methods[index].ml_doc = full;
+    PyMem_RawFree(docs[index]);
+    docs[index] = full;
+    return 0;
+}
 
-/* configure(ids, converters, values_ns, default_tag, mean, sum, one, row_format, doc) */
+/* configure(ids, converters, values_ns, default_tag, mean, sum, one, row_format, add_doc, add_many_doc) */
 static PyObject *
 configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "configure() takes 9 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes 10 arguments");
         return NULL;
     }
     if (!PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
         !PyUnicode_Check(args[3]) || !PyUnicode_Check(args[4]) || !PyUnicode_Check(args[5]) ||
-        !PyUnicode_Check(args[7]) || !PyUnicode_Check(args[8])) {
+        !PyUnicode_Check(args[7]) || !PyUnicode_Check(args[8]) || !PyUnicode_Check(args[9])) {
         PyErr_SetString(PyExc_TypeError, "configure(): wrong argument types");
         return NULL;
     }
@@ -365,21 +546,9 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_ImportError, "lossfmt._fastadd packs rows as <qddqqiB, not %U", args[7]);
         return NULL;
     }
-    const char *doc = PyUnicode_AsUTF8(args[8]);
-    if (doc == NULL) {
+    if (set_doc(0, args[8]) < 0 || set_doc(1, args[9]) < 0) {
         return NULL;
     }
-    /* The Python add's docstring under the C signature: help() reads it from the method definition. */
-    const char *head = "add(self, step, value, tag='loss', count=1, epoch=None, reduction='mean')\n--\n\n";
-    char *text = PyMem_RawMalloc(strlen(head) + strlen(doc) + 1);
-    if (text == NULL) {
-        return PyErr_NoMemory();
-    }
-    strcpy(text, head);
-    strcat(text, doc);
-    WriterBase_methods[0].ml_doc = text;
-    PyMem_RawFree(configured_doc);
-    configured_doc = text;
     PyObject **slots[] = {&tag_ids, &converters, &values_ns, &default_tag, &mean_str, &sum_str, &one};
     for (int i = 0; i < 7; i++) {
         Py_INCREF(args[i]);
@@ -467,6 +636,7 @@ PyInit__fastadd(void)
         (s_is_cpu = PyUnicode_InternFromString("is_cpu")) == NULL ||
         (s_item = PyUnicode_InternFromString("item")) == NULL ||
         (s_add_py = PyUnicode_InternFromString("_add_py")) == NULL ||
+        (s_add_many_py = PyUnicode_InternFromString("_add_many_py")) == NULL ||
         (s_wake = PyUnicode_InternFromString("_wake")) == NULL ||
         (s_added_while_closing = PyUnicode_InternFromString("_added_while_closing")) == NULL) {
         return NULL;

@@ -15,6 +15,15 @@ class WriterBase:
         epoch: int | None = ...,
         reduction: str = ...,
     ) -> None: ...
+    def add_many(
+        self,
+        step: int,
+        values: dict[str, Any],
+        *,
+        count: int = ...,
+        epoch: int | None = ...,
+        reduction: str = ...,
+    ) -> None: ...
 
 def transpose_rows(rows: list[Any], n: int, /) -> bytes: ...
 def configure(
@@ -26,6 +35,7 @@ def configure(
     sum: str,
     one: int,
     row_format: str,
-    doc: str,
+    add_doc: str,
+    add_many_doc: str,
     /,
 ) -> None: ...

@@ -56,11 +56,13 @@ def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
     return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
 
 
-def test_both_adds_have_one_signature_and_docstring():
-    python_add = getattr(LossWriter, "_add_py", LossWriter.add)
-    assert _parameters(LossWriter.add) == _parameters(python_add)
-    assert inspect.getdoc(LossWriter.add) == inspect.getdoc(python_add)
-    assert "Record one event (no I/O)" in (inspect.getdoc(LossWriter.add) or "")
+@pytest.mark.parametrize("name", ["add", "add_many"])
+def test_both_versions_have_one_signature_and_docstring(name):
+    method = getattr(LossWriter, name)
+    python = getattr(LossWriter, f"_{name}_py", method)
+    assert _parameters(method) == _parameters(python)
+    assert inspect.getdoc(method) == inspect.getdoc(python)
+    assert "Record one event" in (inspect.getdoc(method) or "")
 
 
 _TIME = slice(16, 24)  # the wall-time field of a packed row: the only bytes the two adds may differ in
@@ -105,12 +107,12 @@ _epochs = st.one_of(st.none(), st.integers(0, 99), st.integers(-(2**64), 2**64),
 _reductions = st.sampled_from(["mean", "sum", "".join(["s", "um"]), "max", 1])
 
 
-def _compare(w: LossWriter, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """The compiled add and the Python add on the same call: same rows (but for the clock), or same error."""
-    compiled = _outcome(lambda: w.add(*args, **kwargs))
+def _compare(w: LossWriter, args: list[Any], kwargs: dict[str, Any], name: str = "add") -> None:
+    """The compiled method and the Python one on one call: same rows (but for the clock), or same error."""
+    compiled = _outcome(lambda: getattr(w, name)(*args, **kwargs))
     compiled_rows = _rows_of(w._pending)
     w._pending.clear()
-    python = _outcome(lambda: LossWriter._add_py(w, *args, **kwargs))  # type: ignore[attr-defined]
+    python = _outcome(lambda: getattr(LossWriter, f"_{name}_py")(w, *args, **kwargs))
     python_rows = _rows_of(w._pending)
     w._pending.clear()
     assert (compiled, compiled_rows) == (python, python_rows), (args, kwargs)
@@ -166,6 +168,56 @@ def test_the_compiled_add_records_and_raises_exactly_what_the_python_add_does(
     kwargs = {n: given_values[n] for n in names[positional:] if n in passed}
     with LossWriter(tmp_path_factory.mktemp("w") / "run.arrow", flush_secs=3600) as w:
         _compare(w, args, kwargs)
+
+
+@needs_extension
+def test_every_accepted_add_many_packs_the_rows_the_python_add_many_packs(tmp_path):
+    _rows.intern("train")
+    _rows.intern("val")
+    omitted = object()
+    mappings = [
+        {},
+        {"train": 0.5},
+        {"train": 0.5, "val": np.float32(0.25), s.DEFAULT_TAG: 3},
+        {"train": math.nan, "val": -math.inf},
+        {"train": 0.5, "new-in-add-many": 1.0},  # a new tag: the Python path interns it
+        {"train": 0.5, "val": "x"},  # all or nothing: the error, and no row
+        {"train": 0.5, 3: 1.0},
+    ]
+    options = {
+        "count": [omitted, 1, 32, 0, 2**64],
+        "epoch": [omitted, None, 0, 7, 1.5],
+        "reduction": [omitted, "mean", "sum", "".join(["su", "m"]), "max"],
+    }
+    with LossWriter(tmp_path / "run.arrow", flush_secs=3600) as w:
+        for values, *chosen in itertools.product(mappings, *options.values()):
+            given_options = {k: v for k, v in zip(options, chosen, strict=True) if v is not omitted}
+            _compare(w, [2**40 + 1, dict(values)], given_options, "add_many")
+        for args, kwargs in [
+            ([1, {"train": 0.5}, 2], {}),  # count is keyword-only
+            ([1], {"values": {"train": 0.5}}),
+            ([1, {"train": 0.5}], {"tag": "train"}),
+            ([True, {"train": 0.5}], {}),
+            ([1, [("train", 0.5)]], {}),
+        ]:
+            _compare(w, args, kwargs, "add_many")
+
+
+@needs_extension
+@settings(max_examples=300, deadline=None)
+@given(
+    step=_steps,
+    values=st.dictionaries(_tags.filter(lambda t: t != ""), _values, max_size=4),
+    count=_counts,
+    epoch=_epochs,
+    reduction=_reductions,
+)
+def test_the_compiled_add_many_matches_the_python_one(
+    tmp_path_factory, step, values, count, epoch, reduction
+):
+    _rows.intern("train")
+    with LossWriter(tmp_path_factory.mktemp("w") / "run.arrow", flush_secs=3600) as w:
+        _compare(w, [step, values], {"count": count, "epoch": epoch, "reduction": reduction}, "add_many")
 
 
 @needs_extension
