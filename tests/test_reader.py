@@ -13,7 +13,19 @@ from filebytes import batch_ends, closed_bytes, live_bytes, message_ends, unveri
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossfmt import LossFormatError, LossWriter, _columns, _decode, follow, read, read_pandas, reader, schema
+from lossfmt import (
+    LossFormatError,
+    LossWriter,
+    _arrow,
+    _columns,
+    _decode,
+    _read,
+    follow,
+    read,
+    read_pandas,
+    reader,
+    schema,
+)
 
 T0_US = 1_700_000_000_000_000
 
@@ -534,3 +546,15 @@ def test_only_the_version_key_is_required(tmp_path):
     assert read(path).num_rows == 2
     _run_file(tmp_path / "named.arrow", "named", _rows(1))
     assert read([path, tmp_path / "named.arrow"]).column("run").to_pylist() == ["bare", "bare", "named"]
+
+
+def test_read_pandas_columns_that_share_arrow_memory_are_separate_in_the_frame():
+    # read_pandas takes the numbers lossfmt decoded as they are; one buffer backing two columns (as a
+    # transform could leave it) must still give two columns, so assigning to one leaves the other.
+    values = _arrow.array(np.arange(4, dtype=np.float64))
+    frame = _read._to_pandas(pa.table({"value": values, "min": values, "step": _arrow.array(np.arange(4))}))
+    frame.loc[0, "value"] = 9.0
+    frame.loc[0, "step"] = 7
+    assert frame["min"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert frame["value"].tolist() == [9.0, 1.0, 2.0, 3.0]
+    assert frame["step"].tolist() == [7, 1, 2, 3]
