@@ -558,3 +558,27 @@ def test_read_pandas_columns_that_share_arrow_memory_are_separate_in_the_frame()
     assert frame["min"].tolist() == [0.0, 1.0, 2.0, 3.0]
     assert frame["value"].tolist() == [9.0, 1.0, 2.0, 3.0]
     assert frame["step"].tolist() == [7, 1, 2, 3]
+
+
+def _epochless_batches(sch: pa.Schema, n: int, bad: int | None) -> list[pa.RecordBatch]:
+    """`n` batches of 4 events without epochs; in batch `bad`, a row's validity bit says not null."""
+    batches = []
+    for b in range(n):
+        batch = _batch(sch, _rows(4, 4 * b))
+        if b == bad:
+            buffers = [pa.py_buffer(b"\x02"), pa.py_buffer(bytes(32))]
+            batch = batch.set_column(4, "epoch", pa.Array.from_buffers(pa.int64(), 4, buffers, 4))
+        batches.append(batch)
+    return batches
+
+
+def test_an_epochless_run_is_read_without_its_epoch_values_but_still_checked(tmp_path, sch):
+    # A run that logs no epochs has an all-null epoch column: its values are never decompressed, yet its
+    # bitmaps must agree with the null counts (spec §1.7).
+    n = _columns.MIN_BATCHES
+    good = read(_write(tmp_path / "good.arrow", live_bytes(sch, _epochless_batches(sch, n, None))))
+    assert good["epoch"].null_count == good.num_rows == 4 * n
+    assert good["step"].to_pylist() == list(range(4 * n))
+    damaged = _write(tmp_path / "bad.arrow", live_bytes(sch, _epochless_batches(sch, n, 5)))
+    with pytest.raises(LossFormatError, match="a null count differs from its validity bitmap"):
+        read(damaged)
