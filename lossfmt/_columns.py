@@ -76,18 +76,10 @@ def _pieces(
 ) -> tuple[Any, Any]:
     """(bytes, offsets) of the decompressed buffers at `starts`/`lengths` (compressed[i]: an IPC compressed
     buffer, an 8-byte length prefix then ZSTD output, or -1 then raw bytes)."""
-    framed = compressed & (lengths > 0)
-    if np.any(lengths[framed] < 8):
-        raise _Corrupt(int(np.argmax(framed & (lengths < 8))), "a compressed buffer shorter than its prefix")
-    prefix = np.full(len(starts), -1, np.int64)
-    if framed.any():
-        prefix[framed] = u8[starts[framed][:, None] + np.arange(8)].view("<i8").ravel()
-    if np.any(prefix < -1):
-        raise _Corrupt(int(np.argmax(prefix < -1)), "a negative uncompressed buffer length")
+    framed, prefix, usize = _sizes(u8, starts, lengths, compressed)
     zstd = framed & (prefix >= 0)
     payload = starts + 8 * framed
     sizes = lengths - 8 * framed
-    usize = np.where(zstd, prefix, sizes)
     offsets = np.concatenate([[0], np.cumsum(usize)])
     if not zstd.any():
         return _gather(u8, payload, sizes), offsets
@@ -111,6 +103,21 @@ def _pieces(
                 raise _Corrupt(i, f"a buffer does not decompress ({exc})") from None
         parts.append(piece)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint8), offsets
+
+
+def _sizes(
+    u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray, compressed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(framed, prefix, decompressed size) of the buffers at `starts`/`lengths`, from their prefixes alone."""
+    framed = compressed & (lengths > 0)
+    if np.any(lengths[framed] < 8):
+        raise _Corrupt(int(np.argmax(framed & (lengths < 8))), "a compressed buffer shorter than its prefix")
+    prefix = np.full(len(starts), -1, np.int64)
+    if framed.any():
+        prefix[framed] = u8[starts[framed][:, None] + np.arange(8)].view("<i8").ravel()
+    if np.any(prefix < -1):
+        raise _Corrupt(int(np.argmax(prefix < -1)), "a negative uncompressed buffer length")
+    return framed, prefix, np.where(framed & (prefix >= 0), prefix, lengths - 8 * framed)
 
 
 def _fixed(blob: np.ndarray, offsets: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -160,6 +167,10 @@ class _Batches:
         self.starts = body[:, None] + off
         self.lengths = length
         self.compressed = np.array([m.codec == _ZSTD for m in messages], bool)
+
+    def sizes(self, index: int) -> np.ndarray:
+        """The decompressed length of buffer `index` of every message, read from the prefixes only."""
+        return _sizes(self.u8, self.starts[:, index], self.lengths[:, index], self.compressed)[2]
 
     def buffer(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(bytes, offsets per message) of buffer `index` of every message, decompressed."""
@@ -293,6 +304,8 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
     def column(i: int) -> pa.Array[Any]:
         field = s.FIELDS[i]
         dtype = np.dtype(_DTYPES[i])
+        if i == _EPOCH and n and bool(np.all(nulls[:, _EPOCH] == rows)):
+            return _all_null(batches, rows)
         blob, offsets = batches.buffer(2 * i + 1)
         values = _fixed(blob, offsets, rows * dtype.itemsize).view(dtype)
         if pa.types.is_dictionary(field.type):
@@ -314,6 +327,27 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
     metadata = cast("dict[bytes | str, bytes | str] | None", layout.schema.metadata)
     schema = pa.schema(out_fields, metadata=metadata)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _all_null(batches: _Batches, rows: np.ndarray) -> pa.Array[Any]:
+    """The epoch column of a run that logs no epochs: every batch all null. The values under nulls mean
+    nothing, so their buffers are checked long enough but not decompressed (as for a column not asked for:
+    checksums cover their bytes); fresh zeros stand in, which the OS maps lazily."""
+    n = int(rows.sum())
+    short = batches.sizes(2 * _EPOCH + 1) < 8 * rows
+    if short.any():
+        raise _Corrupt(int(np.argmax(short)), "a buffer is shorter than its column needs")
+    blob, offsets = batches.buffer(2 * _EPOCH)
+    short = np.diff(offsets) * 8 < rows
+    if short.any():
+        raise _Corrupt(int(np.argmax(short)), "a validity bitmap is shorter than its column")
+    if blob.any():  # (padding bits may be set; rows' bits may not)
+        bits = np.unpackbits(blob, bitorder="little")
+        starts = (8 * offsets[:-1]).tolist()
+        if any(bits[a : a + k].any() for a, k in zip(starts, rows.tolist(), strict=True)):
+            raise _Corrupt(-1, "a null count differs from its validity bitmap")
+    validity = to_buffer(np.zeros((n + 7) // 8, np.uint8))
+    return pa.Array.from_buffers(pa.int64(), n, [validity, to_buffer(np.zeros(n, np.int64))], null_count=n)
 
 
 def _with_nulls(batches: _Batches, values: np.ndarray, rows: np.ndarray, nulls: np.ndarray) -> pa.Array[Any]:

@@ -235,19 +235,58 @@ def _to_pandas(table: pa.Table) -> pandas.DataFrame:
         if name in table.column_names and not pa.types.is_dictionary(table.schema.field(name).type):
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, table.column(name).dictionary_encode())
-    # epoch becomes nullable Int64, joined to the converted columns without copying any of them: assigning
-    # or inserting it into the converted frame copies (every other column, or the new one: on this VM fresh
-    # memory costs more than the conversion, measured a third of read_pandas for 10M events).
-    index = table.schema.get_field_index(s.EPOCH) if s.EPOCH in table.column_names else -1
-    df = (table.remove_column(index) if index >= 0 else table).to_pandas()
-    columns: list[tuple[str, object]] = [(name, _writable(df[name])) for name in df.columns]
-    if index >= 0:
-        epoch = table.column(index)
-        values = _arrow.to_numpy(epoch, fill=0).astype(np.int64, copy=False)
-        values = values if values.flags.writeable else values.copy()  # the frame is the user's to change
-        columns.insert(index, (s.EPOCH, pd.arrays.IntegerArray(values, _null_mask(epoch))))
-    frame: pd.DataFrame = pd.DataFrame(dict(columns), copy=False)  # pandas-stubs type DataFrame(...) as Any
+    # The frame is built from its columns without copying any of them (on this VM fresh memory costs more
+    # than the conversion, measured a third of read_pandas for 10M events): numbers lossfmt decoded into
+    # memory of its own are the frame's as they are, epoch becomes nullable Int64 from its buffers, and
+    # pyarrow converts the rest (labels, wall_time) column by column, never into consolidated blocks.
+    seen: set[int] = set()
+    own = {name: _own_numbers(table.column(name), seen) for name in table.column_names if name != s.EPOCH}
+    rest = [n for n in table.column_names if n != s.EPOCH and own[n] is None]
+    converted = table.select(rest).to_pandas() if rest else None
+    columns: dict[str, object] = {}
+    for name in table.column_names:
+        if name == s.EPOCH:
+            columns[name] = _epoch(table.column(name))
+        else:
+            numbers = own[name]
+            columns[name] = (
+                numbers if numbers is not None else _writable(cast("pd.DataFrame", converted)[name])
+            )
+    frame: pd.DataFrame = pd.DataFrame(columns, copy=False)  # pandas-stubs type DataFrame(...) as Any
     return frame
+
+
+#: Column types whose values are one numpy array each in pandas, as in Arrow.
+_NUMBERS = {pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def _own_numbers(column: pa.ChunkedArray[Any], seen: set[int]) -> np.ndarray | None:
+    """A numeric column without nulls as a writable numpy view of its values, where those are one buffer
+    lossfmt's decoding wrote (mutable, so the view is the user's to change: the table is read_pandas' own and
+    discarded) and no other column's (`seen`: buffer addresses taken); None for anything else (pyarrow
+    converts it)."""
+    dtype = _NUMBERS.get(column.type)
+    if dtype is None or column.num_chunks != 1 or column.null_count:
+        return None
+    chunk = column.chunks[0]
+    buffer = chunk.buffers()[1]
+    if buffer is None or not buffer.is_mutable or buffer.address in seen:
+        return None
+    seen.add(buffer.address)
+    values = np.frombuffer(_arrow.to_memoryview(buffer), dtype, len(chunk), chunk.offset * 8)
+    return values if values.flags.writeable else None
+
+
+def _epoch(column: pa.ChunkedArray[Any]) -> object:
+    """The epoch column as pandas' nullable Int64, from its buffers (writable values, no pyarrow.compute)."""
+    import pandas as pd
+
+    n = len(column)
+    if column.null_count == n:  # a run that logs no epochs: nothing to read (np.zeros maps lazily)
+        return pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, bool))
+    values = _arrow.to_numpy(column, fill=0).astype(np.int64, copy=False)
+    values = values if values.flags.writeable else values.copy()  # the frame is the user's to change
+    return pd.arrays.IntegerArray(values, _null_mask(column))
 
 
 def _writable(column: pandas.Series) -> object:

@@ -153,17 +153,17 @@ def _distinct(paths: list[str]) -> list[str]:
 def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
     """Run names from metadata; files sharing a name are told apart by the shortest distinct path suffix."""
     labels = list(runs)
-    for name in set(runs):
-        group = [i for i, r in enumerate(runs) if r == name]
-        if len(group) < 2:
-            continue
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(runs):  # one pass: a sweep has thousands of runs
+        groups.setdefault(name, []).append(i)
+    for group in (g for g in groups.values() if len(g) > 1):
         parts = [Path(_local_form(paths[i])).with_suffix("").parts for i in group]
         depth = 1
         while depth < max(len(p) for p in parts) and len({p[-depth:] for p in parts}) < len(parts):
             depth += 1
         for i, p in zip(group, parts, strict=True):
             suffix = "/".join(p[-depth:])
-            labels[i] = suffix if suffix == name else f"{name} ({suffix})"
+            labels[i] = suffix if suffix == runs[i] else f"{runs[i]} ({suffix})"
     return labels
 
 

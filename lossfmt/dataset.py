@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
-from lossfmt import _sources, schema
+from lossfmt import _arrow, _sources, schema
 from lossfmt._errors import LossFormatError
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
@@ -26,25 +27,45 @@ from lossfmt.reader import read, scan
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
 
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
-#: The schema of ``dataset()``: the run name (as ``lossfmt.read`` gives it), then the file columns.
-_DATASET_FIELDS: list[pa.Field[Any]] = [pa.field(schema.RUN, pa.string(), nullable=False), *schema.FIELDS]
+#: The schema of ``dataset()``: the run name (as ``lossfmt.read`` gives it), then the file columns. ``run``
+#: is dictionary-encoded with one dictionary (every run's name) shared by all files: a file's column costs an
+#: index per row rather than a copy of its name, and grouping by run (pyarrow, DuckDB, Polars) works on
+#: integers (pyarrow's group_by needs the chunks' dictionaries equal).
+RUN_TYPE = pa.string()
+_DATASET_FIELDS: list[pa.Field[Any]] = [pa.field(schema.RUN, RUN_TYPE, nullable=False), *schema.FIELDS]
 DATASET_SCHEMA = pa.schema(_DATASET_FIELDS)
 
 _LIVE_POLICIES = ("read", "skip", "error")
+_VERSION, _V1 = schema.KEY_VERSION.encode(), str(schema.FORMAT_VERSION).encode()
+
+#: A closed local file up to this size is read whole once by dataset(): its bytes give the footer and serve
+#: every scan. pyarrow's scan of a file on disk opens it again and reads its footer and each buffer through
+#: its I/O threads, a fixed cost that outweighs reading such a file (a 10,000-event run is 100 kB).
+HOLD_FILE_BYTES = 1 << 20
+#: At most this many bytes of such files are held by one dataset; the rest are scanned lazily from disk.
+HOLD_TOTAL_BYTES = 256 << 20
+
+
+class _Closed(NamedTuple):
+    """A closed file as dataset() found it: its schema, and its bytes where it is held in memory."""
+
+    schema: pa.Schema
+    data: pa.Buffer | None
 
 
 def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     """Every run file of `source` (a directory's ``*.arrow``, a glob, a path or a list) as one dataset.
 
-    Closed files are scanned lazily from disk (Arrow IPC files with a footer); the ``run`` column is the
-    run name from each file's metadata, told apart as ``lossfmt.read`` does where files share one. Files
-    without a footer (a run still being written, or one that crashed) are not valid Arrow IPC files for
-    other tools; `live` says what to do with them: ``"read"`` (default) snapshots their complete events
-    through lossfmt's torn-tail-tolerant reader into memory, ``"skip"`` leaves them out, ``"error"`` raises
+    The ``run`` column is the run name from each file's metadata, told apart as ``lossfmt.read`` does where
+    files share one. Closed
+    files are plain Arrow IPC files: small local ones (up to HOLD_FILE_BYTES each, HOLD_TOTAL_BYTES in all)
+    are read once now and scanned from memory, the others lazily from disk. Files without a footer (a run
+    still being written, or one that crashed) are not valid Arrow IPC files for other tools; `live` says
+    what to do with them: ``"read"`` (default) snapshots their complete events through lossfmt's
+    torn-tail-tolerant reader into memory, ``"skip"`` leaves them out, ``"error"`` raises
     ``LossFormatError`` naming the file (close the writer, or compact it, to make it a plain Arrow file).
     """
     # pyarrow.dataset imports pandas when it is installed: keep `import lossfmt` light.
@@ -53,34 +74,34 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
     paths, _ = _expand(source)
-    closed: list[str] = []
+    closed: dict[str, _Closed] = {}
     footerless: dict[str, pa.Table] = {}
     runs: dict[str, str] = {}
+    budget = HOLD_TOTAL_BYTES
+    checked: pa.Schema | None = None
     for path in paths:
-        file_schema = footer_schema(path)
-        if file_schema is None:
+        found = _closed_file(path, budget)
+        if found is None:
             if not read_footerless(path, live, "use lossfmt.dataset(..., live='read')"):
                 continue
             snapshot = scan(path)
             footerless[path] = snapshot.table
-            runs[path] = schema.run_info(snapshot.schema).get("run") or Path(path).stem
+            runs[path] = _run_name(snapshot.schema, path)
             continue
-        closed.append(path)
-        runs[path] = schema.run_info(file_schema).get("run") or Path(path).stem
-    names = dict(zip(runs, _run_labels(list(runs), list(runs.values())), strict=True))
-    parts: list[ds.Dataset] = []
-    for filesystem, members in _by_filesystem(closed):
-        parts.append(
-            ds.FileSystemDataset.from_paths(
-                [inner for inner, _ in members],
-                schema=DATASET_SCHEMA,
-                format=ds.IpcFileFormat(),
-                filesystem=filesystem,
-                partitions=[ds.field(schema.RUN) == names[p] for _, p in members],
-            )
-        )
+        # A sweep's files share their columns: check them once, and every file's format version.
+        same = checked is not None and found.schema.equals(checked, check_metadata=False)
+        if not same or (found.schema.metadata or {}).get(_VERSION) != _V1:
+            schema.check_schema(found.schema, path)
+            checked = found.schema
+        budget -= 0 if found.data is None else found.data.size
+        closed[path] = found
+        runs[path] = _run_name(found.schema, path)
+    labels = dict(zip(runs, _run_labels(list(runs), list(runs.values())), strict=True))
+    parts: list[ds.Dataset] = [*_files_datasets(closed, labels)]
     for path, table in footerless.items():
-        run = pa.array([names[path]] * table.num_rows, pa.string())
+        run = pa.DictionaryArray.from_arrays(
+            _arrow.array(np.zeros(table.num_rows, np.int32)), _arrow.strings([labels[path]])
+        ).cast(pa.string())
         table = table.select(list(schema.COLUMNS)).replace_schema_metadata(None)
         # pyarrow-stubs give InMemoryDataset no __init__ (it takes the table, as documented)
         table = table.add_column(0, DATASET_SCHEMA.field(schema.RUN), run)
@@ -88,6 +109,41 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     if not parts:
         return ds.InMemoryDataset(DATASET_SCHEMA.empty_table())  # type: ignore[call-arg]
     return parts[0] if len(parts) == 1 else ds.dataset(parts)
+
+
+def _files_datasets(closed: dict[str, _Closed], labels: dict[str, str]) -> list[ds.FileSystemDataset]:
+    """The closed files as datasets, one per filesystem (local files first, held ones scanned from their
+    bytes), each file with the partition expression that gives its ``run``."""
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    ipc = ds.IpcFileFormat()
+    run = ds.field(schema.RUN)
+    local = pafs.LocalFileSystem()
+    groups: dict[int, tuple[pafs.FileSystem, list[ds.Fragment]]] = {id(local): (local, [])}
+    for path, found in closed.items():
+        where = run == labels[path]
+        if found.data is not None:  # (pyarrow-stubs omit the Buffer that make_fragment documents)
+            fragment = ipc.make_fragment(found.data, partition_expression=where)  # type: ignore[arg-type]
+            groups[id(local)][1].append(fragment)
+            continue
+        filesystem, inner = _sources.locate(path) if _sources.is_url(path) else (local, path)
+        group = groups.setdefault(id(filesystem), (filesystem, []))[1]
+        group.append(ipc.make_fragment(inner, filesystem=filesystem, partition_expression=where))
+    return [
+        ds.FileSystemDataset(fragments, schema=DATASET_SCHEMA, format=ipc, filesystem=filesystem)
+        for filesystem, fragments in groups.values()
+        if fragments
+    ]
+
+
+def _run_name(file_schema: pa.Schema, path: str) -> str:
+    """The run name stored in a file's metadata (as ``schema.run_info`` gives it), or the file's stem."""
+    stored = (file_schema.metadata or {}).get(schema.KEY_RUN.encode())
+    try:
+        return stored.decode() if stored else Path(path).stem
+    except UnicodeDecodeError:
+        raise LossFormatError(f"{path}: corrupt lossfmt metadata (the run name is not UTF-8)") from None
 
 
 def read_footerless(path: str, live: str, retry: str) -> bool:
@@ -108,7 +164,17 @@ def footer_schema(path: str) -> pa.Schema | None:
     The one test of "closed" shared by dataset(), scan_polars() and export_parquet(): a closed file is what
     other engines (pyarrow, Polars, DuckDB) can read directly.
     """
-    try:  # read, never memory-mapped: a writer may be replacing the file
+    found = _closed_file(path, 0)
+    if found is None:
+        return None
+    schema.check_schema(found.schema, path)
+    return found.schema
+
+
+def _closed_file(path: str, budget: int) -> _Closed | None:
+    """`path`'s footer schema (unchecked) and, for a local file of at most HOLD_FILE_BYTES that fits in
+    `budget`, its bytes; None if it has no footer. Read, never memory-mapped: a writer may be replacing it."""
+    try:
         source = _sources.open_url(path) if _sources.is_url(path) else pa.OSFile(path, "r")
     except FileNotFoundError:
         raise LossFormatError(f"{path}: no such file") from None
@@ -116,23 +182,12 @@ def footer_schema(path: str) -> pa.Schema | None:
         raise LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with source:
         try:
-            file_schema = pa.ipc.open_file(source).schema
+            size = source.size()
+            hold = not _sources.is_url(path) and size <= min(HOLD_FILE_BYTES, budget)
+            data = source.read_buffer(size) if hold else None
+            return _Closed(pa.ipc.open_file(source if data is None else data).schema, data)
         except (pa.ArrowInvalid, OSError):
             return None
-    schema.check_schema(file_schema, path)
-    return file_schema
-
-
-def _by_filesystem(paths: list[str]) -> list[tuple[pafs.FileSystem, list[tuple[str, str]]]]:
-    """`paths` grouped by the filesystem holding them: [(filesystem, [(path inside it, path)])]."""
-    import pyarrow.fs as pafs
-
-    groups: dict[int, tuple[pafs.FileSystem, list[tuple[str, str]]]] = {}
-    local = pafs.LocalFileSystem()
-    for path in paths:
-        filesystem, inner = _sources.locate(path) if _sources.is_url(path) else (local, path)
-        groups.setdefault(id(filesystem), (filesystem, []))[1].append((inner, path))
-    return list(groups.values())
 
 
 def read_ranks(source: Source, *, tags: Sequence[str] | None = None) -> pa.Table:

@@ -18,6 +18,8 @@ import lossfmt
 from lossfmt.dataset import dataset, mean_across
 from lossfmt.schema import LossFormatError
 
+#: The module (``lossfmt.dataset`` is the function it exports).
+DATASET_MODULE = sys.modules["lossfmt.dataset"]
 RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 N_RUNS = 200
 STEPS = 40  # per-batch events per run, plus one val_loss per 4 steps: 50 events per run
@@ -276,3 +278,39 @@ def test_recipe_notebook_live_display_redraws_while_training_runs(tmp_path, monk
     assert all(isinstance(f, Figure) for f in shown)
     final = shown[-1].axes[0]
     assert max(len(line.get_xdata()) for line in final.get_lines()) == 150
+
+
+def test_a_plain_arrow_file_with_the_lossfmt_columns_but_no_lossfmt_metadata_is_an_error(tmp_path):
+    write_sweep(tmp_path / "runs", 2)
+    # The same columns as the runs before it (their check is shared), but not a lossfmt file.
+    plain = lossfmt.read(tmp_path / "runs" / "sweep-000.arrow").replace_schema_metadata(None)
+    with pa.ipc.new_file(tmp_path / "runs" / "sweep-002.arrow", plain.schema) as writer:
+        writer.write_table(plain)
+    with pytest.raises(LossFormatError, match=r"sweep-002\.arrow: not a lossfmt file"):
+        dataset(tmp_path / "runs")
+
+
+def test_small_closed_files_are_read_once_and_scanned_from_their_bytes(tmp_path, monkeypatch):
+    write_sweep(tmp_path / "runs", 3)
+    expected = dataset(tmp_path / "runs").to_table().sort_by([("run", "ascending"), ("step", "ascending")])
+    held = sum((tmp_path / "runs" / f"sweep-00{i}.arrow").stat().st_size for i in (0, 1))
+    monkeypatch.setattr(DATASET_MODULE, "HOLD_TOTAL_BYTES", held)  # room for the first two of the three
+    runs = dataset(tmp_path / "runs")
+    for path in (tmp_path / "runs").iterdir():  # held files never go back to disk; the third one does
+        path.rename(tmp_path / path.name)
+    with pytest.raises(OSError, match=r"sweep-002\.arrow"):
+        runs.to_table()
+    for path in tmp_path.glob("*.arrow"):
+        path.rename(tmp_path / "runs" / path.name)
+    table = runs.to_table().sort_by([("run", "ascending"), ("step", "ascending")])
+    assert table.equals(expected)
+    assert [f.path for f in runs.get_fragments()][-1] == str(tmp_path / "runs" / "sweep-002.arrow")
+
+
+def test_closed_files_larger_than_the_hold_limit_are_scanned_lazily_from_disk(tmp_path, monkeypatch):
+    write_sweep(tmp_path / "runs", 2)
+    monkeypatch.setattr(DATASET_MODULE, "HOLD_FILE_BYTES", 100)
+    runs = dataset(tmp_path / "runs")
+    files = sorted(str(p) for p in (tmp_path / "runs").iterdir())
+    assert sorted(f.path for f in runs.get_fragments()) == files
+    assert runs.count_rows(filter=pc.field("run") == "sweep-001") == 50

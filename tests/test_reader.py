@@ -13,7 +13,19 @@ from filebytes import batch_ends, closed_bytes, live_bytes, message_ends, unveri
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lossfmt import LossFormatError, LossWriter, _columns, _decode, follow, read, read_pandas, reader, schema
+from lossfmt import (
+    LossFormatError,
+    LossWriter,
+    _arrow,
+    _columns,
+    _decode,
+    _read,
+    follow,
+    read,
+    read_pandas,
+    reader,
+    schema,
+)
 
 T0_US = 1_700_000_000_000_000
 
@@ -534,3 +546,39 @@ def test_only_the_version_key_is_required(tmp_path):
     assert read(path).num_rows == 2
     _run_file(tmp_path / "named.arrow", "named", _rows(1))
     assert read([path, tmp_path / "named.arrow"]).column("run").to_pylist() == ["bare", "bare", "named"]
+
+
+def test_read_pandas_columns_that_share_arrow_memory_are_separate_in_the_frame():
+    # read_pandas takes the numbers lossfmt decoded as they are; one buffer backing two columns (as a
+    # transform could leave it) must still give two columns, so assigning to one leaves the other.
+    values = _arrow.array(np.arange(4, dtype=np.float64))
+    frame = _read._to_pandas(pa.table({"value": values, "min": values, "step": _arrow.array(np.arange(4))}))
+    frame.loc[0, "value"] = 9.0
+    frame.loc[0, "step"] = 7
+    assert frame["min"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert frame["value"].tolist() == [9.0, 1.0, 2.0, 3.0]
+    assert frame["step"].tolist() == [7, 1, 2, 3]
+
+
+def _epochless_batches(sch: pa.Schema, n: int, bad: int | None) -> list[pa.RecordBatch]:
+    """`n` batches of 4 events without epochs; in batch `bad`, a row's validity bit says not null."""
+    batches = []
+    for b in range(n):
+        batch = _batch(sch, _rows(4, 4 * b))
+        if b == bad:
+            buffers = [pa.py_buffer(b"\x02"), pa.py_buffer(bytes(32))]
+            batch = batch.set_column(4, "epoch", pa.Array.from_buffers(pa.int64(), 4, buffers, 4))
+        batches.append(batch)
+    return batches
+
+
+def test_an_epochless_run_is_read_without_its_epoch_values_but_still_checked(tmp_path, sch):
+    # A run that logs no epochs has an all-null epoch column: its values are never decompressed, yet its
+    # bitmaps must agree with the null counts (spec §1.7).
+    n = _columns.MIN_BATCHES
+    good = read(_write(tmp_path / "good.arrow", live_bytes(sch, _epochless_batches(sch, n, None))))
+    assert good["epoch"].null_count == good.num_rows == 4 * n
+    assert good["step"].to_pylist() == list(range(4 * n))
+    damaged = _write(tmp_path / "bad.arrow", live_bytes(sch, _epochless_batches(sch, n, 5)))
+    with pytest.raises(LossFormatError, match="a null count differs from its validity bitmap"):
+        read(damaged)
