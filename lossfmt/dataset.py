@@ -30,12 +30,8 @@ if TYPE_CHECKING:
 
 Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
-#: The schema of ``dataset()``: the run name (as ``lossfmt.read`` gives it), then the file columns. ``run``
-#: is dictionary-encoded with one dictionary (every run's name) shared by all files: a file's column costs an
-#: index per row rather than a copy of its name, and grouping by run (pyarrow, DuckDB, Polars) works on
-#: integers (pyarrow's group_by needs the chunks' dictionaries equal).
-RUN_TYPE = pa.string()
-_DATASET_FIELDS: list[pa.Field[Any]] = [pa.field(schema.RUN, RUN_TYPE, nullable=False), *schema.FIELDS]
+#: The schema of ``dataset()``: the run name (as ``lossfmt.read`` gives it, a string), then the file columns.
+_DATASET_FIELDS: list[pa.Field[Any]] = [pa.field(schema.RUN, pa.string(), nullable=False), *schema.FIELDS]
 DATASET_SCHEMA = pa.schema(_DATASET_FIELDS)
 
 _LIVE_POLICIES = ("read", "skip", "error")
