@@ -45,6 +45,23 @@ class _Dictionaries:
         used = pc.unique(column.indices.drop_null())
         return used, column.dictionary.take(used).to_pylist()
 
+    def seed(self, dictionaries: dict[int, pa.Array[Any]]) -> None:
+        """Start each column's dictionary with every value of `dictionaries[column]`, in its order."""
+        for i, dictionary in dictionaries.items():
+            codes = self.codes[i]
+            for value in dictionary.to_pylist():
+                codes.setdefault(value, len(codes))
+
+    def empty_batch(self) -> pa.RecordBatch:
+        """A zero-row batch with the frozen dictionaries: what a stream writer that follows them must know."""
+        columns = [
+            pa.DictionaryArray.from_arrays(pa.array([], f.type.index_type), self.arrays[i])
+            if i in self.arrays
+            else pa.array([], f.type)
+            for i, f in enumerate(_V1)
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=_V1)
+
     def collect(self, batch: pa.RecordBatch) -> None:
         for i in self.columns:
             codes = self.codes[i]
@@ -131,6 +148,16 @@ def compact_locked(
     """
     name = name or path
     dictionaries = _Dictionaries()
+    schema, rows = _counted(path, name, end, expect_rows, dictionaries)
+    remapped = (dictionaries.remap(batch) for batch in _open(path, name, end=end)[1])
+    return _file.write_closed_locked(path, _merged_meta(schema, meta), remapped, held=held, expect_rows=rows)
+
+
+def _counted(
+    path: Path, name: Path, end: int | None, expect_rows: int | None, dictionaries: _Dictionaries
+) -> tuple[pa.Schema, int]:
+    """The first pass: the schema and rows, and the values every dictionary column uses (then frozen);
+    LossFormatError if `expect_rows` is given and differs."""
     rows = 0
     schema, batches = _open(path, name, end=end)
     for batch in batches:
@@ -142,8 +169,38 @@ def compact_locked(
             "truncated or damaged from outside); it is left as it is, not compacted"
         )
     dictionaries.freeze()
-    remapped = (dictionaries.remap(batch) for batch in _open(path, name, end=end)[1])
-    return _file.write_closed_locked(path, _merged_meta(schema, meta), remapped, held=held, expect_rows=rows)
+    return schema, rows
+
+
+def recompact(
+    path: Path,
+    header: bytes,
+    dictionaries: dict[int, pa.Array[Any]],
+    *,
+    expect_rows: int,
+    end: int,
+    name: Path,
+) -> tuple[_locking.TempFile, pa.RecordBatch]:
+    """The live file at `path` (locked by the caller; content up to `end`) rewritten, not yet committed, into
+    a locked temp file: `header`, then the same events in the same order in large batches, still live.
+
+    Each column's one dictionary starts with `dictionaries` (the stream's state, so the next flush is a
+    delta), then the other values used; returned as a zero-row batch to seed the stream writer with.
+    LossFormatError (temp removed) unless the file holds `expect_rows` rows in both passes.
+    """
+    unified = _Dictionaries()
+    unified.seed(dictionaries)
+    schema, _ = _counted(path, name, end, expect_rows, unified)
+    remapped = (unified.remap(batch) for batch in _open(path, name, end=end)[1])
+    temp = _locking.TempFile(path)
+    try:
+        rows = _file.write_live(temp, header, schema, remapped)
+        if rows != expect_rows:
+            raise LossFormatError(f"{os.fspath(name)}: changed while being re-compacted; left as it is")
+    except BaseException:
+        temp.discard()
+        raise
+    return temp, unified.empty_batch()
 
 
 def compact(path: str | os.PathLike[str]) -> None:
