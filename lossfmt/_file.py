@@ -4,7 +4,8 @@ The only code that writes lossfmt files: the flusher hands `LiveFile` record bat
 (used by compaction, `compact`, `salvage` and `import_tb`) writes every closed file. See spec/FORMAT.md for
 the bytes on disk and the rules of resume and compaction. A file is never truncated or rewritten in place:
 resume appends when the file ends on a record batch, and otherwise writes the kept prefix to a locked temp
-file that atomically replaces the file (`_locking` has the descriptors, locks and temp files).
+file that atomically replaces the file (`_locking` has the descriptors, locks and temp files); a running
+writer's re-compaction (`_recompact`) replaces the live file the same way, by `write_live`'s file.
 """
 
 from __future__ import annotations
