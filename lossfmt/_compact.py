@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 
-from lossfmt import _file, _framing, _locking
+from lossfmt import _arrow, _file, _framing, _locking
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError
 
@@ -55,9 +56,9 @@ class _Dictionaries:
     def empty_batch(self) -> pa.RecordBatch:
         """A zero-row batch with the frozen dictionaries: what a stream writer that follows them must know."""
         columns = [
-            pa.DictionaryArray.from_arrays(pa.array([], f.type.index_type), self.arrays[i])
+            pa.DictionaryArray.from_arrays(pa.nulls(0, f.type.index_type), self.arrays[i])
             if i in self.arrays
-            else pa.array([], f.type)
+            else pa.nulls(0, f.type)
             for i, f in enumerate(_V1)
         ]
         return pa.RecordBatch.from_arrays(columns, schema=_V1)
@@ -70,7 +71,7 @@ class _Dictionaries:
 
     def freeze(self) -> None:
         for i in self.columns:
-            self.arrays[i] = pa.array(list(self.codes[i]), type=_V1.field(i).type.value_type)
+            self.arrays[i] = _arrow.strings(list(self.codes[i]))  # v1's dictionaries are of strings
 
     def remap(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         import pyarrow.compute as pc
@@ -79,7 +80,7 @@ class _Dictionaries:
         for i in self.columns:
             column = _dictionary_column(batch, i)
             used, values = self._used(column)
-            codes = pa.array([self.codes[i][v] for v in values], type=column.indices.type)
+            codes = _arrow.array(np.array([self.codes[i][v] for v in values]), column.indices.type)
             indices = codes.take(pc.index_in(column.indices, value_set=used))
             columns[i] = pa.DictionaryArray.from_arrays(indices, self.arrays[i])
         return pa.RecordBatch.from_arrays(columns, schema=_V1)

@@ -121,7 +121,6 @@ def _write_rebatched(
     into `temp` as soon as it is complete; return the rows written."""
     rows = 0
     for batch in _rebatch(batches, COMPACT_ROWS):
-        # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
         rows += batch.num_rows
         del batch  # released before the next one is built

@@ -269,3 +269,28 @@ def test_the_rewrites_of_a_run_cost_a_bounded_multiple_of_its_size(tmp_path, mon
     w.close()
     assert len(rewritten) >= 3
     assert sum(rewritten) < 10 * final
+
+
+def test_re_compaction_and_close_never_load_pandas_into_the_training_process(tmp_path):
+    """pa.array() imports pandas on its first call in pyarrow 26: the flusher's rewrites (and close's
+    compaction) build their arrays from numpy buffers instead."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from lossfmt import LossWriter
+        w = LossWriter(sys.argv[1], flush_secs=3600)
+        for step in range(3000):
+            for tag in ("a", "b", "c", "d"):
+                w.add(step, 1.0 / (step + 1), tag, count=32, epoch=step // 500)
+            if step % 17 == 16:
+                w.flush()
+        w.flush()
+        w.flush()
+        assert "pandas" not in sys.modules, "the rewrite loaded pandas"
+        w.close()
+        assert "pandas" not in sys.modules, "close() loaded pandas"
+        """
+    )
+    path = tmp_path / "run.arrow"
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+    assert lossfmt.read(path).num_rows == 12_000
