@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 
-from lossfmt import _file, _framing, _locking
+from lossfmt import _arrow, _file, _framing, _locking
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError
 
@@ -45,6 +46,23 @@ class _Dictionaries:
         used = pc.unique(column.indices.drop_null())
         return used, column.dictionary.take(used).to_pylist()
 
+    def seed(self, dictionaries: dict[int, pa.Array[Any]]) -> None:
+        """Start each column's dictionary with every value of `dictionaries[column]`, in its order."""
+        for i, dictionary in dictionaries.items():
+            codes = self.codes[i]
+            for value in dictionary.to_pylist():
+                codes.setdefault(value, len(codes))
+
+    def empty_batch(self) -> pa.RecordBatch:
+        """A zero-row batch with the frozen dictionaries: what a stream writer that follows them must know."""
+        columns = [
+            pa.DictionaryArray.from_arrays(pa.nulls(0, f.type.index_type), self.arrays[i])
+            if i in self.arrays
+            else pa.nulls(0, f.type)
+            for i, f in enumerate(_V1)
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=_V1)
+
     def collect(self, batch: pa.RecordBatch) -> None:
         for i in self.columns:
             codes = self.codes[i]
@@ -53,7 +71,7 @@ class _Dictionaries:
 
     def freeze(self) -> None:
         for i in self.columns:
-            self.arrays[i] = pa.array(list(self.codes[i]), type=_V1.field(i).type.value_type)
+            self.arrays[i] = _arrow.strings(list(self.codes[i]))  # v1's dictionaries are of strings
 
     def remap(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         import pyarrow.compute as pc
@@ -62,7 +80,7 @@ class _Dictionaries:
         for i in self.columns:
             column = _dictionary_column(batch, i)
             used, values = self._used(column)
-            codes = pa.array([self.codes[i][v] for v in values], type=column.indices.type)
+            codes = _arrow.array(np.array([self.codes[i][v] for v in values]), column.indices.type)
             indices = codes.take(pc.index_in(column.indices, value_set=used))
             columns[i] = pa.DictionaryArray.from_arrays(indices, self.arrays[i])
         return pa.RecordBatch.from_arrays(columns, schema=_V1)
@@ -131,6 +149,16 @@ def compact_locked(
     """
     name = name or path
     dictionaries = _Dictionaries()
+    schema, rows = _counted(path, name, end, expect_rows, dictionaries)
+    remapped = (dictionaries.remap(batch) for batch in _open(path, name, end=end)[1])
+    return _file.write_closed_locked(path, _merged_meta(schema, meta), remapped, held=held, expect_rows=rows)
+
+
+def _counted(
+    path: Path, name: Path, end: int | None, expect_rows: int | None, dictionaries: _Dictionaries
+) -> tuple[pa.Schema, int]:
+    """The first pass: the schema and rows, and the values every dictionary column uses (then frozen);
+    LossFormatError if `expect_rows` is given and differs."""
     rows = 0
     schema, batches = _open(path, name, end=end)
     for batch in batches:
@@ -142,8 +170,38 @@ def compact_locked(
             "truncated or damaged from outside); it is left as it is, not compacted"
         )
     dictionaries.freeze()
-    remapped = (dictionaries.remap(batch) for batch in _open(path, name, end=end)[1])
-    return _file.write_closed_locked(path, _merged_meta(schema, meta), remapped, held=held, expect_rows=rows)
+    return schema, rows
+
+
+def recompact(
+    path: Path,
+    header: bytes,
+    dictionaries: dict[int, pa.Array[Any]],
+    *,
+    expect_rows: int,
+    end: int,
+    name: Path,
+) -> tuple[_locking.TempFile, pa.RecordBatch]:
+    """The live file at `path` (locked by the caller; content up to `end`) rewritten, not yet committed, into
+    a locked temp file: `header`, then the same events in the same order in large batches, still live.
+
+    Each column's one dictionary starts with `dictionaries` (the stream's state, so the next flush is a
+    delta), then the other values used; returned as a zero-row batch to seed the stream writer with.
+    LossFormatError (temp removed) unless the file holds `expect_rows` rows in both passes.
+    """
+    unified = _Dictionaries()
+    unified.seed(dictionaries)
+    schema, _ = _counted(path, name, end, expect_rows, unified)
+    remapped = (unified.remap(batch) for batch in _open(path, name, end=end)[1])
+    temp = _locking.TempFile(path)
+    try:
+        rows = _file.write_live(temp, header, schema, remapped)
+        if rows != expect_rows:
+            raise LossFormatError(f"{os.fspath(name)}: changed while being re-compacted; left as it is")
+    except BaseException:
+        temp.discard()
+        raise
+    return temp, unified.empty_batch()
 
 
 def compact(path: str | os.PathLike[str]) -> None:

@@ -4,7 +4,8 @@ The only code that writes lossfmt files: the flusher hands `LiveFile` record bat
 (used by compaction, `compact`, `salvage` and `import_tb`) writes every closed file. See spec/FORMAT.md for
 the bytes on disk and the rules of resume and compaction. A file is never truncated or rewritten in place:
 resume appends when the file ends on a record batch, and otherwise writes the kept prefix to a locked temp
-file that atomically replaces the file (`_locking` has the descriptors, locks and temp files).
+file that atomically replaces the file (`_locking` has the descriptors, locks and temp files); a running
+writer's re-compaction (`_recompact`) replaces the live file the same way, by `write_live`'s file.
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ _SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
 
 
 class _Sink:
-    """File-like object collecting what an Arrow writer emits, so whole messages are sealed and written."""
+    """File-like object collecting what an Arrow writer emits, so whole messages are sealed and written.
 
-    def __init__(self) -> None:
+    With `drop_schema`, the stream's first message (the schema, which the file already has) is dropped.
+    """
+
+    def __init__(self, *, drop_schema: bool = False) -> None:
         self.chunks: list[bytes] = []
         self.closed = False
+        self._drop_schema = drop_schema
 
     def write(self, data: Any) -> int:
         self.chunks.append(bytes(data))
@@ -58,6 +63,10 @@ class _Sink:
     def take(self) -> bytes:
         data = b"".join(self.chunks)
         self.chunks.clear()
+        if self._drop_schema and data:
+            meta_len = int.from_bytes(data[4:8], "little", signed=True)
+            data = data[8 + meta_len :]  # a schema message has no body
+            self._drop_schema = False
         return data
 
 
@@ -105,6 +114,33 @@ def _seal_into(temp: _locking.TempFile, sealer: _framing.Sealer, sink: _Sink) ->
         _locking.write_all(temp.fd, sealer.seal(data), temp.path)
 
 
+def _write_rebatched(
+    temp: _locking.TempFile, out: Any, sink: _Sink, sealer: _framing.Sealer, batches: Iterable[pa.RecordBatch]
+) -> int:
+    """Write `batches` through the Arrow writer `out` in `COMPACT_ROWS`-row record batches, each sealed
+    into `temp` as soon as it is complete; return the rows written."""
+    rows = 0
+    for batch in _rebatch(batches, COMPACT_ROWS):
+        out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)
+        rows += batch.num_rows
+        del batch  # released before the next one is built
+        _seal_into(temp, sealer, sink)
+    return rows
+
+
+def write_live(
+    temp: _locking.TempFile, header: bytes, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+) -> int:
+    """Write a live (footerless) file into `temp`: `header` (the magic and sealed schema message of the file
+    it is to replace, byte for byte), then `batches` as in a closed file (one dictionary per column,
+    `COMPACT_ROWS`-row batches, sealed) and no EOS, so appends continue on it; return the rows written."""
+    _locking.write_all(temp.fd, header, temp.path)
+    sink, sealer = _Sink(drop_schema=True), _framing.Sealer()
+    # pyarrow takes any object with write() as a sink; the stubs accept only NativeFile or IOBase
+    out = pa.ipc.new_stream(sink, schema, options=IPC_OPTIONS)  # type: ignore[arg-type]
+    return _write_rebatched(temp, out, sink, sealer, batches)  # never closed: that would write EOS
+
+
 def write_closed_locked(
     path: Path,
     schema: pa.Schema,
@@ -122,16 +158,11 @@ def write_closed_locked(
     schema = schema.with_metadata(metadata)
     temp = _locking.TempFile(path)
     try:
-        sink, sealer, rows = _Sink(), _framing.Sealer(), 0
+        sink, sealer = _Sink(), _framing.Sealer()
         # pyarrow takes any object with write() as a sink; the stubs accept only NativeFile or IOBase
         with pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as out:  # type: ignore[arg-type]
             _seal_into(temp, sealer, sink)
-            for batch in _rebatch(batches, COMPACT_ROWS):
-                # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
-                out.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
-                rows += batch.num_rows
-                del batch  # released before the next one is built
-                _seal_into(temp, sealer, sink)
+            rows = _write_rebatched(temp, out, sink, sealer, batches)
         _seal_into(temp, sealer, sink)
         if expect_rows is not None and rows != expect_rows:
             raise LossFormatError(
@@ -167,6 +198,12 @@ def write_closed(path: str | os.PathLike[str], schema: pa.Schema, batches: Itera
         _locking.release(fd)
 
 
+def _header(fd: int) -> bytes:
+    """The magic and schema message at the start of the (verified) file `fd`: the schema has no body."""
+    prefix = os.pread(fd, 16, 0)
+    return os.pread(fd, 16 + int.from_bytes(prefix[12:16], "little", signed=True), 0)
+
+
 class LiveFile:
     """The locked file of a running writer: created with its header, or resumed; flushes are appended.
 
@@ -181,6 +218,7 @@ class LiveFile:
         self.target = _locking.target(path)
         self.sealer = _framing.Sealer()
         self.rows = 0
+        self.header = b""
         fd, created = _locking.open_locked(self.target, path)
         try:
             _locking.remove_stale_temps(self.target)
@@ -195,13 +233,27 @@ class LiveFile:
                 _locking.release(fd)
             raise
         self.fd = fd
-        self._sink = _Sink()
+        #: The file's magic and sealed schema message, byte for byte (a re-compacted file starts with them).
+        self.header = self.header or _header(fd)
+        self.size = os.fstat(fd).st_size
+        self.flushes = 0  # appended since the file was opened or last replaced
+        #: The dictionaries of the stream's last batch, by column (the stream's state); empty before a flush.
+        self.dictionaries: dict[int, pa.Array[Any]] = {}
+        self._restart_stream(None)
+
+    def _restart_stream(self, seed: pa.RecordBatch | None) -> None:
+        """A new Arrow stream writer for the flushes to come; its dictionary state is `seed`'s (the file's
+        last dictionaries), else none (then its first flush writes full dictionaries, spec §1.4)."""
+        self._sink = _Sink(drop_schema=True)  # the file already has its schema message
         # pyarrow takes any object with write() as a sink; the stubs accept only NativeFile or IOBase
         self._stream = pa.ipc.new_stream(self._sink, self.schema, options=LIVE_OPTIONS)  # type: ignore[arg-type]
-        self._schema_skipped = False
+        if seed is not None:
+            self._stream.write_batch(seed)  # written nowhere: only the writer's dictionary memo is kept
+            self._sink.take()
 
     def _write_header(self, fd: int, created: bool) -> None:
         header = _framing.Sealer().seal(s.MAGIC + self.schema.serialize().to_pybytes())
+        self.header = header
         try:
             _locking.write_all(fd, header, self.path)
         except OSError:
@@ -249,14 +301,12 @@ class LiveFile:
         """Append `batch` as one flush (its dictionary messages, then the record batch) with one write."""
         # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
-        data = self._sink.take()
-        if not self._schema_skipped:
-            # The stream writer starts with the schema message, which the file already has: drop it.
-            meta_len = int.from_bytes(data[4:8], "little", signed=True)
-            data = data[8 + meta_len :]
-            self._schema_skipped = True
-        self.append(self.sealer.seal(data))
+        self.append(self.sealer.seal(self._sink.take()))
         self.rows += batch.num_rows
+        self.flushes += 1
+        for i, field in enumerate(batch.schema):
+            if pa.types.is_dictionary(field.type):
+                self.dictionaries[i] = cast("pa.DictionaryArray[Any, Any]", batch.column(i)).dictionary
 
     def append(self, data: bytes) -> None:
         """Append bytes of whole messages; FileReplacedError if the file at `path` is no longer this one."""
@@ -268,7 +318,25 @@ class LiveFile:
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, end)
             raise
+        self.size = end + len(data)
         self.check_identity()
+
+    def replace_by(self, temp: _locking.TempFile, seed: pa.RecordBatch) -> None:
+        """Commit `temp` (the same events, re-compacted: `_recompact`) over the file and append to it from now
+        on, its lock held throughout; `seed`: a zero-row batch with the dictionaries `temp` ends with.
+
+        On an error before the rename the file stays as it was (the temp is removed) and appends go on.
+        """
+        try:
+            temp.commit(self.fd)
+        except BaseException:
+            if not _locking.same_file(self.target, temp.fd):
+                temp.discard()
+                raise
+            # Renamed; only the directory's fsync failed: the file at the path is the new one now.
+        _locking.release(self.fd)
+        self.fd, self.size, self.flushes = temp.fd, os.fstat(temp.fd).st_size, 0
+        self._restart_stream(seed)
 
     def check_identity(self) -> None:
         """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on."""

@@ -2,8 +2,9 @@
 file append it, so a reader (or a crash) sees every flushed event.
 
 It gets what it needs, not the writer: the pending list (producers append to it without a lock: list.append
-is atomic under the GIL), the row encoder, the function that appends a batch to the file, and an error
-callback. An error in the thread is kept and raised on the caller's next call; it is never swallowed.
+is atomic under the GIL), the row encoder, the function that appends a batch to the file, what to do between
+flushes (the file's re-compaction, `_recompact`), and an error callback. An error in the thread is kept and
+raised on the caller's next call; it is never swallowed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Flusher:
         write_batch: Callable[[pa.RecordBatch], None],
         on_error: Callable[[BaseException], None],
         *,
+        between: Callable[[], None] | None = None,
         flush_secs: float,
         max_pending: int,
         name: str,
@@ -40,6 +42,7 @@ class Flusher:
         self.error: BaseException | None = None
         self.reported = False  # the error was raised to the user (close() then doesn't raise it again)
         self._write_batch = write_batch
+        self._between = between
         self._on_error = on_error
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -122,6 +125,8 @@ class Flusher:
                     self._cond.notify_all()
                 if stopping:
                     return
+                if self._between is not None:  # after flush() callers were released: they never wait for it
+                    self._between()
         except BaseException as exc:
             self.error = exc
             self._on_error(exc)

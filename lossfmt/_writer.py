@@ -13,7 +13,7 @@ from time import time as _time
 from types import TracebackType
 from typing import Any
 
-from lossfmt import _checks, _compiled, _rows, _signals, _values
+from lossfmt import _checks, _compiled, _recompact, _rows, _signals, _values
 from lossfmt import schema as s
 from lossfmt._errors import WriterClosedError
 from lossfmt._file import LiveFile
@@ -76,12 +76,12 @@ class _Run:
                 _rows.Encoder(file.schema),
                 file.write_batch,
                 on_error,
+                between=_recompact.Recompaction(file).after_flush,
                 flush_secs=flush_secs,
                 max_pending=max_pending,
                 name=f"lossfmt-flusher[{file.path.name}]",
             )
-            # A file with only the metadata the spec requires: the run is named as a new one would be; a
-            # run_id is not invented (it would claim an identity the file never had): run_id is None.
+            # A file with only the metadata the spec requires: named as a new run; no run_id is invented.
             return cls(file, flusher, info.get("run") or new_name, info.get("run_id"))
         except BaseException:
             try:

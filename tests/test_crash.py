@@ -143,3 +143,78 @@ def test_compact_removes_a_stale_temp_file_but_never_a_live_ones(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)  # a process that is alive and holds it
         lossfmt.compact(path)
         assert not stale.exists() and live.exists()
+
+
+# Logs 68 events per flush (a slow training loop) until the flusher's re-compaction reaches `moment`, where
+# it prints "paused" and waits to be killed; after every flush it prints how many events it had added.
+RECOMPACTING = textwrap.dedent(
+    """
+    import math, sys, time
+    from lossfmt import LossWriter, _file, _locking
+
+    moment = sys.argv[2]
+    real_write, real_commit = _file.write_live, _locking.TempFile.commit
+
+    def pause():
+        print("paused", flush=True)
+        time.sleep(3600)
+
+    def write_live(temp, header, schema, batches):
+        if moment == "header":  # the temp file holds only the header
+            _locking.write_all(temp.fd, header, temp.path)
+            pause()
+        rows = real_write(temp, header, schema, batches)
+        if moment == "written":  # complete, not renamed yet
+            pause()
+        return rows
+
+    def commit(self, held):
+        real_commit(self, held)
+        if moment == "renamed":  # over the path; the writer still appends to the old file's descriptor
+            pause()
+
+    _file.write_live, _locking.TempFile.commit = write_live, commit
+
+    def value(i):
+        return (math.nan, math.inf, -math.inf)[i % 3] if i % 97 == 0 else 1.0 / (i + 1)
+
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    i = 0
+    while True:
+        for _ in range(68):
+            w.add(i, value(i), "loss" if i % 5 else "val", count=1 + i % 4, epoch=i // 1000)
+            i += 1
+        w.flush()
+        print(i, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("moment", ["header", "written", "renamed"])
+def test_sigkill_during_a_recompaction_keeps_every_flushed_event_and_the_run_resumes(tmp_path, moment):
+    path = tmp_path / "run.arrow"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECOMPACTING, str(path), moment], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        flushed = 0
+        while (line := proc.stdout.readline()) != "paused\n":
+            assert line, f"the writer exited early with status {proc.wait()}"
+            flushed = int(line)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    temps = [n for n in os.listdir(tmp_path) if n.endswith(".lossfmt-tmp")]
+    assert len(temps) == (0 if moment == "renamed" else 1)
+    crashed = lossfmt.read(path)  # the old file, or the complete new one: every flushed event either way
+    assert crashed.num_rows == flushed
+    check_prefix(crashed, flushed)
+    with LossWriter(path) as w:
+        assert sorted(os.listdir(tmp_path)) == ["run.arrow"]  # the dead writer's temp file is gone
+        w.add(flushed, 42.0, "resumed")
+    resumed = lossfmt.read(path)
+    assert resumed.num_rows == flushed + 1 and resumed["tag"][-1].as_py() == "resumed"
+    check_prefix(resumed.slice(0, flushed), flushed)

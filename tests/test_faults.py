@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import lossfmt
-from lossfmt import FileReplacedError, LossWriter
+from lossfmt import FileReplacedError, LossWriter, _recompact
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, SIGKILL and tmpfs mounts")
 
@@ -244,6 +244,40 @@ def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
     os.unlink(filler)
     lossfmt.compact(path)  # with room again, the run closes
     check_events(path, n)
+
+
+def test_a_full_disk_during_a_recompaction_leaves_the_file_and_the_writer_going(tiny_disk):
+    """The live file's rewrite (re-compaction) finds no room: the file stays the one being appended to, no
+    event is lost, no temp file is left, and the rewrite happens later, once there is room."""
+    path = tiny_disk / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    original = os.open(path, os.O_RDONLY)  # held open: a replacement cannot reuse its inode
+    n = 0
+
+    def slow_flushes(until: int) -> None:  # 68 events a flush: a slow training loop
+        nonlocal n
+        while path.stat().st_size < until:
+            for i in range(n, n + 68):
+                w.add(i, value(i), "loss" if i % 10 else "val", count=32, epoch=i // 1000)
+            n += 68
+            w.flush()
+        w.flush()  # the flusher's rewrite after the last flush has ended
+
+    try:
+        slow_flushes(_recompact.FIRST_BYTES - 8192)
+        filler = fill(tiny_disk, 12288)  # room for a few flushes, not for the rewritten file
+        slow_flushes(_recompact.FIRST_BYTES + 2048)
+        assert os.fstat(original).st_nlink == 1 and temp_files(tiny_disk) == []  # the rewrite failed
+        check_events(path, n)
+        os.unlink(filler)
+        slow_flushes(int(path.stat().st_size * _recompact.RETRY) + 4096)
+        assert os.fstat(original).st_nlink == 0  # rewritten (and renamed over the path) once there was room
+        check_events(path, n)
+    finally:
+        os.close(original)
+        w.close()
+    check_events(path, n)
+    assert temp_files(tiny_disk) == []
 
 
 def test_a_file_made_read_only_mid_run_keeps_every_event_and_its_mode(tmp_path):

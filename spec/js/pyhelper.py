@@ -2,7 +2,8 @@
 
 make DIR      files the Python writer makes (lossfmt.LossWriter): closed, live (a real child process killed
               with SIGKILL after its flushes), torn (live cut inside its last record batch), resumed (killed,
-              resumed, closed), resumed_live (resumed, then killed: two streams), plus pyarrow re-encodings
+              resumed, closed), resumed_live (resumed, then killed: two streams), recompacted (a slow run's
+              live file, rewritten by the writer while it ran, then killed), plus pyarrow re-encodings
               of `closed` with LZ4 and uncompressed bodies (without checksums: another tool's copy). Each
               DIR/<name>.json has the logged rows (wall_time as [low, high] microseconds: the writer's clock
               is its own) and whether the file is closed.
@@ -64,6 +65,16 @@ FLUSHES = [
     ],
     [[4, "loss", -0.0, 8, 1, "mean"], [5, "acc", 0.5, 8, 1, "mean"]],  # a new tag: a dictionary message first
 ]
+#: A slow training loop (68 events a flush, 4 tags), then a new tag: large enough for the writer to
+#: re-compact its live file several times while it runs (the `recompacted` file).
+SLOW = [
+    [
+        [s, tag, 1.0 / (s + 1), 32, s // 500, "mean"]
+        for s in range(f * 17, f * 17 + 17)
+        for tag in ("train/loss", "train/acc", "train/lr", "train/grad_norm")
+    ]
+    for f in range(150)
+] + [[[2550 + i, "val/loss", 0.5 + i, 8, 5, "sum"]] for i in range(3)]
 RESUMED = [
     [[3, "loss", 0.5, 10, 1, "mean"], [3, "sum_loss", 5.5, 10, 1, "sum"]],
     [[4, "loss", 0.25, 10, 1, "mean"]],
@@ -177,6 +188,9 @@ def make(out: Path) -> dict[str, Any]:
     last_offset, last_end, _ = _messages(data)[-1]
     (out / "torn.arrow").write_bytes(data[: (last_offset + last_end) // 2])
     save("torn", live[: -len(FLUSHES[-1])], False)
+    save("recompacted", _write(out / "recompacted.arrow", SLOW, close=False), False)
+    batches = [m for m in _messages((out / "recompacted.arrow").read_bytes()) if b"lossfmt.crc32c" in m[2]]
+    assert len(batches) < len(SLOW) / 4, "the writer did not re-compact its live file"
     before = _write(out / "resumed.arrow", FLUSHES[:2], close=False)
     (out / "resumed_live.arrow").write_bytes((out / "resumed.arrow").read_bytes())
     save("resumed", before + _write(out / "resumed.arrow", RESUMED, close=True), True)

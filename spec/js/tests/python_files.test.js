@@ -27,7 +27,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 // Each file and the run it belongs to (the copies pyarrow writes keep the closed file's metadata, except
 // `minimal`, which has only lossfmt.version: its run name is the file name, its meta empty).
 const RUNS = {
-  closed: 'closed', live: 'live', torn: 'live', resumed: 'resumed', resumed_live: 'resumed',
+  closed: 'closed', live: 'live', torn: 'live', resumed: 'resumed', resumed_live: 'resumed', recompacted: 'recompacted',
   closed_lz4: 'closed', closed_uncompressed: 'closed', delta: 'closed', eos_no_footer: 'closed',
   header_only: 'closed', minimal: 'minimal',
 };
