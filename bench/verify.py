@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import os
 import statistics
 import time
@@ -40,16 +41,26 @@ def _ratio(ratios: list[float]) -> str:
 
 
 def _tiny_flushes(ws: Workspace, flushes: int) -> tuple[Path, object]:
-    """A live file of `flushes` flushes of 2 events each, its writer kept open (the caller closes it)."""
-    from lossfmt import LossWriter
+    """A live file of `flushes` flushes of 2 events each, its writer kept open (the caller closes it).
+
+    The writer re-compacts such a file into large batches as it grows (lossfmt/_recompact.py); the worst
+    case a reader still meets (a crashed run of an older writer, another implementation's writer, a file
+    whose rewrite failed for lack of space) keeps every flush, so re-compaction is off while it is written.
+    """
+    from lossfmt import LossWriter, _recompact
 
     path = ws.path(f"tiny{flushes}.arrow")
-    writer = LossWriter(path, flush_secs=1e6)
-    values = realistic_losses(2 * flushes)
-    for i in range(flushes):
-        writer.add(2 * i, values[2 * i])
-        writer.add(2 * i + 1, values[2 * i + 1])
-        writer.flush()
+    first = _recompact.FIRST_BYTES
+    _recompact.FIRST_BYTES = math.inf  # type: ignore[assignment]
+    try:
+        writer = LossWriter(path, flush_secs=1e6)
+        values = realistic_losses(2 * flushes)
+        for i in range(flushes):
+            writer.add(2 * i, values[2 * i])
+            writer.add(2 * i + 1, values[2 * i + 1])
+            writer.flush()
+    finally:
+        _recompact.FIRST_BYTES = first
     return path, writer
 
 
