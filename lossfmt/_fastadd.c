@@ -280,9 +280,10 @@ after_append(WriterBase *self, Py_ssize_t size, PyObject *row, PyObject *rows)
     return 0;
 }
 
-/* The Python add with the same arguments. */
+/* The Python method `name` (_add_py or _add_many_py) with the same arguments: every call the C path does
+ * not take. */
 static PyObject *
-python_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+call_python(PyObject *name, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
     PyObject *small[1 + MAX_ARGS + 2];
@@ -295,12 +296,15 @@ python_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     }
     stack[0] = self;
     memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
-    PyObject *result = PyObject_VectorcallMethod(s_add_py, stack, (size_t)(nargs + 1), kwnames);
+    PyObject *result = PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), kwnames);
     if (stack != small) {
         PyMem_Free(stack);
     }
     return result;
 }
+
+#define python_add(self, args, nargs, kwnames) call_python(s_add_py, self, args, nargs, kwnames)
+#define python_add_many(self, args, nargs, kwnames) call_python(s_add_many_py, self, args, nargs, kwnames)
 
 PyDoc_STRVAR(add_doc, "add(self, step, value, tag='loss', count=1, epoch=None, reduction='mean')\n--\n\n"
                       "Record one event (no I/O).");
@@ -343,22 +347,6 @@ WriterBase_add(WriterBase *self, PyObject *const *args, Py_ssize_t nargs, PyObje
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-/* The Python add_many with the same arguments. */
-static PyObject *
-python_add_many(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
-    PyObject **stack = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
-    if (stack == NULL) {
-        return PyErr_NoMemory();
-    }
-    stack[0] = self;
-    memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
-    PyObject *result = PyObject_VectorcallMethod(s_add_many_py, stack, (size_t)(nargs + 1), kwnames);
-    PyMem_Free(stack);
-    return result;
 }
 
 /* add_many's rows (a list), one per tag, stamped with one time; NULL with no error set for the Python
