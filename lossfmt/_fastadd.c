@@ -82,6 +82,24 @@ retry_in_python(void)
     return 1;
 }
 
+/* value.is_cpu, as getattr reads it, without its lookup: a type with the generic getattr and a data
+ * descriptor (torch's getset) for the name reads that descriptor, which the instance dict cannot shadow. */
+static PyObject *
+tensor_is_cpu(PyObject *value)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type->tp_getattro == PyObject_GenericGetAttr) {
+        PyObject *descr = _PyType_Lookup(type, s_is_cpu);
+        if (descr != NULL && Py_TYPE(descr)->tp_descr_get != NULL && Py_TYPE(descr)->tp_descr_set != NULL) {
+            Py_INCREF(descr);
+            PyObject *cpu = Py_TYPE(descr)->tp_descr_get(descr, value, (PyObject *)type);
+            Py_DECREF(descr);
+            return cpu;
+        }
+    }
+    return PyObject_GetAttr(value, s_is_cpu);
+}
+
 /* The value as a float: 1, 0 for the Python add, -1 for an error to propagate. */
 static int
 value_float(PyObject *value, double *out)
@@ -96,7 +114,7 @@ value_float(PyObject *value, double *out)
         return PyErr_Occurred() ? -1 : 0;
     }
     if ((PyObject *)Py_TYPE(value) == tensor) {
-        PyObject *cpu = PyObject_GetAttr(value, s_is_cpu);
+        PyObject *cpu = tensor_is_cpu(value);
         if (cpu == NULL) {
             return retry_in_python() ? 0 : -1;
         }
