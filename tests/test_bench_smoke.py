@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,21 @@ def test_peers_table_lists_every_peer_installed_or_not(tmp_path: Path) -> None:
         assert f"| {peer}" in report, peer
     lossfmt_row = next(line for line in report.splitlines() if line.startswith("| **lossfmt**"))
     assert "not installed" not in lossfmt_row and "failed" not in lossfmt_row
+
+
+def test_peers_call_lossfmt_through_an_adapter_like_the_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The table once called lossfmt's bound add() directly and every other case through a lambda, which put
+    # lossfmt below the floor (the floor paid one Python frame more).
+    monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
+    from bench import peers
+
+    for name in ("floor", "lossfmt"):
+        log, close = peers._open(name, tmp_path)
+        assert isinstance(log, types.FunctionType), name
+        log(0, 0.5)
+        close()
 
 
 def test_gpu_sync_says_when_there_is_no_gpu_and_runs_its_loops_on_cpu(tmp_path: Path) -> None:
