@@ -44,10 +44,16 @@ dev: $(VENV)/.dev
 demo: $(VENV)/.base
 	MPLBACKEND= $(VENV)/bin/python examples/run_demo.py
 
-# The wheel users install (build isolation: only what pyproject declares).
+# The wheel users install (build isolation: only what pyproject declares). Built into a scratch directory
+# under a lock (setuptools shares build/) and moved into dist/ in one rename, so a make running beside this
+# one (`make test` and `make bench-peers`) never sees dist/ without a wheel; older wheels go after.
 wheel:
-	rm -f $(WHEEL_GLOB)
-	$(PYTHON) -m pip wheel -q --no-deps -w dist .
+	mkdir -p dist
+	scratch=$$(mktemp -d dist/.build.XXXXXX) && trap 'rm -rf "$$scratch"' EXIT && \
+	{ command -v flock >/dev/null && lock="flock dist/.lock" || lock=; } && \
+	$$lock $(PYTHON) -m pip wheel -q --no-deps -w "$$scratch" . && \
+	new=$$(ls "$$scratch"/lossfmt-*.whl) && mv -f "$$new" dist/ && \
+	for old in $(WHEEL_GLOB); do [ "$$old" = "dist/$${new##*/}" ] || rm -f "$$old"; done
 
 # A venv holding the wheel's dependencies, extras included (made once; the wheel is reinstalled each run).
 $(WHEEL_VENV)/.deps: pyproject.toml | wheel
