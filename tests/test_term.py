@@ -125,6 +125,80 @@ def test_a_tag_that_matches_nothing_is_an_error_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "no events" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--logy"], "--logy"),
+        (["--per", "epoch"], "--per"),
+        (["--normalize", "per-item"], "--normalize"),
+        (["--x", "epoch"], "--x"),
+        (["--ylim", "0", "1"], "--ylim"),
+        (["--split"], "--split"),
+        (["--mean-runs", "--band"], "--band, --mean-runs"),
+        (["--label", "lr"], "--label"),
+        (["--keep-rewound"], "--keep-rewound"),
+        (["--dpi", "300"], "--dpi"),
+    ],
+)
+def test_an_option_the_terminal_does_not_draw_is_refused_not_ignored(
+    tmp_path: Path, option: list[str], named: str
+) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 10)
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term", *option], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "--term draws per-step curves" in done.stderr
+    assert f": {named} " in done.stderr
+
+
+def test_a_term_frame_takes_the_title_given(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 300)
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term", "--title", "seed 3, lr 1e-3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0].strip() == "seed 3, lr 1e-3"
+
+
+def test_a_terminal_that_reports_no_size_gets_a_whole_frame(tmp_path: Path) -> None:
+    # A fresh pty is 0x0 until someone sets its size: what `docker exec -t`, `script` and some CI ptys give.
+    import pty
+
+    path = tmp_path / "run.arrow"
+    write_run(path, 300)
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        assert os.get_terminal_size(follower) == (0, 0)
+        command = [*LOSSVIEW, os.fspath(path), "--term"]
+        done = subprocess.run(command, stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the pty's other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert done.returncode == 0, done.stderr
+    text = out.decode()
+    assert braille_cells(text) > 100
+    assert len(_strip_sgr(text).replace("\r", "").rstrip("\n").split("\n")) == 30  # the 100x30 fallback
+
+
 # --- live, in tmux ------------------------------------------------------------------------------------------
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

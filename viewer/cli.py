@@ -142,11 +142,17 @@ def _plot(ns: argparse.Namespace) -> int:
     view = _view(ns)
     _check_plot(ns)
     if ns.term:
-        if ns.output or ns.web is not None:
-            raise v.OptionError("--term draws in the terminal: use it without -o and --web")
+        _check_term(ns)
         from lossview import term
 
-        return term.run(ns.files, tags=view.tags, smooth=getattr(ns, "smooth", None), follow=ns.follow)
+        return term.run(
+            ns.files,
+            tags=view.tags,
+            smooth=getattr(ns, "smooth", None),
+            follow=ns.follow,
+            interval=ns.poll,
+            title=ns.title,
+        )
     # Files are read and checked while matplotlib is imported on another thread: the read is mostly
     # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.
     # Nothing on this thread may import matplotlib (lossview.app does) before the read: the import would
@@ -194,6 +200,38 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError("--local-time is for --x time")
     if ns.output:
         commands.check_out(Path(ns.output), (".png", ".svg", ".pdf"))
+
+
+#: What `--term` draws is raw per-step curves of the tags asked for, smoothed as asked: every other option
+#: of the picture (option -> its namespace name) is refused with it rather than silently ignored.
+_NOT_WITH_TERM = {
+    "-o": "output",
+    "--web": "web",
+    "--per": "per",
+    "--normalize": "normalize",
+    "--x": "x",
+    "--local-time": "local_time",
+    "--label": "label",
+    "--split": "split",
+    "--band": "band",
+    "--spread": "spread",
+    "--mean-runs": "mean_runs",
+    "--logy": "logy",
+    "--ylim": "ylim",
+    "--size": "size",
+    "--dpi": "dpi",
+    "--keep-rewound": "keep_rewound",
+}
+
+
+def _check_term(ns: argparse.Namespace) -> None:
+    defaults = PARSERS["plot"]()
+    given = [opt for opt, dest in _NOT_WITH_TERM.items() if getattr(ns, dest) != defaults.get_default(dest)]
+    if given:
+        raise v.OptionError(
+            f"--term draws per-step curves with --tag, --smooth, --title and --follow only: "
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the window or an image (-o)"
+        )
 
 
 def _import_plotting() -> None:

@@ -112,7 +112,9 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g.add_argument(
         "--smooth",
         metavar="SPEC",
-        help="ema:W (TensorBoard's debiased EMA, 0<=W<1), ma:N (trailing moving average) or none. "
+        help="span:F (an EMA whose time constant is the fraction F of the plotted step span, 0<F<=1), "
+        "steps:N (an EMA with a time constant of N steps), ema:W (TensorBoard's debiased EMA, 0<=W<1), "
+        "ma:N (trailing moving average of N points) or none. "
         f"Default {v.DEFAULT_SMOOTH} on per-step curves; {'bucketed (--per) curves and ' if per else ''}"
         f"series of <= {v.FEW_POINTS} points stay unsmoothed unless --smooth is given",
     )

@@ -44,7 +44,15 @@ class TermView:
     (a file that was replaced starts over), follows the files a glob or directory argument gains, and brings
     the smoothing up to date."""
 
-    def __init__(self, args: Sequence[str], *, tags: Sequence[str] = (), smooth: str | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        tags: Sequence[str] = (),
+        smooth: str | None = None,
+        title: str | None = None,
+    ) -> None:
+        self.heading = title
         self.smoother = transforms.parse_smooth(transforms.DEFAULT_SMOOTH if smooth is None else smooth)
         self.tags = tuple(tags)
         self.args = [os.fspath(a) for a in args]
@@ -143,6 +151,8 @@ class TermView:
             self._fresh[key] = s.values.size
 
     def title(self) -> str:
+        if self.heading is not None:
+            return self.heading
         runs = list(self.labels.values())
         name = runs[0] if len(runs) == 1 else f"{len(runs)} runs" if runs else " ".join(self.args)
         what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
@@ -178,13 +188,17 @@ def run(
     tags: Sequence[str] = (),
     smooth: str | None = None,
     follow: bool = False,
+    interval: float | None = None,
+    title: str | None = None,
     out: TextIO | None = None,
 ) -> int:
     """``lossview FILE... --term [--follow]``: print one frame, or redraw in place until Ctrl-C (exit 0).
-    `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`)."""
+    `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`); `interval` the seconds
+    between polls while following (``--poll``; default 0.25); `title` replaces the frame's first line."""
     out = sys.stdout if out is None else out
     # One frame: every argument must name runs now. Following: the view waits for what is not there yet.
-    view = TermView(files if follow else lossfmt.run_paths(list(files)), tags=tags, smooth=smooth)
+    args = files if follow else lossfmt.run_paths(list(files))
+    view = TermView(args, tags=tags, smooth=smooth, title=title)
     if not follow:
         view.load()
         if not view.series:
@@ -193,18 +207,22 @@ def run(
         out.write(render(list(view.series.values()), width, height, color=out.isatty(), title=view.title()))
         out.write("\n")
         return 0
-    return _live(view, out)
+    return _live(view, out, _INTERVAL if interval is None else interval)
 
 
 def _size(out: TextIO) -> tuple[int, int]:
+    """The terminal's size; $COLUMNS/$LINES or 100x30 (at most 30 lines) when stdout is no terminal, and
+    when it is one that reports no size (0x0: `docker exec -t`, `script`, some CI ptys)."""
     if out.isatty():
         size = os.get_terminal_size(out.fileno())
-        return size.columns, size.lines
-    fallback = shutil.get_terminal_size((100, 30))
-    return fallback.columns, min(fallback.lines, 30)
+        if size.columns > 0 and size.lines > 0:
+            return size.columns, size.lines
+    fallback = shutil.get_terminal_size((100, 30))  # $COLUMNS/$LINES first, then stdout's size, then this
+    columns, lines = fallback.columns or 100, fallback.lines or 30
+    return columns, lines if out.isatty() else min(lines, 30)
 
 
-def _live(view: TermView, out: TextIO) -> int:
+def _live(view: TermView, out: TextIO, interval: float) -> int:
     """Redraw on each change and on resize (SIGWINCH), in the alternate screen, until Ctrl-C."""
     wake = threading.Event()
     previous = signal.signal(signal.SIGWINCH, lambda *_: wake.set()) if hasattr(signal, "SIGWINCH") else None
@@ -223,7 +241,7 @@ def _live(view: TermView, out: TextIO) -> int:
                     out.write(frame + "\n")
                 out.flush()
                 shown = size
-            wake.wait(_INTERVAL)
+            wake.wait(interval)
             wake.clear()
     except KeyboardInterrupt:
         return 0
