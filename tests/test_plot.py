@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -318,6 +319,25 @@ def test_logy_ylim_title():
     ax = lp.fig.axes[0]
     assert ax.get_yscale() == "log" and ax.get_ylim() == pytest.approx((0.01, 10.0))
     assert lp.fig.get_suptitle() == "my run"
+
+
+def test_logy_leaves_a_gap_for_values_at_or_below_zero_and_says_so_once():
+    values = [1.0, 0.5, 0.0, -0.5, 0.2, float("-inf")]
+    style = plot.Style(logy=True)
+    view = View(smooth="none")
+    lp, _ = make_plot(view, style)
+    said = r"--logy: 2 values of loss are zero or negative \(the first at step 2\)"
+    with pytest.warns(UserWarning, match=said):
+        lp.update(curves(events(values), view))
+    ax = lp.fig.axes[0]
+    lp.fig.canvas.draw()
+    # masked, not clipped: the drawn path breaks at the two values instead of diving to the bottom edge
+    (series,) = lp.series.values()
+    ys = ax.transData.transform_path(series.raw.get_path()).vertices[:, 1]
+    assert (~np.isfinite(ys)).sum() == 3  # 0, -0.5 and -inf have no position (clipped, they would)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lp.update(curves(events(values), view))  # once per series, not on every redraw of a followed run
 
 
 def test_series_that_disappear_are_emptied_not_left_stale():

@@ -8,6 +8,7 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -79,6 +80,8 @@ class LossPlot:
         self.hidden: set[tuple[str, str]] = set()
         #: Legend entries (handles) -> the series key they toggle; rebuilt with each legend.
         self.legend_entries: dict[Artist, tuple[str, str]] = {}
+        #: Series already warned about values a log axis cannot show (once each, also while following).
+        self._warned_logy: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -95,6 +98,8 @@ class LossPlot:
             s = self.series.get(c.key) or self._add(c)
             self._set(s, c, len(c.x) >= 1 and c.tag not in long_tags)
             seen.add(c.key)
+            if self.style.logy:
+                self._warn_logy(c)
         for key, s in self.series.items():
             if key not in seen:
                 artists.set_empty(s)
@@ -146,8 +151,8 @@ class LossPlot:
         self.axes[name] = ax
         ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-        if self.style.logy:
-            ax.set_yscale("log")
+        if self.style.logy:  # values <= 0 leave a gap (and a warning), not a line clipped to the bottom
+            ax.set_yscale("log", nonpositive="mask")
         if self.style.ylim:
             ax.set_ylim(*self.style.ylim)
             ax.set_autoscaley_on(False)
@@ -168,6 +173,22 @@ class LossPlot:
                     other.set_xlabel("")
         ax.callbacks.connect("xlim_changed", self._on_xlim)
         return ax
+
+    def _warn_logy(self, c: Curve) -> None:
+        """Say once per series how many of its values a log axis leaves out (zero and negative)."""
+        if c.key in self._warned_logy:
+            return
+        out = (c.y <= 0) & np.isfinite(c.y)  # -inf is marked as non-finite already
+        below = int(np.count_nonzero(out))
+        if below:
+            self._warned_logy.add(c.key)
+            name = f"{c.run}: {c.tag}" if self.style.compare else c.tag
+            first = int(c.step[np.argmax(out)])
+            warnings.warn(
+                f"--logy: {below:,} values of {name} are zero or negative (the first at step {first:,}): "
+                "a log axis does not draw them",
+                stacklevel=2,
+            )
 
     def _label(self, ax: Axes, unit: str) -> None:
         if ax is list(self.axes.values())[-1]:
