@@ -70,3 +70,28 @@ def test_a_diverged_run_keeps_the_mean_non_finite(tmp_path):
     view = lv.View(smooth="none", mean_runs=True)
     (mean,) = lv.curves(lv.load([tmp_path], view), view)
     assert mean.y[0] == 1.0 and math.isnan(mean.y[1]) and mean.y[2] == 3.0
+
+
+def labels(source: Path, **options: object) -> list[str]:
+    view = lv.View(smooth="none", mean_runs=True, **options)
+    return [c.run for c in lv.curves(lv.load([source], view), view)]
+
+
+def test_the_label_says_where_fewer_than_all_runs_are_averaged(sweep, tmp_path):
+    # Where a run ends the mean jumps by its difference to the others: the label says so, and where.
+    assert labels(sweep) == ["mean of 3 runs (all 3 at steps 0-49, fewer elsewhere)"]
+    assert labels(sweep, per=10) == ["mean of 3 runs (all 3 at steps 9-49, fewer elsewhere)"]
+    apart = tmp_path / "apart"
+    apart.mkdir()
+    for name, steps in [("a", range(0, 10)), ("b", range(20, 30))]:
+        with LossWriter(apart / f"{name}.arrow") as w:
+            for step in steps:
+                w.add(step, 1.0)
+    assert labels(apart) == ["mean of 2 runs (at most 1 at one step)"]
+    together = tmp_path / "together"
+    together.mkdir()
+    for name in ("a", "b"):
+        with LossWriter(together / f"{name}.arrow") as w:
+            for step in range(30):
+                w.add(step, 1.0)
+    assert labels(together) == ["mean of 2 runs"]

@@ -7,6 +7,9 @@ average at each exact step would mix different sets of runs from one step to the
   have that bucket, drawn at the bucket's last step (the largest step any run logged in it);
 - without, the union of the runs' steps: each run contributes, within its own first..last step, its value
   at that step, linearly interpolated between the steps it logged (never extrapolated beyond them).
+
+Where a run ends early or starts late, fewer runs are averaged and the mean moves by their difference: the
+curve's label says where all of them are (``mean of 3 runs (all 3 at steps 0-49, fewer elsewhere)``).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
         step = xs.column("max").to_numpy()[rows].astype(np.int64) if view.x == "step" else None
         if step is None:
             step = _steps(drawn.column("step").to_numpy()[rows], [c for c in series if c.tag == tag], view)
-        label = f"mean of {members[tag]} runs" if members[tag] > 1 else first[tag].run
+        label = _label(members[tag], drawn.column("n").to_numpy()[rows], step) if members[tag] > 1 else None
+        label = first[tag].run if label is None else label
         c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
         mean = drawn.column("value").to_numpy()[rows]
         if any(s.smoothed is not None for s in series if s.tag == tag):
@@ -74,6 +78,21 @@ def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
         sort_by_x(c)
         out.append(c)
     return out
+
+
+def _label(members: int, n: np.ndarray, step: np.ndarray) -> str:
+    """ "mean of N runs", saying where fewer than all N are averaged: where one run ends or starts later
+    than the others, the mean moves by their difference, which is no change of the loss."""
+    full = n == members
+    if full.all():
+        return f"mean of {members} runs"
+    if not full.any():
+        return f"mean of {members} runs (at most {int(n.max())} at one step)"
+    at = step[full]
+    lo, hi = int(at.min()), int(at.max())
+    if np.count_nonzero((step >= lo) & (step <= hi)) == np.count_nonzero(full):  # one stretch
+        return f"mean of {members} runs (all {members} at steps {lo:,}-{hi:,}, fewer elsewhere)"
+    return f"mean of {members} runs (all {members} at {int(full.sum()):,} of {len(n):,} points)"
 
 
 def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray, ...]:
