@@ -52,3 +52,27 @@ def test_items_axis_counts_the_run_s_items_not_the_tag_s(run, per):
 def test_per_steps_on_an_epoch_axis_is_consistent_across_tags(run):
     x = x_at(run, x="epoch", per=10)
     assert x["val/loss"][70] == x["loss"][79] == pytest.approx(8.0)
+
+
+def test_items_axis_of_one_tag_counts_every_event_through_its_step(tmp_path: Path) -> None:
+    # One tag: the run's own steps are the query (the fast path), and a step logged twice (a second event
+    # at step 2, out of order) gives both events the count through the later one.
+    rising, repeated = tmp_path / "rising.arrow", tmp_path / "repeated.arrow"
+    with LossWriter(rising) as w:
+        for step in range(5):
+            w.add(step, 1.0, count=step + 1)
+    with LossWriter(repeated) as w:
+        for step, count in [(0, 1), (1, 2), (2, 3), (3, 4), (2, 10)]:
+            w.add(step, 1.0, count=count)
+    assert x_at(rising, x="items")["loss"] == {0: 1, 1: 3, 2: 6, 3: 10, 4: 15}
+    assert x_at(repeated, x="items", keep_rewound=True)["loss"] == {0: 1, 1: 3, 2: 16, 3: 20}
+
+
+def test_items_axis_of_tags_with_equal_items_follows_the_first_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "tie.arrow"
+    with LossWriter(path) as w:  # "z" first in the file; both have 10 items in all
+        for step in range(10):
+            w.add(step, 1.0, "z", count=1)
+            if step % 5 == 0:
+                w.add(step, 1.0, "a", count=5)
+    assert x_at(path, x="items")["z"][3] == 5  # a's items through step 3 (z's would be 4)

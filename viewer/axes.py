@@ -32,6 +32,7 @@ class RunAxis:
     def __init__(self, events: pa.Table, points: pa.Table, per: str | int | None) -> None:
         self.events, self.points, self.per = events, points, transforms.parse_per(per)
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
+        self._rows: dict[str, np.ndarray | None] | None = None
 
     def _key(self, table: pa.Table) -> np.ndarray:
         if self.per == "epoch":
@@ -51,16 +52,31 @@ class RunAxis:
         keys, ends = self._ends
         return ends[np.searchsorted(keys, self._key(sub))]
 
-    def _tags(self) -> np.ndarray:
-        tags = self.events.column("tag")
-        tags = tags.cast(pa.string()) if pa.types.is_dictionary(tags.type) else tags
-        return np.asarray(tags.to_numpy(zero_copy_only=False))
+    def _tag_rows(self) -> dict[str, np.ndarray | None]:
+        """Each tag's event rows (file order), from the tag dictionary's codes: no string per event (a
+        10M-event run's tags as Python strings cost seconds). None: every event is of that one tag."""
+        if self._rows is None:
+            one = transforms.one_series(self.events)
+            if one is not None:
+                self._rows = {one[1]: None}
+            else:
+                self._rows = {tag: rows for _, tag, rows in transforms.series(self.events)}
+        return self._rows
+
+    def _of(self, tag: str) -> np.ndarray:
+        """A mask of the events of `tag`."""
+        rows = self._tag_rows().get(tag, np.empty(0, np.int64))
+        if rows is None:
+            return np.ones(self.events.num_rows, bool)
+        mask = np.zeros(self.events.num_rows, bool)
+        mask[rows] = True
+        return mask
 
     def nonfinite_steps(self, tag: str, steps: np.ndarray, bucket: np.ndarray | None) -> np.ndarray:
         """Per point of a bucketed curve of ``tag`` (its ``steps``, and epochs ``bucket`` with per="epoch"),
         the step of the bucket's first non-finite event (else the point's step): a marker names where the
         run diverged, not where its bucket ends."""
-        bad = (self._tags() == tag) & ~np.isfinite(_column(self.events, "value", np.float64))
+        bad = self._of(tag) & ~np.isfinite(_column(self.events, "value", np.float64))
         step = _column(self.events, "step", np.int64)[bad]
         if self.per == "epoch":
             assert bucket is not None  # a curve bucketed by epoch carries its epochs
@@ -76,15 +92,21 @@ class RunAxis:
 
     def items(self, steps: np.ndarray) -> np.ndarray:
         """The run's items seen by each of ``steps`` (float64)."""
-        names = self._tags()
         count = _column(self.events, "count", np.float64)
-        _, inverse = np.unique(names, return_inverse=True)
-        totals = np.bincount(inverse.ravel(), weights=count)
-        ref = inverse.ravel() == int(np.argmax(totals))
-        step = _column(self.events, "step", np.int64)[ref]
-        order = np.argsort(step, kind="stable")
-        seen = np.cumsum(count[ref][order])
-        at = np.searchsorted(step[order], steps, side="right") - 1
+        step = _column(self.events, "step", np.int64)
+        rows = self._tag_rows()
+        if not rows:
+            return np.zeros(len(steps))
+        # The tag with the most items; of equal ones the first by name (the same whatever the file order).
+        ref = min(rows, key=lambda t: (-(count.sum() if rows[t] is None else count[rows[t]].sum()), t))
+        if rows[ref] is not None:
+            step, count = step[rows[ref]], count[rows[ref]]
+        rising = bool(np.all(step[1:] > step[:-1]))  # the usual run: one event a step, in step order
+        order = None if rising else np.argsort(step, kind="stable")
+        seen = np.cumsum(count if order is None else count[order])
+        if rising and len(steps) == len(step) and np.array_equal(steps, step):  # the tag's own steps
+            return seen
+        at = np.searchsorted(step if order is None else step[order], steps, side="right") - 1
         return np.where(at >= 0, seen[np.maximum(at, 0)], 0.0)
 
     def epochs(self, epoch: np.ndarray, steps: np.ndarray) -> np.ndarray:
