@@ -35,6 +35,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
     rows = []
     render_secs: dict[int, float] = {}
     term_secs: dict[int, float] = {}
+    items_ratio: dict[int, list[float]] = {}  # --x items / the default render, each repeat side by side
     startup = interleaved({"help": lambda: _run_cli(["--help"])}, cfg.slow_repeats)["help"]
     rows.append(
         [
@@ -65,6 +66,7 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
                 "cli": lambda path=path, out=out: _run_cli([str(path), "-o", str(out)]),
                 "main": in_process,
                 "term": lambda path=path: _run_cli([str(path), "--term"]),
+                "items": lambda path=path, out=out: _run_cli([str(path), "--x", "items", "-o", str(out)]),
             },
             repeats,
         )
@@ -79,6 +81,16 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
                 "subprocess",
                 f"{median(res['cli']):.2f}",
                 spread(res["cli"], 1, "{:.2f}"),
+            ]
+        )
+        items_ratio[n] = [i / c for i, c in zip(res["items"], res["cli"], strict=True)]
+        rows.append(
+            [
+                f"`lossview FILE --x items -o out.png`, {n:,} events",
+                f"{n:,}",
+                "subprocess",
+                f"{median(res['items']):.2f}",
+                spread(res["items"], 1, "{:.2f}"),
             ]
         )
         rows.append(
@@ -112,6 +124,12 @@ def run_render(cfg: Config, ws: Workspace) -> Section:
         f"render {largest:,} events to PNG <= 2 s (whole `lossview` command)",
         render_secs[largest] <= 2.0,
         f"{render_secs[largest]:.2f} s",
+    )
+    ratios = items_ratio[largest]
+    sec.goal(
+        f"render {largest:,} events with `--x items` <= 1.5x the default render (whole command)",
+        median(ratios) <= 1.5,
+        f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} repeats)",
     )
     sec.goal(
         f"one `--term` frame of {largest:,} events < 1 s (whole `lossview` command)",
