@@ -287,7 +287,7 @@ def test_close_non_finite_notes_do_not_overprint():
     tags = ["loss", "val/loss"] * n
     lp, _ = draw(events(y, steps=[step for step in range(n) for _ in range(2)], tag=tags, run="r"))
     notes = [lp.series[("r", t)].note for t in ("loss", "val/loss")]
-    assert [n.get_text() for n in notes] == ["NaN at step 40", "NaN at step 41"]
+    assert [n.get_text() for n in notes] == ["loss: NaN at step 40", "val/loss: NaN at step 41"]
     assert notes[0].get_position() != notes[1].get_position()
 
 

@@ -123,9 +123,17 @@ def set_nonfinite(s: SeriesArtists, x: np.ndarray, c: Curve, view: View) -> None
 
 def place_notes(series: Iterable[SeriesArtists]) -> None:
     """Keep non-finite notes inside the axes (left of their mark when it is in the right half), and
-    stack notes whose marks are close on one axes edge, so their texts never overprint."""
+    stack notes whose marks are close on one axes edge, so their texts never overprint. Where an axes
+    shows several curves, each note starts with its curve's legend label (runs and tags share the red)."""
+    series = list(series)
     placed: list[tuple[Axes, float, bool]] = []
+    shown: dict[Axes, int] = {}
+    for s in series:
+        shown[s.ax] = shown.get(s.ax, 0) + (s.curve is not None)
     notes = [s for s in series if s.note.get_text()]
+    for s in notes:
+        if shown[s.ax] > 1:
+            s.note.set_text(f"{s.smooth.get_label()}: {s.note.get_text()}")
     for s in sorted(notes, key=lambda s: float(s.note.xy[0])):
         x0, x1 = s.ax.get_xlim()
         mx, my = s.note.xy

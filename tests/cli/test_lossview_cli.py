@@ -156,7 +156,7 @@ def test_svg_names_runs_and_tags_in_the_legend(runs, tmp_path):
     out = tmp_path / "cmp.svg"
     assert cli.main([str(runs / "a.arrow"), str(runs / "b.arrow"), "-o", str(out)]) == 0
     svg = out.read_text()
-    for label in ("a: train", "a: val", "b: train", "b: val", "2 runs", "NaN at step 300"):
+    for label in ("a: train", "a: val", "b: train", "b: val", "2 runs", "b: train: NaN at step 300"):
         assert label in svg, label
 
 
