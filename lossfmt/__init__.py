@@ -5,6 +5,7 @@ from lossfmt._errors import (
     FileReplacedError,
     LossfmtError,
     LossFormatError,
+    UnreadableValueError,
     WriterBusyError,
     WriterClosedError,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "LossFormatError",
     "LossWriter",
     "LossfmtError",
+    "UnreadableValueError",
     "Update",
     "WriterBusyError",
     "WriterClosedError",

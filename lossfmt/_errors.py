@@ -7,6 +7,7 @@ __all__ = [
     "FileReplacedError",
     "LossFormatError",
     "LossfmtError",
+    "UnreadableValueError",
     "WriterBusyError",
     "WriterClosedError",
 ]
@@ -34,3 +35,8 @@ class WriterClosedError(LossfmtError, RuntimeError):
 
 class FileReplacedError(LossfmtError, FileNotFoundError):
     """The file was removed or replaced under a running LossWriter."""
+
+
+class UnreadableValueError(LossfmtError, ValueError):
+    """A logged value that could only be read on the flusher thread (a tensor on an accelerator) could not
+    be read there: that event was not written; every other event was."""

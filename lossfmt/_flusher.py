@@ -73,7 +73,8 @@ class Flusher:
         self.raise_error()
 
     def flush(self) -> None:
-        """Return once every row pending at the call is written to the file (or raise the thread's error)."""
+        """Return once every row pending at the call is written to the file (or raise the thread's error,
+        or the encoder's UnreadableValueError for rows dropped as unreadable)."""
         with self._cond:
             self._requested += 1
             ticket = self._requested
@@ -81,6 +82,7 @@ class Flusher:
             while self._done < ticket and self.error is None and self._thread.is_alive():
                 self._cond.wait(1.0)
         self.raise_error()
+        self.encoder.raise_unread()
 
     def raise_error(self) -> None:
         """Raise the thread's error, if any (every call does: the writer cannot continue after it)."""
@@ -146,4 +148,5 @@ class Flusher:
             self.on_drain()
         with self._cond:
             self._cond.notify_all()  # unblock producers waiting in overflow()
-        self._write_batch(batch)
+        if batch.num_rows:  # (none when every event's value was unreadable: the encoder kept their errors)
+            self._write_batch(batch)

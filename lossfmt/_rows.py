@@ -18,6 +18,7 @@ flusher reads all handles of a batch at once (`_values.materialize`) and fills t
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ import pyarrow as pa
 
 from lossfmt import _arrow, _compiled, _values
 from lossfmt import schema as s
+from lossfmt._errors import UnreadableValueError
 
 __all__ = ["EPOCH", "PLAIN", "ROW", "ROW_ERRORS", "SUM", "Encoder", "intern", "pack_many", "row", "tag_id"]
 
@@ -125,11 +127,31 @@ def _reduction_dictionary() -> pa.Array[Any]:
 class Encoder:
     """Turns pending rows into record batches of one stream, keeping the stream's tag dictionary."""
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
+    def __init__(self, schema: pa.Schema, path: os.PathLike[str] | str = "") -> None:
+        self.schema, self.path = schema, path
         self._code = np.full(16, -1, dtype=np.int32)  # tag id -> code in this stream's dictionary
         self._dictionary_names: list[str] = []
         self._dictionary = _arrow.strings([])
+        #: Events dropped because their deferred value could not be read: (step, tag, error) of the first
+        #: few, and how many in all; taken (and raised) by the writer's next flush() or close().
+        self._unread: list[tuple[int, str, BaseException]] = []
+        self._unread_count = 0
+        self._unread_lock = threading.Lock()
+
+    def raise_unread(self) -> None:
+        """UnreadableValueError if events were dropped since the last call because their value (a deferred
+        tensor) could not be read on the flusher thread: how many, the first ones and why."""
+        with self._unread_lock:
+            count, first = self._unread_count, self._unread
+            self._unread_count, self._unread = 0, []
+        if not count:
+            return
+        where = ", ".join(f"step {n} ({tag!r}): {type(exc).__name__}: {_line(exc)}" for n, tag, exc in first)
+        raise UnreadableValueError(
+            f"{os.fspath(self.path)}: {count} logged value{'s' if count > 1 else ''} could not be read on "
+            f"the flusher thread and {'were' if count > 1 else 'was'} not written (first: {where}); every "
+            "other event was"
+        ) from first[0][2]
 
     def batch(self, rows: list[Any], n: int) -> pa.RecordBatch:
         """A record batch of the first `n` rows (producers may append more meanwhile)."""
@@ -139,7 +161,14 @@ class Encoder:
             packed, at, handles = _split_deferred(rows, n)
             row = np.frombuffer(packed, _DTYPE)
             values = row["value"].copy()
-            values[at] = _values.materialize(handles)
+            floats, failed = _values.read_values(handles)
+            values[at] = floats
+            if failed:  # drop only the events whose value could not be read, and say so at flush/close
+                bad = at[list(failed)]
+                self._note_unread(row[bad], list(failed.values()))
+                keep = np.ones(n, bool)
+                keep[bad] = False
+                row, values, n = row[keep], values[keep], int(keep.sum())
         else:
             values = row["value"]
         counts = row["count"]
@@ -168,6 +197,13 @@ class Encoder:
             schema=self.schema,
         )
 
+    def _note_unread(self, rows: np.ndarray, errors: list[BaseException]) -> None:
+        with self._unread_lock:
+            self._unread_count += len(errors)
+            room = max(0, 3 - len(self._unread))
+            for r, exc in zip(rows[:room], errors[:room], strict=True):
+                self._unread.append((int(r["step"]), _names[int(r["tag"])], exc))
+
     def _codes(self, ids: np.ndarray) -> np.ndarray:
         """Dictionary codes of tag `ids`; new tags are appended to the dictionary in order of first event."""
         top = int(ids.max()) if len(ids) else 0
@@ -186,6 +222,11 @@ class Encoder:
             self._dictionary = _arrow.strings(names)
             codes = self._code[ids]
         return codes
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().split("\n", 1)[0]
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 _transpose = _compiled.transpose_rows

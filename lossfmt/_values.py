@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONVERTERS", "TENSOR", "materialize", "scalar", "type_name"]
+__all__ = ["CONVERTERS", "TENSOR", "materialize", "read_values", "scalar", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -119,6 +119,11 @@ def _torch(value: Any) -> float | Any:
     _check_one(value, value.numel())
     if value.dtype is sys.modules["torch"].bool or value.is_complex():
         raise _not_a_number(value)
+    if value.is_meta:
+        raise ValueError(
+            f"value is a tensor on the meta device, which holds no number ({_describe(value)}); log a "
+            "tensor on the CPU or an accelerator"
+        )
     return value.detach().clone()
 
 
@@ -195,8 +200,20 @@ def _one_float(array: Any) -> float:
 
 
 def materialize(values: Sequence[Any]) -> list[float]:
-    """Return `values` as floats, reading deferred handles (see `scalar`) in as few transfers as possible."""
+    """Return `values` as floats, reading deferred handles (see `scalar`) in as few transfers as possible;
+    the first handle that cannot be read raises its error."""
+    floats, failed = read_values(values)
+    if failed:
+        raise next(iter(failed.values()))
+    return floats
+
+
+def read_values(values: Sequence[Any]) -> tuple[list[float], dict[int, BaseException]]:
+    """`values` as floats, and the error of each position whose handle could not be read (its float is NaN
+    there: the caller drops it). One transfer per device; where that fails, each handle alone, so one bad
+    handle costs only its own event."""
     out = list(values)
+    failed: dict[int, BaseException] = {}
     groups: dict[Any, list[int]] = {}
     # Any: the frameworks' modules, when loaded (untyped; this module never imports them)
     torch: Any = sys.modules.get("torch")
@@ -213,16 +230,30 @@ def materialize(values: Sequence[Any]) -> list[float]:
         groups.setdefault(key, []).append(i)
     for key, idx in groups.items():
         handles = [out[i] for i in idx]
-        if key == "jax":
-            floats = [_one_float(x) for x in jax.device_get(handles)]
-        elif key == "other":
-            floats = [_one_float(h) for h in handles]
-        else:
-            device = key[1]
-            if device.type == "cuda":
-                # The clones were queued on the caller's stream; wait for them here, on the flusher's thread.
-                torch.cuda.synchronize(device)
-            floats = torch.stack([h.reshape(()) for h in handles]).double().cpu().tolist()
+        try:
+            floats = _read_group(key, handles, torch, jax)
+        except Exception:
+            floats = []
+            for i, h in zip(idx, handles, strict=True):
+                try:
+                    floats.extend(_read_group(key, [h], torch, jax))
+                except Exception as exc:
+                    failed[i] = exc
+                    floats.append(math.nan)
         for i, f in zip(idx, floats, strict=True):
             out[i] = f
-    return out
+    return out, failed
+
+
+def _read_group(key: Any, handles: list[Any], torch: Any, jax: Any) -> list[float]:
+    """The floats of handles of one kind (one device): one transfer."""
+    if key == "jax":
+        return [_one_float(x) for x in jax.device_get(handles)]
+    if key == "other":
+        return [_one_float(h) for h in handles]
+    device = key[1]
+    if device.type == "cuda":
+        # The clones were queued on the caller's stream; wait for them here, on the flusher's thread.
+        torch.cuda.synchronize(device)
+    floats: list[float] = torch.stack([h.reshape(()) for h in handles]).double().cpu().tolist()
+    return floats

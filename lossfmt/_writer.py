@@ -73,7 +73,7 @@ class _Run:
             info = s.run_info(file.schema)
             flusher = Flusher(
                 pending,
-                _rows.Encoder(file.schema),
+                _rows.Encoder(file.schema, file.path),
                 file.write_batch,
                 on_error,
                 between=_recompact.Recompaction(file).after_flush,
@@ -103,6 +103,7 @@ class _Run:
             self.file.close(compact=flusher.error is None)
         if not flusher.reported:
             flusher.raise_error()
+        flusher.encoder.raise_unread()
 
 
 class LossWriter(_compiled.Base):
@@ -339,19 +340,18 @@ class LossWriter(_compiled.Base):
             raise WriterClosedError(f"{os.fspath(self.path)}: LossWriter is closed")
 
     def flush(self) -> None:
-        """Return once every event added so far (by any thread) is in the file, visible to a new reader."""
+        """Return once every event added so far (by any thread) is in the file; it raises as close() does."""
         self._check_usable()
         self._flusher.flush()
 
     def close(self) -> None:
         """Flush, compact into a footer'd Arrow IPC file (pandas/Polars/pyarrow read it), release the lock.
 
-        Idempotent. Raises a background error not yet raised by add/flush; in a forked child it does nothing.
-        Never touches a file it does not hold: if the file was removed or replaced, FileReplacedError (the
-        file now at the path is left alone). If the file lacks events this writer wrote or resumed (truncated
-        or damaged from outside), LossFormatError and the live file stays as it is. Memory stays bounded
-        (about 200 MB at most) whatever the run's length.
-        """
+        Idempotent. Raises a background error (or UnreadableValueError) not yet raised by add/flush; in a
+        forked child it does nothing. Never touches a file it does not hold: if the file was removed or
+        replaced, FileReplacedError (the file at the path is left alone). If the file lacks events this writer
+        wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is. Memory stays
+        bounded (about 200 MB at most) whatever the run's length."""
         if self._forked or self._run.finished:
             return
         self._ok = False

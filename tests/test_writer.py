@@ -683,6 +683,68 @@ def test_a_device_value_is_stored_as_it_was_at_add(tmp_path, monkeypatch):
     assert table["tag"].to_pylist() == ["loss", "plain", "loss"] * 5
 
 
+def _unreadable_tensor(torch):
+    """A (CPU-forced) device scalar that is cloned at add() but cannot be read on the flusher thread, as a
+    CUDA tensor after a device fault."""
+
+    class Unreadable(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") == "reshape":  # what the flusher's read starts with
+                raise RuntimeError("device-side assert triggered")
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    return torch.tensor(7.0).as_subclass(Unreadable)
+
+
+def test_an_unreadable_device_value_costs_its_own_event_and_is_raised_at_flush(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))  # as a CUDA tensor
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        for i in range(10):
+            w.add(i, _unreadable_tensor(torch) if i == 5 else torch.tensor(float(i)))
+            w.add(i, -float(i), "plain")
+        with pytest.raises(
+            lossfmt.UnreadableValueError,
+            match=r"1 logged value could not be read on the flusher thread and was not written "
+            r"\(first: step 5 \('loss'\): RuntimeError: device-side assert triggered\); every other event",
+        ):
+            w.flush()
+        assert lossfmt.read(path).num_rows == 19  # on disk already, the bad one left out
+        w.add(10, torch.tensor(10.0))  # the writer goes on
+        w.flush()  # said once: nothing new to raise
+    table = lossfmt.read(path)
+    tags = table["tag"].to_pylist()
+    loss = [v for v, t in zip(table["value"].to_pylist(), tags, strict=True) if t == "loss"]
+    assert loss == [float(i) for i in range(11) if i != 5]
+    assert table.num_rows == 20
+
+
+def test_unreadable_values_not_yet_raised_are_raised_by_close_and_the_file_is_closed(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))
+    path = tmp_path / "run.arrow"
+    unreadable = pytest.raises(lossfmt.UnreadableValueError, match="3 logged values could not be read")
+    with unreadable, LossWriter(path, flush_secs=3600) as w:
+        for i in range(3):
+            w.add(i, _unreadable_tensor(torch))  # a batch of nothing but unreadable values
+    assert lossfmt.read(path).num_rows == 0
+    assert pa.ipc.open_file(path).num_record_batches == 0  # closed: a footer, readable by any Arrow tool
+    with LossWriter(path) as w:  # and resumable
+        w.add(3, 1.0)
+    assert lossfmt.read(path)["step"].to_pylist() == [3]
+
+
+def test_a_meta_tensor_is_refused_at_add(tmp_path):
+    torch = pytest.importorskip("torch")
+    with LossWriter(tmp_path / "run.arrow") as w:
+        with pytest.raises(ValueError, match="meta device"):
+            w.add(0, torch.empty((), device="meta"))
+        w.add(1, 1.0)
+    assert lossfmt.read(tmp_path / "run.arrow")["step"].to_pylist() == [1]
+
+
 def test_device_values_are_read_by_the_flusher_in_one_transfer_per_flush(tmp_path, monkeypatch):
     """Every torch call on a (CPU-forced) device scalar, recorded with the thread it ran on: the caller's
     thread never reads a number (no item(), cpu(), tolist(): on CUDA those wait for the device), and the
