@@ -76,3 +76,17 @@ def test_items_axis_of_tags_with_equal_items_follows_the_first_by_name(tmp_path:
             if step % 5 == 0:
                 w.add(step, 1.0, "a", count=5)
     assert x_at(path, x="items")["z"][3] == 5  # a's items through step 3 (z's would be 4)
+
+
+def test_per_steps_on_an_epoch_axis_leaves_out_a_run_without_epochs(tmp_path: Path) -> None:
+    with LossWriter(tmp_path / "none.arrow") as w:
+        for step in range(30):
+            w.add(step, 1.0)
+    with LossWriter(tmp_path / "some.arrow") as w:
+        for step in range(30):
+            w.add(step, 1.0, epoch=step // 10)
+    view = lv.View(smooth="none", x="epoch", per=7)
+    with pytest.warns(UserWarning, match="logged without an epoch: none: loss"):
+        drawn = lv.curves(lv.load([tmp_path], view), view)
+    assert [c.run for c in drawn] == ["some"]
+    assert drawn[0].x.tolist() == pytest.approx([0.7, 1.4, 2.1, 2.8, 3.0])

@@ -140,6 +140,8 @@ class RunAxis:
         """The epoch the run was in at each step (of its last event at or before it with an epoch)."""
         ev_epoch = _column(self.events, "epoch", np.float64)
         ok = np.isfinite(ev_epoch)
+        if not ok.any():  # a run logged without epochs has no place on an epoch axis
+            return np.full(len(steps), np.nan)
         step = _column(self.events, "step", np.int64)[ok]
         order = np.argsort(step, kind="stable")
         at = np.searchsorted(step[order], steps, side="right") - 1
