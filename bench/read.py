@@ -133,6 +133,9 @@ def _sweep(cfg: Config, ws: Workspace, sec: Section) -> None:
     def through_dataset() -> list[tuple]:
         return per_run(lossfmt.dataset(root))
 
+    def through_dataset_unverified() -> list[tuple]:
+        return per_run(lossfmt.dataset(root, verify=False))
+
     def through_pyarrow() -> list[tuple]:
         # pyarrow's own Dataset of the same files on disk, `run` from each file's name: the same query
         # without lossfmt's checks, run names and in-memory fragments (a reference, not a goal)
@@ -152,15 +155,21 @@ def _sweep(cfg: Config, ws: Workspace, sec: Section) -> None:
         rows = frame.agg(pl.len(), pl.col("value").min()).collect().rows()
         return sorted((Path(p).stem, n, v) for p, n, v in rows)
 
-    if not through_dataset() == through_pyarrow() == through_polars():
+    if not through_dataset() == through_dataset_unverified() == through_pyarrow() == through_polars():
         raise RuntimeError("lossfmt.dataset, pyarrow and polars.scan_ipc disagree: the comparison is void")
     repeats = max(5, cfg.repeats)
-    cases = {"dataset": through_dataset, "pyarrow": through_pyarrow, "polars": through_polars}
+    cases = {
+        "dataset": through_dataset,
+        "dataset_unverified": through_dataset_unverified,
+        "pyarrow": through_pyarrow,
+        "polars": through_polars,
+    }
     res = interleaved({k: _timed(lambda f=f: len(f()), {}, k) for k, f in cases.items()}, repeats)
     ratios = _ratios(res, "dataset", "polars")
     sec.add(
         f"A sweep of {runs} closed runs ({runs * (events + events // 100):,} events): event count and "
-        "minimum value per run, through `lossfmt.dataset(dir)` (pyarrow group_by), through pyarrow's own "
+        "minimum value per run, through `lossfmt.dataset(dir)` (pyarrow group_by; it checks every file's "
+        "checksums first), the same with `verify=False`, through pyarrow's own "
         "Dataset of the same files (`FileSystemDataset.from_paths`, `run` from each file's name, the same "
         "query: a reference for what lossfmt adds to pyarrow) and through a bare `polars.scan_ipc(files)` "
         "grouped by file (answers checked equal). ms:",
@@ -174,7 +183,8 @@ def _sweep(cfg: Config, ws: Workspace, sec: Section) -> None:
         f"lossfmt.dataset over a {runs}-run sweep no slower than a bare polars.scan_ipc",
         statistics.median(ratios) <= 1.0,
         f"dataset / polars {_range(ratios)} over {repeats} repeats; dataset / pyarrow's own "
-        f"{_range(_ratios(res, 'dataset', 'pyarrow'))}",
+        f"{_range(_ratios(res, 'dataset', 'pyarrow'))}; with verify=False "
+        f"{_range(_ratios(res, 'dataset_unverified', 'pyarrow'))}",
     )
 
 

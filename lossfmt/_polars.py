@@ -27,14 +27,15 @@ _LIVE_POLICIES = ("read", "skip", "error")
 _PATH = "__lossfmt_path"
 
 
-def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFrame:
+def scan_polars(source: _sources.Source, *, live: str = "read", verify: bool = True) -> polars.LazyFrame:
     """A Polars ``LazyFrame`` over every run of `source` (a directory, glob, path, URL or list, as
     `lossfmt.read` takes), with a leading ``run`` column named as `lossfmt.read` names runs.
 
     Closed local runs are scanned lazily by Polars itself; live or crashed runs (no footer) contribute their
     complete events as of this call (`live="read"`, the default), are left out (``"skip"``) or raise
     LossFormatError (``"error"``). Runs at URLs are scanned through ``lossfmt.dataset``. ``tag`` and
-    ``reduction`` are Categorical, ``wall_time`` is ``Datetime("us", "UTC")``.
+    ``reduction`` are Categorical, ``wall_time`` is ``Datetime("us", "UTC")``. `verify` (default) reads
+    each file once now to check its checksums, as `lossfmt.dataset` does: Polars does not know them.
     """
     try:
         import polars as pl
@@ -48,11 +49,11 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
     names: dict[str, str] = {}
     snapshots: dict[str, pa.Table] = {}
     for path in paths:
-        file_schema = footer_schema(path)
+        file_schema = footer_schema(path, verify=verify)
         if file_schema is None:
             if not read_footerless(path, live, "use lossfmt.scan_polars(..., live='read')"):
                 continue
-            snapshots[path] = read(path)
+            snapshots[path] = read(path, verify=verify)
             file_schema = snapshots[path].schema
         names[path] = s.run_info(file_schema).get("run") or Path(_sources._local_form(path)).stem
     labels = dict(zip(names, _sources.run_labels(list(names), list(names.values())), strict=True))
@@ -69,7 +70,8 @@ def scan_polars(source: _sources.Source, *, live: str = "read") -> polars.LazyFr
         run = pl.col(s.RUN).replace_strict(
             dict(zip(own, [labels[p] for p in remote], strict=True)), return_dtype=pl.String
         )
-        frames.append(pl.scan_pyarrow_dataset(dataset(remote)).with_columns(run).select(order))
+        remote_runs = dataset(remote, verify=False)  # (verified above)
+        frames.append(pl.scan_pyarrow_dataset(remote_runs).with_columns(run).select(order))
     # pl.from_arrow is typed DataFrame | Series for every input; a Table always gives a DataFrame
     for path, table in snapshots.items():
         events = table.select(list(s.COLUMNS)).replace_schema_metadata(None)

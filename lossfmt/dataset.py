@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
-from lossfmt import _arrow, _sources, schema
+from lossfmt import _arrow, _framing, _sources, schema
 from lossfmt._errors import LossFormatError
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
@@ -52,7 +52,7 @@ class _Closed(NamedTuple):
     data: pa.Buffer | None
 
 
-def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
+def dataset(source: Source, *, live: str = "read", verify: bool = True) -> ds.Dataset:
     """Every run file of `source` (a directory's ``*.arrow``, a glob, a path or a list) as one dataset.
 
     The ``run`` column is the run name from each file's metadata, told apart as ``lossfmt.read`` does where
@@ -63,12 +63,18 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     what to do with them: ``"read"`` (default) snapshots their complete events through lossfmt's
     torn-tail-tolerant reader into memory, ``"skip"`` leaves them out, ``"error"`` raises
     ``LossFormatError`` naming the file (close the writer, or compact it, to make it a plain Arrow file).
+
+    pyarrow's scan does not know lossfmt's checksums: with `verify` (the default) every file is read once now
+    and its checksums checked, so a damaged byte is a LossFormatError here, never a different loss in a
+    query. ``verify=False`` skips that read (for large sweeps of trusted files): damage may then read as data.
     """
     # pyarrow.dataset imports pandas when it is installed: keep `import lossfmt` light.
     import pyarrow.dataset as ds
 
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
+    if not isinstance(verify, bool):  # a truthy "no" must not mean True
+        raise TypeError(f"verify must be True or False, not {verify!r}")
     paths, _ = _expand(source)
     closed: dict[str, _Closed] = {}
     footerless: dict[str, pa.Table] = {}
@@ -76,11 +82,11 @@ def dataset(source: Source, *, live: str = "read") -> ds.Dataset:
     budget = HOLD_TOTAL_BYTES
     checked: pa.Schema | None = None
     for path in paths:
-        found = _closed_file(path, budget)
+        found = _closed_file(path, budget, verify)
         if found is None:
             if not read_footerless(path, live, "use lossfmt.dataset(..., live='read')"):
                 continue
-            snapshot = scan(path)
+            snapshot = scan(path, verify=verify)
             footerless[path] = snapshot.table
             runs[path] = _run_name(snapshot.schema, path)
             continue
@@ -153,23 +159,25 @@ def read_footerless(path: str, live: str, retry: str) -> bool:
     return live != "skip"
 
 
-def footer_schema(path: str) -> pa.Schema | None:
+def footer_schema(path: str, *, verify: bool = False) -> pa.Schema | None:
     """The lossfmt schema of a closed run (read from its footer, without decoding events), or None if the
-    file has no footer (a live or crashed run). A local path or a URL; LossFormatError if it is not lossfmt.
+    file has no footer (a live or crashed run). A local path or a URL; LossFormatError if it is not lossfmt,
+    and with `verify` if any of its checksums fails (the whole file is read then).
 
     The one test of "closed" shared by dataset(), scan_polars() and export_parquet(): a closed file is what
     other engines (pyarrow, Polars, DuckDB) can read directly.
     """
-    found = _closed_file(path, 0)
+    found = _closed_file(path, 0, verify)
     if found is None:
         return None
     schema.check_schema(found.schema, path)
     return found.schema
 
 
-def _closed_file(path: str, budget: int) -> _Closed | None:
+def _closed_file(path: str, budget: int, verify: bool = False) -> _Closed | None:
     """`path`'s footer schema (unchecked) and, for a local file of at most HOLD_FILE_BYTES that fits in
-    `budget`, its bytes; None if it has no footer. Read, never memory-mapped: a writer may be replacing it."""
+    `budget`, its bytes; None if it has no footer. Read, never memory-mapped: a writer may be replacing it.
+    With `verify`, the whole file is read and its checksums checked (LossFormatError at the damage)."""
     try:
         source = _sources.open_url(path) if _sources.is_url(path) else pa.OSFile(path, "r")
     except FileNotFoundError:
@@ -180,10 +188,14 @@ def _closed_file(path: str, budget: int) -> _Closed | None:
         try:
             size = source.size()
             hold = not _sources.is_url(path) and size <= min(HOLD_FILE_BYTES, budget)
-            data = source.read_buffer(size) if hold else None
-            return _Closed(pa.ipc.open_file(source if data is None else data).schema, data)
+            data = source.read_buffer(size) if hold or verify else None
+            found = _Closed(pa.ipc.open_file(source if data is None else data).schema, data if hold else None)
         except (pa.ArrowInvalid, OSError):
             return None
+    if verify:
+        assert data is not None  # read whole above
+        _framing.walk(data.to_pybytes(), path)  # every message's checksum, and the footer against them
+    return found
 
 
 def read_ranks(source: Source, *, tags: Sequence[str] | None = None) -> pa.Table:

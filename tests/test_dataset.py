@@ -314,3 +314,35 @@ def test_closed_files_larger_than_the_hold_limit_are_scanned_lazily_from_disk(tm
     files = sorted(str(p) for p in (tmp_path / "runs").iterdir())
     assert sorted(f.path for f in runs.get_fragments()) == files
     assert runs.count_rows(filter=pc.field("run") == "sweep-001") == 50
+
+
+def _silently_damaged(tmp_path: Path) -> tuple[Path, list[float]]:
+    """A closed run with one flipped bit that pyarrow reads as other numbers (found by trying offsets)."""
+    path = tmp_path / "runs" / "damaged.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in range(2000):
+            w.add(step, step * 0.5)
+    good = [step * 0.5 for step in range(2000)]
+    data = path.read_bytes()
+    for offset in range(len(data) // 3, len(data)):
+        path.write_bytes(data[:offset] + bytes([data[offset] ^ 0x20]) + data[offset + 1 :])
+        try:
+            values = dataset(path, verify=False).to_table().column("value").to_pylist()
+        except Exception:
+            continue
+        if values != good:
+            return path, good
+    raise AssertionError("no offset reads as other numbers")
+
+
+def test_a_damaged_closed_file_is_an_error_in_dataset_and_scan_polars_not_other_losses(tmp_path):
+    path, _ = _silently_damaged(tmp_path)
+    with pytest.raises(LossFormatError, match=r"damaged\.arrow.*checksum"):
+        lossfmt.read(path)
+    with pytest.raises(LossFormatError, match=r"damaged\.arrow.*checksum"):
+        dataset(path.parent)
+    pytest.importorskip("polars")
+    with pytest.raises(LossFormatError, match=r"damaged\.arrow.*checksum"):
+        lossfmt.scan_polars(path.parent)
+    with pytest.raises(TypeError, match="verify must be True or False"):
+        dataset(path.parent, verify="no")  # type: ignore[arg-type]
