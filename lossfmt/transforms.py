@@ -87,8 +87,9 @@ def smooth_table(
 
 
 def drop_rewound(table: pa.Table) -> pa.Table:
-    """Drop the events a resume orphaned, as TensorBoard purges them: an event is dropped when a later event
-    of the same run and tag has a strictly smaller step. Repeated steps are kept; row order is kept."""
+    """Drop the events a resume orphaned: an event is dropped when a later event of the same run and tag has
+    a strictly smaller step. Repeated steps are kept, and so, unlike TensorBoard's purge, are the earlier
+    events at the restart step itself (the format spec's rewind rule); row order is kept."""
     _require(table, schema.STEP, schema.TAG)
     if _never_decreases(table.column(schema.STEP)):  # nothing can be orphaned
         return table

@@ -128,7 +128,9 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g.add_argument(
         "--keep-rewound",
         action="store_true",
-        help="keep events orphaned by a resumed run's rewind (default: drop them, like TensorBoard's purge)",
+        help="keep events orphaned by a resumed run's rewind (default: drop each event that a later event of "
+        "its tag with a smaller step orphans; unlike TensorBoard's purge, events at the restart step itself "
+        "are kept: spec/FORMAT.md, rewinds)",
     )
 
 
