@@ -217,3 +217,21 @@ def test_a_sweep_of_add_hparams_calls_alone_keeps_one_run_per_trial_with_its_hpa
     assert [p.relative_to(out).as_posix() for p in files] == ["sweep/lr0.01.arrow", "sweep/lr0.1.arrow"]
     lrs = [run_info(lossfmt.read(p).schema)["meta"]["lr"] for p in files]
     assert lrs == [0.01, 0.1]
+
+
+def test_import_tb_of_a_file_that_is_no_event_file_or_of_no_scalars_is_an_error_line(tmp_path):
+    text = tmp_path / "notes.arrow"
+    text.write_text("not an event file\n")
+    scalarless = tmp_path / "tb"
+    with torch_tb.SummaryWriter(str(scalarless)) as writer:
+        writer.add_text("note", "no scalars here", 0)
+    for source, said in [(text, "not a TensorBoard event file"), (scalarless, "hold no scalars")]:
+        out = tmp_path / "out.arrow"
+        done = subprocess.run(
+            [sys.executable, "-m", "lossview", "import-tb", str(source), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
+        assert not out.exists()

@@ -294,5 +294,7 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
     except FileExistsError as exc:
         target = os.fsdecode(exc.filename) if exc.filename else str(exc).partition(":")[0]
         raise v.ViewerError(f"{target}: already exists; remove it or pass --overwrite") from None
+    if not n:
+        raise v.ViewerError(f"{logdir}: its TensorBoard event files hold no scalars; nothing written")
     print(f"{out}: {n} events imported from {logdir}", file=sys.stderr)
     return 0

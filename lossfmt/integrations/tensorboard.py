@@ -99,6 +99,8 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
 def _find_runs(logdir: Path) -> list[tuple[str, list[Path]]]:
     """(run name, event files in name order) for every directory under `logdir` holding event files."""
     if logdir.is_file():
+        if not IsTensorFlowEventsFile(logdir.name):  # the record reader would read a foreign file as empty
+            raise FileNotFoundError(f"{logdir}: not a TensorBoard event file (its name has no 'tfevents')")
         return [(logdir.parent.name or "run", [logdir])]
     runs = []
     for directory, _, files in sorted(os.walk(logdir)):
