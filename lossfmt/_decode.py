@@ -8,6 +8,7 @@ columns, the reduction dictionary), so every failure is a LossFormatError naming
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
@@ -209,7 +210,9 @@ def iter_batches(
         f.close()
         raise
     layout = fr.Layout(schema, schema_end, [], schema_end, False, dict_ids)
-    return schema, _windows(f, name, data, layout, required, limit)
+    batches = _windows(f, name, data, layout, required, limit)
+    weakref.finalize(batches, f.close)  # also when the generator is dropped before it started (no finally)
+    return schema, batches
 
 
 def _closed_batches(data: bytes, layout: fr.Layout, name: str) -> Iterator[pa.RecordBatch]:

@@ -7,10 +7,12 @@ LossFormatError naming the file and the byte offset, and the file left byte-for-
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import os
 import re
+import warnings
 
 import pyarrow as pa
 import pytest
@@ -160,6 +162,19 @@ def test_salvage_recovers_the_decodable_prefix_of_a_corrupt_file_into_a_new_file
     assert lossfmt.read(out).num_rows == 1000
     with pytest.raises(FileExistsError):
         lossfmt.salvage(path, out)
+
+
+def test_salvage_of_a_file_damaged_in_its_first_batch_leaves_no_file_unclosed(tmp_path):
+    path, out = tmp_path / "run.arrow", tmp_path / "salvaged.arrow"
+    data = bytearray(live_file(path, n=3000, flushes=3))
+    data[(message_ends(bytes(data))[0] + batch_ends(bytes(data))[0]) // 2] ^= 0x5A  # inside the first batch
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert lossfmt.salvage(path, out) == 0
+        gc.collect()
+    assert [w for w in said if issubclass(w.category, ResourceWarning)] == []
+    assert lossfmt.read(out).num_rows == 0
 
 
 def test_a_file_with_only_the_required_metadata_resumes_with_defaults(tmp_path):
