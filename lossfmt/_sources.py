@@ -63,8 +63,12 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
     """
     if isinstance(source, (str, os.PathLike)):
         items, multi = [os.fspath(source)], False
+    elif isinstance(source, (bytes, bytearray, memoryview)) or not isinstance(source, Iterable):
+        raise _not_a_source(source)
     else:
         items, multi = [os.fspath(p) for p in source], True
+        if any(isinstance(item, bytes) for item in items):
+            raise _not_a_source(next(item for item in items if isinstance(item, bytes)))
         if not items:
             raise s.LossFormatError("no files given")
     paths: list[str] = []
@@ -76,6 +80,14 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
         paths.extend(found)
         multi = multi or several
     return _distinct(paths), multi
+
+
+def _not_a_source(source: object) -> TypeError:
+    hint = " (decode a bytes path first: os.fsdecode(path))" if isinstance(source, bytes) else ""
+    return TypeError(
+        f"source must be a path (str or os.PathLike), a glob, a URL or a list of them, not "
+        f"{type(source).__name__}{hint}"
+    )
 
 
 def _expand_local(item: str) -> tuple[list[str], bool]:

@@ -197,3 +197,9 @@ def test_a_recursive_glob_over_a_url_reaches_every_depth_as_a_local_one_does(tmp
         assert runs_of(read("memory://f2-sources/runs/*.arrow")) == {"top": 2}
     finally:
         memory.rm("/f2-sources", recursive=True)
+
+
+@pytest.mark.parametrize("source", [b"run.arrow", 123, [b"run.arrow"], None])
+def test_a_source_that_is_no_path_is_a_type_error_saying_what_a_source_is(source):
+    with pytest.raises(TypeError, match=r"source must be a path .* not (bytes|int|NoneType)"):
+        lossfmt.read(source)
