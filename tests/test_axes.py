@@ -90,3 +90,15 @@ def test_per_steps_on_an_epoch_axis_leaves_out_a_run_without_epochs(tmp_path: Pa
         drawn = lv.curves(lv.load([tmp_path], view), view)
     assert [c.run for c in drawn] == ["some"]
     assert drawn[0].x.tolist() == pytest.approx([0.7, 1.4, 2.1, 2.8, 3.0])
+
+
+def test_per_epoch_says_which_tags_it_leaves_out_for_want_of_an_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "r.arrow"
+    with LossWriter(path) as w:
+        for step in range(30):
+            w.add(step, 1.0, "loss", epoch=step // 10)
+            w.add(step, 0.1, "lr")  # logged without an epoch
+    view = lv.View(smooth="none", per="epoch")
+    with pytest.warns(UserWarning, match=r"--per epoch: not drawn, logged without an epoch: .*r\.arrow: lr"):
+        drawn = lv.curves(lv.load([path], view), view)
+    assert [c.tag for c in drawn] == ["loss"]

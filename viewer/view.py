@@ -223,10 +223,20 @@ def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
             raise NoDataError(
                 f"{name or 'run'}: --per epoch: no event has an epoch; log epoch=... or use --per N"
             )
-        return transforms.bucket(table, per, normalize=view.normalize)
+        bucketed = transforms.bucket(table, per, normalize=view.normalize)
+        if per == "epoch" and table.column("epoch").null_count:  # tags without any epoch have no bucket
+            lost = sorted(_tag_names(table) - _tag_names(bucketed))
+            if lost:
+                said = ", ".join(f"{name}: {tag}" if name else tag for tag in lost)
+                warnings.warn(f"--per epoch: not drawn, logged without an epoch: {said}", stacklevel=2)
+        return bucketed
     if view.normalize is not None:
         return transforms.normalize_events(table)
     return table
+
+
+def _tag_names(table: pa.Table) -> set[str]:
+    return {tag for _, tag, _ in transforms.series(table)} if table.num_rows else set()
 
 
 # ----------------------------------------------------------------------------------------------- curves
