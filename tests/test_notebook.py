@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import os
 import queue
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +119,23 @@ def test_live_redraws_the_display_as_a_writer_in_the_kernel_flushes(kernel: Kern
     assert png_of(update) != first
 
     kernel.run("live.stop()\nw.close()\n")
+
+
+def test_live_in_a_script_raises_before_showing_anything(tmp_path: Path) -> None:
+    import lossfmt
+
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        w.add(0, 1.0)
+    code = (
+        "import sys, lossview\n"
+        "try:\n"
+        "    lossview.live(sys.argv[1])\n"
+        "except RuntimeError as exc:\n"
+        "    print('error:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("error: lossview.live() needs a running event loop")  # and nothing before

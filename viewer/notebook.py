@@ -86,14 +86,7 @@ class LiveDisplay:
 
     def start(self) -> None:
         """Refresh every ``interval`` seconds on the running event loop (Jupyter's) until ``stop()``."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "lossview.live() needs a running event loop (a Jupyter kernel); "
-                "in a script use `lossview FILE --follow`"
-            ) from None
-        self._task = loop.create_task(self._run())
+        self._task = _running_loop().create_task(self._run())
 
     def stop(self) -> None:
         """Stop following; the last rendering stays in the output. Idempotent."""
@@ -105,6 +98,16 @@ class LiveDisplay:
         while True:
             self.refresh()
             await asyncio.sleep(self.interval)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "lossview.live() needs a running event loop (a Jupyter kernel); in a script use "
+            "`lossview FILE --follow`"
+        ) from None
 
 
 def _ipython_show(display_id: str) -> Show:
@@ -123,6 +126,7 @@ def live(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, interval: float = 1.0
 ) -> LiveDisplay:
     """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
+    _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
     display = LiveDisplay(source, interval=interval)
     display.refresh()
     display.start()
