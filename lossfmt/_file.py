@@ -341,10 +341,16 @@ class LiveFile:
     def check_identity(self) -> None:
         """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on."""
         if not _locking.same_file(self.target, self.fd):
+            if not os.path.lexists(self.target):
+                raise FileReplacedError(
+                    f"{os.fspath(self.path)}: the file was removed while LossWriter was writing it (nothing "
+                    f"is at this path now): the {self.rows} events written to it, and any added since, are "
+                    "in no file"
+                )
             raise FileReplacedError(
-                f"{os.fspath(self.path)}: the file was removed or replaced while LossWriter was writing it; "
-                f"the {self.rows} events written to it are not in the file now at this path (lost because "
-                "the file was removed); that file is left untouched"
+                f"{os.fspath(self.path)}: the file was removed or replaced while LossWriter was writing it: "
+                f"the {self.rows} events written to it, and any added since, are not in the file now at "
+                "this path, which is left untouched"
             )
 
     def close(self, *, compact: bool) -> None:

@@ -349,6 +349,25 @@ def test_a_file_replaced_mid_run_is_reported_and_the_replacement_left_alone(tmp_
     assert path.read_bytes() == replacement
 
 
+def test_a_file_removed_mid_run_is_reported_as_removed_with_what_is_lost(tmp_path):
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for step in range(10):
+        w.add(step, 1.0)
+    w.flush()
+    os.unlink(path)
+    for step in range(10, 5000):
+        w.add(step, 1.0)  # accepted: the writer learns of the removal at its next write
+    with pytest.raises(
+        FileReplacedError,
+        match=r"run\.arrow: the file was removed while LossWriter was writing it \(nothing is at this path "
+        r"now\): the 10 events written to it, and any added since, are in no file",
+    ):
+        w.flush()
+    w.close()
+    assert not path.exists()
+
+
 def test_sixteen_threads_adding_while_another_flushes_and_closes_lose_nothing(tmp_path):
     path = tmp_path / "run.arrow"
     w = LossWriter(path, flush_secs=0.01, max_pending=5000)
