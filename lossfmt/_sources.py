@@ -58,36 +58,24 @@ _NATIVE = frozenset({"s3", "gs", "gcs"})
 
 def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
     """Resolve a source into file paths, and whether it names several runs (and so needs a `run` column).
-
-    The rules are `run_paths`'s. LossFormatError names the item that resolves to nothing, and why.
-    """
+    The rules are `run_paths`'s. LossFormatError names the item that resolves to nothing, and why."""
     if isinstance(source, (str, os.PathLike)):
         items, multi = [os.fspath(source)], False
-    elif isinstance(source, (bytes, bytearray, memoryview)) or not isinstance(source, Iterable):
-        raise _not_a_source(source)
+    elif isinstance(source, (bytes, bytearray)) or not isinstance(source, Iterable):
+        kind = type(source).__name__
+        raise TypeError(f"source must be a path, a glob, a URL or a list of them, not {kind}")
     else:
         items, multi = [os.fspath(p) for p in source], True
         if any(isinstance(item, bytes) for item in items):
-            raise _not_a_source(next(item for item in items if isinstance(item, bytes)))
+            raise TypeError("source paths must be str or os.PathLike, not bytes (decode: os.fsdecode(path))")
         if not items:
             raise s.LossFormatError("no files given")
     paths: list[str] = []
     for item in items:
-        if is_url(item):
-            found, several = _expand_url(item)
-        else:
-            found, several = _expand_local(item)
+        found, several = _expand_url(item) if is_url(item) else _expand_local(item)
         paths.extend(found)
         multi = multi or several
     return _distinct(paths), multi
-
-
-def _not_a_source(source: object) -> TypeError:
-    hint = " (decode a bytes path first: os.fsdecode(path))" if isinstance(source, bytes) else ""
-    return TypeError(
-        f"source must be a path (str or os.PathLike), a glob, a URL or a list of them, not "
-        f"{type(source).__name__}{hint}"
-    )
 
 
 def _expand_local(item: str) -> tuple[list[str], bool]:
