@@ -12,7 +12,7 @@ order of first appearance, and the dictionary only grows, so the live stream wri
 delta dictionary message), whatever the number of tags and flushes.
 
 An event whose value is a deferred device scalar (see `_values.scalar`) is the pair `(row, handle)`: the
-flusher reads all handles of a batch at once (`_values.materialize`) and fills their values in.
+flusher reads all handles of a batch at once (`_values.read_values`) and fills their values in.
 """
 
 from __future__ import annotations

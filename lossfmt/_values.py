@@ -2,7 +2,7 @@
 
 `scalar(value)` runs on the caller's thread at `add()`: it validates the value (a number, exactly one element)
 and returns either a Python float or a *deferred handle*, a framework object whose number is read later by
-`materialize()` on the flusher thread. Frameworks are recognized through `sys.modules` (a framework that was
+`read_values()` on the flusher thread. Frameworks are recognized through `sys.modules` (a framework that was
 never imported cannot have produced the value), so importing lossfmt never imports one (numpy is a
 dependency of lossfmt and is used directly).
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONVERTERS", "TENSOR", "materialize", "read_values", "scalar", "type_name"]
+__all__ = ["CONVERTERS", "TENSOR", "read_values", "scalar", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -151,7 +151,7 @@ def _array_api(value: Any) -> Any:
 
 
 def scalar(value: Any) -> float | Any:
-    """Validate one logged value; return it as a float, or as a deferred handle for `materialize`.
+    """Validate one logged value; return it as a float, or as a deferred handle for `read_values`.
 
     TypeError for anything that is not a real number (bool, str, None, complex, timedelta, other objects),
     naming its type; ValueError for an array or tensor with more than one element, or a number beyond the
@@ -197,15 +197,6 @@ def _other(value: Any, cls: type) -> float | Any:
 
 def _one_float(array: Any) -> float:
     return float(np.asarray(array, dtype=np.float64).reshape(()))
-
-
-def materialize(values: Sequence[Any]) -> list[float]:
-    """Return `values` as floats, reading deferred handles (see `scalar`) in as few transfers as possible;
-    the first handle that cannot be read raises its error."""
-    floats, failed = read_values(values)
-    if failed:
-        raise next(iter(failed.values()))
-    return floats
 
 
 def read_values(values: Sequence[Any]) -> tuple[list[float], dict[int, BaseException]]:

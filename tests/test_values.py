@@ -128,7 +128,7 @@ def test_bool_and_complex_tensors_are_not_numbers():
 
 def test_device_tensors_are_cloned_at_add_and_read_in_one_batch(monkeypatch):
     """The deferred path of CUDA tensors, exercised with real CPU tensors (no GPU here): the handle is a
-    detached clone, so a later in-place change can't alter the logged value, and materialize reads a batch of
+    detached clone, so a later in-place change can't alter the logged value, and read_values reads a batch of
     handles with one stacked copy. What this cannot check: that no device sync happens on the caller's thread.
     """
     monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))  # as a CUDA tensor
@@ -147,7 +147,7 @@ def test_device_tensors_are_cloned_at_add_and_read_in_one_batch(monkeypatch):
     monkeypatch.setattr(
         torch, "stack", lambda ts, *a, **k: stacked.append(len(ts)) or real_stack(ts, *a, **k)
     )
-    assert values.materialize([0.5, *handles, 2.5]) == [0.5, 1.0, 3.0, 6.0, 4.0, 2.5]
+    assert values.read_values([0.5, *handles, 2.5]) == ([0.5, 1.0, 3.0, 6.0, 4.0, 2.5], {})
     assert stacked == [4]  # one transfer for the four handles of one device
 
 
@@ -175,7 +175,7 @@ def test_jax_arrays_are_kept_and_read_in_the_flusher(monkeypatch):
         values.scalar(_FakeJaxArray([1.0, 2.0]))
     with pytest.raises(TypeError, match="real number"):
         values.scalar(_FakeJaxArray(1, dtype=bool))
-    assert values.materialize([a, 1.0, b]) == [0.5, 1.0, 2.0]
+    assert values.read_values([a, 1.0, b]) == ([0.5, 1.0, 2.0], {})
     assert got == [2]
 
 
@@ -203,7 +203,7 @@ def test_tensorflow_variables_are_snapshotted_and_tensors_kept(monkeypatch):
     handle = values.scalar(var)
     var.x = 99.0
     assert isinstance(handle, Tensor)
-    assert values.materialize([handle]) == [1.5]
+    assert values.read_values([handle]) == ([1.5], {})
 
 
 def test_import_never_imports_a_framework():

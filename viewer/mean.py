@@ -64,8 +64,8 @@ def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
         step = xs.column("max").to_numpy()[rows].astype(np.int64) if view.x == "step" else None
         if step is None:
             step = _steps(drawn.column("step").to_numpy()[rows], [c for c in series if c.tag == tag], view)
-        label = _label(members[tag], drawn.column("n").to_numpy()[rows], step) if members[tag] > 1 else None
-        label = first[tag].run if label is None else label
+        averaged = drawn.column("n").to_numpy()[rows]  # runs in the mean at each point
+        label = _label(members[tag], averaged, step) if members[tag] > 1 else first[tag].run
         c = Curve(label, tag, x, raw[rows], step, tag_index=first[tag].tag_index, group=label)
         mean = drawn.column("value").to_numpy()[rows]
         if any(s.smoothed is not None for s in series if s.tag == tag):
