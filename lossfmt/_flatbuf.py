@@ -112,6 +112,23 @@ def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, in
         yield b[k_start : k_start + k_len], v_start, v_len
 
 
+def _last_value(b: bytes, lo: int, hi: int, pos: int, key: bytes, length: int) -> int:
+    """Start of the value of the last KeyValue `key` with a value of `length` bytes at `pos`, or -1 (the
+    vector read from its end: lossfmt appends its checksum key, and a schema has a dozen keys)."""
+    if not pos:
+        return -1
+    start, n = vector(b, lo, hi, pos, 4)
+    for i in range(n - 1, -1, -1):
+        kv = ref(b, lo, hi, start + 4 * i)
+        key_pos, value_pos = field(b, lo, hi, kv, 0), field(b, lo, hi, kv, 1)
+        if key_pos and value_pos:
+            k_start, k_len = vector(b, lo, hi, key_pos, 1)
+            v_start, v_len = vector(b, lo, hi, value_pos, 1)
+            if v_len == length and b[k_start : k_start + k_len] == key:
+                return v_start
+    return -1
+
+
 class Parsed(NamedTuple):
     kind: int
     body_length: int
@@ -202,9 +219,7 @@ def parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | No
         endian_pos = field(b, lo, hi, header, 0)
         if endian_pos and _u16(b, endian_pos)[0] != 0:
             raise Bad("big-endian data (lossfmt files are little-endian)")
-        for key, v_start, v_len in _keyvalues(b, lo, hi, field(b, lo, hi, header, 2)):
-            if key == SCHEMA_CHECKSUM_KEY and v_len == 8:
-                crc_at = v_start
+        crc_at = _last_value(b, lo, hi, field(b, lo, hi, header, 2), SCHEMA_CHECKSUM_KEY, 8)
         return Parsed(kind, 0, -1, False, crc_at, 0, -1, 0, -1, 0, -1, _dictionary_ids(b, lo, hi, header))
     batch = header
     if kind == DICTIONARY:
@@ -301,9 +316,10 @@ class Templates:
     flatbuffer tree, so only the scalars are read again: a few slice comparisons instead of a full parse.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 64) -> None:
         self._by_length: dict[int, list[_Template]] = {}
         self._last: _Template | None = None
+        self._limit, self._count = limit, 0  # layouts kept in all; past the limit the cache starts over
 
     def message(self, b: bytes, pos: int, meta_len: int) -> Message:
         """The message whose 8-byte prefix is at `pos` (its metadata complete in `b`); Bad if malformed."""
@@ -345,9 +361,10 @@ class Templates:
         return None
 
     def _remember(self, b: bytes, start: int, hi: int, p: Parsed, values: dict[str, tuple[int, int]]) -> None:
+        if self._count >= self._limit:
+            self._by_length, self._count = {}, 0
         templates = self._by_length.setdefault(hi - start, [])
-        if len(templates) >= 8:
-            return
+        self._count += 1
         segments, pos = [], start
         for v_start, v_len in sorted(values.values()):
             if v_start > pos:

@@ -75,6 +75,10 @@ class Layout(NamedTuple):
 
 # --- the framing walk -----------------------------------------------------------------------------------
 
+#: Message layouts seen by this process's walks: the files of a sweep (and the flushes of one file) share
+#: them, so each message after the first of a layout costs a few slice comparisons, not a full parse.
+_LAYOUTS = fb.Templates(limit=256)
+
 
 def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
     """The error for damage at byte `pos`; its `offset` says where the verified prefix ends at the latest."""
@@ -212,7 +216,7 @@ def _walk_content(
     """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`:
     `every` one (the schema requires them), else, with `verify`, each that has one (its span's start to
     `starts`)."""
-    size, message = len(data), fb.Templates().message
+    size, message = len(data), _LAYOUTS.message
     messages: list[Message] = []
     pos = end = start
     n_content, eos = 0, -1  # messages up to the last record batch; the EOS marker
@@ -287,14 +291,11 @@ def _check_footer(
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise _corrupt(name, start, f"unreadable footer ({exc})") from None
     # The footer's copy of the schema checksum is not meaningful (a file writer writes its schema argument).
-    if not _without_checksum(footer_schema).equals(_without_checksum(schema), check_metadata=True):
+    ours, theirs = dict(schema.metadata or {}), dict(footer_schema.metadata or {})
+    ours.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
+    theirs.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
+    if ours != theirs or not footer_schema.remove_metadata().equals(schema.remove_metadata(), True):
         raise _corrupt(name, start, "the footer's schema differs from the stream's")
-
-
-def _without_checksum(schema: pa.Schema) -> pa.Schema:
-    metadata = dict(schema.metadata or {})
-    metadata.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
-    return schema.with_metadata(metadata)
 
 
 def iter_batches(

@@ -96,6 +96,8 @@ def test_a_codec_the_reader_lacks_is_an_error_naming_it(tmp_path, sch, monkeypat
     assert read(path).num_rows == 3
     available = _flatbuf.codec_available  # a pyarrow built without LZ4 (ours has it: simulated here)
     monkeypatch.setattr(_flatbuf, "codec_available", lambda name: name != "lz4" and available(name))
+    # the layouts parsed above (with LZ4 there) are cached: a pyarrow without LZ4 never had them
+    monkeypatch.setattr(_framing, "_LAYOUTS", _flatbuf.Templates())
     with pytest.raises(
         LossFormatError, match=r"lz4\.arrow: corrupt at byte \d+: .*LZ4, which this pyarrow lacks"
     ):
@@ -343,3 +345,26 @@ def test_an_impossible_metadata_length_at_the_end_is_corruption_not_a_torn_tail(
         damaged = data[: last + 4] + bad.to_bytes(4, "little") + data[last + 8 :]
         with pytest.raises(LossFormatError, match=rf"corrupt at byte {last}: impossible metadata length"):
             read(_put(tmp_path / "m.arrow", damaged))
+
+
+def test_the_layout_cache_is_bounded_and_parses_as_a_fresh_parse():
+    cache = _flatbuf.Templates(limit=3)
+    for n in [*range(1, 7), 2, 5]:  # six layouts through a cache of three, then two seen before
+        plain = pa.schema([(f"c{i}", pa.int64()) for i in range(n)])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, plain) as w:
+            w.write_batch(pa.record_batch([pa.array([n, 2 * n])] * n, schema=plain))
+        data = sink.getvalue().to_pybytes()
+        pos = 8 + _flatbuf.i32(data, 4)[0]  # the record batch after the schema message
+        meta_len = _flatbuf.i32(data, pos + 4)[0]
+        assert cache.message(data, pos, meta_len) == _flatbuf.Templates().message(data, pos, meta_len)
+        assert sum(map(len, cache._by_length.values())) <= 3
+
+
+def test_a_layout_seen_in_another_file_does_not_hide_damage_to_this_one(tmp_path, sch):
+    data = closed_bytes(sch, [_batch(sch, 0, 4)])
+    assert read(_put(tmp_path / "good.arrow", data)).num_rows == 4  # its layout is now cached
+    key = data.rindex(_flatbuf.CHECKSUM_KEY)  # the record batch's checksum key
+    damaged = data[:key] + b"L" + data[key + 1 :]
+    with pytest.raises(LossFormatError, match=r"corrupt at byte \d+: record batch without its lossfmt\.crc"):
+        read(_put(tmp_path / "bad.arrow", damaged))
