@@ -68,14 +68,26 @@ def test_items_axis_of_one_tag_counts_every_event_through_its_step(tmp_path: Pat
     assert x_at(repeated, x="items", keep_rewound=True)["loss"] == {0: 1, 1: 3, 2: 16, 3: 20}
 
 
-def test_items_axis_of_tags_with_equal_items_follows_the_first_by_name(tmp_path: Path) -> None:
-    path = tmp_path / "tie.arrow"
-    with LossWriter(path) as w:  # "z" first in the file; both have 10 items in all
-        for step in range(10):
-            w.add(step, 1.0, "z", count=1)
-            if step % 5 == 0:
-                w.add(step, 1.0, "a", count=5)
-    assert x_at(path, x="items")["z"][3] == 5  # a's items through step 3 (z's would be 4)
+def test_items_axis_follows_the_tag_logged_most_not_a_large_validation_set(tmp_path: Path) -> None:
+    path = tmp_path / "val.arrow"
+    with LossWriter(path) as w:  # the eval set (10,000 items a pass) has more items than training
+        for step in range(1000):
+            w.add(step, 1.0, "loss", count=32)
+            if step % 100 == 99:
+                w.add(step, 2.0, "val_loss", count=10_000)
+    x = x_at(path, x="items")
+    assert x["loss"][0] == 32 and x["loss"][999] == x["val_loss"][999] == 32_000
+
+
+def test_items_axis_of_tags_with_equal_events_follows_the_most_items_then_the_name(tmp_path: Path) -> None:
+    counts, ties = {"z": 1, "b": 2, "a": 1}, {"z": 2, "a": 2}  # "z" first in the file, every tag every step
+    for name, of in (("most.arrow", counts), ("tie.arrow", ties)):
+        with LossWriter(tmp_path / name) as w:
+            for step in range(10):
+                for tag, count in of.items():
+                    w.add(step, 1.0, tag, count=count)
+    assert x_at(tmp_path / "most.arrow", x="items")["z"][3] == 8  # b's items through step 3 (z's: 4)
+    assert x_at(tmp_path / "tie.arrow", x="items")["z"][3] == 8  # equal: a's, the first by name
 
 
 def test_per_steps_on_an_epoch_axis_leaves_out_a_run_without_epochs(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ A tag's own counts or its own events per epoch would put two tags logged at one 
 validation loss logged once per epoch would sit at the epoch's end, the train loss at its start). So:
 
 - a bucket (``--per``) is drawn at the run's bucket end: the largest step any of the run's tags logged in it;
-- ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of the tag
-  with the most items (the training loss), at its last event at or before the step (0 before its first);
+- ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of its
+  tag with the most events (the training loss, logged every step; a validation loss logged now and then
+  with ``count=len(val_set)`` has more items but counts no training), of equal ones the most items, then
+  the first by name; at its last event at or before the step (0 before its first);
 - ``--x epoch`` places step s of epoch e at e + k/n, where the run logged n distinct steps with epoch e
   (any tag) and s is the k-th of them: an epoch's last step sits at e + 1, where the epoch ends.
 """
@@ -97,8 +99,13 @@ class RunAxis:
         rows = self._tag_rows()
         if not rows:
             return np.zeros(len(steps))
-        # The tag with the most items; of equal ones the first by name (the same whatever the file order).
-        ref = min(rows, key=lambda t: (-(count.sum() if rows[t] is None else count[rows[t]].sum()), t))
+
+        # The tag with the most events, then items, then the first by name (whatever the file order).
+        def rank(t: str) -> tuple[int, float, str]:
+            mine = rows[t]
+            return (-len(count), -count.sum(), t) if mine is None else (-len(mine), -count[mine].sum(), t)
+
+        ref = min(rows, key=rank)
         if rows[ref] is not None:
             step, count = step[rows[ref]], count[rows[ref]]
         rising = bool(np.all(step[1:] > step[:-1]))  # the usual run: one event a step, in step order

@@ -158,10 +158,11 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         "--x",
         choices=v.X_AXES,
         default="step",
-        help="x axis: step, items (the run's items seen by the step: the cumulative count of its tag "
-        "with the most items, e.g. samples or tokens), epoch (fractional: the k-th of the n steps the run "
-        "logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time for yours) or relative "
-        "(time since the run's first event); default step. One step is at one x for every tag of a run; "
+        help="x axis: step, items (the run's items seen by the step, e.g. samples or tokens: the "
+        "cumulative count of its tag with the most events, the training loss), epoch (fractional: the "
+        "k-th of the n steps the run logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time "
+        "for yours) or relative (time since the run's first event); default step. One step is at one x "
+        "for every tag of a run; "
         "a --per bucket is drawn at the run's last step in it",
     )
     vg.add_argument("--local-time", action="store_true", help="--x time in the local time zone, not UTC")
