@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lossfmt import _framing, _locking, reader
 from lossfmt import schema as s
@@ -219,6 +221,9 @@ class LiveFile:
         self.sealer = _framing.Sealer()
         self.rows = 0
         self.header = b""
+        #: (first, last) step of the events a resumed file held: a writer starting at or before the first
+        #: is a script run again on the same path, not a resume (told once, at its first flush).
+        self.resumed: tuple[int, int] | None = None
         fd, created = _locking.open_locked(self.target, path)
         try:
             _locking.remove_stale_temps(self.target)
@@ -276,6 +281,9 @@ class LiveFile:
                 f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
             )
         self.schema, self.rows, end = scanned.schema, scanned.table.num_rows, scanned.end
+        if self.rows:
+            bounds = pc.min_max(scanned.table.column(s.STEP))
+            self.resumed = (bounds["min"].as_py(), bounds["max"].as_py())
         del scanned
         if end == os.fstat(fd).st_size:
             return fd  # a live file ending on a record batch: append in place
@@ -302,11 +310,24 @@ class LiveFile:
         # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
         self.append(self.sealer.seal(self._sink.take()))
+        if self.resumed is not None:
+            self._warn_started_over(pc.min(batch.column(s.STEP)).as_py(), *self.resumed)
         self.rows += batch.num_rows
         self.flushes += 1
         for i, field in enumerate(batch.schema):
             if pa.types.is_dictionary(field.type):
                 self.dictionaries[i] = cast("pa.DictionaryArray[Any, Any]", batch.column(i)).dictionary
+
+    def _warn_started_over(self, step: int, first: int, last: int) -> None:
+        self.resumed = None
+        if step <= first:
+            warnings.warn(
+                f"lossfmt: {os.fspath(self.path)} already held steps {first}-{last} of a run; this writer "
+                f"started again at step {step}, so it resumed that run: viewers now hide the earlier events "
+                f"past step {step} (they stay in the file). Use a new path for a separate run.",
+                UserWarning,
+                stacklevel=1,
+            )
 
     def append(self, data: bytes) -> None:
         """Append bytes of whole messages; FileReplacedError if the file at `path` is no longer this one."""

@@ -216,3 +216,35 @@ def test_user_metadata_that_is_not_an_object_survives_resume_and_close(tmp_path,
     stored = lossfmt.run_info(pa.ipc.open_file(path).schema)["meta"]
     assert stored == ([1, 2] if meta is None else {"previous_meta": [1, 2], "lr": 0.1})
     assert steps(path) == [0, 1, 2]
+
+
+def test_a_script_run_again_on_the_same_path_is_told_it_resumed_the_earlier_run(tmp_path):
+    path = tmp_path / "run.arrow"
+    for lr in (0.1, 0.01):  # the same training script, run twice
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with LossWriter(path, meta={"lr": lr}) as w:
+                for step in range(100):
+                    w.add(step, lr * (100 - step))
+        told = [str(c.message) for c in caught if "started again" in str(c.message)]
+        assert told == ([] if lr == 0.1 else [
+            f"lossfmt: {path} already held steps 0-99 of a run; this writer started again at step 0, so it "
+            "resumed that run: viewers now hide the earlier events past step 0 (they stay in the file). Use "
+            "a new path for a separate run."
+        ])  # fmt: skip
+    assert lossfmt.read(path).num_rows == 200  # nothing lost
+
+
+def test_a_resume_from_a_checkpoint_is_not_told_anything(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(10, 100):
+            w.add(step, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with LossWriter(path) as w:  # back to the checkpoint at step 50, and on
+            for step in range(50, 150):
+                w.add(step, 1.0)
+        with LossWriter(path) as w:  # and a plain continuation
+            w.add(150, 1.0)
+    assert lossfmt.read(path).num_rows == 191
