@@ -325,6 +325,7 @@ def read_pandas(
     normalize: str | None = None,
     smooth: str | None = None,
     verify: bool = True,
+    keep_rewound: bool = False,
 ) -> pandas.DataFrame:
     """`read()` as a tidy pandas DataFrame (one row per event, or per bucket with `per`).
 
@@ -332,6 +333,8 @@ def read_pandas(
     aggregates into buckets with their spread; `smooth="ema:W"|"ma:N"` adds a `smoothed` column. tag,
     reduction and run are pandas Categoricals, epoch is nullable Int64, wall_time is datetime64[us, UTC].
     `verify=False` skips checksum verification: faster, but damage may read as data.
+    With `per` or `smooth`, the events a resumed run orphaned are dropped first, as lossview does
+    (`transforms.drop_rewound`; `keep_rewound=True` keeps them); without, every event is a row, as in read().
     """
     try:
         import pandas  # noqa: F401
@@ -346,7 +349,11 @@ def read_pandas(
     norm = transforms.parse_normalize(normalize)
     transforms.parse_smooth(smooth)  # a bad spec fails before any file is read
     _check_verify(verify)  # before any file is read, like the specs above
+    if not isinstance(keep_rewound, bool):
+        raise TypeError(f"keep_rewound must be True or False, not {keep_rewound!r}")
     table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()), None, verify)
+    if (per_ is not None or smooth is not None) and not keep_rewound:
+        table = transforms.drop_rewound(table)
     if per_ is not None:
         table = transforms.bucket(table, per_, normalize=norm)
     elif norm is not None:

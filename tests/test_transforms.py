@@ -551,3 +551,27 @@ def test_select_tags_is_the_one_tag_rule_of_lossfmt() -> None:
     table = events([0, 1, 2], [1.0, 2.0, 3.0], tags=["loss", "val/a[1]", "val/b"])
     assert select_tags(table, "val/a[1]").column("step").to_pylist() == [1]  # the name itself first
     assert select_tags(table, ["loss", "val/*"]).num_rows == 3
+
+
+def test_read_pandas_views_drop_what_a_resume_orphaned_as_lossview_does(tmp_path) -> None:
+    import lossfmt
+    from lossfmt import LossWriter
+
+    path = tmp_path / "resumed.arrow"
+    with LossWriter(path) as w:  # ran to step 149, then resumed from the checkpoint at step 100
+        for step in range(150):
+            w.add(step, 5.0, count=4, epoch=step // 50)
+    with LossWriter(path) as w:
+        for step in range(100, 150):
+            w.add(step, 1.0, count=4, epoch=step // 50)
+    per_epoch = lossfmt.read_pandas(path, per="epoch", normalize="per-item")
+    epoch2 = per_epoch[per_epoch.epoch == 2].iloc[0]
+    # the old step-100 event is kept (the spec's rewind rule), its steps 101-149 dropped
+    assert (epoch2["count"], epoch2.value) == (204, pytest.approx((5 * 4 + 1 * 200) / 204))
+    kept = lossfmt.read_pandas(path, per="epoch", normalize="per-item", keep_rewound=True)
+    assert kept[kept.epoch == 2].iloc[0].value == pytest.approx(3.0)
+    smoothed = lossfmt.read_pandas(path, smooth="ma:5")
+    assert len(smoothed) == 151 and smoothed.smoothed.max() == pytest.approx(5.0)
+    assert len(lossfmt.read_pandas(path)) == 200  # no view: every event, as read()
+    with pytest.raises(TypeError, match="keep_rewound must be True or False"):
+        lossfmt.read_pandas(path, per="epoch", keep_rewound="no")
