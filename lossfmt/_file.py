@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lossfmt import _framing, _locking, reader
 from lossfmt import schema as s
@@ -282,6 +281,8 @@ class LiveFile:
             )
         self.schema, self.rows, end = scanned.schema, scanned.table.num_rows, scanned.end
         if self.rows:
+            import pyarrow.compute as pc  # (a new file's writer never needs it: kept out of its import)
+
             bounds = pc.min_max(scanned.table.column(s.STEP))
             self.resumed = (bounds["min"].as_py(), bounds["max"].as_py())
         del scanned
@@ -310,8 +311,8 @@ class LiveFile:
         # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
         self.append(self.sealer.seal(self._sink.take()))
-        if self.resumed is not None:
-            self._warn_started_over(pc.min(batch.column(s.STEP)).as_py(), *self.resumed)
+        if self.resumed is not None and batch.num_rows:
+            self._warn_started_over(int(batch.column(s.STEP).to_numpy().min()), *self.resumed)
         self.rows += batch.num_rows
         self.flushes += 1
         for i, field in enumerate(batch.schema):
