@@ -66,7 +66,7 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     (bucket = step // per). One row per bucket, series in the table's order of runs and tags, buckets
     ascending within a series, with columns [run], tag, step (the bucket's largest step), epoch (its latest
     epoch, or null), value, count (sum of counts), events, min, max, std (population std of the events'
-    values: the spread for a shaded band), wall_time (latest).
+    values, weighted by count with normalize="per-item": the spread for a shaded band), wall_time (latest).
 
     value is the mean of the events' values, or with normalize="per-item" the mean per item whatever the
     batch sizes: sum(value*count)/sum(count) for mean-reduced events, sum(value)/sum(count) for sum-reduced
@@ -88,8 +88,12 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     per_item, total = _per_item(table, norm, b.order, value, count)
     events = b.events
     bucket_mean = b.reduce(np.add, per_item) / events  # mean of the events' (per-item) values
-    deviation = per_item - np.repeat(bucket_mean, events)
-    std = np.sqrt(b.reduce(np.add, deviation * deviation) / events)
+    if norm == PER_ITEM:  # every item weighs the same: the spread around the per-item mean, by count
+        center, weight, weights = b.reduce(np.add, total) / count_sum, count, count_sum
+    else:
+        center, weight, weights = bucket_mean, 1, events
+    deviation = per_item - np.repeat(center, events)
+    std = np.sqrt(b.reduce(np.add, weight * deviation * deviation) / weights)
     wall_time = table.column(schema.WALL_TIME)
     out = {}
     if series.has_run:
@@ -97,9 +101,7 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     out[schema.TAG] = series.tag_column(codes[b.first])
     out[schema.STEP] = _arrow.array(b.reduce(np.maximum, b.column(schema.STEP, np.int64)), pa.int64())
     out[schema.EPOCH] = _key_epoch(b) if per_ == "epoch" else _latest_epoch(b)
-    out[schema.VALUE] = _arrow.array(
-        b.reduce(np.add, total) / count_sum if norm == PER_ITEM else bucket_mean, pa.float64()
-    )
+    out[schema.VALUE] = _arrow.array(center, pa.float64())
     out[schema.COUNT] = _arrow.array(count_sum, pa.int64())
     out["events"] = _arrow.array(events, pa.int64())
     out["min"] = _arrow.array(b.reduce(np.fmin, per_item), pa.float64())

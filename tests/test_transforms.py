@@ -119,12 +119,15 @@ def test_plain_mean_of_batch_means_is_not_the_per_item_mean_for_a_ragged_last_ba
     assert abs(plain - 3.0) > 0.1
 
 
-def test_per_item_bucket_spread_is_over_the_events_per_item_values() -> None:
+def test_per_item_bucket_spread_is_over_the_events_per_item_values_weighted_by_count() -> None:
     out = bucket(batches([3, 3, 2], "sum"), "epoch", normalize="per-item")
-    per_item = np.array([11 / 3, 3.0, 2.0])
+    per_item, sizes = np.array([11 / 3, 3.0, 2.0]), [3, 3, 2]
+    assert out.column("value")[0].as_py() == pytest.approx(3.0)  # 24 over 8 items
     assert out.column("min")[0].as_py() == pytest.approx(2.0)
     assert out.column("max")[0].as_py() == pytest.approx(11 / 3)
-    assert out.column("std")[0].as_py() == pytest.approx(per_item.std())
+    # every item weighs the same: a batch of 2 counts for less than one of 3, around the per-item mean
+    spread = np.sqrt(np.average((per_item - 3) ** 2, weights=sizes))
+    assert out.column("std")[0].as_py() == pytest.approx(spread)
 
 
 def test_normalize_events_makes_sum_reduced_values_per_item() -> None:
@@ -232,6 +235,12 @@ def test_bucket_totals_conserve_counts_and_events(rows: list[tuple], per: int, n
     assert out.num_rows == len(expected_groups)
 
 
+def _spread(values: list[float], weights: list[int], center: float) -> float:
+    if not all(map(math.isfinite, values)):
+        return math.nan
+    return math.sqrt(sum(w * (v - center) ** 2 for v, w in zip(values, weights, strict=True)) / sum(weights))
+
+
 def reference_buckets(rows: list[tuple], per: int | str, normalize: str | None) -> dict[tuple, dict]:
     """bucket() written plainly: rows are (run, step, tag, value, count, reduction, epoch, wall_time)."""
     groups: dict[tuple, list[tuple]] = {}
@@ -259,7 +268,7 @@ def reference_buckets(rows: list[tuple], per: int | str, normalize: str | None) 
             "events": len(members),
             "min": min(finite) if finite else math.nan,
             "max": max(finite) if finite else math.nan,
-            "std": float(np.std(values)) if all(map(math.isfinite, values)) else math.nan,
+            "std": _spread(values, counts if normalize else [1] * len(values), value),
             "step": max(m[1] for m in members),
             "epoch": max(epochs) if epochs else None,
             "wall_time": max(m[7] for m in members),
