@@ -36,7 +36,21 @@ def require_events(runs: Sequence[v.Run], view: v.View) -> None:
     if all(r.table.num_rows == 0 for r in runs):
         if view.tags:
             raise v.NoDataError(f"no tag matches {' '.join(view.tags)}")
-        raise v.NoDataError(f"{', '.join(r.path for r in runs)}: no events in the file")
+        raise v.NoDataError("; ".join(f"{r.path or r.label}: {_why_empty(r.path)}" for r in runs))
+
+
+def _why_empty(path: str) -> str:
+    """Why a file holds no event: nothing after its header yet, or an unfinished first flush."""
+    try:
+        size, end = os.path.getsize(path), lossfmt.reader.scan(path).end
+    except (OSError, ValueError):  # not a local file (a URL), or gone since it was read
+        return "no events in the file"
+    if size > end:
+        return (
+            f"no complete event: {size - end:,} of its {size:,} bytes are an unfinished first flush (a "
+            "writer still writing it, or a copy cut short)"
+        )
+    return "no events in the file yet"
 
 
 # ---------------------------------------------------------------------------------------------- summary

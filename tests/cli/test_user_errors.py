@@ -302,3 +302,18 @@ def test_web_requests_are_not_logged_to_stderr(tmp_path):
         _, rest = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "404" not in rest and "GET" not in rest, rest
+
+
+def test_a_file_cut_inside_its_first_flush_says_so_not_just_no_events(tmp_path, capsys):
+    data = write(tmp_path / "whole.arrow", 2000).read_bytes()
+    (tmp_path / "cut.arrow").write_bytes(data[:3000])  # a partial copy of a closed run
+    with LossWriter(tmp_path / "new.arrow", flush_secs=3600) as w:  # a writer that has not flushed yet
+        assert cli.main(["summary", str(tmp_path / "new.arrow")]) == 1
+        assert "new.arrow: no events in the file yet" in one_error(capsys)
+        w.add(0, 1.0)
+    assert cli.main(["summary", str(tmp_path / "cut.arrow")]) == 1
+    header = lossfmt.reader.scan(tmp_path / "cut.arrow").end
+    assert (
+        f"cut.arrow: no complete event: {3000 - header:,} of its 3,000 bytes are an unfinished"
+        in one_error(capsys)
+    )
