@@ -35,6 +35,11 @@ def test_epoch_axis_puts_one_step_at_one_x(run):
     assert x["loss"][79] == pytest.approx(8.0)  # an epoch's last step is where it ends
 
 
+def test_per_epoch_on_an_epoch_axis_is_where_the_epoch_s_last_step_is(run):
+    per_step, per_epoch = x_at(run, x="epoch"), x_at(run, x="epoch", per="epoch")
+    assert per_epoch["loss"][79] == per_epoch["val/loss"][70] == per_step["loss"][79] == pytest.approx(8.0)
+
+
 def test_per_epoch_buckets_of_all_tags_sit_at_the_run_s_bucket_end(run):
     x = x_at(run, per="epoch")
     assert x["loss"][79] == x["val/loss"][70] == 79

@@ -259,7 +259,7 @@ def test_mean_runs_draws_mean_with_across_run_band():
 @pytest.mark.parametrize(
     ("view", "bad", "x"),
     [
-        (View(per="epoch", x="epoch", band="minmax"), 52, 5.0),  # drawn at its epoch, named by its step
+        (View(per="epoch", x="epoch", band="minmax"), 52, 6.0),  # drawn at its epoch's end, named by step
         (View(per="epoch", band="std"), 52, 59.0),
         (View(per=7), 40, 41.0),
     ],
@@ -268,7 +268,7 @@ def test_a_bucketed_non_finite_note_names_the_step_of_the_event(view, bad, x):
     y = [np.inf if step == 52 else np.nan if step == 40 and bad == 40 else 1.0 for step in range(100)]
     lp, _ = draw(events(y, epochs=[step // 10 for step in range(100)], run="r"), view)
     s = lp.series[("r", "loss")]
-    epoch = " (epoch 5)" if view.x == "epoch" else ""
+    epoch = " (epoch 5)" if view.per == "epoch" else ""
     assert s.note.get_text() == f"{'NaN' if bad == 40 else '+inf'} at step {bad}{epoch}" + (
         " (2 non-finite)" if bad == 40 else ""
     )

@@ -116,7 +116,9 @@ def set_nonfinite(s: SeriesArtists, x: np.ndarray, c: Curve, view: View) -> None
     s.note.xy = (x[first], y[0])
     step = c.step if c.event_step is None else c.event_step
     where = f"step {int(step[first])}"
-    if view.x == "epoch" and view.per in (None, "epoch"):  # x is the event's own epoch
+    if c.bucket is not None:  # per epoch: the mark is at its epoch's end, the step inside it
+        where += f" (epoch {int(c.bucket[first])})"
+    elif view.x == "epoch" and view.per is None:  # x is the event's own (fractional) epoch
         where += f" (epoch {float(c.x[first]):g})"
     s.note.set_text(f"{kind} at {where}{more}")
 

@@ -295,8 +295,8 @@ def _curve(
     elif view.x == "items":
         x = axis.items(axis.steps(sub))
     elif view.x == "epoch":
-        if view.per == "epoch":
-            x = column(sub, "epoch", np.float64)
+        if view.per == "epoch":  # at the epoch's end (e + 1), where its last step is on this axis
+            x = axis.epochs(column(sub, "epoch", np.float64), axis.steps(sub))
         elif bucketed:
             ends = axis.steps(sub)
             x = axis.epochs(axis.epoch_of(ends), ends)
