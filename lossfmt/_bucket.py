@@ -88,12 +88,12 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     per_item, total = _per_item(table, norm, b.order, value, count)
     events = b.events
     bucket_mean = b.reduce(np.add, per_item) / events  # mean of the events' (per-item) values
+    center, weights = bucket_mean, events
     if norm == PER_ITEM:  # every item weighs the same: the spread around the per-item mean, by count
-        center, weight, weights = b.reduce(np.add, total) / count_sum, count, count_sum
-    else:
-        center, weight, weights = bucket_mean, 1, events
+        center, weights = b.reduce(np.add, total) / count_sum, count_sum
     deviation = per_item - np.repeat(center, events)
-    std = np.sqrt(b.reduce(np.add, weight * deviation * deviation) / weights)
+    squares = deviation * deviation * count if norm == PER_ITEM else deviation * deviation
+    std = np.sqrt(b.reduce(np.add, squares) / weights)
     wall_time = table.column(schema.WALL_TIME)
     out = {}
     if series.has_run:

@@ -121,6 +121,37 @@ def test_live_redraws_the_display_as_a_writer_in_the_kernel_flushes(kernel: Kern
     kernel.run("live.stop()\nw.close()\n")
 
 
+def test_live_takes_the_view_options_of_figure(kernel: Kernel, tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    messages = kernel.run(
+        "import lossfmt, lossview\n"
+        f"w = lossfmt.LossWriter({os.fspath(path)!r})\n"
+        "for step in range(100):\n"
+        "    w.add(step, 1.0 / (1 + step), count=32, epoch=step // 10)\n"
+        "    w.add(step, 5.0, 'lr', epoch=step // 10)\n"
+        "w.flush()\n"
+        "live = lossview.live(w.path, tags='loss', per='epoch', logy=True, title='sweep', interval=0.2)\n"
+        "(ax,) = live.fig.axes\n"
+        "labels = {line.get_label() for line in ax.get_lines()}\n"
+        "points = len(ax.get_lines()[0].get_xdata())\n"
+        "print(ax.get_yscale(), live.fig.get_suptitle(), 'lr' in labels, points)\n"
+        "live.stop()\n"
+        "w.close()\n"
+    )
+    printed = "".join(m["content"]["text"] for m in messages if m["msg_type"] == "stream")
+    assert printed.split("\n")[0] == "log sweep False 10"  # log scale, the title, only loss, 10 epochs
+    assert len([m for m in messages if m["msg_type"] == "display_data"]) == 1
+
+
+def test_live_refuses_a_bad_option_before_showing_anything(tmp_path: Path) -> None:
+    import lossview
+
+    with pytest.raises(ValueError, match="per"):
+        lossview.live(tmp_path / "run.arrow", per="bogus")
+    with pytest.raises(ValueError, match="interval must be a number of seconds > 0, not 0"):
+        lossview.live(tmp_path / "run.arrow", interval=0)
+
+
 def test_live_in_a_script_raises_before_showing_anything(tmp_path: Path) -> None:
     import lossfmt
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from lossview.notebook import LiveDisplay
+    from lossview.view import View as _View
 
 __all__ = ["figure", "live"]
 
@@ -39,6 +40,55 @@ def figure(
     from lossview import notebook, plot, view
 
     args = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    options = _view(tags, smooth, per, normalize, x, band, mean_runs, label)
+    runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
+    view.require_tags(args, options, runs)
+    fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
+    style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
+    plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))
+    return fig
+
+
+def live(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    interval: float = 1.0,
+    tags: str | Sequence[str] | None = (),
+    smooth: str | None = None,
+    per: str | int | None = None,
+    normalize: str | None = None,
+    x: str = "step",
+    band: str | None = None,
+    mean_runs: bool = False,
+    split: bool = False,
+    logy: bool = False,
+    title: str | None = None,
+    label: str | None = None,
+) -> LiveDisplay:
+    """In Jupyter: show a run and redraw it as it grows while training runs in a background thread.
+
+    The view options are those of ``figure()``; ``interval`` is the seconds between polls. Returns a
+    ``lossview.notebook.LiveDisplay``; call ``.stop()`` to stop following.
+    """
+    from lossview import notebook
+
+    options = _view(tags, smooth, per, normalize, x, band, mean_runs, label)
+    return notebook.live(source, interval=interval, view=options, split=split, logy=logy, title=title)
+
+
+def _view(
+    tags: str | Sequence[str] | None,
+    smooth: str | None,
+    per: str | int | None,
+    normalize: str | None,
+    x: str,
+    band: str | None,
+    mean_runs: bool,
+    label: str | None,
+) -> _View:
+    """The checked view of figure()'s and live()'s options (ValueError naming a bad one)."""
+    from lossview import view
+
     explicit = smooth is not None
     options = view.View(
         tags=() if tags is None else (tags,) if isinstance(tags, str) else tuple(tags),
@@ -52,21 +102,4 @@ def figure(
         label=label,
     )
     options.check()
-    runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
-    view.require_tags(args, options, runs)
-    fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
-    style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
-    plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))
-    return fig
-
-
-def live(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, interval: float = 1.0
-) -> LiveDisplay:
-    """In Jupyter: show a run and redraw it as it grows while training runs in a background thread.
-
-    Returns a ``lossview.notebook.LiveDisplay``; call ``.stop()`` to stop following.
-    """
-    from lossview import notebook
-
-    return notebook.live(source, interval=interval)
+    return options

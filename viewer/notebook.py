@@ -23,6 +23,7 @@ import io
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from matplotlib.figure import Figure
 
@@ -64,7 +65,8 @@ class LiveDisplay:
         self._cache = CurveCache(self.view)
         compare = len(args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in args)
         self.fig = Figure(figsize=(8.0, 4.5), dpi=100, layout="constrained")
-        style = style or plot.Style(compare=compare and not self.view.mean_runs)
+        # several runs are told apart by colour, unless averaged
+        style = replace(style or plot.Style(), compare=compare and not self.view.mean_runs)
         self.plot = plot.LossPlot(self.fig, self.view, style, plot.NoOutput())
         self._show = show or _ipython_show(uuid.uuid4().hex)
         self._shown = False
@@ -123,11 +125,20 @@ def _ipython_show(display_id: str) -> Show:
 
 
 def live(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, interval: float = 1.0
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    interval: float = 1.0,
+    view: _view.View | None = None,
+    split: bool = False,
+    logy: bool = False,
+    title: str | None = None,
 ) -> LiveDisplay:
     """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
+    if not (isinstance(interval, (int, float)) and interval > 0):  # 0 would poll in a busy loop
+        raise ValueError(f"interval must be a number of seconds > 0, not {interval!r}")
     _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
-    display = LiveDisplay(source, interval=interval)
+    style = plot.Style(split=split, logy=logy, title=title)
+    display = LiveDisplay(source, interval=interval, view=view, style=style)
     display.refresh()
     display.start()
     return display
