@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from lossfmt import _arrow, _file, _framing, _locking
 from lossfmt import schema as s
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import LossFormatError, NoSuchFileError
 
 __all__ = ["compact", "compact_locked", "salvage"]
 
@@ -213,7 +213,7 @@ def compact(path: str | os.PathLike[str]) -> None:
     shown = Path(path)
     final = _locking.target(shown.absolute())
     if not final.exists():
-        raise LossFormatError(f"{os.fspath(path)}: no such file")
+        raise NoSuchFileError(f"{os.fspath(path)}: no such file")
     fd, _ = _locking.open_locked(final, shown)
     try:
         _locking.remove_stale_temps(final)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from lossfmt import _columns
 from lossfmt import _framing as fr
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import LossFormatError, NoSuchFileError
 
 __all__ = ["Dictionaries", "decode", "decode_span", "iter_batches"]
 
@@ -188,7 +188,7 @@ def iter_batches(
     try:
         f = open(name, "rb")  # noqa: SIM115 (closed by the generator, or below)
     except FileNotFoundError:
-        raise LossFormatError(f"{name}: no such file") from None
+        raise NoSuchFileError(f"{name}: no such file") from None
     except OSError as exc:
         raise LossFormatError(f"{name}: cannot read ({exc.strerror or exc})") from None
     try:

@@ -7,6 +7,7 @@ __all__ = [
     "FileReplacedError",
     "LossFormatError",
     "LossfmtError",
+    "NoSuchFileError",
     "UnreadableValueError",
     "WriterBusyError",
     "WriterClosedError",
@@ -23,6 +24,10 @@ class LossFormatError(LossfmtError, ValueError):
     #: For damage found in a file's messages: the byte offset of the damaged message (the verified prefix
     #: ends there at the latest); None otherwise.
     offset: int | None = None
+
+
+class NoSuchFileError(LossFormatError, FileNotFoundError):
+    """A path or URL to read does not exist (an ``except FileNotFoundError`` catches it too)."""
 
 
 class WriterBusyError(LossfmtError, RuntimeError):

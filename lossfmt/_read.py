@@ -95,7 +95,7 @@ def read_bytes(path: PathLike) -> bytes:
                 raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file")
             return f.read()
     except FileNotFoundError:
-        raise s.LossFormatError(f"{name}: no such file") from None
+        raise s.NoSuchFileError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise s.LossFormatError(f"{name}: not a regular file, so not a lossfmt file") from None
     except OSError as exc:

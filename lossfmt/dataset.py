@@ -20,7 +20,7 @@ import pyarrow as pa
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
 from lossfmt import _arrow, _framing, _sources, schema
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import LossFormatError, NoSuchFileError
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
 from lossfmt.reader import read, scan
@@ -181,7 +181,7 @@ def _closed_file(path: str, budget: int, verify: bool = False) -> _Closed | None
     try:
         source = _sources.open_url(path) if _sources.is_url(path) else pa.OSFile(path, "r")
     except FileNotFoundError:
-        raise LossFormatError(f"{path}: no such file") from None
+        raise NoSuchFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise LossFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with source:

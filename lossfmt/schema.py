@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from lossfmt._errors import LossFormatError as LossFormatError  # re-exported: s.LossFormatError
+from lossfmt._errors import NoSuchFileError as NoSuchFileError
 
 FORMAT_VERSION = 1
 

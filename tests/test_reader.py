@@ -13,6 +13,7 @@ from filebytes import batch_ends, closed_bytes, live_bytes, message_ends, unveri
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import lossfmt
 from lossfmt import (
     LossFormatError,
     LossWriter,
@@ -26,6 +27,7 @@ from lossfmt import (
     reader,
     schema,
 )
+from lossfmt.dataset import footer_schema
 
 T0_US = 1_700_000_000_000_000
 
@@ -254,6 +256,26 @@ def test_a_version_that_is_not_text_is_a_format_error(tmp_path, sch):
     data = live_bytes(garbled, [_batch(garbled, _rows(1))])
     with pytest.raises(LossFormatError, match=r"version \ufffd is not supported"):
         read(_write(tmp_path / "garbled.arrow", data))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lossfmt.read,
+        lossfmt.read_pandas,
+        lossfmt.dataset,
+        lossfmt.compact,
+        lossfmt.reader.scan,
+        lambda path: lossfmt.read([path]),
+        lambda path: footer_schema(os.fspath(path)),
+    ],
+    ids=["read", "read_pandas", "dataset", "compact", "scan", "read_list", "footer_schema"],
+)
+def test_a_missing_file_is_a_file_not_found_error_too(tmp_path, call):
+    with pytest.raises(FileNotFoundError, match=r"nope\.arrow: no such file") as caught:
+        call(tmp_path / "nope.arrow")
+    assert isinstance(caught.value, lossfmt.LossFormatError)  # as it always was
+    assert isinstance(caught.value, lossfmt.NoSuchFileError)
 
 
 def test_missing_file_and_directory_without_runs_raise(tmp_path):
