@@ -85,6 +85,12 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     value = b.column(schema.VALUE, np.float64)
     count = b.column(schema.COUNT, np.int64)
     count_sum = b.reduce(np.add, count)
+    if count.size and int(count.max()) > np.iinfo(np.int64).max // int(b.events.max()):  # it may wrap around
+        past = b.reduce(np.add, count.astype(np.float64)) >= 2.0**63
+        if past.any():
+            raise ValueError(
+                f"the counts of a bucket sum past the largest int64 ({int(count.max()):,} per event)"
+            )
     per_item, total = _per_item(table, norm, b.order, value, count)
     events = b.events
     bucket_mean = b.reduce(np.add, per_item) / events  # mean of the events' (per-item) values

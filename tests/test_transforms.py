@@ -584,3 +584,11 @@ def test_read_pandas_views_drop_what_a_resume_orphaned_as_lossview_does(tmp_path
     assert len(lossfmt.read_pandas(path)) == 200  # no view: every event, as read()
     with pytest.raises(TypeError, match="keep_rewound must be True or False"):
         lossfmt.read_pandas(path, per="epoch", keep_rewound="no")
+
+
+def test_bucket_counts_that_would_wrap_around_int64_are_an_error_not_a_negative_mean() -> None:
+    table = events([0, 1], [1.0, 2.0], counts=[2**62, 2**62], epochs=0)
+    with pytest.raises(ValueError, match="the counts of a bucket sum past the largest int64"):
+        bucket(table, "epoch", normalize="per-item")
+    near = bucket(events([0, 1], [1.0, 2.0], counts=[2**62, 2**61], epochs=0), "epoch")
+    assert near.column("count")[0].as_py() == 3 * 2**61  # checked, and it fits
