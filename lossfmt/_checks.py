@@ -3,13 +3,14 @@
 `event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction.
 `writer_options`: the constructor's flush_secs, max_pending, meta and run. `checked_meta`: the run metadata,
 stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which the file stores
-as UTF-8.
+as UTF-8. `warn_started_over`, `warn_torn_tail`: what a resume tells the user (a warning: nothing is refused).
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ __all__ = [
     "checked_meta",
     "event_options",
     "run_name",
+    "warn_started_over",
+    "warn_torn_tail",
     "writer_options",
 ]
 
@@ -128,3 +131,25 @@ def writer_options(flush_secs: Any, max_pending: Any, meta: Any, run: Any) -> No
         raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
     if run is not None and (not isinstance(run, str) or not run):
         raise ValueError(f"run must be a non-empty string, got {run!r}")
+
+
+def warn_started_over(path: Path, step: int, first: int, last: int) -> None:
+    """A resumed writer's first flush starts at or before the file's first step: a script run again."""
+    if step <= first:
+        warnings.warn(
+            f"lossfmt: {os.fspath(path)} already held steps {first}-{last} of a run; this writer started "
+            f"again at step {step}, so it resumed that run: viewers now hide the earlier events past step "
+            f"{step} (they stay in the file). Use a new path for a separate run.",
+            UserWarning,
+            stacklevel=1,
+        )
+
+
+def warn_torn_tail(path: Path, dropped: int) -> None:
+    """Resuming a file without footer drops the bytes after its last complete event (spec §1.2)."""
+    warnings.warn(
+        f"lossfmt: resuming {os.fspath(path)} dropped its last {dropped:,} bytes, an unfinished flush (a "
+        "crash while writing, or a copy cut short); every complete event is kept",
+        UserWarning,
+        stacklevel=1,
+    )

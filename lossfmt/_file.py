@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import pyarrow as pa
 
-from lossfmt import _framing, _locking, reader
+from lossfmt import _checks, _framing, _locking, reader
 from lossfmt import schema as s
 from lossfmt._errors import FileReplacedError, LossFormatError
 
@@ -285,9 +284,12 @@ class LiveFile:
 
             bounds = pc.min_max(scanned.table.column(s.STEP))
             self.resumed = (bounds["min"].as_py(), bounds["max"].as_py())
+        closed, size = scanned.closed, os.fstat(fd).st_size
         del scanned
-        if end == os.fstat(fd).st_size:
+        if end == size:
             return fd  # a live file ending on a record batch: append in place
+        if not closed:
+            _checks.warn_torn_tail(self.path, size - end)
         # A closed file's EOS and footer, a torn tail, or dictionaries of a torn flush follow `end`: copy the
         # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
         temp = _locking.TempFile(self.target)
@@ -312,23 +314,13 @@ class LiveFile:
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
         self.append(self.sealer.seal(self._sink.take()))
         if self.resumed is not None and batch.num_rows:
-            self._warn_started_over(int(batch.column(s.STEP).to_numpy().min()), *self.resumed)
+            _checks.warn_started_over(self.path, int(batch.column(s.STEP).to_numpy().min()), *self.resumed)
+            self.resumed = None
         self.rows += batch.num_rows
         self.flushes += 1
         for i, field in enumerate(batch.schema):
             if pa.types.is_dictionary(field.type):
                 self.dictionaries[i] = cast("pa.DictionaryArray[Any, Any]", batch.column(i)).dictionary
-
-    def _warn_started_over(self, step: int, first: int, last: int) -> None:
-        self.resumed = None
-        if step <= first:
-            warnings.warn(
-                f"lossfmt: {os.fspath(self.path)} already held steps {first}-{last} of a run; this writer "
-                f"started again at step {step}, so it resumed that run: viewers now hide the earlier events "
-                f"past step {step} (they stay in the file). Use a new path for a separate run.",
-                UserWarning,
-                stacklevel=1,
-            )
 
     def append(self, data: bytes) -> None:
         """Append bytes of whole messages; FileReplacedError if the file at `path` is no longer this one."""

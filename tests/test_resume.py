@@ -96,10 +96,15 @@ def test_a_torn_tail_is_dropped_by_an_atomic_replace_and_every_complete_event_ke
     data = live_file(path)
     ends = batch_ends(data)
     path.write_bytes(data[: ends[-1] - 5])  # the last flush torn mid-message
-    with open(path, "rb") as old, LossWriter(path) as w:
+    torn = ends[-1] - 5 - ends[-2]
+    with open(path, "rb") as old, pytest.warns(UserWarning) as told, LossWriter(path) as w:
         assert os.stat(path).st_ino != os.fstat(old.fileno()).st_ino
         w.add(1000, 1.0)
     assert steps(path) == [*range(200), 1000]
+    assert [str(t.message) for t in told] == [
+        f"lossfmt: resuming {path} dropped its last {torn:,} bytes, an unfinished flush (a crash while "
+        "writing, or a copy cut short); every complete event is kept"
+    ]
 
 
 def test_dictionaries_of_a_torn_flush_are_dropped(tmp_path):
