@@ -3,7 +3,7 @@
 `event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction.
 `writer_options`: the constructor's flush_secs, max_pending, meta and run. `checked_meta`: the run metadata,
 stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which the file stores
-as UTF-8. `warn_started_over`, `warn_torn_tail`: what a resume tells the user (a warning: nothing is refused).
+as UTF-8. `started_over`, `warn_torn_tail`: what a resume tells the user (a warning: nothing is refused).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = [
     "checked_meta",
     "event_options",
     "run_name",
-    "warn_started_over",
+    "started_over",
     "warn_torn_tail",
     "writer_options",
 ]
@@ -133,16 +133,16 @@ def writer_options(flush_secs: Any, max_pending: Any, meta: Any, run: Any) -> No
         raise ValueError(f"run must be a non-empty string, got {run!r}")
 
 
-def warn_started_over(path: Path, step: int, first: int, last: int) -> None:
-    """A resumed writer's first flush starts at or before the file's first step: a script run again."""
-    if step <= first:
-        warnings.warn(
-            f"lossfmt: {os.fspath(path)} already held steps {first}-{last} of a run; this writer started "
-            f"again at step {step}, so it resumed that run: viewers now hide the earlier events past step "
-            f"{step} (they stay in the file). Use a new path for a separate run.",
-            UserWarning,
-            stacklevel=1,
-        )
+def started_over(path: os.PathLike[str] | str, step: int, first: int, last: int) -> str | None:
+    """What to tell when a resumed writer's first flush starts at or before the file's first step (a script
+    run again on the same path), else None."""
+    if step > first:
+        return None
+    return (
+        f"lossfmt: {os.fspath(path)} already held steps {first}-{last} of a run; this writer started "
+        f"again at step {step}, so it resumed that run: viewers now hide the earlier events past step "
+        f"{step} (they stay in the file). Use a new path for a separate run."
+    )
 
 
 def warn_torn_tail(path: Path, dropped: int) -> None:

@@ -220,7 +220,7 @@ class LiveFile:
         self.rows = 0
         self.header = b""
         #: (first, last) step of the events a resumed file held: a writer starting at or before the first
-        #: is a script run again on the same path, not a resume (told once, at its first flush).
+        #: is a script run again on the same path, not a resume (the Encoder tells, on the caller's thread).
         self.resumed: tuple[int, int] | None = None
         fd, created = _locking.open_locked(self.target, path)
         try:
@@ -313,9 +313,6 @@ class LiveFile:
         # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
         self.append(self.sealer.seal(self._sink.take()))
-        if self.resumed is not None and batch.num_rows:
-            _checks.warn_started_over(self.path, int(batch.column(s.STEP).to_numpy().min()), *self.resumed)
-            self.resumed = None
         self.rows += batch.num_rows
         self.flushes += 1
         for i, field in enumerate(batch.schema):

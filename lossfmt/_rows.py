@@ -22,13 +22,14 @@ import os
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow, _compiled, _values
+from lossfmt import _arrow, _checks, _compiled, _values
 from lossfmt import schema as s
 from lossfmt._errors import UnreadableValueError
 
@@ -127,8 +128,14 @@ def _reduction_dictionary() -> pa.Array[Any]:
 class Encoder:
     """Turns pending rows into record batches of one stream, keeping the stream's tag dictionary."""
 
-    def __init__(self, schema: pa.Schema, path: os.PathLike[str] | str = "") -> None:
+    def __init__(
+        self, schema: pa.Schema, path: os.PathLike[str] | str = "", resumed: tuple[int, int] | None = None
+    ) -> None:
         self.schema, self.path = schema, path
+        #: The (first, last) step of a resumed file's events, until the first batch is checked against it;
+        #: what that check finds is warned of by the next raise_unread(), on the caller's thread.
+        self._resumed = resumed
+        self._notice: str | None = None
         self._code = np.full(16, -1, dtype=np.int32)  # tag id -> code in this stream's dictionary
         self._dictionary_names: list[str] = []
         self._dictionary = _arrow.strings([])
@@ -140,7 +147,11 @@ class Encoder:
 
     def raise_unread(self) -> None:
         """UnreadableValueError if events were dropped since the last call because their value (a deferred
-        tensor) could not be read on the flusher thread: how many, the first ones and why."""
+        tensor) could not be read on the flusher thread: how many, the first ones and why. Before that, the
+        warning of a run started over (`_checks.started_over`), once."""
+        notice, self._notice = self._notice, None
+        if notice is not None:
+            warnings.warn(notice, UserWarning, stacklevel=4)  # the user's flush() or close()
         with self._unread_lock:
             count, first = self._unread_count, self._unread
             self._unread_count, self._unread = 0, []
@@ -182,6 +193,9 @@ class Encoder:
             epochs = _arrow.array(row["epoch"], pa.int64(), mask=~has_epoch)
         else:
             epochs = pa.nulls(n, pa.int64())
+        if self._resumed is not None and n:
+            self._notice = _checks.started_over(self.path, int(row["step"].min()), *self._resumed)
+            self._resumed = None
         reduction_index = (flags & SUM).view(np.int8) >> 1
         wall_us = np.rint(row["time"] * 1e6).astype(np.int64)
         return pa.RecordBatch.from_arrays(

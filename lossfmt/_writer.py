@@ -73,7 +73,7 @@ class _Run:
             info = s.run_info(file.schema)
             flusher = Flusher(
                 pending,
-                _rows.Encoder(file.schema, file.path),
+                _rows.Encoder(file.schema, file.path, file.resumed),
                 file.write_batch,
                 on_error,
                 between=_recompact.Recompaction(file).after_flush,

@@ -253,3 +253,21 @@ def test_a_resume_from_a_checkpoint_is_not_told_anything(tmp_path):
         with LossWriter(path) as w:  # and a plain continuation
             w.add(150, 1.0)
     assert lossfmt.read(path).num_rows == 191
+
+
+def test_the_started_again_warning_comes_on_the_caller_s_thread_and_never_stops_the_writer(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(10):
+            w.add(step, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under pytest -W error: a warning is an exception
+        w = LossWriter(path)
+        for step in range(10):
+            w.add(step, 2.0)
+        with pytest.raises(UserWarning, match="this writer started again at step 0"):
+            w.flush()  # the flusher thread wrote the batch; the caller is told
+        w.add(10, 2.0)  # still usable: nothing broke on the flusher thread
+        w.close()  # told once
+    assert lossfmt.read(path).num_rows == 21
+    assert lossfmt.reader.scan(path).closed
