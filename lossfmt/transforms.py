@@ -49,6 +49,7 @@ __all__ = [
     "parse_normalize",
     "parse_per",
     "parse_smooth",
+    "run_wide_steps",
     "select_tags",
     "series",
     "smooth_table",
@@ -88,18 +89,54 @@ def smooth_table(
 
 def drop_rewound(table: pa.Table) -> pa.Table:
     """Drop the events a resume orphaned: an event is dropped when a later event of the same run and tag has
-    a strictly smaller step. Repeated steps are kept, and so, unlike TensorBoard's purge, are the earlier
-    events at the restart step itself (the format spec's rewind rule); row order is kept."""
+    a strictly smaller position, its step, or (epoch, step) where every event of the tag has an epoch (a loop
+    ``for step, batch in enumerate(loader)`` restarts its steps each epoch). Repeated positions are kept,
+    and so, unlike TensorBoard's purge, are the earlier events at the restart position itself (the format
+    spec's rewind rule); row order is kept."""
     _require(table, schema.STEP, schema.TAG)
     if _never_decreases(table.column(schema.STEP)):  # nothing can be orphaned
         return table
     steps = _numpy(table, schema.STEP, np.int64)
+    epochs = None
+    if schema.EPOCH in table.column_names:
+        epochs = _arrow.to_numpy(table.column(schema.EPOCH), fill=np.nan).astype(np.float64, copy=False)
     keep = np.ones(steps.size, dtype=bool)
     for rows in _Series(table).groups():
-        step = steps[rows]
-        later_min = np.minimum.accumulate(step[::-1])[::-1]
-        keep[rows[:-1]] = step[:-1] <= later_min[1:]
+        position = steps[rows]
+        if epochs is not None and not np.isnan(epoch := epochs[rows]).any():
+            position = _ranks(epoch, position)
+        later_min = np.minimum.accumulate(position[::-1])[::-1]
+        keep[rows[:-1]] = position[:-1] <= later_min[1:]
     return table.filter(_arrow.array(keep))
+
+
+def run_wide_steps(table: pa.Table) -> pa.Table | None:
+    """`table` (one run's events) with each step made run-wide where its steps restart each epoch (every
+    event has an epoch, and wherever the step goes down in file order the epoch goes up): epoch e's steps
+    follow those of the epochs before it, offset by their largest step plus one. None for any other run."""
+    if schema.EPOCH not in table.column_names or table.column(schema.EPOCH).null_count or table.num_rows < 2:
+        return None
+    steps = _numpy(table, schema.STEP, np.int64)
+    down = np.flatnonzero(steps[1:] < steps[:-1])
+    if not down.size:
+        return None
+    epochs = _numpy(table, schema.EPOCH, np.int64)
+    if not (epochs[down + 1] > epochs[down]).all() or (np.diff(epochs) < 0).any():
+        return None
+    known, at = np.unique(epochs, return_inverse=True)
+    last = np.full(known.size, np.iinfo(np.int64).min)
+    np.maximum.at(last, at, steps)
+    offsets = np.r_[0, np.cumsum(last[:-1] + 1)]
+    return _replace(table, schema.STEP, _arrow.array(offsets[at] + steps))
+
+
+def _ranks(epoch: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Each (epoch, step) pair's rank in lexicographic order (equal pairs, equal ranks)."""
+    order = np.lexsort((step, epoch))
+    e, s = epoch[order], step[order]
+    ranks = np.empty(step.size, np.int64)
+    ranks[order] = np.cumsum(np.r_[True, (e[1:] != e[:-1]) | (s[1:] != s[:-1])])
+    return ranks
 
 
 def _never_decreases(column: pa.ChunkedArray[Any]) -> bool:

@@ -119,3 +119,17 @@ def test_per_epoch_says_which_tags_it_leaves_out_for_want_of_an_epoch(tmp_path: 
     with pytest.warns(UserWarning, match=r"--per epoch: not drawn, logged without an epoch: .*r\.arrow: lr"):
         drawn = lv.curves(lv.load([path], view), view)
     assert [c.tag for c in drawn] == ["loss"]
+
+
+def test_steps_that_restart_each_epoch_are_drawn_run_wide_on_a_step_axis(tmp_path: Path) -> None:
+    path = tmp_path / "loader.arrow"
+    with LossWriter(path) as w:  # the README's loop: for step, (x, y) in enumerate(loader), per epoch
+        for epoch in range(3):
+            for step in range(10):
+                w.add(step, 1.0, "loss", count=4, epoch=epoch)
+            w.add(9, 2.0, "val/loss", epoch=epoch)
+    with pytest.warns(UserWarning, match="loader: its steps restart each epoch: drawn run-wide"):
+        x = x_at(path)
+    assert list(x["loss"].values()) == list(range(30)) and list(x["val/loss"].values()) == [9, 19, 29]
+    by_epoch = x_at(path, x="epoch")  # every epoch drawn, none taken for a rewind
+    assert len(by_epoch["loss"]) == 30 and by_epoch["val/loss"][29] == pytest.approx(3.0)

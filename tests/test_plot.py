@@ -472,10 +472,11 @@ def test_curves_from_the_view_columns_equal_curves_from_every_column(tmp_path, v
                 np.testing.assert_array_equal(getattr(g, name), getattr(w, name), err_msg=f"{view} {name}")
 
 
-def test_view_columns_are_step_tag_value_unless_an_option_needs_more():
-    assert View().columns() == ("step", "tag", "value")
-    assert View(x="time").columns() == ("step", "tag", "value", "wall_time")
-    assert View(normalize="per-item").columns() == ("step", "tag", "value", "count", "reduction")
+def test_view_columns_are_step_tag_value_epoch_unless_an_option_needs_more():
+    # epoch always: it tells a run whose steps restart each epoch from a resumed one
+    assert View().columns() == ("step", "tag", "value", "epoch")
+    assert View(x="time").columns() == ("step", "tag", "value", "epoch", "wall_time")
+    assert View(normalize="per-item").columns() == ("step", "tag", "value", "count", "epoch", "reduction")
     assert View(per="epoch").columns() == ("step", "tag", "value", "count", "epoch", "wall_time")
 
 

@@ -26,6 +26,7 @@ from lossfmt.transforms import (
     one_series,
     parse_normalize,
     parse_per,
+    run_wide_steps,
     select_tags,
     series,
     smooth_table,
@@ -592,3 +593,43 @@ def test_bucket_counts_that_would_wrap_around_int64_are_an_error_not_a_negative_
         bucket(table, "epoch", normalize="per-item")
     near = bucket(events([0, 1], [1.0, 2.0], counts=[2**62, 2**61], epochs=0), "epoch")
     assert near.column("count")[0].as_py() == 3 * 2**61  # checked, and it fits
+
+
+def test_steps_that_restart_each_epoch_are_not_a_rewind_but_a_resume_within_them_is() -> None:
+    # for step, batch in enumerate(loader) inside an epoch loop: steps 0-9 in each of three epochs
+    steps, epochs = [s for _ in range(3) for s in range(10)], [e for e in range(3) for _ in range(10)]
+    table = events(steps, [1.0] * 30, epochs=epochs)
+    assert drop_rewound(table).num_rows == 30
+    # killed in epoch 2 at step 5, resumed from the checkpoint at epoch 1 step 4
+    resumed = events(
+        [*steps[:26], *range(4, 10), *range(10)], [1.0] * 42, epochs=[*epochs[:26], *[1] * 6, *[2] * 10]
+    )
+    kept = drop_rewound(resumed)
+    old = list(zip(steps[:15], epochs[:15], strict=True))  # up to and with (epoch 1, step 4)
+    new = [(s, 1) for s in range(4, 10)] + [(s, 2) for s in range(10)]
+    assert (
+        list(zip(kept.column("step").to_pylist(), kept.column("epoch").to_pylist(), strict=True)) == old + new
+    )
+    # without epochs the step alone is the position, as before
+    assert drop_rewound(events(steps, [1.0] * 30)).num_rows == 10 + 2
+
+
+def test_run_wide_steps_continue_each_epoch_after_the_ones_before() -> None:
+    steps, epochs = [s for _ in range(3) for s in range(10)], [e for e in range(3) for _ in range(10)]
+    out = run_wide_steps(events(steps, [1.0] * 30, epochs=epochs))
+    assert out is not None and out.column("step").to_pylist() == list(range(30))
+    assert run_wide_steps(events(list(range(30)), [1.0] * 30, epochs=epochs)) is None  # global steps
+    assert run_wide_steps(events(steps, [1.0] * 30)) is None  # no epochs: a rewind, not a restart
+    assert run_wide_steps(events([5, 3], [1.0, 1.0], epochs=[1, 1])) is None  # down without a new epoch
+
+
+def test_read_pandas_per_epoch_of_steps_that_restart_each_epoch_keeps_every_event(tmp_path) -> None:
+    import lossfmt
+
+    path = tmp_path / "loader.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for epoch in range(3):
+            for step in range(10):
+                w.add(step, float(epoch), count=4, epoch=epoch)
+    df = lossfmt.read_pandas(path, per="epoch", normalize="per-item")
+    assert df[["epoch", "value", "count", "events"]].values.tolist() == [[e, e, 40, 10] for e in range(3)]

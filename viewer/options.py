@@ -129,8 +129,8 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
         "--keep-rewound",
         action="store_true",
         help="keep events orphaned by a resumed run's rewind (default: drop each event that a later event of "
-        "its tag with a smaller step orphans; unlike TensorBoard's purge, events at the restart step itself "
-        "are kept: spec/FORMAT.md, rewinds)",
+        "its tag with a smaller step, or (epoch, step) where the tag has epochs, orphans; unlike "
+        "TensorBoard's purge, events at the restart step itself are kept: spec/FORMAT.md, rewinds)",
     )
 
 

@@ -1,9 +1,8 @@
 """From options to curves: which files and tags, which read-time transforms, which x axis.
 
 Every rule about data lives in ``lossfmt`` (paths, run labels, tag selection, rewinds, normalization,
-bucketing, smoothing, the mean across runs); this module only chooses and chains them, per run, and cuts the
-result into one ``Curve`` per (run, tag). matplotlib is never imported here, so the data flow is testable
-without rendering.
+bucketing, smoothing, the mean across runs); this module only chains them, per run, into one ``Curve`` per
+(run, tag). matplotlib is never imported here, so the data flow is testable without rendering.
 """
 
 from __future__ import annotations
@@ -99,7 +98,8 @@ class View:
 
     def columns(self) -> tuple[str, ...]:
         """The file columns this view reads, in file order (reading only these skips decompressing others)."""
-        needed = {"step", "tag", "value"}
+        # epoch too: a run whose steps restart each epoch is told apart from a rewind by its epochs
+        needed = {"step", "tag", "value", "epoch"}
         if self.per is not None:  # buckets carry counts, epochs and times along
             needed |= {"count", "epoch", "wall_time"}
         if self.normalize is not None:
@@ -253,6 +253,10 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
         events = filter_tags(run.table, view)
         if not view.keep_rewound and events.num_rows:
             events = transforms.drop_rewound(events)
+        if (run_wide := transforms.run_wide_steps(events)) is not None:
+            events = run_wide
+            if view.x == "step":
+                warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=2)
         table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
         axis = RunAxis(events, table, view.per)
         for name in tag_names(run.table):
