@@ -19,6 +19,7 @@ from lossfmt import _values
 from lossfmt import schema as s
 
 __all__ = [
+    "Resumed",
     "as_int",
     "check_int64",
     "check_reduction",
@@ -133,13 +134,19 @@ def writer_options(flush_secs: Any, max_pending: Any, meta: Any, run: Any) -> No
         raise ValueError(f"run must be a non-empty string, got {run!r}")
 
 
-def started_over(path: os.PathLike[str] | str, step: int, first: int, last: int) -> str | None:
-    """What to tell when a resumed writer's first flush starts at or before the file's first step (a script
-    run again on the same path), else None."""
-    if step > first:
+#: A resumed file's first event (step, epoch or None), and the lowest and highest step it holds.
+Resumed = tuple[tuple[int, int | None], int, int]
+
+
+def started_over(path: os.PathLike[str] | str, step: int, epoch: int | None, resumed: Resumed) -> str | None:
+    """What to tell when a resumed writer's first event is at or before the file's first (a script run again
+    on the same path; positions compared by (epoch, step) where both have an epoch), else None."""
+    (first, first_epoch), low, high = resumed
+    by_epoch = epoch is not None and first_epoch is not None
+    if (epoch, step) > (first_epoch, first) if by_epoch else step > first:
         return None
     return (
-        f"lossfmt: {os.fspath(path)} already held steps {first}-{last} of a run; this writer started "
+        f"lossfmt: {os.fspath(path)} already held steps {low}-{high} of a run; this writer started "
         f"again at step {step}, so it resumed that run: viewers now hide the earlier events past step "
         f"{step} (they stay in the file). Use a new path for a separate run."
     )

@@ -219,9 +219,10 @@ class LiveFile:
         self.sealer = _framing.Sealer()
         self.rows = 0
         self.header = b""
-        #: (first, last) step of the events a resumed file held: a writer starting at or before the first
-        #: is a script run again on the same path, not a resume (the Encoder tells, on the caller's thread).
-        self.resumed: tuple[int, int] | None = None
+        #: A resumed file's first event (step, epoch) and its lowest and highest step: a writer starting at
+        #: or before that event is a script run again on the same path (the Encoder tells, on the caller's
+        #: thread).
+        self.resumed: _checks.Resumed | None = None
         fd, created = _locking.open_locked(self.target, path)
         try:
             _locking.remove_stale_temps(self.target)
@@ -282,8 +283,9 @@ class LiveFile:
         if self.rows:
             import pyarrow.compute as pc  # (a new file's writer never needs it: kept out of its import)
 
-            bounds = pc.min_max(scanned.table.column(s.STEP))
-            self.resumed = (bounds["min"].as_py(), bounds["max"].as_py())
+            table, bounds = scanned.table, pc.min_max(scanned.table.column(s.STEP))
+            first = (table.column(s.STEP)[0].as_py(), table.column(s.EPOCH)[0].as_py())
+            self.resumed = (first, bounds["min"].as_py(), bounds["max"].as_py())
         closed, size = scanned.closed, os.fstat(fd).st_size
         del scanned
         if end == size:

@@ -129,10 +129,10 @@ class Encoder:
     """Turns pending rows into record batches of one stream, keeping the stream's tag dictionary."""
 
     def __init__(
-        self, schema: pa.Schema, path: os.PathLike[str] | str = "", resumed: tuple[int, int] | None = None
+        self, schema: pa.Schema, path: os.PathLike[str] | str = "", resumed: _checks.Resumed | None = None
     ) -> None:
         self.schema, self.path = schema, path
-        #: The (first, last) step of a resumed file's events, until the first batch is checked against it;
+        #: A resumed file's first event and step range, until the first batch is checked against it;
         #: what that check finds is warned of by the next raise_unread(), on the caller's thread.
         self._resumed = resumed
         self._notice: str | None = None
@@ -194,7 +194,8 @@ class Encoder:
         else:
             epochs = pa.nulls(n, pa.int64())
         if self._resumed is not None and n:
-            self._notice = _checks.started_over(self.path, int(row["step"].min()), *self._resumed)
+            epoch = int(row["epoch"][0]) if has_epoch[0] else None  # the resumed writer's first event
+            self._notice = _checks.started_over(self.path, int(row["step"][0]), epoch, self._resumed)
             self._resumed = None
         reduction_index = (flags & SUM).view(np.int8) >> 1
         wall_us = np.rint(row["time"] * 1e6).astype(np.int64)

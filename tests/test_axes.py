@@ -133,3 +133,18 @@ def test_steps_that_restart_each_epoch_are_drawn_run_wide_on_a_step_axis(tmp_pat
     assert list(x["loss"].values()) == list(range(30)) and list(x["val/loss"].values()) == [9, 19, 29]
     by_epoch = x_at(path, x="epoch")  # every epoch drawn, none taken for a rewind
     assert len(by_epoch["loss"]) == 30 and by_epoch["val/loss"][29] == pytest.approx(3.0)
+
+
+def test_a_resume_of_a_run_whose_steps_restart_each_epoch_is_drawn_run_wide(tmp_path: Path) -> None:
+    path = tmp_path / "loader.arrow"
+    with LossWriter(path) as w:
+        for epoch in range(3):
+            for step in range(10):
+                w.add(step, float(epoch), "loss", epoch=epoch)
+    with LossWriter(path) as w:  # resumed from the checkpoint at epoch 1, step 4, and on to the end
+        for epoch, steps in ((1, range(4, 10)), (2, range(10))):
+            for step in steps:
+                w.add(step, 5.0, "loss", epoch=epoch)
+    with pytest.warns(UserWarning, match="drawn run-wide"):
+        x = x_at(path)
+    assert list(x["loss"].values()) == list(range(30))  # the old epoch 1 to step 4, then the resumed run

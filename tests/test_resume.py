@@ -271,3 +271,20 @@ def test_the_started_again_warning_comes_on_the_caller_s_thread_and_never_stops_
         w.close()  # told once
     assert lossfmt.read(path).num_rows == 21
     assert lossfmt.reader.scan(path).closed
+
+
+def test_a_resume_of_steps_that_restart_each_epoch_is_told_only_when_run_again(tmp_path):
+    path = tmp_path / "loader.arrow"
+
+    def train(epochs, start=0):
+        with LossWriter(path) as w:
+            for epoch in epochs:
+                for step in range(start if epoch == epochs[0] else 0, 10):
+                    w.add(step, 1.0, epoch=epoch)
+
+    train(range(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(range(1, 3), start=4)  # from the checkpoint at epoch 1, step 4: its steps are below 9
+    with pytest.warns(UserWarning, match="started again at step 0"):
+        train(range(3))  # the script run again

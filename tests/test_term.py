@@ -379,3 +379,26 @@ def _strip_sgr(text: str) -> str:
     import re
 
     return re.sub("\x1b\\[[0-9;]*m", "", text)
+
+
+def test_steps_that_restart_each_epoch_are_drawn_run_wide_while_following_and_in_one_frame(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "loader.arrow"
+    view = term.TermView([os.fspath(path)], smooth="none")
+    with lossfmt.LossWriter(path) as w:  # for step, batch in enumerate(loader), one flush per half epoch
+        for epoch in range(3):
+            for half in (range(5), range(5, 10)):
+                for step in half:
+                    w.add(step, float(epoch), epoch=epoch)
+                w.flush()
+                view.poll()
+        w.add(4, 9.0, epoch=1)  # then a resume from the checkpoint at epoch 1, step 4
+        w.flush()
+        view.poll()
+    (s,) = view.series.values()
+    np.testing.assert_array_equal(s.steps, np.r_[np.arange(15), 14])  # everything after it rewound
+    frame = term.TermView([os.fspath(path)], smooth="none")
+    frame.load()
+    (one,) = frame.series.values()
+    np.testing.assert_array_equal(one.steps, np.r_[np.arange(15), 14])

@@ -60,6 +60,11 @@ class TermView:
         self.labels: dict[str, str] = {}  # path -> run label, as lossfmt labels runs
         self.series: dict[tuple[str, str], Series] = {}  # (path, tag) -> curve
         self._fresh: dict[tuple[str, str], int] = {}  # series -> points smoothed so far (-1: redo all)
+        #: Per path: its last (epoch, step), each epoch's largest step, and whether its steps restart each
+        #: epoch (then drawn run-wide, as lossview draws them: each epoch after the steps before it).
+        self._last: dict[str, tuple[int, int]] = {}
+        self._epoch_max: dict[str, dict[int, int]] = {}
+        self._restarting: set[str] = set()
         self._discover()
 
     def _discover(self) -> None:
@@ -91,7 +96,7 @@ class TermView:
     def load(self) -> None:
         """Read each file whole, only the columns drawn (one frame: no follower state to keep)."""
         for path, follower in self.followers.items():
-            table = lossfmt.read(follower.path, columns=["step", "tag", "value"])
+            table = lossfmt.read(follower.path, columns=["step", "tag", "value", "epoch"])
             self._append(path, self._select(table))
         self._smooth()
 
@@ -113,8 +118,29 @@ class TermView:
             self._smooth()
         return changed
 
+    def _run_wide(self, path: str, table: pa.Table) -> pa.Table:
+        """`table`'s steps made run-wide once the path's steps are seen to restart each epoch."""
+        if "epoch" not in table.column_names or not table.num_rows or table.column("epoch").null_count:
+            return table
+        steps, epochs = _column(table, "step", np.int64), _column(table, "epoch", np.int64)
+        prev = self._last.get(path)
+        all_s, all_e = (steps, epochs) if prev is None else (np.r_[prev[1], steps], np.r_[prev[0], epochs])
+        self._last[path] = (int(epochs[-1]), int(steps[-1]))
+        down = np.flatnonzero(all_s[1:] < all_s[:-1])
+        if down.size and (all_e[down + 1] > all_e[down]).all() and (np.diff(all_e) >= 0).all():
+            self._restarting.add(path)
+        maxes = self._epoch_max.setdefault(path, {})
+        for e in np.unique(epochs).tolist():
+            maxes[e] = max(maxes.get(e, -(1 << 62)), int(steps[epochs == e].max()))
+        if path not in self._restarting:
+            return table
+        known = np.array(sorted(maxes), np.int64)
+        offsets = np.r_[0, np.cumsum([maxes[e] + 1 for e in known.tolist()])[:-1]]
+        run_wide = steps + offsets[np.searchsorted(known, epochs)]
+        return table.set_column(table.schema.get_field_index("step"), "step", pa.array(run_wide, pa.int64()))
+
     def _append(self, path: str, table: pa.Table) -> None:
-        table = transforms.drop_rewound(table)  # within the new events; against the old ones below
+        table = self._run_wide(path, transforms.drop_rewound(table))  # the new events; against the old below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
         one = transforms.one_series(table)  # the usual one-tag file: no row indices (80 MB at 10M events)
