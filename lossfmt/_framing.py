@@ -216,7 +216,9 @@ def _walk_content(
     """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`:
     `every` one (the schema requires them), else, with `verify`, each that has one (its span's start to
     `starts`)."""
-    size, message = len(data), _LAYOUTS.message
+    # The shared layouts only where checksums cover every message's metadata: a layout reused skips some of
+    # a full parse's checks, so without checksums each walk starts with none (the same checks every time).
+    size, message = len(data), (_LAYOUTS if every else fb.Templates()).message
     messages: list[Message] = []
     pos = end = start
     n_content, eos = 0, -1  # messages up to the last record batch; the EOS marker

@@ -368,3 +368,18 @@ def test_a_layout_seen_in_another_file_does_not_hide_damage_to_this_one(tmp_path
     damaged = data[:key] + b"L" + data[key + 1 :]
     with pytest.raises(LossFormatError, match=r"corrupt at byte \d+: record batch without its lossfmt\.crc"):
         read(_put(tmp_path / "bad.arrow", damaged))
+
+
+def test_without_checksums_a_damaged_buffer_is_rejected_whatever_was_read_before(tmp_path, sch):
+    plain = unverified(sch)  # an older writer's file: nothing covers its metadata
+    data = live_bytes(plain, [_batch(plain, 0, 6)])
+    assert read(_put(tmp_path / "good.arrow", data)).num_rows == 6  # its layout seen first
+    batch = next(
+        m for m in _framing.walk(data, "good", verify=False).messages if m.kind == _flatbuf.RECORD_BATCH
+    )
+    damaged = bytearray(data)
+    damaged[batch.buffers_at : batch.buffers_at + 8] = (1 << 40).to_bytes(
+        8, "little"
+    )  # the first buffer's offset
+    with pytest.raises(LossFormatError, match="a buffer lies outside the message body"):
+        read(_put(tmp_path / "bad.arrow", bytes(damaged)))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import os
 import queue
 import subprocess
@@ -148,8 +149,9 @@ def test_live_refuses_a_bad_option_before_showing_anything(tmp_path: Path) -> No
 
     with pytest.raises(ValueError, match="per"):
         lossview.live(tmp_path / "run.arrow", per="bogus")
-    with pytest.raises(ValueError, match="interval must be a number of seconds > 0, not 0"):
-        lossview.live(tmp_path / "run.arrow", interval=0)
+    for bad in (0, -1.0, True, math.inf, math.nan, "1"):
+        with pytest.raises(ValueError, match=f"interval must be a finite number of seconds > 0, not {bad!r}"):
+            lossview.live(tmp_path / "run.arrow", interval=bad)
 
 
 def test_live_in_a_script_raises_before_showing_anything(tmp_path: Path) -> None:

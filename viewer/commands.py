@@ -42,9 +42,12 @@ def require_events(runs: Sequence[v.Run], view: v.View) -> None:
 def _why_empty(path: str) -> str:
     """Why a file holds no event: nothing after its header yet, or an unfinished first flush."""
     try:
-        size, end = os.path.getsize(path), lossfmt.reader.scan(path).end
+        size, scanned = os.path.getsize(path), lossfmt.reader.scan(path)
     except (OSError, ValueError):  # not a local file (a URL), or gone since it was read
         return "no events in the file"
+    if scanned.closed:  # a run closed before it logged anything
+        return "no events in the file"
+    end = scanned.end
     if size > end:
         return (
             f"no complete event: {size - end:,} of its {size:,} bytes are an unfinished first flush (a "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -134,8 +135,8 @@ def live(
     title: str | None = None,
 ) -> LiveDisplay:
     """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
-    if not (isinstance(interval, (int, float)) and interval > 0):  # 0 would poll in a busy loop
-        raise ValueError(f"interval must be a number of seconds > 0, not {interval!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
+        raise ValueError(f"interval must be a finite number of seconds > 0, not {interval!r}")
     _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
     style = plot.Style(split=split, logy=logy, title=title)
     display = LiveDisplay(source, interval=interval, view=view, style=style)

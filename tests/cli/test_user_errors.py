@@ -311,6 +311,10 @@ def test_a_file_cut_inside_its_first_flush_says_so_not_just_no_events(tmp_path, 
         assert cli.main(["summary", str(tmp_path / "new.arrow")]) == 1
         assert "new.arrow: no events in the file yet" in one_error(capsys)
         w.add(0, 1.0)
+    with LossWriter(tmp_path / "closed.arrow"):  # closed before it logged anything: nothing is cut short
+        pass
+    assert cli.main(["summary", str(tmp_path / "closed.arrow")]) == 1
+    assert one_error(capsys).endswith("closed.arrow: no events in the file\n")
     assert cli.main(["summary", str(tmp_path / "cut.arrow")]) == 1
     header = lossfmt.reader.scan(tmp_path / "cut.arrow").end
     assert (
