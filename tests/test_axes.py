@@ -148,3 +148,21 @@ def test_a_resume_of_a_run_whose_steps_restart_each_epoch_is_drawn_run_wide(tmp_
     with pytest.warns(UserWarning, match="drawn run-wide"):
         x = x_at(path)
     assert list(x["loss"].values()) == list(range(30))  # the old epoch 1 to step 4, then the resumed run
+
+
+def test_items_axis_counts_the_training_loss_whatever_tag_is_drawn(tmp_path: Path) -> None:
+    path = tmp_path / "val.arrow"
+    with LossWriter(path) as w:
+        for step in range(1000):
+            w.add(step, 1.0, "loss", count=32)
+            w.add(step, 1e-3, "lr")  # every step, without a count: not a count of items
+            if step % 100 == 99:
+                w.add(step, 2.0, "val_loss", count=10_000)
+    assert x_at(path, x="items", tags=("val_loss",))["val_loss"][999] == 32_000
+    sparse = tmp_path / "sparse.arrow"
+    with LossWriter(sparse) as w:  # the loss logged every 10 steps (summed over them), lr every step
+        for step in range(100):
+            w.add(step, 1e-3, "lr")
+            if step % 10 == 9:
+                w.add(step, 1.0, "loss", count=320)
+    assert x_at(sparse, x="items", tags=("loss",))["loss"][99] == 3_200

@@ -4,10 +4,11 @@ A tag's own counts or its own events per epoch would put two tags logged at one 
 validation loss logged once per epoch would sit at the epoch's end, the train loss at its start). So:
 
 - a bucket (``--per``) is drawn at the run's bucket end: the largest step any of the run's tags logged in it;
-- ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of its
-  tag with the most events (the training loss, logged every step; a validation loss logged now and then
-  with ``count=len(val_set)`` has more items but counts no training), of equal ones the most items, then
-  the first by name; at its last event at or before the step (0 before its first);
+- ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of one
+  tag, whatever ``--tag`` draws: of the tags that carry counts (``lr`` logged without one does not), the
+  one with the most events (the training loss, logged every step; a validation loss logged now and then
+  with ``count=len(val_set)`` has more items but counts no training), then the most items, then the
+  first by name; at its last event at or before the step (0 before its first);
 - ``--x epoch`` places step s of epoch e at e + k/n, where the run logged n distinct steps with epoch e
   (any tag) and s is the k-th of them: an epoch's last step sits at e + 1, where the epoch ends.
 """
@@ -31,10 +32,14 @@ class RunAxis:
     """The x positions of one run: ``events`` its (tag-selected, rewind-dropped) events, ``points`` the
     rows drawn from them (the events themselves, or their buckets with ``per``)."""
 
-    def __init__(self, events: pa.Table, points: pa.Table, per: str | int | None) -> None:
+    def __init__(
+        self, events: pa.Table, points: pa.Table, per: str | int | None, counted: pa.Table | None = None
+    ) -> None:
         self.events, self.points, self.per = events, points, transforms.parse_per(per)
+        #: The run's events of every tag (``--x items`` counts the training loss whatever --tag draws).
+        self.counted = events if counted is None else counted
         self._ends: tuple[np.ndarray, np.ndarray] | None = None
-        self._rows: dict[str, np.ndarray | None] | None = None
+        self._rows: dict[int, dict[str, np.ndarray | None]] = {}  # by id() of events or counted
 
     def _key(self, table: pa.Table) -> np.ndarray:
         if self.per == "epoch":
@@ -54,16 +59,17 @@ class RunAxis:
         keys, ends = self._ends
         return ends[np.searchsorted(keys, self._key(sub))]
 
-    def _tag_rows(self) -> dict[str, np.ndarray | None]:
-        """Each tag's event rows (file order), from the tag dictionary's codes: no string per event (a
-        10M-event run's tags as Python strings cost seconds). None: every event is of that one tag."""
-        if self._rows is None:
-            one = transforms.one_series(self.events)
-            if one is not None:
-                self._rows = {one[1]: None}
-            else:
-                self._rows = {tag: rows for _, tag, rows in transforms.series(self.events)}
-        return self._rows
+    def _tag_rows(self, table: pa.Table | None = None) -> dict[str, np.ndarray | None]:
+        """Each tag's rows (file order) of ``table`` (the events by default), from the tag dictionary's
+        codes: no string per event (a 10M-event run's tags as Python strings cost seconds). None: every
+        event is of that one tag."""
+        table = self.events if table is None else table
+        cached = self._rows.get(id(table))
+        if cached is None:
+            one = transforms.one_series(table)
+            cached = {one[1]: None} if one else {tag: rows for _, tag, rows in transforms.series(table)}
+            self._rows[id(table)] = cached
+        return cached
 
     def _of(self, tag: str) -> np.ndarray:
         """A mask of the events of `tag`."""
@@ -94,16 +100,17 @@ class RunAxis:
 
     def items(self, steps: np.ndarray) -> np.ndarray:
         """The run's items seen by each of ``steps`` (float64)."""
-        count = _column(self.events, "count", np.float64)
-        step = _column(self.events, "step", np.int64)
-        rows = self._tag_rows()
+        count = _column(self.counted, "count", np.float64)
+        step = _column(self.counted, "step", np.int64)
+        rows = self._tag_rows(self.counted)
         if not rows:
             return np.zeros(len(steps))
 
-        # The tag with the most events, then items, then the first by name (whatever the file order).
-        def rank(t: str) -> tuple[int, float, str]:
-            mine = rows[t]
-            return (-len(count), -count.sum(), t) if mine is None else (-len(mine), -count[mine].sum(), t)
+        # A tag that carries counts (one logged without, e.g. lr, counts 1 an event), then the most events,
+        # then items, then the first by name (whatever the file order).
+        def rank(t: str) -> tuple[bool, int, float, str]:
+            mine = count if rows[t] is None else count[rows[t]]
+            return (not bool((mine > 1).any()), -len(mine), -float(mine.sum()), t)
 
         ref = min(rows, key=rank)
         if rows[ref] is not None:

@@ -159,7 +159,8 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         choices=v.X_AXES,
         default="step",
         help="x axis: step, items (the run's items seen by the step, e.g. samples or tokens: the "
-        "cumulative count of its tag with the most events, the training loss), epoch (fractional: the "
+        "cumulative count of its most-logged tag with counts, the training loss, whatever --tag draws), "
+        "epoch (fractional: the "
         "k-th of the n steps the run logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time "
         "for yours) or relative (time since the run's first event); default step. One step is at one x "
         "for every tag of a run; "

@@ -165,7 +165,7 @@ def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: 
     Raises lossfmt.LossFormatError naming a path that matches nothing or a file that is not lossfmt.
     """
     paths = lossfmt.run_paths([os.fspath(s) for s in source])
-    tags = list(view.tags) or None
+    tags = None if view.x == "items" else list(view.tags) or None  # items: counted over every tag
     columns = None if every_column else view.columns()
 
     def read(path: str) -> pa.Table:
@@ -182,7 +182,7 @@ def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: 
 def require_tags(source: Sequence[str | os.PathLike[str]], view: View, runs_: Sequence[Run]) -> None:
     """NoDataError when the view's tags match no event but the files do hold events (of other tags); runs
     without any event yet pass (a notebook polls a run that has not logged)."""
-    if not view.tags or any(r.table.num_rows for r in runs_):
+    if not view.tags or any(filter_tags(r.table, view).num_rows for r in runs_):
         return
     names: dict[str, None] = {}
     for path in lossfmt.run_paths([os.fspath(s) for s in source]):
@@ -250,15 +250,16 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     skipped: list[str] = []
     order: dict[str, int] = {}
     for run in runs_:
-        events = filter_tags(run.table, view)
-        if not view.keep_rewound and events.num_rows:
-            events = transforms.drop_rewound(events)
-        if (run_wide := transforms.run_wide_steps(events)) is not None:
-            events = run_wide
+        every = run.table  # every tag: --x items counts the training loss whatever --tag draws
+        if not view.keep_rewound and every.num_rows:
+            every = transforms.drop_rewound(every)
+        if (run_wide := transforms.run_wide_steps(every)) is not None:
+            every = run_wide
             if view.x == "step":
                 warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=2)
+        events = filter_tags(every, view)
         table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
-        axis = RunAxis(events, table, view.per)
+        axis = RunAxis(events, table, view.per, counted=every)
         for name in tag_names(run.table):
             order.setdefault(name, len(order))
         group = run.label if view.label is None else hparam(run, view.label)
