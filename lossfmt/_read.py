@@ -333,8 +333,9 @@ def read_pandas(
     aggregates into buckets with their spread; `smooth="ema:W"|"ma:N"` adds a `smoothed` column. tag,
     reduction and run are pandas Categoricals, epoch is nullable Int64, wall_time is datetime64[us, UTC].
     `verify=False` skips checksum verification: faster, but damage may read as data.
-    With `per` or `smooth`, the events a resumed run orphaned are dropped first, as lossview does
-    (`transforms.drop_rewound`; `keep_rewound=True` keeps them); without, every event is a row, as in read().
+    With `per` or `smooth`, as lossview draws: steps that restart each epoch are made run-wide
+    (`transforms.run_wide_steps`) and the events a resumed run orphaned dropped (`transforms.drop_rewound`;
+    `keep_rewound=True` keeps them); without, every event is a row as written, as in read().
     """
     try:
         import pandas  # noqa: F401
@@ -352,8 +353,9 @@ def read_pandas(
     if not isinstance(keep_rewound, bool):
         raise TypeError(f"keep_rewound must be True or False, not {keep_rewound!r}")
     table = _read(source, tags, pa.dictionary(pa.int32(), pa.string()), None, verify)
-    if (per_ is not None or smooth is not None) and not keep_rewound:
-        table = transforms.drop_rewound(table)
+    if per_ is not None or smooth is not None:  # steps that restart each epoch made run-wide, as drawn
+        table = transforms.run_wide_steps(table) or table
+        table = table if keep_rewound else transforms.drop_rewound(table)
     if per_ is not None:
         table = transforms.bucket(table, per_, normalize=norm)
     elif norm is not None:

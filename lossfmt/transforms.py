@@ -43,6 +43,7 @@ __all__ = [
     "drop_rewound",
     "ema",
     "epoch_positions",
+    "fill_epochs",
     "moving_average",
     "normalize_events",
     "one_series",
@@ -89,54 +90,88 @@ def smooth_table(
 
 def drop_rewound(table: pa.Table) -> pa.Table:
     """Drop the events a resume orphaned: an event is dropped when a later event of the same run and tag has
-    a strictly smaller position, its step, or (epoch, step) where every event of the tag has an epoch (a loop
-    ``for step, batch in enumerate(loader)`` restarts its steps each epoch). Repeated positions are kept,
-    and so, unlike TensorBoard's purge, are the earlier events at the restart position itself (the format
-    spec's rewind rule); row order is kept."""
+    a strictly smaller step (the run-wide step, `run_wide_steps`, in a run whose steps restart each epoch).
+    Repeated steps are kept, and so, unlike TensorBoard's purge, are the earlier events at the restart step
+    itself (the format spec's rewind rule); row order is kept."""
     _require(table, schema.STEP, schema.TAG)
     if _never_decreases(table.column(schema.STEP)):  # nothing can be orphaned
         return table
-    steps = _numpy(table, schema.STEP, np.int64)
-    epochs = None
-    if schema.EPOCH in table.column_names:
-        epochs = _arrow.to_numpy(table.column(schema.EPOCH), fill=np.nan).astype(np.float64, copy=False)
+    run_wide = run_wide_steps(table)
+    steps = _numpy(table if run_wide is None else run_wide, schema.STEP, np.int64)
     keep = np.ones(steps.size, dtype=bool)
     for rows in _Series(table).groups():
-        position = steps[rows]
-        if epochs is not None and not np.isnan(epoch := epochs[rows]).any():
-            position = _ranks(epoch, position)
-        later_min = np.minimum.accumulate(position[::-1])[::-1]
-        keep[rows[:-1]] = position[:-1] <= later_min[1:]
+        step = steps[rows]
+        later_min = np.minimum.accumulate(step[::-1])[::-1]
+        keep[rows[:-1]] = step[:-1] <= later_min[1:]
     return table.filter(_arrow.array(keep))
 
 
 def run_wide_steps(table: pa.Table) -> pa.Table | None:
-    """`table` (one run's events) with each step made run-wide where its steps restart each epoch (every
-    event has an epoch, and wherever the step goes down in file order the epoch goes up): epoch e's steps
-    follow those of the epochs before it, offset by their largest step plus one. None for any other run."""
-    if schema.EPOCH not in table.column_names or table.column(schema.EPOCH).null_count or table.num_rows < 2:
+    """`table` with each step made run-wide in the runs whose steps restart each epoch (a loop ``for step,
+    batch in enumerate(loader)`` inside an epoch loop): where the epoch goes up, in file order, the step
+    never goes up, and at least once it goes back to the run's lowest step. Epoch e's steps then follow
+    those of the epochs before it, offset by their largest step plus one; an event logged without an epoch
+    is in the epoch of the run's event before it (after it, where its step is below that one's). None when
+    no run of `table` restarts its steps (a resume, where the epoch goes back, is not a restart)."""
+    if schema.EPOCH not in table.column_names or table.num_rows < 2:
+        return None
+    epoch_column = table.column(schema.EPOCH)
+    if epoch_column.null_count == table.num_rows or _never_decreases(table.column(schema.STEP)):
         return None
     steps = _numpy(table, schema.STEP, np.int64)
-    down = np.flatnonzero(steps[1:] < steps[:-1])
-    if not down.size:
+    epochs = _arrow.to_numpy(epoch_column, fill=np.nan).astype(np.float64, copy=False)
+    runs = _group_by_run(table) if schema.RUN in table.column_names else [np.arange(table.num_rows)]
+    out, changed = steps.copy(), False
+    for rows in runs:
+        wide = _run_wide(steps[rows], epochs[rows])
+        if wide is not None:
+            out[rows], changed = wide, True
+    return _replace(table, schema.STEP, _arrow.array(out)) if changed else None
+
+
+def _run_wide(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray | None:
+    """One run's run-wide steps (file order), or None if its steps do not restart each epoch."""
+    have = np.flatnonzero(~np.isnan(epochs))
+    if have.size < 2:
         return None
-    epochs = _numpy(table, schema.EPOCH, np.int64)
-    if not (epochs[down + 1] > epochs[down]).all() or (np.diff(epochs) < 0).any():
+    filled = epochs if have.size == steps.size else _fill_epochs(steps, epochs, have)
+    up = np.flatnonzero(filled[1:] > filled[:-1])
+    # an epoch that goes on counting is a global step; a restart goes back to the first step at least once
+    if not up.size or (steps[up + 1] > steps[up]).any() or not (steps[up + 1] == steps.min()).any():
         return None
-    known, at = np.unique(epochs, return_inverse=True)
+    epoch = filled.astype(np.int64)
+    known, at = np.unique(epoch, return_inverse=True)
     last = np.full(known.size, np.iinfo(np.int64).min)
     np.maximum.at(last, at, steps)
     offsets = np.r_[0, np.cumsum(last[:-1] + 1)]
-    return _replace(table, schema.STEP, _arrow.array(offsets[at] + steps))
+    return np.asarray(offsets[at] + steps, np.int64)
 
 
-def _ranks(epoch: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Each (epoch, step) pair's rank in lexicographic order (equal pairs, equal ranks)."""
-    order = np.lexsort((step, epoch))
-    e, s = epoch[order], step[order]
-    ranks = np.empty(step.size, np.int64)
-    ranks[order] = np.cumsum(np.r_[True, (e[1:] != e[:-1]) | (s[1:] != s[:-1])])
-    return ranks
+def fill_epochs(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Each event's epoch (float64, file order; NaN where `epochs` has none), as `run_wide_steps` fills
+    those logged without one; all NaN when none has one."""
+    have = np.flatnonzero(~np.isnan(epochs))
+    return epochs if have.size in (0, epochs.size) else _fill_epochs(steps, epochs, have)
+
+
+def _fill_epochs(steps: np.ndarray, epochs: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """Each event's epoch; one logged without is in the epoch of the event with one before it, unless its
+    step is below that event's (the steps restarted: then it is in the epoch of the next event with one)."""
+    i = np.arange(steps.size)
+    before = np.searchsorted(have, i, side="right") - 1  # index into `have`, -1 if none
+    after = np.minimum(np.searchsorted(have, i, side="left"), have.size - 1)
+    prev, nxt = have[np.maximum(before, 0)], have[after]
+    use_next = (before < 0) | (steps < steps[prev])
+    filled: np.ndarray = np.where(use_next, epochs[nxt], epochs[prev])
+    return filled
+
+
+def _group_by_run(table: pa.Table) -> list[np.ndarray]:
+    groups = _Series(table)
+    codes = groups.codes // groups.n_tags
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return np.split(order, bounds)
 
 
 def _never_decreases(column: pa.ChunkedArray[Any]) -> bool:

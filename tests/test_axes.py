@@ -155,14 +155,27 @@ def test_items_axis_counts_the_training_loss_whatever_tag_is_drawn(tmp_path: Pat
     with LossWriter(path) as w:
         for step in range(1000):
             w.add(step, 1.0, "loss", count=32)
-            w.add(step, 1e-3, "lr")  # every step, without a count: not a count of items
+            w.add(step, 1e-3, "lr")  # every step too, without a count: fewer items than the loss
             if step % 100 == 99:
                 w.add(step, 2.0, "val_loss", count=10_000)
     assert x_at(path, x="items", tags=("val_loss",))["val_loss"][999] == 32_000
-    sparse = tmp_path / "sparse.arrow"
-    with LossWriter(sparse) as w:  # the loss logged every 10 steps (summed over them), lr every step
-        for step in range(100):
-            w.add(step, 1e-3, "lr")
-            if step % 10 == 9:
-                w.add(step, 1.0, "loss", count=320)
-    assert x_at(sparse, x="items", tags=("loss",))["loss"][99] == 3_200
+
+
+def test_a_run_whose_steps_restart_each_epoch_with_an_lr_logged_without_epochs(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.arrow"
+    with LossWriter(path) as w:
+        for epoch in range(3):
+            for step in range(10):
+                w.add(step, 1e-3, "lr")  # no epoch
+                w.add(step, 1.0, "loss", count=4, epoch=epoch)
+            w.add(9, 2.0, "val", epoch=epoch)
+    with LossWriter(path) as w:  # resumed from the checkpoint at epoch 1, step 4
+        for epoch, steps in ((1, range(4, 10)), (2, range(10))):
+            for step in steps:
+                w.add(step, 1e-3, "lr")
+                w.add(step, 5.0, "loss", count=4, epoch=epoch)
+            w.add(9, 6.0, "val", epoch=epoch)
+    with pytest.warns(UserWarning, match="drawn run-wide"):
+        x = x_at(path)
+    assert list(x["loss"]) == list(x["lr"]) == list(range(30)) and list(x["val"]) == [9, 19, 29]
+    assert list(x_at(path, tags=("loss",))["loss"]) == list(range(30))  # the same whatever --tag draws

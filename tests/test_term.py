@@ -402,3 +402,18 @@ def test_steps_that_restart_each_epoch_are_drawn_run_wide_while_following_and_in
     frame.load()
     (one,) = frame.series.values()
     np.testing.assert_array_equal(one.steps, np.r_[np.arange(15), 14])
+
+
+def test_a_global_step_resume_with_its_epoch_back_at_zero_draws_in_one_frame(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in range(300):
+            w.add(step, 1.0, epoch=step // 100)
+    with lossfmt.LossWriter(path) as w:  # global_step restored (250), the epoch loop started over at 0
+        for step in range(250, 400):
+            w.add(step, 2.0, epoch=(step - 250) // 100)
+    frame = term.TermView([os.fspath(path)], smooth="none")
+    frame.load()  # it raised in decimate: the kept steps went back
+    (s,) = frame.series.values()
+    np.testing.assert_array_equal(s.steps, np.r_[np.arange(251), np.arange(250, 400)])
+    assert "loss" in term.render(list(frame.series.values()), 80, 20, color=False)

@@ -633,3 +633,23 @@ def test_read_pandas_per_epoch_of_steps_that_restart_each_epoch_keeps_every_even
                 w.add(step, float(epoch), count=4, epoch=epoch)
     df = lossfmt.read_pandas(path, per="epoch", normalize="per-item")
     assert df[["epoch", "value", "count", "events"]].values.tolist() == [[e, e, 40, 10] for e in range(3)]
+
+
+def test_a_global_step_resume_with_its_epoch_counter_back_at_zero_keeps_the_history() -> None:
+    # global_step came back from the checkpoint (250), `for epoch in range(E)` started over at 0
+    steps = [*range(300), *range(250, 400)]
+    epochs = [s // 100 for s in range(300)] + [(s - 250) // 100 for s in range(250, 400)]
+    kept = drop_rewound(events(steps, [1.0] * len(steps), epochs=epochs))
+    assert kept.column("step").to_pylist() == [*range(251), *range(250, 400)]  # only 251-299 orphaned
+    assert run_wide_steps(events(steps, [1.0] * len(steps), epochs=epochs)) is None
+
+
+def test_tags_without_epochs_in_a_run_whose_steps_restart_each_epoch_are_placed_in_their_epoch() -> None:
+    # lr logged without an epoch, before the loss, at every step of three epochs of steps 0-9
+    steps = [s for _ in range(3) for s in range(10) for _ in range(2)]
+    epochs = [None if i % 2 == 0 else e for e in range(3) for s in range(10) for i in range(2)]
+    tags = ["lr", "loss"] * 30
+    table = events(steps, [1.0] * 60, tags=tags, epochs=epochs)
+    assert drop_rewound(table).num_rows == 60  # nothing taken for a rewind
+    wide = run_wide_steps(table)
+    assert wide is not None and wide.column("step").to_pylist() == [s for s in range(30) for _ in range(2)]

@@ -5,10 +5,10 @@ validation loss logged once per epoch would sit at the epoch's end, the train lo
 
 - a bucket (``--per``) is drawn at the run's bucket end: the largest step any of the run's tags logged in it;
 - ``--x items`` is the run's items seen by that step: the cumulative count of the run's events of one
-  tag, whatever ``--tag`` draws: of the tags that carry counts (``lr`` logged without one does not), the
-  one with the most events (the training loss, logged every step; a validation loss logged now and then
-  with ``count=len(val_set)`` has more items but counts no training), then the most items, then the
-  first by name; at its last event at or before the step (0 before its first);
+  tag, whatever ``--tag`` draws: the one with the most events (the training loss, logged every step; a
+  validation loss logged now and then with ``count=len(val_set)`` has more items but counts no training),
+  then the most items, then the first by name; at its last event at or before the step (0 before its
+  first);
 - ``--x epoch`` places step s of epoch e at e + k/n, where the run logged n distinct steps with epoch e
   (any tag) and s is the k-th of them: an epoch's last step sits at e + 1, where the epoch ends.
 """
@@ -106,11 +106,10 @@ class RunAxis:
         if not rows:
             return np.zeros(len(steps))
 
-        # A tag that carries counts (one logged without, e.g. lr, counts 1 an event), then the most events,
-        # then items, then the first by name (whatever the file order).
-        def rank(t: str) -> tuple[bool, int, float, str]:
+        # The tag with the most events, then items, then the first by name (whatever the file order).
+        def rank(t: str) -> tuple[int, float, str]:
             mine = count if rows[t] is None else count[rows[t]]
-            return (not bool((mine > 1).any()), -len(mine), -float(mine.sum()), t)
+            return (-len(mine), -float(mine.sum()), t)
 
         ref = min(rows, key=rank)
         if rows[ref] is not None:

@@ -129,7 +129,7 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
         "--keep-rewound",
         action="store_true",
         help="keep events orphaned by a resumed run's rewind (default: drop each event that a later event of "
-        "its tag with a smaller step, or (epoch, step) where the tag has epochs, orphans; unlike "
+        "its tag with a smaller step, run-wide where steps restart each epoch, orphans; unlike "
         "TensorBoard's purge, events at the restart step itself are kept: spec/FORMAT.md, rewinds)",
     )
 
@@ -159,7 +159,7 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         choices=v.X_AXES,
         default="step",
         help="x axis: step, items (the run's items seen by the step, e.g. samples or tokens: the "
-        "cumulative count of its most-logged tag with counts, the training loss, whatever --tag draws), "
+        "cumulative count of its most-logged tag, the training loss, whatever --tag draws), "
         "epoch (fractional: the "
         "k-th of the n steps the run logged in epoch e is at e+k/n), time (wall clock, UTC; --local-time "
         "for yours) or relative (time since the run's first event); default step. One step is at one x "

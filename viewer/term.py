@@ -65,6 +65,7 @@ class TermView:
         self._last: dict[str, tuple[int, int]] = {}
         self._epoch_max: dict[str, dict[int, int]] = {}
         self._restarting: set[str] = set()
+        self._lowest: dict[str, int] = {}
         self._discover()
 
     def _discover(self) -> None:
@@ -119,28 +120,39 @@ class TermView:
         return changed
 
     def _run_wide(self, path: str, table: pa.Table) -> pa.Table:
-        """`table`'s steps made run-wide once the path's steps are seen to restart each epoch."""
-        if "epoch" not in table.column_names or not table.num_rows or table.column("epoch").null_count:
+        """`table`'s steps made run-wide once the path's steps are seen to restart each epoch (the rule of
+        `lossfmt.transforms.run_wide_steps`, across the polls)."""
+        if "epoch" not in table.column_names or not table.num_rows:
             return table
-        steps, epochs = _column(table, "step", np.int64), _column(table, "epoch", np.int64)
+        steps = _column(table, "step", np.int64)
+        epochs = np.asarray(transforms.to_numpy(table.column("epoch"), fill=np.nan), np.float64)
         prev = self._last.get(path)
-        all_s, all_e = (steps, epochs) if prev is None else (np.r_[prev[1], steps], np.r_[prev[0], epochs])
+        if prev is not None:
+            steps, epochs = np.r_[prev[1], steps], np.r_[prev[0], epochs]
+        epochs = transforms.fill_epochs(steps, epochs)
+        if np.isnan(epochs).all():
+            return table
+        epochs = np.nan_to_num(epochs, nan=float(np.nanmin(epochs)))  # before the first epoch: the first
         self._last[path] = (int(epochs[-1]), int(steps[-1]))
-        down = np.flatnonzero(all_s[1:] < all_s[:-1])
-        if down.size and (all_e[down + 1] > all_e[down]).all() and (np.diff(all_e) >= 0).all():
+        up = np.flatnonzero(epochs[1:] > epochs[:-1])
+        lowest = self._lowest[path] = min(self._lowest.get(path, int(steps.min())), int(steps.min()))
+        if up.size and (steps[up + 1] == lowest).any() and not (steps[up + 1] > steps[up]).any():
             self._restarting.add(path)
+        if prev is not None:
+            steps, epochs = steps[1:], epochs[1:]
+        ints = epochs.astype(np.int64)
         maxes = self._epoch_max.setdefault(path, {})
-        for e in np.unique(epochs).tolist():
-            maxes[e] = max(maxes.get(e, -(1 << 62)), int(steps[epochs == e].max()))
+        for e in np.unique(ints).tolist():
+            maxes[e] = max(maxes.get(e, -(1 << 62)), int(steps[ints == e].max()))
         if path not in self._restarting:
             return table
         known = np.array(sorted(maxes), np.int64)
         offsets = np.r_[0, np.cumsum([maxes[e] + 1 for e in known.tolist()])[:-1]]
-        run_wide = steps + offsets[np.searchsorted(known, epochs)]
+        run_wide = steps + offsets[np.searchsorted(known, ints)]
         return table.set_column(table.schema.get_field_index("step"), "step", pa.array(run_wide, pa.int64()))
 
     def _append(self, path: str, table: pa.Table) -> None:
-        table = self._run_wide(path, transforms.drop_rewound(table))  # the new events; against the old below
+        table = transforms.drop_rewound(self._run_wide(path, table))  # the new events; against the old below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
         one = transforms.one_series(table)  # the usual one-tag file: no row indices (80 MB at 10M events)

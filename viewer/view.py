@@ -215,6 +215,7 @@ def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
     """Rewind handling, per-item normalization and bucketing of one run's events; no smoothing yet.
 
     Raises NoDataError for ``--per epoch`` on a run (``name``) logged without epochs."""
+    table = transforms.run_wide_steps(table) or table  # as drawn: steps that restart each epoch run-wide
     if not view.keep_rewound and table.num_rows:
         table = transforms.drop_rewound(table)
     per = transforms.parse_per(view.per)
@@ -251,12 +252,12 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     order: dict[str, int] = {}
     for run in runs_:
         every = run.table  # every tag: --x items counts the training loss whatever --tag draws
-        if not view.keep_rewound and every.num_rows:
-            every = transforms.drop_rewound(every)
         if (run_wide := transforms.run_wide_steps(every)) is not None:
             every = run_wide
             if view.x == "step":
                 warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=2)
+        if not view.keep_rewound and every.num_rows:
+            every = transforms.drop_rewound(every)
         events = filter_tags(every, view)
         table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
         axis = RunAxis(events, table, view.per, counted=every)

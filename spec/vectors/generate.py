@@ -108,16 +108,13 @@ def _rows(flushes: list[list[tuple[Any, ...]]], first_tick: int = 0) -> list[lis
 
 
 def _without_rewound(rows: list[list[Any]]) -> list[list[Any]]:
-    """Drop every event that a later event of the same tag with a strictly smaller position orphans: its
-    step, or (epoch, step) where every event of the tag has an epoch (spec section 5.2)."""
-    with_epochs = {row[1] for row in rows} - {row[1] for row in rows if row[4] is None}
+    """Drop every event that a later event of the same tag with a strictly smaller step orphans."""
     keep, smallest_later = [], {}
     for row in reversed(rows):
-        tag = row[1]
-        position = (row[4], row[0]) if tag in with_epochs else row[0]
-        if position <= smallest_later.get(tag, position):
+        step, tag = row[0], row[1]
+        if step <= smallest_later.get(tag, step):
             keep.append(row)
-        smallest_later[tag] = min(position, smallest_later.get(tag, position))
+        smallest_later[tag] = min(step, smallest_later.get(tag, step))
     return keep[::-1]
 
 
