@@ -120,9 +120,11 @@ def run_wide_steps(table: pa.Table) -> pa.Table | None:
         return None
     steps = _numpy(table, schema.STEP, np.int64)
     epochs = _arrow.to_numpy(epoch_column, fill=np.nan).astype(np.float64, copy=False)
-    runs = _group_by_run(table) if schema.RUN in table.column_names else [np.arange(table.num_rows)]
+    if schema.RUN not in table.column_names:  # one run: no row indices (a 10M-event run's cost)
+        wide = _run_wide(steps, epochs)
+        return None if wide is None else _replace(table, schema.STEP, _arrow.array(wide))
     out, changed = steps.copy(), False
-    for rows in runs:
+    for rows in _group_by_run(table):
         wide = _run_wide(steps[rows], epochs[rows])
         if wide is not None:
             out[rows], changed = wide, True
@@ -131,15 +133,23 @@ def run_wide_steps(table: pa.Table) -> pa.Table | None:
 
 def _run_wide(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray | None:
     """One run's run-wide steps (file order), or None if its steps do not restart each epoch."""
-    have = np.flatnonzero(~np.isnan(epochs))
-    if have.size < 2:
-        return None
-    filled = epochs if have.size == steps.size else _fill_epochs(steps, epochs, have)
+    missing = np.isnan(epochs)
+    filled = epochs
+    if missing.any():
+        have = np.flatnonzero(~missing)
+        if have.size < 2:
+            return None
+        filled = _fill_epochs(steps, epochs, have)
     up = np.flatnonzero(filled[1:] > filled[:-1])
     # an epoch that goes on counting is a global step; a restart goes back to the first step at least once
     if not up.size or (steps[up + 1] > steps[up]).any() or not (steps[up + 1] == steps.min()).any():
         return None
     epoch = filled.astype(np.int64)
+    if not (filled[1:] < filled[:-1]).any():  # epochs in order (no resume): each epoch one stretch of rows
+        starts = np.r_[0, up + 1]
+        last = np.maximum.reduceat(steps, starts)
+        offsets = np.r_[0, np.cumsum(last[:-1] + 1)]
+        return np.asarray(steps + np.repeat(offsets, np.diff(np.r_[starts, steps.size])), np.int64)
     known, at = np.unique(epoch, return_inverse=True)
     last = np.full(known.size, np.iinfo(np.int64).min)
     np.maximum.at(last, at, steps)
