@@ -22,6 +22,9 @@ import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# The pure-Python add(), here and in the killed children (they inherit it): the clock is pinned by replacing
+# lossfmt._writer._time, which the compiled add() does not call (it reads the time in C).
+os.environ["LOSSFMT_PURE_PYTHON"] = "1"
 import handmade  # noqa: E402 (the vectors no writer makes on purpose, built from the spec with pyarrow)
 
 T0 = 1_700_000_000.0  # seconds; each add() advances the fake clock by 0.25 s (exact in binary)
