@@ -97,12 +97,15 @@ def footer_blocks(b: bytes, lo: int, hi: int) -> dict[int, list[tuple[int, int, 
     return blocks
 
 
-def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, int, int]]:
-    """(key, value start, value length) of each KeyValue in the vector referenced at `pos`."""
+def _keyvalues(
+    b: bytes, lo: int, hi: int, pos: int, *, reverse: bool = False
+) -> Iterator[tuple[bytes, int, int]]:
+    """(key, value start, value length) of each KeyValue in the vector referenced at `pos` (last first with
+    `reverse`: lossfmt appends its checksum key, so a lookup of it stops at once)."""
     if not pos:
         return
     start, n = vector(b, lo, hi, pos, 4)
-    for i in range(n):
+    for i in range(n - 1, -1, -1) if reverse else range(n):
         kv = ref(b, lo, hi, start + 4 * i)
         key_pos, value_pos = field(b, lo, hi, kv, 0), field(b, lo, hi, kv, 1)
         if not key_pos or not value_pos:
@@ -110,23 +113,6 @@ def _keyvalues(b: bytes, lo: int, hi: int, pos: int) -> Iterator[tuple[bytes, in
         k_start, k_len = vector(b, lo, hi, key_pos, 1)
         v_start, v_len = vector(b, lo, hi, value_pos, 1)
         yield b[k_start : k_start + k_len], v_start, v_len
-
-
-def _last_value(b: bytes, lo: int, hi: int, pos: int, key: bytes, length: int) -> int:
-    """Start of the value of the last KeyValue `key` with a value of `length` bytes at `pos`, or -1 (the
-    vector read from its end: lossfmt appends its checksum key, and a schema has a dozen keys)."""
-    if not pos:
-        return -1
-    start, n = vector(b, lo, hi, pos, 4)
-    for i in range(n - 1, -1, -1):
-        kv = ref(b, lo, hi, start + 4 * i)
-        key_pos, value_pos = field(b, lo, hi, kv, 0), field(b, lo, hi, kv, 1)
-        if key_pos and value_pos:
-            k_start, k_len = vector(b, lo, hi, key_pos, 1)
-            v_start, v_len = vector(b, lo, hi, value_pos, 1)
-            if v_len == length and b[k_start : k_start + k_len] == key:
-                return v_start
-    return -1
 
 
 class Parsed(NamedTuple):
@@ -219,7 +205,8 @@ def parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | No
         endian_pos = field(b, lo, hi, header, 0)
         if endian_pos and _u16(b, endian_pos)[0] != 0:
             raise Bad("big-endian data (lossfmt files are little-endian)")
-        crc_at = _last_value(b, lo, hi, field(b, lo, hi, header, 2), SCHEMA_CHECKSUM_KEY, 8)
+        schema_kvs = _keyvalues(b, lo, hi, field(b, lo, hi, header, 2), reverse=True)  # the last one counts
+        crc_at = next((at for key, at, n in schema_kvs if key == SCHEMA_CHECKSUM_KEY and n == 8), -1)
         return Parsed(kind, 0, -1, False, crc_at, 0, -1, 0, -1, 0, -1, _dictionary_ids(b, lo, hi, header))
     batch = header
     if kind == DICTIONARY:
