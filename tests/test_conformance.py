@@ -32,6 +32,7 @@ REQUIRED = {  # issue 12's list, and the integrity vectors of spec §1.6
     "undecodable",
     "checksummed",
     "checksum_mismatch",
+    "restarting",  # the run-wide steps of spec §5.2
 }
 
 

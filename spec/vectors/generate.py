@@ -9,6 +9,7 @@ made deterministic by replacing the writer's clock (`lossfmt._writer._time`) in 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -63,6 +64,33 @@ RESUMED_AFTER: list[list[tuple[Any, ...]]] = [  # resumed from the step-2 checkp
     [(4, "loss", 0.55, 10, 1, "mean"), (4, "sum_loss", 5.5, 10, 1, "sum")],
 ]
 
+# Steps that restart each epoch (`for step, batch in enumerate(loader)` inside an epoch loop), an lr logged
+# without an epoch at each epoch's start, and a resume inside epoch 1 (its step 2 rewinds to step 1): only
+# run-wide steps (spec 5.2) tell the restarts from the rewind.
+RESTARTING_FLUSHES: list[list[tuple[Any, ...]]] = [
+    [
+        (0, "lr", 0.001, 1, None, "mean"),
+        (0, "loss", 2.0, 32, 0, "mean"),
+        (1, "loss", 1.75, 32, 0, "mean"),
+        (2, "loss", 1.5, 32, 0, "mean"),
+        (2, "val_loss", 1.875, 100, 0, "mean"),
+    ],
+    [
+        (0, "lr", 0.0005, 1, None, "mean"),
+        (0, "loss", 1.375, 32, 1, "mean"),
+        (1, "loss", 1.25, 32, 1, "mean"),
+        (2, "loss", 1.125, 32, 1, "mean"),  # orphaned: the resume below goes back to step 1 of epoch 1
+    ],
+    [
+        (1, "loss", 1.3125, 32, 1, "mean"),
+        (2, "loss", 1.1875, 32, 1, "mean"),
+        (2, "val_loss", 1.4375, 100, 1, "mean"),
+        (0, "lr", 0.00025, 1, None, "mean"),
+        (0, "loss", 1.0625, 32, 2, "mean"),
+        (1, "loss", 1.0, 32, 2, "mean"),
+    ],
+]
+
 _CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[4])
@@ -110,11 +138,41 @@ def _rows(flushes: list[list[tuple[Any, ...]]], first_tick: int = 0) -> list[lis
     return rows
 
 
+def _run_wide(rows: list[list[Any]]) -> list[int] | None:
+    """The run-wide steps of a run whose steps restart each epoch (spec 5.2), else None. Written from the
+    spec's words, row by row, not from lossfmt's code."""
+    steps = [row[0] for row in rows]
+    if all(b >= a for a, b in itertools.pairwise(steps)):
+        return None
+    known = [i for i, row in enumerate(rows) if row[4] is not None]
+    if len(known) < 2:
+        return None
+    epochs = []
+    for i, row in enumerate(rows):
+        before = [k for k in known if k <= i]
+        after = [k for k in known if k >= i]
+        # without an epoch: the epoch of the event with one before it, or after it where its step is lower
+        use = before[-1] if before and (steps[i] >= steps[before[-1]] or not after) else after[0]
+        epochs.append(row[4] if row[4] is not None else rows[use][4])
+    ups = [i for i in range(len(rows) - 1) if epochs[i + 1] > epochs[i]]
+    lowest = min(steps)
+    if not ups or any(steps[i + 1] > steps[i] for i in ups) or all(steps[i + 1] != lowest for i in ups):
+        return None
+    offset, offsets = 0, {}
+    for epoch in sorted(set(epochs)):
+        offsets[epoch] = offset
+        offset += max(s for s, e in zip(steps, epochs, strict=True) if e == epoch) + 1
+    return [offsets[e] + s for s, e in zip(steps, epochs, strict=True)]
+
+
 def _without_rewound(rows: list[list[Any]]) -> list[list[Any]]:
-    """Drop every event that a later event of the same tag with a strictly smaller step orphans."""
+    """Drop every event that a later event of the same tag with a strictly smaller step orphans (run-wide
+    steps where the run's steps restart each epoch)."""
     keep, smallest_later = [], {}
-    for row in reversed(rows):
-        step, tag = row[0], row[1]
+    wide = _run_wide(rows)
+    steps = [row[0] for row in rows] if wide is None else wide
+    for step, row in zip(reversed(steps), reversed(rows), strict=True):
+        tag = row[1]
         if step <= smallest_later.get(tag, step):
             keep.append(row)
         smallest_later[tag] = min(step, smallest_later.get(tag, step))
@@ -289,6 +347,13 @@ def main() -> None:
         # end: after the previous record batch (the torn flush's dictionary message is dropped too)
         previous = max(e for _, e, k in spans[:-1] if k == "record batch")
         _save("torn", data[:torn_at], _rows(LIVE_FLUSHES[:-1]), "live", run_id, previous, False)
+
+        # restarting: steps that restart each epoch, and a rewind inside one epoch; written and closed here.
+        scratch.unlink()  # (it holds the live file)
+        run_id = _write_in_process(scratch, "restarting", RESTARTING_FLUSHES, 0)
+        data = scratch.read_bytes()
+        rows = _rows(RESTARTING_FLUSHES)
+        _save("restarting", data, rows, "restarting", run_id, _eos_offset(data), True)
 
         # resumed: a crash that tore the last batch, then a new writer resumed the file and closed it.
         run_id = _log_and_kill(scratch, "resumed", RESUMED_BEFORE)
