@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "event_options",
     "run_name",
     "started_over",
+    "user_stacklevel",
     "warn_torn_tail",
     "writer_options",
 ]
@@ -158,5 +160,18 @@ def warn_torn_tail(path: Path, dropped: int) -> None:
         f"lossfmt: resuming {os.fspath(path)} dropped its last {dropped:,} bytes, an unfinished flush (a "
         "crash while writing, or a copy cut short); every complete event is kept",
         UserWarning,
-        stacklevel=1,
+        stacklevel=user_stacklevel(),
     )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel, from its caller, of the first frame outside lossfmt: a warning names
+    the user's line (``LossWriter(...)``, ``w.close()``, the ``with`` block), whatever path inside lossfmt
+    (``__exit__``, integrations) led to it."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level

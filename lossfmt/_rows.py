@@ -151,7 +151,7 @@ class Encoder:
         warning of a run started over (`_checks.started_over`), once."""
         notice, self._notice = self._notice, None
         if notice is not None:
-            warnings.warn(notice, UserWarning, stacklevel=4)  # the user's flush() or close()
+            warnings.warn(notice, UserWarning, stacklevel=_checks.user_stacklevel())
         with self._unread_lock:
             count, first = self._unread_count, self._unread
             self._unread_count, self._unread = 0, []

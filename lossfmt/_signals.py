@@ -25,6 +25,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from lossfmt import _checks
+
 __all__ = ["SIGNALS", "register"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -58,7 +60,7 @@ def _install() -> None:
                 "any writer of the main thread used it (Python installs signal handlers only from the main "
                 "thread); open it in the main thread to close it on SIGTERM/SIGINT",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=_checks.user_stacklevel(),
             )
         return
     for signum in SIGNALS:

@@ -288,3 +288,24 @@ def test_a_resume_of_steps_that_restart_each_epoch_is_told_only_when_run_again(t
         train(range(1, 3), start=4)  # from the checkpoint at epoch 1, step 4: its steps are below 9
     with pytest.warns(UserWarning, match="started again at step 0"):
         train(range(3))  # the script run again
+
+
+def test_resume_warnings_name_the_user_s_line_under_with_and_without(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    with pytest.warns(UserWarning, match="started again") as told, LossWriter(path) as w:
+        w.add(0, 2.0)  # closed by __exit__, inside lossfmt
+    assert [(t.filename, t.lineno) for t in told] == [(__file__, told[0].lineno)]
+    with pytest.warns(UserWarning, match="started again") as told:
+        w = LossWriter(path)
+        w.add(0, 3.0)
+        w.close()
+    assert told[0].filename == __file__
+    data = live_file(path)
+    ends = batch_ends(data)
+    path.write_bytes(data[: ends[-1] - 5])
+    with pytest.warns(UserWarning, match="dropped its last") as told:
+        w = LossWriter(path)
+    w.close()
+    assert told[0].filename == __file__
