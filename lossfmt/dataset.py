@@ -256,5 +256,21 @@ def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
             "wall_time_max": schema.WALL_TIME,
         }
     )
+    _check_count_sums(table, keys)
     order = [*keys, schema.VALUE, "min", "max", "std", "n", schema.COUNT, schema.EPOCH, schema.WALL_TIME]
     return grouped.select(order).sort_by([(k, "ascending") for k in keys])
+
+
+def _check_count_sums(table: pa.Table, keys: list[str]) -> None:
+    """ValueError where the members' counts of one step sum past the largest int64 (Arrow's sum wraps)."""
+    import pyarrow.compute as pc
+
+    largest = pc.max(table[schema.COUNT]).as_py()
+    if not largest or largest <= np.iinfo(np.int64).max // max(table.num_rows, 1):
+        return
+    wide = table.select(keys).append_column("c", table[schema.COUNT].cast(pa.float64(), safe=False))
+    sums = wide.group_by(keys, use_threads=False).aggregate([("c", "sum")])["c_sum"]
+    if pc.max(sums).as_py() >= 2.0**63:
+        raise ValueError(
+            f"mean_across: the counts of one step sum past the largest int64 ({largest:,} per event)"
+        )

@@ -242,6 +242,25 @@ def test_mean_across_needs_the_column_it_averages_over():
         mean_across(table)
 
 
+def test_mean_across_refuses_counts_whose_sum_would_wrap_around():
+    big = 2**62
+    table = pa.table(
+        {
+            "rank": [0, 1, 0, 1],
+            "tag": ["loss"] * 4,
+            "step": [0, 0, 1, 1],
+            "value": [1.0, 3.0, 1.0, 3.0],
+            "count": [big, big, 1, big],
+            "epoch": [None] * 4,
+            "wall_time": pa.array([0] * 4, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with pytest.raises(ValueError, match="sum past the largest int64"):
+        mean_across(table)  # step 0's counts sum to 2**63
+    fits = mean_across(table.slice(2))
+    assert fits["count"].to_pylist() == [big + 1]
+
+
 def test_copying_closed_runs_elsewhere_keeps_them_readable_by_plain_pyarrow(sweep, tmp_path):
     root, _ = sweep
     shutil.copy(root / "runs" / "sweep-001.arrow", tmp_path / "copy.arrow")
