@@ -149,8 +149,8 @@ def started_over(path: os.PathLike[str] | str, step: int, epoch: int | None, res
         return None
     return (
         f"lossfmt: {os.fspath(path)} already held steps {low}-{high} of a run; this writer started "
-        f"again at step {step}, so it resumed that run: viewers now hide the earlier events past step "
-        f"{step} (they stay in the file). Use a new path for a separate run."
+        f"again at step {step}, so it resumed that run: viewers now hide the earlier events of each tag it "
+        f"logs again, from step {step} on (they stay in the file). Use a new path for a separate run."
     )
 
 

@@ -89,10 +89,10 @@ def smooth_table(
 
 
 def drop_rewound(table: pa.Table) -> pa.Table:
-    """Drop the events a resume orphaned: an event is dropped when a later event of the same run and tag has
-    a strictly smaller step (the run-wide step, `run_wide_steps`, in a run whose steps restart each epoch).
-    Repeated steps are kept, and so, unlike TensorBoard's purge, are the earlier events at the restart step
-    itself (the format spec's rewind rule); row order is kept."""
+    """Drop the events a resume orphaned, as TensorBoard purges them: where a tag's step goes back (below
+    a step logged before it, and not itself orphaned), every earlier event of that run and tag at that step
+    or later is dropped. Steps are run-wide (`run_wide_steps`) in a run whose steps restart each epoch.
+    A step logged twice in a row is kept twice; row order is kept (spec/FORMAT.md, rewinds)."""
     _require(table, schema.STEP, schema.TAG)
     if _never_decreases(table.column(schema.STEP)):  # nothing can be orphaned
         return table
@@ -100,10 +100,29 @@ def drop_rewound(table: pa.Table) -> pa.Table:
     steps = _numpy(table if run_wide is None else run_wide, schema.STEP, np.int64)
     keep = np.ones(steps.size, dtype=bool)
     for rows in _Series(table).groups():
-        step = steps[rows]
-        later_min = np.minimum.accumulate(step[::-1])[::-1]
-        keep[rows[:-1]] = step[:-1] <= later_min[1:]
+        keep[rows] = _kept(steps[rows])
     return table.filter(_arrow.array(keep))
+
+
+def _kept(step: np.ndarray) -> np.ndarray:
+    """Which events of one series (file order) no rewind orphans: an event is orphaned by a later smaller
+    step, or by a later equal step with a larger one between them (the run went on, then back to it)."""
+    kept = np.ones(step.size, dtype=bool)
+    if step.size < 2:
+        return kept
+    after = np.minimum.accumulate(step[::-1])[::-1][1:]  # the smallest step after each event
+    kept[:-1] = step[:-1] <= after
+    again = np.flatnonzero(step[:-1] == after)  # nothing after is smaller, the same step comes again
+    if again.size:
+        changes = np.flatnonzero(step[1:] != step[:-1]) + 1  # where the step changes
+        at = np.searchsorted(changes, again, side="right")
+        moved_on = np.r_[changes, step.size][at]
+        values = step[again]
+        seen = np.flatnonzero(np.isin(step, values))[::-1]  # the last index of each of those steps
+        distinct, first = np.unique(step[seen], return_index=True)
+        last = seen[first][np.searchsorted(distinct, values)]
+        kept[again] = moved_on > last  # the step stays the same up to its last repeat
+    return kept
 
 
 def run_wide_steps(table: pa.Table) -> pa.Table | None:

@@ -234,8 +234,8 @@ def test_a_script_run_again_on_the_same_path_is_told_it_resumed_the_earlier_run(
         told = [str(c.message) for c in caught if "started again" in str(c.message)]
         assert told == ([] if lr == 0.1 else [
             f"lossfmt: {path} already held steps 0-99 of a run; this writer started again at step 0, so it "
-            "resumed that run: viewers now hide the earlier events past step 0 (they stay in the file). Use "
-            "a new path for a separate run."
+            "resumed that run: viewers now hide the earlier events of each tag it logs again, from step 0 on "
+            "(they stay in the file). Use a new path for a separate run."
         ])  # fmt: skip
     assert lossfmt.read(path).num_rows == 200  # nothing lost
 

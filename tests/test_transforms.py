@@ -342,16 +342,24 @@ def test_smooth_table_works_on_buckets() -> None:
 
 
 def test_drop_rewound_drops_events_a_resume_orphaned_per_tag() -> None:
-    # loss: steps 0 1 2 3, resumed at step 2: 2 3 4. The first 3 is orphaned; the first 2 is not (not larger).
+    # loss: steps 0 1 2 3, resumed at step 2: 2 3 4. The first 2 and 3 are orphaned (the resume logged its
+    # own step 2); val never goes back; a step logged twice in a row stays twice.
     table = events(
-        [0, 0, 1, 2, 3, 5, 2, 3, 4],
-        [0.0, 9.0, 1.0, 2.0, 3.0, 9.5, 20.0, 30.0, 40.0],
-        tags=["loss", "val", "loss", "loss", "loss", "val", "loss", "loss", "loss"],
+        [0, 0, 1, 2, 3, 5, 2, 3, 4, 4],
+        [0.0, 9.0, 1.0, 2.0, 3.0, 9.5, 20.0, 30.0, 40.0, 41.0],
+        tags=["loss", "val", "loss", "loss", "loss", "val", "loss", "loss", "loss", "loss"],
     )
     out = drop_rewound(table)
-    assert list(zip(out.column("tag").to_pylist(), out.column("step").to_pylist(), strict=True)) == [
-        ("loss", 0), ("val", 0), ("loss", 1), ("loss", 2), ("val", 5), ("loss", 2), ("loss", 3), ("loss", 4)
+    assert list(zip(out.column("tag").to_pylist(), out.column("value").to_pylist(), strict=True)) == [
+        ("loss", 0.0), ("val", 9.0), ("loss", 1.0), ("val", 9.5), ("loss", 20.0), ("loss", 30.0),
+        ("loss", 40.0), ("loss", 41.0)
     ]  # fmt: skip
+
+
+def test_a_script_run_again_on_its_path_hides_the_whole_earlier_run() -> None:
+    # the same 10-step epoch logged twice: only the second run counts, at step 0 too
+    table = events([*range(10), *range(10)], [1.0] * 10 + [2.0] * 10, epochs=[0] * 20)
+    assert drop_rewound(table).column("value").to_pylist() == [2.0] * 10
 
 
 def test_drop_rewound_keeps_runs_apart_and_returns_monotonic_tables_untouched() -> None:
@@ -364,7 +372,7 @@ def test_drop_rewound_keeps_runs_apart_and_returns_monotonic_tables_untouched() 
 def test_drop_rewound_sees_a_rewind_between_chunks_that_are_each_in_order() -> None:
     table = events([0, 1, 2, 3, 1, 2], [float(i) for i in range(6)])
     table = pa.concat_tables([table.slice(0, 4), table.slice(4)])
-    assert drop_rewound(table).column("step").to_pylist() == [0, 1, 1, 2]
+    assert drop_rewound(table).column("step").to_pylist() == [0, 1, 2]
 
 
 @settings(max_examples=150, deadline=None)
@@ -377,12 +385,14 @@ def test_drop_rewound_matches_its_definition(rows: list[tuple[int, str]], cuts: 
     table = events(steps, [float(i) for i in range(len(rows))], tags=tags)
     bounds = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]  # chunks as a multi-batch file has them
     table = pa.concat_tables([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
-    kept = [
-        i
-        for i, (step, tag) in enumerate(rows)
-        if not any(tags[j] == tag and steps[j] < step for j in range(i + 1, len(rows)))
-    ]
-    assert drop_rewound(table).column("value").to_pylist() == [float(i) for i in kept]
+    kept: dict[str, list[int]] = {}  # TensorBoard's purge, event by event: a step back drops steps >= it
+    for i, (step, tag) in enumerate(rows):
+        series = kept.setdefault(tag, [])
+        if series and step < max(steps[j] for j in series):
+            series[:] = [j for j in series if steps[j] < step]
+        series.append(i)
+    expected = sorted(i for series in kept.values() for i in series)
+    assert drop_rewound(table).column("value").to_pylist() == [float(i) for i in expected]
 
 
 def test_epoch_positions_line_up_per_step_and_per_epoch_curves() -> None:
@@ -576,12 +586,12 @@ def test_read_pandas_views_drop_what_a_resume_orphaned_as_lossview_does(tmp_path
             w.add(step, 1.0, count=4, epoch=step // 50)
     per_epoch = lossfmt.read_pandas(path, per="epoch", normalize="per-item")
     epoch2 = per_epoch[per_epoch.epoch == 2].iloc[0]
-    # the old step-100 event is kept (the spec's rewind rule), its steps 101-149 dropped
-    assert (epoch2["count"], epoch2.value) == (204, pytest.approx((5 * 4 + 1 * 200) / 204))
+    # the old steps 100-149 are dropped (the spec's rewind rule): epoch 2 is the resumed run's alone
+    assert (epoch2["count"], epoch2.value) == (200, pytest.approx(1.0))
     kept = lossfmt.read_pandas(path, per="epoch", normalize="per-item", keep_rewound=True)
     assert kept[kept.epoch == 2].iloc[0].value == pytest.approx(3.0)
     smoothed = lossfmt.read_pandas(path, smooth="ma:5")
-    assert len(smoothed) == 151 and smoothed.smoothed.max() == pytest.approx(5.0)
+    assert len(smoothed) == 150 and smoothed.smoothed.max() == pytest.approx(5.0)
     assert len(lossfmt.read_pandas(path)) == 200  # no view: every event, as read()
     with pytest.raises(TypeError, match="keep_rewound must be True or False"):
         lossfmt.read_pandas(path, per="epoch", keep_rewound="no")
@@ -605,13 +615,13 @@ def test_steps_that_restart_each_epoch_are_not_a_rewind_but_a_resume_within_them
         [*steps[:26], *range(4, 10), *range(10)], [1.0] * 42, epochs=[*epochs[:26], *[1] * 6, *[2] * 10]
     )
     kept = drop_rewound(resumed)
-    old = list(zip(steps[:15], epochs[:15], strict=True))  # up to and with (epoch 1, step 4)
+    old = list(zip(steps[:14], epochs[:14], strict=True))  # up to (epoch 1, step 4), logged again
     new = [(s, 1) for s in range(4, 10)] + [(s, 2) for s in range(10)]
     assert (
         list(zip(kept.column("step").to_pylist(), kept.column("epoch").to_pylist(), strict=True)) == old + new
     )
     # without epochs the step alone is the position, as before
-    assert drop_rewound(events(steps, [1.0] * 30)).num_rows == 10 + 2
+    assert drop_rewound(events(steps, [1.0] * 30)).num_rows == 10
 
 
 def test_run_wide_steps_continue_each_epoch_after_the_ones_before() -> None:
@@ -640,7 +650,7 @@ def test_a_global_step_resume_with_its_epoch_counter_back_at_zero_keeps_the_hist
     steps = [*range(300), *range(250, 400)]
     epochs = [s // 100 for s in range(300)] + [(s - 250) // 100 for s in range(250, 400)]
     kept = drop_rewound(events(steps, [1.0] * len(steps), epochs=epochs))
-    assert kept.column("step").to_pylist() == [*range(251), *range(250, 400)]  # only 251-299 orphaned
+    assert kept.column("step").to_pylist() == [*range(250), *range(250, 400)]  # only 250-299 orphaned
     assert run_wide_steps(events(steps, [1.0] * len(steps), epochs=epochs)) is None
 
 

@@ -104,7 +104,7 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
         return key, drawn, c.y, np.asarray(c.x, np.float64)
     order = np.argsort(c.step, kind="stable")
     step = c.step[order]
-    keep = np.append(step[1:] != step[:-1], True)  # a step logged twice (a kept rewind): its last value
+    keep = np.append(step[1:] != step[:-1], True)  # a step logged twice (or a kept rewind): its last value
     step, order = step[keep], order[keep]
     grid = np.unique(np.concatenate([m.step for m in members]))
     grid = grid[(grid >= step[0]) & (grid <= step[-1])]

@@ -128,9 +128,9 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g.add_argument(
         "--keep-rewound",
         action="store_true",
-        help="keep events orphaned by a resumed run's rewind (default: drop each event that a later event of "
-        "its tag with a smaller step, run-wide where steps restart each epoch, orphans; unlike "
-        "TensorBoard's purge, events at the restart step itself are kept: spec/FORMAT.md, rewinds)",
+        help="keep events orphaned by a resumed run's rewind (default: drop them as TensorBoard purges: "
+        "where a tag's step goes back, its earlier events at that step or later; run-wide steps where "
+        "steps restart each epoch: spec/FORMAT.md, rewinds)",
     )
 
 

@@ -166,7 +166,7 @@ class TermView:
                 s = self.series[key] = Series(self._label(path, tag))
                 self._fresh[key] = 0
             elif s.steps.size and steps.size and steps.min() < s.steps[-1]:  # a resumed run rewound
-                keep = s.steps <= steps.min()
+                keep = s.steps < steps.min()  # from the restart step on (spec 5.2)
                 s.steps, s.values = s.steps[keep], s.values[keep]
                 self._fresh[key] = -1
             s.steps = np.concatenate([s.steps, steps]) if s.steps.size else steps

@@ -166,17 +166,18 @@ def _run_wide(rows: list[list[Any]]) -> list[int] | None:
 
 
 def _without_rewound(rows: list[list[Any]]) -> list[list[Any]]:
-    """Drop every event that a later event of the same tag with a strictly smaller step orphans (run-wide
-    steps where the run's steps restart each epoch)."""
-    keep, smallest_later = [], {}
+    """The rewind rule of spec 5.2, event by event as TensorBoard purges: where a tag's step goes back below
+    one it kept, its kept events at that step or later are dropped (run-wide steps where the run's steps
+    restart each epoch)."""
     wide = _run_wide(rows)
     steps = [row[0] for row in rows] if wide is None else wide
-    for step, row in zip(reversed(steps), reversed(rows), strict=True):
-        tag = row[1]
-        if step <= smallest_later.get(tag, step):
-            keep.append(row)
-        smallest_later[tag] = min(step, smallest_later.get(tag, step))
-    return keep[::-1]
+    kept: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        series = kept.setdefault(row[1], [])
+        if series and steps[i] < max(steps[j] for j in series):
+            series[:] = [j for j in series if steps[j] < steps[i]]
+        series.append(i)
+    return [rows[i] for i in sorted(i for series in kept.values() for i in series)]
 
 
 def _message_spans(data: bytes) -> list[tuple[int, int, str]]:
