@@ -100,6 +100,8 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     deviation = per_item - np.repeat(center, events)
     squares = deviation * deviation * count if norm == PER_ITEM else deviation * deviation
     std = np.sqrt(b.reduce(np.add, squares) / weights)
+    low, high = b.reduce(np.fmin, per_item), b.reduce(np.fmax, per_item)
+    std[(low == high) & np.isfinite(std)] = 0.0  # one value (or equal ones): no rounding residue of the mean
     wall_time = table.column(schema.WALL_TIME)
     out = {}
     if series.has_run:
@@ -110,8 +112,8 @@ def bucket(table: pa.Table, per: Per, *, normalize: str | None = None) -> pa.Tab
     out[schema.VALUE] = _arrow.array(center, pa.float64())
     out[schema.COUNT] = _arrow.array(count_sum, pa.int64())
     out["events"] = _arrow.array(events, pa.int64())
-    out["min"] = _arrow.array(b.reduce(np.fmin, per_item), pa.float64())
-    out["max"] = _arrow.array(b.reduce(np.fmax, per_item), pa.float64())
+    out["min"] = _arrow.array(low, pa.float64())
+    out["max"] = _arrow.array(high, pa.float64())
     out["std"] = _arrow.array(std, pa.float64())
     wall_us = _arrow.to_numpy(wall_time).view(np.int64)
     wall_us = wall_us if b.order is None else wall_us[b.order]

@@ -201,6 +201,15 @@ def test_bucket_marks_a_diverged_bucket() -> None:
     assert math.isnan(out.column("std").to_pylist()[0])
 
 
+def test_the_spread_of_a_bucket_of_one_value_is_exactly_zero() -> None:
+    # 0.1 * 3 / 3 is not 0.1 in floats: the per-item mean's rounding must not read as a spread
+    one = bucket(events([0], [0.7], counts=[3], epochs=0), "epoch", normalize="per-item")
+    same = bucket(events([0, 1, 2], [0.2] * 3, counts=[3, 5, 7], epochs=0), "epoch", normalize="per-item")
+    assert one.column("std").to_pylist() == same.column("std").to_pylist() == [0.0]
+    diverged = bucket(events([0, 1], [0.7, math.nan], counts=[3, 7], epochs=0), "epoch", normalize="per-item")
+    assert math.isnan(diverged.column("std")[0].as_py())
+
+
 def test_bucket_of_no_events_is_empty_with_the_same_columns() -> None:
     out = bucket(events([], []), 10)
     assert out.num_rows == 0
