@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow, _decode, _sources
+from lossfmt import _arrow, _checks, _decode, _sources
 from lossfmt import _framing as fr
 from lossfmt import schema as s
 
@@ -357,9 +358,29 @@ def read_pandas(
         table = transforms.run_wide_steps(table) or table
         table = table if keep_rewound else transforms.drop_rewound(table)
     if per_ is not None:
-        table = transforms.bucket(table, per_, normalize=norm)
+        bucketed = transforms.bucket(table, per_, normalize=norm)
+        if per_ == "epoch" and table.column(s.EPOCH).null_count:
+            _tell_epochless(table, bucketed)
+        table = bucketed
     elif norm is not None:
         table = transforms.normalize_events(table)
     if smooth is not None:
         table = transforms.smooth_table(table, smooth)
     return _to_pandas(table)
+
+
+def _tell_epochless(table: pa.Table, bucketed: pa.Table) -> None:
+    """per="epoch" has no bucket for a series logged without any epoch: warn, naming it, as lossview does."""
+    from lossfmt import transforms
+
+    def names(t: pa.Table) -> set[str]:
+        found = transforms.series(t) if t.num_rows else []
+        return {f"{run}: {tag}" if run else tag for run, tag, _ in found}
+
+    lost = sorted(names(table) - names(bucketed))
+    if lost:
+        warnings.warn(
+            f"read_pandas(per='epoch'): left out, logged without an epoch: {', '.join(lost)}",
+            UserWarning,
+            stacklevel=_checks.user_stacklevel(),
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -604,6 +605,23 @@ def test_read_pandas_views_drop_what_a_resume_orphaned_as_lossview_does(tmp_path
     assert len(lossfmt.read_pandas(path)) == 200  # no view: every event, as read()
     with pytest.raises(TypeError, match="keep_rewound must be True or False"):
         lossfmt.read_pandas(path, per="epoch", keep_rewound="no")
+
+
+def test_read_pandas_per_epoch_names_what_it_leaves_out_for_lack_of_an_epoch(tmp_path) -> None:
+    import lossfmt
+
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in range(20):
+            w.add(step, 1.0, epoch=step // 10)
+            if step % 10 == 9:
+                w.add(step, 2.0, "val")  # logged without an epoch
+    with pytest.warns(UserWarning, match="left out, logged without an epoch: val") as told:
+        df = lossfmt.read_pandas(path, per="epoch")
+    assert df.tag.tolist() == ["loss", "loss"] and told[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lossfmt.read_pandas(path, per="epoch", tags="loss")  # nothing left out: nothing said
 
 
 def test_bucket_counts_that_would_wrap_around_int64_are_an_error_not_a_negative_mean() -> None:

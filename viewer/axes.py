@@ -16,12 +16,16 @@ validation loss logged once per epoch would sit at the epoch's end, the train lo
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from lossfmt import transforms
 from lossfmt.transforms import to_numpy
+
+if TYPE_CHECKING:
+    from lossview.view import Curve
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -159,3 +163,35 @@ class RunAxis:
         order = np.argsort(step, kind="stable")
         at = np.searchsorted(step[order], steps, side="right") - 1
         return np.where(at >= 0, ev_epoch[ok][order][np.maximum(at, 0)], np.nan)
+
+
+def relative_x(out: list[Curve]) -> None:
+    """--x relative: each run's x from its own first point (time since that run started)."""
+    starts: dict[str, float] = {}
+    for c in out:
+        if len(c.x):
+            starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
+    for c in out:
+        c.x = c.x - starts.get(c.run, 0.0)
+
+
+def sort_by_x(c: Curve) -> None:
+    """Order a curve by x (a kept rewind, clock steps): lines and zoom windows need ascending x."""
+    if len(c.x) < 2 or _ascending(c.x):
+        return
+    order = np.argsort(c.x, kind="stable")
+    c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
+    for name in ("lo", "hi", "bucket", "event_step"):
+        arr = getattr(c, name)
+        if arr is not None:
+            setattr(c, name, arr[order])
+
+
+def _ascending(x: np.ndarray) -> bool:
+    """True if x never decreases (NaN counts as a decrease), compared in blocks of 1M: a mask as long as x
+    would be fresh memory, which a cold render pays for page by page."""
+    for start in range(0, len(x) - 1, 1 << 20):
+        part = x[start : start + (1 << 20) + 1]
+        if not bool(np.all(part[1:] >= part[:-1])):
+            return False
+    return True

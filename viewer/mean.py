@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from lossfmt import transforms
-from lossview.view import Curve, View, sort_by_x
+from lossview.axes import sort_by_x
+from lossview.view import Curve, View
 
 
 def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:

@@ -8,14 +8,13 @@ bucketing, smoothing, the mean across runs); this module only chains them, per r
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +23,7 @@ import lossfmt
 from lossfmt import transforms
 from lossfmt.transforms import select_tags
 from lossfmt.transforms import to_arrow as array
-from lossview.axes import RunAxis
+from lossview.axes import RunAxis, relative_x, sort_by_x
 from lossview.tables import column as column  # re-exported: `view.column` etc. predate tables.py
 from lossview.tables import seconds as seconds
 from lossview.tables import tag_groups as tag_groups
@@ -37,6 +36,7 @@ DEFAULT_SMOOTH = transforms.DEFAULT_SMOOTH
 #: points only makes them lag. An explicit smoothing applies to every series.
 FEW_POINTS = 60
 BANDS = ("minmax", "std")
+T = TypeVar("T")
 #: The file columns, in file order.
 COLUMNS = ("step", "tag", "value", "count", "epoch", "wall_time", "reduction")
 
@@ -236,6 +236,26 @@ def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
     return table
 
 
+def prepare_runs(runs_: Sequence[Run], view: View) -> list[tuple[Run, pa.Table]]:
+    """Each run with its `prepare`d table (runs logged without epochs left out as `each_run` says)."""
+    return each_run(runs_, lambda run: prepare(run.table, view, run.path or run.label))
+
+
+def each_run(runs_: Sequence[Run], fn: Callable[[Run], T]) -> list[tuple[Run, T]]:
+    """``fn(run)`` for each run; for ``--per epoch`` over several runs, those logged without epochs are left
+    out with a warning (NoDataError when none has one)."""
+    out, no_epochs = [], []
+    for run in runs_:
+        try:
+            out.append((run, fn(run)))
+        except NoDataError:
+            if len(runs_) == 1:
+                raise
+            no_epochs.append(run.label)
+    _not_drawn("--per epoch", no_epochs, everything=not out, fix="or use --per N")
+    return out
+
+
 def _tag_names(table: pa.Table) -> set[str]:
     return {tag for _, tag, _ in transforms.series(table)} if table.num_rows else set()
 
@@ -247,38 +267,13 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
     """One Curve per (run, tag) of the runs' events, transformed, smoothed, with x positions and bands."""
     runs_ = list(runs_)
     check_label(runs_, view)
-    out: list[Curve] = []
-    skipped: list[str] = []
+    skipped: list[str] = []  # --x epoch: tags logged without an epoch
     order: dict[str, int] = {}
-    for run in runs_:
-        every = run.table  # every tag: --x items counts the training loss whatever --tag draws
-        if (run_wide := transforms.run_wide_steps(every)) is not None:
-            every = run_wide
-            if view.x == "step":
-                warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=2)
-        if not view.keep_rewound and every.num_rows:
-            every = transforms.drop_rewound(every)
-        events = filter_tags(every, view)
-        table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
-        axis = RunAxis(events, table, view.per, counted=every)
-        for name in tag_names(run.table):
-            order.setdefault(name, len(order))
-        group = run.label if view.label is None else hparam(run, view.label)
-        for tag, idx in tag_groups(table):
-            curve = _curve(run.label, tag, table, idx, view, axis)
-            if curve is None:
-                skipped.append(f"{run.label}: {tag}")
-                continue
-            curve.tag_index, curve.group = order.get(tag, len(order)), group
-            if view.per is not None and not transforms.all_finite(curve.y):
-                curve.event_step = axis.nonfinite_steps(tag, curve.step, curve.bucket)
-            out.append(curve)
-    if skipped and not out:
-        raise NoDataError("--x epoch: no event has an epoch; log epoch=... with add() or use --x step")
-    if skipped:
-        warnings.warn(f"--x epoch: not drawn, logged without an epoch: {', '.join(skipped)}", stacklevel=2)
+    made = each_run(runs_, lambda run: _run_curves(run, view, order, skipped))
+    out = [curve for _, run_curves in made for curve in run_curves]
+    _not_drawn("--x epoch", skipped, everything=not out, fix="with add() or use --x step")
     if view.x == "relative":
-        _relative(out)
+        relative_x(out)
     smooth(out, view)
     if view.mean_runs:
         from lossview.mean import mean_across_runs
@@ -286,6 +281,42 @@ def curves(runs_: Iterable[Run], view: View) -> list[Curve]:
         return mean_across_runs(out, view)
     relabel(out, view)
     return out
+
+
+def _run_curves(run: Run, view: View, order: dict[str, int], skipped: list[str]) -> list[Curve]:
+    """One run's curves; its tags logged without an epoch (on an epoch axis) are added to `skipped`."""
+    every = run.table  # every tag: --x items counts the training loss whatever --tag draws
+    if (run_wide := transforms.run_wide_steps(every)) is not None:
+        every = run_wide
+        if view.x == "step":
+            warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=3)
+    if not view.keep_rewound and every.num_rows:
+        every = transforms.drop_rewound(every)
+    events = filter_tags(every, view)
+    table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
+    axis = RunAxis(events, table, view.per, counted=every)
+    for name in tag_names(run.table):
+        order.setdefault(name, len(order))
+    group = run.label if view.label is None else hparam(run, view.label)
+    out = []
+    for tag, idx in tag_groups(table):
+        curve = _curve(run.label, tag, table, idx, view, axis)
+        if curve is None:
+            skipped.append(f"{run.label}: {tag}")
+            continue
+        curve.tag_index, curve.group = order.get(tag, len(order)), group
+        if view.per is not None and not transforms.all_finite(curve.y):
+            curve.event_step = axis.nonfinite_steps(tag, curve.step, curve.bucket)
+        out.append(curve)
+    return out
+
+
+def _not_drawn(option: str, names: list[str], *, everything: bool, fix: str) -> None:
+    """NoDataError when nothing has an epoch for `option`, else a warning naming what is left out."""
+    if names and everything:
+        raise NoDataError(f"{option}: no event has an epoch; log epoch=... {fix}")
+    if names:
+        warnings.warn(f"{option}: not drawn, logged without an epoch: {', '.join(names)}", stacklevel=3)
 
 
 def _curve(
@@ -367,34 +398,3 @@ def relabel(curves_: list[Curve], view: View) -> None:
         runs_per_group.setdefault(c.group, set()).add(c.run)
     for c in curves_:
         c.run = c.group if len(runs_per_group[c.group]) == 1 else f"{c.group} ({c.run})"
-
-
-def _relative(out: list[Curve]) -> None:
-    starts: dict[str, float] = {}
-    for c in out:
-        if len(c.x):
-            starts[c.run] = min(starts.get(c.run, math.inf), float(np.nanmin(c.x)))
-    for c in out:
-        c.x = c.x - starts.get(c.run, 0.0)
-
-
-def sort_by_x(c: Curve) -> None:
-    """Order a curve by x (a kept rewind, clock steps): lines and zoom windows need ascending x."""
-    if len(c.x) < 2 or _ascending(c.x):
-        return
-    order = np.argsort(c.x, kind="stable")
-    c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
-    for name in ("lo", "hi", "bucket", "event_step"):
-        arr = getattr(c, name)
-        if arr is not None:
-            setattr(c, name, arr[order])
-
-
-def _ascending(x: np.ndarray) -> bool:
-    """True if x never decreases (NaN counts as a decrease), compared in blocks of 1M: a mask as long as x
-    would be fresh memory, which a cold render pays for page by page."""
-    for start in range(0, len(x) - 1, 1 << 20):
-        part = x[start : start + (1 << 20) + 1]
-        if not bool(np.all(part[1:] >= part[:-1])):
-            return False
-    return True

@@ -120,6 +120,16 @@ def test_per_epoch_without_epochs_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_per_epoch_over_a_sweep_draws_the_runs_with_epochs_and_names_the_one_without(tmp_path, capsys):
+    with_epochs = str(write(tmp_path / "a.arrow", epochs=True))
+    without = str(write(tmp_path / "b.arrow"))
+    png = tmp_path / "o.png"
+    assert cli.main([with_epochs, without, "--per", "epoch", "-o", str(png)]) == 0
+    err = capsys.readouterr().err
+    assert png.exists() and "not drawn, logged without an epoch: b" in err and "Traceback" not in err
+    assert cli.main([without, without, "--per", "epoch", "-o", str(png)]) == 1  # none has one: an error
+
+
 @pytest.mark.parametrize(
     "args",
     [
