@@ -226,6 +226,21 @@ def test_per_epoch_buckets_with_band_show_min_max():
     assert lp.fig.axes[0].get_ylabel() == "loss (mean per epoch)"
 
 
+def test_figure_takes_band_true_as_the_command_line_s_band(tmp_path):
+    import lossfmt
+    import lossview
+
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in range(40):
+            w.add(step, float(step % 7), epoch=step // 10)
+    figures = [lossview.figure(path, per="epoch", band=b) for b in (True, "std", False)]
+    shaded = [len(fig.axes[0].collections) for fig in figures]
+    assert shaded[0] == shaded[1] > shaded[2]
+    with pytest.raises(ValueError, match="must be one of minmax, std"):
+        lossview.figure(path, per="epoch", band="spread")
+
+
 def test_seed_002_per_item_mean_is_three_for_any_batch_size():
     items = [4, 5, 2, 4, 3, 2, 3, 1]
     for sizes in ([2, 2, 2, 2], [4, 4], [3, 3, 2]):

@@ -23,7 +23,7 @@ def figure(
     per: str | int | None = None,
     normalize: str | None = None,
     x: str = "step",
-    band: str | None = None,
+    band: bool | str | None = None,
     mean_runs: bool = False,
     split: bool = False,
     logy: bool = False,
@@ -33,7 +33,8 @@ def figure(
     """Return the matplotlib Figure ``lossview`` would draw for a file (or files, globs, directories).
 
     Options are those of the command line (``tags="loss"`` is one tag, None or ``()`` every tag;
-    ``smooth=None`` is the default smoothing); tags that match no event of the files raise ValueError.
+    ``smooth=None`` is the default smoothing; ``band=True`` shades the min..max spread as ``--band``, or
+    ``band="std"`` as ``--band --spread std``); tags that match no event of the files raise ValueError.
     The figure is not attached to pyplot, so it displays once in a notebook cell, leaks no windows and
     leaves the matplotlib backend alone.
     """
@@ -58,7 +59,7 @@ def live(
     per: str | int | None = None,
     normalize: str | None = None,
     x: str = "step",
-    band: str | None = None,
+    band: bool | str | None = None,
     mean_runs: bool = False,
     split: bool = False,
     logy: bool = False,
@@ -82,7 +83,7 @@ def _view(
     per: str | int | None,
     normalize: str | None,
     x: str,
-    band: str | None,
+    band: bool | str | None,
     mean_runs: bool,
     label: str | None,
 ) -> _View:
@@ -97,7 +98,7 @@ def _view(
         per=per,
         normalize=normalize,
         x=x,
-        band=band,
+        band=("minmax" if band else None) if isinstance(band, bool) else band,
         mean_runs=mean_runs,
         label=label,
     )

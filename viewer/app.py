@@ -137,7 +137,8 @@ def window(target: Target, view: View, style: Style, curves: list[Curve] | None)
         backend = matplotlib.get_backend().lower()
         if backend in ("agg", "pdf", "ps", "svg", "cairo", "template"):
             raise ViewerError(
-                f"no interactive display (matplotlib backend {backend!r}): use -o OUT.png, or --web [PORT]"
+                f"no interactive display (matplotlib backend {backend!r}): use -o OUT.png, --term (in this "
+                "terminal) or --web [PORT]"
             )
         fig = plt.figure(figsize=(style.width, style.height), layout="constrained")
         if fig.canvas.manager is not None:  # the window's (or web page's) title, instead of "Figure 1"

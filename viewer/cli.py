@@ -21,6 +21,9 @@ from lossview import commands
 from lossview import view as v
 from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG
 
+#: The status of a command whose output pipe closed early (128 + SIGPIPE, as a shell reports it).
+BROKEN_PIPE = 141
+
 # -------------------------------------------------------------------------------------------------- main
 
 
@@ -36,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = args[1:]
     elif command == "plot" and args and _mistyped(args[0]):
         return 2
+    if "--" in args:  # parse_intermixed_args loses what follows "--": name such files as paths instead
+        at = args.index("--")
+        args = args[:at] + [f"./{a}" if a.startswith("-") else a for a in args[at + 1 :]]
     try:
         ns = PARSERS[command]().parse_intermixed_args(args)
     except SystemExit as exc:
@@ -58,6 +64,12 @@ def console_main() -> int:
     sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     _small_pages()
     status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = BROKEN_PIPE
+    if status == BROKEN_PIPE:  # `lossview summary DIR | head`: no error at the interpreter's own flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     gc.freeze()
     return status
 
@@ -97,6 +109,8 @@ def _run(command: str, ns: argparse.Namespace) -> int:
         return RUNNERS[command](ns)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of our output left (`| head`): nothing to tell, as other tools
+        return BROKEN_PIPE
     except v.OptionError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -193,6 +207,8 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError("choose one of -o OUT and --web")
     if ns.ylim and not ns.ylim[0] < ns.ylim[1]:
         raise v.OptionError(f"--ylim: LO must be below HI (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
+    if ns.ylim and ns.logy and not ns.ylim[0] > 0:
+        raise v.OptionError(f"--ylim: LO must be above 0 on a --logy axis (got {ns.ylim[0]:g})")
     w, h = ns.size
     if w * h * ns.dpi**2 > MAX_PIXELS or max(w, h) * ns.dpi >= 1 << 16:
         raise v.OptionError(f"--size {w:g} {h:g} at --dpi {ns.dpi} is too many pixels: lower one of them")
@@ -230,7 +246,8 @@ def _check_term(ns: argparse.Namespace) -> None:
     if given:
         raise v.OptionError(
             f"--term draws per-step curves with --tag, --smooth, --title and --follow only: "
-            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the window or an image (-o)"
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the matplotlib window, an image "
+            "or --web"
         )
 
 

@@ -302,10 +302,12 @@ def test_bad_files_give_one_line_and_nonzero_status(tmp_path, runs, capsys, monk
         "band alone": ([a, "--band", "-o", png], "--band"),
         "bad format": ([a, "-o", str(tmp_path / "x.jpg")], "x.jpg"),
         "bad ylim": ([a, "--ylim", "2", "1", "-o", png], "--ylim"),
+        "log ylim": ([a, "--logy", "--ylim", "0", "1", "-o", png], "above 0 on a --logy axis"),
         "bad export": (["export", a, str(tmp_path / "o.xlsx")], "o.xlsx"),
-        "no display": ([a], "-o OUT.png"),
+        "no display": ([a], "-o OUT.png, --term (in this terminal)"),
+        "term with -o": ([a, "--term", "-o", png], "-o is for the matplotlib window, an image or --web"),
     }
-    usage = {"bad smooth", "band alone", "bad format", "bad ylim", "bad export"}  # options, not files: 2
+    usage = {"bad smooth", "band alone", "bad format", "bad ylim", "log ylim", "bad export", "term with -o"}
     for name, (args, needle) in cases.items():
         assert cli.main(args) == (2 if name in usage else 1), name
         out, err = capsys.readouterr()
@@ -591,3 +593,28 @@ def test_only_the_console_entry_point_tunes_its_own_process(tmp_path):
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["True", "True", huge]
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    run = write_run(tmp_path / "run.arrow")
+    for args in (["summary", run, run.parent], [run, "--term"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lossview", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "MPLBACKEND": "Agg"},
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| head` does once it has its lines: every write is a broken pipe
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141, err
+        assert err == "", args
+
+
+def test_a_file_whose_name_starts_with_a_dash_is_named_after_two_dashes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_run(Path("-x.arrow"), 20)
+    assert lossview("-o", "x.png", "--", "-x.arrow").returncode == 0
+    assert Path("x.png").exists()
+    done = lossview("summary", "--", "-x.arrow")
+    assert done.returncode == 0 and "\n-x   train" in done.stdout
