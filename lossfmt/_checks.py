@@ -18,6 +18,7 @@ from typing import Any
 
 from lossfmt import _values
 from lossfmt import schema as s
+from lossfmt._errors import LossfmtError
 
 __all__ = [
     "Resumed",
@@ -29,6 +30,7 @@ __all__ = [
     "run_name",
     "started_over",
     "user_stacklevel",
+    "warn_left_live",
     "warn_torn_tail",
     "writer_options",
 ]
@@ -162,6 +164,19 @@ def warn_torn_tail(path: Path, dropped: int) -> None:
         UserWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def warn_left_live(path: Path, error: BaseException) -> None:
+    """close() after a write error already raised (a full disk): the file keeps its flushed events without a
+    footer; say so, and how to finish it (nothing to finish when the file itself was removed or replaced)."""
+    if isinstance(error, OSError) and not isinstance(error, LossfmtError):
+        warnings.warn(
+            f"lossfmt: {os.fspath(path)} was left without its footer after the write error raised earlier "
+            f"({error.strerror or error}): every event flushed before it reads with lossfmt; "
+            f"`lossview compact {os.fspath(path)}` makes it a plain Arrow file once the disk has room",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -314,15 +314,16 @@ class LiveFile:
         """Append `batch` as one flush (its dictionary messages, then the record batch) with one write."""
         # str keys and values are accepted (encoded as UTF-8); the stubs want bytes
         self._stream.write_batch(batch, custom_metadata=_framing.BATCH_METADATA)  # type: ignore[arg-type]
-        self.append(self.sealer.seal(self._sink.take()))
+        self.append(self.sealer.seal(self._sink.take()), batch.num_rows)
         self.rows += batch.num_rows
         self.flushes += 1
         for i, field in enumerate(batch.schema):
             if pa.types.is_dictionary(field.type):
                 self.dictionaries[i] = cast("pa.DictionaryArray[Any, Any]", batch.column(i)).dictionary
 
-    def append(self, data: bytes) -> None:
-        """Append bytes of whole messages; FileReplacedError if the file at `path` is no longer this one."""
+    def append(self, data: bytes, rows: int = 0) -> None:
+        """Append bytes of whole messages (`rows` events); FileReplacedError if the file at `path` is not
+        this one any more."""
         end = os.fstat(self.fd).st_size
         try:
             _locking.write_all(self.fd, data, self.path)
@@ -332,7 +333,7 @@ class LiveFile:
                 os.ftruncate(self.fd, end)
             raise
         self.size = end + len(data)
-        self.check_identity()
+        self.check_identity(rows)
 
     def replace_by(self, temp: _locking.TempFile, seed: pa.RecordBatch) -> None:
         """Commit `temp` (the same events, re-compacted: `_recompact`) over the file and append to it from now
@@ -351,10 +352,19 @@ class LiveFile:
         self.fd, self.size, self.flushes = temp.fd, os.fstat(temp.fd).st_size, 0
         self._restart_stream(seed)
 
-    def check_identity(self) -> None:
-        """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on."""
+    def check_identity(self, appended: int = 0) -> None:
+        """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on
+        (`appended`: events just written to it, not yet in `rows`)."""
         if not _locking.same_file(self.target, self.fd):
-            if not os.path.lexists(self.target):
+            gone = not os.path.lexists(self.target)
+            if os.fstat(self.fd).st_nlink:  # our file still has a name: moved, not removed
+                raise FileReplacedError(
+                    f"{os.fspath(self.path)}: the file was moved or renamed while LossWriter was writing it "
+                    f"({'nothing' if gone else 'another file, left untouched,'} is at this path now): its "
+                    f"{self.rows + appended} events so far are in it, under its new name; events added from "
+                    "now on are written nowhere"
+                )
+            if gone:
                 raise FileReplacedError(
                     f"{os.fspath(self.path)}: the file was removed while LossWriter was writing it (nothing "
                     f"is at this path now): the {self.rows} events written to it, and any added since, are "

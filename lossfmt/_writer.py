@@ -48,10 +48,7 @@ class _Run:
     a writer dropped without close() is still finalized (flushed and compacted) by its weakref finalizer."""
 
     def __init__(self, file: LiveFile, flusher: Flusher, name: str, run_id: str | None) -> None:
-        self.file = file
-        self.flusher = flusher
-        self.name = name
-        self.run_id = run_id
+        self.file, self.flusher, self.name, self.run_id = file, flusher, name, run_id
         self.pid = os.getpid()
         self.finished = False
 
@@ -103,6 +100,8 @@ class _Run:
             self.file.close(compact=flusher.error is None)
         if not flusher.reported:
             flusher.raise_error()
+        elif flusher.error is not None:
+            _checks.warn_left_live(self.file.path, flusher.error)
         flusher.encoder.raise_unread()
 
 

@@ -220,7 +220,8 @@ def test_a_full_disk_is_raised_by_the_next_call_and_every_flushed_event_stays(ti
     assert flushed > 0
     with pytest.raises(OSError):
         w.add(0, 1.0)  # the error stays: the writer cannot continue
-    w.close()
+    with pytest.warns(UserWarning, match=r"left without its footer .* `lossview compact "):
+        w.close()  # it says the file is still live, and how to finish it
     check_events(path, flushed)
     assert temp_files(tiny_disk) == []
 
@@ -366,6 +367,25 @@ def test_a_file_removed_mid_run_is_reported_as_removed_with_what_is_lost(tmp_pat
         w.flush()
     w.close()
     assert not path.exists()
+
+
+def test_a_file_renamed_mid_run_is_reported_as_moved_with_its_events_in_it(tmp_path):
+    path, moved = tmp_path / "run.arrow", tmp_path / "kept.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    for step in range(10):
+        w.add(step, 1.0)
+    w.flush()
+    os.rename(path, moved)
+    for step in range(10, 50):
+        w.add(step, 1.0)
+    with pytest.raises(
+        FileReplacedError,
+        match=r"run\.arrow: the file was moved or renamed while LossWriter was writing it \(nothing is at "
+        r"this path now\): its 50 events so far are in it, under its new name",
+    ):
+        w.flush()
+    w.close()
+    assert lossfmt.read(moved)["step"].to_pylist() == list(range(50)) and not path.exists()
 
 
 def test_sixteen_threads_adding_while_another_flushes_and_closes_lose_nothing(tmp_path):

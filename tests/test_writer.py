@@ -409,9 +409,9 @@ def test_a_producer_that_outruns_the_disk_is_held_back_never_dropped(tmp_path, m
     """Backpressure: pending rows never exceed max_pending; add() waits for the (slowed) flusher."""
     real_append = _file.LiveFile.append
 
-    def slow_disk(self, data):
+    def slow_disk(self, data, rows=0):
         time.sleep(0.002)  # simulates a slow disk, not a wait for a thread
-        real_append(self, data)
+        real_append(self, data, rows)
 
     monkeypatch.setattr(_file.LiveFile, "append", slow_disk)
     max_pending, n = 64, 5000
@@ -435,7 +435,7 @@ def flusher_thread(w: LossWriter) -> threading.Thread:
     return thread
 
 
-def _disk_full(self, data):
+def _disk_full(self, data, rows=0):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
@@ -450,7 +450,8 @@ def test_a_flusher_error_is_raised_by_the_next_flush_and_the_lock_is_released(tm
         w.flush()
     with pytest.raises(OSError, match="No space left"):
         w.add(2, 3.0)
-    w.close()  # already reported: close releases the file without raising again
+    with pytest.warns(UserWarning, match="left without its footer after the write error raised earlier"):
+        w.close()  # already reported: close releases the file without raising again, and says how it is
     monkeypatch.undo()
     with LossWriter(path) as again:  # the lock was released; the flushed event survived
         again.add(5, 5.0)
@@ -466,7 +467,8 @@ def test_a_flusher_error_is_raised_by_the_next_add(tmp_path, monkeypatch):
     assert not thread.is_alive()
     with pytest.raises(OSError, match="No space left"):
         w.add(9, 1.0)
-    w.close()
+    with pytest.warns(UserWarning, match="left without its footer"):
+        w.close()
 
 
 def test_an_unreported_flusher_error_is_raised_by_close(tmp_path, monkeypatch):
