@@ -172,6 +172,10 @@ def test_split_gives_one_axes_per_tag_sharing_x():
     assert len(lp.fig.axes) == 2
     assert [ax.get_title(loc="left") for ax in lp.fig.axes] == ["loss", "acc"]
     assert lp.fig.axes[0].get_shared_x_axes().joined(lp.fig.axes[0], lp.fig.axes[1])
+    assert [ax.get_ylabel() for ax in lp.fig.axes] == ["", ""]  # the titles name the tags
+    view = View(per=2, normalize="per-item")
+    lp, _ = draw(table, view, style=plot.Style(split=True))
+    assert [ax.get_ylabel() for ax in lp.fig.axes] == ["per item\nmean per 2 steps"] * 2  # short: no overlap
 
 
 def test_tag_globs_select_series():

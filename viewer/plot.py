@@ -199,6 +199,9 @@ class LossPlot:
             notes.append("per item")
         if self.view.per is not None:
             notes.append("mean per epoch" if self.view.per == "epoch" else f"mean per {self.view.per} steps")
+        if self.style.split:  # the panel's title names its tag: the label only says what the values are
+            ax.set_ylabel("\n".join(notes))
+            return
         ylabel = next(iter(tags)) if len(tags) == 1 else "value"
         ax.set_ylabel(f"{ylabel} ({', '.join(notes)})" if notes else ylabel)
 
