@@ -10,7 +10,6 @@ dictionaries, whatever the run's length.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -95,8 +94,10 @@ def _open(
     path: Path, name: Path, *, end: int | None = None, stop_at_damage: bool = False
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The file's schema, and the v1 columns of every verified batch up to `end` (only its decodable prefix
-    if `stop_at_damage`)."""
+    if `stop_at_damage`). LossFormatError, as `read` says it, if the schema is not lossfmt v1 (a plain Arrow
+    file has no v1 columns to select)."""
     schema, batches = _framing.iter_batches(path, end)
+    s.check_schema(schema, name)
     return schema, _columns(batches, name, stop_at_damage)
 
 
@@ -126,8 +127,7 @@ def _merged_meta(schema: pa.Schema, meta: dict[str, Any] | None) -> pa.Schema:
     if meta:
         old = s.run_info(schema)["meta"]
         merged = {**old, **meta} if isinstance(old, dict) else {PREVIOUS_META: old, **meta}
-        encoded = json.dumps(merged, sort_keys=True, allow_nan=True, default=str)
-        metadata[s.KEY_META.encode()] = encoded.encode()
+        metadata[s.KEY_META.encode()] = s.encode_meta(merged).encode()  # RFC 8259: non-finite floats tagged
     # the stubs type `metadata` as an invariant dict[bytes | str, bytes | str]; dict[bytes, bytes] is valid
     return pa.schema(s.FIELDS, metadata=metadata)  # type: ignore[arg-type]
 
@@ -250,16 +250,23 @@ def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     source, dest = Path(path), Path(out)
     if os.path.lexists(dest):
         raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
-    end = None
+    end: int | None = None
+    first: LossFormatError | None = None  # the first damage found: the reason, if nothing can be kept
     while True:  # damage names its offset (when the file is checked, or while reading): read up to there
         dictionaries, good = _Dictionaries(), 0
         try:
             schema, batches = _open(source, source, end=end)
+        except LossFormatError:
+            if first is not None:  # nothing before the damage decodes: say why, not "empty file"
+                raise first from None
+            raise
+        try:
             for batch in batches:
                 dictionaries.collect(batch)
                 good += 1
             break
         except LossFormatError as exc:
+            first = first or exc
             offset = _damage_offset(exc)
             if offset is None and good:
                 break  # damage without an offset: keep the batches decoded before it

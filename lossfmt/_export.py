@@ -129,7 +129,7 @@ def _load_manifest(out: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
+        manifest: dict[str, Any] = s.decode_meta(path.read_text())  # JSON, non-finite hparams tagged
         if manifest.get("version") != _MANIFEST_VERSION:
             raise ValueError(f"version {manifest.get('version')!r}")
     except (ValueError, AttributeError) as exc:
@@ -325,7 +325,9 @@ def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
     """Replace the manifest atomically and durably: it is what marks the directory as an export."""
     path = out / MANIFEST
     tmp = path.with_name(f".{MANIFEST}.{secrets.token_hex(4)}.tmp")
-    text = json.dumps(manifest, sort_keys=True, allow_nan=True)  # meta came from JSON: it round-trips
+    # Strict JSON (jq, DuckDB, JSON.parse reject a bare NaN): a non-finite hparam is spelt as in the file's
+    # own `lossfmt.meta`, {"$float": "NaN"} (spec/FORMAT.md §3), and read back as the float.
+    text = s.encode_meta(dict(manifest))
     try:
         with open(tmp, "w") as f:
             f.write(text)

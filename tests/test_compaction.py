@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pytest
 
 import lossfmt
@@ -200,3 +201,52 @@ def test_compact_writes_meta_and_verifies_an_already_closed_file(tmp_path):
     lossfmt.compact(path)
     assert sha256(path) == digest  # a closed file is left as is
     assert json.loads(pa.ipc.open_file(path).schema.metadata[b"lossfmt.meta"]) == {"lr": 0.1}
+
+
+def plain_arrow_files(tmp_path):
+    """A Feather (Arrow file, with footer) and an Arrow stream (no footer), neither of them lossfmt."""
+    table = pa.table({"a": [1]})
+    plain = tmp_path / "plain.arrow"
+    feather.write_feather(table, plain)
+    stream = tmp_path / "stream.arrow"
+    with pa.OSFile(str(stream), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return [plain, stream]
+
+
+def test_compact_and_salvage_refuse_a_plain_arrow_file_as_read_does_and_leave_it(tmp_path):
+    for path in plain_arrow_files(tmp_path):
+        digest = sha256(path)
+        with pytest.raises(LossFormatError) as read_error:
+            lossfmt.read(path)
+        with pytest.raises(LossFormatError, match=r"not a lossfmt file") as compact_error:
+            lossfmt.compact(path)
+        assert str(compact_error.value).split(": ", 1)[1] == str(read_error.value).split(": ", 1)[1]
+        with pytest.raises(LossFormatError, match=r"not a lossfmt file"):
+            lossfmt.salvage(path, tmp_path / "out.arrow")
+        assert sha256(path) == digest and not (tmp_path / "out.arrow").exists()
+
+
+def test_salvage_of_a_file_without_arrow_magic_says_so_not_empty_file(tmp_path):
+    path = tmp_path / "junk.arrow"
+    path.write_bytes(b"junk\n")
+    with pytest.raises(LossFormatError, match=r"no Arrow magic at byte 0"):
+        lossfmt.salvage(path, tmp_path / "out.arrow")
+    assert path.read_bytes() == b"junk\n" and not (tmp_path / "out.arrow").exists()
+
+
+def test_meta_merged_on_resume_stays_strict_json_with_non_finite_floats_tagged(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, meta={"seed": 1}) as w:
+        w.add(0, 1.0)
+    with LossWriter(path, meta={"lr": float("nan"), "clip": float("-inf")}) as w:  # resumes, merges meta
+        w.add(1, 1.0)
+    schema = pa.ipc.open_file(path).schema
+    text = schema.metadata[b"lossfmt.meta"].decode()
+    assert json.loads(text, parse_constant=lambda token: pytest.fail(f"bare {token}")) == {
+        "clip": {"$float": "-Infinity"},
+        "lr": {"$float": "NaN"},
+        "seed": 1,
+    }
+    meta = lossfmt.run_info(schema)["meta"]
+    assert meta["seed"] == 1 and meta["clip"] == float("-inf") and meta["lr"] != meta["lr"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -286,3 +287,23 @@ def test_a_live_run_is_exported_with_its_name_and_hparams(tmp_path):
         export_parquet(tmp_path / "runs", tmp_path / "live.parquet")
     rows = pq.read_table(tmp_path / "live.parquet", columns=["run", "lr", "value"]).to_pylist()
     assert rows == [{"run": "warmup-run", "lr": 0.3, "value": 1.5}]
+
+
+def test_the_manifest_is_strict_json_with_non_finite_hparams_spelt_as_the_format_spells_them(tmp_path):
+    meta = {"lr": float("nan"), "clip": float("inf"), "range": [float("-inf"), 1.0]}
+    write_run(tmp_path / "runs" / "a.arrow", meta=meta)
+    export_parquet(tmp_path / "runs", tmp_path / "out")
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"bare {token} in the manifest")
+
+    manifest = json.loads((tmp_path / "out" / "_lossfmt_export.json").read_text(), parse_constant=refuse)
+    (entry,) = manifest["runs"].values()
+    assert entry["meta"] == {
+        "lr": {"$float": "NaN"},
+        "clip": {"$float": "Infinity"},
+        "range": [{"$float": "-Infinity"}, 1.0],
+    }
+    again = export_parquet(tmp_path / "runs", tmp_path / "out")  # read back as the floats: nothing changed
+    assert (again.written, again.rows) == (0, 0)
+    assert query(f"SELECT DISTINCT isnan(lr), clip FROM '{tmp_path}/out/**/*.parquet'") == [(True, math.inf)]

@@ -266,7 +266,7 @@ def _summary(ns: argparse.Namespace) -> int:
 
 def _export(ns: argparse.Namespace) -> int:
     if ns.format == "parquet":
-        return commands.export_parquet(ns.files, ns.out)
+        return commands.export_parquet(ns.files, ns.out, _view(ns))
     return commands.export(ns.files, ns.out, _view(ns), overwrite=ns.overwrite)
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import lossfmt
 from lossfmt.transforms import to_arrow as array
 from lossview import view as v
+from lossview.options import PROG
 
 EXPORT_FORMATS = (".csv", ".parquet", ".feather")
 HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "smoothed", "non-finite",
@@ -25,7 +26,7 @@ HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "sm
 def check_out(out: Path, suffixes: Sequence[str]) -> None:
     """An output path must have a known suffix and an existing directory (one message for every command)."""
     if out.suffix.lower() not in suffixes:
-        names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}"
+        names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
         raise v.OptionError(f"{out}: output must end in {names}")
     if not out.parent.is_dir():
         raise FileNotFoundError(2, "No such directory", os.fspath(out.parent))
@@ -36,7 +37,12 @@ def require_events(runs: Sequence[v.Run], view: v.View) -> None:
     if all(r.table.num_rows == 0 for r in runs):
         if view.tags:
             raise v.NoDataError(f"no tag matches {' '.join(view.tags)}")
-        raise v.NoDataError("; ".join(f"{r.path or r.label}: {_why_empty(r.path)}" for r in runs))
+        raise v.NoDataError("; ".join(_empty_note(r) for r in runs))
+
+
+def _empty_note(run: v.Run) -> str:
+    """Why a run holds no event, naming its file (or its label)."""
+    return f"{run.path or run.label}: {_why_empty(run.path)}"
 
 
 def _why_empty(path: str) -> str:
@@ -69,15 +75,28 @@ def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
     """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate,
     and the run's hyperparameters (its metadata) under ``hparams``. Smoothed as the plot smooths
     (``view.smooth``: the default skips short series)."""
-    parts = []
+    parts: list[tuple[v.Run, tuple[pa.Table, v.Curve] | None]] = []
     for run in runs:
+        if run.table.num_rows == 0 and not view.tags:  # listed, not left out: a sweep shows all its runs
+            parts.append((run, None))
+            continue
         table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
         for tag, idx in v.tag_groups(table):
             sub = table if idx is None else table.take(array(idx, pa.int64()))
             step, y = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64)
-            parts.append((run, sub, v.Curve(run.label, tag, step, y, step)))
-    v.smooth([c for _, _, c in parts], view)
-    return [_row(run, c, v.seconds(sub)) for run, sub, c in parts]
+            parts.append((run, (sub, v.Curve(run.label, tag, step, y, step))))
+    v.smooth([part[1] for _, part in parts if part], view)
+    return [_row(run, part[1], v.seconds(part[0])) if part else _empty_row(run) for run, part in parts]
+
+
+def _empty_row(run: v.Run) -> dict[str, Any]:
+    """A run without events: ``_row``'s keys with nothing measured, and a ``note`` naming its file and why it
+    is empty (closed before it logged, a live writer that has not flushed, a copy cut short)."""
+    return {
+        "run": run.label, "tag": None, "events": 0, "first_step": None, "last_step": None, "first": None,
+        "last": None, "min": None, "min_step": None, "last_smoothed": None, "non_finite": 0,
+        "events_per_s": None, "duration_s": None, "hparams": dict(run.meta), "note": _empty_note(run),
+    }  # fmt: skip
 
 
 def _row(run: v.Run, c: v.Curve, t: np.ndarray) -> dict[str, Any]:
@@ -113,14 +132,15 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         hp = r.get("hparams", {})
-        cells = [str(r["run"]), str(r["tag"]), *(_cell(hp[k]) if k in hp else "-" for k in keys)]
-        cells += [str(r["events"]), f"{r['first_step']}..{r['last_step']}", _num(r["first"]), _num(r["last"])]
+        cells = [str(r["run"]), _text(r["tag"]), *(_cell(hp[k]) if k in hp else "-" for k in keys)]
+        steps = "-" if r["first_step"] is None else f"{r['first_step']}..{r['last_step']}"
+        cells += [str(r["events"]), steps, _num(r["first"]), _num(r["last"])]
         cells += [
             _num(r["min"]),
             "-" if r["min_step"] is None else str(r["min_step"]),
             _num(r["last_smoothed"]),
         ]
-        cells += [str(r["non_finite"]), _num(r["events_per_s"], ".4g"), _duration(float(r["duration_s"]))]
+        cells += [str(r["non_finite"]), _num(r["events_per_s"], ".4g"), _duration(r["duration_s"])]
         body.append(cells)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
     left = set(range(2 + len(keys)))
@@ -131,7 +151,13 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]).rstrip()
+    notes = [r["note"] for r in rows if r.get("note")]
+    table = "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]).rstrip()
+    return "\n\n".join([table, "\n".join(notes)]) if notes else table
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _cell(value: Any) -> str:
@@ -142,7 +168,9 @@ def _num(value: Any, spec: str = ".6g") -> str:
     return "-" if value is None else format(float(value), spec)
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
     m, s = divmod(round(seconds), 60)
@@ -151,8 +179,11 @@ def _duration(seconds: float) -> str:
 
 
 def summary(files: Sequence[str], view: v.View, *, as_json: bool) -> int:
+    """Print the summary of the runs ``files`` names; a run without events is listed with 0 of them (its
+    note says why), in the text table and in ``--json`` alike. Only tags matching nothing is an error."""
     runs = v.load(files, summary_view(view))
-    require_events(runs, view)
+    if view.tags:
+        require_events(runs, view)
     rows = summarize(runs, view)
     print(
         json.dumps(_finite(rows), indent=1, default=str, allow_nan=False) if as_json else format_summary(rows)
@@ -178,7 +209,9 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
     """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column (smoothed
     as the plot smooths, ``view.smooth``; unsmoothed series repeat their value), and a ``run`` column when
     there are several runs."""
-    tables = [v.prepare(run.table, view, run.path or run.label) for run in runs]
+    prepared = v.prepare_runs(runs, view)  # --per epoch: a run of several without epochs is left out
+    several, runs = len(runs) > 1, [run for run, _ in prepared]
+    tables = [table for _, table in prepared]
     series = []
     for table in tables:
         parts = []
@@ -197,7 +230,7 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
                 if c.smoothed is not None:
                     smoothed[slice(None) if idx is None else idx] = c.smoothed
             table = table.append_column(pa.field("smoothed", pa.float64()), array(smoothed, pa.float64()))
-        if len(runs) > 1:
+        if several:
             table = table.add_column(0, "run", pa.array([run.label] * table.num_rows, pa.string()))
         out.append(table)
     return pa.concat_tables(out, promote_options="permissive")
@@ -228,6 +261,8 @@ def _is_run(path: Path) -> bool:
 
 
 def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool = False) -> int:
+    """Write the rows ``export_table`` makes to OUT. Runs without events add no rows: if none has any, OUT
+    holds the columns and no row, and the message says why; only tags matching nothing is an error."""
     out = Path(out_name)
     if out.is_dir():
         raise v.OptionError(f"{out}: is a directory; name the file: OUT.csv, OUT.parquet or OUT.feather")
@@ -238,14 +273,16 @@ def export(files: Sequence[str], out_name: str, view: v.View, *, overwrite: bool
         )
     check_out(out, EXPORT_FORMATS)
     runs = v.load(files, view, every_column=True)
-    require_events(runs, view)
+    if view.tags:
+        require_events(runs, view)
     result = export_table(runs, view).replace_schema_metadata(None)
     try:
         _write(result, out)
     except OSError as exc:  # pyarrow's own words name no file: "[Errno 13] Failed to open local file"
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise v.ViewerError(f"{out}: cannot write ({reason.lower()})") from None
-    print(f"{out}: {result.num_rows} rows", file=sys.stderr)
+    empty = f" ({'; '.join(_empty_note(r) for r in runs)})" if result.num_rows == 0 else ""
+    print(f"{out}: {result.num_rows} rows{empty}", file=sys.stderr)
     return 0
 
 
@@ -266,7 +303,10 @@ def _write(result: pa.Table, out: Path) -> None:
         feather.write_feather(result, out, compression="zstd")
 
 
-def export_parquet(files: Sequence[str], out: str) -> int:
+def export_parquet(files: Sequence[str], out: str, view: v.View | None = None) -> int:
+    """``--format parquet``: every event of every run, by lossfmt.export_parquet. ``view``: the options as
+    given (``cli._view``), whose row options are refused rather than silently ignored."""
+    check_parquet(out, view or v.View(smooth_explicit=False))
     # Re-exporting into OUT is its incremental update (lossfmt refuses files an export did not make).
     check_export_out(files, Path(out), overwrite=True)
     summary = lossfmt.export_parquet(list(files), out)
@@ -278,18 +318,58 @@ def export_parquet(files: Sequence[str], out: str) -> int:
     return 0
 
 
+def check_parquet(out: str, view: v.View) -> None:
+    """Usage errors of the parquet export, which writes every event as logged: an option that selects or
+    changes rows, and an OUT with a file suffix (OUT.parquet is one file; any other OUT, a directory)."""
+    options = {
+        "--tag": view.tags,
+        "--per": view.per,
+        "--smooth": view.smooth_explicit,
+        "--normalize": view.normalize,
+    }
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise v.OptionError(
+            f"--format parquet exports every event as logged (filter and aggregate in DuckDB or Polars): "
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the default --format rows"
+        )
+    suffix = Path(out).suffix.lower()
+    if suffix in ("", ".parquet") or out.endswith(("/", os.sep)) or os.path.isdir(out):
+        return
+    hint = f"; for a {suffix} file leave out --format parquet" if suffix in EXPORT_FORMATS else ""
+    raise v.OptionError(f"{out}: --format parquet writes OUT.parquet (one file) or a directory OUT/{hint}")
+
+
 # -------------------------------------------------------------------------------------- compact, import
 
 
 def compact(files: Sequence[str]) -> int:
+    """Compact every file; one that fails (corrupt, busy, not lossfmt) is named on its own error line and
+    the others are still compacted. 1 if any failed."""
+    failed = False
     for path in lossfmt.run_paths(list(files)):
-        before = os.path.getsize(path)
-        lossfmt.compact(path)
-        print(f"{path}: {before} -> {os.path.getsize(path)} bytes", file=sys.stderr)
-    return 0
+        try:
+            before = os.path.getsize(path)
+            lossfmt.compact(path)
+            after = os.path.getsize(path)
+        except (lossfmt.LossfmtError, OSError) as exc:
+            print(f"{PROG}: error: {_error_line(exc)}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"{path}: {before} -> {after} bytes", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _error_line(exc: Exception) -> str:
+    """An error as the one line the command line prints (an OSError as "PATH: reason")."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror.lower()}"
+    return str(exc)
 
 
 def salvage(path: str, out: str) -> int:
+    """Copy the readable prefix of a damaged run into a new run OUT, which must be an .arrow file."""
+    check_out(Path(out), (".arrow",))
     n = lossfmt.salvage(path, out)
     print(f"{out}: {n} events recovered from {path} (which is left as it was)", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -123,11 +124,23 @@ def test_per_epoch_without_epochs_is_one_line(tmp_path, capsys, monkeypatch):
 def test_per_epoch_over_a_sweep_draws_the_runs_with_epochs_and_names_the_one_without(tmp_path, capsys):
     with_epochs = str(write(tmp_path / "a.arrow", epochs=True))
     without = str(write(tmp_path / "b.arrow"))
-    png = tmp_path / "o.png"
+    png, csv = tmp_path / "o.png", tmp_path / "o.csv"
     assert cli.main([with_epochs, without, "--per", "epoch", "-o", str(png)]) == 0
     err = capsys.readouterr().err
     assert png.exists() and "not drawn, logged without an epoch: b" in err and "Traceback" not in err
+    assert cli.main(["export", with_epochs, without, str(csv), "--per", "epoch"]) == 0
+    assert "logged without an epoch: b" in capsys.readouterr().err
+    assert set(pacsv.read_csv(csv).column("run").to_pylist()) == {"a"}
     assert cli.main([without, without, "--per", "epoch", "-o", str(png)]) == 1  # none has one: an error
+
+
+def test_the_parquet_export_refuses_options_that_select_or_change_rows(dl, capsys):
+    out = dl / "pq"
+    options = (["--tag", "loss"], ["--per", "epoch"], ["--smooth", "ema:0.5"], ["--normalize", "per-item"])
+    for option in options:
+        assert cli.main(["export", "--format", "parquet", str(dl / "a.arrow"), str(out), *option]) == 2
+        assert option[0] in one_error(capsys)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -315,17 +328,18 @@ def test_web_requests_are_not_logged_to_stderr(tmp_path):
 
 
 def test_a_file_cut_inside_its_first_flush_says_so_not_just_no_events(tmp_path, capsys):
+    png = str(tmp_path / "x.png")  # a plot of a run without events is an error (summary lists it)
     data = write(tmp_path / "whole.arrow", 2000).read_bytes()
     (tmp_path / "cut.arrow").write_bytes(data[:3000])  # a partial copy of a closed run
     with LossWriter(tmp_path / "new.arrow", flush_secs=3600) as w:  # a writer that has not flushed yet
-        assert cli.main(["summary", str(tmp_path / "new.arrow")]) == 1
+        assert cli.main([str(tmp_path / "new.arrow"), "-o", png]) == 1
         assert "new.arrow: no events in the file yet" in one_error(capsys)
         w.add(0, 1.0)
     with LossWriter(tmp_path / "closed.arrow"):  # closed before it logged anything: nothing is cut short
         pass
-    assert cli.main(["summary", str(tmp_path / "closed.arrow")]) == 1
+    assert cli.main([str(tmp_path / "closed.arrow"), "-o", png]) == 1
     assert one_error(capsys).endswith("closed.arrow: no events in the file\n")
-    assert cli.main(["summary", str(tmp_path / "cut.arrow")]) == 1
+    assert cli.main([str(tmp_path / "cut.arrow"), "-o", png]) == 1
     header = lossfmt.reader.scan(tmp_path / "cut.arrow").end
     assert (
         f"cut.arrow: no complete event: {3000 - header:,} of its 3,000 bytes are an unfinished"
