@@ -217,7 +217,8 @@ def _hparam_value(value: Any, kind: str) -> Any:
     if value is None:
         return None
     if kind == "json":
-        return json.dumps(value, sort_keys=True, allow_nan=True, default=str)
+        # strict JSON, non-finite floats spelt as in `lossfmt.meta` (spec §3): DuckDB's json() parses it
+        return json.dumps(s._tag_floats(value), sort_keys=True, allow_nan=False, default=str)
     if kind == "number":
         return float(value)
     return value

@@ -170,7 +170,8 @@ def test_a_new_hparam_rewrites_every_run_so_all_files_share_one_schema(tmp_path)
 
 
 def test_hparam_kinds_map_to_boolean_double_varchar_or_json_text(tmp_path):
-    write_run(tmp_path / "runs" / "a.arrow", meta={"amp": True, "bs": 32, "layers": [1, 2], "mixed": 1})
+    meta = {"amp": True, "bs": 32, "layers": [1, math.inf], "mixed": 1}
+    write_run(tmp_path / "runs" / "a.arrow", meta=meta)
     write_run(tmp_path / "runs" / "b.arrow", meta={"amp": False, "bs": 0.5, "mixed": "x", "step": 7})
     export_parquet(tmp_path / "runs", tmp_path / "one.parquet")
     table = pq.read_table(tmp_path / "one.parquet")
@@ -183,7 +184,9 @@ def test_hparam_kinds_map_to_boolean_double_varchar_or_json_text(tmp_path):
         "meta.step": pa.float64(),
     }
     rows = {r["run"]: r for r in table.filter(pa.compute.equal(table["tag"], "val_loss")).to_pylist()}
-    assert (rows["a"]["bs"], rows["a"]["layers"], rows["a"]["mixed"]) == (32.0, "[1, 2]", "1")
+    # JSON text is strict JSON: a non-finite float spelt as the file's own metadata spells it
+    layers = '[1, {"$float": "Infinity"}]'
+    assert (rows["a"]["bs"], rows["a"]["layers"], rows["a"]["mixed"]) == (32.0, layers, "1")
     assert (rows["b"]["layers"], rows["b"]["mixed"], rows["b"]["meta.step"]) == (None, '"x"', 7.0)
     assert table["step"].to_pylist()[:6] == [0, 1, 2, 3, 4, 4]  # the event column is not the hparam
 
