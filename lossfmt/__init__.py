@@ -10,7 +10,7 @@ from lossfmt._errors import (
     WriterBusyError,
     WriterClosedError,
 )
-from lossfmt._export import ExportSummary, export_parquet
+from lossfmt._export import ExportSummary, export_parquet, hparams
 from lossfmt._follow import Follower, Update, follow
 from lossfmt._polars import scan_polars
 from lossfmt._read import read, read_pandas
@@ -38,6 +38,7 @@ __all__ = [
     "dataset",
     "export_parquet",
     "follow",
+    "hparams",
     "read",
     "read_pandas",
     "run_info",

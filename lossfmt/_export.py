@@ -28,7 +28,7 @@ from lossfmt._errors import LossFormatError
 from lossfmt.dataset import footer_schema, read_footerless
 from lossfmt.reader import read
 
-__all__ = ["ExportSummary", "export_parquet"]
+__all__ = ["ExportSummary", "export_parquet", "hparams"]
 
 #: The manifest of a directory export; the leading underscore makes Spark, Hive and pyarrow skip it.
 MANIFEST = "_lossfmt_export.json"
@@ -95,6 +95,29 @@ def export_parquet(
     if single:
         return _export_file(runs, columns, out)
     return _export_directory(runs, columns, out, manifest)
+
+
+def hparams(source: _sources.Source, *, live: str = "read") -> pa.Table:
+    """One row per run of `source` (as `lossfmt.read` takes it): ``run`` (named as ``lossfmt.dataset()`` and
+    ``read()`` name it, so the two join), ``run_id``, ``path``, then one column per top-level key of the run
+    metadata, typed as `export_parquet` types them. Reads only metadata, not events: the table of a sweep's
+    settings to join its queries to. `live`: as in `export_parquet` (a live or crashed run is listed)."""
+    if live not in _LIVE_POLICIES:
+        raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
+    runs = _runs(_sources.expand(source)[0], {}, live)
+    columns = _hparam_columns(runs)
+    table = pa.table(
+        {
+            s.RUN: pa.array([r.label for r in runs], pa.string()),
+            "run_id": pa.array([r.run_id or None for r in runs], pa.string()),
+            "path": pa.array([r.source for r in runs], pa.string()),
+        }
+    )
+    for key, kind in columns.items():
+        values = [_hparam_value(r.meta.get(key), kind) for r in runs]
+        name = "meta.path" if key == "path" else _column_name(key)
+        table = table.append_column(name, pa.array(values, _HPARAM_TYPES[kind]))
+    return table
 
 
 def _check_target(out: Path, single: bool) -> None:

@@ -119,6 +119,26 @@ def test_recipe_duckdb_joins_hyperparameters(sweep, monkeypatch):
     assert frame["mean_best_val"].iloc[0] == pytest.approx(odd)
 
 
+def test_the_duckdb_hparams_recipe_counts_a_live_run_and_runs_that_share_a_name(tmp_path, monkeypatch):
+    pytest.importorskip("duckdb")
+    pytest.importorskip("pandas")
+    best = write_sweep(tmp_path / "runs", 4)
+    with lossfmt.LossWriter(tmp_path / "runs" / "dup.arrow", run="sweep-000", meta={"lr": 0.1}) as w:
+        w.add(0, 0.25, "val_loss")  # a second run named sweep-000 (the dataset tells them apart by path)
+    with lossfmt.LossWriter(tmp_path / "runs" / "live.arrow", meta={"lr": 0.5}, flush_secs=3600) as live:
+        live.add(0, 0.5, "val_loss")
+        live.flush()  # still running: no footer
+        frame = run_recipe("duckdb-hparams", tmp_path, monkeypatch)["by_lr"]
+        table = lossfmt.hparams(tmp_path / "runs")
+    assert list(frame["lr"]) == [0.01, 0.1, 0.5]
+    assert list(frame["runs"]) == [2, 3, 1]
+    mean = (best["sweep-000"][0] + best["sweep-002"][0] + 0.25) / 3
+    assert frame["mean_best_val"].iloc[1] == pytest.approx(mean)
+    named = set(dataset(tmp_path / "runs").to_table()["run"].to_pylist())
+    assert sorted(table.column("run").to_pylist()) == sorted(named)
+    assert table.schema.names == ["run", "run_id", "path", "lr", "seed"]
+
+
 def test_recipe_export_to_parquet_then_duckdb_by_path(sweep, monkeypatch):
     pytest.importorskip("duckdb")
     pytest.importorskip("pandas")
