@@ -114,14 +114,17 @@ def _kept(step: np.ndarray) -> np.ndarray:
     kept[:-1] = step[:-1] <= after
     again = np.flatnonzero(step[:-1] == after)  # nothing after is smaller, the same step comes again
     if again.size:
-        changes = np.flatnonzero(step[1:] != step[:-1]) + 1  # where the step changes
-        at = np.searchsorted(changes, again, side="right")
-        moved_on = np.r_[changes, step.size][at]
-        values = step[again]
-        seen = np.flatnonzero(np.isin(step, values))[::-1]  # the last index of each of those steps
-        distinct, first = np.unique(step[seen], return_index=True)
-        last = seen[first][np.searchsorted(distinct, values)]
-        kept[again] = moved_on > last  # the step stays the same up to its last repeat
+        seen = np.flatnonzero(np.isin(step, step[again]))  # every event at one of those steps, in order
+        order = np.lexsort((seen, step[seen]))  # grouped by step, in file order within each
+        grouped = step[seen][order]
+        ends = np.r_[np.flatnonzero(grouped[1:] != grouped[:-1]) + 1, grouped.size]
+        end = np.repeat(ends, np.diff(np.r_[0, ends]))  # each grouped position's group end
+        rank = np.empty(seen.size, np.int64)
+        rank[order] = np.arange(seen.size)
+        at = rank[np.searchsorted(seen, again)]
+        last = seen[order][end[at] - 1]  # the step's last event
+        repeats = end[at] - 1 - at  # how many events at that step follow
+        kept[again] = last - again == repeats  # nothing but the step itself up to its last repeat
     return kept
 
 

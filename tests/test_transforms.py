@@ -366,6 +366,12 @@ def test_drop_rewound_drops_events_a_resume_orphaned_per_tag() -> None:
     ]  # fmt: skip
 
 
+def test_drop_rewound_tells_steps_apart_beyond_float_precision() -> None:
+    big = 2**62
+    table = events([big, big + 1, big, big + 2], [1.0, 2.0, 3.0, 4.0])  # a rewind to `big`; big + 1 is
+    assert drop_rewound(table).column("value").to_pylist() == [3.0, 4.0]  # no float64 apart from it
+
+
 def test_a_script_run_again_on_its_path_hides_the_whole_earlier_run() -> None:
     # the same 10-step epoch logged twice: only the second run counts, at step 0 too
     table = events([*range(10), *range(10)], [1.0] * 10 + [2.0] * 10, epochs=[0] * 20)
