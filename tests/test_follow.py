@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -357,3 +364,145 @@ def test_per_epoch_on_a_run_without_epochs_warns_once_naming_the_file(tmp_path):
         assert follow.CurveCache(View(per="epoch")).curves(s) == []
     (message,) = [str(w.message) for w in caught]
     assert message.count("a.arrow") == 1 and "--per epoch" in message, message
+
+
+# --- what happens to the files while they are followed ------------------------------------------------------
+
+
+def _loop(sources: follow.Sources) -> tuple[follow.FollowLoop, FakeWatcher]:
+    watcher = FakeWatcher()
+    return follow.FollowLoop(sources, watcher, lambda: None, min_interval=0.0), watcher
+
+
+def test_a_stray_arrow_file_in_a_followed_directory_is_skipped_with_one_warning(tmp_path):
+    import pyarrow as pa
+    import pyarrow.feather
+
+    (tmp_path / "early.arrow").write_bytes(b"ARROW1\0\0x")  # there before the first look: skipped too
+    _write(tmp_path / "a.arrow", [1.0, 2.0])
+    s = follow.Sources([str(tmp_path)])
+    loop, watcher = _loop(s)
+    with pytest.warns(UserWarning, match=r"early\.arrow: not a lossfmt file .*: skipped$"):
+        loop.tick()
+    stray = tmp_path / "c.arrow"
+    pyarrow.feather.write_feather(pa.table({"x": [1]}), stray)  # what pandas' to_feather writes
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning issued, not only Python's first of each
+        for _ in range(3):
+            watcher.changed.set()
+            loop.tick()
+    assert [str(w.message) for w in caught] == [
+        f"{stray}: not a lossfmt file (Arrow file without lossfmt metadata): skipped"
+    ]
+    assert [r.label for _, r, _ in s.runs()] == ["a"]  # the other runs keep drawing
+    _write(tmp_path / "c.tmp", [5.0])
+    os.replace(tmp_path / "c.tmp", stray)  # it becomes a run: read from then on
+    watcher.changed.set()
+    loop.tick()
+    assert sorted(r.label for _, r, _ in s.runs()) == ["a", "c"]
+
+
+@pytest.mark.parametrize("arg", ["{d}", "{d}/*.arrow"], ids=["directory", "glob"])
+def test_a_run_that_leaves_a_followed_directory_or_glob_is_dropped(tmp_path, arg):
+    for name in ("a", "b", "c"):
+        _write(tmp_path / f"{name}.arrow", [1.0, 2.0])
+    s = follow.Sources([arg.format(d=tmp_path)])
+    cache = follow.CurveCache(View(smooth="none"))
+    s.poll()
+    assert sorted(c.run for c in cache.curves(s)) == ["a", "b", "c"]
+    (tmp_path / "b.arrow").rename(tmp_path / "b.arrow.bak")  # renamed away
+    (tmp_path / "c.arrow").rename(tmp_path / "d.arrow")  # renamed within: the same run (stored name "c")
+    assert s.poll() is True and s.dropped == {tmp_path / "b.arrow", tmp_path / "c.arrow"}
+    assert sorted((c.run, c.y.tolist()) for c in cache.curves(s)) == [("a", [1.0, 2.0]), ("c", [1.0, 2.0])]
+    for name in ("a", "d"):
+        (tmp_path / f"{name}.arrow").unlink()
+    assert s.poll() is True
+    assert cache.curves(s) == []  # nothing left: the picture empties (None means nothing arrived yet)
+    (tmp_path / "b.arrow.bak").rename(tmp_path / "b.arrow")  # back: followed again
+    assert s.poll() is True and [c.run for c in cache.curves(s)] == ["b"]
+
+
+def test_a_named_file_that_disappears_is_gone_with_a_notice_until_it_is_back(tmp_path):
+    path = tmp_path / "run.arrow"
+    _write(path, [1.0, 2.0])
+    s = follow.Sources([str(path)])
+    loop, watcher = _loop(s)
+    loop.tick()
+    path.rename(tmp_path / "moved.arrow")
+    watcher.changed.set()
+    with pytest.warns(UserWarning, match=r"run\.arrow: file gone, waiting for it"):
+        loop.tick()
+    assert s.gone == {path}
+    assert s.runs()[0][1].table.column("value").to_pylist() == [1.0, 2.0]  # its last events stay
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not at every look
+        watcher.changed.set()
+        loop.tick()
+    _write(path, [7.0])  # a new run at the path
+    assert s.poll() is True and s.gone == set()
+    assert s.runs()[0][1].table.column("value").to_pylist() == [7.0]
+
+
+def test_runs_are_labelled_by_their_stored_name_whatever_the_file_is_called(tmp_path):
+    _write(tmp_path / "nested" / "x.arrow", [1.0], run="nested")
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "link.arrow").symlink_to(tmp_path / "nested" / "x.arrow")
+    shutil.copy(tmp_path / "nested" / "x.arrow", tmp_path / "g" / "renamed.arrow")
+    s = follow.Sources([str(tmp_path / "g")])
+    s.poll()
+    read = lv.load([tmp_path / "g"], View())
+    assert [r.label for _, r, _ in s.runs()] == [r.label for r in read]
+    assert list(s.labels(list(s.followers)).values()) == [r.label for r in read]
+    assert sorted(r.label for r in read) == ["nested (link)", "nested (renamed)"]
+
+
+def test_following_to_an_image_warns_once_of_a_stray_file_and_of_a_named_file_gone(tmp_path):
+    runs, named, image, err = (
+        tmp_path / "g2",
+        tmp_path / "named.arrow",
+        tmp_path / "live.png",
+        tmp_path / "err",
+    )
+    _write(runs / "a.arrow", [1.0, 2.0])
+    _write(named, [3.0, 4.0])
+    command = [sys.executable, "-m", "lossview", str(runs), str(named), "--follow", "-o", str(image)]
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+
+    def wait_for(done) -> None:
+        deadline = time.monotonic() + 30
+        while not done():
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)  # another process's files: nothing to wait on but them
+
+    try:
+        wait_for(image.exists)
+        (runs / "c.arrow").write_bytes(b"ARROW1\0\0x")
+        wait_for(lambda: "c.arrow" in err.read_text())
+        named.rename(tmp_path / "moved.arrow")
+        wait_for(lambda: "file gone" in err.read_text())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # (watchdog itself may log a line of its own as its thread stops: only lossview's lines are checked)
+    assert [line for line in err.read_text().splitlines() if line.startswith("lossview:")] == [
+        f"lossview: warning: {runs / 'c.arrow'}: not a lossfmt file (no schema message at byte 8): skipped",
+        f"lossview: warning: {named}: file gone, waiting for it (its last events stay)",
+    ]
+
+
+def test_a_file_a_directory_names_and_named_itself_is_one_run_and_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "g" / "a.arrow", [1.0])
+    _write(tmp_path / "g" / "b.arrow", [2.0])
+    s = follow.Sources(["g", str(tmp_path / "g" / "a.arrow")])  # as lossfmt.run_paths: a file once
+    s.poll()
+    assert [r.label for _, r, _ in s.runs()] == ["a", "b"]
+    (tmp_path / "g" / "a.arrow").unlink()
+    with pytest.warns(UserWarning, match="file gone"):
+        s.poll()
+    assert s.gone == {Path("g/a.arrow")} and not s.dropped  # named: kept, with its notice

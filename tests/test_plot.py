@@ -166,6 +166,17 @@ def test_comparing_runs_one_colour_per_run_legend_run_tag():
     assert lp.fig.get_suptitle() == "2 runs"
 
 
+def test_the_title_counts_the_runs_drawn_now_not_every_run_ever_drawn():
+    a, b = events([1.0, 0.5], run="a"), events([2.0, 1.0], run="b")
+    lp, _ = make_plot(style=plot.Style(compare=True))
+    lp.update(curves(pa.concat_tables([a, b]), View()))
+    assert lp.fig.get_suptitle() == "2 runs"
+    lp.update(curves(a, View()))  # run b's file left the followed directory
+    assert lp.fig.get_suptitle() == "1 run"
+    lp.update([])
+    assert lp.fig.get_suptitle() == ""
+
+
 def test_split_gives_one_axes_per_tag_sharing_x():
     table = pa.concat_tables([events([1.0, 0.5], run="r"), events([3.0, 2.0], tag="acc", run="r")])
     lp, _ = draw(table, style=plot.Style(split=True))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -417,3 +419,118 @@ def test_a_global_step_resume_with_its_epoch_back_at_zero_draws_in_one_frame(tmp
     (s,) = frame.series.values()
     np.testing.assert_array_equal(s.steps, np.arange(400))
     assert "loss" in term.render(list(frame.series.values()), 80, 20, color=False)
+
+
+# --- following: files that come, go and are not runs --------------------------------------------------------
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """What `proc` wrote to `path` once it contains `text` (fails if it exits first or never does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        if text in got:
+            return got
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"never showed {text!r} (exit status {proc.poll()}); last output:\n{got}")
+        time.sleep(0.05)  # another process's output: nothing to wait on but the file
+
+
+def test_following_a_directory_skips_a_stray_arrow_file_and_drops_a_run_that_leaves(tmp_path: Path) -> None:
+    runs = tmp_path / "g2"
+    write_run(runs / "a.arrow", 100)
+    write_run(runs / "b.arrow", 100)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*LOSSVIEW, os.fspath(runs), "--follow", "--term"],
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "COLUMNS": "100", "LINES": "20"},
+        )
+    try:
+        _wait_for(out, "2 runs · bold", proc)
+        (runs / "e.arrow").write_bytes(b"ARROW1\0\0x")  # an Arrow-looking file that is no run
+        _wait_for(out, "2 runs · cannot read e.arrow · bold", proc)
+        (runs / "b.arrow").unlink()
+        frames = _wait_for(out, "a · cannot read e.arrow · bold", proc)
+        assert "━━ loss" in frames.rstrip("\n").rsplit("\n", 1)[-1]  # one run left: its tag alone
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    warned = err.read_text().splitlines()
+    assert warned == [
+        f"lossview: warning: {runs / 'e.arrow'}: not a lossfmt file (no schema message at byte 8): skipped"
+    ]
+
+
+def test_a_followed_file_that_disappears_is_noted_in_the_title_until_it_is_back(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    write_run(path, 100)
+    view = term.TermView([os.fspath(path)], smooth="none", title="mine")
+    other = term.TermView([os.fspath(path)], smooth="none")
+    assert view.poll() and other.poll()
+    assert other.title() == "run · raw · × non-finite"
+    path.rename(tmp_path / "moved.arrow")
+    with pytest.warns(UserWarning, match="file gone"):
+        assert view.poll()
+    with pytest.warns(UserWarning, match="file gone"):
+        other.poll()
+    assert view.title() == "mine · file gone, waiting"
+    assert other.title().startswith("run · file gone, waiting · raw")
+    assert [s.steps.size for s in view.series.values()] == [100]  # its last events stay drawn
+    assert not view.poll()  # nothing new while it is gone
+    write_run(path, 30)  # a new run at the same path
+    assert view.poll()
+    assert view.title() == "mine"
+    assert [s.steps.size for s in view.series.values()] == [30]
+
+
+def test_a_run_that_leaves_a_followed_glob_is_dropped_from_the_terminal_view(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_run(tmp_path / f"{name}.arrow", 50)
+    view = term.TermView([f"{tmp_path}/*.arrow"], smooth="none")
+    assert view.poll()
+    assert sorted(s.label for s in view.series.values()) == ["a: loss", "b: loss"]
+    (tmp_path / "b.arrow").rename(tmp_path / "b.old")
+    assert view.poll()
+    assert [s.label for s in view.series.values()] == ["loss"] and view.title().startswith("a · ")
+
+
+def test_the_terminal_labels_runs_by_their_stored_name_as_every_other_view(tmp_path: Path) -> None:
+    with lossfmt.LossWriter(tmp_path / "nested" / "x.arrow", run="nested") as w:
+        for step in range(100):
+            w.add(step, 1.0 / (1 + step))
+    group = tmp_path / "g"
+    group.mkdir()
+    (group / "link.arrow").symlink_to(tmp_path / "nested" / "x.arrow")
+    shutil.copy(tmp_path / "nested" / "x.arrow", group / "renamed.arrow")
+    summary = subprocess.run(
+        [*LOSSVIEW, "summary", os.fspath(group), "--json"], capture_output=True, text=True, timeout=60
+    )
+    names = [row["run"] for row in json.loads(summary.stdout)]
+    assert names == ["nested (link)", "nested (renamed)"]
+    frame = subprocess.run(
+        [*LOSSVIEW, os.fspath(group), "--term"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100", "LINES": "20"},
+    )
+    assert frame.returncode == 0, frame.stderr
+    assert frame.stdout.rstrip("\n").rsplit("\n", 1)[-1].split() == [
+        "━━", "nested", "(link):", "loss", "━━", "nested", "(renamed):", "loss"
+    ]  # fmt: skip
+    live = term.TermView([os.fspath(group)], smooth="none")
+    live.poll()
+    assert [s.label for s in live.series.values()] == [f"{n}: loss" for n in names]
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "link.arrow").symlink_to(tmp_path / "nested" / "x.arrow")
+    alone = term.TermView([os.fspath(one)], smooth="none")
+    alone.poll()
+    assert alone.title().startswith("nested · ")  # the stored name, not the file's

@@ -83,7 +83,7 @@ class Live:
         curves = self.cache.curves(self.sources)
         if curves is None:
             return
-        if not curves and self.view.tags:
+        if not curves and self.view.tags and self.sources.runs():  # (no run left: the picture empties)
             self._say(f"no tag matches {' '.join(self.view.tags)} yet")
             return
         self.show(curves)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import gc
+import logging
 import os
 import sys
 import threading
@@ -63,6 +64,8 @@ def console_main() -> int:
     """
     sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     _small_pages()
+    # watchdog logs its own line when its observer stops mid-event; lossview's messages are its own lines
+    logging.getLogger("watchdog").addHandler(logging.NullHandler())
     status = main()
     try:
         sys.stdout.flush()

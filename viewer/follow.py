@@ -29,22 +29,12 @@ from watchdog.observers import Observer
 import lossfmt
 from lossfmt import transforms
 from lossview.mean import mean_across_runs
-from lossview.view import (
-    Curve,
-    Run,
-    View,
-    check_label,
-    curves,
-    filter_tags,
-    hparam,
-    relabel,
-    runs,
-    smooth,
-)
+from lossview.view import Curve, Run, View, check_label, curves, filter_tags, hparam, relabel, runs, smooth
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver, ObservedWatch
 
+_NO_EVENTS = pa.table({})  # what Sources.labels hands view.runs: labels need only the run info
 #: A run's cached curves: (its label, the chunks they were computed from, the curves).
 _Cached = tuple[str, list[pa.Table], list[Curve]]
 
@@ -70,36 +60,46 @@ class ChangeHandler(FileSystemEventHandler):
 
 
 class Sources:
-    """The followed files: FILE arguments re-expanded as files appear, one lossfmt.Follower per file."""
+    """The followed files: FILE arguments re-expanded as files appear, one lossfmt.Follower per file.
 
-    def __init__(self, args: Sequence[str]) -> None:
+    A file that a directory or glob names is followed while it is there: one that cannot be read is skipped
+    with one warning (and read again once it changes), one that leaves is dropped. A file named itself is a
+    wrong argument if unreadable at the first poll (LossFormatError), later a warning that keeps its last
+    events; deleted or renamed away, it is in ``gone`` (its events kept) until a file is back at its path.
+    """
+
+    def __init__(self, args: Sequence[str], *, keep_chunks: bool = True) -> None:
         self.args = list(args)
+        #: False: the caller keeps the events it takes from ``updates``; ``chunks`` stay empty.
+        self.keep_chunks = keep_chunks
         self.followers: dict[Path, lossfmt.Follower] = {}
         self.chunks: dict[Path, list[pa.Table]] = {}
-        #: Bumped whenever a file's events change, so per-file work can be cached.
-        self.versions: dict[Path, int] = {}
         #: The problem of each file that could not be read at the last poll (its last good events are kept).
         self.errors: dict[Path, str] = {}
+        #: What the last poll read from each file whose events changed.
+        self.updates: dict[Path, lossfmt.Update] = {}
+        self.dropped: set[Path] = set()  # files the last poll stopped following: left their directory or glob
+        self.gone: set[Path] = set()  # files named themselves that were read and are not there now
+        self._failed: dict[Path, tuple[int, ...]] = {}  # an unreadable file's stat: read again once changed
+        self._polls = 0
 
     def directories(self) -> dict[Path, bool]:
         """Directories to watch, each with whether to watch it recursively (a ``**`` glob)."""
         dirs: dict[Path, bool] = {}
         for arg in self.args:
-            if set("*?[") & set(arg):
+            if _is_glob(arg):
                 base = _glob_base(arg)
                 dirs[base] = dirs.get(base, False) or "**" in arg
-            elif os.path.isdir(arg):
-                dirs[Path(arg)] = dirs.get(Path(arg), False)
             else:
-                parent = Path(arg).parent
-                dirs[parent] = dirs.get(parent, False)
+                directory = Path(arg) if os.path.isdir(arg) else Path(arg).parent
+                dirs[directory] = dirs.get(directory, False)
         return {Path(os.path.abspath(d)): r for d, r in dirs.items()}
 
     def wanted(self, path: str) -> bool:
         """Whether a file event's path is (or could become) one of the followed files."""
         path = os.path.abspath(path)
         for arg in self.args:
-            if set("*?[") & set(arg):
+            if _is_glob(arg):
                 if fnmatch.fnmatch(path, os.path.abspath(arg)):
                     return True
             elif os.path.isdir(arg) or arg.endswith(os.sep):
@@ -109,9 +109,18 @@ class Sources:
                 return True
         return False
 
+    def named(self, path: Path) -> bool:
+        """Whether ``path`` is a FILE argument itself, not one that a directory or glob argument names."""
+        where = os.path.abspath(path)
+        return any(os.path.abspath(a) == where for a in self.args if not _is_glob(a) and not os.path.isdir(a))
+
     def paths(self) -> list[str]:
-        """The files the arguments name now (a path, glob or directory that names none yet is skipped)."""
-        return list(dict.fromkeys(p for arg in self.args for p in self.paths_of(arg)))
+        """The files the arguments name now, each once as ``lossfmt.run_paths`` keeps it (a path, glob or
+        directory that names none yet is skipped)."""
+        found = [p for arg in self.args for p in self.paths_of(arg)]
+        with contextlib.suppress(lossfmt.LossFormatError):  # one left between the two looks: as found
+            found = lossfmt.run_paths(found) if found else found
+        return list(dict.fromkeys(found))
 
     @staticmethod
     def paths_of(arg: str) -> list[str]:
@@ -122,28 +131,60 @@ class Sources:
             return []
 
     def poll(self) -> bool:
-        """Read what was appended to every file since the last poll; True if anything changed."""
-        for name in self.paths():
-            if Path(name) not in self.followers:
-                self.followers[Path(name)] = lossfmt.Follower(name)
-                self.chunks[Path(name)] = []
-        changed = False
-        for path, follower in self.followers.items():
-            try:
-                update = follower.poll()
-            except (lossfmt.LossfmtError, OSError) as exc:
-                self.errors[path] = str(exc) if isinstance(exc, lossfmt.LossfmtError) else f"{path}: {exc}"
-                continue
+        """Read what was appended to every file since the last poll; True if anything changed (events, a
+        file dropped, gone or back, a new problem). Raises LossFormatError for a FILE argument unreadable
+        at the first poll."""
+        now = [Path(name) for name in self.paths()]
+        for path in (p for p in now if p not in self.followers):
+            self.followers[path], self.chunks[path] = lossfmt.Follower(path), []
+        self.dropped = {p for p in set(self.followers) - set(now) if not self.named(p)}
+        for path in self.dropped:
+            del self.followers[path], self.chunks[path]
             self.errors.pop(path, None)
-            if update.reset:
-                self.chunks[path] = [update.table] if update.table.num_rows else []
-            elif update.table.num_rows:
-                self.chunks[path].append(update.table)
-            else:
-                continue
-            self.versions[path] = self.versions.get(path, 0) + 1
-            changed = True
+            self._failed.pop(path, None)
+        self.updates, errors = {}, dict(self.errors)
+        for path, follower in self.followers.items():
+            self._read(path, follower)
+        gone = {p for p, f in self.followers.items() if f.info and self.named(p) and not os.path.exists(p)}
+        for path in gone - self.gone:
+            warnings.warn(f"{path}: file gone, waiting for it (its last events stay)", stacklevel=2)
+        changed = bool(self.updates or self.dropped or gone != self.gone or errors != self.errors)
+        self.gone = gone
+        self._polls += 1
+        if self._polls == 1 and (fatal := [m for p, m in self.errors.items() if self.named(p)]):
+            raise lossfmt.LossFormatError(fatal[0])
         return changed
+
+    def _read(self, path: Path, follower: lossfmt.Follower) -> None:
+        """Poll one file into ``updates`` and its chunks; a problem is warned once (per message)."""
+        stamp = _stamp(path)
+        if self._failed.get(path) == stamp:
+            return  # unreadable, and unchanged since
+        try:
+            update = follower.poll()
+        except (lossfmt.LossfmtError, OSError) as exc:
+            message = str(exc) if isinstance(exc, lossfmt.LossfmtError) else f"{path}: {exc}"
+            self._failed[path] = stamp
+            if self.errors.get(path) != message and (self._polls or not self.named(path)):
+                warnings.warn(f"{message}: skipped" if follower.info is None else message, stacklevel=3)
+            self.errors[path] = message
+            return
+        self.errors.pop(path, None)
+        self._failed.pop(path, None)
+        if not update.reset and not update.table.num_rows:
+            return
+        self.updates[path] = update
+        if self.keep_chunks:
+            if update.reset:
+                self.chunks[path] = []
+            if update.table.num_rows:
+                self.chunks[path].append(update.table)
+
+    def labels(self, paths: Sequence[Path]) -> dict[Path, str]:
+        """Followed files labelled as every view labels runs (``lossview.view.runs``: the stored name)."""
+        infos = [self.followers[p].info or {} for p in paths]
+        named = runs([os.fspath(p) for p in paths], [_NO_EVENTS] * len(paths), infos)
+        return {p: r.label for p, r in zip(paths, named, strict=True)}
 
     def runs(self) -> list[tuple[Path, Run, list[pa.Table]]]:
         """(path, run, the chunks its table joins) of every file that has events, labelled as lossfmt does."""
@@ -172,9 +213,10 @@ class CurveCache:
         self._cache: dict[Path, _Cached] = {}
 
     def curves(self, sources: Sources) -> list[Curve] | None:
-        """Every file's curves (the mean across runs with --mean-runs); None before any event arrived."""
+        """Every file's curves (the mean across runs with --mean-runs); None before any event arrived, []
+        once every run shown was dropped."""
         parts = sources.runs()
-        if not parts:
+        if not parts and not self._cache:
             return None
         check_label([run for _, run, _ in parts], self.view)
         out: list[Curve] = []
@@ -194,15 +236,9 @@ class CurveCache:
 
     def _compute(self, path: Path, run: Run, hit: _Cached | None, chunks: list[pa.Table]) -> list[Curve]:
         view = self._raw
-        if (
-            hit is not None
-            and hit[0] == run.label
-            and len(chunks) > len(hit[1])
-            and _same(hit[1], chunks[: len(hit[1])])
-        ):
-            new = Run(
-                run.label, pa.concat_tables(chunks[len(hit[1]) :]).replace_schema_metadata(None), run.meta
-            )
+        done = len(hit[1]) if hit is not None and hit[0] == run.label else 0  # chunks the curves have
+        if hit is not None and 0 < done < len(chunks) and _same(hit[1], chunks[:done]):
+            new = Run(run.label, pa.concat_tables(chunks[done:]).replace_schema_metadata(None), run.meta)
             extended = _extend(hit[2], new, view)
             if extended is not None:
                 return extended
@@ -230,12 +266,8 @@ def _extend(old: list[Curve], new: Run, view: View) -> list[Curve] | None:
             continue
         if len(o.x) and (f.x[0] < o.x[-1] or f.step[0] < o.step[-1]):
             return None
-        out[f.key] = dataclasses.replace(
-            o,
-            x=np.concatenate([o.x, f.x]),
-            y=np.concatenate([o.y, f.y]),
-            step=np.concatenate([o.step, f.step]),
-        )
+        cat = np.concatenate
+        out[f.key] = dataclasses.replace(o, x=cat([o.x, f.x]), y=cat([o.y, f.y]), step=cat([o.step, f.step]))
     return list(out.values())
 
 
@@ -270,10 +302,8 @@ class Watcher:
             return True
         complete = True
         for directory, recursive in self.sources.directories().items():
-            try:
-                inode = directory.stat().st_ino
-            except OSError:
-                inode = None
+            stamp = _stamp(directory)
+            inode = stamp[1] if stamp else None
             known = self._watches.get(directory)
             if known is not None and known[1] != inode:
                 with contextlib.suppress(KeyError, OSError):
@@ -308,11 +338,8 @@ class FollowLoop:
         self.sources, self.watcher, self.redraw = sources, watcher, redraw
         self.min_interval = min_interval
         self._interval = min_interval
-        self._last_read = -float("inf")
-        self._last_redraw = -float("inf")
-        self._complete = False
-        self._dirty = False
-        self._reads = 0
+        self._last_read = self._last_redraw = -float("inf")
+        self._complete = self._dirty = False
 
     def tick(self) -> bool:
         """Read and redraw if a change was signalled (or a poll is due); True if it redrew."""
@@ -323,7 +350,6 @@ class FollowLoop:
             self._last_read = now
             self._complete = self.watcher.rescan()
             self._dirty = self.sources.poll() or self._dirty
-            self._report(self.sources.errors)
         if self._dirty and now - self._last_redraw >= self._interval:
             self._dirty = False
             self._last_redraw = now
@@ -332,15 +358,6 @@ class FollowLoop:
             self._interval = max(self.min_interval, 2.0 * (time.monotonic() - now))
             return True
         return False
-
-    def _report(self, errors: dict[Path, str]) -> None:
-        """A file unreadable at the first look is an error (a wrong argument); later, a warning, and the
-        last good events stay on screen (a file being replaced, or damaged while followed)."""
-        if errors and self._reads == 0:
-            raise lossfmt.LossFormatError(next(iter(errors.values())))
-        self._reads += 1
-        for message in errors.values():
-            warnings.warn(message, stacklevel=2)
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set, sleeping on the change Event in between (near-zero CPU when idle)."""
@@ -364,7 +381,20 @@ def _glob_base(pattern: str) -> Path:
     """The leading directories of a glob pattern that contain no wildcard."""
     parts: list[str] = []
     for part in Path(pattern).parts[:-1]:
-        if set("*?[") & set(part):
+        if _is_glob(part):
             break
         parts.append(part)
     return Path(*parts) if parts else Path(".")
+
+
+def _is_glob(arg: str) -> bool:
+    return bool(set("*?[") & set(arg))
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What tells a file's new content from its old: (device, inode, size, mtime); () when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -87,9 +87,7 @@ class LossPlot:
 
     def update(self, curves: Sequence[Curve]) -> None:
         """Show exactly ``curves`` (series absent from it are emptied), then refresh the output."""
-        for c in curves:
-            if c.run not in self._runs:
-                self._runs.append(c.run)
+        self._runs = list(dict.fromkeys(c.run for c in curves))  # a run that left a followed directory goes
         self._x_scale, unit = self._time_unit(curves)
         # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
         long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
@@ -115,8 +113,9 @@ class LossPlot:
             self.fig.suptitle(self.style.title)
         elif self._runs and not self.style.compare:
             self.fig.suptitle(self._runs[0])
-        elif self._runs:
-            self.fig.suptitle(f"{len(self._runs)} runs")
+        else:
+            n = len(self._runs)
+            self.fig.suptitle(f"{n} run{'' if n == 1 else 's'}" if n else "")
         self.output.refresh(self.fig)
 
     def toggle(self, key: tuple[str, str]) -> None:

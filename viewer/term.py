@@ -17,12 +17,15 @@ dependency.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -32,7 +35,8 @@ import lossfmt
 from lossfmt import transforms
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
-from lossview.view import NoDataError
+from lossview.follow import Sources
+from lossview.view import NoDataError, runs
 
 _INTERVAL = 0.25  # seconds between polls while following
 
@@ -41,8 +45,9 @@ _INTERVAL = 0.25  # seconds between polls while following
 
 class TermView:
     """The followed files as curves: each `poll()` appends what the writers flushed since the last one
-    (a file that was replaced starts over), follows the files a glob or directory argument gains, and brings
-    the smoothing up to date."""
+    (a file that was replaced starts over), follows the files a glob or directory argument gains and drops
+    those it loses, and brings the smoothing up to date. Which files, and what happens to them, is
+    `lossview.follow.Sources`' (as for every followed view); runs are labelled as every view labels them."""
 
     def __init__(
         self,
@@ -56,70 +61,63 @@ class TermView:
         self.smoother = transforms.parse_smooth(transforms.DEFAULT_SMOOTH if smooth is None else smooth)
         self.tags = tuple(tags)
         self.args = [os.fspath(a) for a in args]
-        self.followers: dict[str, lossfmt.Follower] = {}
-        self.labels: dict[str, str] = {}  # path -> run label, as lossfmt labels runs
-        self.series: dict[tuple[str, str], Series] = {}  # (path, tag) -> curve
-        self._fresh: dict[tuple[str, str], int] = {}  # series -> points smoothed so far (-1: redo all)
+        self.sources = Sources(self.args, keep_chunks=False)  # the events are kept here, as curves
+        self.labels: dict[Path, str] = {}  # path -> run label, for every file that has events
+        self.series: dict[tuple[Path, str], Series] = {}  # (path, tag) -> curve
+        self._fresh: dict[tuple[Path, str], int] = {}  # series -> points smoothed so far (-1: redo all)
         #: Per path: its last (epoch, step), each epoch's largest step, and whether its steps restart each
         #: epoch (then drawn run-wide, as lossview draws them: each epoch after the steps before it).
-        self._last: dict[str, tuple[int, int]] = {}
-        self._epoch_max: dict[str, dict[int, int]] = {}
-        self._restarting: set[str] = set()
-        self._lowest: dict[str, int] = {}
-        self._discover()
+        self._last: dict[Path, tuple[int, int]] = {}
+        self._epoch_max: dict[Path, dict[int, int]] = {}
+        self._restarting: set[Path] = set()
+        self._lowest: dict[Path, int] = {}
 
-    def _discover(self) -> None:
-        """Follow every file the arguments name now; a plain path that does not exist yet is followed until
-        it appears. Run labels are redone when a file joins (a second `seed.arrow` makes both longer)."""
-        found: list[str] = []
-        for arg in self.args:
-            try:
-                found += lossfmt.run_paths(arg)
-            except lossfmt.LossFormatError:  # names no run yet
-                if not set("*?[") & set(arg) and not os.path.isdir(arg):
-                    found.append(arg)
-        new = [p for p in dict.fromkeys(found) if p not in self.followers]
-        if not new:
-            return
-        self.followers.update((p, lossfmt.follow(p)) for p in new)
-        paths = list(self.followers)
-        stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-        self.labels = dict(zip(paths, lossfmt.run_labels(paths, stems), strict=True))
+    def _relabel(self) -> None:
+        """Every series' legend label: its tag, after its run's label when several runs are drawn."""
         for (path, tag), s in self.series.items():
-            s.label = self._label(path, tag)
-
-    def _label(self, path: str, tag: str) -> str:
-        return f"{self.labels[path]}: {tag}" if len(self.followers) > 1 else tag
+            s.label = f"{self.labels[path]}: {tag}" if len(self.labels) > 1 else tag
 
     def _select(self, table: pa.Table) -> pa.Table:
         return transforms.select_tags(table, self.tags) if self.tags else table
 
     def load(self) -> None:
         """Read each file whole, only the columns drawn (one frame: no follower state to keep)."""
-        for path, follower in self.followers.items():
-            table = lossfmt.read(follower.path, columns=["step", "tag", "value", "epoch"])
-            self._append(path, self._select(table))
+        paths = self.sources.paths()
+        tables = [lossfmt.read(p, columns=["step", "tag", "value", "epoch"]) for p in paths]
+        for run in runs(paths, tables):
+            self.labels[Path(run.path)] = run.label
+            self._append(Path(run.path), self._select(run.table))
+        self._relabel()
         self._smooth()
 
     def poll(self) -> bool:
-        """Read what was appended; True if anything changed."""
-        self._discover()
-        changed = False
-        for path, follower in self.followers.items():
-            update = follower.poll()
-            if update.reset:
-                for key in [k for k in self.series if k[0] == path]:
-                    del self.series[key]
-                changed = True
+        """Read what was appended; True if anything changed (events, a file dropped, gone or unreadable)."""
+        changed = self.sources.poll()
+        updates = self.sources.updates
+        for path in self.sources.dropped | {p for p, u in updates.items() if u.reset}:
+            self._forget(path)
+        have = set(self.labels) | {p for p, u in updates.items() if u.table.num_rows}
+        self.labels = self.sources.labels([p for p in self.sources.followers if p in have])
+        for path, update in updates.items():
             table = self._select(update.table)
             if table.num_rows:
                 self._append(path, table)
-                changed = True
         if changed:
+            self._relabel()
             self._smooth()
         return changed
 
-    def _run_wide(self, path: str, table: pa.Table) -> pa.Table:
+    def _forget(self, path: Path) -> None:
+        """Drop what was drawn of a file: it left, or was replaced by another run."""
+        for key in [k for k in self.series if k[0] == path]:
+            del self.series[key], self._fresh[key]
+        self.labels.pop(path, None)
+        self._last.pop(path, None)
+        self._epoch_max.pop(path, None)
+        self._lowest.pop(path, None)
+        self._restarting.discard(path)
+
+    def _run_wide(self, path: Path, table: pa.Table) -> pa.Table:
         """`table`'s steps made run-wide once the path's steps are seen to restart each epoch (the rule of
         `lossfmt.transforms.run_wide_steps`, across the polls)."""
         if "epoch" not in table.column_names or not table.num_rows:
@@ -151,7 +149,7 @@ class TermView:
         run_wide = steps + offsets[np.searchsorted(known, ints)]
         return table.set_column(table.schema.get_field_index("step"), "step", pa.array(run_wide, pa.int64()))
 
-    def _append(self, path: str, table: pa.Table) -> None:
+    def _append(self, path: Path, table: pa.Table) -> None:
         table = transforms.drop_rewound(self._run_wide(path, table))  # the new events; against the old below
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
@@ -163,7 +161,7 @@ class TermView:
             key = (path, tag)
             s = self.series.get(key)
             if s is None:
-                s = self.series[key] = Series(self._label(path, tag))
+                s = self.series[key] = Series(tag)  # labelled by _relabel
                 self._fresh[key] = 0
             elif s.steps.size and steps.size and steps.min() < s.steps[-1]:  # a resumed run rewound
                 keep = s.steps < steps.min()  # from the restart step on (spec 5.2)
@@ -189,12 +187,21 @@ class TermView:
             self._fresh[key] = s.values.size
 
     def title(self) -> str:
+        """The frame's first line: the run (or how many), what is wrong with the files (a named file gone,
+        files that cannot be read: before the rest, which a narrow terminal cuts), what is drawn."""
+        notes = []
+        if gone := sorted(p.name for p in self.sources.gone):
+            notes.append(
+                "file gone, waiting" if len(self.labels) == 1 else f"{', '.join(gone)} gone, waiting"
+            )
+        if bad := [p.name for p in self.sources.errors]:
+            notes.append(f"cannot read {bad[0]}" if len(bad) == 1 else f"cannot read {len(bad)} files")
         if self.heading is not None:
-            return self.heading
-        runs = list(self.labels.values())
-        name = runs[0] if len(runs) == 1 else f"{len(runs)} runs" if runs else " ".join(self.args)
+            return " · ".join([self.heading, *notes])
+        labels = list(self.labels.values())
+        name = labels[0] if len(labels) == 1 else f"{len(labels)} runs" if labels else " ".join(self.args)
         what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
-        return f"{name} · {what} · × non-finite"
+        return " · ".join([name, *notes, what, "× non-finite"])
 
 
 def _column(table: pa.Table, name: str, dtype: type[np.generic]) -> np.ndarray:
@@ -265,27 +272,46 @@ def _live(view: TermView, out: TextIO, interval: float) -> int:
     wake = threading.Event()
     previous = signal.signal(signal.SIGWINCH, lambda *_: wake.set()) if hasattr(signal, "SIGWINCH") else None
     tty = out.isatty()
-    if tty:
-        out.write("\x1b[?1049h\x1b[?25l")  # alternate screen, hide the cursor
     try:
-        shown = None
-        while True:
-            size = _size(out)
-            if view.poll() or shown != size:
-                frame = render(list(view.series.values()), *size, color=tty, title=view.title())
-                if tty:
-                    out.write("\x1b[H" + "\x1b[K\n".join(frame.split("\n")) + "\x1b[K\x1b[J")
-                else:
-                    out.write(frame + "\n")
-                out.flush()
-                shown = size
-            wake.wait(interval)
-            wake.clear()
+        with _screen(out):
+            shown = None
+            while True:
+                size = _size(out)
+                if view.poll() or shown != size:
+                    frame = render(list(view.series.values()), *size, color=tty, title=view.title())
+                    if tty:
+                        out.write("\x1b[H" + "\x1b[K\n".join(frame.split("\n")) + "\x1b[K\x1b[J")
+                    else:
+                        out.write(frame + "\n")
+                    out.flush()
+                    shown = size
+                wake.wait(interval)
+                wake.clear()
     except KeyboardInterrupt:
         return 0
     finally:
-        if tty:
-            out.write("\x1b[0m\x1b[?25h\x1b[?1049l")  # colours off, cursor back, main screen back
-            out.flush()
         if previous is not None:
             signal.signal(signal.SIGWINCH, previous)
+
+
+@contextlib.contextmanager
+def _screen(out: TextIO) -> Iterator[None]:
+    """The alternate screen, cursor hidden, while following on a terminal. Warnings meanwhile (a file
+    skipped, gone) are said when it is left: a line on the terminal would scroll the frame, whose title
+    names what they concern in the meantime."""
+    if not out.isatty():
+        yield
+        return
+    out.write("\x1b[?1049h\x1b[?25l")  # alternate screen, hide the cursor
+    held: contextlib.AbstractContextManager[list[warnings.WarningMessage]] = (
+        warnings.catch_warnings(record=True) if sys.stderr.isatty() else contextlib.nullcontext([])
+    )
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with held as caught:
+            yield
+    finally:
+        out.write("\x1b[0m\x1b[?25h\x1b[?1049l")  # colours off, cursor back, main screen back
+        out.flush()
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
