@@ -298,6 +298,22 @@ def test_growing_run_is_extended_with_the_same_numbers_as_a_full_recompute(tmp_p
             np.testing.assert_allclose(got.smoothed, c.smoothed, rtol=1e-9, atol=0)
 
 
+def test_following_per_epoch_rings_the_epoch_in_progress_until_the_run_closes(tmp_path):
+    path = tmp_path / "run.arrow"
+    s = follow.Sources([str(path)])
+    cache = follow.CurveCache(View(per="epoch"))
+    with LossWriter(path, flush_secs=3600) as w:
+        for step in range(15):
+            w.add(step, 1.0, epoch=step // 10)
+        w.flush()
+        s.poll()
+        (live,) = cache.curves(s)
+    s.poll()  # closed: compacted, read again whole
+    (closed,) = cache.curves(s)
+    assert (live.unfinished, closed.unfinished) == (True, False)
+    assert closed.bucket.tolist() == [0, 1]
+
+
 def test_a_rewind_falls_back_to_a_full_recompute(tmp_path):
     path = tmp_path / "run.arrow"
     s = follow.Sources([str(path)])

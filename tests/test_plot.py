@@ -17,6 +17,7 @@ from lossfmt import schema
 from lossview import commands, plot, screen
 from lossview import view as lv
 from lossview.view import View
+from lossview.view import curves as curves_of
 
 
 class FakeOutput(plot.Output):
@@ -127,7 +128,7 @@ def test_update_reuses_artists_and_adds_new_tags():
     )
     lp.update(curves(grown, view))
     assert lp.series[("r", "loss")].raw is raw_line  # set_data, not a new artist
-    assert len(lp.fig.axes) == 1 and len(lp.fig.axes[0].lines) == n_lines + 3  # raw, smooth, marks
+    assert len(lp.fig.axes) == 1 and len(lp.fig.axes[0].lines) == n_lines + 4  # raw, smooth, marks, ring
     np.testing.assert_allclose(raw_line.get_xdata(), [0, 1, 2, 3])
     assert out.refreshes == 2
     assert lp.series[("r", "val")].smooth.get_color() != lp.series[("r", "loss")].smooth.get_color()
@@ -254,6 +255,28 @@ def test_figure_takes_band_true_as_the_command_line_s_band(tmp_path):
     assert shaded[0] == shaded[1] > shaded[2]
     with pytest.raises(ValueError, match="must be one of minmax, std"):
         lossview.figure(path, per="epoch", band="spread")
+
+
+def test_a_live_run_s_epoch_in_progress_ends_its_per_epoch_curve_in_a_ring(tmp_path):
+    import lossfmt
+
+    path = tmp_path / "run.arrow"
+    view = View(per="epoch")
+    with lossfmt.LossWriter(path, flush_secs=3600) as w:
+        for step in range(25):  # epochs 0 and 1 done (each ends with its validation loss), epoch 2 half
+            w.add(step, 1.0 / (step + 1), epoch=step // 10)
+            if step % 10 == 9:
+                w.add(step, 0.5, "val", epoch=step // 10)
+        w.flush()
+        live = {c.tag: c.unfinished for c in curves_of(lv.load([path], view), view)}
+        lp, _ = make_plot(view)
+        lp.update(curves_of(lv.load([path], view), view))
+        ring = lp.series[("run", "loss")].unfinished
+        assert ring.get_xdata().tolist() == [24] and ring.get_visible()
+        assert "ring: the epoch so far" in lp.fig.axes[0].get_legend().get_title().get_text()
+    assert live == {"loss": True, "val": False}  # val's last epoch (1) is finished
+    closed = {c.tag: c.unfinished for c in curves_of(lv.load([path], view), view)}
+    assert closed == {"loss": False, "val": False}  # a closed run's last epoch is what it logged
 
 
 def test_seed_002_per_item_mean_is_three_for_any_batch_size():

@@ -37,6 +37,8 @@ class SeriesArtists:
     smooth: Line2D
     marks: Line2D
     note: Annotation
+    #: A hollow ring on the last point of a per-epoch curve whose epoch is not finished (a live file).
+    unfinished: Line2D
     band: FillBetweenPolyCollection | None = None
     full: dict[Line2D, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     band_data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -66,7 +68,10 @@ def new(ax: Axes, key: tuple[str, str], color: str, linestyle: LineStyleType, la
     note = ax.annotate("", xy=(0, 0.97), xycoords=top, xytext=(4, -12), textcoords="offset points",
                        fontsize="x-small", color=NONFINITE_COLOR, annotation_clip=False)  # fmt: skip
     note.set_in_layout(False)
-    return SeriesArtists(ax, raw, smooth, marks, note, key=key)
+    unfinished = Line2D([], [], linestyle="none", marker="o", markersize=8, markerfacecolor="white",
+                        markeredgecolor=color, markeredgewidth=1.6, zorder=6)  # fmt: skip
+    ax.add_line(unfinished)
+    return SeriesArtists(ax, raw, smooth, marks, note, unfinished, key=key)
 
 
 def set_empty(s: SeriesArtists) -> None:
@@ -77,9 +82,19 @@ def set_empty(s: SeriesArtists) -> None:
     s.full = {s.raw: (empty, empty), s.smooth: (empty, empty)}
     s.marks.set_data([], [])
     s.note.set_text("")
+    s.unfinished.set_data([], [])
     s.band_data = None
     if s.band is not None:
         s.band.set_visible(False)
+
+
+def set_unfinished(s: SeriesArtists, x: np.ndarray, c: Curve) -> None:
+    """Ring the curve's last point when it is an epoch still being logged (the mean of it so far)."""
+    y = c.y if c.smoothed is None else c.smoothed
+    if c.unfinished and len(x):
+        s.unfinished.set_data(x[-1:], y[-1:])
+    else:
+        s.unfinished.set_data([], [])
 
 
 def set_band(s: SeriesArtists, x: np.ndarray, c: Curve) -> None:

@@ -55,7 +55,8 @@ class LiveDisplay:
         view: _view.View | None = None,
         style: plot.Style | None = None,
     ) -> None:
-        from lossview.follow import CurveCache, Sources
+        from lossview.follow import CurveCache
+        from lossview.sources import Sources
 
         args = (
             [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]

@@ -215,15 +215,18 @@ class LossPlot:
         smoothed = any(s.curve is not None and s.curve.smoothed is not None for _, s in mine)
         handles = [s.main for _, s in mine]
         labels = cast("list[str]", [h.get_label() for h in handles])  # typed object; every line has a str
-        title = None
+        notes = []
         if smoothed:  # say what the bold and the faint lines are, and which smoothing
-            title = f"bold: smoothed ({self.view.smoothing()}), faint: raw"
+            notes.append(f"bold: smoothed ({self.view.smoothing()}), faint: raw")
+        if any(s.curve is not None and s.curve.unfinished for _, s in mine):
+            notes.append("ring: the epoch so far (not finished)")
+        title = "; ".join(notes) or None
         # The handles' style is part of the key: a line that gained or lost its markers needs a new legend.
         key = (title, *((id(h), h.get_label(), h.get_marker(), h.get_alpha()) for h in handles))
         if self._legend_keys.get(ax) == key:
             return
         self._legend_keys[ax] = key
-        if len(handles) <= 1 and not self.style.compare and not smoothed:
+        if len(handles) <= 1 and not self.style.compare and title is None:
             old = ax.get_legend()
             if old:
                 old.remove()
@@ -299,6 +302,7 @@ class LossPlot:
         )
         artists.set_band(s, x, c)
         artists.set_nonfinite(s, x, c, self.view)
+        artists.set_unfinished(s, x, c)
         self._show(s)
 
     def _show(self, s: SeriesArtists) -> None:
@@ -308,6 +312,7 @@ class LossPlot:
         s.raw.set_visible(shown)
         s.marks.set_visible(shown)
         s.note.set_visible(shown)
+        s.unfinished.set_visible(shown)
         if s.band is not None:
             s.band.set_visible(shown and s.band_data is not None)
 

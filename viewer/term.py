@@ -35,7 +35,7 @@ import lossfmt
 from lossfmt import transforms
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
-from lossview.follow import Sources
+from lossview.sources import Sources
 from lossview.view import NoDataError, runs
 
 _INTERVAL = 0.25  # seconds between polls while following

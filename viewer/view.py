@@ -21,9 +21,13 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
+from lossfmt.dataset import footer_schema
 from lossfmt.transforms import select_tags
 from lossfmt.transforms import to_arrow as array
 from lossview.axes import RunAxis, relative_x, sort_by_x
+from lossview.labels import check_label as check_label  # (labels.py: run labels by hyperparameter)
+from lossview.labels import hparam as hparam
+from lossview.labels import relabel as relabel
 from lossview.tables import column as column  # re-exported: `view.column` etc. predate tables.py
 from lossview.tables import seconds as seconds
 from lossview.tables import tag_groups as tag_groups
@@ -71,10 +75,8 @@ class View:
     label: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.tags, str):  # one tag, not its characters
-            object.__setattr__(self, "tags", (self.tags,))
-        else:
-            object.__setattr__(self, "tags", tuple(self.tags))
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)  # one tag, not its characters
+        object.__setattr__(self, "tags", tags)
         # One spelling of per ("EPOCH", " 100 " -> "epoch", 100) for every later comparison; check() reports
         # a bad one.
         with contextlib.suppress(TypeError, ValueError):
@@ -104,12 +106,7 @@ class View:
             needed |= {"count", "epoch", "wall_time"}
         if self.normalize is not None:
             needed |= {"count", "reduction"}
-        needed |= {
-            "items": {"count"},
-            "epoch": {"epoch"},
-            "time": {"wall_time"},
-            "relative": {"wall_time"},
-        }.get(self.x, set())
+        needed |= {"items": {"count"}, "time": {"wall_time"}, "relative": {"wall_time"}}.get(self.x, set())
         return tuple(c for c in COLUMNS if c in needed)
 
     def smoothing(self) -> str | None:
@@ -126,6 +123,8 @@ class Run:
     table: pa.Table
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    #: The file has no footer yet (a writer is on it, or it crashed): its last epoch may be unfinished.
+    live: bool = False
 
 
 @dataclass
@@ -149,6 +148,8 @@ class Curve:
     bucket: np.ndarray | None = None
     #: Per point, the step of its first non-finite event (a bucket's, not the bucket's last step); None: step.
     event_step: np.ndarray | None = None
+    #: Its last point is an epoch a live run is still logging (--per epoch).
+    unfinished: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -176,7 +177,14 @@ def load(source: Sequence[str | os.PathLike[str]], view: View, *, every_column: 
             tables = list(pool.map(read, paths))
     else:
         tables = [read(p) for p in paths]
-    return runs(paths, tables)
+    return runs(paths, tables, live=[_live(p) for p in paths])
+
+
+def _live(path: str) -> bool:
+    """The file has no footer (a writer is on it, or it crashed); a URL names a closed run."""
+    with contextlib.suppress(lossfmt.LossfmtError, OSError):  # (replaced since it was read: not live)
+        return "://" not in path and footer_schema(path) is None
+    return False
 
 
 def require_tags(source: Sequence[str | os.PathLike[str]], view: View, runs_: Sequence[Run]) -> None:
@@ -192,17 +200,22 @@ def require_tags(source: Sequence[str | os.PathLike[str]], view: View, runs_: Se
 
 
 def runs(
-    paths: Sequence[str], tables: Sequence[pa.Table], infos: Sequence[dict[str, Any]] | None = None
+    paths: Sequence[str],
+    tables: Sequence[pa.Table],
+    infos: Sequence[dict[str, Any]] | None = None,
+    live: Sequence[bool] | None = None,
 ) -> list[Run]:
     """Label each file's table as lossfmt labels runs (metadata name, told apart by path when repeated);
-    ``infos`` are the files' ``lossfmt.run_info`` when the tables no longer carry their schema metadata."""
+    ``infos`` are the files' ``lossfmt.run_info`` when the tables no longer carry their schema metadata,
+    ``live`` whether each file has no footer yet."""
     infos = [lossfmt.run_info(t.schema) for t in tables] if infos is None else infos
     labels = lossfmt.run_labels(
         paths, [i.get("run") or Path(p).stem for i, p in zip(infos, paths, strict=True)]
     )
+    live = [False] * len(paths) if live is None else live
     return [
-        Run(label, table.replace_schema_metadata(None), dict(info.get("meta") or {}), os.fspath(path))
-        for label, table, info, path in zip(labels, tables, infos, paths, strict=True)
+        Run(label, table.replace_schema_metadata(None), dict(info.get("meta") or {}), os.fspath(path), on)
+        for label, table, info, path, on in zip(labels, tables, infos, paths, live, strict=True)
     ]
 
 
@@ -308,7 +321,20 @@ def _run_curves(run: Run, view: View, order: dict[str, int], skipped: list[str])
         if view.per is not None and not transforms.all_finite(curve.y):
             curve.event_step = axis.nonfinite_steps(tag, curve.step, curve.bucket)
         out.append(curve)
+    if run.live and view.per == "epoch":
+        _ring_latest_epoch(out, every)
     return out
+
+
+def _ring_latest_epoch(curves_: list[Curve], events: pa.Table) -> None:
+    """A live run is still logging its latest epoch: the curves whose last bucket it is end in a ring."""
+    import pyarrow.compute as pc  # (60-80 ms to import: only for per-epoch views of live runs)
+
+    latest = pc.max(events.column("epoch")).as_py()
+    for c in curves_:
+        c.unfinished = (
+            latest is not None and c.bucket is not None and len(c.bucket) > 0 and c.bucket[-1] == latest
+        )
 
 
 def _not_drawn(option: str, names: list[str], *, everything: bool, fix: str) -> None:
@@ -372,29 +398,3 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
             c.smoothed = smoother(c.y, c.step, span=span)
         else:
             c.smoothed = None
-
-
-def check_label(runs_: Sequence[Run], view: View) -> None:
-    """``--label KEY`` must name a hyperparameter some run has: OptionError naming those that exist."""
-    if view.label is None or not runs_ or any(view.label in r.meta for r in runs_):
-        return
-    known = sorted({k for r in runs_ for k in r.meta})
-    have = f"the runs have {', '.join(known)}" if known else "the runs have none (LossWriter(meta={...}))"
-    raise OptionError(f"--label {view.label}: no run has that hyperparameter; {have}")
-
-
-def hparam(run: Run, key: str) -> str:
-    """A run's hyperparameter ``key`` as text (``lr=0.1``), or ``key=?`` when the run has none."""
-    value = run.meta.get(key)
-    return f"{key}={'?' if value is None else value}"
-
-
-def relabel(curves_: list[Curve], view: View) -> None:
-    """With ``--label KEY``: name each run by its hyperparameter, keeping the run only when values repeat."""
-    if view.label is None or view.mean_runs:
-        return
-    runs_per_group: dict[str, set[str]] = {}
-    for c in curves_:
-        runs_per_group.setdefault(c.group, set()).add(c.run)
-    for c in curves_:
-        c.run = c.group if len(runs_per_group[c.group]) == 1 else f"{c.group} ({c.run})"
