@@ -218,6 +218,9 @@ class LossPlot:
         notes = []
         if smoothed:  # say what the bold and the faint lines are, and which smoothing
             notes.append(f"bold: smoothed ({self.view.smoothing()}), faint: raw")
+        if any(s.band_data is not None for _, s in mine):  # what the shade spans
+            spread = "min..max" if self.view.band == "minmax" else "mean ± 1 std"
+            notes.append(f"shade: {spread} {'across runs' if self.view.mean_runs else 'in each bucket'}")
         if any(s.curve is not None and s.curve.unfinished for _, s in mine):
             notes.append("ring: the epoch so far (not finished)")
         title = "; ".join(notes) or None
