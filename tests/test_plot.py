@@ -240,7 +240,7 @@ def test_per_epoch_buckets_with_band_show_min_max():
     np.testing.assert_allclose(s.raw.get_xdata(), [3, 7])  # --x step: a bucket sits at its last step
     assert s.band is not None and s.band.get_visible()
     assert lp.fig.axes[0].get_ylabel() == "loss (mean per epoch)"
-    assert lp.fig.axes[0].get_legend().get_title().get_text() == "shade: min..max in each bucket"
+    assert lp.fig.axes[0].get_legend().get_title().get_text() == "shade: min..max in each epoch"
 
 
 def test_figure_takes_band_true_as_the_command_line_s_band(tmp_path):
@@ -254,7 +254,7 @@ def test_figure_takes_band_true_as_the_command_line_s_band(tmp_path):
     figures = [lossview.figure(path, per="epoch", band=b) for b in (True, "std", False)]
     shaded = [len(fig.axes[0].collections) for fig in figures]
     assert shaded[0] == shaded[1] > shaded[2]
-    assert figures[1].axes[0].get_legend().get_title().get_text() == "shade: mean ± 1 std in each bucket"
+    assert figures[1].axes[0].get_legend().get_title().get_text() == "shade: mean ± 1 std in each epoch"
     with pytest.raises(ValueError, match="must be one of minmax, std"):
         lossview.figure(path, per="epoch", band="spread")
 

@@ -220,7 +220,8 @@ class LossPlot:
             notes.append(f"bold: smoothed ({self.view.smoothing()}), faint: raw")
         if any(s.band_data is not None for _, s in mine):  # what the shade spans
             spread = "min..max" if self.view.band == "minmax" else "mean ± 1 std"
-            notes.append(f"shade: {spread} {'across runs' if self.view.mean_runs else 'in each bucket'}")
+            bucket = "epoch" if self.view.per == "epoch" else f"{self.view.per} steps"
+            notes.append(f"shade: {spread} {'across runs' if self.view.mean_runs else f'in each {bucket}'}")
         if any(s.curve is not None and s.curve.unfinished for _, s in mine):
             notes.append("ring: the epoch so far (not finished)")
         title = "; ".join(notes) or None
