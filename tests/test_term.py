@@ -534,3 +534,24 @@ def test_the_terminal_labels_runs_by_their_stored_name_as_every_other_view(tmp_p
     alone = term.TermView([os.fspath(one)], smooth="none")
     alone.poll()
     assert alone.title().startswith("nested · ")  # the stored name, not the file's
+
+
+def test_following_purges_a_resume_whose_poll_first_went_on_then_back(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    view = term.TermView([os.fspath(path)], smooth="none")
+    with lossfmt.LossWriter(path, flush_secs=3600) as w:
+        for step in range(4):
+            w.add(step, float(step))
+        w.flush()
+        view.poll()
+        w.add(4, 4.0)
+        w.add(5, 5.0)
+    with lossfmt.LossWriter(path) as w:  # resumed from step 3: the next poll holds 4, 5, then 3
+        w.add(3, 103.0)
+    view.poll()
+    (s,) = view.series.values()
+    frame = term.TermView([os.fspath(path)], smooth="none")
+    frame.load()
+    (one,) = frame.series.values()
+    assert s.steps.tolist() == one.steps.tolist() == [0, 1, 2, 3]  # as drop_rewound: 3, 4, 5 orphaned
+    assert s.values.tolist() == one.values.tolist() == [0.0, 1.0, 2.0, 103.0]

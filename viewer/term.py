@@ -150,7 +150,9 @@ class TermView:
         return table.set_column(table.schema.get_field_index("step"), "step", pa.array(run_wide, pa.int64()))
 
     def _append(self, path: Path, table: pa.Table) -> None:
-        table = transforms.drop_rewound(self._run_wide(path, table))  # the new events; against the old below
+        """Add a poll's events to their series; where they go back (a resume, also one that first went on),
+        the series is purged as ``transforms.drop_rewound`` purges the whole file."""
+        table = self._run_wide(path, table)
         steps_all = _column(table, "step", np.int64)
         values_all = _column(table, "value", np.float64)
         one = transforms.one_series(table)  # the usual one-tag file: no row indices (80 MB at 10M events)
@@ -163,12 +165,13 @@ class TermView:
             if s is None:
                 s = self.series[key] = Series(tag)  # labelled by _relabel
                 self._fresh[key] = 0
-            elif s.steps.size and steps.size and steps.min() < s.steps[-1]:  # a resumed run rewound
-                keep = s.steps < steps.min()  # from the restart step on (spec 5.2)
-                s.steps, s.values = s.steps[keep], s.values[keep]
-                self._fresh[key] = -1
-            s.steps = np.concatenate([s.steps, steps]) if s.steps.size else steps
-            s.values = np.concatenate([s.values, values]) if s.values.size else values
+            old = s.steps.size
+            s.steps = np.concatenate([s.steps, steps]) if old else steps
+            s.values = np.concatenate([s.values, values]) if old else values
+            arrived = s.steps[max(old - 1, 0) :]  # the last step drawn, then the new ones
+            if not np.all(arrived[1:] >= arrived[:-1]):  # a rewind: kept series are never going back
+                s.steps, s.values = _purged(s.steps, s.values)
+                self._fresh[key] = -1 if old else 0
 
     def _smooth(self) -> None:
         if self.smoother is None:
@@ -315,3 +318,10 @@ def _screen(out: TextIO) -> Iterator[None]:
         out.flush()
         for w in caught:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _purged(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One series' steps and values without what its rewinds orphaned (``transforms.drop_rewound``)."""
+    tag = pa.DictionaryArray.from_arrays(np.zeros(steps.size, np.int32), pa.array(["t"]))
+    kept = transforms.drop_rewound(pa.table({"step": pa.array(steps), "tag": tag, "value": pa.array(values)}))
+    return _column(kept, "step", np.int64), _column(kept, "value", np.float64)
