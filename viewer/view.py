@@ -40,7 +40,7 @@ DEFAULT_SMOOTH = transforms.DEFAULT_SMOOTH
 #: points only makes them lag. An explicit smoothing applies to every series.
 FEW_POINTS = 60
 BANDS = ("minmax", "std")
-T = TypeVar("T")
+T = TypeVar("T", "list[Curve]", pa.Table)  # what each_run makes of a run: curves, or a table
 #: The file columns, in file order.
 COLUMNS = ("step", "tag", "value", "count", "epoch", "wall_time", "reduction")
 
@@ -255,8 +255,7 @@ def prepare_runs(runs_: Sequence[Run], view: View) -> list[tuple[Run, pa.Table]]
 
 
 def each_run(runs_: Sequence[Run], fn: Callable[[Run], T]) -> list[tuple[Run, T]]:
-    """``fn(run)`` for each run; for ``--per epoch`` over several runs, those logged without epochs are left
-    out with a warning (NoDataError when none has one)."""
+    """``fn(run)`` per run; --per epoch leaves out runs of a sweep without epochs (warned; if all: raised)."""
     out, no_epochs = [], []
     for run in runs_:
         try:
@@ -265,7 +264,8 @@ def each_run(runs_: Sequence[Run], fn: Callable[[Run], T]) -> list[tuple[Run, T]
             if len(runs_) == 1:
                 raise
             no_epochs.append(run.label)
-    _not_drawn("--per epoch", no_epochs, everything=not out, fix="or use --per N")
+    drawn = any(len(made) if isinstance(made, list) else made.num_rows for _, made in out)  # (empty runs: no)
+    _not_drawn("--per epoch", no_epochs, everything=not drawn, fix="or use --per N")
     return out
 
 

@@ -132,6 +132,15 @@ def test_per_epoch_over_a_sweep_draws_the_runs_with_epochs_and_names_the_one_wit
     assert "logged without an epoch: b" in capsys.readouterr().err
     assert set(pacsv.read_csv(csv).column("run").to_pylist()) == {"a"}
     assert cli.main([without, without, "--per", "epoch", "-o", str(png)]) == 1  # none has one: an error
+    with LossWriter(tmp_path / "empty.arrow"):
+        pass
+    empty = str(tmp_path / "empty.arrow")
+    for argv in (
+        [without, empty, "--per", "epoch", "-o", str(png)],
+        ["export", without, empty, str(tmp_path / "e.csv"), "--per", "epoch"],
+    ):
+        assert cli.main(argv) == 1, argv  # nothing left to draw: not a blank picture
+        assert "--per epoch: no event has an epoch" in capsys.readouterr().err
 
 
 def test_the_parquet_export_refuses_options_that_select_or_change_rows(dl, capsys):
