@@ -153,3 +153,36 @@ def test_fit_resumed_at_a_later_epoch_continues_the_step_axis(tmp_path):
     loss = tag(lossfmt.read(out), "loss")
     assert loss["step"].to_pylist() == list(range(6))
     assert loss["epoch"].to_pylist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_an_entry_a_later_callback_adds_to_the_epoch_logs_is_logged_too(tmp_path):
+    x, y = data(64, 0)
+    x_val, y_val = data(16, 1)
+    out = tmp_path / "lr.arrow"
+    later = keras.callbacks.ReduceLROnPlateau(patience=0, factor=0.5)  # writes logs["learning_rate"] after us
+    history = regression_model().fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=3,
+        validation_data=(x_val, y_val),
+        callbacks=[LossfmtCallback(out), later],
+        verbose=0,
+    )
+    lr = tag(lossfmt.read(out), "learning_rate")
+    assert lr["value"].to_pylist() == pytest.approx(history.history["learning_rate"])
+    assert lr["step"].to_pylist() == [1, 3, 5] and lr["epoch"].to_pylist() == [0, 1, 2]
+
+
+def test_a_second_fit_with_a_new_callback_continues_the_model_s_steps(tmp_path):
+    import warnings
+
+    x, y = data(64, 0)
+    model = regression_model()
+    out = tmp_path / "more.arrow"
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[LossfmtCallback(out)], verbose=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*started again")  # not taken for a script run again
+        model.fit(x, y, batch_size=32, epochs=2, callbacks=[LossfmtCallback(out)], verbose=0)  # "train more"
+    loss = tag(lossfmt.read(out), "loss")
+    assert loss["step"].to_pylist() == list(range(6))

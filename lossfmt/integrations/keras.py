@@ -38,8 +38,10 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
 
     `path_or_writer`: a file path (the callback opens it when training begins, with Keras' ``params`` and
     `meta` as run metadata, and closes it when training ends or on SIGTERM/SIGINT (``close_on_signal``);
-    a second ``fit`` appends and continues the
-    step count) or an open ``LossWriter`` (used as is, never closed: its owner closes it).
+    a second ``fit``, with this callback or a new one, appends and continues the step count from the
+    model's optimizer steps) or an open ``LossWriter`` (used as is, never closed: its owner closes it).
+    Entries that callbacks listed after this one add to the epoch's logs (``ReduceLROnPlateau``'s
+    ``learning_rate``) are logged too, when the next epoch begins or training ends.
     """
 
     def __init__(
@@ -65,6 +67,10 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
         self._epoch_samples = 0
         self._val_samples = 0
         self._previous: dict[str, tuple[float, float]] = {}
+        #: The last epoch's logs (Keras' dict, which later callbacks may add to), its step, epoch and the
+        #: per-batch names; and the names logged from it so far.
+        self._late: tuple[Mapping[str, Any], int, int, set[str]] | None = None
+        self._logged: set[str] = set()
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if self._path is not None:
@@ -78,8 +84,11 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
             self.writer = LossWriter(
                 self._path, run=self._run, meta=meta, flush_secs=self._flush_secs, close_on_signal=True
             )
+        # A model trained before (another fit, a new callback on the same file): its optimizer's step count.
+        self._step = max(self._step, _optimizer_steps(self.model))
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._log_late()
         steps_per_epoch = (self.params or {}).get("steps")
         if self._step == 0 and epoch > 0 and steps_per_epoch:
             # fit(initial_epoch=N), e.g. resumed from a checkpoint: steps go on where epoch N starts.
@@ -115,22 +124,35 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
         self._val_samples = round(_tracker_sums(self.model).get(_LOSS_TRACKER, (0.0, 0.0))[1])
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        per_batch = set(self._previous)
+        # Callbacks after this one may still add to `logs` (ReduceLROnPlateau its learning_rate): what they
+        # add is logged when the next epoch begins or training ends (`_log_late`), at this epoch's step.
+        self._late = (logs if logs is not None else {}, max(self._step - 1, 0), epoch, set(self._previous))
+        self._log_epoch(self._late, set())
+
+    def _log_epoch(self, late: tuple[Mapping[str, Any], int, int, set[str]], done: set[str]) -> None:
+        """The epoch's log entries not per batch and not in `done` (all, then the late ones)."""
+        logs, step, epoch, per_batch = late
         train: dict[str, float] = {}
         val: dict[str, float] = {}
-        for name, value in (logs or {}).items():
-            if name in per_batch or not _is_scalar(value):
+        for name, value in list(logs.items()):
+            if name in per_batch or name in done or not _is_scalar(value):
                 continue
             (val if name.startswith("val_") else train)[name] = float(value)
-        step = max(self._step - 1, 0)
         if train:
             assert self.writer is not None  # opened or given by on_train_begin
             self.writer.add_many(step, train, count=max(self._epoch_samples, 1), epoch=epoch)
         if val:
             assert self.writer is not None
             self.writer.add_many(step, val, count=max(self._val_samples, 1), epoch=epoch)
+        self._logged = set(done) | set(train) | set(val)
+
+    def _log_late(self) -> None:
+        if self._late is not None:
+            self._log_epoch(self._late, self._logged)
+            self._late = None
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._log_late()
         if self._path is not None and self.writer is not None:
             self.writer.close()
         elif self.writer is not None:
@@ -144,6 +166,14 @@ def _tracker_sums(model: keras.Model) -> dict[str, tuple[float, float]]:
         if isinstance(metric, keras.metrics.Mean):
             sums[metric.name] = (float(metric.total), float(metric.count))
     return sums
+
+
+def _optimizer_steps(model: keras.Model) -> int:
+    """Optimizer steps the model has taken (0 before its first fit, or without an optimizer)."""
+    try:
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 def _is_scalar(value: Any) -> bool:
