@@ -50,14 +50,12 @@ def train(
         gradient_accumulation_steps=accumulate,
         num_train_epochs=2,
         learning_rate=1e-3,
-        logging_steps=2,
         eval_strategy="epoch",
-        save_strategy="no",
         report_to=[],
         use_cpu=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **extra,
+        **{"logging_steps": 2, "save_strategy": "no", **extra},
     )
     callback = LossfmtCallback(tmp_path / "runs" / "gpt2.arrow", meta={"note": "tiny"})
     trainer = transformers.Trainer(
@@ -118,6 +116,38 @@ def test_an_evaluation_after_training_appends_to_the_closed_run(tmp_path):
     assert last == {"step": 6, "value": pytest.approx(metrics["eval_loss"]), "count": 6, "epoch": None}
     with pa.ipc.open_file(callback.path) as reader:
         assert reader.read_all().num_rows == table.num_rows  # closed again
+
+
+def test_logs_that_make_per_item_epoch_means_approximate_are_told_when_training_starts(tmp_path):
+    import warnings
+
+    with pytest.warns(
+        UserWarning, match=r"logging_steps=2 does not divide the 3 optimizer steps of an epoch"
+    ):
+        train(tmp_path / "a", batch=4)  # 10 samples, 4 a step: 3 steps an epoch, logged every 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="lossfmt: logging_steps")
+        _, callback = train(tmp_path / "b", batch=4, logging_steps=1)  # every step: exact
+    per_epoch = lossfmt.read_pandas(callback.path, per="epoch", tags="loss")
+    assert per_epoch["count"].tolist() == [10, 10]
+
+
+def test_a_resume_inside_an_epoch_counts_only_the_samples_it_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr("tqdm.tqdm.monitor_interval", 0)  # the resume's progress bar starts no monitor thread
+    train(tmp_path, batch=4, logging_steps=1, save_strategy="steps", save_steps=2)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_train_epochs=2, logging_steps=1,
+        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, learning_rate=1e-3,
+    )  # fmt: skip
+    callback = LossfmtCallback(tmp_path / "resumed.arrow")
+    trainer = transformers.Trainer(
+        model=tiny_model(), args=args, train_dataset=Tokens(10, seed=1), callbacks=[callback]
+    )
+    trainer.train(
+        resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2")
+    )  # epoch 0, after 2 of 3 steps
+    loss = events(lossfmt.read(callback.path), "loss")
+    assert [(e["step"], e["count"], e["epoch"]) for e in loss] == [(3, 2, 0), (4, 4, 1), (5, 4, 1), (6, 2, 1)]
 
 
 def test_without_transformers_the_import_error_says_what_to_install():

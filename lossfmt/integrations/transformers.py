@@ -7,7 +7,10 @@
 Each training log (every ``logging_steps`` optimizer steps) becomes a ``loss`` event at the Trainer's
 ``global_step``: the Trainer's own value (the mean of the per-step losses since the previous log), with the
 number of training samples those steps consumed as ``count`` (so the epoch's ragged last batch counts what
-it holds) and the epoch being trained. Each evaluation adds ``eval_loss`` (and any other ``*_loss`` the
+it holds) and the epoch being trained. Per-item epoch means are exact with ``logging_steps=1`` (or when
+``logging_steps`` divides an epoch's steps and the epoch has no ragged last step): the Trainer's value is a
+plain mean over its steps, so the callback warns when training starts if a log will span two epochs or mix
+the ragged step with full ones. Each evaluation adds ``eval_loss`` (and any other ``*_loss`` the
 Trainer reports, e.g. ``eval_<name>_loss`` for several eval sets) with the eval set's size as ``count``.
 The file is opened when training starts (hyperparameters from ``TrainingArguments`` and the model config
 go into the run metadata) and closed, compacted, when it ends; an evaluation outside training appends to
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +77,7 @@ class LossfmtCallback(TrainerCallback):
         self._writer: LossWriter | None = None
         self._epoch = 0
         self._epoch_size: int | None = None  # training samples per epoch, when the dataset has a length
+        self._epoch_steps: int | None = None  # optimizer steps per epoch, when the dataloader has a length
         self._in_epoch = 0  # samples consumed so far in this epoch
         self._window = 0  # samples consumed since the last training log
 
@@ -97,19 +102,25 @@ class LossfmtCallback(TrainerCallback):
         meta.update(self._meta)
         self._open(meta)
         self._epoch_size = _epoch_samples(kwargs.get("train_dataloader"), args)
+        self._epoch_steps = _epoch_steps(kwargs.get("train_dataloader"), args)
         self._window = 0
+        _warn_if_approximate(args, state, self._epoch_size, self._epoch_steps)
 
     def on_epoch_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._epoch = math.floor(state.epoch or 0)
-        self._in_epoch = 0
+        # Resumed from a checkpoint inside this epoch: its first steps were trained before (and are skipped).
+        done = state.global_step - self._epoch * self._epoch_steps if self._epoch_steps else 0
+        self._in_epoch = max(done, 0) * _step_samples(args)
+        if self._epoch_size is not None:
+            self._in_epoch = min(self._in_epoch, self._epoch_size)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Count the samples this optimizer step consumed (fewer at the end of an epoch)."""
-        n = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        n = _step_samples(args)
         if self._epoch_size is not None:
             n = max(0, min(n, self._epoch_size - self._in_epoch))
         self._in_epoch += n
@@ -176,3 +187,41 @@ def _epoch_samples(dataloader: Any, args: TrainingArguments) -> int | None:
         per_batch: int = args.train_batch_size * args.world_size
         return size // per_batch * per_batch
     return size
+
+
+def _step_samples(args: TrainingArguments) -> int:
+    """Training samples of one full optimizer step, across processes."""
+    return int(args.train_batch_size * args.gradient_accumulation_steps * args.world_size)
+
+
+def _epoch_steps(dataloader: Any, args: TrainingArguments) -> int | None:
+    """Optimizer steps per epoch, as the Trainer counts them (a last partial accumulation is a step)."""
+    try:
+        batches = len(dataloader)
+    except TypeError:  # no dataloader, or one without a length
+        return None
+    return max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+
+
+def _warn_if_approximate(
+    args: TrainingArguments, state: TrainerState, size: int | None, steps: int | None
+) -> None:
+    """Say when per-item epoch means cannot be exact: the Trainer logs the plain mean of the steps since its
+    last log, so a log spanning two epochs, or mixing the epoch's ragged last step with full ones, is one
+    value for samples the per-item mean would weigh differently."""
+    if size is None or steps is None or args.logging_strategy != "steps":
+        return
+    every = args.logging_steps if args.logging_steps >= 1 else math.ceil(state.max_steps * args.logging_steps)
+    ragged = size % _step_samples(args) != 0
+    if every <= 1 or (steps % every == 0 and not ragged):
+        return
+    if steps % every:
+        what = f"does not divide the {steps} optimizer steps of an epoch: some logged means span two epochs"
+    else:
+        what = "puts an epoch's ragged last step and full ones in one logged mean"
+    warnings.warn(
+        f"lossfmt: logging_steps={every:g} {what}; per-item epoch means (read_pandas(per='epoch', "
+        "normalize='per-item'), lossview --per epoch) are approximate; logging_steps=1 makes them exact",
+        UserWarning,
+        stacklevel=2,
+    )
