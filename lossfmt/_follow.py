@@ -116,12 +116,17 @@ class Follower:
             return self._reread(f, self._identity or (0, 0), stamp)
         name = os.fspath(self.path)
         required = (self._schema.metadata or {}).get(fr.KEY_CHECKSUM.encode()) is not None
-        messages, end, _ = fr.scan_messages(
-            data, pa.py_buffer(data), name, 0, required=required, base=self._offset
-        )
-        batches = _decode.decode_span(
-            self._head_bytes, self._dicts, self._layout, data, messages, name, self._offset
-        )
+        try:
+            messages, end, _ = fr.scan_messages(
+                data, pa.py_buffer(data), name, 0, required=required, base=self._offset
+            )
+            batches = _decode.decode_span(
+                self._head_bytes, self._dicts, self._layout, data, messages, name, self._offset
+            )
+        except s.LossFormatError:
+            # Not a continuation: the file was replaced by a new one of the same run (a compaction, then a
+            # resume) that reuses the inode number. Read it whole; damage there is raised as before.
+            return self._reread(f, self._identity or (0, 0), stamp)
         # Only now: after a corruption error the state is as before, so the next poll reports it again.
         self._stamp = stamp
         self.closed = False  # it changed and does not end with a footer

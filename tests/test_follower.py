@@ -348,3 +348,27 @@ def test_follows_a_killed_writer_and_its_resumption(tmp_path):
     update = follower.poll()
     assert not update.reset
     assert update.table.column("tag").to_pylist() == ["resumed"]
+
+
+def test_a_replacement_of_the_same_run_that_reuses_the_inode_is_read_whole(tmp_path):
+    # close() compacts into a new file, a resume replaces that one again: the new inode number can be the
+    # one the follower last read (freed numbers are reused), so identity and header say "appended to".
+    path, first = tmp_path / "run.arrow", tmp_path / "first.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        for step in range(4):
+            w.add(step, float(step))
+        w.flush()
+        os.link(path, first)  # the live file's inode stays alive as `first`, followed from here
+        follower = follow(first)
+        assert _steps(follower.poll().table) == [0, 1, 2, 3]
+        w.add(4, 4.0)
+        w.add(5, 5.0)
+    with LossWriter(path, flush_secs=3600) as w:  # resumed from step 3: its file replaced again, live
+        w.add(3, 103.0)
+        w.flush()
+        with open(first, "r+b") as f:  # that file's bytes at the inode the follower knows
+            f.write(path.read_bytes())
+            f.truncate()
+        update = follower.poll()
+    assert not update.reset and _steps(update.table) == [4, 5, 3]  # no "corrupt at byte", nothing twice
+    assert not follower.closed
