@@ -100,8 +100,9 @@ def export_parquet(
 def hparams(source: _sources.Source, *, live: str = "read") -> pa.Table:
     """One row per run of `source` (as `lossfmt.read` takes it): ``run`` (named as ``lossfmt.dataset()`` and
     ``read()`` name it, so the two join), ``run_id``, ``path``, then one column per top-level key of the run
-    metadata, typed as `export_parquet` types them. Reads only metadata, not events: the table of a sweep's
-    settings to join its queries to. `live`: as in `export_parquet` (a live or crashed run is listed)."""
+    metadata, typed as `export_parquet` types them: the table of a sweep's settings to join its queries
+    to. A closed file's footer is all it reads (a live or crashed one is read through lossfmt's reader);
+    `live`: as in `export_parquet` (by default such runs are listed)."""
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
     runs = _runs(_sources.expand(source)[0], {}, live)

@@ -139,7 +139,7 @@ def test_the_parquet_export_takes_a_directory_whatever_its_name_and_a_trailing_s
     (tmp_path / "sweep.v1").mkdir()
     for out in (str(tmp_path / "sweep.v1"), f"{tmp_path / 'z.csv'}/", str(tmp_path / "plain")):
         status, _, err = run_cli(["export", str(run), out, "--format", "parquet"], capsys)
-        assert status == 0 and "1 runs, 1 written" in err, err
+        assert status == 0 and "1 run, 1 written" in err, err
         assert (Path(out) / "_lossfmt_export.json").is_file()
 
 

@@ -311,8 +311,8 @@ def export_parquet(files: Sequence[str], out: str, view: v.View | None = None) -
     check_export_out(files, Path(out), overwrite=True)
     summary = lossfmt.export_parquet(list(files), out)
     print(
-        f"{out}: {summary.runs} runs, {summary.written} written, {summary.removed} removed, "
-        f"{summary.rows} events",
+        f"{out}: {summary.runs} run{'' if summary.runs == 1 else 's'}, {summary.written} written, "
+        f"{summary.removed} removed, {summary.rows} events",
         file=sys.stderr,
     )
     return 0
@@ -326,6 +326,7 @@ def check_parquet(out: str, view: v.View) -> None:
         "--per": view.per,
         "--smooth": view.smooth_explicit,
         "--normalize": view.normalize,
+        "--keep-rewound": view.keep_rewound,  # every event is exported: nothing is dropped to keep
     }
     given = [name for name, value in options.items() if value]
     if given:

@@ -145,7 +145,8 @@ def test_per_epoch_over_a_sweep_draws_the_runs_with_epochs_and_names_the_one_wit
 
 def test_the_parquet_export_refuses_options_that_select_or_change_rows(dl, capsys):
     out = dl / "pq"
-    options = (["--tag", "loss"], ["--per", "epoch"], ["--smooth", "ema:0.5"], ["--normalize", "per-item"])
+    options = (["--tag", "loss"], ["--per", "epoch"], ["--smooth", "ema:0.5"], ["--normalize", "per-item"],
+               ["--keep-rewound"])  # fmt: skip
     for option in options:
         assert cli.main(["export", "--format", "parquet", str(dl / "a.arrow"), str(out), *option]) == 2
         assert option[0] in one_error(capsys)
