@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from lossfmt._rows import Encoder
+from lossfmt._signals import critical
 
 __all__ = ["Flusher"]
 
@@ -62,27 +63,31 @@ class Flusher:
 
     def overflow(self) -> None:
         """Wake the flusher early; block while `max_pending` rows are pending (backpressure, never a drop)."""
-        if not self._wake.is_set():
-            self._wake.set()
-        if len(self.pending) < self.max_pending:
-            return
-        with self._cond:
-            while len(self.pending) >= self.max_pending and self.error is None and self._thread.is_alive():
+        with critical:  # a signal handler closing the writer meanwhile would wait for these locks
+            if not self._wake.is_set():
                 self._wake.set()
-                self._cond.wait(1.0)
+            if len(self.pending) < self.max_pending:
+                return
+            with self._cond:
+                while (
+                    len(self.pending) >= self.max_pending and self.error is None and self._thread.is_alive()
+                ):
+                    self._wake.set()
+                    self._cond.wait(1.0)
         self.raise_error()
 
     def flush(self) -> None:
         """Return once every row pending at the call is written to the file (or raise the thread's error,
         or the encoder's UnreadableValueError for rows dropped as unreadable)."""
-        with self._cond:
+        with critical, self._cond:
             self._requested += 1
             ticket = self._requested
             self._wake.set()
             while self._done < ticket and self.error is None and self._thread.is_alive():
                 self._cond.wait(1.0)
         self.raise_error()
-        self.encoder.raise_unread()
+        with critical:
+            self.encoder.raise_unread()
 
     def raise_error(self) -> None:
         """Raise the thread's error, if any (every call does: the writer cannot continue after it)."""

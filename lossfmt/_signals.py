@@ -12,6 +12,10 @@ in another thread is covered while a writer of the main thread has the handlers 
 (RuntimeWarning) and runs without them. A signal the process ignores (SIG_IGN, e.g. SIGINT in a background
 job) is left alone. The previous handlers are restored when the last such writer closes on the main thread,
 unless someone installed another handler since (then ours stays and only passes signals on).
+
+A handler runs on the main thread between two of its bytecodes, possibly while that thread holds a
+writer's locks (in `flush()`, in `close()`, waking the flusher): closing then would wait for them forever.
+Those stretches are `critical`: a signal that arrives inside one is handled as the stretch ends.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from lossfmt import _checks
 
-__all__ = ["SIGNALS", "register"]
+__all__ = ["SIGNALS", "critical", "register"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -35,6 +39,30 @@ _lock = threading.RLock()  # reentrant: a signal may arrive on the main thread w
 _closers: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
 _previous: dict[int, Any] = {}  # signal -> the handler ours replaced
 _tokens = iter(range(1 << 62))
+_MAIN = threading.main_thread().ident
+_busy = 0  # critical stretches the main thread is in
+_deferred: list[tuple[int, FrameType | None]] = []  # a signal that arrived in one
+
+
+class _Critical:
+    """``with critical:`` around what holds a writer's locks on the main thread (see the module docstring)."""
+
+    def __enter__(self) -> None:
+        global _busy
+        if threading.get_ident() == _MAIN:
+            _busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _busy
+        if threading.get_ident() == _MAIN:
+            _busy -= 1
+            if not _busy and _deferred:
+                signum, frame = _deferred[0]
+                _deferred.clear()
+                _handle(signum, frame)
+
+
+critical = _Critical()
 
 
 def register(writer: Any) -> Callable[[], None]:
@@ -84,6 +112,9 @@ def _restore() -> None:
 
 def _handle(signum: int, frame: FrameType | None) -> None:
     """Close every registered writer, then let the previous handler (or the default action) act."""
+    if _busy:  # (handlers run on the main thread) inside a critical stretch: handled as it ends
+        _deferred.append((signum, frame))
+        return
     with _lock:
         closers = [ref() for ref in _closers.values()]
         previous = _previous.get(signum, signal.SIG_DFL)

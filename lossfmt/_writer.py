@@ -94,15 +94,16 @@ class _Run:
             return
         self.finished = True
         flusher = self.flusher
-        try:
-            flusher.stop()
-        finally:
-            self.file.close(compact=flusher.error is None)
-        if not flusher.reported:
-            flusher.raise_error()
-        elif flusher.error is not None:
-            _checks.warn_left_live(self.file.path, flusher.error)
-        flusher.encoder.raise_unread()
+        with _signals.critical:  # a SIGTERM meanwhile is handled once the file is closed
+            try:
+                flusher.stop()
+            finally:
+                self.file.close(compact=flusher.error is None)
+            if not flusher.reported:
+                flusher.raise_error()
+            elif flusher.error is not None:
+                _checks.warn_left_live(self.file.path, flusher.error)
+            flusher.encoder.raise_unread()
 
 
 class LossWriter(_compiled.Base):

@@ -72,6 +72,39 @@ def test_sigterm_closes_the_writer_and_the_process_still_dies_by_it(tmp_path):
     assert _closed_steps(path) == list(range(1000))  # every event added before the signal, compacted
 
 
+SIGNAL_INSIDE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from lossfmt import LossWriter
+
+    w = LossWriter(sys.argv[1], flush_secs=3600, close_on_signal=True)
+    for i in range(100):
+        w.add(i, 1.0)
+    cond = w._flusher._cond
+    wait = cond.wait
+    def signalled_wait(timeout=None):  # the SIGTERM arrives while flush() holds the flusher's lock
+        os.kill(os.getpid(), signal.SIGTERM)
+        return wait(timeout)
+    cond.wait = signalled_wait
+    w.flush()
+    print("not reached: the process ends by the signal once flush() let go of the lock", flush=True)
+    """
+)
+
+
+def test_a_signal_while_flush_holds_the_writer_s_lock_closes_it_once_released(tmp_path):
+    path = tmp_path / "run.arrow"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SIGNAL_INSIDE, str(path)], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the handler waited for a lock its own thread held: the process hung")
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert done.stdout == ""
+    assert _closed_steps(path) == list(range(100))
+
+
 def test_sigint_closes_the_writer_then_raises_keyboard_interrupt(tmp_path):
     path = tmp_path / "run.arrow"
     done = _signal_child(path, signal.SIGINT, option=True)
