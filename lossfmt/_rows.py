@@ -56,6 +56,10 @@ assert _DTYPE.itemsize == ROW.size == PLAIN.size
 _names: list[str] = [s.DEFAULT_TAG]
 _ids: dict[str, int] = {s.DEFAULT_TAG: 0}
 _intern_lock = threading.Lock()
+# A fork while another thread interns: the child gets the tables whole and the lock free (not held forever).
+os.register_at_fork(
+    before=_intern_lock.acquire, after_in_parent=_intern_lock.release, after_in_child=_intern_lock.release
+)
 #: The id of an interned tag, or None: the caller's one lookup per tagged event.
 tag_id = _ids.get
 

@@ -20,6 +20,7 @@ Those stretches are `critical`: a signal that arrives inside one is handled as t
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ __all__ = ["SIGNALS", "critical", "register"]
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _lock = threading.RLock()  # reentrant: a signal may arrive on the main thread while it holds the lock
+os.register_at_fork(after_in_child=_lock._at_fork_reinit)  # type: ignore[attr-defined]  # (held by a thread not in the child)
 _closers: dict[int, weakref.WeakMethod[Callable[[], None]]] = {}
 _previous: dict[int, Any] = {}  # signal -> the handler ours replaced
 _tokens = iter(range(1 << 62))

@@ -1033,6 +1033,44 @@ def test_a_forked_child_cannot_use_the_parents_writer_nor_touch_its_file(tmp_pat
     assert out.stdout.strip() == "[0, 1, 3]"
 
 
+FORK_WHILE_INTERNING = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from lossfmt import LossWriter, _rows
+
+    held = threading.Event()
+    def interning():  # another thread inside intern() (its lock held) while the main thread forks
+        with _rows._intern_lock:
+            held.set()
+            time.sleep(0.3)
+    threading.Thread(target=interning).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        with LossWriter(sys.argv[1] + ".child") as w:
+            w.add(0, 1.0, "a tag new in the child")  # interns: the lock must be free
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_fork_while_another_thread_interns_a_tag_leaves_the_child_able_to_intern(tmp_path):
+    path = tmp_path / "run.arrow"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", FORK_WHILE_INTERNING, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the child waited forever for the tag table's lock, held by a thread it does not have")
+    assert out.stdout.strip() == "0", out.stderr
+    assert lossfmt.read(f"{path}.child")["tag"].to_pylist() == ["a tag new in the child"]
+
+
 EXITER = textwrap.dedent(
     """
     import sys
