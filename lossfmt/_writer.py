@@ -151,8 +151,7 @@ class LossWriter(_compiled.Base):
         # Built first: it validates meta before any file is created.
         run_meta = _checks.checked_meta(meta)
         name = _checks.run_name(run, self.path)
-        self._ok = False
-        self._forked = False
+        self._ok, self._forked = False, False
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
         ref = weakref.ref(self)
@@ -164,9 +163,8 @@ class LossWriter(_compiled.Base):
             flush_secs=flush_secs,
             max_pending=max_pending,
         )
-        self._flusher = self._run.flusher
-        self.run, self.run_id = self._run.name, self._run.run_id
-        self._finalizer = weakref.finalize(self, self._run.close)
+        self._flusher, self.run, self.run_id = self._run.flusher, self._run.name, self._run.run_id
+        self._finalizer = weakref.finalize(self, _disable, ref, self._run)  # (also at interpreter exit)
         self._ok = True
         _writers.add(self)
         self._flusher.on_stop = _signals.register(self) if close_on_signal else None
@@ -379,11 +377,13 @@ def _rearm(ref: weakref.ref[LossWriter], wake_at: int) -> None:
         writer._wake_at = wake_at
 
 
-def _disable(ref: weakref.ref[LossWriter]) -> None:
-    """The flusher failed: the writer's fast path stops accepting rows (the slow path raises the error)."""
-    writer = ref()
-    if writer is not None:
+def _disable(ref: weakref.ref[LossWriter], closing: _Run | None = None) -> None:
+    """The flusher failed, or the finalizer is `closing` the run (at exit the writer may still be used, by an
+    atexit handler or a daemon thread): the fast path stops accepting rows (the slow path raises)."""
+    if (writer := ref()) is not None:
         writer._ok = False
+    if closing is not None:
+        closing.close()
 
 
 def _after_fork_in_child() -> None:

@@ -1082,6 +1082,33 @@ EXITER = textwrap.dedent(
 )
 
 
+ADD_AFTER_EXIT_CLOSE = textwrap.dedent(
+    """
+    import atexit, sys
+    from lossfmt import LossWriter, WriterClosedError
+
+    def late():  # registered before the writer: runs after the finalizer closed it at exit
+        try:
+            log.add(99, 9.9)
+            print("accepted")
+        except WriterClosedError:
+            print("WriterClosedError", log.closed)
+    atexit.register(late)
+    log = LossWriter(sys.argv[1])
+    log.add(0, 1.0)
+    """
+)
+
+
+def test_an_add_after_the_exit_time_close_is_refused_not_lost(tmp_path):
+    path = tmp_path / "run.arrow"  # (make test runs it compiled, make test-pure pure-Python)
+    out = subprocess.run(
+        [sys.executable, "-c", ADD_AFTER_EXIT_CLOSE, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "WriterClosedError True", out.stderr
+    assert lossfmt.read(path)["step"].to_pylist() == [0]
+
+
 def test_a_writer_is_closed_at_interpreter_exit(tmp_path):
     path = tmp_path / "run.arrow"
     subprocess.run([sys.executable, "-c", EXITER, str(path)], check=True, timeout=120)
