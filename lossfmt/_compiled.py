@@ -50,7 +50,9 @@ transpose_rows: Callable[[list[Any], int], bytes] | None = None if _module is No
 
 def install(cls: type) -> None:
     """Make the extension's add and add_many `cls`'s; the Python ones stay as `cls._add_py` and
-    `cls._add_many_py`, for every other call."""
+    `cls._add_many_py`, for every other call. Either way a writer refuses to be copied or pickled."""
+    for name in ("__copy__", "__deepcopy__", "__reduce_ex__"):
+        type.__setattr__(cls, name, _refuse_copy)
     if _module is None:
         return
     from lossfmt import _rows, _values  # _rows imports this module
@@ -72,3 +74,11 @@ def install(cls: type) -> None:
     for name, method in (("add", python_add), ("add_many", python_add_many)):
         type.__setattr__(cls, f"_{name}_py", method)
         type.__delattr__(cls, name)
+
+
+def _refuse_copy(self: Any, *args: Any) -> Any:
+    """A copy would share the file and the flusher thread with the writer (its close() would end both)."""
+    raise TypeError(
+        "a LossWriter cannot be copied or pickled: it owns its file and its flusher thread; pass the writer "
+        "itself around, or open one per process (with the rank or pid in the path)"
+    )

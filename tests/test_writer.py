@@ -1109,6 +1109,19 @@ def test_an_add_after_the_exit_time_close_is_refused_not_lost(tmp_path):
     assert lossfmt.read(path)["step"].to_pylist() == [0]
 
 
+def test_a_writer_refuses_to_be_copied_or_pickled_in_both_modes(tmp_path):
+    import copy
+    import pickle
+
+    with LossWriter(tmp_path / "run.arrow") as w:
+        w.add(0, 1.0)
+        for make in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="a LossWriter cannot be copied or pickled"):
+                make(w)
+        w.add(1, 2.0)  # untouched by the attempts
+    assert lossfmt.read(tmp_path / "run.arrow")["step"].to_pylist() == [0, 1]
+
+
 def test_a_writer_is_closed_at_interpreter_exit(tmp_path):
     path = tmp_path / "run.arrow"
     subprocess.run([sys.executable, "-c", EXITER, str(path)], check=True, timeout=120)
