@@ -130,7 +130,9 @@ def _torch(value: Any) -> float | Any:
 def _numpy(value: Any) -> float:
     if isinstance(value, np.ndarray):
         _check_one(value, value.size)
-        value = value.reshape(())[()]
+        if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+            raise ValueError("a masked value is no number to log (numpy.ma: its data is not the value)")
+        value = np.asarray(value).reshape(())[()]  # a subclass such as np.matrix keeps its own shape
         if not isinstance(value, np.generic):  # an object array holding some other scalar
             return scalar(value)
     convert = CONVERTERS.get(type(value))

@@ -213,3 +213,11 @@ def test_import_never_imports_a_framework():
         "sys.exit(sorted(bad) or 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_numpy_array_subclasses_give_their_one_value_and_a_masked_one_is_refused():
+    assert values.scalar(np.matrix([[2.0]])) == 2.0  # it kept its 2-D shape through reshape: RecursionError
+    assert values.scalar(np.ma.masked_array([3.0], mask=[False])) == 3.0
+    for masked in (np.ma.masked_array([1.0], mask=[True]), np.ma.masked):
+        with pytest.raises(ValueError, match="a masked value is no number to log"):
+            values.scalar(masked)
