@@ -163,6 +163,8 @@ def open_locked(path: Path, name: Path | None = None) -> tuple[int, bool]:
             pid = _lock_holder(fd)
             release(fd)
             holder = f" (pid {pid})" if pid is not None else ""
+            if pid == os.getpid():  # a notebook cell run again while its first writer is still open
+                holder += ": this process's own earlier one, still open (a cell run again?)"
             raise WriterBusyError(
                 f"{shown}: already open by another LossWriter{holder}; "
                 "close it first or write to another path"

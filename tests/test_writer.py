@@ -947,7 +947,8 @@ def test_a_second_writer_on_an_open_file_gets_a_clear_error_and_the_first_is_unh
         first.add(0, 1.0)
         first.flush()
         with pytest.raises(
-            RuntimeError, match=rf"run\.arrow: already open by another LossWriter \(pid {os.getpid()}\)"
+            RuntimeError,
+            match=rf"run\.arrow: already open by another LossWriter \(pid {os.getpid()}\): this process's",
         ):
             LossWriter(path)
         first.add(1, 2.0)
