@@ -104,7 +104,9 @@ def row(step: int, value: Any, now: float, count: int, epoch: int, code: int, fl
 
 def pack_many(step: int, values: dict[str, Any], count: int, epoch: int, flags: int) -> list[Any] | None:
     """add_many's rows, one per tag, stamped with one time; None if a tag is new or an argument needs the
-    writer's slow path (its checks raise the errors)."""
+    writer's slow path (its checks raise the errors; also for no values, whose step nothing packs)."""
+    if not values:
+        return None
     now = time.time()
     rows: list[Any] = []
     append = rows.append

@@ -659,6 +659,17 @@ def test_an_unhashable_tag_is_a_type_error_naming_its_type(tmp_path):
     assert lossfmt.read(tmp_path / "run.arrow").num_rows == 0
 
 
+def test_add_many_of_no_values_still_checks_its_step_and_epoch(tmp_path):
+    with LossWriter(tmp_path / "run.arrow") as w:
+        w.add_many(5, {})  # nothing to record: fine
+        with pytest.raises(ValueError, match="step"):
+            w.add_many(2**70, {})
+        with pytest.raises(ValueError, match="epoch"):
+            w.add_many(5, {}, epoch=2**70)
+        w.add(6, 1.0)
+    assert lossfmt.read(tmp_path / "run.arrow")["step"].to_pylist() == [6]
+
+
 def test_add_many_rejects_a_non_mapping(tmp_path):
     with LossWriter(tmp_path / "run.arrow") as w, pytest.raises(TypeError, match="mapping"):
         w.add_many(0, [1.0, 2.0])
