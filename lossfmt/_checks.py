@@ -126,8 +126,12 @@ def event_options(step: Any, count: Any, epoch: Any, reduction: Any) -> tuple[in
     return step, count, epoch
 
 
-def writer_options(flush_secs: Any, max_pending: Any, meta: Any, run: Any) -> None:
+def writer_options(
+    flush_secs: Any, max_pending: Any, meta: Any, run: Any, close_on_signal: Any = False
+) -> None:
     """Check LossWriter's options before anything is created."""
+    if not isinstance(close_on_signal, bool):  # a truthy "no" must not mean True
+        raise TypeError(f"close_on_signal must be True or False, not {close_on_signal!r}")
     if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not 0 < flush_secs < 1e9:
         raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
     if type(max_pending) is not int or max_pending < 1:

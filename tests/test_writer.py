@@ -621,6 +621,7 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
         ({"meta": {"sub": {None: 1}}}, TypeError, r"keys must be str, got NoneType None in meta\['sub'\]"),
         ({"run": ""}, ValueError, "non-empty"),
         ({"run": "x\udcff"}, ValueError, "run must be valid text"),
+        ({"close_on_signal": "no"}, TypeError, "close_on_signal must be True or False"),
     ],
 )
 def test_bad_options_fail_before_any_file_is_created(tmp_path, kwargs, error, match):
