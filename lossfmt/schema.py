@@ -124,8 +124,17 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
     return pa.schema(FIELDS, metadata=metadata)
 
 
-def run_info(schema: pa.Schema) -> dict[str, Any]:
-    """Decode a file's schema metadata into a dict; `meta` holds the user's metadata."""
+def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
+    """Decode a file's schema metadata into a dict; `meta` holds the user's metadata. Takes the schema
+    (``lossfmt.read(path).schema``) or the file's path itself."""
+    if isinstance(schema, (str, os.PathLike)):
+        from lossfmt._read import read  # (it builds on this module)
+
+        schema = read(
+            schema, columns=[REDUCTION]
+        ).schema  # decodes one small column; the metadata comes along
+    if not isinstance(schema, pa.Schema):
+        raise TypeError(f"run_info takes a file's path or its pyarrow Schema, not {type(schema).__name__}")
     raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
     info: dict[str, Any] = {
         k.removeprefix("lossfmt."): v

@@ -604,3 +604,15 @@ def test_an_epochless_run_is_read_without_its_epoch_values_but_still_checked(tmp
     damaged = _write(tmp_path / "bad.arrow", live_bytes(sch, _epochless_batches(sch, n, 5)))
     with pytest.raises(LossFormatError, match="a null count differs from its validity bitmap"):
         read(damaged)
+
+
+def test_run_info_takes_a_path_or_a_schema_and_refuses_anything_else(tmp_path):
+    import lossfmt
+
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path, meta={"lr": 0.1}) as w:
+        w.add(0, 1.0)
+    by_path, by_schema = lossfmt.run_info(str(path)), lossfmt.run_info(lossfmt.read(path).schema)
+    assert by_path == by_schema and by_path["meta"] == {"lr": 0.1} and lossfmt.run_info(path) == by_path
+    with pytest.raises(TypeError, match="run_info takes a file's path or its pyarrow Schema, not dict"):
+        lossfmt.run_info({"lr": 0.1})
