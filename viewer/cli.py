@@ -120,18 +120,12 @@ def _run(command: str, ns: argparse.Namespace) -> int:
     except (lossfmt.LossfmtError, v.ViewerError) as exc:
         return _fail(str(exc))
     except OSError as exc:  # a missing path, a permission, a full disk
-        return _fail(_os_message(exc))
+        return _fail(commands.error_line(exc))
 
 
 def _fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 1
-
-
-def _os_message(exc: OSError) -> str:
-    if exc.filename is not None and exc.strerror:
-        return f"{os.fsdecode(exc.filename)}: {exc.strerror.lower()}"
-    return str(exc)
 
 
 def _view(ns: argparse.Namespace) -> v.View:

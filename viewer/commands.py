@@ -354,14 +354,14 @@ def compact(files: Sequence[str]) -> int:
             lossfmt.compact(path)
             after = os.path.getsize(path)
         except (lossfmt.LossfmtError, OSError) as exc:
-            print(f"{PROG}: error: {_error_line(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: {error_line(exc)}", file=sys.stderr)
             failed = True
             continue
         print(f"{path}: {before} -> {after} bytes", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _error_line(exc: Exception) -> str:
+def error_line(exc: Exception) -> str:
     """An error as the one line the command line prints (an OSError as "PATH: reason")."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{os.fsdecode(exc.filename)}: {exc.strerror.lower()}"
