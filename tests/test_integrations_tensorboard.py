@@ -102,10 +102,42 @@ def test_a_directory_of_runs_gives_one_file_per_run(tmp_path):
     out = tmp_path / "runs"
     assert import_tb(tb, out) == 32
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow"))
-    assert files == ["grouped/loss_train.arrow", "grouped/loss_val.arrow", "lr0.01.arrow", "lr0.1.arrow"]
-    both = lossfmt.read(out)
-    assert sorted(set(both["run"].to_pylist())) == ["lr0.01", "lr0.1"]
-    assert run_info(lossfmt.read(out / "grouped" / "loss_val.arrow").schema)["run"] == "grouped/loss_val"
+    assert files == ["grouped.arrow", "lr0.01.arrow", "lr0.1.arrow"]
+    every = lossfmt.read(out)
+    assert sorted(set(every["run"].to_pylist())) == ["grouped", "lr0.01", "lr0.1"]
+
+
+def test_add_scalars_subdirectories_become_tags_of_the_run_that_called_them(tmp_path):
+    """add_scalars writes each key to a subdirectory TensorBoard shows as a run; as files they sat below the
+    run's directory, out of reach of reading it, so they are the parent run's tags main_tag/key."""
+    with torch_tb.SummaryWriter(str(tmp_path / "tb" / "exp")) as writer:
+        for step in range(5):
+            writer.add_scalar("lr", 0.1, step, walltime=T0 + step)
+            writer.add_scalars("Loss/all", {"train": step * 1.0, "val": step * 2.0}, step, walltime=T0 + step)
+        writer.add_scalars("acc", {"top1": 0.5}, 4, walltime=T0 + 4)
+    out = tmp_path / "exp.arrow"
+    assert import_tb(tmp_path / "tb" / "exp", out) == 16
+    frame = lossfmt.read(out).to_pandas()
+    assert sorted(set(frame["tag"])) == ["Loss/all/train", "Loss/all/val", "acc/top1", "lr"]
+    val = frame[frame["tag"] == "Loss/all/val"]
+    assert val["step"].tolist() == list(range(5)) and val["value"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert frame["wall_time"].is_monotonic_increasing  # in the order they were logged
+
+
+def test_a_subdirectory_that_only_looks_like_add_scalars_stays_a_run(tmp_path):
+    """A nested run whose events use more than one tag, or whose folded tag the parent already logs, is kept
+    a run of its own (nothing merged into a tag it would collide with)."""
+    write_run(tmp_path / "tb", n=3, tag="loss/x")
+    write_run(tmp_path / "tb" / "loss_x", n=3, tag="loss")  # would fold into loss/x, which the parent logs
+    write_run(tmp_path / "tb" / "loss_y", n=3, tag="loss")
+    write_run(tmp_path / "tb" / "loss_y", n=3, tag="other", start=3)
+    out = tmp_path / "runs"
+    assert import_tb(tmp_path / "tb", out) == 12
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow")) == [
+        "loss_x.arrow",
+        "loss_y.arrow",
+        "tb.arrow",
+    ]
 
 
 def test_one_output_file_for_several_runs_is_a_lossfmt_error_listing_them(tmp_path):
