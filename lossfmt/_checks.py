@@ -8,6 +8,7 @@ as UTF-8. `started_over`, `warn_torn_tail`: what a resume tells the user (a warn
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 import sys
@@ -128,18 +129,28 @@ def event_options(step: Any, count: Any, epoch: Any, reduction: Any) -> tuple[in
 
 def writer_options(
     flush_secs: Any, max_pending: Any, meta: Any, run: Any, close_on_signal: Any = False
-) -> None:
-    """Check LossWriter's options before anything is created."""
+) -> tuple[float, int]:
+    """Check LossWriter's options before anything is created; return flush_secs and max_pending as a Python
+    float and int (a numpy number is taken)."""
     if not isinstance(close_on_signal, bool):  # a truthy "no" must not mean True
         raise TypeError(f"close_on_signal must be True or False, not {close_on_signal!r}")
-    if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not 0 < flush_secs < 1e9:
+    if isinstance(flush_secs, bool) or not isinstance(flush_secs, numbers.Real):
+        raise TypeError(
+            f"flush_secs must be a number of seconds, not {type(flush_secs).__name__} {flush_secs!r}"
+        )
+    if not 0 < flush_secs < 1e9:
         raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
-    if type(max_pending) is not int or max_pending < 1:
+    if isinstance(max_pending, bool) or not isinstance(max_pending, numbers.Integral):
+        raise TypeError(f"max_pending must be an int, not {type(max_pending).__name__} {max_pending!r}")
+    if max_pending < 1:
         raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
     if meta is not None and not isinstance(meta, Mapping):
         raise TypeError(f"meta must be a mapping (e.g. of hyperparameters), got {type(meta).__name__}")
-    if run is not None and (not isinstance(run, str) or not run):
-        raise ValueError(f"run must be a non-empty string, got {run!r}")
+    if run is not None and not isinstance(run, str):
+        raise TypeError(f"run must be a string, not {type(run).__name__} {run!r}")
+    if run == "":
+        raise ValueError("run must be a non-empty string, got ''")
+    return float(flush_secs), int(max_pending)
 
 
 #: A resumed file's first event (step, epoch or None), and the lowest and highest step it holds.

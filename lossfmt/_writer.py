@@ -144,7 +144,7 @@ class LossWriter(_compiled.Base):
         byte-for-byte as it was (`lossfmt.salvage` copies its readable prefix into a new file); a FIFO or
         other non-regular path raises LossFormatError. A failure here releases everything it took.
         """
-        _checks.writer_options(flush_secs, max_pending, meta, run, close_on_signal)
+        flush_secs, max_pending = _checks.writer_options(flush_secs, max_pending, meta, run, close_on_signal)
         # Absolute: a notebook's %cd or Hydra's chdir mid-run must not lose the file.
         self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)

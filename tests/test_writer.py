@@ -611,9 +611,16 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
     ("kwargs", "error", "match"),
     [
         ({"flush_secs": 0}, ValueError, "flush_secs"),
-        ({"flush_secs": "1"}, ValueError, "flush_secs"),
+        ({"flush_secs": "1"}, TypeError, "flush_secs must be a number of seconds, not str '1'"),
+        ({"flush_secs": None}, TypeError, "flush_secs must be a number"),
+        ({"flush_secs": True}, TypeError, "flush_secs must be a number"),
+        ({"flush_secs": -1.0}, ValueError, "flush_secs must be a positive"),
         ({"flush_secs": math.inf}, ValueError, "flush_secs"),
-        ({"max_pending": 0}, ValueError, "max_pending"),
+        ({"max_pending": 0}, ValueError, "max_pending must be an int >= 1"),
+        ({"max_pending": 1.5}, TypeError, "max_pending must be an int, not float 1.5"),
+        ({"max_pending": "10"}, TypeError, "max_pending must be an int, not str"),
+        ({"max_pending": True}, TypeError, "max_pending must be an int, not bool"),
+        ({"run": 3}, TypeError, "run must be a string, not int 3"),
         ({"meta": [1]}, TypeError, "mapping"),
         ({"meta": {"f": object()}}, TypeError, r"JSON-serializable.*meta\['f'\] is object"),
         ({"meta": {"opt": {"betas": [0.9, np.int64(2)]}}}, TypeError, r"meta\['opt'\]\['betas'\]\[1\]"),
@@ -629,6 +636,15 @@ def test_bad_options_fail_before_any_file_is_created(tmp_path, kwargs, error, ma
     with pytest.raises(error, match=match):
         LossWriter(path, **kwargs)
     assert not path.exists()
+
+
+def test_numpy_numbers_are_taken_as_writer_options(tmp_path):
+    """flush_secs and max_pending are checked by kind (a wrong type is a TypeError, a bad value a ValueError),
+    so a numpy number from a config is taken (np.int64 was refused as not an int)."""
+    with LossWriter(tmp_path / "run.arrow", flush_secs=np.float32(0.5), max_pending=np.int64(4)) as w:
+        for step in range(10):
+            w.add(step, 1.0)
+    assert lossfmt.read(tmp_path / "run.arrow").num_rows == 10
 
 
 def test_json_metadata_is_stored_as_given(tmp_path):
