@@ -80,6 +80,11 @@ def _as_json(value: Any, where: str, depth: int = 0) -> Any:
                     "JSON objects have string keys"
                 )
             out[key] = _as_json(item, f"{where}[{key!r:.40}]", depth + 1)
+        if s.spells_float(out):  # it would read back as the float
+            raise ValueError(
+                f"meta: {where} is {out!r:.60}, the reserved spelling of a non-finite float in the file "
+                f"(spec/FORMAT.md, lossfmt.meta); store the float itself or rename the key"
+            )
         return out
     if isinstance(value, (list, tuple)):
         return [_as_json(item, f"{where}[{k}]", depth + 1) for k, item in enumerate(value)]

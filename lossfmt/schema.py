@@ -88,10 +88,13 @@ def _tag_floats(value: Any) -> Any:
     return value
 
 
+def spells_float(obj: dict[str, Any]) -> bool:
+    """Whether `obj` is how `lossfmt.meta` spells a non-finite float (so a reader turns it into one)."""
+    return len(obj) == 1 and obj.get(FLOAT_TAG) in _NON_FINITE
+
+
 def _untag_float(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and obj.get(FLOAT_TAG) in _NON_FINITE:
-        return _NON_FINITE[obj[FLOAT_TAG]]
-    return obj
+    return _NON_FINITE[obj[FLOAT_TAG]] if spells_float(obj) else obj
 
 
 def encode_meta(meta: dict[str, Any]) -> str:

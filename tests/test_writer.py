@@ -626,6 +626,12 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
         ({"meta": {"opt": {"betas": [0.9, np.int64(2)]}}}, TypeError, r"meta\['opt'\]\['betas'\]\[1\]"),
         ({"meta": {1: "a", "b": 2}}, TypeError, "meta keys must be str, got int 1"),
         ({"meta": {"sub": {None: 1}}}, TypeError, r"keys must be str, got NoneType None in meta\['sub'\]"),
+        (
+            {"meta": {"a": {"$float": "NaN"}}},
+            ValueError,
+            r"meta\['a'\] is .*reserved spelling of a non-finite",
+        ),
+        ({"meta": {"$float": "Infinity"}}, ValueError, "reserved spelling"),
         ({"run": ""}, ValueError, "non-empty"),
         ({"run": "x\udcff"}, ValueError, "run must be valid text"),
         ({"close_on_signal": "no"}, TypeError, "close_on_signal must be True or False"),
@@ -636,6 +642,15 @@ def test_bad_options_fail_before_any_file_is_created(tmp_path, kwargs, error, ma
     with pytest.raises(error, match=match):
         LossWriter(path, **kwargs)
     assert not path.exists()
+
+
+def test_meta_that_only_resembles_a_spelt_float_is_stored_as_given(tmp_path):
+    meta = {"a": {"$float": "x"}, "b": {"$float": "NaN", "other": 1}, "c": [{"$float": 1}], "nan": math.nan}
+    with LossWriter(tmp_path / "run.arrow", meta=meta):
+        pass
+    stored = s.run_info(tmp_path / "run.arrow")["meta"]
+    assert {k: v for k, v in stored.items() if k != "nan"} == {k: v for k, v in meta.items() if k != "nan"}
+    assert math.isnan(stored["nan"])
 
 
 def test_numpy_numbers_are_taken_as_writer_options(tmp_path):
