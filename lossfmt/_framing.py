@@ -47,6 +47,7 @@ __all__ = [
     "Message",
     "Sealer",
     "SealingFile",
+    "ends_closed",
     "iter_batches",
     "scan_messages",
     "walk",
@@ -145,17 +146,33 @@ def head(
     return schema, end, declared is not None, dict(parsed.extra)
 
 
+def ends_closed(data: bytes, schema_end: int) -> bool:
+    """Whether `data` ends as a closed file does: ``ARROW1`` after a footer length that points just past an
+    EOS marker (§1.2). A live file whose torn last message happens to end with the bytes ``ARROW1`` (a tag)
+    does not: its footer length points at no EOS. (A file whose stream ends with EOS and that ends with
+    ``ARROW1`` is closed too, whatever its footer length says: `walk`.)"""
+    size = len(data)
+    if size < schema_end + 18 or not data.endswith(TRAILING_MAGIC):
+        return False
+    footer_start = size - 10 - i32(data, size - 10)[0]
+    return schema_end + 8 <= footer_start < size - 10 and data[footer_start - 8 : footer_start] == EOS
+
+
 def walk(data: bytes, name: str, verify: bool = True) -> Layout:
     """The verified layout of a lossfmt file's bytes; LossFormatError naming `name` and the byte offset for
     anything but a torn tail (an incomplete final message of a file without footer). `verify` false skips
     the checksums (the structure is still checked)."""
     buf = pa.py_buffer(data)
     schema, schema_end, required, dict_ids = head(data, buf, name, verify)
-    claims_closed = len(data) >= schema_end + 18 and data.endswith(TRAILING_MAGIC)
+    claims_closed = ends_closed(data, schema_end)
     messages, end, eos = scan_messages(
         data, buf, name, schema_end, required=required, verify=verify, closed=claims_closed
     )
+    if eos >= 0 and data.endswith(TRAILING_MAGIC):  # EOS, then a footer whose length was damaged
+        claims_closed = True
     if claims_closed:
+        if messages and all(m.kind == DICTIONARY for m in messages):  # an empty closed file's dictionaries
+            end = _single_dictionaries(name, messages, eos)
         _check_footer(data, buf, name, schema, eos, end, messages)
     return Layout(schema, schema_end, messages, end, claims_closed, dict_ids)
 
@@ -251,7 +268,8 @@ def _walk_content(
             raise _corrupt(name, base + pos, "a second schema message")
         messages.append(m)
         pos = m.end
-    del messages[n_content:]  # dictionary messages no batch follows belong to a torn flush
+    if n_content or not closed:  # (an empty closed file's dictionaries stay: its footer lists them, §1.1)
+        del messages[n_content:]  # dictionary messages no batch follows belong to a torn flush
     return messages, end, eos
 
 
@@ -265,6 +283,15 @@ def _check_incomplete(data: bytes, name: str, pos: int, meta_len: int, closed: b
         raise _corrupt(name, base + pos, f"impossible metadata length {meta_len}")
     if closed:
         raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+
+
+def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:
+    """The EOS offset, the `end` of an empty closed file holding dictionaries if it has at most one per id
+    (§1.1); else LossFormatError."""
+    ids = [m.dict_id for m in messages]
+    if len(set(ids)) != len(ids):
+        raise _corrupt(name, messages[-1].start, "an empty closed file with two dictionaries of one id")
+    return eos if eos >= 0 else messages[-1].end
 
 
 def _check_footer(

@@ -43,7 +43,11 @@ function int32(bytes, at) {
  * A complete message that does not parse throws LossFormatError.
  */
 export function readMessage(bytes, at, file) {
-  if (bytes.length - at < 8) return { torn: true };
+  if (bytes.length - at < 8) {
+    // A torn tail starts like a message: the bytes left are a prefix of the continuation marker FF FF FF FF.
+    if (bytes.subarray(at, at + 4).every((b) => b === 0xff)) return { torn: true };
+    throw new LossFormatError(file, at, 'no IPC continuation marker 0xFFFFFFFF');
+  }
   if (int32(bytes, at) !== -1) throw new LossFormatError(file, at, 'no IPC continuation marker 0xFFFFFFFF');
   const metaLength = int32(bytes, at + 4);
   if (metaLength === 0) return { eos: true };
@@ -169,6 +173,18 @@ export function concat(chunks) {
     at += c.length;
   }
   return out;
+}
+
+/**
+ * Whether `bytes` ends as a closed file does (§1.2): "ARROW1" after a footer length L that points just past an
+ * EOS marker, after the schema message ending at `schemaEnd`. A live file whose torn last message happens to
+ * end with the bytes "ARROW1" (a tag stored uncompressed) does not.
+ */
+export function endsClosed(bytes, schemaEnd) {
+  const size = bytes.length;
+  if (size < schemaEnd + 18 || !MAGIC.subarray(0, 6).every((b, i) => bytes[size - 6 + i] === b)) return false;
+  const footerStart = size - 10 - int32(bytes, size - 10);
+  return schemaEnd + 8 <= footerStart && footerStart < size - 10 && EOS.every((b, i) => bytes[footerStart - 8 + i] === b);
 }
 
 /**

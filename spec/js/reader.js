@@ -11,7 +11,7 @@ import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { Endianness } from 'apache-arrow/fb/endianness';
 import { checkBatch, checkBody } from './validate.js';
 import { COLUMNS, COLUMN_NAMES } from './columns.js';
-import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, readFooter, readMessage, verifyChecksum } from './framing.js';
+import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, endsClosed, readFooter, readMessage, verifyChecksum } from './framing.js';
 
 export { LossFormatError, COLUMNS, COLUMN_NAMES };
 
@@ -77,11 +77,11 @@ function decodeSchema(bytes, head, file) {
 /**
  * The messages of the file's content after the schema (record batches verified against their checksums),
  * `end` (just after the last complete record batch, or the schema) and whether the file is closed. A file
- * that ends with "ARROW1" claims a footer: its stream must end with EOS at `end`, and its footer must list
+ * that ends as a closed file (`endsClosed`) claims a footer: its stream must end with EOS at `end`, and its footer must list
  * exactly the stream's messages and repeat its schema; anything else about it is damage, never a torn tail.
  */
 function scan(bytes, schema, head, required, file) {
-  const claimed = bytes.length >= head.end + 18 && MAGIC.subarray(0, 6).every((b, i) => bytes[bytes.length - 6 + i] === b);
+  const claimed = endsClosed(bytes, head.end);
   const messages = [];
   let end = head.end;
   let eosAt = null;
@@ -103,7 +103,8 @@ function scan(bytes, schema, head, required, file) {
     messages.push(m);
     at = m.end;
   }
-  if (!claimed) return { messages: messages.filter((m) => m.end <= end), end, closed: false }; // trailing dictionaries: a torn flush
+  const magic = MAGIC.subarray(0, 6).every((b, i) => bytes[bytes.length - 6 + i] === b);
+  if (!claimed && !(eosAt !== null && magic)) return { messages: messages.filter((m) => m.end <= end), end, closed: false }; // trailing dictionaries: a torn flush
   // Closed: EOS right after the last batch; in an empty closed file, after its (at most one per id) dictionaries.
   const batches = messages.some((m) => m.type === 'record batch');
   if (eosAt === null || (batches && eosAt !== end)) throw new LossFormatError(file, end, "a closed file's stream does not end with EOS after its last batch");

@@ -54,6 +54,10 @@ LIVE_FLUSHES: list[list[tuple[Any, ...]]] = [
     [(4, "loss", 3.5, 4, 1, "mean"), (5, "loss", 2.5, 4, 1, "mean")],
     [(5, "acc", 0.5, 8, 1, "mean"), (6, "loss", 1.0, 2, 1, "mean")],  # a new tag: a dictionary message first
 ]
+MAGIC_TAIL_FLUSHES: list[list[tuple[Any, ...]]] = [
+    [(0, "loss", 2.0, 4, 0, "mean"), (1, "loss", 1.5, 4, 0, "mean")],
+    [(2, "val/ARROW1", 1.25, 4, 0, "mean")],  # torn by the crash, just after the tag's bytes
+]
 RESUMED_BEFORE: list[list[tuple[Any, ...]]] = [
     [(0, "loss", 1.0, 10, 0, "mean"), (1, "loss", 0.9, 10, 0, "mean")],
     [(2, "loss", 0.8, 10, 0, "mean"), (3, "loss", 0.7, 10, 0, "mean")],
@@ -251,6 +255,7 @@ def pin_metadata(run: str) -> None:
 
     class _Os:
         fspath = staticmethod(os.fspath)
+        PathLike = os.PathLike
 
         @staticmethod
         def getpid() -> int:
@@ -348,6 +353,17 @@ def main() -> None:
         # end: after the previous record batch (the torn flush's dictionary message is dropped too)
         previous = max(e for _, e, k in spans[:-1] if k == "record batch")
         _save("torn", data[:torn_at], _rows(LIVE_FLUSHES[:-1]), "live", run_id, previous, False)
+
+        # magic_tail: a live file whose last flush (a new tag ending in "ARROW1", stored uncompressed) was
+        # cut just after those six bytes: a torn tail, not a closed file (spec 1.2).
+        run_id = _log_and_kill(scratch, "magic_tail", MAGIC_TAIL_FLUSHES)
+        data = scratch.read_bytes()
+        spans = _message_spans(data)
+        cut = data.rindex(b"ARROW1") + 6
+        assert spans[-2][2] == "dictionary" and spans[-2][0] < cut <= spans[-2][1], "the tag's bytes moved"
+        previous = max(e for _, e, k in spans[:-2] if k == "record batch")
+        rows = _rows(MAGIC_TAIL_FLUSHES[:-1])
+        _save("magic_tail", data[:cut], rows, "magic_tail", run_id, previous, False)
 
         # restarting: steps that restart each epoch, and a rewind inside one epoch; written and closed here.
         scratch.unlink()  # (it holds the live file)

@@ -20,6 +20,7 @@ DESCRIPTIONS = {
     "closed": "a closed file (real writer): tags, both reductions, epochs and nulls, NaN and ±inf, a rewind",
     "live": "a live file: a writer killed after several flushes, each ending on a message boundary",
     "torn": "`live` cut inside its last record batch: reads as `live` minus that batch",
+    "magic_tail": "a live file cut just after a new tag's bytes `ARROW1`: a torn tail, not a closed file",
     "restarting": "steps restart each epoch (lr logged without one) and one epoch rewinds: run-wide steps",
     "resumed": "killed mid-run (torn tail), resumed by a new writer (steps rewind), then closed",
     "resumed_killed": "killed, resumed by a second writer (a second stream, full dictionaries), killed again",

@@ -127,6 +127,23 @@ test('a JS file whose last flush is torn reads as the flushes before it, in Pyth
   checkResume(path, rows);
 });
 
+test('fewer than 8 trailing bytes are a torn tail only if they start like a message (FF FF FF FF), else corruption', async (t) => {
+  const path = join(tempDir(t), 'short_tail.arrow');
+  await writeJsKilled(path, FLUSHES);
+  const bytes = new Uint8Array(readFileSync(path));
+  const rows = FLUSHES.flat();
+  for (const tail of [[0xff], [0xff, 0xff, 0xff, 0xff, 0x10]]) {
+    assertRows(readBytes(new Uint8Array([...bytes, ...tail]), 'short_tail.arrow').rows, rows, `tail ${tail}`);
+  }
+  for (const tail of [[0, 0, 0, 0], [0x61, 0x62, 0x63], [0xff, 0x00]]) {
+    assert.throws(
+      () => readBytes(new Uint8Array([...bytes, ...tail]), 'short_tail.arrow'),
+      (e) => e instanceof LossFormatError && e.offset === bytes.length && /continuation marker/.test(e.message),
+      `tail ${tail}`,
+    );
+  }
+});
+
 test('a closed JS file: schema message at offset 8, dictionary ids 0 and 1, ZSTD bodies, one dictionary each', async (t) => {
   const path = join(tempDir(t), 'layout.arrow');
   await writeJs(path, FLUSHES, { close: true });
