@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from lossview import view as v
 
@@ -135,7 +136,7 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
 
 
 def _plot_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         usage="%(prog)s [plot] FILE... [options]\n       %(prog)s {summary,export,compact,import-tb} ...",
         description=DESCRIPTION,
@@ -230,7 +231,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _summary_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=f"{PROG} summary",
         description="Per run and tag: the run's hyperparameters (metadata), events, step range, first, "
         "last, min and its step, last smoothed value, non-finite count, events/s and duration.",
@@ -246,7 +247,7 @@ def _summary_parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=f"{PROG} export",
         description="Write the rows the plot would draw (after --tag/--normalize/--per, with a `smoothed` "
         "column) to CSV, Parquet or Feather. Several files add a `run` column.",
@@ -272,7 +273,7 @@ def _export_parser() -> argparse.ArgumentParser:
 
 
 def _compact_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=f"{PROG} compact",
         description="Compact live or crashed files into footer'd Arrow IPC files (readable by pandas, "
         "Polars, pyarrow.dataset). Keeps every complete event and the run id; drops a torn tail. A "
@@ -289,7 +290,7 @@ def _compact_parser() -> argparse.ArgumentParser:
 
 
 def _import_tb_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=f"{PROG} import-tb",
         description="Convert TensorBoard tfevents scalars (every point; tags, steps and wall times kept) "
         "to lossfmt. LOGDIR is one run, a tree of runs or one event file; OUT is one .arrow file (one run) "
@@ -299,6 +300,14 @@ def _import_tb_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="OUT.arrow, or a directory for several runs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (a bad option is a line and status 2, as every other error is a
+    line and status 1): the usage banner it would print first is what ``--help`` shows."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Version(argparse.Action):

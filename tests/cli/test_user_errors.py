@@ -355,3 +355,22 @@ def test_a_file_cut_inside_its_first_flush_says_so_not_just_no_events(tmp_path, 
         f"cut.arrow: no complete event: {3000 - header:,} of its 3,000 bytes are an unfinished"
         in one_error(capsys)
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["run.arrow", "--per", "foo"], "argument --per: must be 'epoch'"),
+        (["run.arrow", "--dpi", "0"], "argument --dpi"),
+        (["run.arrow", "--size", "0", "1"], "argument --size"),
+        ([], "the following arguments are required: FILE"),
+        (["export", "run.arrow"], "the following arguments are required: OUT"),
+        (["summary", "--bogus", "run.arrow"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_usage_is_one_line_and_status_2_without_the_usage_banner(argv, says, tmp_path):
+    """argparse printed a usage banner before its error (three lines); every other user error is one."""
+    proc = subprocess.run([*ENV_PY, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("lossview"), proc.stderr
+    assert says in proc.stderr and "--help)" in proc.stderr
