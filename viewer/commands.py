@@ -73,8 +73,8 @@ def summary_view(view: v.View) -> v.View:
 
 def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
     """Per run and tag: events, step range, first/last/min values, last smoothed, non-finite count, rate,
-    and the run's hyperparameters (its metadata) under ``hparams``. Smoothed as the plot smooths
-    (``view.smooth``: the default skips short series)."""
+    and the run's hyperparameters (its metadata) under ``hparams``. Each run smoothed by itself as the plot
+    would smooth it alone (``view.smooth``: the default skips short series)."""
     parts: list[tuple[v.Run, tuple[pa.Table, v.Curve] | None]] = []
     for run in runs:
         if run.table.num_rows == 0 and not view.tags:  # listed, not left out: a sweep shows all its runs
@@ -85,7 +85,8 @@ def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
             sub = table if idx is None else table.take(array(idx, pa.int64()))
             step, y = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64)
             parts.append((run, (sub, v.Curve(run.label, tag, step, y, step))))
-    v.smooth([part[1] for _, part in parts if part], view)
+    for run in runs:  # each run by itself: its numbers do not depend on the other files named
+        v.smooth([part[1] for r, part in parts if part and r is run], view)
     return [_row(run, part[1], v.seconds(part[0])) if part else _empty_row(run) for run, part in parts]
 
 
@@ -206,9 +207,9 @@ def _finite(value: Any) -> Any:
 
 
 def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
-    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column (smoothed
-    as the plot smooths, ``view.smooth``; unsmoothed series repeat their value), and a ``run`` column when
-    there are several runs."""
+    """The table ``lossview export`` writes: the rows the plot draws, with a ``smoothed`` column (each run
+    smoothed by itself as the plot would smooth it alone, ``view.smooth``; unsmoothed series repeat their
+    value), and a ``run`` column when there are several runs."""
     prepared = v.prepare_runs(runs, view)  # --per epoch: a run of several without epochs is left out
     several, runs = len(runs) > 1, [run for run, _ in prepared]
     tables = [table for _, table in prepared]
@@ -220,7 +221,8 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
             step, y = (steps, values) if idx is None else (steps[idx], values[idx])
             parts.append((idx, v.Curve("", tag, step, y, step)))
         series.append(parts)
-    v.smooth([c for parts in series for _, c in parts], view)
+    for parts in series:  # each run by itself: its numbers do not depend on the other files named
+        v.smooth([c for _, c in parts], view)
     smoothing = any(c.smoothed is not None for parts in series for _, c in parts)
     out = []
     for run, table, parts in zip(runs, tables, series, strict=True):

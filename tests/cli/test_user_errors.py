@@ -255,6 +255,32 @@ def test_summary_and_export_smooth_like_the_plot(tmp_path, capsys):
     np.testing.assert_array_equal(smoothed[tags == "val"], value[tags == "val"])
 
 
+def test_summary_and_export_numbers_of_a_run_do_not_depend_on_the_other_files_named(tmp_path, capsys):
+    """A 30-point run was smoothed next to a long one (with 2% of the other's step span), and a long run's
+    smoothed value moved with its neighbours: each run is summarized and exported by itself."""
+    short, long = tmp_path / "short.arrow", tmp_path / "long.arrow"
+    with LossWriter(short) as w:
+        for step in range(30):
+            w.add(step, 1.0 / (step + 1), "loss")
+    with LossWriter(long) as w:
+        for step in range(0, 20_000, 10):
+            w.add(step, 1.0 + (step % 70) / 100, "loss")
+
+    def last_smoothed(*paths: Path) -> dict[str, float | None]:
+        rows = json.loads(summary_of([*map(str, paths), "--json"], capsys))
+        return {r["run"]: r["last_smoothed"] for r in rows}
+
+    alone = {**last_smoothed(short), **last_smoothed(long)}
+    assert alone["short"] is None  # a short series stays raw
+    assert last_smoothed(short, long) == alone
+    out = tmp_path / "both.parquet"
+    assert cli.main(["export", str(short), str(long), str(out)]) == 0
+    both = pq.read_table(out).to_pandas()
+    shown = both[both["run"] == "short"]
+    assert (shown["smoothed"] == shown["value"]).all()
+    assert both[both["run"] == "long"]["smoothed"].iloc[-1] == pytest.approx(alone["long"])
+
+
 def test_summary_help_offers_no_per(capsys):
     assert cli.main(["summary", "--help"]) == 0
     text = capsys.readouterr().out
