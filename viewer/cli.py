@@ -243,8 +243,8 @@ def _check_term(ns: argparse.Namespace) -> None:
     if given:
         raise v.OptionError(
             f"--term draws per-step curves with --tag, --smooth, --title and --follow only: "
-            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the matplotlib window, an image "
-            "or --web"
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the matplotlib views (a window, "
+            "an image with -o, or a browser with --web)"
         )
 
 

@@ -305,7 +305,7 @@ def test_bad_files_give_one_line_and_nonzero_status(tmp_path, runs, capsys, monk
         "log ylim": ([a, "--logy", "--ylim", "0", "1", "-o", png], "above 0 on a --logy axis"),
         "bad export": (["export", a, str(tmp_path / "o.xlsx")], "o.xlsx"),
         "no display": ([a], "-o OUT.png, --term (in this terminal)"),
-        "term with -o": ([a, "--term", "-o", png], "-o is for the matplotlib window, an image or --web"),
+        "term with -o": ([a, "--term", "-o", png], "-o is for the matplotlib views"),
     }
     usage = {"bad smooth", "band alone", "bad format", "bad ylim", "log ylim", "bad export", "term with -o"}
     for name, (args, needle) in cases.items():
