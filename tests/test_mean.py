@@ -95,3 +95,17 @@ def test_the_label_says_where_fewer_than_all_runs_are_averaged(sweep, tmp_path):
             for step in range(30):
                 w.add(step, 1.0)
     assert labels(together) == ["mean of 2 runs"]
+
+
+def test_mean_runs_with_label_averages_the_runs_of_each_hyperparameter_value_apart(tmp_path):
+    """--mean-runs --label lr averaged every run into one curve and ignored --label (a sweep's settings mixed
+    into one meaningless mean and band): one mean per value, named by it."""
+    for lr, seed, value in [(0.1, 0, 1.0), (0.1, 1, 3.0), (0.01, 0, 10.0), (0.01, 1, 20.0), (0.01, 2, 30.0)]:
+        with LossWriter(tmp_path / f"lr{lr}_s{seed}.arrow", meta={"lr": lr, "seed": seed}) as w:
+            for step in range(10):
+                w.add(step, value)
+    view = lv.View(mean_runs=True, label="lr", smooth="none")
+    curves = lv.curves(lv.load([tmp_path], view), view)
+    means = {c.run: c.y.tolist() for c in curves}
+    assert means == {"lr=0.01: mean of 3 runs": [20.0] * 10, "lr=0.1: mean of 2 runs": [2.0] * 10}
+    assert {c.group for c in curves} == {"lr=0.01", "lr=0.1"}

@@ -137,7 +137,7 @@ def _view(ns: argparse.Namespace) -> v.View:
         per=getattr(ns, "per", None),
         normalize=ns.normalize,
         x=getattr(ns, "x", "step"),
-        band=ns.spread if getattr(ns, "band", False) else None,
+        band=(getattr(ns, "spread", None) or "minmax") if getattr(ns, "band", False) else None,
         mean_runs=getattr(ns, "mean_runs", False),
         keep_rewound=ns.keep_rewound,
         label=getattr(ns, "label", None),
@@ -186,10 +186,10 @@ def _plot(ns: argparse.Namespace) -> int:
         curves, compare = v.curves(runs, view), len(runs) > 1
     style = Style(
         split=ns.split,
-        compare=compare and not ns.mean_runs,
+        compare=compare and (not ns.mean_runs or ns.label is not None),  # a mean per --label value
         logy=ns.logy,
         ylim=tuple(ns.ylim) if ns.ylim else None,
-        title=ns.title,
+        title=ns.title or (f"mean of the runs of each {ns.label}" if ns.mean_runs and ns.label else None),
         width=ns.size[0],
         height=ns.size[1],
         local_time=ns.local_time,
@@ -211,6 +211,8 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError(f"--size {w:g} {h:g} at --dpi {ns.dpi} is too many pixels: lower one of them")
     if ns.local_time and ns.x != "time":
         raise v.OptionError("--local-time is for --x time")
+    if ns.spread is not None and not ns.band:
+        raise v.OptionError(f"--spread {ns.spread} says what --band shades: add --band")
     if ns.output:
         commands.check_out(Path(ns.output), (".png", ".svg", ".pdf"))
 

@@ -25,11 +25,24 @@ from lossview.view import Curve, View
 
 
 def mean_across_runs(series: Sequence[Curve], view: View) -> list[Curve]:
-    """One curve per tag: lossfmt's mean across runs on the common grid, the runs' spread as the band.
+    """One curve per tag: lossfmt's mean across runs on the common grid, the runs' spread as the band; with
+    ``--label KEY``, one per tag and value of KEY (the seeds of each setting of a sweep averaged apart).
 
     The spread is that of the curves as drawn (smoothed when smoothing is on, else raw), so seeds of a sweep
     show a band of the trend rather than of per-step noise.
     """
+    if view.label is None:
+        return _mean(series, view)
+    out = []
+    for group in dict.fromkeys(c.group for c in series):
+        for c in _mean([c for c in series if c.group == group], view):
+            c.run, c.group = f"{group}: {c.run}", group
+            out.append(c)
+    return out
+
+
+def _mean(series: Sequence[Curve], view: View) -> list[Curve]:
+    """`mean_across_runs` of one group of runs."""
     from lossfmt.dataset import mean_across
 
     series = [c for c in series if len(c.y)]

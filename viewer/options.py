@@ -172,7 +172,8 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument(
         "--label",
         metavar="KEY",
-        help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr)",
+        help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr); with "
+        "--mean-runs, one mean per value of it (the seeds of each setting of a sweep averaged apart)",
     )
     vg.add_argument("--split", action="store_true", help="one axes per tag (default: every tag on one axes)")
     vg.add_argument(
@@ -183,7 +184,6 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument(
         "--spread",
         choices=v.BANDS,
-        default="minmax",
         help="what --band shades: minmax (default) or std (mean +/- one standard deviation)",
     )
     vg.add_argument(

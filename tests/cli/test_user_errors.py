@@ -400,3 +400,11 @@ def test_bad_usage_is_one_line_and_status_2_without_the_usage_banner(argv, says,
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("lossview"), proc.stderr
     assert says in proc.stderr and "--help)" in proc.stderr
+
+
+def test_spread_without_band_is_refused_not_ignored(tmp_path, capsys):
+    path = write(tmp_path / "r.arrow")
+    assert cli.main([str(path), "--spread", "std", "-o", str(tmp_path / "o.png")]) == 2  # bad usage
+    assert "--spread std says what --band shades: add --band" in one_error(capsys)
+    png = str(tmp_path / "o.png")
+    assert cli.main([str(path), "--per", "10", "--band", "--spread", "std", "-o", png]) == 0
