@@ -25,7 +25,7 @@ from lossfmt import schema as s
 from lossfmt._arrow import to_buffer, to_memoryview
 from lossfmt._errors import LossFormatError
 
-__all__ = ["MIN_BATCHES", "applicable", "decode"]
+__all__ = ["MIN_BATCHES", "applicable", "decode", "null_dictionary"]
 
 #: Below this many batches Arrow's reader is as fast.
 MIN_BATCHES = 32
@@ -41,9 +41,9 @@ _THREADS = min(os.cpu_count() or 1, 8)
 
 
 class _Corrupt(Exception):
-    def __init__(self, index: int, what: str) -> None:
+    def __init__(self, index: int, what: str, message: fr.Message | None = None) -> None:
         super().__init__(what)
-        self.index, self.what = index, what
+        self.index, self.what, self.message = index, what, message
 
 
 def _codec() -> pa.Codec:
@@ -58,6 +58,14 @@ def applicable(schema: pa.Schema, messages: Sequence[fr.Message]) -> bool:
     if [f.name for f in schema] != list(s.COLUMNS) or [f.type for f in schema] != _V1_TYPES:
         return False
     return all(m.codec in (-1, _ZSTD) for m in messages)
+
+
+def null_dictionary(data: bytes, messages: Sequence[fr.Message]) -> fr.Message | None:
+    """The first dictionary message of `messages` with a null value (§1.1 forbids them; Arrow's reader takes
+    them), from its field node's null count: nothing is decoded, so unused dictionaries are checked too."""
+    dicts = [m for m in messages if m.kind == fr.DICTIONARY and m.n_nodes and m.nodes_at >= 0]
+    nulls = _structs(np.frombuffer(data, np.uint8), [m.nodes_at for m in dicts], 1)[:, 0, 1]
+    return next((m for m, k in zip(dicts, nulls.tolist(), strict=True) if k), None)
 
 
 def _gather(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -178,9 +186,7 @@ class _Batches:
 
 
 def _strings(batches: _Batches) -> pa.Array[Any]:
-    """The values of every dictionary message, in order, as one string array."""
-    if np.any(batches.nodes[:, 0, 1]):
-        raise _Corrupt(int(np.argmax(batches.nodes[:, 0, 1] != 0)), "a null dictionary value")
+    """The values of every dictionary message, in order, as one string array (nulls were refused before)."""
     n = batches.rows
     off_blob, off_offsets = batches.buffer(1)
     offsets = _fixed(off_blob, off_offsets, 4 * (n + 1) * (n > 0)).view("<i4").astype(np.int64)
@@ -300,6 +306,10 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
         np.array([m.is_delta for m in msgs], bool),
         np.array([m.rows for m in msgs], np.int64),
     )
+    # Every dictionary message, whichever columns are wanted (§1.7): selected through the array, not a loop.
+    bad_dictionary = null_dictionary(data, [msgs[i] for i in np.flatnonzero(table[0] == fr.DICTIONARY)])
+    if bad_dictionary is not None:
+        raise _Corrupt(-1, "a null dictionary value", bad_dictionary)
 
     def column(i: int) -> pa.Array[Any]:
         field = s.FIELDS[i]
@@ -321,7 +331,8 @@ def _decode(data: bytes, layout: fr.Layout, fields: Sequence[int] | None) -> pa.
             arrays = list(pool.map(column, wanted))
     else:
         arrays = [column(i) for i in wanted]
-    out_fields = [s.FIELDS[i] for i in wanted]
+    # The file's own fields (its nullable flags too: §2, not relied on), as Arrow's reader gives them.
+    out_fields = [layout.schema.field(i) for i in wanted]
     # pyarrow-stubs type `metadata` as an invariant dict[bytes | str, bytes | str], which Schema.metadata's
     # dict[bytes, bytes] is not (pa.schema accepts any mapping of bytes or str).
     metadata = cast("dict[bytes | str, bytes | str] | None", layout.schema.metadata)
@@ -382,4 +393,7 @@ def decode(
         return [_decode(data, layout, fields)]
     except _Corrupt as exc:
         where = offsets[exc.index] if 0 <= exc.index < len(offsets) else (offsets[0] if offsets else 8)
+        if exc.message is not None and offsets:  # data[i] is at offset i + offsets[0] - (first batch's start)
+            first = next(m for m in layout.messages if m.kind == fr.RECORD_BATCH)
+            where = exc.message.start + offsets[0] - first.start
         raise LossFormatError(f"{name}: corrupt at byte {where}: {exc.what}") from None

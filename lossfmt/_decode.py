@@ -2,7 +2,8 @@
 
 `_framing` finds and verifies the messages; this module hands their bytes to Arrow's readers (or, for a
 live file's many small v1 batches, to `_columns`) and checks what Arrow does not (nulls in non-nullable
-columns, the reduction dictionary), so every failure is a LossFormatError naming the file and offset.
+columns, null dictionary values, the reduction dictionary), so every failure is a LossFormatError naming the
+file and offset.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def check_values(batches: Sequence[pa.RecordBatch], name: str, where: int) -> No
 _V1_NAMES = {"step", "tag", "value", "count", "epoch", "wall_time", "reduction"}
 
 
+def _check_dictionaries(data: bytes, messages: Sequence[fr.Message], name: str, base: int = 0) -> None:
+    """No null value in any dictionary message of `messages` (§1.1, §1.7.3), which Arrow's readers accept;
+    `base` is the offset of `data` in the file. The column decoder checks its own messages."""
+    bad = _columns.null_dictionary(data, messages)
+    if bad is not None:
+        raise LossFormatError(f"{name}: corrupt at byte {base + bad.start}: a null dictionary value")
+
+
 def _locate(
     stream: pa.Buffer, fields: Sequence[int] | None, offsets: Sequence[int], name: str
 ) -> LossFormatError:
@@ -97,6 +106,7 @@ def decode(
     if many and _columns.applicable(layout.schema, layout.messages):
         batches = _columns.decode(data, layout, name, fields, offsets)
     else:
+        _check_dictionaries(data, layout.messages, name)
         buf = pa.py_buffer(data)
         source = buf if layout.closed else buf.slice(len(fr.MAGIC), layout.end - len(fr.MAGIC))
         batches = _arrow_decode(source, fields, offsets, name, layout.closed)
@@ -175,6 +185,7 @@ def decode_span(
     if len(offsets) >= _columns.MIN_BATCHES and _columns.applicable(layout.schema, span.messages):
         batches = _columns.decode(combined, span, name, fields, offsets)
     else:
+        _check_dictionaries(data, messages, name, base)
         batches = _arrow_decode(pa.py_buffer(head + combined), fields, offsets, name, False)
     check_values(batches, name, offsets[0] if offsets else base)
     return batches
@@ -220,6 +231,7 @@ def _closed_batches(data: bytes, layout: fr.Layout, name: str) -> Iterator[pa.Re
     if not layout.closed:  # the trailing magic without a footer that agrees: walk read it as a stream
         yield from decode(data, layout, name)
         return
+    _check_dictionaries(data, layout.messages, name)
     offsets = [m.start for m in layout.messages if m.kind == fr.RECORD_BATCH]
     i = 0
     try:
