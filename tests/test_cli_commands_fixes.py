@@ -152,7 +152,7 @@ def test_summary_lists_a_run_without_events_with_zero_and_says_why(tmp_path, cap
     status, out, err = run_cli(["summary", str(tmp_path / "empty.arrow")], capsys)
     assert status == 0 and err == "", err
     _, _, row, _, note = out.splitlines()
-    assert row.split() == ["empty", "-", "0", "-", "-", "-", "-", "-", "-", "0", "-", "-"]
+    assert row.split() == ["empty", "-", "0", "-", "-", "-", "-", "-", "-", "-", "0", "-", "-"]
     assert note == f"{tmp_path / 'empty.arrow'}: no events in the file"
     status, out, _ = run_cli(["summary", str(tmp_path / "empty.arrow"), "--json"], capsys)
     (entry,) = json.loads(out)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from lossfmt import schema
-from lossview import commands, plot, screen
+from lossview import plot, screen, summary
 from lossview import view as lv
 from lossview.view import View
 from lossview.view import curves as curves_of
@@ -447,7 +447,7 @@ def test_one_series_is_found_from_the_dictionaries_and_chunks_with_other_single_
 
 def test_summary_numbers():
     table = events([4.0, 3.0, np.nan, 1.0, 2.0], steps=[10, 11, 12, 13, 14], dt=0.5, run="r")
-    (row,) = commands.summarize(runs_of(table), View(smooth="none"))
+    (row,) = summary.summarize(runs_of(table), View(smooth="none"))
     assert row == {
         "run": "r",
         "tag": "loss",
@@ -458,14 +458,18 @@ def test_summary_numbers():
         "last": 2.0,
         "min": 1.0,
         "min_step": 13,
+        "max": 4.0,
+        "max_step": 10,
         "last_smoothed": None,
         "non_finite": 1,
         "events_per_s": 2.5,
         "duration_s": 2.0,
         "hparams": {},
     }
-    text = commands.format_summary([row])
+    text = summary.format_summary([row])
     assert "10..14" in text and "2.5" in text and "2.0s" in text
+    header, _, line = text.splitlines()[:3]
+    assert header.split()[6:9] == ["min", "@step", "max"] and line.split()[6:9] == ["1", "13", "4"]
     json.dumps(row)
 
 
@@ -540,8 +544,8 @@ def test_view_columns_are_step_tag_value_epoch_unless_an_option_needs_more():
 def test_summary_from_its_columns_equals_summary_from_every_column(tmp_path, normalize):
     paths = _sweep(tmp_path)
     view = View(normalize=normalize)
-    want = commands.summarize(lv.load(paths, view, every_column=True), view)
-    assert commands.summarize(lv.load(paths, commands.summary_view(view)), view) == want
+    want = summary.summarize(lv.load(paths, view, every_column=True), view)
+    assert summary.summarize(lv.load(paths, summary.summary_view(view)), view) == want
 
 
 def test_a_step_axis_draws_the_int64_steps_without_a_float_copy():

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lossfmt
-from lossview import commands
+from lossview import commands, summary
 from lossview import view as v
 from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG
 
@@ -260,7 +260,7 @@ def _import_plotting() -> None:
 
 
 def _summary(ns: argparse.Namespace) -> int:
-    return commands.summary(ns.files, _view(ns), as_json=ns.json)
+    return summary.summary(ns.files, _view(ns), as_json=ns.json)
 
 
 def _export(ns: argparse.Namespace) -> int:

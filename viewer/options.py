@@ -19,7 +19,7 @@ Plot lossfmt training-loss files (.arrow), live or to an image.
 
 commands (the first argument; plain `lossview FILE...` plots):
   lossview [plot] FILE...          plot one run or compare several (files, globs or directories)
-  lossview summary FILE...         a table per run and tag: hparams, events, steps, first/last/min, rate
+  lossview summary FILE...         a table per run and tag: hparams, events, steps, first/last/min/max, rate
   lossview export FILE... OUT      write the plotted rows to OUT.csv | .parquet | .feather
   lossview compact FILE...         repair/compact live or crashed files into footer'd Arrow files
   lossview import-tb LOGDIR OUT    convert TensorBoard tfevents scalars to lossfmt (all points)
@@ -235,7 +235,7 @@ def _summary_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=f"{PROG} summary",
         description="Per run and tag: the run's hyperparameters (metadata), events, step range, first, "
-        "last, min and its step, last smoothed value, non-finite count, events/s and duration.",
+        "last, min and its step, max, last smoothed value, non-finite count, events/s and duration.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     _transform_options(p, per=False)  # a summary is of events, not buckets

@@ -127,9 +127,9 @@ def test_per_beyond_int64_is_a_usage_error(tmp_path, capsys):
 def test_an_unexpected_exception_is_a_traceback_not_a_one_line_error(tmp_path):
     path = write(tmp_path / "run.arrow")
     code = (
-        "import sys\nfrom lossview import commands, cli\n"
+        "import sys\nfrom lossview import summary, cli\n"
         "def boom(*a, **k): raise ZeroDivisionError('a bug')\n"
-        "commands.summarize = boom\n"
+        "summary.summarize = boom\n"
         f"sys.exit(cli.main(['summary', {str(path)!r}]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=ENV)
