@@ -141,7 +141,8 @@ def test_a_followed_series_that_starts_smoothing_drops_its_raw_markers_in_plot_a
     lp.update(curves(pa.concat_tables([events(np.linspace(2, 1, 20), run="r"), val]), view))
     loss = lp.series[("r", "loss")]
     assert loss.raw.get_marker() == "o"  # few points: unsmoothed, with markers
-    lp.update(curves(pa.concat_tables([events(np.linspace(2, 1, 200), run="r"), val]), view))
+    noisy = np.linspace(2, 1, 200) + 0.05 * (-1.0) ** np.arange(200)  # (a noise-free one stays raw)
+    lp.update(curves(pa.concat_tables([events(noisy, run="r"), val]), view))
     assert loss.smooth.get_visible()
     assert loss.raw.get_marker() == "None" and loss.raw.get_path_effects() == []
     legend = lp.fig.axes[0].get_legend()

@@ -117,7 +117,8 @@ def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
         "steps:N (an EMA with a time constant of N steps), ema:W (TensorBoard's debiased EMA, 0<=W<1), "
         "ma:N (trailing moving average of N points) or none. "
         f"Default {v.DEFAULT_SMOOTH} on per-step curves; {'bucketed (--per) curves and ' if per else ''}"
-        f"tags of <= {v.FEW_POINTS} points in every run stay unsmoothed unless --smooth is given. A plot "
+        f"tags of <= {v.FEW_POINTS} points in every run, and noise-free ones (an lr schedule), stay "
+        "unsmoothed unless --smooth is given. A plot "
         "smooths its runs alike (one span, one rule per tag); summary and export smooth each run by itself",
     )
     g.add_argument(

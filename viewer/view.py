@@ -28,6 +28,8 @@ from lossview.axes import RunAxis, relative_x, sort_by_x
 from lossview.labels import check_label as check_label  # (labels.py: run labels by hyperparameter)
 from lossview.labels import hparam as hparam
 from lossview.labels import relabel as relabel
+from lossview.smoothing import FEW_POINTS as FEW_POINTS  # (smoothing.py: what the default smooths)
+from lossview.smoothing import smooth as smooth
 from lossview.tables import column as column  # re-exported: `view.column` etc. predate tables.py
 from lossview.tables import seconds as seconds
 from lossview.tables import tag_groups as tag_groups
@@ -36,9 +38,6 @@ from lossview.tables import tag_names as tag_names
 #: x axes: items seen (cumulative ``count``), step, epoch, wall time and time since the run started.
 X_AXES = ("step", "items", "epoch", "time", "relative")
 DEFAULT_SMOOTH = transforms.DEFAULT_SMOOTH
-#: The default smoothing skips series this short (per-epoch validation curves): an EMA over a handful of
-#: points only makes them lag. An explicit smoothing applies to every series.
-FEW_POINTS = 60
 BANDS = ("minmax", "std")
 T = TypeVar("T", "list[Curve]", pa.Table)  # what each_run makes of a run: curves, or a table
 #: The file columns, in file order.
@@ -382,19 +381,3 @@ def _curve(
         curve.lo, curve.hi = y - std, y + std
     sort_by_x(curve)
     return curve
-
-
-def smooth(curves_: Sequence[Curve], view: View) -> None:
-    """Set each curve's ``smoothed`` as the view asks. The default smoothing skips bucketed series and tags
-    whose every series is short (per-epoch validation), so one tag is drawn alike in every run."""
-    smoother = transforms.parse_smooth(view.smooth)
-    long_tags = {c.tag for c in curves_ if len(c.y) > FEW_POINTS}
-    # One time constant for every curve of the picture: a fraction of the shown step span ("span:F").
-    steps = [c.step for c in curves_ if len(c.step)]
-    span = float(max(int(s.max()) for s in steps) - min(int(s.min()) for s in steps)) if steps else 0.0
-    for c in curves_:
-        wanted = view.smooth_explicit or (view.per is None and c.tag in long_tags)
-        if smoother is not None and wanted and len(c.y):
-            c.smoothed = smoother(c.y, c.step, span=span)
-        else:
-            c.smoothed = None
