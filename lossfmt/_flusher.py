@@ -99,12 +99,18 @@ class Flusher:
         """Stop the thread and write the rows added meanwhile; a thread's error stays in `error`.
 
         An error of that last write is raised here and kept in `error` too (then the file is not compacted).
+        A KeyboardInterrupt while waiting for the thread is raised once it has ended, never while it writes.
         """
+        interrupted: BaseException | None = None
         try:
             with self._cond:
                 self._stopping = True
                 self._wake.set()
-            self._thread.join()
+            while self._thread.is_alive():
+                try:
+                    self._thread.join()
+                except KeyboardInterrupt as exc:  # Ctrl-C in close(): the thread is still writing; end first
+                    interrupted = exc
             if self.error is None:
                 try:
                     self.write_pending()  # rows added by other threads while the thread stopped
@@ -116,6 +122,13 @@ class Flusher:
             if self.on_stop is not None:
                 on_stop, self.on_stop = self.on_stop, None
                 on_stop()
+        if interrupted is not None:
+            raise interrupted
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread may still write (a `stop` cut short before it ended)."""
+        return self._thread.is_alive()
 
     # The thread.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from lossfmt import _signals
 from lossfmt import schema as s
 from lossfmt._errors import FileReplacedError, LossFormatError, WriterBusyError
 
@@ -69,7 +70,7 @@ os.register_at_fork(
 
 
 def _open(path: Path, flags: int, mode: int = 0o644) -> int:
-    with _descriptors.lock:
+    with _signals.critical, _descriptors.lock:  # a close_on_signal handler closes files too: after this
         fd = os.open(path, flags | os.O_CLOEXEC, mode)
         _descriptors.fds.add(fd)
     return fd
@@ -77,7 +78,7 @@ def _open(path: Path, flags: int, mode: int = 0o644) -> int:
 
 def release(fd: int) -> None:
     """Close a descriptor opened here (releasing its flock if it was the last one)."""
-    with _descriptors.lock:
+    with _signals.critical, _descriptors.lock:
         _descriptors.fds.discard(fd)
         os.close(fd)
 

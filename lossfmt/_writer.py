@@ -13,11 +13,11 @@ from time import time as _time
 from types import TracebackType
 from typing import Any
 
-from lossfmt import _checks, _compiled, _recompact, _rows, _signals, _values
+from lossfmt import _checks, _compiled, _rows, _signals, _values
 from lossfmt import schema as s
 from lossfmt._errors import WriterClosedError
 from lossfmt._file import LiveFile
-from lossfmt._flusher import Flusher
+from lossfmt._run import Run as _Run
 
 __all__ = ["LossWriter"]
 
@@ -41,69 +41,6 @@ _WAKE_ROWS = 1 << 16
 _WAKE_STEP = 1 << 13
 
 _writers: weakref.WeakSet[LossWriter] = weakref.WeakSet()  # for the fork handler (never keeps one alive)
-
-
-class _Run:
-    """The resources of one open writer: the file and its flusher. Holds no reference to the LossWriter, so
-    a writer dropped without close() is still finalized (flushed and compacted) by its weakref finalizer."""
-
-    def __init__(self, file: LiveFile, flusher: Flusher, name: str, run_id: str | None) -> None:
-        self.file, self.flusher, self.name, self.run_id = file, flusher, name, run_id
-        self.pid = os.getpid()
-        self.finished = False
-
-    @classmethod
-    def start(
-        cls,
-        file: LiveFile,
-        new_name: str,
-        pending: list[Any],
-        on_error: Callable[[BaseException], None],
-        *,
-        flush_secs: float,
-        max_pending: int,
-    ) -> _Run:
-        """Start the flusher of the opened `file`, which drains `pending`. A failure releases everything taken
-        (thread, flock, descriptor): the next writer on this path must work."""
-        flusher = None
-        try:
-            info = s.run_info(file.schema)
-            flusher = Flusher(
-                pending,
-                _rows.Encoder(file.schema, file.path, file.resumed),
-                file.write_batch,
-                on_error,
-                between=_recompact.Recompaction(file).after_flush,
-                flush_secs=flush_secs,
-                max_pending=max_pending,
-                name=f"lossfmt-flusher[{file.path.name}]",
-            )
-            # A file with only the metadata the spec requires: named as a new run; no run_id is invented.
-            return cls(file, flusher, info.get("run") or new_name, info.get("run_id"))
-        except BaseException:
-            try:
-                if flusher is not None:
-                    flusher.stop()
-            finally:
-                file.close(compact=False)
-            raise
-
-    def close(self) -> None:
-        """Stop the flusher, write the last rows, compact, unlock. Idempotent; a no-op in a forked child."""
-        if self.finished or os.getpid() != self.pid:
-            return
-        self.finished = True
-        flusher = self.flusher
-        with _signals.critical:  # a SIGTERM meanwhile is handled once the file is closed
-            try:
-                flusher.stop()
-            finally:
-                self.file.close(compact=flusher.error is None)
-            if not flusher.reported:
-                flusher.raise_error()
-            elif flusher.error is not None:
-                _checks.warn_left_live(self.file.path, flusher.error)
-            flusher.encoder.raise_unread()
 
 
 class LossWriter(_compiled.Base):
@@ -349,8 +286,9 @@ class LossWriter(_compiled.Base):
         forked child it does nothing. Never touches a file it does not hold: if the file was removed or
         replaced, FileReplacedError (the file at the path is left alone). If the file lacks events this writer
         wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is. Memory stays
-        bounded (about 200 MB at most) whatever the run's length."""
-        if self._forked or self._run.finished:
+        bounded (about 200 MB at most) whatever the run's length. Called while another thread closes the
+        writer, it returns once the file is closed."""
+        if self._forked:
             return
         self._ok = False
         _writers.discard(self)
