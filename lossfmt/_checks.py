@@ -202,6 +202,17 @@ def warn_left_live(path: Path, error: BaseException) -> None:
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+def warn_gone(gone: list[str], listed: int) -> None:
+    """Tell the files of a sweep that left between its listing and their reading (they were skipped)."""
+    names = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+    warnings.warn(
+        f"lossfmt: {len(gone)} of {listed} files went away while they were read (moved or removed), skipped: "
+        f"{names}",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def user_stacklevel() -> int:
     """The ``warnings.warn`` stacklevel, from its caller, of the first frame outside lossfmt: a warning names
     the user's line (``LossWriter(...)``, ``w.close()``, the ``with`` block), whatever path inside lossfmt

@@ -180,10 +180,22 @@ def _read(
     decode = decode or [s.REDUCTION]
     tables: list[pa.Table] = []
     runs: list[str] = []
+    kept = []
     for path in paths:
-        result = _scan(path, decode, verify)
+        try:
+            result = _scan(path, decode, verify)
+        except s.NoSuchFileError:
+            if not multi or len(paths) == 1 or os.path.lexists(path):  # (a dangling link is an error)
+                raise
+            continue  # a run moved away (or removed) since the sweep was listed: not a read error of the rest
+        kept.append(path)
         tables.append(result.table.select(decode))
         runs.append(s.run_info(result.schema).get("run") or Path(path).stem)
+    if len(kept) < len(paths):
+        _checks.warn_gone([p for p in paths if p not in kept], len(paths))
+        if not kept:
+            raise s.NoSuchFileError(f"{paths[0]}: every file listed is gone (moved or removed)")
+        paths = kept
     if patterns is not None:  # a pattern that is the name of a tag of any file means that tag in every file
         known = set().union(*(_sources.tag_names(t) for t in tables))
         tables = [_sources.select_tags(t, patterns, among=known) for t in tables]
@@ -223,7 +235,9 @@ def read(
     `columns` returns only the named columns, in that order (`run` only when several files are read); only
     those are decompressed, so reading what a plot needs (step, tag, value) costs a fraction of everything.
     Unknown names raise ValueError. Tag and reduction columns are dictionary-encoded with unified
-    dictionaries. Raises LossFormatError, naming the file, for anything that is not a readable lossfmt file.
+    dictionaries. Raises LossFormatError, naming the file, for anything that is not a readable lossfmt file;
+    a sweep being written is read as it is: its empty files (writers just started) and runs moved away while
+    it is read are skipped with a warning.
     `verify=False` skips checksum verification: faster, but damage may read as data.
     """
     return _read(source, tags, pa.string(), columns, verify)

@@ -12,6 +12,7 @@ import fnmatch
 import glob
 import os
 import stat
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +20,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow
+from lossfmt import _arrow, _checks
 from lossfmt import schema as s
 from lossfmt._urls import GLOB_CHARS as _GLOB_CHARS
 from lossfmt._urls import expand_url as _expand_url
@@ -84,7 +85,7 @@ def _expand_local(item: str) -> tuple[list[str], bool]:
         found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
         if not found:
             raise s.LossFormatError(f"{item}: no files match")
-        return found, True
+        return _without_empty(found, item), True
     raise s.NoSuchFileError(f"{item}: no such file")
 
 
@@ -102,7 +103,7 @@ def _directory_runs(directory: str) -> list[str]:
         raise s.LossFormatError(f"{directory}: cannot list this directory ({exc.strerror or exc})") from None
     found = [os.path.join(directory, name) for name, regular in named if regular]
     if found:
-        return found
+        return _without_empty(found, directory)
     why = ""
     if named:
         skipped = ", ".join(name for name, _ in named[:3]) + (" ..." if len(named) > 3 else "")
@@ -111,6 +112,33 @@ def _directory_runs(directory: str) -> list[str]:
         deeper = os.path.join(directory, "**", "*.arrow")
         why = f"; runs in its subdirectories are read with the glob {deeper!r}"
     raise s.LossFormatError(f"{directory}: directory has no .arrow files{why}")
+
+
+def _without_empty(paths: list[str], item: str) -> list[str]:
+    """`paths` (what a directory or glob `item` names) without the empty files, told in one warning: a run
+    whose writer has just created its file (or was killed before its header) is not a read error of the
+    sweep; if every file is empty, LossFormatError."""
+    sizes = {p: _size(p) for p in paths}
+    empty = [p for p in paths if sizes[p] == 0]
+    if not empty:
+        return paths
+    listed = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+    if len(empty) == len(paths):
+        raise s.LossFormatError(f"{item}: only empty files ({listed}): no writer has written a header yet")
+    warnings.warn(
+        f"lossfmt: skipped {len(empty)} empty file{'s' if len(empty) > 1 else ''} in {item} ({listed}): a "
+        "writer that just started, or one killed before it wrote its header",
+        UserWarning,
+        stacklevel=_checks.user_stacklevel(),
+    )
+    return [p for p in paths if sizes[p] != 0]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1  # (gone meanwhile: reading it says so)
 
 
 def _is_regular(entry: os.DirEntry[str]) -> bool:
