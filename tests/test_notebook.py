@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import math
 import os
 import queue
@@ -172,3 +174,116 @@ def test_live_in_a_script_raises_before_showing_anything(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("error: lossview.live() needs a running event loop")  # and nothing before
+
+
+def text_of(msg: dict[str, Any]) -> str:
+    data = msg["content"]["data"]
+    assert "image/png" not in data, "an image, not the placeholder"
+    return str(data["text/plain"])
+
+
+# A cell's lines that wait (on the event loop, so the polling task runs) until `live` drew step `last`.
+WAIT_FOR_STEP = (
+    "for _ in range(600):\n"
+    "    if any({last} in line.get_xdata() for ax in live.fig.axes for line in ax.get_lines()):\n"
+    "        break\n"
+    "    await asyncio.sleep(0.05)\n"
+)
+
+
+def test_live_before_the_file_exists_shows_a_placeholder_that_the_plot_replaces(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    path = tmp_path / "live.arrow"
+    messages = kernel.run(
+        f"import asyncio, lossfmt, lossview\nlive = lossview.live({os.fspath(path)!r}, interval=0.2)\n"
+    )
+    (placeholder,) = [m for m in messages if m["msg_type"] == "display_data"]  # in the live() cell, at once
+    assert f"waiting for {path} (no file yet)" in text_of(placeholder)
+    display_id = placeholder["content"]["transient"]["display_id"]
+
+    kernel.run(f"w = lossfmt.LossWriter({os.fspath(path)!r})\n")  # the file, without an event
+    update = kernel.next_message("update_display_data")
+    assert update["content"]["transient"]["display_id"] == display_id
+    assert f"{path}: no events yet" in text_of(update)
+
+    # Drawn while another cell runs: the update is that cell's message (as nbclient records it), and
+    # replaces the placeholder by its display id; that cell displays nothing of its own.
+    messages = kernel.run(
+        "for step in range(50):\n    w.add(step, 1.0 / (1 + step))\nw.flush()\n"
+        + WAIT_FOR_STEP.format(last=49)
+    )
+    assert not [m for m in messages if m["msg_type"] == "display_data"]
+    (drawn,) = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert drawn["content"]["transient"]["display_id"] == display_id
+    assert len(png_of(drawn)) > 10_000
+
+    kernel.run("live.stop()\nw.close()\n")
+
+
+def test_live_stopped_before_any_event_says_so(kernel: Kernel, tmp_path: Path) -> None:
+    path = tmp_path / "live.arrow"
+    messages = kernel.run(
+        f"import lossview\nlive = lossview.live({os.fspath(path)!r})\nlive.stop()\nlive.stop()\n"
+    )
+    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    assert [m["msg_type"] for m in shown] == ["display_data", "update_display_data"]
+    assert shown[1]["content"]["transient"] == shown[0]["content"]["transient"]
+    assert text_of(shown[1]) == f"lossview.live: stopped; no events came from {path}"
+
+
+def test_live_in_an_executed_notebook_draws_the_run_in_its_own_cell(tmp_path: Path) -> None:
+    """The README pattern under ``nbconvert --execute``: live() before the first flush, training in a
+    thread, a later cell awaiting; the plot ends up in the live() cell's output, as last drawn."""
+    nbclient = pytest.importorskip("nbclient", reason="this test executes a notebook with nbclient (dev)")
+    nbformat = pytest.importorskip("nbformat", reason="this test executes a notebook with nbclient (dev)")
+    start = "import asyncio, hashlib, io, threading, lossfmt, lossview\n"
+    start += "live = lossview.live('live.arrow', interval=0.2)\n"  # before the file exists
+    train = (
+        "def train():\n"
+        "    with lossfmt.LossWriter('live.arrow', flush_secs=0.2) as log:\n"
+        "        for step in range(50):\n"
+        "            log.add(step, 1.0 / (1 + step))\n"
+        "training = threading.Thread(target=train)\n"
+        "training.start()\n"
+        "await asyncio.to_thread(training.join)\n"
+    )
+    last_drawing = (
+        "live.stop()\n"
+        "buf = io.BytesIO()\n"
+        "live.fig.savefig(buf, format='png')\n"
+        "print(hashlib.sha256(buf.getvalue()).hexdigest())\n"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(start),
+        nbformat.v4.new_code_cell(train + WAIT_FOR_STEP.format(last=49) + last_drawing),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel chooses, as in Jupyter
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": os.fspath(tmp_path)}}
+    )
+    client.execute(env=env)
+
+    (shown,) = nb.cells[0].outputs
+    assert shown["output_type"] == "display_data"
+    png = base64.b64decode(shown["data"]["image/png"])
+    assert png.startswith(PNG_MAGIC)
+    (printed,) = nb.cells[1].outputs  # nothing displayed there: only the print
+    assert printed["text"].strip() == hashlib.sha256(png).hexdigest()  # the last drawing, not the first
+
+
+def test_figure_of_a_run_without_events_says_so_and_of_a_missing_file_raises(tmp_path: Path) -> None:
+    from matplotlib import image
+
+    import lossfmt
+    import lossview
+
+    with pytest.raises(lossfmt.NoSuchFileError, match=r"missing\.arrow: no such file"):
+        lossview.figure(tmp_path / "missing.arrow")
+    with lossfmt.LossWriter(tmp_path / "empty.arrow") as w:
+        fig = lossview.figure(w.path)  # the file is there, nothing flushed yet
+        texts = list(fig.texts)
+        pixels = image.imread(io.BytesIO(fig._repr_png_()))
+    assert (pixels[..., :3] < 0.5).any()  # some dark text, not a blank image
+    assert fig.texts == texts  # the note is drawn for the display only

@@ -8,8 +8,11 @@ In a notebook::
     ...
     live.stop()
 
-The kernel's event loop does the polling (no extra thread touches matplotlib); each change re-renders
-one PNG in place (``IPython.display.update_display``), so it works with the default inline backend.
+``live()`` shows its display in its own cell at once: the plot if the run has events, else a line saying
+what it waits for (the file, or its first flushed events). The kernel's event loop does the polling (no
+extra thread touches matplotlib); each change re-renders one PNG into that same display
+(``IPython.display.update_display``, by display id), so it works with the default inline backend, and
+the plot appears in the ``live()`` cell whichever cell is running when the events arrive.
 
 ``lossview.figure(path)`` returns a `NotebookFigure`: as the last line of a cell it shows as an image
 whatever the backend, because it renders its own PNG (``_repr_png_``) instead of relying on pyplot's
@@ -19,6 +22,7 @@ inline hook, which only runs once pyplot was imported or ``%matplotlib inline`` 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import math
 import os
@@ -31,15 +35,23 @@ from matplotlib.figure import Figure
 from lossview import plot
 from lossview import view as _view
 
-Show = Callable[[bytes, bool], None]
+#: Shows one rendering: a PNG (bytes) or the placeholder's text (str); True for the first, which displays
+#: in the calling cell, False for the later ones, which replace it.
+Show = Callable[[bytes | str, bool], None]
 
 
 class NotebookFigure(Figure):
     """A matplotlib Figure that IPython displays as a PNG (``_repr_png_``) with any backend."""
 
     def _repr_png_(self) -> bytes:
-        buf = io.BytesIO()
-        self.savefig(buf, format="png")
+        """The figure as a PNG; one with nothing drawn (a run without events yet) says so, not blank."""
+        note = None if self.axes else self.text(0.5, 0.5, "no events yet", ha="center", va="center")
+        try:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+        finally:
+            if note is not None:
+                note.remove()
         return buf.getvalue()
 
 
@@ -71,7 +83,7 @@ class LiveDisplay:
         style = replace(style or plot.Style(), compare=compare and not self.view.mean_runs)
         self.plot = plot.LossPlot(self.fig, self.view, style, plot.NoOutput())
         self._show = show or _ipython_show(uuid.uuid4().hex)
-        self._shown = False
+        self._shown: bytes | str | None = None  # what the display holds: a PNG, the placeholder, nothing
         self._task: asyncio.Task[None] | None = None
 
     def refresh(self) -> bool:
@@ -84,24 +96,48 @@ class LiveDisplay:
         self.plot.update(curves)
         buf = io.BytesIO()
         self.fig.savefig(buf, format="png")
-        self._show(buf.getvalue(), not self._shown)
-        self._shown = True
+        self._put(buf.getvalue())
         return True
 
     def start(self) -> None:
-        """Refresh every ``interval`` seconds on the running event loop (Jupyter's) until ``stop()``."""
-        self._task = _running_loop().create_task(self._run())
+        """Show the display now, in the calling cell's output (the run, or the placeholder until it has
+        events), then refresh it every ``interval`` seconds on the running event loop (Jupyter's) until
+        ``stop()``."""
+        loop = _running_loop()
+        self._follow()
+        self._task = loop.create_task(self._run())
 
     def stop(self) -> None:
-        """Stop following; the last rendering stays in the output. Idempotent."""
+        """Stop following; the last rendering stays in the output (a placeholder says that no event came).
+        Idempotent."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+            if isinstance(self._shown, str):
+                self._put(f"lossview.live: stopped; no events came from {', '.join(self.sources.args)}")
 
     async def _run(self) -> None:
         while True:
-            self.refresh()
             await asyncio.sleep(self.interval)
+            self._follow()
+
+    def _follow(self) -> None:
+        """Refresh; while no event was drawn, show the placeholder (or its new text: the file appeared)."""
+        if not self.refresh() and not isinstance(self._shown, bytes):
+            self._put(self._waiting())
+
+    def _waiting(self) -> str:
+        """The placeholder's text: what the display waits for (a file to appear, or its first events)."""
+        names, then = ", ".join(self.sources.args), "the plot appears here with the first flushed events"
+        if not self.sources.followers:
+            return f"lossview.live: waiting for {names} (no file yet); {then}"
+        return f"lossview.live: {names}: no events yet; {then}"
+
+    def _put(self, rendering: bytes | str) -> None:
+        """Show ``rendering`` unless the display holds it already: the first in place, later ones over it."""
+        if rendering != self._shown:
+            self._show(rendering, self._shown is None)
+            self._shown = rendering
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -115,13 +151,19 @@ def _running_loop() -> asyncio.AbstractEventLoop:
 
 
 def _ipython_show(display_id: str) -> Show:
-    def show(png: bytes, first: bool) -> None:
-        from IPython.display import Image, display, update_display
+    def show(rendering: bytes | str, first: bool) -> None:
+        from IPython.display import Image, display
 
+        raw = isinstance(rendering, str)  # the placeholder: its text as it is, not its repr
+        shown = {"text/plain": rendering} if raw else Image(rendering)
         if first:
-            display(Image(png), display_id=display_id)
+            display(shown, raw=raw, display_id=display_id)
         else:
-            update_display(Image(png), display_id=display_id)
+            # ipykernel keeps the request a message answers in a context variable, which the polling task
+            # inherited from the cell that called live(); in an empty context the kernel names the request
+            # it serves now instead. nbclient (nbconvert --execute) records only the running cell's
+            # messages, and applies an update from it to every output holding the display id.
+            contextvars.Context().run(display, shown, raw=raw, display_id=display_id, update=True)
 
     return show
 
@@ -141,6 +183,5 @@ def live(
     _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
     style = plot.Style(split=split, logy=logy, title=title)
     display = LiveDisplay(source, interval=interval, view=view, style=style)
-    display.refresh()
     display.start()
     return display
