@@ -3,7 +3,8 @@
 `event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction.
 `writer_options`: the constructor's flush_secs, max_pending, meta and run. `checked_meta`: the run metadata,
 stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which the file stores
-as UTF-8. `started_over`, `warn_torn_tail`: what a resume tells the user (a warning: nothing is refused).
+as UTF-8. `resumed_events`: what a resume learns of the run; `started_over`, `warn_torn_tail`: what it tells
+the user (a warning: nothing is refused).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "check_reduction",
     "checked_meta",
     "event_options",
+    "resumed_events",
     "run_name",
     "started_over",
     "user_stacklevel",
@@ -160,6 +162,24 @@ def writer_options(
 
 #: A resumed file's first event (step, epoch or None), and the lowest and highest step it holds.
 Resumed = tuple[tuple[int, int | None], int, int]
+
+
+def resumed_events(path: Path, end: int) -> tuple[int, Resumed | None]:
+    """How many events the verified content up to `end` holds, its first (step, epoch) and its step range:
+    decoded a bounded window at a time, so resuming a long run takes memory independent of its length."""
+    from lossfmt import _framing  # (it decodes: kept out of the checks every writer imports)
+
+    rows, first, low, high = 0, None, None, None
+    for batch in _framing.iter_batches(path, end)[1]:
+        if not len(batch):
+            continue
+        steps = batch.column(s.STEP).to_numpy()
+        if first is None:
+            first = (int(steps[0]), batch.column(s.EPOCH)[0].as_py())
+        rows += len(batch)
+        low = int(steps.min()) if low is None else min(low, int(steps.min()))
+        high = int(steps.max()) if high is None else max(high, int(steps.max()))
+    return rows, None if first is None or low is None or high is None else (first, low, high)
 
 
 def started_over(path: os.PathLike[str] | str, step: int, epoch: int | None, resumed: Resumed) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 import pyarrow as pa
 
-from lossfmt import _checks, _framing, _locking, reader
+from lossfmt import _checks, _framing, _locking, _read
 from lossfmt import schema as s
 from lossfmt._errors import FileReplacedError, LossFormatError
 
@@ -273,21 +273,17 @@ class LiveFile:
 
         Corruption raises LossFormatError (from the scan) and the file stays byte-for-byte as it was.
         """
-        scanned = reader.scan(self.target)
-        if scanned.schema.names != list(s.COLUMNS):
+        name = os.fspath(self.target)
+        layout = _framing.walk(_read.read_bytes(self.target), name)  # verified; only bytes held, no table
+        s.check_schema(layout.schema, name)
+        if layout.schema.names != list(s.COLUMNS):
             raise LossFormatError(
-                f"{os.fspath(self.path)}: has columns {scanned.schema.names}, this writer appends "
+                f"{os.fspath(self.path)}: has columns {layout.schema.names}, this writer appends "
                 f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
             )
-        self.schema, self.rows, end = scanned.schema, scanned.table.num_rows, scanned.end
-        if self.rows:
-            import pyarrow.compute as pc  # (a new file's writer never needs it: kept out of its import)
-
-            table, bounds = scanned.table, pc.min_max(scanned.table.column(s.STEP))
-            first = (table.column(s.STEP)[0].as_py(), table.column(s.EPOCH)[0].as_py())
-            self.resumed = (first, bounds["min"].as_py(), bounds["max"].as_py())
-        closed, size = scanned.closed, os.fstat(fd).st_size
-        del scanned
+        self.schema, end, closed, size = layout.schema, layout.end, layout.closed, os.fstat(fd).st_size
+        del layout
+        self.rows, self.resumed = _checks.resumed_events(self.target, end)
         if end == size:
             return fd  # a live file ending on a record batch: append in place
         if not closed:

@@ -62,10 +62,6 @@ def scan_layout(
     layout = fr.walk(data, name, verify)
     schema = layout.schema
     s.check_schema(schema, name)
-    try:
-        s.run_info(schema)
-    except (UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise s.LossFormatError(f"{name}: corrupt lossfmt metadata ({exc})") from None
     fields = None if columns is None else [schema.get_field_index(c) for c in columns]
     batches = _decode.decode(data, layout, name, fields)
     decoded = schema
@@ -107,7 +103,7 @@ def scan(path: PathLike, *, verify: bool = True) -> Scan:
     """Read one file whatever its state (closed, live, crashed with a torn tail); LossFormatError, naming the
     file and byte offset, if it is not lossfmt v1 or is corrupt (the file is never modified).
     `verify=False` skips checksum verification: faster, but damage may read as data."""
-    return _scan(path, None, _check_verify(verify))
+    return scan_columns(path, None, _check_verify(verify))
 
 
 def _check_verify(verify: object) -> bool:
@@ -117,7 +113,7 @@ def _check_verify(verify: object) -> bool:
     return verify
 
 
-def _scan(path: PathLike, columns: Sequence[str] | None, verify: bool = True) -> Scan:
+def scan_columns(path: PathLike, columns: Sequence[str] | None, verify: bool = True) -> Scan:
     """`scan`, decoding only `columns` (v1 column names) when given: the table then holds just those."""
     name = os.fspath(path)
     if _sources.is_url(name):  # a closed run on object storage: its bytes come through the filesystem
@@ -183,7 +179,7 @@ def _read(
     kept = []
     for path in paths:
         try:
-            result = _scan(path, decode, verify)
+            result = scan_columns(path, decode, verify)
         except s.NoSuchFileError:
             if not multi or len(paths) == 1 or os.path.lexists(path):  # (a dangling link is an error)
                 raise

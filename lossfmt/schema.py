@@ -153,7 +153,8 @@ def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
-    """Raise LossFormatError unless `schema` is a lossfmt v1 schema (columns, types, version)."""
+    """Raise LossFormatError unless `schema` is a lossfmt v1 schema (columns once each, types, version, and
+    metadata `run_info` decodes)."""
     version = (schema.metadata or {}).get(KEY_VERSION.encode())
     if version is None:
         raise LossFormatError(f"{os.fspath(path)}: not a lossfmt file (Arrow file without lossfmt metadata)")
@@ -165,12 +166,20 @@ def check_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
     for field in FIELDS:
         idx = schema.get_field_index(field.name)
         if idx < 0:
-            raise LossFormatError(f"{os.fspath(path)}: column {field.name!r} is missing")
+            there = len(schema.get_all_field_indices(field.name))
+            raise LossFormatError(
+                f"{os.fspath(path)}: column {field.name!r} is "
+                + (f"there {there} times (column names are unique)" if there else "missing")
+            )
         if not _same_type(schema.field(idx).type, field.type):
             raise LossFormatError(
                 f"{os.fspath(path)}: column {field.name!r} has type {schema.field(idx).type}, "
                 f"expected {field.type}"
             )
+    try:
+        run_info(schema)
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise LossFormatError(f"{os.fspath(path)}: corrupt lossfmt metadata ({exc})") from None
 
 
 def _same_type(got: pa.DataType, expected: pa.DataType) -> bool:

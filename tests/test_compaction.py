@@ -97,6 +97,45 @@ def test_close_of_ten_million_events_stays_within_the_memory_bound(tmp_path):
     assert close_extra_memory_mb(tmp_path / "run.arrow", 10_000_000) <= 256
 
 
+# The RSS high-water mark (kB) before and after a resume. VmHWM, not ru_maxrss: the latter carries the
+# parent's peak across fork and exec, and the test process has just written millions of events.
+RESUME_MEMORY = textwrap.dedent(
+    """
+    import sys, warnings
+    from lossfmt import LossWriter
+
+    def peak():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+    warnings.simplefilter("ignore")  # (the resume warns that it started again at step 0)
+    before = peak()
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    after = peak()
+    w.add(0, 1.0)
+    w.close()
+    print(before, after)
+    """
+)
+
+
+@pytest.mark.slow
+def test_resuming_a_long_run_stays_within_the_memory_bound(tmp_path):
+    """A resume decoded the whole run to count its events and steps (47 bytes per event: 568 MiB for 12M);
+    it now reads a bounded window at a time."""
+    path, n = tmp_path / "run.arrow", 6_000_000
+    with LossWriter(path, flush_secs=3600) as w:
+        for i in range(n):
+            w.add(i, i * 0.5, "loss" if i % 10 else "val", count=32, epoch=i // 10_000)
+    out = subprocess.run(
+        [sys.executable, "-c", RESUME_MEMORY, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert (after - before) / 1024 <= 160  # MiB; the whole run decoded took 280
+    assert lossfmt.read(path, columns=["step"]).num_rows == n + 1
+
+
 def test_close_refuses_a_file_truncated_from_outside_and_leaves_it(tmp_path):
     """A copytruncate log rotation halves the live file; later flushes land after the cut."""
     path = tmp_path / "run.arrow"

@@ -110,3 +110,16 @@ def test_a_closed_file_whose_footer_length_is_damaged_is_corruption_not_a_live_f
     path.write_bytes(bytes(data))
     with pytest.raises(LossFormatError, match="footer length does not match"):
         read(path)
+
+
+def test_a_file_with_a_column_twice_says_so(tmp_path):
+    """Two `step` fields read as "column 'step' is missing" (and the JS reader took the first one)."""
+    sch = schema.make_schema("run")
+    doubled = pa.schema([*sch, sch.field("step")], metadata=sch.metadata)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, doubled):
+        pass
+    path = tmp_path / "twice.arrow"
+    path.write_bytes(sink.getvalue().to_pybytes())
+    with pytest.raises(LossFormatError, match="column 'step' is there 2 times"):
+        read(path)
