@@ -67,7 +67,9 @@ function decodeSchema(bytes, head, file) {
   if (version === undefined) throw new LossFormatError(file, null, 'not a lossfmt file (Arrow file without lossfmt metadata)');
   if (version !== '1') throw new LossFormatError(file, null, `lossfmt format version ${version} is not supported (this reader reads version 1); upgrade`);
   for (const col of COLUMNS) {
-    const field = schema.fields.find((f) => f.name === col.name);
+    const named = schema.fields.filter((f) => f.name === col.name);
+    if (named.length > 1) throw new LossFormatError(file, null, `column ${JSON.stringify(col.name)} is there ${named.length} times (column names are unique)`);
+    const field = named[0];
     if (!field) throw new LossFormatError(file, null, `column ${JSON.stringify(col.name)} is missing`);
     if (!col.check(field.type)) throw new LossFormatError(file, null, `column ${JSON.stringify(col.name)} has type ${field.type}, expected ${col.type}`);
   }

@@ -312,3 +312,15 @@ test('an empty closed file with a dictionary message per id reads as no rows, en
   assert.deepEqual(got.rows, []);
   assert.equal(got.end, stream.length - 8);
 });
+
+test('a file with a column twice is refused, naming it, not read through one of the two', (t) => {
+  const path = join(tempDir(t), 'twice.arrow');
+  python(['-c', [
+    'import sys, pyarrow as pa',
+    'from lossfmt import schema',
+    'sch = schema.make_schema("run")',
+    'doubled = pa.schema([*sch, sch.field("step")], metadata=sch.metadata)',
+    'with pa.ipc.new_file(sys.argv[1], doubled): pass',
+  ].join('\n'), path]);
+  assert.throws(() => readFile(path), (e) => e instanceof LossFormatError && /column "step" is there 2 times/.test(e.message));
+});
