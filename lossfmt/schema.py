@@ -144,9 +144,11 @@ def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
         for k, v in raw.items()
         if k.startswith("lossfmt.") and k != KEY_SCHEMA_CHECKSUM  # framing, not run information
     }
-    info["meta"] = decode_meta(info.get("meta") or "{}")
-    if "pid" in info:
-        info["pid"] = int(info["pid"])
+    info["meta"] = decode_meta(info.get("meta") or "{}")  # (an empty value is none: spec §3)
+    if "pid" in info:  # informational: a malformed one is as good as none (spec §3)
+        pid = info.pop("pid")
+        if pid.isdecimal():
+            info["pid"] = int(pid)
     if "version" in info:
         info["version"] = int(info["version"])
     return info

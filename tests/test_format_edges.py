@@ -123,3 +123,18 @@ def test_a_file_with_a_column_twice_says_so(tmp_path):
     path.write_bytes(sink.getvalue().to_pybytes())
     with pytest.raises(LossFormatError, match="column 'step' is there 2 times"):
         read(path)
+
+
+def test_malformed_run_information_reads_as_missing_not_as_a_corrupt_file(tmp_path):
+    """A pid that is not decimal made the whole file unreadable ("corrupt lossfmt metadata"); run
+    information that is malformed is read as missing (spec §3), the events as they are."""
+    sch = schema.make_schema("run")
+    metadata = {**sch.metadata, schema.KEY_PID.encode(): b"abc", schema.KEY_META.encode(): b""}
+    odd = unverified(sch.with_metadata(metadata))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, odd) as writer:
+        writer.write_table(pa.table({f.name: pa.array([], f.type) for f in odd}, schema=odd))
+    path = tmp_path / "odd.arrow"
+    path.write_bytes(sink.getvalue().to_pybytes())
+    info = schema.run_info(read(path).schema)
+    assert "pid" not in info and info["meta"] == {}

@@ -46,7 +46,7 @@ export function readBytes(bytes, file = '<bytes>') {
   return {
     schema,
     metadata: schema.metadata,
-    run: schema.metadata.get('lossfmt.run') ?? basename(String(file)).replace(/\.arrow$/, ''),
+    run: schema.metadata.get('lossfmt.run') || basename(String(file)).replace(/\.arrow$/, ''), // (empty: as missing)
     runId: schema.metadata.get('lossfmt.run_id') ?? null,
     meta,
     end,
@@ -200,7 +200,7 @@ const FLOATS = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
  * stands for a non-finite double; files written before that rule hold the bare tokens NaN, Infinity and
  * -Infinity (Python's json extension), accepted too. */
 export function parseMeta(text, file) {
-  if (text === undefined) return {};
+  if (text === undefined || text === '') return {}; // (an empty value is none: spec §3)
   const sentinel = '\u0000lossfmt:';
   const rfc = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (tok) => (tok[0] === '"' ? tok : JSON.stringify(sentinel + tok)));
   const revive = (_k, v) => {

@@ -324,3 +324,20 @@ test('a file with a column twice is refused, naming it, not read through one of 
   ].join('\n'), path]);
   assert.throws(() => readFile(path), (e) => e instanceof LossFormatError && /column "step" is there 2 times/.test(e.message));
 });
+
+test('malformed run information reads as missing: an empty run name is the file name, an empty meta is {}', (t) => {
+  const path = join(tempDir(t), 'odd.arrow');
+  python(['-c', [
+    'import sys, pyarrow as pa',
+    'from lossfmt import schema',
+    'sch = schema.make_schema("run")',
+    'md = {**sch.metadata, b"lossfmt.run": b"", b"lossfmt.pid": b"abc", b"lossfmt.meta": b""}',
+    'for k in (b"lossfmt.checksum", b"lossfmt.schema_crc32c"): md.pop(k, None)',
+    'odd = sch.with_metadata(md)',
+    'with pa.ipc.new_file(sys.argv[1], odd): pass',
+  ].join('\n'), path]);
+  const got = readFile(path);
+  assert.equal(got.run, 'odd');
+  assert.deepEqual(got.meta, {});
+  assert.equal(got.rows.length, 0);
+});
