@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -408,3 +409,17 @@ def test_spread_without_band_is_refused_not_ignored(tmp_path, capsys):
     assert "--spread std says what --band shades: add --band" in one_error(capsys)
     png = str(tmp_path / "o.png")
     assert cli.main([str(path), "--per", "10", "--band", "--spread", "std", "-o", png]) == 0
+
+
+def test_a_resource_warning_collected_during_a_command_is_not_printed(tmp_path, capsys, monkeypatch):
+    """A socket another test (or library) leaked, collected while lossview ran, printed a 'lossview: warning'
+    line before the command's own one-line error."""
+    run = cli._run
+
+    def leaking(command, ns):
+        warnings.warn("unclosed <socket.socket fd=21>", ResourceWarning, stacklevel=1)
+        return run(command, ns)
+
+    monkeypatch.setattr(cli, "_run", leaking)
+    assert cli.main([str(tmp_path / "missing.arrow"), "-o", str(tmp_path / "x.png")]) == 1
+    assert "socket" not in one_error(capsys)
