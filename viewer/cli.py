@@ -49,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.simplefilter(
-            "ignore", ResourceWarning
-        )  # another library's leak collected now: not the user's
+        warnings.simplefilter("ignore", ResourceWarning)  # a leak collected meanwhile: not the user's
         warnings.showwarning = _warn
         return _run(command, ns)
 
