@@ -16,6 +16,7 @@ validation loss logged once per epoch would sit at the epoch's end, the train lo
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +31,54 @@ if TYPE_CHECKING:
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     return np.asarray(to_numpy(table.column(name), fill=math.nan), dtype=dtype)
+
+
+class _Ranks:
+    """Integers 0..size-1 ordered as a column's values are, so that a pair's key (first * size + second)
+    fits int64: offsets from the least value, or ranks among the distinct values when those span more
+    than 2**31 (steps far apart)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.lo = int(values.min())
+        span = int(values.max()) - self.lo + 1
+        self.distinct: np.ndarray | None = None
+        if span > 1 << 31:
+            self.distinct = _distinct(np.sort(values))
+        self.size = span if self.distinct is None else len(self.distinct)
+
+    def rank(self, v: np.ndarray) -> np.ndarray:
+        """The ranks of ``v``, values of the column (anything else: see ``known``); ``v`` itself when they
+        are (steps and epochs counted from 0: no copy of 10M of them)."""
+        if self.distinct is not None:
+            return np.searchsorted(self.distinct, v)
+        return np.subtract(v, self.lo) if self.lo else v
+
+    def known(self, v: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Which of ``v`` (ranked ``r``) the column could hold: in its range, or among its values."""
+        if self.distinct is None:
+            return (r >= 0) & (r < self.size)
+        logged: np.ndarray = self.distinct[np.minimum(r, self.size - 1)] == v
+        return logged
+
+    def value(self, r: np.ndarray) -> np.ndarray:
+        """The values of ranks ``r``."""
+        return r + self.lo if self.distinct is None else self.distinct[r]
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of an ascending array (numpy 2's np.unique hashes: 10x slower on 10M steps)."""
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def _positions(pair_epoch: np.ndarray) -> np.ndarray:
+    """e + k/n for the k-th (from 1) of the n pairs of each epoch e, the pairs' epochs in ascending order."""
+    starts = np.flatnonzero(np.r_[True, pair_epoch[1:] != pair_epoch[:-1]])
+    counts = np.diff(np.r_[starts, len(pair_epoch)])
+    out = np.arange(1.0, len(pair_epoch) + 1.0)
+    out -= np.repeat(starts.astype(np.float64), counts)
+    out /= np.repeat(counts.astype(np.float64), counts)
+    out += pair_epoch
+    return out
 
 
 class RunAxis:
@@ -127,31 +176,53 @@ class RunAxis:
         return np.where(at >= 0, seen[np.maximum(at, 0)], 0.0)
 
     def epochs(self, epoch: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """The fractional epoch of each (epoch, step); NaN where the epoch is missing (NaN)."""
-        ev_epoch = _column(self.events, "epoch", np.float64)
-        ok = np.isfinite(ev_epoch)
-        ev_e, ev_s = ev_epoch[ok].astype(np.int64), _column(self.events, "step", np.int64)[ok]
+        """The fractional epoch of each (epoch, step); NaN where the epoch is missing (NaN) or the run never
+        logged that pair."""
         out = np.full(len(steps), np.nan)
-        if not len(ev_e):
-            return out
-        epochs_u, steps_u = np.unique(ev_e), np.unique(ev_s)
-        width = len(steps_u) + 1  # dense ranks: the key orders pairs by epoch, then step
-
-        def key(e: np.ndarray, s: np.ndarray) -> np.ndarray:
-            return np.searchsorted(epochs_u, e) * width + np.searchsorted(steps_u, s)
-
-        pairs = np.unique(key(ev_e, ev_s))
-        pair_epoch = epochs_u[pairs // width]
-        starts = np.r_[0, np.flatnonzero(np.diff(pair_epoch)) + 1]
-        counts = np.diff(np.r_[starts, len(pairs)])
-        group = np.repeat(np.arange(len(starts)), counts)
-        position = pair_epoch + (np.arange(len(pairs)) - starts[group] + 1.0) / counts[group]
         q = np.isfinite(epoch)
-        if q.any():
-            qk = key(epoch[q].astype(np.int64), steps[q])
-            at = np.minimum(np.searchsorted(pairs, qk), len(pairs) - 1)
-            out[q] = np.where(pairs[at] == qk, position[at], np.nan)
+        if self._epoch_pairs is None or not q.any():
+            return out
+        pairs, position, epochs, steps_ = self._epoch_pairs
+        every = bool(q.all())
+        qe, qs = (epoch if every else epoch[q]).astype(np.int64), steps if every else steps[q]
+        er, sr = epochs.rank(qe), steps_.rank(qs)
+        qk = er * steps_.size
+        qk += sr
+        known = epochs.known(qe, er) & steps_.known(qs, sr)
+        if np.array_equal(qk, pairs):  # a tag logged at each of the run's pairs (the training loss)
+            out[q] = np.where(known, position, np.nan)
+            return out
+        at = np.minimum(np.searchsorted(pairs, qk), len(pairs) - 1)
+        out[q] = np.where(known & (pairs[at] == qk), position[at], np.nan)
         return out
+
+    @cached_property
+    def _epoch_pairs(self) -> tuple[np.ndarray, np.ndarray, _Ranks, _Ranks] | None:
+        """The run's distinct (epoch, step) pairs as ascending keys (epoch rank * steps + step rank), each
+        pair's fractional epoch, and the ranks of epochs and steps (computed once: every tag of the run
+        asks). Sorted only when the events are out of order, without np.unique (50 s on 10M events)."""
+        ev_s = _column(self.events, "step", np.int64)
+        if self.events.column("epoch").null_count:  # the events with an epoch
+            ev_epoch = _column(self.events, "epoch", np.float64)
+            ok = np.isfinite(ev_epoch)
+            ev_e, ev_s = ev_epoch[ok].astype(np.int64), ev_s[ok]
+        else:
+            ev_e = _column(self.events, "epoch", np.int64)
+        if not len(ev_s):
+            return None
+        epochs, steps = _Ranks(ev_e), _Ranks(ev_s)
+        keys = epochs.rank(ev_e) * steps.size
+        keys += steps.rank(ev_s)  # in place: 10M events take 80 MB an array
+        if _ascending(keys):  # the usual run: no sort, and the pairs' epochs are their events'
+            new = keys[1:] != keys[:-1]
+            if not new.all():  # the same pair twice (two tags logged at one step): keep the first
+                keep = np.r_[True, new]
+                keys, ev_e = keys[keep], ev_e[keep]
+            pairs, pair_epoch = keys, ev_e
+        else:
+            pairs = _distinct(np.sort(keys))
+            pair_epoch = epochs.value(pairs // steps.size)
+        return pairs, _positions(pair_epoch), epochs, steps
 
     def epoch_of(self, steps: np.ndarray) -> np.ndarray:
         """The epoch the run was in at each step (of its last event at or before it with an epoch)."""

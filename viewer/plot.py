@@ -8,6 +8,7 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,15 +16,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib.dates as mdates
-import matplotlib.patheffects as patheffects
 import matplotlib.ticker as mticker
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.gridspec import GridSpec
+from matplotlib.lines import Line2D
 
 from lossview import artists, screen
-from lossview.artists import BOLD_WIDTH, RAW_ALPHA, RAW_WIDTH, SeriesArtists
+from lossview.artists import COLORS, LINESTYLES, SeriesArtists
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
 
@@ -33,20 +35,36 @@ if TYPE_CHECKING:
 
 __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Output", "Style"]
 
-#: tab10 with red moved last: red marks non-finite values.
-COLORS = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-    "#d62728",
-)
-LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+#: The most of the figure's width a legend beside the axes takes (more entries: the first, and a count).
+LEGEND_SHARE = 0.42
+
+
+class _LogTicks(mticker.LogLocator):
+    """Decades where the axes spans a hundredfold or more; else 1-2-5 (then 1-2-3-5) of each decade, or
+    plain linear ticks where even those give fewer than three (a range like 1.2 to 2.8)."""
+
+    def tick_values(self, vmin: float, vmax: float) -> Any:
+        lo, hi = sorted((vmin, vmax))
+        if not 0 < lo < hi < 100 * lo:
+            return super().tick_values(vmin, vmax)
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for subs in ((1, 2, 5), (1, 2, 3, 5)):
+            ticks = np.array([m * 10.0**d for d in decades for m in subs])
+            if np.count_nonzero((ticks >= lo) & (ticks <= hi)) >= 3:
+                return ticks
+        return mticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+
+
+class _LogLabels(mticker.LogFormatterSciNotation):
+    """Plain numbers (0.02, 1, 5, 20) on a log axes within 1e-4..1e5, powers of ten beyond (2×10⁻⁵); every
+    tick _LogTicks places is labelled."""
+
+    def __init__(self) -> None:
+        super().__init__(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf))
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (x, x)
+        return f"{x:g}" if lo >= 1e-4 and hi < 1e5 else super().__call__(x, pos)
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,7 @@ class LossPlot:
         self.fig, self.view, self.style, self.output = fig, view, style, output
         self.axes: dict[str, Axes] = {}
         self.series: dict[tuple[str, str], SeriesArtists] = {}
-        self._colors: dict[str, str] = {}
+        self._slots: dict[str, int] = {}  # a run's (or --label group's) place in COLORS, first come
         self._runs: list[str] = []
         self._x_scale = 1.0
         self._busy = False
@@ -152,10 +170,14 @@ class LossPlot:
         ax.spines[["top", "right"]].set_visible(False)
         if self.style.logy:  # values <= 0 leave a gap (and a warning), not a line clipped to the bottom
             ax.set_yscale("log", nonpositive="mask")
+            ax.yaxis.set_major_locator(_LogTicks())
+            ax.yaxis.set_major_formatter(_LogLabels())
+            ax.yaxis.set_minor_formatter(mticker.NullFormatter())
         if self.style.ylim:
             ax.set_ylim(*self.style.ylim)
             ax.set_autoscaley_on(False)
-        if self.view.x in ("step", "items"):  # 200k, 1.5M rather than an offset like "1e7"
+        if self.view.x in ("step", "items"):  # whole numbers (not "500m"); 200k, 1.5M rather than "1e7"
+            ax.xaxis.set_major_locator(mticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True))
             ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
         elif self.view.x == "epoch":  # epochs are whole numbers: no tick at 2.5
             ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
@@ -224,7 +246,9 @@ class LossPlot:
             notes.append(f"shade: {spread} {'across runs' if self.view.mean_runs else f'in each {bucket}'}")
         if any(s.curve is not None and s.curve.unfinished for _, s in mine):
             notes.append("ring: the epoch so far (not finished)")
-        title = "; ".join(notes) or None
+        if marks := artists.nonfinite_key(s for _, s in mine):
+            notes.append(marks)
+        title = "\n".join(notes) or None  # a line each: a legend beside the axes stays narrow
         # The handles' style is part of the key: a line that gained or lost its markers needs a new legend.
         key = (title, *((id(h), h.get_label(), h.get_marker(), h.get_alpha()) for h in handles))
         if self._legend_keys.get(ax) == key:
@@ -235,75 +259,72 @@ class LossPlot:
             if old:
                 old.remove()
             return
-        kw: dict[str, Any] = {
-            "frameon": True,
-            "framealpha": 0.85,
-            "fontsize": "small",
-            "handlelength": 2.5,
-        }
+        kw: dict[str, Any] = {"frameon": True, "framealpha": 0.85, "handlelength": 2.5}
         kw["title"], kw["title_fontsize"] = title, "x-small"
-        if len(handles) > 8:
+        if len(handles) > 8:  # beside the axes, in columns, as many as fit
+            listed, kw["ncols"], kw["fontsize"] = self._legend_fit(labels, title)
+            shown: list[Artist] = [*handles[:listed]]
+            if listed < len(handles):
+                shown.append(Line2D([], [], linestyle="none"))
+                labels = [*labels[:listed], f"… and {len(handles) - listed} more, not listed"]
             legend = ax.legend(
-                handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw
+                shown, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw
             )
         else:
-            legend = ax.legend(handles, labels, loc="best", **kw)
-        for entry, text, (k, _) in zip(legend.get_lines(), legend.get_texts(), mine, strict=True):
+            listed = len(handles)
+            legend = ax.legend(handles, labels, loc="best", fontsize="small", **kw)
+        entries = zip(legend.get_lines()[:listed], legend.get_texts()[:listed], mine[:listed], strict=True)
+        for entry, text, (k, _) in entries:
             for artist in (entry, text):  # a click on the line or its label toggles the series
                 artist.set_picker(5)
                 artist.set_alpha(0.25 if k in self.hidden else 1.0)
                 self.legend_entries[artist] = k
 
+    def _legend_fit(self, labels: list[str], title: str | None) -> tuple[int, int, str]:
+        """(entries listed, columns, font size) of a legend beside the axes: every entry, in as few columns
+        as the axes' height needs, a smaller font if that fits them all; the first ones (the last line
+        counts the rest) where even that would take more than LEGEND_SHARE of the figure's width."""
+        width, height = self.fig.get_size_inches() * 72
+        n = len(self.axes)
+        room = (height - 50) / n - (20 if n > 1 else 25)  # an axes' height: less titles and x tick labels
+        if title:  # its lines, in x-small
+            room -= 1.3 * FontProperties(size="x-small").get_size_in_points() * (title.count("\n") + 1)
+        fit = (0, 1, "small")
+        for size in ("small", "x-small"):
+            pt = FontProperties(size=size).get_size_in_points()
+            rows = max(1, int(room // (1.75 * pt)))  # a label and the space to the next
+            text = max(artists.text_width(label, size) for label in labels)
+            columns = max(1, int(LEGEND_SHARE * width // (text + 5.5 * pt)))  # handle, pads, spacing
+            if len(labels) <= rows * columns:
+                return len(labels), -(-len(labels) // rows), size
+            fit = max(fit, (rows * columns - 1, columns, size))
+        return fit
+
     # ----------------------------------------------------------------------------------------- artists
 
-    def _color(self, c: Curve) -> str:
-        """A run's colour in a comparison (first come, first served); otherwise the tag's stable colour:
-        its place in the order tags appeared in the file, so filtering or new tags never recolour it."""
-        if not self.style.compare:
-            return COLORS[c.tag_index % len(COLORS)]
-        group = c.group or c.run
-        if group not in self._colors:
-            self._colors[group] = COLORS[len(self._colors) % len(COLORS)]
-        return self._colors[group]
-
-    def _linestyle(self, c: Curve) -> LineStyleType:
-        if not self.style.compare or self.style.split:
-            return "-"
-        return LINESTYLES[c.tag_index % len(LINESTYLES)]
+    def _style(self, c: Curve) -> tuple[str, LineStyleType, int]:
+        """Colour, line style and round of COLORS. The colour: a run's in a comparison (first come, first
+        served), else the tag's stable one (its place in the order tags appeared in the files, so filtering
+        or new tags never recolour it). The line style: the tag's where runs share an axes. Past ten
+        colours the round gives markers along the line (artists.ROUND_MARKERS)."""
+        if self.style.compare:
+            slot = self._slots.setdefault(c.group or c.run, len(self._slots))
+        else:
+            slot = c.tag_index
+        by_tag = self.style.compare and not self.style.split
+        linestyle = LINESTYLES[c.tag_index % len(LINESTYLES)] if by_tag else "-"
+        return COLORS[slot % len(COLORS)], linestyle, slot // len(COLORS)
 
     def _add(self, c: Curve) -> SeriesArtists:
         ax = self._axes_for(c.tag)
-        color, ls = self._color(c), self._linestyle(c)
         label = (c.run if self.style.split else f"{c.run}: {c.tag}") if self.style.compare else c.tag
-        s = artists.new(ax, c.key, color, ls, label)
+        s = artists.new(ax, c.key, self._style(c), label)
         self.series[c.key] = s
         return s
 
     def _set(self, s: SeriesArtists, c: Curve, few: bool) -> None:
         x = c.x if self._x_scale == 1.0 else c.x / self._x_scale
-        has_smooth = c.smoothed is not None
-        s.version += 1
-        s.curve = c
-        s.full = {s.raw: (x, c.y)}
-        if c.smoothed is not None:  # has_smooth
-            s.full[s.smooth] = (x, c.smoothed)
-        main = s.main
-        s.raw.set_label(s.smooth.get_label() if not has_smooth else "_raw")
-        s.raw.set_alpha(RAW_ALPHA if has_smooth else 1.0)
-        s.raw.set_linewidth(RAW_WIDTH if has_smooth else BOLD_WIDTH)
-        s.raw.set_zorder(2 if has_smooth else 3)
-        if has_smooth:  # a growing series switches its main line from raw to smoothed: plain raw line again
-            s.raw.set_marker("None")
-            s.raw.set_path_effects([])
-        main.set_marker("o" if few else "None")
-        main.set_markersize(4.0)
-        main.set_markeredgecolor("white")
-        main.set_markeredgewidth(0.6)
-        # Sparse (validation) curves sit on top of dense ones, with a white halo to stand out from them.
-        main.set_zorder(4 if few else 3)
-        main.set_path_effects(
-            [patheffects.withStroke(linewidth=BOLD_WIDTH + 1.6, foreground="white", alpha=0.9)] if few else []
-        )
+        artists.set_lines(s, x, c, few)
         artists.set_band(s, x, c)
         artists.set_nonfinite(s, x, c, self.view)
         artists.set_unfinished(s, x, c)
@@ -314,9 +335,8 @@ class LossPlot:
         shown = s.key not in self.hidden
         s.smooth.set_visible(shown and s.curve is not None and s.curve.smoothed is not None)
         s.raw.set_visible(shown)
-        s.marks.set_visible(shown)
-        s.note.set_visible(shown)
-        s.unfinished.set_visible(shown)
+        for artist in artists.overlays(s):
+            artist.set_visible(shown)
         if s.band is not None:
             s.band.set_visible(shown and s.band_data is not None)
 
@@ -342,7 +362,9 @@ class LossPlot:
                     if s.drawn.get(line) == key:  # same data, same range: nothing to redo
                         continue
                     s.drawn[line] = key
-                    line.set_data(*screen.visible(x, y, window, bins))
+                    xs, ys = screen.visible(x, y, window, bins)
+                    line.set_data(xs, ys)
+                    artists.set_markevery(s, line, len(xs))
                 if s.band is not None and s.band_data is not None:
                     bx, lo, hi = screen.envelope(*s.band_data, x0, x1, bins)
                     s.band.set_data(bx, lo, hi)
