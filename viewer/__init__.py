@@ -29,6 +29,7 @@ def figure(
     logy: bool = False,
     title: str | None = None,
     label: str | None = None,
+    one_axes: bool = False,
 ) -> Figure:
     """Return the matplotlib Figure ``lossview`` would draw for a file (or files, globs, directories).
 
@@ -45,7 +46,8 @@ def figure(
     runs = view.load(args, options)  # a run with no events yet draws empty axes: notebooks poll it
     view.require_tags(args, options, runs)
     fig = notebook.NotebookFigure(figsize=(8.0, 4.5), layout="constrained")
-    style = plot.Style(split=split, compare=len(runs) > 1 and not mean_runs, logy=logy, title=title)
+    compare = len(runs) > 1 and (not mean_runs or label is not None)  # (a mean per --label value)
+    style = plot.Style(split=split, compare=compare, logy=logy, title=title, panels=not one_axes)
     plot.LossPlot(fig, options, style, plot.NoOutput()).update(view.curves(runs, options))
     return fig
 
@@ -65,6 +67,7 @@ def live(
     logy: bool = False,
     title: str | None = None,
     label: str | None = None,
+    one_axes: bool = False,
 ) -> LiveDisplay:
     """In Jupyter: show a run and redraw it as it grows while training runs in a background thread.
 
@@ -74,7 +77,9 @@ def live(
     from lossview import notebook
 
     options = _view(tags, smooth, per, normalize, x, band, mean_runs, label)
-    return notebook.live(source, interval=interval, view=options, split=split, logy=logy, title=title)
+    return notebook.live(
+        source, interval=interval, view=options, split=split, logy=logy, title=title, one_axes=one_axes
+    )
 
 
 def _view(

@@ -187,6 +187,7 @@ def _plot(ns: argparse.Namespace) -> int:
         curves, compare = v.curves(runs, view), len(runs) > 1
     style = Style(
         split=ns.split,
+        panels=not ns.one_axes,
         compare=compare and (not ns.mean_runs or ns.label is not None),  # a mean per --label value
         logy=ns.logy,
         ylim=tuple(ns.ylim) if ns.ylim else None,
@@ -210,6 +211,8 @@ def _check_plot(ns: argparse.Namespace) -> None:
     w, h = ns.size
     if w * h * ns.dpi**2 > MAX_PIXELS or max(w, h) * ns.dpi >= 1 << 16:
         raise v.OptionError(f"--size {w:g} {h:g} at --dpi {ns.dpi} is too many pixels: lower one of them")
+    if ns.split and ns.one_axes:
+        raise v.OptionError("choose one of --split and --one-axes")
     if ns.local_time and ns.x != "time":
         raise v.OptionError("--local-time is for --x time")
     if ns.spread is not None and not ns.band:
@@ -229,6 +232,7 @@ _NOT_WITH_TERM = {
     "--local-time": "local_time",
     "--label": "label",
     "--split": "split",
+    "--one-axes": "one_axes",
     "--band": "band",
     "--spread": "spread",
     "--mean-runs": "mean_runs",

@@ -176,12 +176,13 @@ def live(
     split: bool = False,
     logy: bool = False,
     title: str | None = None,
+    one_axes: bool = False,
 ) -> LiveDisplay:
     """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
         raise ValueError(f"interval must be a finite number of seconds > 0, not {interval!r}")
     _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
-    style = plot.Style(split=split, logy=logy, title=title)
+    style = plot.Style(split=split, logy=logy, title=title, panels=not one_axes)
     display = LiveDisplay(source, interval=interval, view=view, style=style)
     display.start()
     return display

@@ -176,7 +176,15 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr); with "
         "--mean-runs, one mean per value of it (the seeds of each setting of a sweep averaged apart)",
     )
-    vg.add_argument("--split", action="store_true", help="one axes per tag (default: every tag on one axes)")
+    vg.add_argument(
+        "--split",
+        action="store_true",
+        help="one axes per tag (default: tags share the axes, except one 50x or more apart in scale, such as "
+        "an lr beside a loss, which gets a panel of its own)",
+    )
+    vg.add_argument(
+        "--one-axes", action="store_true", help="every tag on one axes, whatever their scales (no panels)"
+    )
     vg.add_argument(
         "--band",
         action="store_true",

@@ -24,7 +24,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 
-from lossview import artists, screen
+from lossview import artists, panels, screen
 from lossview.artists import COLORS, LINESTYLES, SeriesArtists
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
@@ -80,6 +80,8 @@ class Style:
     height: float = 4.5
     #: --x time in the local time zone instead of UTC.
     local_time: bool = False
+    #: Tags of very different scales on panels of their own (lossview.panels); False: ``--one-axes``.
+    panels: bool = True
 
 
 class LossPlot:
@@ -90,6 +92,7 @@ class LossPlot:
         self.axes: dict[str, Axes] = {}
         self.series: dict[tuple[str, str], SeriesArtists] = {}
         self._slots: dict[str, int] = {}  # a run's (or --label group's) place in COLORS, first come
+        self._panels = panels.Panels()
         self._runs: list[str] = []
         self._x_scale = 1.0
         self._busy = False
@@ -109,6 +112,8 @@ class LossPlot:
         self._x_scale, unit = self._time_unit(curves)
         # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
         long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
+        if self.style.panels and not (self.style.split or self.style.logy or self.style.ylim):
+            self._panels.assign(curves)
         seen = set()
         for c in curves:
             s = self.series.get(c.key) or self._add(c)
@@ -153,12 +158,12 @@ class LossPlot:
     # ------------------------------------------------------------------------------------------ layout
 
     def _axes_for(self, tag: str) -> Axes:
-        name = tag if self.style.split else ""
+        name = tag if self.style.split else self._panels.of.get(tag, "")
         ax = self.axes.get(name)
         if ax is not None:
             return ax
         n = len(self.axes) + 1
-        if self.style.split:
+        if n > 1:
             self.fig.set_size_inches(self.style.width, max(self.style.height, 0.6 + 2.4 * n))
         gs = GridSpec(n, 1, figure=self.fig)
         for i, existing in enumerate(self.axes.values()):
@@ -188,6 +193,7 @@ class LossPlot:
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
         if self.style.split:
             ax.set_title(tag, loc="left", fontsize="medium")
+        if n > 1:  # (split, or a tag of another scale on its own panel: the bottom one has the x labels)
             for other in self.axes.values():
                 if other is not ax:
                     other.tick_params(labelbottom=False)
