@@ -61,3 +61,16 @@ def test_reversals_tell_noise_from_trends_at_any_length(n):
     with_nan = np.exp(-t / n)
     with_nan[n // 2] = np.nan
     assert reversals(with_nan) < SMOOTH_REVERSALS
+
+
+def test_noise_held_for_several_steps_or_broken_by_nans_is_still_noise():
+    """A loss logged per micro-step under gradient accumulation repeats each value; one with a NaN every few
+    steps has non-finite changes: both scored 0 reversals and lost their trend line."""
+    rng = np.random.default_rng(3)
+    noisy = 2.0 + rng.normal(0, 0.1, 500)
+    assert reversals(np.repeat(noisy, 4)) > 0.4
+    with_nans = noisy.copy()
+    with_nans[::3] = np.nan
+    assert reversals(with_nans) > 0.4
+    schedule = np.repeat([1e-3, 5e-4, 1e-4], 300)
+    assert reversals(schedule) == 0.0

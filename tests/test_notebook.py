@@ -287,3 +287,23 @@ def test_figure_of_a_run_without_events_says_so_and_of_a_missing_file_raises(tmp
         pixels = image.imread(io.BytesIO(fig._repr_png_()))
     assert (pixels[..., :3] < 0.5).any()  # some dark text, not a blank image
     assert fig.texts == texts  # the note is drawn for the display only
+
+
+def test_a_live_mean_per_label_value_tells_the_means_apart_like_the_command_line(tmp_path: Path) -> None:
+    """LiveDisplay drew --mean-runs --label's means in one colour, labelled by tag only (the CLI and figure()
+    already named and coloured each)."""
+    from lossfmt import LossWriter
+    from lossview import notebook
+    from lossview.view import View
+
+    for lr in (0.1, 0.01):
+        for seed in range(2):
+            with LossWriter(tmp_path / f"lr{lr}_s{seed}.arrow", meta={"lr": lr}) as w:
+                for step in range(20):
+                    w.add(step, lr * (20 - step) + seed)
+    shown: list[bytes | str] = []
+    view = View(mean_runs=True, label="lr", smooth="none")
+    live = notebook.LiveDisplay(tmp_path, view=view, show=lambda data, _: shown.append(data))
+    assert live.refresh() and isinstance(shown[-1], bytes)
+    labels = sorted(h.get_label() for h in live.fig.axes[0].get_legend().legend_handles)
+    assert labels == ["lr=0.01: mean of 2 runs: loss", "lr=0.1: mean of 2 runs: loss"]

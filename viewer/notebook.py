@@ -80,7 +80,8 @@ class LiveDisplay:
         compare = len(args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in args)
         self.fig = Figure(figsize=(8.0, 4.5), dpi=100, layout="constrained")
         # several runs are told apart by colour, unless averaged
-        style = replace(style or plot.Style(), compare=compare and not self.view.mean_runs)
+        mean_of_all = self.view.mean_runs and self.view.label is None  # (else: a mean per --label value)
+        style = replace(style or plot.Style(), compare=compare and not mean_of_all)
         self.plot = plot.LossPlot(self.fig, self.view, style, plot.NoOutput())
         self._show = show or _ipython_show(uuid.uuid4().hex)
         self._shown: bytes | str | None = None  # what the display holds: a PNG, the placeholder, nothing

@@ -46,18 +46,19 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
 
 
 def reversals(y: np.ndarray) -> float:
-    """The share of a series' consecutive (finite, nonzero) changes that reverse the one before: about 0.5
-    for noise, near 0 for a schedule or a smooth decline. Sampled on a long series (cost independent of n)."""
+    """The share of a series' consecutive changes that reverse the one before, counting only finite nonzero
+    changes (a value held for several steps, or a NaN between two, does not hide the noise): about 0.5 for
+    noise, near 0 for a schedule or a smooth decline. Sampled on a long series (cost independent of n)."""
     blocks, width = _SAMPLED
     if len(y) > blocks * width:
         starts = np.linspace(0, len(y) - width, blocks).astype(np.int64)
-        y = y[(starts[:, None] + np.arange(width)).ravel()].reshape(blocks, width)
+        parts = [y[start : start + width] for start in starts]
     else:
-        y = y.reshape(1, -1)
-    d = np.diff(np.asarray(y, np.float64), axis=1)
-    signs = np.sign(d)
-    pairs = (signs[:, 1:] != 0) & (signs[:, :-1] != 0)  # a flat stretch (a constant lr) is no reversal
-    if not pairs.any():
-        return 0.0
-    flips = (signs[:, 1:] != signs[:, :-1]) & pairs & np.isfinite(d[:, 1:]) & np.isfinite(d[:, :-1])
-    return float(flips.sum() / pairs.sum())
+        parts = [y]
+    pairs = flips = 0
+    for part in parts:
+        d = np.diff(np.asarray(part, np.float64))
+        signs = np.sign(d[np.isfinite(d) & (d != 0)])
+        pairs += max(len(signs) - 1, 0)
+        flips += int(np.count_nonzero(signs[1:] != signs[:-1]))
+    return flips / pairs if pairs else 0.0
