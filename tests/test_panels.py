@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 from test_plot import draw, events, make_plot
 
@@ -53,13 +54,35 @@ def test_one_axes_a_log_axis_or_a_fixed_range_keeps_every_tag_together(style):
     assert _tags_per_axes(lp) == [["loss", "lr", "val"]]
 
 
-def test_a_tag_keeps_its_panel_while_the_run_grows():
+def test_the_axes_are_kept_while_the_layout_holds_and_made_anew_when_a_tag_changes_scale():
+    """Following a run, the first frame decided the panels for good: an lr warming up from 0 stayed on the
+    loss's axes as a flat line, a transient put a tag on a panel it no longer belonged to. Each frame is
+    placed as a plot of the file so far would be; the axes are rebuilt only when a tag changes panel."""
     view = View()
     lp, _ = make_plot(view)
     lp.update(curves_of_table(_run(), view))
-    first = {k: s.ax for k, s in lp.series.items()}
-    lp.update(curves_of_table(_run(lr_scale=1.0), view))  # the lr changed scale: artists stay put
-    assert {k: s.ax for k, s in lp.series.items()} == first
+    kept = {k: s.ax for k, s in lp.series.items()}
+    lp.update(curves_of_table(_run(), view))
+    assert {k: s.ax for k, s in lp.series.items()} == kept  # same layout: same artists
+    lp.update(curves_of_table(_run(lr_scale=1.0), view))  # the lr's scale is now the loss's
+    assert _tags_per_axes(lp) == [["loss", "lr", "val"]] and len(lp.fig.axes) == 1
+
+
+def test_a_tag_at_zero_so_far_joins_its_panel_once_it_has_a_scale():
+    view = View()
+    lp, _ = make_plot(view)
+    warmup = pa.concat_tables([_run().slice(0, 100), events([0.0] * 100, tag="lr", run="r")])
+    lp.update(curves_of_table(warmup, view))
+    assert _tags_per_axes(lp) == [["loss", "lr"]]  # no scale yet: on the top panel
+    lp.update(curves_of_table(_run(), view))
+    assert _tags_per_axes(lp) == [["loss", "val"], ["lr"]]
+
+
+def test_the_loss_panel_is_on_top_whatever_tag_came_first():
+    table = _run()
+    lr_first = pa.concat_tables([table.filter(pa.compute.equal(table["tag"], "lr")), table])
+    lp, _ = draw(lr_first.filter(pa.compute.invert(pa.compute.equal(lr_first["tag"], "val"))))
+    assert _tags_per_axes(lp) == [["loss"], ["lr"]]
 
 
 def test_a_tag_without_finite_values_stays_on_the_main_panel():

@@ -6,7 +6,6 @@ is the user's)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,28 +20,32 @@ SCALE_APART = 50.0
 _SAMPLED = 100_000
 
 
-class Panels:
-    """Each tag's panel ("" for the first, else the name of the first tag drawn on it), decided when the tag
-    is first seen and kept (its artists live on that axes, while the runs grow)."""
+def layout(curves: Sequence[Curve]) -> dict[str, str]:
+    """Each tag's panel, in panel order (top first): "" for the top one, else the name of its first tag.
 
-    def __init__(self) -> None:
-        self.of: dict[str, str] = {}
-        self._scale: dict[str, float] = {}  # panel -> the magnitude of the tag that opened it
+    Tags join the first group whose opening tag is less than `SCALE_APART` from theirs; the group holding a
+    loss (a tag named ``*loss*``) is on top, then the larger groups; a tag without a finite nonzero value
+    yet is on the top panel. Computed from the curves as they are, so a run being followed ends with the
+    layout a plot of the finished file has (the plot rebuilds its axes when a tag changes panel)."""
+    groups: list[tuple[float, list[str]]] = []  # (the opening tag's magnitude, the group's tags)
+    unscaled = []
+    for tag in dict.fromkeys(c.tag for c in curves):
+        size = magnitude([c for c in curves if c.tag == tag])
+        if size is None:
+            unscaled.append(tag)
+            continue
+        fit = next((g for opening, g in groups if _ratio(size, opening) < SCALE_APART), None)
+        if fit is None:
+            groups.append((size, [tag]))
+        else:
+            fit.append(tag)
+    ordered = [g for _, g in sorted(groups, key=lambda sg: (not _has_loss(sg[1]), -len(sg[1])))] or [[]]
+    ordered[0].extend(unscaled)
+    return {tag: ("" if i == 0 else g[0]) for i, g in enumerate(ordered) for tag in g}
 
-    def assign(self, curves: Sequence[Curve]) -> None:
-        """Put each tag of `curves` not placed yet on the panel of its scale, opening one if none fits."""
-        new = [t for t in dict.fromkeys(c.tag for c in curves) if t not in self.of]
-        for tag in new:
-            size = magnitude([c for c in curves if c.tag == tag])
-            if size is None or not self.of:  # (no scale yet, or the first tag: the main panel)
-                self.of[tag] = next(iter(self.of.values()), "")
-                self._scale.setdefault(self.of[tag], math.nan if size is None else size)
-                continue
-            apart = [p for p, s in self._scale.items() if math.isnan(s) or _ratio(size, s) < SCALE_APART]
-            self.of[tag] = apart[0] if apart else tag
-            if math.isnan(self._scale.get(self.of[tag], 0.0)):
-                self._scale[self.of[tag]] = size  # the first panel's scale, once a tag gives it one
-            self._scale.setdefault(self.of[tag], size)
+
+def _has_loss(tags: list[str]) -> bool:
+    return any("loss" in t.lower() for t in tags)
 
 
 def magnitude(curves: Sequence[Curve]) -> float | None:

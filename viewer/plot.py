@@ -8,15 +8,11 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
-import matplotlib.dates as mdates
-import matplotlib.ticker as mticker
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -24,7 +20,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 
-from lossview import artists, panels, screen
+from lossview import artists, panels, screen, ticks
 from lossview.artists import COLORS, LINESTYLES, SeriesArtists
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
@@ -37,34 +33,6 @@ __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Outp
 
 #: The most of the figure's width a legend beside the axes takes (more entries: the first, and a count).
 LEGEND_SHARE = 0.42
-
-
-class _LogTicks(mticker.LogLocator):
-    """Decades where the axes spans a hundredfold or more; else 1-2-5 (then 1-2-3-5) of each decade, or
-    plain linear ticks where even those give fewer than three (a range like 1.2 to 2.8)."""
-
-    def tick_values(self, vmin: float, vmax: float) -> Any:
-        lo, hi = sorted((vmin, vmax))
-        if not 0 < lo < hi < 100 * lo:
-            return super().tick_values(vmin, vmax)
-        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-        for subs in ((1, 2, 5), (1, 2, 3, 5)):
-            ticks = np.array([m * 10.0**d for d in decades for m in subs])
-            if np.count_nonzero((ticks >= lo) & (ticks <= hi)) >= 3:
-                return ticks
-        return mticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-
-
-class _LogLabels(mticker.LogFormatterSciNotation):
-    """Plain numbers (0.02, 1, 5, 20) on a log axes within 1e-4..1e5, powers of ten beyond (2×10⁻⁵); every
-    tick _LogTicks places is labelled."""
-
-    def __init__(self) -> None:
-        super().__init__(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf))
-
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (x, x)
-        return f"{x:g}" if lo >= 1e-4 and hi < 1e5 else super().__call__(x, pos)
 
 
 @dataclass(frozen=True)
@@ -92,7 +60,7 @@ class LossPlot:
         self.axes: dict[str, Axes] = {}
         self.series: dict[tuple[str, str], SeriesArtists] = {}
         self._slots: dict[str, int] = {}  # a run's (or --label group's) place in COLORS, first come
-        self._panels = panels.Panels()
+        self._panel_of: dict[str, str] = {}  # tag -> its panel (lossview.panels.layout)
         self._runs: list[str] = []
         self._x_scale = 1.0
         self._busy = False
@@ -113,7 +81,7 @@ class LossPlot:
         # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
         long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
         if self.style.panels and not (self.style.split or self.style.logy or self.style.ylim):
-            self._panels.assign(curves)
+            curves = self._place(curves)
         seen = set()
         for c in curves:
             s = self.series.get(c.key) or self._add(c)
@@ -158,7 +126,7 @@ class LossPlot:
     # ------------------------------------------------------------------------------------------ layout
 
     def _axes_for(self, tag: str) -> Axes:
-        name = tag if self.style.split else self._panels.of.get(tag, "")
+        name = tag if self.style.split else self._panel_of.get(tag, "")
         ax = self.axes.get(name)
         if ax is not None:
             return ax
@@ -173,24 +141,10 @@ class LossPlot:
         self.axes[name] = ax
         ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-        if self.style.logy:  # values <= 0 leave a gap (and a warning), not a line clipped to the bottom
-            ax.set_yscale("log", nonpositive="mask")
-            ax.yaxis.set_major_locator(_LogTicks())
-            ax.yaxis.set_major_formatter(_LogLabels())
-            ax.yaxis.set_minor_formatter(mticker.NullFormatter())
+        ticks.configure(ax, self.view.x, logy=self.style.logy, local_time=self.style.local_time)
         if self.style.ylim:
             ax.set_ylim(*self.style.ylim)
             ax.set_autoscaley_on(False)
-        if self.view.x in ("step", "items"):  # whole numbers (not "500m"); 200k, 1.5M rather than "1e7"
-            ax.xaxis.set_major_locator(mticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True))
-            ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
-        elif self.view.x == "epoch":  # epochs are whole numbers: no tick at 2.5
-            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
-        elif self.view.x == "time":
-            tz = datetime.now().astimezone().tzinfo if self.style.local_time else timezone.utc
-            locator = mdates.AutoDateLocator(tz=tz)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
         if self.style.split:
             ax.set_title(tag, loc="left", fontsize="medium")
         if n > 1:  # (split, or a tag of another scale on its own panel: the bottom one has the x labels)
@@ -200,6 +154,22 @@ class LossPlot:
                     other.set_xlabel("")
         ax.callbacks.connect("xlim_changed", self._on_xlim)
         return ax
+
+    def _place(self, curves: Sequence[Curve]) -> list[Curve]:
+        """Put each tag on its scale's panel, `curves` in panel order (the top panel's axes made first); when
+        a tag changes panel (its scale known only later, a transient gone), every axes is made anew."""
+        placed = panels.layout(curves)
+        if any(self._panel_of.get(tag, name) != name for tag, name in placed.items()):
+            for ax in self.axes.values():
+                ax.remove()
+            self.axes.clear()
+            self.series.clear()
+            self._legend_keys.clear()
+            self.fig.set_size_inches(self.style.width, self.style.height)
+            self._panel_of = {}
+        self._panel_of.update(placed)
+        rank = {name: i for i, name in enumerate(dict.fromkeys(placed.values()))}
+        return sorted(curves, key=lambda c: rank[placed[c.tag]])
 
     def _warn_logy(self, c: Curve) -> None:
         """Say once per series how many of its values a log axis leaves out (zero and negative)."""
