@@ -54,8 +54,9 @@ class Flusher:
         self.stopped = threading.Event()
         #: Called on this thread after each drain of `pending` (the writer re-arms its early wake-up).
         self.on_drain: Callable[[], None] | None = None
-        #: Called (once) when stop() ends, e.g. to release what was held for this writer.
-        self.on_stop: Callable[[], None] | None = None
+        #: Set by the thread as it ends. Not Thread.is_alive(): on CPython <= 3.12 a KeyboardInterrupt in
+        #: join() leaves is_alive() False while the thread still runs.
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -69,9 +70,7 @@ class Flusher:
             if len(self.pending) < self.max_pending:
                 return
             with self._cond:
-                while (
-                    len(self.pending) >= self.max_pending and self.error is None and self._thread.is_alive()
-                ):
+                while len(self.pending) >= self.max_pending and self.error is None and self.running:
                     self._wake.set()
                     self._cond.wait(1.0)
         self.raise_error()
@@ -83,7 +82,7 @@ class Flusher:
             self._requested += 1
             ticket = self._requested
             self._wake.set()
-            while self._done < ticket and self.error is None and self._thread.is_alive():
+            while self._done < ticket and self.error is None and self.running:
                 self._cond.wait(1.0)
         self.raise_error()
         with critical:
@@ -106,11 +105,15 @@ class Flusher:
             with self._cond:
                 self._stopping = True
                 self._wake.set()
-            while self._thread.is_alive():
+            while not self._ended.is_set():
                 try:
-                    self._thread.join()
+                    self._ended.wait()
                 except KeyboardInterrupt as exc:  # Ctrl-C in close(): the thread is still writing; end first
                     interrupted = exc
+            try:
+                self._thread.join()  # (it has ended its work: only its last bytecodes are left)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
             if self.error is None:
                 try:
                     self.write_pending()  # rows added by other threads while the thread stopped
@@ -119,16 +122,13 @@ class Flusher:
                     raise
         finally:
             self.stopped.set()
-            if self.on_stop is not None:
-                on_stop, self.on_stop = self.on_stop, None
-                on_stop()
         if interrupted is not None:
             raise interrupted
 
     @property
     def running(self) -> bool:
         """Whether the thread may still write (a `stop` cut short before it ended)."""
-        return self._thread.is_alive()
+        return not self._ended.is_set()
 
     # The thread.
 
@@ -152,6 +152,8 @@ class Flusher:
             self._on_error(exc)
             with self._cond:
                 self._cond.notify_all()
+        finally:
+            self._ended.set()
 
     def write_pending(self) -> None:
         """Write the rows pending now as one record batch."""

@@ -28,6 +28,8 @@ class Run:
         self.pid = os.getpid()
         self.finished = False
         self._closing = threading.RLock()  # (reentrant: a close_on_signal handler on the closing thread)
+        #: Called once the file is closed (compacted, unlocked), e.g. to unregister its signal handler.
+        self.on_closed: Callable[[], None] | None = None
 
     @classmethod
     def start(
@@ -79,8 +81,13 @@ class Run:
                 flusher.stop()
             finally:
                 # Never close a descriptor the flusher may still write to (a join cut short): it stays open.
-                if not flusher.running:
-                    self.file.close(compact=flusher.error is None)
+                try:
+                    if not flusher.running:
+                        self.file.close(compact=flusher.error is None)
+                finally:
+                    if self.on_closed is not None:  # (a signal meanwhile found this writer to wait for)
+                        on_closed, self.on_closed = self.on_closed, None
+                        on_closed()
             if not flusher.reported:
                 flusher.raise_error()
             elif flusher.error is not None:

@@ -43,7 +43,9 @@ _previous: dict[int, Any] = {}  # signal -> the handler ours replaced
 _tokens = iter(range(1 << 62))
 _MAIN = threading.main_thread().ident
 _busy = 0  # critical stretches the main thread is in
-_deferred: list[tuple[int, FrameType | None]] = []  # a signal that arrived in one
+#: A signal that arrived in one, and the handler to pass it on to as it was then (the last writer's close()
+#: restores the handlers before the stretch ends).
+_deferred: list[tuple[int, FrameType | None, Any]] = []
 
 
 class _Critical:
@@ -59,9 +61,9 @@ class _Critical:
         if threading.get_ident() == _MAIN:
             _busy -= 1
             if not _busy and _deferred:
-                signum, frame = _deferred[0]
+                signum, frame, previous = _deferred[0]
                 _deferred.clear()
-                _handle(signum, frame)
+                _handle(signum, frame, previous)
 
 
 critical = _Critical()
@@ -69,13 +71,13 @@ critical = _Critical()
 
 def register(writer: Any) -> Callable[[], None]:
     """Close `writer` (weakly referenced) on SIGTERM/SIGINT; returns the function to call once it closed."""
-    with _lock:
+    with critical, _lock:  # (a handler meanwhile would wait for the lock: it runs as this ends)
         token = next(_tokens)
         _closers[token] = weakref.WeakMethod(writer.close)
         _install()
 
     def release() -> None:
-        with _lock:
+        with critical, _lock:
             if _closers.pop(token, None) is not None and not _closers:
                 _restore()
 
@@ -112,14 +114,15 @@ def _restore() -> None:
             del _previous[signum]
 
 
-def _handle(signum: int, frame: FrameType | None) -> None:
-    """Close every registered writer, then let the previous handler (or the default action) act."""
+def _handle(signum: int, frame: FrameType | None, deferred: Any = None) -> None:
+    """Close every registered writer, then let the previous handler (or the default action) act; a signal
+    `deferred` by a critical stretch passes on to the handler that was previous when it arrived."""
     if _busy:  # (handlers run on the main thread) inside a critical stretch: handled as it ends
-        _deferred.append((signum, frame))
+        _deferred.append((signum, frame, _previous.get(signum, signal.SIG_DFL)))
         return
     with _lock:
         closers = [ref() for ref in _closers.values()]
-        previous = _previous.get(signum, signal.SIG_DFL)
+        previous = _previous.get(signum, signal.SIG_DFL) if deferred is None else deferred
     for close in closers:
         if close is not None:
             try:

@@ -104,7 +104,7 @@ class LossWriter(_compiled.Base):
         self._finalizer = weakref.finalize(self, _disable, ref, self._run)  # (also at interpreter exit)
         self._ok = True
         _writers.add(self)
-        self._flusher.on_stop = _signals.register(self) if close_on_signal else None
+        self._run.on_closed = _signals.register(self) if close_on_signal else None
 
     @property
     def closed(self) -> bool:
@@ -292,8 +292,10 @@ class LossWriter(_compiled.Base):
             return
         self._ok = False
         _writers.discard(self)
-        self._finalizer.detach()
-        self._run.close()
+        try:
+            self._run.close()
+        finally:  # (after: at exit, the finalizer waits for a close() a daemon thread has begun)
+            self._finalizer.detach()
 
     def __enter__(self) -> LossWriter:
         return self
