@@ -281,7 +281,11 @@ class LiveFile:
                 f"{os.fspath(self.path)}: has columns {layout.schema.names}, this writer appends "
                 f"only {list(s.COLUMNS)}; refusing to resume (the file is left untouched)"
             )
-        self.schema, end, closed, size = layout.schema, layout.end, layout.closed, os.fstat(fd).st_size
+        self.schema, closed, size = layout.schema, layout.closed, os.fstat(fd).st_size
+        # The resume point: after the last record batch (an empty closed file's dictionaries are dropped too).
+        end = max(
+            (m.end for m in layout.messages if m.kind == _framing.RECORD_BATCH), default=layout.schema_end
+        )
         del layout
         self.rows, self.resumed = _checks.resumed_events(self.target, end)
         if end == size:

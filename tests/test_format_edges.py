@@ -138,3 +138,13 @@ def test_malformed_run_information_reads_as_missing_not_as_a_corrupt_file(tmp_pa
     path.write_bytes(sink.getvalue().to_pybytes())
     info = schema.run_info(read(path).schema)
     assert "pid" not in info and info["meta"] == {}
+
+
+def test_resuming_an_empty_closed_file_with_dictionaries_drops_them_and_appends_readably(tmp_path):
+    """Its `end` is after the dictionaries, and the resume kept them: the appended batch's checksum span then
+    started before them and close() failed ("does not match its checksum"), the run unreadable."""
+    path = tmp_path / "empty.arrow"
+    path.write_bytes(_empty_closed_with_dictionaries())
+    with LossWriter(path) as w:
+        w.add(0, 1.0, tag="new")
+    assert read(path).column("tag").to_pylist() == ["new"]

@@ -38,7 +38,7 @@ export function readBytes(bytes, file = '<bytes>') {
   if (declared !== undefined && declared !== 'crc32c') throw new LossFormatError(file, null, `checksum ${JSON.stringify(declared)} is not supported (lossfmt knows crc32c)`);
   const required = declared === 'crc32c';
   if (required && checksumField(bytes, head) === null) throw new LossFormatError(file, head.offset, `the schema has no ${SCHEMA_CHECKSUM_KEY} (it promises checksums)`);
-  const { messages, end, closed } = scan(bytes, schema, head, required, file);
+  const { messages, end, resumeAt, closed } = scan(bytes, schema, head, required, file);
   const batches = decode(bytes, head, schema, messages, file);
   const rows = [];
   for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, schema, file));
@@ -50,6 +50,7 @@ export function readBytes(bytes, file = '<bytes>') {
     runId: schema.metadata.get('lossfmt.run_id') ?? null,
     meta,
     end,
+    resumeAt: resumeAt ?? end,
     closed,
     rows,
   };
@@ -113,7 +114,7 @@ function scan(bytes, schema, head, required, file) {
   const footer = readFooter(bytes, eosAt);
   if (footer === null) throw new LossFormatError(file, bytes.length - 10, 'the footer length does not match the stream');
   checkFooter(footer, schema, messages, file);
-  return { messages, end: eosAt, closed: true };
+  return { messages, end: eosAt, resumeAt: end, closed: true }; // (resume: after the last batch, §1.4)
 }
 
 /** A closed file's footer says nothing the verified stream does not: its blocks are exactly the stream's

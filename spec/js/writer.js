@@ -217,8 +217,8 @@ export class LossWriter {
       this.schema = new Schema(fieldsOf(content.schema), content.metadata); // the file's own dictionary ids
       this.metaUpdate = meta ?? null;
       // The new stream's first flush writes both dictionaries in full (nothing written yet).
-      ftruncateSync(fd, content.end);
-      this.size = content.end;
+      ftruncateSync(fd, content.resumeAt); // after the last batch: an empty closed file's dictionaries go too
+      this.size = content.resumeAt;
     }
   }
 

@@ -311,6 +311,15 @@ test('an empty closed file with a dictionary message per id reads as no rows, en
   assert.equal(got.closed, true);
   assert.deepEqual(got.rows, []);
   assert.equal(got.end, stream.length - 8);
+  // Resumed, its dictionaries no batch follows are dropped (the resume point is after the schema): they
+  // were kept, and the appended batch's checksum span then began before them.
+  const resumed = join(tempDir(t), 'resumed.arrow');
+  writeFileSync(resumed, file);
+  const w = await LossWriter.open(resumed);
+  w.add(7, 1.5, { tag: 'new', wallTime: T0 });
+  w.close();
+  assert.deepEqual(readFile(resumed).rows.map((r) => [r[0], r[1]]), [[7, 'new']]);
+  assert.deepEqual(pyhelper('read', resumed).rows.map((r) => [r[0], r[1]]), [[7, 'new']]);
 });
 
 test('a file with a column twice is refused, naming it, not read through one of the two', (t) => {
