@@ -155,7 +155,14 @@ def ends_closed(data: bytes, schema_end: int) -> bool:
     if size < schema_end + 18 or not data.endswith(TRAILING_MAGIC):
         return False
     footer_start = size - 10 - i32(data, size - 10)[0]
-    return schema_end + 8 <= footer_start < size - 10 and data[footer_start - 8 : footer_start] == EOS
+    if not (schema_end + 8 <= footer_start < size - 10 and data[footer_start - 8 : footer_start] == EOS):
+        return False
+    try:  # and a footer there whose blocks end at that EOS (bytes that only look like one, in a torn tail)
+        blocks = fb.footer_blocks(data, footer_start, size - 10)
+    except (fb.Bad, struct.error):
+        return False  # (a damaged footer after a stream that ends with EOS is still closed: `walk`)
+    ends = [offset + meta_len + body for listed in blocks.values() for offset, meta_len, body in listed]
+    return max(ends, default=schema_end) == footer_start - 8
 
 
 def walk(data: bytes, name: str, verify: bool = True) -> Layout:

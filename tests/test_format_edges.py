@@ -148,3 +148,24 @@ def test_resuming_an_empty_closed_file_with_dictionaries_drops_them_and_appends_
     with LossWriter(path) as w:
         w.add(0, 1.0, tag="new")
     assert read(path).column("tag").to_pylist() == ["new"]
+
+
+def test_a_torn_tail_whose_last_bytes_point_at_eos_like_bytes_without_a_footer_is_still_a_torn_tail(
+    tmp_path,
+):
+    """The footer length of a torn tail ending in ARROW1 may point just past 8 bytes that happen to read as
+    an EOS marker (steps -1, 0 hold FF FF FF FF 00 00 00 00): a closed file needs a footer there whose blocks
+    end at that EOS, else the run was unreadable and its resume refused."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path, flush_secs=3600) as w:
+        w.add(0, 1.0)
+        w.flush()
+        live = path.read_bytes()
+        w.add(1, 2.0)
+    junk = b"\x11" * 20
+    planted = b"\xff\xff\xff\xff" + struct.pack("<i", 200) + b"\0" * 16 + schema.EOS + junk
+    pointer = struct.pack("<i", len(junk))  # size - 10 - L is just past the planted EOS bytes
+    path.write_bytes(live + planted + pointer + schema.TRAILING_MAGIC)
+    scanned = reader.scan(path)
+    assert not scanned.closed and scanned.end == len(live)
+    assert scanned.table.column("step").to_pylist() == [0]

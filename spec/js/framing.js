@@ -184,7 +184,22 @@ export function endsClosed(bytes, schemaEnd) {
   const size = bytes.length;
   if (size < schemaEnd + 18 || !MAGIC.subarray(0, 6).every((b, i) => bytes[size - 6 + i] === b)) return false;
   const footerStart = size - 10 - int32(bytes, size - 10);
-  return schemaEnd + 8 <= footerStart && footerStart < size - 10 && EOS.every((b, i) => bytes[footerStart - 8 + i] === b);
+  if (!(schemaEnd + 8 <= footerStart && footerStart < size - 10 && EOS.every((b, i) => bytes[footerStart - 8 + i] === b))) return false;
+  // And a footer there whose blocks end at that EOS (bytes that only look like one, in a torn tail, are not).
+  try {
+    const { footer } = readFooter(bytes, footerStart - 8);
+    let last = schemaEnd;
+    const blocks = [[footer.recordBatchesLength(), (i) => footer.recordBatches(i)], [footer.dictionariesLength(), (i) => footer.dictionaries(i)]];
+    for (const [n, get] of blocks) {
+      for (let i = 0; i < n; i++) {
+        const b = get(i);
+        last = Math.max(last, Number(b.offset()) + b.metaDataLength() + Number(b.bodyLength()));
+      }
+    }
+    return last === footerStart - 8;
+  } catch {
+    return false; // (a damaged footer after a stream that ends with EOS is still closed: the reader's scan)
+  }
 }
 
 /**

@@ -350,3 +350,20 @@ test('malformed run information reads as missing: an empty run name is the file 
   assert.deepEqual(got.meta, {});
   assert.equal(got.rows.length, 0);
 });
+
+test('a torn tail whose last bytes point at EOS-like bytes without a footer is a torn tail, not a closed file', async (t) => {
+  const path = join(tempDir(t), 'eos_like.arrow');
+  await writeJsKilled(path, FLUSHES);
+  const live = new Uint8Array(readFileSync(path));
+  const junk = new Uint8Array(20).fill(0x11);
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setInt32(0, -1, true);
+  new DataView(head.buffer).setInt32(4, 200, true); // a message of 200 bytes of metadata, cut short
+  const pointer = new Uint8Array(4);
+  new DataView(pointer.buffer).setInt32(0, junk.length, true);
+  const file = concatBytes(live, head, new Uint8Array(16), EOS_BYTES, junk, pointer, MAGIC.subarray(0, 6));
+  const got = readBytes(file, 'eos_like.arrow');
+  assert.equal(got.closed, false);
+  assert.equal(got.end, live.length);
+  assertRows(got.rows, FLUSHES.flat(), 'JS reader');
+});
