@@ -102,42 +102,25 @@ def test_a_directory_of_runs_gives_one_file_per_run(tmp_path):
     out = tmp_path / "runs"
     assert import_tb(tb, out) == 32
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow"))
-    assert files == ["grouped.arrow", "lr0.01.arrow", "lr0.1.arrow"]
-    every = lossfmt.read(out)
-    assert sorted(set(every["run"].to_pylist())) == ["grouped", "lr0.01", "lr0.1"]
+    assert files == ["grouped/loss_train.arrow", "grouped/loss_val.arrow", "lr0.01.arrow", "lr0.1.arrow"]
+    both = lossfmt.read(out)
+    assert sorted(set(both["run"].to_pylist())) == ["lr0.01", "lr0.1"]
+    assert run_info(lossfmt.read(out / "grouped" / "loss_val.arrow").schema)["run"] == "grouped/loss_val"
 
 
-def test_add_scalars_subdirectories_become_tags_of_the_run_that_called_them(tmp_path):
-    """add_scalars writes each key to a subdirectory TensorBoard shows as a run; as files they sat below the
-    run's directory, out of reach of reading it, so they are the parent run's tags main_tag/key."""
-    with torch_tb.SummaryWriter(str(tmp_path / "tb" / "exp")) as writer:
-        for step in range(5):
-            writer.add_scalar("lr", 0.1, step, walltime=T0 + step)
-            writer.add_scalars("Loss/all", {"train": step * 1.0, "val": step * 2.0}, step, walltime=T0 + step)
-        writer.add_scalars("acc", {"top1": 0.5}, 4, walltime=T0 + 4)
-    out = tmp_path / "exp.arrow"
-    assert import_tb(tmp_path / "tb" / "exp", out) == 16
-    frame = lossfmt.read(out).to_pandas()
-    assert sorted(set(frame["tag"])) == ["Loss/all/train", "Loss/all/val", "acc/top1", "lr"]
-    val = frame[frame["tag"] == "Loss/all/val"]
-    assert val["step"].tolist() == list(range(5)) and val["value"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
-    assert frame["wall_time"].is_monotonic_increasing  # in the order they were logged
-
-
-def test_a_subdirectory_that_only_looks_like_add_scalars_stays_a_run(tmp_path):
-    """A nested run whose events use more than one tag, or whose folded tag the parent already logs, is kept
-    a run of its own (nothing merged into a tag it would collide with)."""
-    write_run(tmp_path / "tb", n=3, tag="loss/x")
-    write_run(tmp_path / "tb" / "loss_x", n=3, tag="loss")  # would fold into loss/x, which the parent logs
-    write_run(tmp_path / "tb" / "loss_y", n=3, tag="loss")
-    write_run(tmp_path / "tb" / "loss_y", n=3, tag="other", start=3)
+def test_nested_runs_that_log_one_tag_named_like_their_directory_stay_runs(tmp_path):
+    """import-tb once folded subdirectories logging one tag `T` under a directory named `T_x` into their
+    parent's tags `T/x` (what add_scalars writes): a sweep `lr_0.1`, `lr_0.01` logging `lr` lost its runs.
+    Which subdirectory add_scalars wrote cannot be told from the files: every run stays a run."""
+    with torch_tb.SummaryWriter(str(tmp_path / "tb" / "sweep")) as writer:
+        writer.add_scalar("loss", 1.0, 0)
+    for lr in ("0.1", "0.01"):
+        write_run(tmp_path / "tb" / "sweep" / f"lr_{lr}", n=3, tag="lr")
     out = tmp_path / "runs"
-    assert import_tb(tmp_path / "tb", out) == 12
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow")) == [
-        "loss_x.arrow",
-        "loss_y.arrow",
-        "tb.arrow",
-    ]
+    import_tb(tmp_path / "tb" / "sweep", out)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.arrow"))
+    assert files == ["lr_0.01.arrow", "lr_0.1.arrow", "sweep.arrow"]
+    assert lossfmt.read(out / "sweep.arrow").column("tag").to_pylist() == ["loss"]
 
 
 def test_one_output_file_for_several_runs_is_a_lossfmt_error_listing_them(tmp_path):
@@ -267,3 +250,19 @@ def test_import_tb_of_a_file_that_is_no_event_file_or_of_no_scalars_is_an_error_
         )
         assert done.returncode == 1 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
         assert not out.exists()
+
+
+def test_import_tb_says_how_to_view_runs_it_wrote_into_subdirectories(tmp_path, capsys):
+    """add_scalars (and nested runs) become files below OUT, which `lossview OUT/` does not read: the
+    command says so, with the glob that reads them all."""
+    from lossview import cli
+
+    with torch_tb.SummaryWriter(str(tmp_path / "tb" / "exp")) as writer:
+        writer.add_scalars("loss", {"train": 1.0, "val": 2.0}, 0)
+    out = tmp_path / "runs"
+    assert cli.main(["import-tb", str(tmp_path / "tb"), str(out)]) == 0
+    assert f"view them all with lossview '{out}/**/*.arrow'" in capsys.readouterr().err
+    write_run(tmp_path / "flat" / "a", n=3)
+    write_run(tmp_path / "flat" / "b", n=3)
+    assert cli.main(["import-tb", str(tmp_path / "flat"), str(tmp_path / "flat_out")]) == 0
+    assert "subdirectories" not in capsys.readouterr().err

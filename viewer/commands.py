@@ -252,4 +252,10 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
     if not n:
         raise v.ViewerError(f"{logdir}: its TensorBoard event files hold no scalars; nothing written")
     print(f"{out}: {n} events imported from {logdir}", file=sys.stderr)
+    nested = Path(out).is_dir() and any(p.parent != Path(out) for p in Path(out).rglob("*.arrow"))
+    if nested:  # (reading a directory takes its own files only)
+        print(
+            f"{out}: runs in subdirectories too: view them all with {PROG} '{out}/**/*.arrow'",
+            file=sys.stderr,
+        )
     return 0

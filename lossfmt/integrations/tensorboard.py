@@ -62,16 +62,13 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
     output file and `logdir` must hold exactly one run; otherwise `out` is a directory receiving
     ``<run>.arrow`` per run (``<run>`` = the run's path relative to `logdir`, so nested runs give nested
     files). Each event keeps its tag, step and wall time; value is the stored float; count 1, reduction
-    mean, no epoch. What ``add_scalars(main_tag, {key: value})`` writes into subdirectories becomes the
-    tags ``main_tag/key`` of the run that called it. Both scalar encodings are read: ``simple_value``
-    (``torch.utils.tensorboard``, tensorboardX, TF1) and scalar tensors of the scalars plugin (TF2
-    ``tf.summary.scalar``). Runs without scalars produce no file. Existing output files raise
-    ``FileExistsError`` unless `overwrite`; several runs for one output file raise `TooManyRunsError` (a
-    `lossfmt.LossfmtError` and a ``ValueError``), before anything is written.
+    mean, no epoch. Both scalar encodings are read: ``simple_value`` (``torch.utils.tensorboard``,
+    tensorboardX, TF1) and scalar tensors of the scalars plugin (TF2 ``tf.summary.scalar``). Runs without
+    scalars produce no file. Existing output files raise ``FileExistsError`` unless `overwrite`; several runs
+    for one output file raise `TooManyRunsError` (a `lossfmt.LossfmtError` and a ``ValueError``), before
+    anything is written.
     """
-    runs = _merge_hparams(
-        _merge_add_scalars([_load(name, files) for name, files in _find_runs(Path(logdir))])
-    )
+    runs = _merge_hparams([_load(name, files) for name, files in _find_runs(Path(logdir))])
     if not runs:
         raise FileNotFoundError(f"{os.fspath(logdir)}: no TensorBoard event files (*tfevents*) found")
     out = Path(out)
@@ -151,44 +148,6 @@ def _read_hparams(run: _Run, content: bytes) -> None:
             run.hparams[key] = item
     if data.HasField("experiment"):
         run.metric_tags.update(info.name.tag for info in data.experiment.metric_infos)
-
-
-def _merge_add_scalars(runs: list[_Run]) -> list[_Run]:
-    """Fold each ``add_scalars`` directory into the run that called it, as the tags ``<main_tag>/<key>``.
-
-    ``SummaryWriter.add_scalars(main_tag, {key: value})`` (PyTorch, tensorboardX) writes each key into a
-    subdirectory ``<main_tag with / as _>_<key>`` of the writer's run, every event tagged `main_tag`;
-    TensorBoard shows those as runs of their own. As files of their own they would sit one level below the
-    run, where reading the runs' directory does not look, so they become tags of the parent run (unless
-    the parent already logs that tag itself), in wall-time order with its own events.
-    """
-    by_dir = {run.directory: run for run in runs}
-    parents = {run.directory.parent for run in runs}
-    kept = []
-    for run in runs:
-        parent = by_dir.get(run.directory.parent)
-        tag = _add_scalars_tag(run, parent) if parent is not None and run.directory not in parents else None
-        if parent is None or tag is None:
-            kept.append(run)
-        else:
-            parent.rows.extend((step, tag, value, time) for step, _, value, time in run.rows)
-            parent.rows.sort(key=lambda row: row[3])  # stable: each tag's own order is kept
-    return kept
-
-
-def _add_scalars_tag(run: _Run, parent: _Run) -> str | None:
-    """``<main_tag>/<key>`` if `run` is what ``add_scalars`` wrote below `parent` and `parent` does not log
-    that tag itself; else None."""
-    tags = {tag for _, tag, _, _ in run.rows}
-    if len(tags) != 1 or run.hparams:
-        return None
-    (main_tag,) = tags
-    prefix = f"{main_tag.replace('/', '_')}_"
-    key = run.directory.name.removeprefix(prefix)
-    folded = f"{main_tag}/{key}"
-    if not run.directory.name.startswith(prefix) or not key or any(t == folded for _, t, _, _ in parent.rows):
-        return None
-    return folded
 
 
 def _merge_hparams(runs: list[_Run]) -> list[_Run]:
