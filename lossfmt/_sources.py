@@ -66,7 +66,10 @@ def expand(source: PathLike | Iterable[PathLike]) -> tuple[list[str], bool]:
         found, several = _expand_url(item) if is_url(item) else _expand_local(item)
         paths.extend(found)
         multi = multi or several
-    return _distinct(paths), multi
+    paths = _distinct(paths)
+    if multi and len(items) > 1:  # files named one by one (a shell's glob): as a glob's files
+        paths = _without_empty(paths, "the files given")
+    return paths, multi
 
 
 def _expand_local(item: str) -> tuple[list[str], bool]:

@@ -70,3 +70,13 @@ def test_a_single_file_that_is_gone_is_still_an_error(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(NoSuchFileError):
             lossfmt.read(tmp_path / "nope.arrow")
+
+
+def test_an_empty_file_among_files_named_one_by_one_is_skipped_too(tmp_path):
+    """`lossview summary sw/*.arrow` (the shell's glob: each file named) failed on the empty file that the
+    quoted glob or the directory skipped."""
+    _sweep(tmp_path)
+    (tmp_path / "run3.arrow").touch()
+    named = sorted(tmp_path.glob("*.arrow"))
+    with pytest.warns(UserWarning, match=r"skipped 1 empty file in the files given .*run3\.arrow"):
+        assert sorted(set(lossfmt.read(named)["run"].to_pylist())) == ["run0", "run1", "run2"]
