@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from lossfmt import schema
-from lossview import plot, screen, summary
+from lossview import artists, plot, screen, summary
 from lossview import view as lv
 from lossview.view import View
 from lossview.view import curves as curves_of
@@ -225,8 +225,8 @@ def test_non_finite_values_are_marked_where_they_happened():
     lp, _ = draw(events(y, steps=range(10, 18), run="r"))
     s = lp.series[("r", "loss")]
     xs, ys = s.marks.get_data()
-    assert list(xs) == [12.0, 14.0]  # starts of non-finite stretches (14..16 is one stretch)
-    assert list(ys) == [0.97, 0.97]
+    assert list(xs) == [12.0, 14.0, 16.0]  # where a stretch starts, or its kind changes (+inf then -inf)
+    assert list(ys) == [0.97, 0.97, artists.BOTTOM]
     assert s.note.get_text() == "NaN at step 12 (4 non-finite)"
     # The smoothed curve is not poisoned by the NaN.
     assert np.isfinite(np.asarray(s.smooth.get_ydata())[-1])

@@ -259,3 +259,24 @@ def test_a_ten_million_step_axis_reads_in_millions():
     steps = np.arange(0, 10_000_001, 10_000)
     lp = drawn([curve("r", "loss", np.linspace(2, 1, len(steps)), steps=steps)], View(smooth="none"))
     assert tick_labels(lp.fig.axes[0].xaxis) == ["0", "2M", "4M", "6M", "8M", "10M"]
+
+
+def test_each_change_of_non_finite_kind_is_marked_and_the_axes_reach_a_last_non_finite_point():
+    """Epoch means NaN, 1.08, +inf, -inf, NaN: the -inf right after +inf got no mark (one stretch), and the
+    x axis stopped at the last mark drawn, leaving the last two epochs off the plot."""
+    steps = np.array([399, 799, 1199, 1599, 1999])
+    c = curve("r", "loss", np.array([np.nan, 1.08, np.inf, -np.inf, np.nan]), steps=steps)
+    c.smoothed = None
+    lp = drawn([c])
+    s = lp.series[("r", "loss")]
+    assert np.asarray(s.marks.get_xdata()).tolist() == [399, 1199, 1599, 1999]
+    assert artists.nonfinite_key(lp.series.values()) == "× NaN, ×▲ +inf, ×▼ -inf"
+    assert lp.fig.axes[0].get_xlim()[1] >= 1999
+
+
+def test_a_run_that_diverges_for_good_is_drawn_to_its_last_step():
+    y = np.r_[np.linspace(2, 1, 50), np.full(50, np.nan)]
+    c = curve("r", "loss", y)
+    lp = drawn([c])
+    assert np.asarray(lp.series[("r", "loss")].marks.get_xdata()).tolist() == [50, 99]
+    assert lp.fig.axes[0].get_xlim()[1] >= 99

@@ -213,7 +213,10 @@ def set_nonfinite(s: SeriesArtists, x: np.ndarray, c: Curve, view: View) -> None
     NaN and +inf at the top of the axes, -inf at the bottom, an infinity with a triangle towards its edge.
     The note names the first mark, with a leader line to it."""
     bad = np.empty(0, np.intp) if transforms.all_finite(c.y) else np.flatnonzero(~np.isfinite(c.y))
-    starts = bad[np.r_[True, np.diff(bad) > 1]] if len(bad) else bad
+    kind = np.where(np.isnan(c.y[bad]), 0, np.sign(c.y[bad]))  # a new mark where the kind changes too
+    starts = bad[np.r_[True, (np.diff(bad) > 1) | (np.diff(kind) != 0)]] if len(bad) else bad
+    if len(bad) and bad[-1] == len(c.y) - 1 and starts[-1] != bad[-1]:
+        starts = np.append(starts, bad[-1])  # a run ending non-finite: the axes reach its last point
     y = np.where(c.y[starts] == -np.inf, BOTTOM, TOP)
     s.marks.set_data(x[starts], y)
     for triangles, sign in zip(s.infinite, (np.inf, -np.inf), strict=True):
