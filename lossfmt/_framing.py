@@ -162,7 +162,7 @@ def ends_closed(data: bytes, schema_end: int) -> bool:
     except (fb.Bad, struct.error):
         return False  # (a damaged footer after a stream that ends with EOS is still closed: `walk`)
     ends = [offset + meta_len + body for listed in blocks.values() for offset, meta_len, body in listed]
-    return max(ends, default=schema_end) == footer_start - 8
+    return bool(max(ends, default=schema_end) == footer_start - 8)
 
 
 def walk(data: bytes, name: str, verify: bool = True) -> Layout:

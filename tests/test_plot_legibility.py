@@ -131,7 +131,7 @@ def test_a_sweep_s_legend_lists_every_entry_inside_the_figure_and_leaves_the_axe
     lp = drawn(sweep(9), style=plot.Style(compare=True))
     legend = lp.fig.axes[0].get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
-    assert len(texts) == 27 and texts[0] == "lr0.000_seed0: loss" and texts[-1] == "lr0.008_seed2: val"
+    assert len(texts) == 12 and texts[0] == "lr0.000_seed0" and texts[-3:] == ["loss", "lr", "val"]
     renderer = lp.fig.canvas.get_renderer()
     figure = lp.fig.bbox
     for t in legend.get_texts():
@@ -142,7 +142,7 @@ def test_a_sweep_s_legend_lists_every_entry_inside_the_figure_and_leaves_the_axe
 
 
 def test_a_legend_with_more_entries_than_fit_says_how_many_it_leaves_out():
-    lp = drawn(sweep(30), style=plot.Style(compare=True))
+    lp = drawn(sweep(90, ("loss",)), style=plot.Style(compare=True))
     legend = lp.fig.axes[0].get_legend()
     texts = [t.get_text() for t in legend.get_texts()]
     left_out = re.fullmatch(r"… and (\d+) more, not listed", texts[-1])
@@ -150,6 +150,23 @@ def test_a_legend_with_more_entries_than_fit_says_how_many_it_leaves_out():
     renderer = lp.fig.canvas.get_renderer()
     assert legend.get_window_extent(renderer).y0 >= lp.fig.bbox.y0
     assert set(lp.legend_entries.values()) == set(list(lp.series)[: len(texts) - 1])  # listed ones toggle
+
+
+def test_a_comparison_of_several_tags_lists_each_run_and_each_tag_once_and_their_entries_toggle_groups():
+    """9 runs x 2 tags listed 18 entries, of which a panel beside the axes showed 10: 5 runs named of 9.
+    Runs are told by colour and tags by line style, so the legend lists each once; a run's entry hides all
+    its curves, a tag's entry that tag in every run."""
+    lp = drawn(sweep(9, ("loss", "val")), style=plot.Style(compare=True))
+    legend = lp.fig.axes[0].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == [f"lr0.00{r}_seed{r % 3}" for r in range(9)] + ["loss", "val"]
+    by_label = {a.get_text(): a for a in lp.legend_groups if hasattr(a, "get_text")}  # (the entries' texts)
+    lp.toggle_all(lp.legend_groups[by_label["val"]])
+    assert lp.hidden == {(f"lr0.00{r}_seed{r % 3}", "val") for r in range(9)}
+    lp.toggle_all(lp.legend_groups[by_label["lr0.003_seed0"]])
+    assert ("lr0.003_seed0", "loss") in lp.hidden
+    lp.toggle_all(lp.legend_groups[by_label["val"]])  # all hidden: shown again
+    assert lp.hidden == {("lr0.003_seed0", "loss")}
 
 
 # ------------------------------------------------------------------------------------------ 3. palette

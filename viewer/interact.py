@@ -29,6 +29,8 @@ class Interaction:
         key = self.lp.legend_entries.get(event.artist)
         if key is not None:
             self.lp.toggle(key)
+        elif (keys := self.lp.legend_groups.get(event.artist)) is not None:
+            self.lp.toggle_all(keys)
 
     def on_move(self, event: MouseEvent) -> None:
         ax = event.inaxes

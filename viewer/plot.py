@@ -69,6 +69,8 @@ class LossPlot:
         self.hidden: set[tuple[str, str]] = set()
         #: Legend entries (handles) -> the series key they toggle; rebuilt with each legend.
         self.legend_entries: dict[Artist, tuple[str, str]] = {}
+        #: Entries of a compact legend (a run, or a tag) -> the series keys they toggle together.
+        self.legend_groups: dict[Artist, list[tuple[str, str]]] = {}
         #: Series already warned about values a log axis cannot show (once each, also while following).
         self._warned_logy: set[tuple[str, str]] = set()
 
@@ -111,12 +113,18 @@ class LossPlot:
 
     def toggle(self, key: tuple[str, str]) -> None:
         """Hide a shown series or show a hidden one (a click on its legend entry), then refresh."""
-        self.hidden ^= {key}
-        s = self.series[key]
-        self._show(s)
+        self.toggle_all([key])
+
+    def toggle_all(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Hide the series `keys` (a run's or a tag's entry in a compact legend), or show them if all are
+        hidden, then refresh."""
+        self.hidden = (self.hidden - set(keys)) if set(keys) <= self.hidden else (self.hidden | set(keys))
+        for k in keys:
+            self._show(self.series[k])
         for handle, k in self.legend_entries.items():
-            if k == key:
-                handle.set_alpha(0.25 if key in self.hidden else 1.0)
+            handle.set_alpha(0.25 if k in self.hidden else 1.0)
+        for handle, ks in self.legend_groups.items():
+            handle.set_alpha(0.25 if set(ks) <= self.hidden else 1.0)
         self.output.refresh(self.fig)
 
     def x_scale(self) -> float:
@@ -237,6 +245,9 @@ class LossPlot:
             return
         kw: dict[str, Any] = {"frameon": True, "framealpha": 0.85, "handlelength": 2.5}
         kw["title"], kw["title_fontsize"] = title, "x-small"
+        groups: list[list[tuple[str, str]]] = [[k] for k, _ in mine]  # what each entry's click toggles
+        if len(handles) > 8 and self.style.compare and len({k[1] for k, _ in mine}) > 1:
+            handles, labels, groups = _compact(mine)  # runs by colour, tags by line: R + T entries, not R x T
         if len(handles) > 8:  # beside the axes, in columns, as many as fit
             listed, kw["ncols"], kw["fontsize"] = self._legend_fit(labels, title)
             shown: list[Artist] = [*handles[:listed]]
@@ -249,12 +260,15 @@ class LossPlot:
         else:
             listed = len(handles)
             legend = ax.legend(handles, labels, loc="best", fontsize="small", **kw)
-        entries = zip(legend.get_lines()[:listed], legend.get_texts()[:listed], mine[:listed], strict=True)
-        for entry, text, (k, _) in entries:
+        entries = zip(legend.get_lines()[:listed], legend.get_texts()[:listed], groups[:listed], strict=True)
+        for entry, text, keys in entries:
             for artist in (entry, text):  # a click on the line or its label toggles the series
                 artist.set_picker(5)
-                artist.set_alpha(0.25 if k in self.hidden else 1.0)
-                self.legend_entries[artist] = k
+                artist.set_alpha(0.25 if set(keys) <= self.hidden else 1.0)
+                if len(keys) == 1:
+                    self.legend_entries[artist] = keys[0]
+                else:
+                    self.legend_groups[artist] = keys
 
     def _legend_fit(self, labels: list[str], title: str | None) -> tuple[int, int, str]:
         """(entries listed, columns, font size) of a legend beside the axes: every entry, in as few columns
@@ -359,3 +373,21 @@ class LossPlot:
         if span > 120:
             return 60.0, "min"
         return 1.0, "s"
+
+
+def _compact(mine: list[tuple[tuple[str, str], SeriesArtists]]) -> tuple[list[Line2D], list[str], list[Any]]:
+    """A comparison's legend as one entry per run (its colour and marker) and one per tag (its line style, in
+    grey), with the series keys each entry toggles: 9 runs x 2 tags are 11 entries, not 18."""
+    runs: dict[str, list[tuple[str, str]]] = {}
+    tags: dict[str, list[tuple[str, str]]] = {}
+    look: dict[str, Line2D] = {}
+    for key, s in mine:
+        runs.setdefault(key[0], []).append(key)
+        tags.setdefault(key[1], []).append(key)
+        look.setdefault(key[0], s.main)
+        look.setdefault("\0" + key[1], s.main)
+    handles = [
+        Line2D([], [], color=look[r].get_color(), marker=look[r].get_marker(), markersize=4) for r in runs
+    ]
+    handles += [Line2D([], [], color="0.35", linestyle=look["\0" + t].get_linestyle()) for t in tags]
+    return handles, [*runs, *tags], [*runs.values(), *tags.values()]
