@@ -266,8 +266,10 @@ def test_a_log_axis_over_many_decades_keeps_powers_of_ten():
 # ------------------------------------------------------------------------------------------ 6. step ticks
 
 
-def test_a_short_run_s_step_ticks_are_whole_numbers():
-    lp = drawn([curve("r", "loss", np.linspace(2, 1, 5))], View(smooth="none"))
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_short_run_s_step_ticks_are_whole_numbers(n):
+    """(one step, a followed run's first frame, read "-40m 0 40m": milli-steps)"""
+    lp = drawn([curve("r", "loss", np.linspace(2, 1, n))], View(smooth="none"))
     labels = tick_labels(lp.fig.axes[0].xaxis)
     assert labels and all(re.fullmatch(r"−?\d+", t) for t in labels), labels
 
