@@ -99,7 +99,9 @@ class LossPlot:
             self._legend(ax)
             self._decimate_view(ax, everything=True)  # limits must see every min and max
             ax.relim()
-            ax.autoscale_view()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
+                ax.autoscale_view()
             self._decimate_view(ax)
         artists.place_notes(self.series.values())
         if self.style.title:
@@ -109,7 +111,9 @@ class LossPlot:
         else:
             n = len(self._runs)
             self.fig.suptitle(f"{n} run{'' if n == 1 else 's'}" if n else "")
-        self.output.refresh(self.fig)
+        with warnings.catch_warnings():  # (a log axis without positive values: _warn_logy said so)
+            warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
+            self.output.refresh(self.fig)
 
     def toggle(self, key: tuple[str, str]) -> None:
         """Hide a shown series or show a hidden one (a click on its legend entry), then refresh."""

@@ -423,3 +423,13 @@ def test_a_resource_warning_collected_during_a_command_is_not_printed(tmp_path, 
     monkeypatch.setattr(cli, "_run", leaking)
     assert cli.main([str(tmp_path / "missing.arrow"), "-o", str(tmp_path / "x.png")]) == 1
     assert "socket" not in one_error(capsys)
+
+
+def test_a_log_axis_with_only_negative_values_says_so_once(tmp_path, capsys):
+    """matplotlib's own 'Data has no positive values' followed lossview's warning: two lines for one fact."""
+    with LossWriter(tmp_path / "neg.arrow") as w:
+        for step in range(50):
+            w.add(step, -1.0 - step / 10, "loglik")
+    assert cli.main([str(tmp_path / "neg.arrow"), "--logy", "-o", str(tmp_path / "x.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "50 values of loglik are zero or negative" in err, err
