@@ -266,3 +266,16 @@ def test_import_tb_says_how_to_view_runs_it_wrote_into_subdirectories(tmp_path, 
     write_run(tmp_path / "flat" / "b", n=3)
     assert cli.main(["import-tb", str(tmp_path / "flat"), str(tmp_path / "flat_out")]) == 0
     assert "subdirectories" not in capsys.readouterr().err
+
+
+def test_an_output_in_a_directory_that_does_not_exist_is_refused_not_created(tmp_path, capsys):
+    """import-tb created every missing directory of OUT (a typo made a tree; export refuses the same)."""
+    from lossview import cli
+
+    write_run(tmp_path / "tb", n=3)
+    missing = tmp_path / "nope" / "deeper" / "run.arrow"
+    assert cli.main(["import-tb", str(tmp_path / "tb"), str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope/deeper" in err and "no such directory" in err.lower(), err
+    assert not (tmp_path / "nope").exists()
+    assert cli.main(["import-tb", str(tmp_path / "tb"), str(tmp_path / "out")]) == 0  # OUT itself is made

@@ -72,6 +72,8 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
     if not runs:
         raise FileNotFoundError(f"{os.fspath(logdir)}: no TensorBoard event files (*tfevents*) found")
     out = Path(out)
+    if not out.absolute().parent.is_dir():  # a typo in OUT must not create a tree of directories
+        raise FileNotFoundError(2, "No such directory", os.fspath(out.absolute().parent))
     single = out.suffix == ".arrow"
     if single and len(runs) > 1:
         names = ", ".join(run.name for run in runs[:_NAMES_SHOWN])
