@@ -299,3 +299,15 @@ def test_a_run_that_diverges_for_good_is_drawn_to_its_last_step():
     lp = drawn([c])
     assert np.asarray(lp.series[("r", "loss")].marks.get_xdata()).tolist() == [50, 99]
     assert lp.fig.axes[0].get_xlim()[1] >= 99
+
+
+@pytest.mark.parametrize(("runs", "compact"), [(2, False), (3, True)])
+def test_from_three_runs_of_several_tags_the_legend_names_runs_and_tags_once(runs, compact):
+    """(a mean per --label value of loss and val: 'lr=0.0001: mean of 10 runs: loss' six times over)"""
+    lp = drawn(sweep(runs, ("loss", "val")), style=plot.Style(compare=True))
+    texts = [t.get_text() for t in lp.fig.axes[0].get_legend().get_texts()]
+    names = [f"lr0.00{r}_seed{r % 3}" for r in range(runs)]
+    if compact:
+        assert texts == [*names, "loss", "val"]
+    else:
+        assert texts == [f"{n}: {t}" for n in names for t in ("loss", "val")]

@@ -250,7 +250,8 @@ class LossPlot:
         kw: dict[str, Any] = {"frameon": True, "framealpha": 0.85, "handlelength": 2.5}
         kw["title"], kw["title_fontsize"] = title, "x-small"
         groups: list[list[tuple[str, str]]] = [[k] for k, _ in mine]  # what each entry's click toggles
-        if len(handles) > 8 and self.style.compare and len({k[1] for k, _ in mine}) > 1:
+        runs, tags = len({k[0] for k, _ in mine}), len({k[1] for k, _ in mine})
+        if self.style.compare and tags > 1 and runs > 2:
             handles, labels, groups = _compact(mine)  # runs by colour, tags by line: R + T entries, not R x T
         if len(handles) > 8:  # beside the axes, in columns, as many as fit
             listed, kw["ncols"], kw["fontsize"] = self._legend_fit(labels, title)
