@@ -24,8 +24,8 @@ def configure(ax: Axes, x: str, *, logy: bool, local_time: bool) -> None:
         ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     if x in ("step", "items"):  # whole numbers (not "500m"); 200k, 1.5M rather than "1e7"
         # (min_n_ticks=1: one step alone still gets a whole-number tick, not "-40m .. 40m")
-        locator = mticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=1)
-        ax.xaxis.set_major_locator(locator)
+        whole = mticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=1)
+        ax.xaxis.set_major_locator(whole)
         ax.xaxis.set_major_formatter(mticker.EngFormatter(sep=""))
     elif x == "epoch":  # epochs are whole numbers: no tick at 2.5
         ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
