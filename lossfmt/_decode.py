@@ -222,7 +222,9 @@ def iter_batches(
         raise
     layout = fr.Layout(schema, schema_end, [], schema_end, False, dict_ids)
     batches = _windows(f, name, data, layout, required, limit)
-    weakref.finalize(batches, f.close)  # also when the generator is dropped before it started (no finally)
+    # Also when the generator is dropped before it started (no finally); not at exit, where it would close
+    # the file under a compaction a daemon thread is finishing (the process closes it anyway).
+    weakref.finalize(batches, f.close).atexit = False
     return schema, batches
 
 

@@ -125,6 +125,10 @@ class Flusher:
         if interrupted is not None:
             raise interrupted
 
+    def is_own_thread(self) -> bool:
+        """Whether the caller is the flusher thread (a finalizer a garbage collection runs on it)."""
+        return threading.current_thread() is self._thread
+
     @property
     def running(self) -> bool:
         """Whether the thread may still write (a `stop` cut short before it ended)."""

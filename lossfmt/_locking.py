@@ -62,9 +62,21 @@ class _Descriptors:
 
 
 _descriptors = _Descriptors()
+
+
+def _before_fork() -> None:  # a signal meanwhile (another fork hook runs Python) is handled after the fork
+    _signals.critical.__enter__()
+    _descriptors.lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _descriptors.lock.release()
+    _signals.critical.__exit__(None, None, None)
+
+
 os.register_at_fork(
-    before=_descriptors.lock.acquire,
-    after_in_parent=_descriptors.lock.release,
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
     after_in_child=_descriptors.after_fork_in_child,
 )
 

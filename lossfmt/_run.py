@@ -73,6 +73,9 @@ class Run:
         if os.getpid() != self.pid:
             return
         flusher = self.flusher
+        if flusher.is_own_thread():  # a finalizer run by a collection on the flusher thread: it cannot stop
+            threading.Thread(target=self.close, name="lossfmt-close", daemon=False).start()  # itself
+            return
         with _signals.critical, self._closing:  # a SIGTERM meanwhile is handled once the file is closed
             if self.finished:
                 return

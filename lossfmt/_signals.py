@@ -61,16 +61,42 @@ class _Critical:
         if threading.get_ident() == _MAIN:
             _busy -= 1
             if not _busy and _deferred:
-                signum, frame, previous = _deferred[0]
+                pending = list(_deferred)
                 _deferred.clear()
-                _handle(signum, frame, previous)
+                _handle_all(pending)
 
 
 critical = _Critical()
 
 
+def _handle_all(pending: list[tuple[int, FrameType | None, Any]]) -> None:
+    """`_handle` each signal deferred (once per signal, in the order they came); an exception a handler raises
+    (KeyboardInterrupt) comes after the others were handled."""
+    raised: BaseException | None = None
+    firsts = {signum: (signum, frame, previous) for signum, frame, previous in reversed(pending)}
+    for signum, frame, previous in sorted(firsts.values(), key=pending.index):
+        try:
+            _handle(signum, frame, previous)
+        except BaseException as exc:
+            raised = raised or exc
+    if raised is not None:
+        raise raised
+
+
+def _after_fork_in_child() -> None:
+    """The forking thread is the child's main thread, in no critical stretch (it may fork from any thread)."""
+    global _MAIN, _busy
+    _MAIN, _busy = threading.get_ident(), 0
+    _deferred.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def register(writer: Any) -> Callable[[], None]:
     """Close `writer` (weakly referenced) on SIGTERM/SIGINT; returns the function to call once it closed."""
+    import pyarrow.compute  # noqa: F401  (what a handler's compaction needs: never imported inside a handler)
+
     with critical, _lock:  # (a handler meanwhile would wait for the lock: it runs as this ends)
         token = next(_tokens)
         _closers[token] = weakref.WeakMethod(writer.close)

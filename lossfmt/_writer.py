@@ -104,7 +104,12 @@ class LossWriter(_compiled.Base):
         self._finalizer = weakref.finalize(self, _disable, ref, self._run)  # (also at interpreter exit)
         self._ok = True
         _writers.add(self)
-        self._run.on_closed = _signals.register(self) if close_on_signal else None
+        if close_on_signal:
+            release = _signals.register(self)
+            if self._run.finished:  # a signal inside register() closed it already
+                release()
+            else:
+                self._run.on_closed = release
 
     @property
     def closed(self) -> bool:

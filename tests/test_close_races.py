@@ -255,3 +255,88 @@ def test_a_signal_while_a_writer_registers_does_not_wait_for_another_threads_clo
     )
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert _closed_steps(tmp_path / "w1.arrow") == list(range(300_000))
+
+
+def test_a_writer_dropped_in_a_cycle_and_collected_on_the_flusher_thread_is_still_closed(tmp_path):
+    """The finalizer ran on the flusher thread (a garbage collection there) and waited for that thread to
+    end: the process exited with the file live and every pending event lost (4 of 60 runs, no error)."""
+    path = tmp_path / "run.arrow"
+    done = _child(
+        """
+        import gc, sys, time
+        from lossfmt import LossWriter
+        w = LossWriter(sys.argv[1], flush_secs=0.2)
+        for step in range(20_000):
+            w.add(step, float(step))
+        class Trainer:
+            pass
+        t = Trainer()
+        t.self, t.w = t, w  # a young cycle holding the writer
+        del w, t
+        junk = []
+        while gc.get_count()[0] < gc.get_threshold()[0] - 5:
+            junk.append([])  # the next allocations, the flusher's, collect the cycle on its thread
+        time.sleep(1.5)
+        """,
+        str(path),
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert _closed_steps(path) == list(range(20_000))
+
+
+def test_two_signals_in_one_close_are_both_handled(tmp_path):
+    """Only the first signal deferred in a critical stretch was handled: a SIGTERM after a SIGINT was
+    swallowed (the process went on instead of dying by it)."""
+    path = tmp_path / "run.arrow"
+    done = _child(
+        """
+        import os, signal, sys
+        from lossfmt import LossWriter
+        w = LossWriter(sys.argv[1], flush_secs=3600, close_on_signal=True)
+        for step in range(100):
+            w.add(step, 1.0)
+        stop = w._flusher.stop
+        def signalled_stop():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            stop()
+        w._flusher.stop = signalled_stop
+        try:
+            w.close()
+        except KeyboardInterrupt:
+            pass
+        print("not reached: the SIGTERM ends the process", flush=True)
+        """,
+        str(path),
+    )
+    assert done.returncode == -signal.SIGTERM and done.stdout == "", done.stderr
+    assert _closed_steps(path) == list(range(100))
+
+
+def test_a_signal_inside_register_leaves_no_writer_registered(tmp_path):
+    """The deferred handler closed the writer before LossWriter kept its release: it stayed registered and
+    lossfmt's handler was never restored."""
+    done = _child(
+        """
+        import os, signal, sys
+        import lossfmt._signals as signals
+        from lossfmt import LossWriter
+        calls = []
+        signal.signal(signal.SIGTERM, lambda *a: calls.append(a[0]))
+        first = LossWriter(sys.argv[1] + ".first", close_on_signal=True)  # lossfmt's handler installed
+        install = signals._install
+        def signalled_install():
+            signals._install = install
+            os.kill(os.getpid(), signal.SIGTERM)
+            install()
+        signals._install = signalled_install
+        w = LossWriter(sys.argv[1], close_on_signal=True)
+        closed = w.closed
+        first.close()
+        ours = signal.getsignal(signal.SIGTERM) is signals._handle
+        print(closed, len(calls), len(signals._closers), ours)
+        """,
+        str(tmp_path / "run.arrow"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "1", "0", "False"]
