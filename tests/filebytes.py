@@ -51,18 +51,28 @@ def closed_bytes(sch: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     return _framing.Sealer().seal(sink.getvalue().to_pybytes())
 
 
-def message_ends(data: bytes, kind: str | None = None) -> list[int]:
-    """Offsets where the messages (of `kind`, if given) of a live file end; the schema's end comes first."""
+def _messages(data: bytes) -> list[tuple[int, int, str]]:
+    """(start, end, type) of each message of a live file after the magic, the schema first."""
     r = pa.BufferReader(pa.py_buffer(data))
     r.seek(len(schema.MAGIC))
-    ends = []
+    found = []
     while True:
+        start = r.tell()
         try:
             msg = pa.ipc.read_message(r)
         except (EOFError, OSError, pa.ArrowInvalid):
-            return ends
-        if kind is None or msg.type == kind:
-            ends.append(r.tell())
+            return found
+        found.append((start, r.tell(), msg.type))
+
+
+def message_ends(data: bytes, kind: str | None = None) -> list[int]:
+    """Offsets where the messages (of `kind`, if given) of a live file end; the schema's end comes first."""
+    return [end for _, end, type_ in _messages(data) if kind is None or type_ == kind]
+
+
+def message_starts(data: bytes, kind: str | None = None) -> list[int]:
+    """Offsets where the messages (of `kind`, if given) of a live file start."""
+    return [start for start, _, type_ in _messages(data) if kind is None or type_ == kind]
 
 
 def batch_ends(data: bytes) -> list[int]:

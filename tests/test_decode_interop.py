@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from filebytes import live_bytes
+from filebytes import live_bytes, message_starts
 
 from lossfmt import LossFormatError, _columns, _decode, _framing, follow, read, schema
 
@@ -85,17 +85,7 @@ def _batches(sch: pa.Schema, n: int, **dictionaries: list[str | None]) -> list[p
 
 def _dictionary_offsets(data: bytes) -> list[int]:
     """Where each dictionary message starts (pyarrow writes them in field order: tag, then reduction)."""
-    reader = pa.BufferReader(pa.py_buffer(data))
-    reader.seek(len(schema.MAGIC))
-    offsets = []
-    while True:
-        at = reader.tell()
-        try:
-            message = pa.ipc.read_message(reader)
-        except (EOFError, OSError, pa.ArrowInvalid):
-            return offsets
-        if message.type == "dictionary":
-            offsets.append(at)
+    return message_starts(data, "dictionary")
 
 
 # Every field nullable (what pyarrow, pandas and Polars schemas give by default), none, each one flipped.
