@@ -34,7 +34,6 @@ IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_d
 #: The live stream: a flush that brings new tags appends them as a delta dictionary message (the encoder's
 #: dictionary only grows), so K tags over K flushes write O(K) dictionary bytes, not O(K^2).
 LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_deltas=True)
-_COPY_CHUNK = 1 << 20
 #: Schema metadata key of the schema message's CRC-32C (spec/FORMAT.md §1.6), required with KEY_CHECKSUM.
 _SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
 
@@ -241,6 +240,7 @@ class LiveFile:
         self.header = self.header or _header(fd)
         self.size = os.fstat(fd).st_size
         self.flushes = 0  # appended since the file was opened or last replaced
+        self.cut = False  # close() was cut short as it compacted: the file still live, whole and locked
         #: The dictionaries of the stream's last batch, by column (the stream's state); empty before a flush.
         self.dictionaries: dict[int, pa.Array[Any]] = {}
         self._restart_stream(None)
@@ -296,13 +296,7 @@ class LiveFile:
         # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
         temp = _locking.TempFile(self.target)
         try:
-            offset = 0
-            while offset < end:
-                chunk = os.pread(fd, min(_COPY_CHUNK, end - offset), offset)
-                if not chunk:
-                    raise LossFormatError(f"{os.fspath(self.path)}: shrank while being resumed")
-                _locking.write_all(temp.fd, chunk, temp.path)
-                offset += len(chunk)
+            _locking.copy_prefix(fd, temp, end, self.path)
             temp.commit(fd)
         except BaseException:
             temp.discard()
@@ -377,13 +371,16 @@ class LiveFile:
             )
 
     def close(self, *, compact: bool) -> None:
-        """Compact (if `compact`) and release the lock; the descriptor is closed whatever happens.
+        """Compact (if `compact`) and release the lock; the descriptor is closed whatever happens, unless a
+        KeyboardInterrupt (any BaseException) cuts the compaction short: then the file, still whole, stays
+        locked (`cut`) for close() to be called again.
 
         Never touches a file it does not hold the lock on (FileReplacedError instead), and never replaces the
         live file by a closed one that lacks any of its `rows` (LossFormatError; the live file stays).
         """
         from lossfmt._compact import compact_locked  # compaction builds on this module
 
+        self.cut = False
         try:
             if compact:
                 self.check_identity()
@@ -395,5 +392,9 @@ class LiveFile:
                     end=os.fstat(self.fd).st_size,  # the writer's own file ends on its last record batch
                     name=self.path,
                 )
+        except BaseException as exc:  # (cut after the rename: the path holds the closed file, all is done)
+            self.cut = not isinstance(exc, Exception) and _locking.same_file(self.target, self.fd)
+            raise
         finally:
-            _locking.release(self.fd)
+            if not self.cut:
+                _locking.release(self.fd)

@@ -214,6 +214,17 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
+def copy_prefix(fd: int, temp: TempFile, end: int, name: Path) -> None:
+    """Copy the first `end` bytes of the file `fd` into `temp` (a resume that drops the file's tail)."""
+    offset = 0
+    while offset < end:
+        chunk = os.pread(fd, min(1 << 20, end - offset), offset)
+        if not chunk:
+            raise LossFormatError(f"{os.fspath(name)}: shrank while being resumed")
+        write_all(temp.fd, chunk, temp.path)
+        offset += len(chunk)
+
+
 class TempFile:
     """A locked, hidden temp file beside `path` that `commit()` atomically renames over it (keeping the
     mode of the file it replaces)."""

@@ -67,9 +67,15 @@ class Run:
                 file.close(compact=False)
             raise
 
+    @property
+    def done(self) -> bool:
+        """Closed for good: False before close(), and after a close() cut short while it compacted."""
+        return self.finished and not self.file.cut
+
     def close(self) -> None:
         """Stop the flusher, write the last rows, compact, unlock. Idempotent: a close() called meanwhile (in
-        another thread) returns once this one has closed the file. A no-op in a forked child."""
+        another thread) returns once this one has closed the file; one called after a close() that Ctrl-C cut
+        short as it compacted compacts again. A no-op in a forked child."""
         if os.getpid() != self.pid:
             return
         flusher = self.flusher
@@ -78,21 +84,27 @@ class Run:
             return
         with _signals.critical, self._closing:  # a SIGTERM meanwhile is handled once the file is closed
             if self.finished:
+                if self.file.cut:
+                    self._close_file(compact=True)
                 return
             self.finished = True
             try:
                 flusher.stop()
             finally:
                 # Never close a descriptor the flusher may still write to (a join cut short): it stays open.
-                try:
-                    if not flusher.running:
-                        self.file.close(compact=flusher.error is None)
-                finally:
-                    if self.on_closed is not None:  # (a signal meanwhile found this writer to wait for)
-                        on_closed, self.on_closed = self.on_closed, None
-                        on_closed()
+                self._close_file(compact=flusher.error is None, file=not flusher.running)
             if not flusher.reported:
                 flusher.raise_error()
             elif flusher.error is not None:
                 _checks.warn_left_live(self.file.path, flusher.error)
             flusher.encoder.raise_unread()
+
+    def _close_file(self, *, compact: bool, file: bool = True) -> None:
+        try:
+            if file:
+                self.file.close(compact=compact)
+        finally:
+            # (a signal meanwhile found this writer to wait for)
+            if self.on_closed is not None and not self.file.cut:
+                on_closed, self.on_closed = self.on_closed, None
+                on_closed()

@@ -292,7 +292,8 @@ class LossWriter(_compiled.Base):
         replaced, FileReplacedError (the file at the path is left alone). If the file lacks events this writer
         wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is. Memory stays
         bounded (about 200 MB at most) whatever the run's length. Called while another thread closes the
-        writer, it returns once the file is closed."""
+        writer, it returns once the file is closed. A close() cut short by Ctrl-C while it compacts leaves the
+        file live, whole and locked: call close() again (the program's exit does it too) to compact it."""
         if self._forked:
             return
         self._ok = False
@@ -300,7 +301,8 @@ class LossWriter(_compiled.Base):
         try:
             self._run.close()
         finally:  # (after: at exit, the finalizer waits for a close() a daemon thread has begun)
-            self._finalizer.detach()
+            if self._run.done:
+                self._finalizer.detach()
 
     def __enter__(self) -> LossWriter:
         return self

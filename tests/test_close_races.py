@@ -340,3 +340,50 @@ def test_a_signal_inside_register_leaves_no_writer_registered(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "1", "0", "False"]
+
+
+CTRL_C_IN_COMPACTION = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lossfmt._file
+    from lossfmt import LossWriter
+
+    w = LossWriter(sys.argv[1], flush_secs=3600)
+    for step in range(int(sys.argv[2])):
+        w.add(step, float(step))
+    write = lossfmt._file._write_rebatched
+    def interrupted(*args):  # a real Ctrl-C (Python's default handler) while close() compacts
+        lossfmt._file._write_rebatched = write
+        os.kill(os.getpid(), signal.SIGINT)
+        return write(*args)
+    lossfmt._file._write_rebatched = interrupted
+    try:
+        w.close()
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", flush=True)
+    if sys.argv[3] == "again":
+        w.close()
+        print("closed" if w.closed else "open", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("then", ["again", "exit"])
+def test_ctrl_c_while_close_compacts_leaves_a_close_to_finish(tmp_path, then):
+    """A Ctrl-C during close()'s compaction left the file live for good: the writer counted as closed, so a
+    second close() (or the exit) did nothing, and pandas, Polars and pyarrow could not open the run. Now the
+    writer keeps its file locked and whole, and close() called again, or the program's exit, compacts it."""
+    path = tmp_path / "run.arrow"
+    child = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_COMPACTION, str(path), str(N), then],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    expected = "KeyboardInterrupt\nclosed" if then == "again" else "KeyboardInterrupt"
+    assert child.stdout.strip() == expected
+    assert _closed_steps(path) == list(range(N))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.arrow"]  # no temp file left beside it
+    with LossWriter(path):  # and unlocked
+        pass
