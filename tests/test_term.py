@@ -130,11 +130,9 @@ def test_a_tag_that_matches_nothing_is_an_error_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "named"),
     [
-        (["--logy"], "--logy"),
         (["--per", "epoch"], "--per"),
         (["--normalize", "per-item"], "--normalize"),
         (["--x", "epoch"], "--x"),
-        (["--ylim", "0", "1"], "--ylim"),
         (["--split"], "--split"),
         (["--mean-runs", "--band"], "--band, --mean-runs"),
         (["--label", "lr"], "--label"),
@@ -153,6 +151,71 @@ def test_an_option_the_terminal_does_not_draw_is_refused_not_ignored(
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "--term draws per-step curves" in done.stderr
     assert f": {named} " in done.stderr
+
+
+def _y_labels(frame: str) -> list[str]:
+    """The y tick labels of a frame, top to bottom."""
+    return [line[: braille._Y_LABEL].strip() for line in frame.split("\n") if "┤" in line]
+
+
+def test_a_log_axis_labels_decades_and_leaves_out_values_below_zero() -> None:
+    """--term refused --logy: a loss falling over decades was a flat line after its first steps."""
+    steps = np.arange(4000)
+    values = 10.0 ** (1 - steps / 1000)  # 10 down to 0.01: three decades and more
+    values[[100, 200]] = [0.0, -1.0]  # not drawn on a log axis, and not marked as non-finite
+    values[300] = math.nan
+    frame = term.render([term.Series("loss", steps, values)], 100, 30, color=False, logy=True)
+    assert _y_labels(frame) == ["10", "1", "0.1", "0.01"]
+    lines = frame.split("\n")
+    assert lines[1].count("×") == 1  # the NaN alone
+    plot = [line[braille._Y_LABEL + 1 :] for line in lines[2:-2]]
+    # Evenly falling on the log axis: the curve's row grows steadily with the step (a line, not an L).
+    rows = [next(r for r, line in enumerate(plot) if braille_cells(line[c])) for c in (10, 40, 70)]
+    assert rows[0] < rows[1] < rows[2] and abs((rows[1] - rows[0]) - (rows[2] - rows[1])) <= 1
+
+
+def test_a_log_axis_within_a_decade_labels_steps_of_it() -> None:
+    steps = np.arange(100)
+    frame = term.render(
+        [term.Series("loss", steps, np.linspace(0.9, 0.3, 100))], 80, 24, color=False, logy=True
+    )
+    labels = [float(label) for label in _y_labels(frame)]
+    assert len(labels) >= 2 and labels == sorted(labels, reverse=True)
+    assert all(0.3 <= v <= 0.9 for v in labels)
+    nothing = term.render([term.Series("loss", steps, -np.ones(100))], 80, 24, color=False, logy=True)
+    assert "no values above 0" in nothing
+
+
+def test_a_fixed_y_range_puts_values_beyond_it_on_its_edge() -> None:
+    steps = np.arange(1000)
+    values = np.full(1000, 0.25)
+    values[500] = 50.0  # a spike far above the range asked for
+    frame = term.render([term.Series("loss", steps, values)], 100, 30, color=False, ylim=(0.0, 1.0))
+    assert _y_labels(frame)[0] == "1" and _y_labels(frame)[-1] == "0"
+    plot = [line[braille._Y_LABEL + 1 :] for line in frame.split("\n")[2:-2]]
+    assert 1 <= braille_cells(plot[0]) <= 2  # the spike, cut at the top edge
+    quarter = next(r for r, line in enumerate(plot) if braille_cells(line) >= 80)  # the flat line at 0.25
+    assert abs(quarter - 0.75 * (len(plot) - 1)) <= 1
+
+
+def test_term_takes_logy_and_ylim_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in range(2000):
+            w.add(step, 10.0 ** (1 - step / 500))
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term", "--logy", "--ylim", "0.1", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100", "LINES": "30"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert _y_labels(done.stdout) == ["10", "1", "0.1"]
+    refused = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term", "--logy", "--ylim", "0", "10"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "LO must be above 0" in refused.stderr
 
 
 def test_a_term_frame_takes_the_title_given(tmp_path: Path) -> None:

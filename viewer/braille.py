@@ -9,7 +9,7 @@ text in, text out: `term` reads the files and drives it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,25 +34,43 @@ class Series:
     state: transforms.SmoothState | None = None
 
 
-def render(series: Sequence[Series], width: int, height: int, *, color: bool, title: str = "") -> str:
-    """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline)."""
+def render(
+    series: Sequence[Series],
+    width: int,
+    height: int,
+    *,
+    color: bool,
+    title: str = "",
+    logy: bool = False,
+    ylim: tuple[float, float] | None = None,
+) -> str:
+    """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline). With
+    `logy` the y axis is logarithmic (values <= 0 are not drawn); `ylim` fixes its range (values beyond it
+    are drawn on its edge)."""
     shown = [s for s in series if s.steps.size]
     cols, rows = max(width - _Y_LABEL - 6, 8), max(height - 4, 2)  # " step"; title, NaN row, x axis, legend
     if not shown:
         return "\n".join([title[:width], "(no events yet)"])
     x0 = min(int(s.steps[0]) for s in shown)
     x1 = max(int(s.steps[-1]) for s in shown)
-    y_lo, y_hi = _y_range(shown)
+    if logy:
+        shown = [_log10(s) for s in shown]
+        if not any(np.isfinite(s.values).any() for s in shown):
+            return "\n".join([title[:width], "(no values above 0 to draw on a log axis)"])
+    if ylim is None:
+        y_lo, y_hi = _y_range(shown)
+    else:
+        y_lo, y_hi = (math.log10(ylim[0]), math.log10(ylim[1])) if logy else ylim
     canvas = _Canvas(cols, rows, x0, x1, y_lo, y_hi)
     for i, s in enumerate(shown):
         # Without colours "faint" is the outline: only each column's extremes, so the line stands out.
         canvas.plot(s.steps, s.values, layer=2 * i, outline=not color and s.smoothed is not None)
     for i, s in enumerate(shown):
         if s.smoothed is not None:
-            canvas.plot(s.steps, s.smoothed, layer=2 * i + 1)
+            canvas.plot(s.steps, s.smoothed, layer=2 * i + 1, mark=not logy)  # (log: <= 0 is NaN)
     lines = [_fit(title, width)]
     lines.append(" " * (_Y_LABEL + 1) + canvas.nan_row(color))
-    ticks = _ticks(y_lo, y_hi, rows)
+    ticks = _log_ticks(y_lo, y_hi, rows) if logy else _ticks(y_lo, y_hi, rows)
     for r, body in enumerate(canvas.lines(color, _layer_style)):
         label = ticks.get(r, "")
         lines.append(f"{label:>{_Y_LABEL}}{'┤' if label else '│'}{body}")
@@ -77,15 +95,17 @@ class _Canvas:
         self.layer = np.full((rows, cols), -1, np.int64)
         self.nan = np.zeros(cols, bool)
 
-    def plot(self, steps: np.ndarray, values: np.ndarray, *, layer: int, outline: bool = False) -> None:
+    def plot(
+        self, steps: np.ndarray, values: np.ndarray, *, layer: int, outline: bool = False, mark: bool = True
+    ) -> None:
         """Draw a curve: per dot column from its lowest to its highest value (joined to the next column);
-        with `outline` only each column's lowest and highest dot."""
+        with `outline` only each column's lowest and highest dot; `mark`: its non-finite values are marked."""
         px = 2 * self.cols
         x, y = transforms.decimate(steps, values, px)
         span = max(self.x1 - self.x0, 1)
         col = np.minimum(((x - self.x0) * (px / span)).astype(np.int64), px - 1)
         bad = ~np.isfinite(y)
-        if bad.any():
+        if mark and bad.any():
             self.nan[col[bad] // 2] = True
         col, y = col[~bad], y[~bad]
         if not col.size:
@@ -173,14 +193,43 @@ def _y_range(series: Sequence[Series]) -> tuple[float, float]:
     return lo, hi
 
 
+def _log10(s: Series) -> Series:
+    """`s` on a log axis: log10 of its values; those <= 0 (and -inf) left out, NaN and +inf kept (marked)."""
+    keep = ~(s.values <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smoothed = (
+            None if s.smoothed is None else np.log10(np.where(s.smoothed > 0, s.smoothed, np.nan))[keep]
+        )
+        return Series(s.label, s.steps[keep], np.log10(s.values[keep]), smoothed)
+
+
 def _ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
     """y tick labels by cell row: round numbers, about one every four rows."""
-    out = {}
-    for value in _nice(lo, hi, max(2, rows // 4)):
-        # The cell row whose dots the value lands on (as _Canvas.plot places them).
+    return _place(((value, _fmt(value)) for value in _nice(lo, hi, max(2, rows // 4))), lo, hi, rows)
+
+
+def _log_ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
+    """y tick labels of a log axis (`lo`, `hi`: log10 of its range): powers of ten, or 1-2-5 steps within
+    a decade or two, or round numbers of the range itself within less."""
+    n = max(2, rows // 4)
+    every = max(1, math.ceil((math.floor(hi) - math.ceil(lo) + 1) / n))  # (a decade is one label at most)
+    decades = [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1, every)]
+    picks = [math.log10(m) + k for k in range(math.floor(lo), math.floor(hi) + 1) for m in (1, 2, 5)]
+    steps = [p for p in picks if lo <= p <= hi]
+    if len(decades) < 2 and len(steps) >= 2:
+        decades = steps
+    elif len(decades) < 2:
+        decades = [math.log10(v) for v in _nice(10**lo, 10**hi, n) if v > 0]
+    return _place(((p, _fmt(float(f"{10**p:.3g}"))) for p in decades), lo, hi, rows)
+
+
+def _place(ticks: Iterable[tuple[float, str]], lo: float, hi: float, rows: int) -> dict[int, str]:
+    """Tick labels by the cell row their value lands on (as _Canvas.plot places dots); one per row."""
+    out: dict[int, str] = {}
+    for value, label in ticks:
         r = int(np.rint((hi - value) * (4 * rows - 1) / (hi - lo))) // 4 if hi > lo else 0
         if 0 <= r < rows and r not in out:
-            out[r] = _fmt(value)[:_Y_LABEL]
+            out[r] = label[:_Y_LABEL]
     return out
 
 

@@ -164,6 +164,8 @@ def _plot(ns: argparse.Namespace) -> int:
             follow=ns.follow,
             interval=ns.poll,
             title=ns.title,
+            logy=ns.logy,
+            ylim=tuple(ns.ylim) if ns.ylim else None,
         )
     # Files are read and checked while matplotlib is imported on another thread: the read is mostly
     # C++ and numpy (no GIL), the import mostly Python, so both cores work; a bad file still fails fast.
@@ -236,8 +238,6 @@ _NOT_WITH_TERM = {
     "--band": "band",
     "--spread": "spread",
     "--mean-runs": "mean_runs",
-    "--logy": "logy",
-    "--ylim": "ylim",
     "--size": "size",
     "--dpi": "dpi",
     "--keep-rewound": "keep_rewound",
@@ -249,7 +249,7 @@ def _check_term(ns: argparse.Namespace) -> None:
     given = [opt for opt, dest in _NOT_WITH_TERM.items() if getattr(ns, dest) != defaults.get_default(dest)]
     if given:
         raise v.OptionError(
-            f"--term draws per-step curves with --tag, --smooth, --title and --follow only: "
+            f"--term draws per-step curves with --tag, --smooth, --title, --logy, --ylim and --follow only: "
             f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the matplotlib views (a window, "
             "an image with -o, or a browser with --web)"
         )

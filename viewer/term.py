@@ -238,24 +238,30 @@ def run(
     follow: bool = False,
     interval: float | None = None,
     title: str | None = None,
+    logy: bool = False,
+    ylim: tuple[float, float] | None = None,
     out: TextIO | None = None,
 ) -> int:
     """``lossview FILE... --term [--follow]``: print one frame, or redraw in place until Ctrl-C (exit 0).
     `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`); `interval` the seconds
-    between polls while following (``--poll``; default 0.25); `title` replaces the frame's first line."""
+    between polls while following (``--poll``; default 0.25); `title` replaces the frame's first line;
+    `logy` and `ylim` as ``--logy`` and ``--ylim``."""
     out = sys.stdout if out is None else out
     # One frame: every argument must name runs now. Following: the view waits for what is not there yet.
     args = files if follow else lossfmt.run_paths(list(files))
     view = TermView(args, tags=tags, smooth=smooth, title=title)
+    axis: dict[str, Any] = {"logy": logy, "ylim": ylim}
     if not follow:
         view.load()
         if not view.series:
             raise NoDataError("no events to draw" + (f" for --tag {' '.join(tags)}" if tags else ""))
         width, height = _size(out)
-        out.write(render(list(view.series.values()), width, height, color=out.isatty(), title=view.title()))
-        out.write("\n")
+        frame = render(
+            list(view.series.values()), width, height, color=out.isatty(), title=view.title(), **axis
+        )
+        out.write(frame + "\n")
         return 0
-    return _live(view, out, _INTERVAL if interval is None else interval)
+    return _live(view, out, _INTERVAL if interval is None else interval, axis)
 
 
 def _size(out: TextIO) -> tuple[int, int]:
@@ -270,7 +276,7 @@ def _size(out: TextIO) -> tuple[int, int]:
     return columns, lines if out.isatty() else min(lines, 30)
 
 
-def _live(view: TermView, out: TextIO, interval: float) -> int:
+def _live(view: TermView, out: TextIO, interval: float, axis: dict[str, Any]) -> int:
     """Redraw on each change and on resize (SIGWINCH), in the alternate screen, until Ctrl-C."""
     wake = threading.Event()
     previous = signal.signal(signal.SIGWINCH, lambda *_: wake.set()) if hasattr(signal, "SIGWINCH") else None
@@ -281,7 +287,7 @@ def _live(view: TermView, out: TextIO, interval: float) -> int:
             while True:
                 size = _size(out)
                 if view.poll() or shown != size:
-                    frame = render(list(view.series.values()), *size, color=tty, title=view.title())
+                    frame = render(list(view.series.values()), *size, color=tty, title=view.title(), **axis)
                     if tty:
                         out.write("\x1b[H" + "\x1b[K\n".join(frame.split("\n")) + "\x1b[K\x1b[J")
                     else:
