@@ -50,8 +50,10 @@ def scan_polars(source: _sources.Source, *, live: str = "read", verify: bool = T
     snapshots: dict[str, pa.Table] = {}
     for path in paths:
         file_schema = footer_schema(path, verify=verify)
-        if file_schema is None:
-            if not read_footerless(path, live, "use lossfmt.scan_polars(..., live='read')"):
+        if file_schema is None or not _sources.utf8(path):  # (a name Polars cannot open: read by lossfmt)
+            if file_schema is None and not read_footerless(
+                path, live, "use lossfmt.scan_polars(..., live='read')"
+            ):
                 continue
             snapshots[path] = read(path, verify=verify)
             file_schema = snapshots[path].schema
@@ -61,7 +63,8 @@ def scan_polars(source: _sources.Source, *, live: str = "read", verify: bool = T
     frames: list[pl.LazyFrame] = []
     local = [p for p in labels if p not in snapshots and not _sources.is_url(p)]
     if local:
-        frame = pl.scan_ipc(local, include_file_paths=_PATH)
+        # The paths are files already: a '[' or '*' in a run's name is no glob, a directory no hive key.
+        frame = pl.scan_ipc(local, glob=False, hive_partitioning=False, include_file_paths=_PATH)
         run = pl.col(_PATH).replace_strict({p: labels[p] for p in local}, return_dtype=pl.String)
         frames.append(frame.with_columns(run.alias(s.RUN)).select(order))
     remote = [p for p in labels if p not in snapshots and _sources.is_url(p)]

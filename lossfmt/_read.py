@@ -138,6 +138,8 @@ def _check_columns(columns: Sequence[str] | str | None) -> tuple[str, ...] | Non
     """The requested column names as a tuple (None: all), or ValueError naming what is wrong."""
     if columns is None:
         return None
+    if isinstance(columns, bytes) or not isinstance(columns, str | Iterable):
+        raise TypeError(f"columns must be a column name or a list of them, got {type(columns).__name__}")
     wanted = (columns,) if isinstance(columns, str) else tuple(columns)
     known = (*s.COLUMNS, s.RUN)
     for name in wanted:

@@ -33,6 +33,7 @@ __all__ = [
     "is_url",
     "locate",
     "matching_tags",
+    "open_file",
     "open_url",
     "run_labels",
     "run_paths",
@@ -41,6 +42,7 @@ __all__ = [
     "stat_url",
     "tag_names",
     "tag_patterns",
+    "utf8",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -188,6 +190,24 @@ def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
     return labels
 
 
+def open_file(path: str) -> pa.NativeFile:
+    """A run file opened for pyarrow to read: a URL through its filesystem, a local path directly, or through
+    Python's own file where pyarrow cannot name it (a file name that is not UTF-8: see `utf8`)."""
+    if is_url(path):
+        return open_url(path)
+    return pa.OSFile(path, "r") if utf8(path) else pa.PythonFile(open(path, "rb"), mode="r")
+
+
+def utf8(path: str) -> bool:
+    """Whether pyarrow and Polars can name `path`: they take paths as UTF-8, and a file name of other bytes
+    (Latin-1, as ``os.listdir`` gives it: with surrogates) has none."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _local_form(path: str) -> str:
     """A URL as the path it names (no scheme, no options), for labels; a local path as it is."""
     return split_url(path)[1] if is_url(path) else path
@@ -197,7 +217,7 @@ def tag_patterns(tags: Sequence[str] | str) -> list[str]:
     """`tags` as a list of patterns, checked: a str is one pattern; an empty one, or an empty list (which
     would select nothing, silently), is a ValueError; anything but text a TypeError. (No filter is None.)"""
     patterns = [tags] if isinstance(tags, str) else list(tags) if isinstance(tags, Iterable) else None
-    if patterns is None:
+    if patterns is None or isinstance(tags, bytes | bytearray):
         raise TypeError(f"tags must be a tag name, a glob or a list of them, got {type(tags).__name__}")
     if not patterns:
         raise ValueError("tags is empty: name at least one tag or glob, or pass None for every tag")

@@ -179,7 +179,7 @@ def _closed_file(path: str, budget: int, verify: bool = False) -> _Closed | None
     `budget`, its bytes; None if it has no footer. Read, never memory-mapped: a writer may be replacing it.
     With `verify`, the whole file is read and its checksums checked (LossFormatError at the damage)."""
     try:
-        source = _sources.open_url(path) if _sources.is_url(path) else pa.OSFile(path, "r")
+        source = _sources.open_file(path)
     except FileNotFoundError:
         raise NoSuchFileError(f"{path}: no such file") from None
     except OSError as exc:
@@ -187,7 +187,10 @@ def _closed_file(path: str, budget: int, verify: bool = False) -> _Closed | None
     with source:
         try:
             size = source.size()
-            hold = not _sources.is_url(path) and size <= min(HOLD_FILE_BYTES, budget)
+            # (held whatever its size where pyarrow cannot name it: see _sources.utf8)
+            hold = not _sources.is_url(path) and (
+                size <= min(HOLD_FILE_BYTES, budget) or not _sources.utf8(path)
+            )
             data = source.read_buffer(size) if hold or verify else None
             found = _Closed(pa.ipc.open_file(source if data is None else data).schema, data if hold else None)
         except (pa.ArrowInvalid, OSError):
@@ -206,8 +209,12 @@ def read_ranks(source: Source, *, tags: Sequence[str] | None = None) -> pa.Table
     files are read as by ``lossfmt.read``.
     """
     tables = []
-    for path in _expand(source)[0]:
-        table = read(path, tags=tags)
+    paths = _expand(source)[0]
+    read_tables = [read(path) for path in paths]
+    if tags is not None:  # a tag of any rank's file means that tag in every file, as lossfmt.read selects
+        known = set().union(*(_sources.tag_names(t) for t in read_tables))
+        read_tables = [_sources.select_tags(t, tags, among=known) for t in read_tables]
+    for path, table in zip(paths, read_tables, strict=True):
         info = schema.run_info(table.schema)
         n = table.num_rows
         table = table.replace_schema_metadata(None)
@@ -225,6 +232,10 @@ def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
     the members' counts), epoch (the largest), wall_time (the latest); sorted by [run], tag, step. A
     non-finite member value makes that step's mean non-finite, so a diverged rank or seed stays visible.
     """
+    if not isinstance(table, pa.Table):
+        raise TypeError(
+            f"mean_across takes a pyarrow Table (as lossfmt.read gives), not {type(table).__name__}"
+        )
     if over not in table.column_names:
         raise ValueError(f"mean_across: the table has no {over!r} column to average over")
     keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -15,7 +16,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import lossfmt
-from lossfmt.dataset import dataset, mean_across
+from lossfmt.dataset import dataset, mean_across, read_ranks
 from lossfmt.schema import LossFormatError
 
 #: The module (``lossfmt.dataset`` is the function it exports).
@@ -260,6 +261,43 @@ def test_mean_across_needs_the_column_it_averages_over():
     table = pa.table({"tag": ["loss"], "step": [0], "value": [1.0]})
     with pytest.raises(ValueError, match="no 'rank' column"):
         mean_across(table)
+
+
+def test_mean_across_of_something_else_than_a_table_is_a_type_error():
+    """A pandas DataFrame gave "AttributeError: 'DataFrame' object has no attribute 'column_names'"."""
+    frame = pa.table({"tag": ["loss"], "step": [0], "value": [1.0], "rank": [0]}).to_pandas()
+    with pytest.raises(TypeError, match=r"mean_across takes a pyarrow Table .* not DataFrame"):
+        mean_across(frame)
+
+
+def test_read_ranks_selects_tags_alike_in_every_rank_file(tmp_path):
+    """A tag named `a[1]` in one rank's file was a glob in another's, which it matched as `a1`: an unrelated
+    tag merged into the series. As in lossfmt.read, a pattern that is a tag of any file is that tag in all."""
+    for rank, tags in ((0, ["a[1]", "a1"]), (1, ["a1"])):
+        with lossfmt.LossWriter(tmp_path / f"rank{rank}.arrow", meta={"rank": rank}) as w:
+            for tag in tags:
+                w.add(0, float(rank), tag)
+    chosen = read_ranks(tmp_path / "rank*.arrow", tags="a[1]")
+    assert chosen.select(["rank", "tag"]).to_pylist() == [{"rank": 0, "tag": "a[1]"}]
+    assert read_ranks(tmp_path / "rank*.arrow", tags="a*").num_rows == 3
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_run_whose_file_name_is_not_utf8_is_in_the_dataset_and_polars_frame(tmp_path, monkeypatch, hold):
+    """pyarrow and Polars take paths as UTF-8: a Latin-1 file name (which lossfmt.read reads) made dataset(),
+    scan_polars() and every lossview picture of its directory fail with a raw UnicodeEncodeError."""
+    if not hold:  # a file too large to hold is scanned from disk, where pyarrow would need its name
+        monkeypatch.setattr(DATASET_MODULE, "HOLD_FILE_BYTES", 0)
+    runs = tmp_path / "runs"
+    latin = os.fsdecode(os.fsencode(runs) + b"/caf\xe9.arrow")
+    for path, value in ((latin, 1.0), (runs / "plain.arrow", 2.0)):
+        with lossfmt.LossWriter(path) as w:
+            w.add(0, value)
+    table = dataset(runs).to_table().sort_by("value")
+    assert table.column("value").to_pylist() == [1.0, 2.0]
+    assert table.column("run").to_pylist() == [lossfmt.run_info(latin)["run"], "plain"]
+    frame = lossfmt.scan_polars(runs).collect().sort("value")
+    assert frame["value"].to_list() == [1.0, 2.0]
 
 
 def test_mean_across_refuses_counts_whose_sum_would_wrap_around():

@@ -427,6 +427,14 @@ def test_bad_columns_raise_value_error_saying_what_is_wrong(tmp_path, sch, colum
         read(path, columns=columns)
 
 
+@pytest.mark.parametrize("columns", [5, b"value", None.__class__])
+def test_columns_of_the_wrong_type_are_a_type_error_naming_it(tmp_path, sch, columns):
+    """`columns=5` was a raw "'int' object is not iterable"; bytes were iterated as ints."""
+    path = _write(tmp_path / "c.arrow", closed_bytes(sch, [_batch(sch, _rows(2))]))
+    with pytest.raises(TypeError, match="columns must be a column name or a list of them, got "):
+        read(path, columns=columns)
+
+
 def test_unknown_columns_are_rejected_before_any_file_is_read(tmp_path):
     with pytest.raises(ValueError, match="unknown column 'Value'"):
         read(tmp_path / "missing.arrow", columns=["Value"])

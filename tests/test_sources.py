@@ -168,6 +168,7 @@ def test_a_tag_name_in_one_run_is_literal_in_every_run_read_together(tmp_path):
         ((), ValueError, "tags is empty"),
         ([1], TypeError, "tags must be text, got int 1"),
         (5, TypeError, "tags must be a tag name, a glob or a list of them, got int"),
+        (b"loss", TypeError, "tags must be a tag name, a glob or a list of them, got bytes"),
     ],
 )
 def test_a_selection_that_could_only_select_nothing_is_an_error_at_the_call(tmp_path, tags, error, match):
