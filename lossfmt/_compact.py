@@ -232,47 +232,56 @@ def compact(path: str | os.PathLike[str]) -> None:
 
 
 def _damage_offset(exc: LossFormatError) -> int | None:
-    """The byte offset a corruption error names (where the readable prefix ends at the latest), if any."""
+    """The byte offset a corruption error names (where the readable prefix ends at the latest), if any; not
+    the place a file that is not lossfmt lacks its magic or schema ("not a lossfmt file (... at byte 0)")."""
     offset = getattr(exc, "offset", None)
     if isinstance(offset, int):
         return offset
-    found = re.search(r"at byte (\d+)", str(exc))
+    found = re.search(r"corrupt at byte (\d+)", str(exc))
     return int(found.group(1)) if found else None
 
 
 def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     """Copy the decodable, verified prefix of a (possibly corrupt) file into a NEW closed file `out`.
 
-    For a file that `read` or a resuming writer reject as corrupt: every record batch before the first
-    damaged message is kept. `path` is never modified. Returns the number of events recovered.
-    FileExistsError if `out` exists; LossFormatError if even the header is unreadable.
+    For a file that `read` or a resuming writer reject as corrupt, live or closed (a damaged footer too):
+    every record batch before the first damaged message is kept, with the run's metadata (0 events if the
+    damage is in the first batch). `path` is never modified. Returns the number of events recovered.
+    FileExistsError if `out` exists; LossFormatError, and no `out` written, if even the header is unreadable.
     """
     source, dest = Path(path), Path(out)
     if os.path.lexists(dest):
         raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
-    end: int | None = None
-    first: LossFormatError | None = None  # the first damage found: the reason, if nothing can be kept
-    while True:  # damage names its offset (when the file is checked, or while reading): read up to there
-        dictionaries, good = _Dictionaries(), 0
-        try:
-            schema, batches = _open(source, source, end=end)
-        except LossFormatError:
-            if first is not None:  # nothing before the damage decodes: say why, not "empty file"
-                raise first from None
-            raise
-        try:
-            for batch in batches:
-                dictionaries.collect(batch)
-                good += 1
-            break
-        except LossFormatError as exc:
-            first = first or exc
-            offset = _damage_offset(exc)
-            if offset is None and good:
-                break  # damage without an offset: keep the batches decoded before it
-            if offset is None or (end is not None and offset >= end):
-                raise
-            end = offset
+    schema, dictionaries, good, end = _verified_prefix(source, dest)
     dictionaries.freeze()
     kept = itertools.islice(_open(source, source, end=end, stop_at_damage=True)[1], good)
     return _file.write_closed(dest, _merged_meta(schema, None), (dictionaries.remap(b) for b in kept))
+
+
+def _verified_prefix(source: Path, dest: Path) -> tuple[pa.Schema, _Dictionaries, int, int | None]:
+    """Salvage's first pass: the schema, the values the kept batches use, how many batches are kept, and
+    where the bytes read end (None: the whole file). Damage names its offset (a closed file's whole-file check
+    at once, a live file's windows while reading): the walk is retried on the bytes before it."""
+    end: int | None = None
+    first: LossFormatError | None = None  # the first damage found: the reason, if nothing can be kept
+    while True:
+        dictionaries, good = _Dictionaries(), 0
+        try:
+            schema, batches = _open(source, source, end=end)
+            for batch in batches:
+                dictionaries.collect(batch)
+                good += 1
+            return schema, dictionaries, good, end
+        except LossFormatError as exc:
+            offset = _damage_offset(exc)
+            if offset is None and good:
+                return schema, dictionaries, good, end  # damage without an offset: keep the batches before it
+            if offset is None or (end is not None and offset >= end):
+                if first is None:  # not a lossfmt file, or no prefix left to retry on
+                    raise
+                # nothing before the damage decodes: say why, not "empty file"
+                kept = f"nothing before it can be kept ({os.fspath(dest)} not written)"
+                nothing = LossFormatError(f"{first}; {kept}")
+                nothing.offset = first.offset
+                raise nothing from None
+            first, end = first or exc, offset

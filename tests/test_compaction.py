@@ -266,12 +266,19 @@ def test_compact_and_salvage_refuse_a_plain_arrow_file_as_read_does_and_leave_it
         assert sha256(path) == digest and not (tmp_path / "out.arrow").exists()
 
 
-def test_salvage_of_a_file_without_arrow_magic_says_so_not_empty_file(tmp_path):
+@pytest.mark.parametrize("junk", [b"junk\n", b"ARROW1\x00\x00junk\x00\x00\x00\x00"])
+def test_salvage_of_a_file_without_magic_or_schema_says_what_read_says(tmp_path, junk):
+    """Not "empty file", nor (the offset in "no Arrow magic at byte 0" taken for damage) "nothing before it
+    can be kept": the reason `read` gives."""
     path = tmp_path / "junk.arrow"
-    path.write_bytes(b"junk\n")
-    with pytest.raises(LossFormatError, match=r"no Arrow magic at byte 0"):
+    path.write_bytes(junk)
+    with pytest.raises(LossFormatError) as read_error:
+        lossfmt.read(path)
+    with pytest.raises(LossFormatError) as salvage_error:
         lossfmt.salvage(path, tmp_path / "out.arrow")
-    assert path.read_bytes() == b"junk\n" and not (tmp_path / "out.arrow").exists()
+    assert str(salvage_error.value) == str(read_error.value)
+    assert "not a lossfmt file (no " in str(read_error.value)
+    assert path.read_bytes() == junk and not (tmp_path / "out.arrow").exists()
 
 
 def test_meta_merged_on_resume_stays_strict_json_with_non_finite_floats_tagged(tmp_path):
