@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow, _file, _framing, _locking
+from lossfmt import _arrow, _file, _framing, _locking, _sources
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError, NoSuchFileError
 
@@ -218,7 +218,7 @@ def compact(path: str | os.PathLike[str]) -> None:
     try:
         _locking.remove_stale_temps(final)
         try:
-            with pa.OSFile(os.fspath(final), "r") as f, pa.ipc.open_file(f):
+            with _sources.open_file(os.fspath(final)) as f, pa.ipc.open_file(f):
                 closed = True  # it has a footer
         except (pa.ArrowException, OSError):
             closed = False

@@ -296,3 +296,21 @@ def test_meta_merged_on_resume_stays_strict_json_with_non_finite_floats_tagged(t
     }
     meta = lossfmt.run_info(schema)["meta"]
     assert meta["seed"] == 1 and meta["clip"] == float("-inf") and meta["lr"] != meta["lr"]
+
+
+def test_a_crashed_run_whose_file_name_is_not_utf8_compacts(tmp_path):
+    """pyarrow opens paths as UTF-8: `lossfmt.compact` of a crashed `live\\xe9.arrow` (a Latin-1 name, which
+    the writer and lossfmt.read handle) raised a raw UnicodeEncodeError: the run could not be closed."""
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/live\xe9.arrow")
+    code = "import os, sys, lossfmt\nw = lossfmt.LossWriter(os.fsdecode(sys.argv[1].encode('latin-1')))\n"
+    code += "for i in range(10):\n    w.add(i, float(i))\nw.flush()\nos.kill(os.getpid(), 9)\n"
+    subprocess.run([sys.executable, "-c", code, os.fsencode(path).decode("latin-1")], timeout=60)
+
+    def footer_steps() -> list[int]:
+        with open(path, "rb") as f:
+            return pa.ipc.open_file(pa.py_buffer(f.read())).read_all()["step"].to_pylist()
+
+    with pytest.raises(pa.ArrowInvalid):
+        footer_steps()  # crashed: no footer
+    lossfmt.compact(path)
+    assert footer_steps() == list(range(10))
