@@ -182,12 +182,15 @@ def text_of(msg: dict[str, Any]) -> str:
     return str(data["text/plain"])
 
 
-# A cell's lines that wait (on the event loop, so the polling task runs) until `live` drew step `last`.
+# A cell's lines that wait until `live` drew step `last` and showed that drawing (its refresh holds the lock
+# from drawing to showing).
 WAIT_FOR_STEP = (
     "for _ in range(600):\n"
     "    if any({last} in line.get_xdata() for ax in live.fig.axes for line in ax.get_lines()):\n"
     "        break\n"
     "    await asyncio.sleep(0.05)\n"
+    "with live._lock:\n"
+    "    pass\n"
 )
 
 
@@ -230,6 +233,44 @@ def test_live_stopped_before_any_event_says_so(kernel: Kernel, tmp_path: Path) -
     assert [m["msg_type"] for m in shown] == ["display_data", "update_display_data"]
     assert shown[1]["content"]["transient"] == shown[0]["content"]["transient"]
     assert text_of(shown[1]) == f"lossview.live: stopped; no events came from {path}"
+
+
+def test_live_redraws_while_a_training_loop_runs_in_the_foreground(kernel: Kernel, tmp_path: Path) -> None:
+    """The polling ran on the kernel's event loop, which a cell that does not await blocks: a training loop
+    in the foreground (the usual notebook) showed the placeholder until it ended."""
+    path = tmp_path / "live.arrow"
+    kernel.run(f"import time, lossfmt, lossview\nlive = lossview.live({os.fspath(path)!r}, interval=0.1)\n")
+    messages = kernel.run(
+        f"w = lossfmt.LossWriter({os.fspath(path)!r}, flush_secs=0.1)\n"
+        "end = time.monotonic() + 3\n"
+        "step = 0\n"
+        "while time.monotonic() < end:\n"
+        "    w.add(step, 1.0 / (1 + step))\n"
+        "    step += 1\n"
+        "    time.sleep(0.005)\n"
+    )
+    drawn = [
+        m for m in messages if m["msg_type"] == "update_display_data" and "image/png" in m["content"]["data"]
+    ]
+    assert drawn, "no plot was drawn while the cell ran"
+    kernel.run("live.stop()\nw.close()\n")
+
+
+def test_live_stopped_shows_the_run_as_it_is_then(kernel: Kernel, tmp_path: Path) -> None:
+    """stop() decided from the last poll: a run flushed since said "no events came", and a plot stayed at
+    its first frame."""
+    path = tmp_path / "live.arrow"
+    kernel.run(
+        f"import lossfmt, lossview\nlive = lossview.live({os.fspath(path)!r}, interval=3600)\n"
+        f"with lossfmt.LossWriter({os.fspath(path)!r}) as w:\n"
+        "    for step in range(40):\n"
+        "        w.add(step, 1.0 / (1 + step))\n"
+    )
+    messages = kernel.run("live.stop()\nprint(sorted(live.fig.axes[0].get_lines()[0].get_xdata())[-1])\n")
+    shown = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert len(shown) == 1 and png_of(shown[0]).startswith(PNG_MAGIC)  # the plot, not "no events came"
+    (printed,) = [m for m in messages if m["msg_type"] == "stream"]
+    assert printed["content"]["text"].strip() == "39"
 
 
 def test_live_in_an_executed_notebook_draws_the_run_in_its_own_cell(tmp_path: Path) -> None:

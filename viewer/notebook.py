@@ -1,18 +1,18 @@
-"""Jupyter: a display that follows a run while the training loop runs in a background thread.
+"""Jupyter: a display that follows a run while the training loop runs (in a cell, a thread or elsewhere).
 
 In a notebook::
 
-    import threading, lossview
-    threading.Thread(target=train, daemon=True).start()  # train() logs to run.arrow
-    live = lossview.live("run.arrow")                     # this cell's output redraws as the run grows
-    ...
+    import lossview
+    live = lossview.live("run.arrow")  # this cell's output redraws as the run grows
+    train()                            # here or in the next cell: logs to run.arrow
     live.stop()
 
 ``live()`` shows its display in its own cell at once: the plot if the run has events, else a line saying
-what it waits for (the file, or its first flushed events). The kernel's event loop does the polling (no
-extra thread touches matplotlib); each change re-renders one PNG into that same display
-(``IPython.display.update_display``, by display id), so it works with the default inline backend, and
-the plot appears in the ``live()`` cell whichever cell is running when the events arrive.
+what it waits for (the file, or its first flushed events). A thread of its own polls the files, so the plot
+redraws while any cell runs, a training loop in the foreground included (the kernel's event loop is blocked
+then); it draws on its own matplotlib ``Figure``, never pyplot's. Each change re-renders one PNG into that
+same display (``IPython.display.update_display``, by display id), so it works with the default inline
+backend, and the plot appears in the ``live()`` cell whichever cell is running when the events arrive.
 
 ``lossview.figure(path)`` returns a `NotebookFigure`: as the last line of a cell it shows as an image
 whatever the backend, because it renders its own PNG (``_repr_png_``) instead of relying on pyplot's
@@ -26,6 +26,8 @@ import contextvars
 import io
 import math
 import os
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -85,47 +87,60 @@ class LiveDisplay:
         self.plot = plot.LossPlot(self.fig, self.view, style, plot.NoOutput())
         self._show = show or _ipython_show(uuid.uuid4().hex)
         self._shown: bytes | str | None = None  # what the display holds: a PNG, the placeholder, nothing
-        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.RLock()  # one refresh at a time: the polling thread's, or a caller's
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
         """Read what was appended since the last refresh; if anything, redraw and show. True if shown."""
-        if not self.sources.poll():
-            return False
-        curves = self._cache.curves(self.sources)
-        if curves is None:
-            return False
-        self.plot.update(curves)
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png")
-        self._put(buf.getvalue())
-        return True
+        with self._lock:
+            if not self.sources.poll():
+                return False
+            curves = self._cache.curves(self.sources)
+            if curves is None:
+                return False
+            self.plot.update(curves)
+            buf = io.BytesIO()
+            self.fig.savefig(buf, format="png")
+            self._put(buf.getvalue())
+            return True
 
     def start(self) -> None:
         """Show the display now, in the calling cell's output (the run, or the placeholder until it has
-        events), then refresh it every ``interval`` seconds on the running event loop (Jupyter's) until
-        ``stop()``."""
-        loop = _running_loop()
+        events), then refresh it every ``interval`` seconds on a thread of its own until ``stop()``."""
+        _running_loop()
+        if self._thread is not None:
+            return
         self._follow()
-        self._task = loop.create_task(self._run())
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="lossview-live", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        """Stop following; the last rendering stays in the output (a placeholder says that no event came).
-        Idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-            if isinstance(self._shown, str):
-                self._put(f"lossview.live: stopped; no events came from {', '.join(self.sources.args)}")
+        """Stop following, showing the run as it is now; the last rendering stays in the output (a
+        placeholder says that no event came). Idempotent."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self._thread = None
+        self._follow()  # what was flushed since the last poll (a run that ended just now)
+        if isinstance(self._shown, str):
+            self._put(f"lossview.live: stopped; no events came from {', '.join(self.sources.args)}")
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self._follow()
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self._follow()
+            except Exception as exc:  # a file gone bad: say so once (in the running cell) and stop polling
+                sys.stderr.write(f"lossview.live: stopped following: {type(exc).__name__}: {exc}\n")
+                return
 
     def _follow(self) -> None:
         """Refresh; while no event was drawn, show the placeholder (or its new text: the file appeared)."""
-        if not self.refresh() and not isinstance(self._shown, bytes):
-            self._put(self._waiting())
+        with self._lock:
+            if not self.refresh() and not isinstance(self._shown, bytes):
+                self._put(self._waiting())
 
     def _waiting(self) -> str:
         """The placeholder's text: what the display waits for (a file to appear, or its first events)."""
@@ -160,10 +175,10 @@ def _ipython_show(display_id: str) -> Show:
         if first:
             display(shown, raw=raw, display_id=display_id)
         else:
-            # ipykernel keeps the request a message answers in a context variable, which the polling task
-            # inherited from the cell that called live(); in an empty context the kernel names the request
-            # it serves now instead. nbclient (nbconvert --execute) records only the running cell's
-            # messages, and applies an update from it to every output holding the display id.
+            # ipykernel keeps the request a message answers in a context variable; in an empty context (a
+            # thread's, or this one) the kernel names the request it serves now instead of the live() cell's.
+            # nbclient (nbconvert --execute) records only the running cell's messages, and applies an update
+            # from it to every output holding the display id.
             contextvars.Context().run(display, shown, raw=raw, display_id=display_id, update=True)
 
     return show
