@@ -138,7 +138,7 @@ def run(cfg: Config, ws: Workspace) -> Section:
     n = runs * (events + events // 100)
     sec.add(
         f"{runs} closed runs, {n:,} events in all, with hparams. `lossfmt.export_parquet(runs, OUT)` "
-        "writes one Parquet file per run (hive-partitioned by run, hparams as columns); a second export "
+        "writes one Parquet file per run (one file per run, hparams as columns); a second export "
         "with nothing changed, and one after one run grew, rewrite only what changed. The query (best "
         "`val_loss` per run) is timed on the export (DuckDB `read_parquet`, Polars `scan_parquet`) and "
         "through lossfmt (DuckDB over `lossfmt.dataset`, Polars over `lossfmt.scan_polars`); all four "

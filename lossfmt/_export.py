@@ -1,11 +1,13 @@
 """Parquet export: runs as Parquet files that DuckDB, Spark, Trino, BigQuery and Polars read without lossfmt.
 
 Every event becomes one row with its run's name (``run``, as ``lossfmt.read`` labels it), its ``run_id`` and
-its run metadata (hparams) as columns. The output is one ``.parquet`` file, or a directory partitioned by run
-the Hive way (``OUT/run=<name>/part-0.parquet``) that later exports update incrementally: a manifest
-(``OUT/_lossfmt_export.json``: each source's size, mtime and run metadata) says which runs are new or
+its run metadata (hparams) as columns. The output is one ``.parquet`` file, or a directory of one file per
+run (``OUT/run-<name>.parquet``) that later exports update incrementally: a manifest
+(``OUT/_lossfmt_export.parquet``: each source's size, mtime and run metadata) says which runs are new or
 changed, and only those are rewritten. Live and crashed runs are exported with their complete events and
-rewritten once they grow or close.
+rewritten once they grow or close. Not Hive-partitioned (``run=<name>/``): pyarrow, so pandas, types such a
+partition from the names (a dictionary, or int32 for ``007``), which no ``run`` column in the files (the one
+DuckDB and Polars read) matches in every mode.
 """
 
 from __future__ import annotations
@@ -30,14 +32,21 @@ from lossfmt.reader import read
 
 __all__ = ["ExportSummary", "export_parquet", "hparams"]
 
-#: The manifest of a directory export; the leading underscore makes Spark, Hive and pyarrow skip it.
-MANIFEST = "_lossfmt_export.json"
+#: The manifest of a directory export: a Parquet file of no rows in the export's schema, the manifest's JSON
+#: in its key-value metadata. pyarrow, Spark and Hive skip it (the leading underscore); Polars, which wants
+#: every file of a directory to be Parquet, and DuckDB's glob read it as no rows.
+MANIFEST = "_lossfmt_export.parquet"
+#: The JSON manifest of exports made before it: read, so those update (the next export replaces it).
+_OLD_MANIFEST = "_lossfmt_export.json"
+_MANIFEST_KEY = b"lossfmt.export.manifest"
 #: Parquet key-value metadata marking a file this module wrote (so it may be replaced by a later export).
 _MARK = b"lossfmt.export"
 _MANIFEST_VERSION = 1
 _LIVE_POLICIES = ("read", "skip", "error")
-#: Columns every exported row has; hparams named like one of them get a "meta." prefix.
+#: Columns every exported row has; hparams named like one of them (in any case) get a "meta." prefix.
 _EVENT_COLUMNS = (s.RUN, "run_id", *s.COLUMNS)
+#: The least integer that float() rounds to infinity (OverflowError): larger ones are exported as JSON text.
+_DOUBLE_LIMIT = 2**1024 - 2**970
 _HPARAM_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "number": pa.float64(),
@@ -75,13 +84,15 @@ def export_parquet(
     """Export the runs of `source` (a file, directory, glob, URL or list, as `lossfmt.read` takes) to Parquet.
 
     `out` ending in ``.parquet`` is one file, rewritten whole (atomically). Otherwise `out` is a directory
-    (created if missing, or one a previous export made) holding ``run=<name>/part-0.parquet`` per run;
+    (created if missing, or one a previous export made) holding ``run-<name>.parquet`` per run;
     exporting again rewrites only runs that are new, changed or renamed, removes runs no longer in `source`,
     and rewrites everything only when the set of hparam columns changes (so every file has one schema).
     Columns: run, run_id, step, tag, value, count, epoch, wall_time (UTC), reduction, then one per top-level
     key of the run metadata: JSON booleans as BOOLEAN, numbers as DOUBLE, strings as VARCHAR, anything
-    else (or a key whose kind differs between runs) as JSON text. `live`: ``"read"`` exports a live or
-    crashed run's complete events, ``"skip"`` leaves such runs out, ``"error"`` raises LossFormatError.
+    else (an integer beyond DOUBLE's range, or a key whose kind differs between runs) as JSON text; a key
+    named like another column, ignoring case as DuckDB and Spark do, is renamed (`meta.step`, `lr_1`).
+    `live`: ``"read"`` exports a live or crashed run's complete events, ``"skip"`` leaves such runs out,
+    ``"error"`` raises LossFormatError.
     Never replaces a file or fills a directory that an export did not make (FileExistsError).
     """
     if live not in _LIVE_POLICIES:
@@ -90,7 +101,7 @@ def export_parquet(
     single = out.suffix.lower() == ".parquet"
     _check_target(out, single)
     manifest = {} if single else _load_manifest(out)
-    runs = _runs(_sources.expand(source)[0], manifest.get("runs", {}), live)
+    runs = _runs(_sources.expand(source)[0], manifest.get("runs", {}), live, "export with live='read'")
     columns = _hparam_columns(runs)
     if single:
         return _export_file(runs, columns, out)
@@ -105,19 +116,19 @@ def hparams(source: _sources.Source, *, live: str = "read") -> pa.Table:
     `live`: as in `export_parquet` (by default such runs are listed)."""
     if live not in _LIVE_POLICIES:
         raise ValueError(f"live must be one of {_LIVE_POLICIES}, not {live!r}")
-    runs = _runs(_sources.expand(source)[0], {}, live)
+    runs = _runs(_sources.expand(source)[0], {}, live, "call lossfmt.hparams(..., live='read')")
     columns = _hparam_columns(runs)
+    names = _column_names(columns, (*_EVENT_COLUMNS, "path"))
     table = pa.table(
         {
             s.RUN: pa.array([r.label for r in runs], pa.string()),
             "run_id": pa.array([r.run_id or None for r in runs], pa.string()),
-            "path": pa.array([r.source for r in runs], pa.string()),
+            "path": pa.array([_sources.shown(r.source) for r in runs], pa.string()),
         }
     )
     for key, kind in columns.items():
         values = [_hparam_value(r.meta.get(key), kind) for r in runs]
-        name = "meta.path" if key == "path" else _column_name(key)
-        table = table.append_column(name, pa.array(values, _HPARAM_TYPES[kind]))
+        table = table.append_column(names[key], pa.array(values, _HPARAM_TYPES[kind]))
     return table
 
 
@@ -133,7 +144,8 @@ def _check_target(out: Path, single: bool) -> None:
         return
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a directory (a single file must end in .parquet)")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    marked = (out / MANIFEST).is_file() or (out / _OLD_MANIFEST).is_file()
+    if out.is_dir() and any(out.iterdir()) and not marked:
         raise FileExistsError(
             f"{out}: directory is not empty and holds no {MANIFEST}; export into a new or empty directory"
         )
@@ -149,14 +161,21 @@ def _is_export(path: Path) -> bool:
 
 
 def _load_manifest(out: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
     path = out / MANIFEST
-    if not path.is_file():
-        return {}
     try:
-        manifest: dict[str, Any] = s.decode_meta(path.read_text())  # JSON, non-finite hparams tagged
-        if manifest.get("version") != _MANIFEST_VERSION:
-            raise ValueError(f"version {manifest.get('version')!r}")
-    except (ValueError, AttributeError) as exc:
+        if path.is_file():
+            text = (pq.read_schema(path).metadata or {}).get(_MANIFEST_KEY, b"").decode()
+        elif (out / _OLD_MANIFEST).is_file():
+            path = out / _OLD_MANIFEST
+            text = path.read_text()
+        else:
+            return {}
+        manifest = s.decode_meta(text)  # JSON, non-finite hparams tagged
+        if not isinstance(manifest, dict) or manifest.get("version") != _MANIFEST_VERSION:
+            raise ValueError("not a version 1 manifest")
+    except (ValueError, pa.ArrowException) as exc:
         raise LossFormatError(
             f"{path}: unreadable export manifest ({exc}); remove the directory to export afresh"
         ) from None
@@ -173,8 +192,9 @@ def _stamp(path: str) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _runs(paths: list[str], known: Mapping[str, Any], live: str) -> list[_Run]:
-    """Each source's identity; metadata comes from the manifest for unchanged sources, else from the file."""
+def _runs(paths: list[str], known: Mapping[str, Any], live: str, retry: str) -> list[_Run]:
+    """Each source's identity; metadata comes from the manifest for unchanged sources, else from the file.
+    `retry`: how the caller calls again to read live runs (for live='error')."""
     runs = []
     for path in paths:
         stamp = _stamp(path)
@@ -184,7 +204,7 @@ def _runs(paths: list[str], known: Mapping[str, Any], live: str) -> list[_Run]:
             continue
         file_schema = footer_schema(path)
         if file_schema is None:
-            if not read_footerless(path, live, "export with live='read'"):
+            if not read_footerless(path, live, retry):
                 continue
             file_schema = read(path, columns=[s.REDUCTION]).schema  # decodes only a one-byte column
         info = s.run_info(file_schema)
@@ -204,7 +224,7 @@ def _key(path: str) -> str:
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) < _DOUBLE_LIMIT):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -223,16 +243,32 @@ def _hparam_columns(runs: Iterable[_Run]) -> dict[str, str]:
     return {key: next(iter(k)) if len(k) == 1 else "json" for key, k in sorted(kinds.items())}
 
 
-def _column_name(key: str) -> str:
-    return f"meta.{key}" if key in _EVENT_COLUMNS or key.startswith("meta.") else key
+def _column_names(keys: Iterable[str], reserved: Iterable[str]) -> dict[str, str]:
+    """Each hparam key's column, distinct from `reserved` and from each other as DuckDB, Spark and BigQuery
+    compare names (ignoring case): ``meta.<key>`` for a key named like a reserved column or starting with
+    ``meta.``; then ``_1``, ``_2``... on a name an earlier key (in sorted order) took."""
+    reserved = {name.casefold() for name in reserved}
+    taken = set(reserved)
+    names = {}
+    for key in sorted(keys):
+        folded = key.casefold()
+        base = f"meta.{key}" if folded in reserved or folded.startswith("meta.") else key
+        name, n = base, 0
+        while name.casefold() in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name.casefold())
+        names[key] = name
+    return names
 
 
 def _output_schema(columns: Mapping[str, str]) -> pa.Schema:
+    names = _column_names(columns, _EVENT_COLUMNS)
     fields = [
         pa.field(s.RUN, pa.string(), nullable=False),
         pa.field("run_id", pa.string()),
         *(pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in s.FIELDS),
-        *(pa.field(_column_name(key), _HPARAM_TYPES[kind]) for key, kind in columns.items()),
+        *(pa.field(names[key], _HPARAM_TYPES[kind]) for key, kind in columns.items()),
     ]
     return pa.schema(fields, metadata={_MARK: b"1"})
 
@@ -268,8 +304,11 @@ def _run_table(run: _Run, columns: Mapping[str, str], out_schema: pa.Schema) -> 
     return pa.Table.from_arrays(arrays, schema=out_schema)
 
 
-def _write(table_or_tables: Iterable[pa.Table], out_schema: pa.Schema, path: Path) -> int:
-    """Write tables (one row group per run at least) to `path` atomically (a temporary file, then rename)."""
+def _write(
+    table_or_tables: Iterable[pa.Table], out_schema: pa.Schema, path: Path, durable: bool = False
+) -> int:
+    """Write tables (one row group per run at least) to `path` atomically (a temporary file, then rename);
+    `durable`: on disk before the rename."""
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -279,6 +318,9 @@ def _write(table_or_tables: Iterable[pa.Table], out_schema: pa.Schema, path: Pat
             for table in table_or_tables:
                 writer.write_table(table, row_group_size=1 << 20)
                 rows += table.num_rows
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -293,10 +335,11 @@ def _export_file(runs: list[_Run], columns: Mapping[str, str], out: Path) -> Exp
     return ExportSummary(len(runs), len(runs), 0, rows)
 
 
-def _partition(label: str) -> str:
-    """The Hive partition directory of a run: every character that is not unreserved is %-escaped (Hive's,
-    pyarrow's and DuckDB's convention), so a name with "/" or "=" stays one directory."""
-    return f"{s.RUN}={quote(label, safe='')}"
+def _part(label: str) -> str:
+    """The file of a run in a directory export: every character of its name that is not unreserved is
+    %-escaped, so a name with "/" stays one file, and one with "=" is no Hive partition; the prefix keeps a
+    name starting with "." or "_" from being a file engines skip."""
+    return f"{s.RUN}-{quote(label, safe='')}.parquet"
 
 
 def _export_directory(
@@ -309,7 +352,7 @@ def _export_directory(
     entries: dict[str, Any] = {}
     written = rows = 0
     for run in runs:
-        part = f"{_partition(run.label)}/part-0.parquet"
+        part = _part(run.label)
         entry = old.get(_key(run.source))
         fresh = (
             same_columns
@@ -319,7 +362,6 @@ def _export_directory(
             and (out / part).is_file()
         )
         if not fresh:
-            (out / part).parent.mkdir(exist_ok=True)
             rows += _write([_run_table(run, columns, out_schema)], out_schema, out / part)
             written += 1
         entries[_key(run.source)] = {
@@ -332,34 +374,26 @@ def _export_directory(
     keep = {e["file"] for e in entries.values()}
     stale = {e["file"] for e in old.values()} - keep
     for part in stale:
-        _remove_partition(out / part)
-    _write_manifest(out, {"version": _MANIFEST_VERSION, "columns": columns, "runs": entries})
+        _remove_part(out, part)
+    _write_manifest(out, out_schema, {"version": _MANIFEST_VERSION, "columns": columns, "runs": entries})
     removed = sum(1 for src in old if src not in entries)
     return ExportSummary(len(runs), written, removed, rows)
 
 
-def _remove_partition(path: Path) -> None:
-    """Remove a partition file this export wrote, and its directory once empty."""
+def _remove_part(out: Path, part: str) -> None:
+    """Remove a run's file this export wrote, and its directory once empty (an old export's run=<name>)."""
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    with contextlib.suppress(OSError):  # not empty: something else lives there, leave it
-        path.parent.rmdir()
+        (out / part).unlink()
+    with contextlib.suppress(OSError):  # not empty (`out` itself holds the manifest): leave it
+        (out / part).parent.rmdir()
 
 
-def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
+def _write_manifest(out: Path, out_schema: pa.Schema, manifest: Mapping[str, Any]) -> None:
     """Replace the manifest atomically and durably: it is what marks the directory as an export."""
-    path = out / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{secrets.token_hex(4)}.tmp")
     # Strict JSON (jq, DuckDB, JSON.parse reject a bare NaN): a non-finite hparam is spelt as in the file's
     # own `lossfmt.meta`, {"$float": "NaN"} (spec/FORMAT.md §3), and read back as the float.
     text = s.encode_meta(dict(manifest))
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    schema = out_schema.with_metadata({**(out_schema.metadata or {}), _MANIFEST_KEY: text.encode()})
+    _write([], schema, out / MANIFEST, durable=True)
+    with contextlib.suppress(FileNotFoundError):
+        (out / _OLD_MANIFEST).unlink()  # an older export's, now replaced

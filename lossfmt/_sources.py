@@ -39,6 +39,7 @@ __all__ = [
     "run_paths",
     "scan_url",
     "select_tags",
+    "shown",
     "stat_url",
     "tag_names",
     "tag_patterns",
@@ -206,6 +207,11 @@ def utf8(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def shown(path: str) -> str:
+    """`path` as text that can be stored (UTF-8): a file name of other bytes with U+FFFD for them."""
+    return path if utf8(path) else os.fsencode(path).decode("utf-8", "replace")
 
 
 def _local_form(path: str) -> str:

@@ -140,7 +140,7 @@ def test_the_parquet_export_takes_a_directory_whatever_its_name_and_a_trailing_s
     for out in (str(tmp_path / "sweep.v1"), f"{tmp_path / 'z.csv'}/", str(tmp_path / "plain")):
         status, _, err = run_cli(["export", str(run), out, "--format", "parquet"], capsys)
         assert status == 0 and "1 run, 1 written" in err, err
-        assert (Path(out) / "_lossfmt_export.json").is_file()
+        assert (Path(out) / "_lossfmt_export.parquet").is_file()
 
 
 # ------------------------------------------------------------------------------------------ empty runs
@@ -152,7 +152,7 @@ def test_summary_lists_a_run_without_events_with_zero_and_says_why(tmp_path, cap
     status, out, err = run_cli(["summary", str(tmp_path / "empty.arrow")], capsys)
     assert status == 0 and err == "", err
     _, _, row, _, note = out.splitlines()
-    assert row.split() == ["empty", "-", "0", "-", "-", "-", "-", "-", "-", "-", "0", "-", "-"]
+    assert row.split() == ["empty", "-", "0", "-", "-", "-", "-", "-", "-", "-", "-", "0", "-", "-"]
     assert note == f"{tmp_path / 'empty.arrow'}: no events in the file"
     status, out, _ = run_cli(["summary", str(tmp_path / "empty.arrow"), "--json"], capsys)
     (entry,) = json.loads(out)

@@ -149,7 +149,7 @@ def test_recipe_export_to_parquet_then_duckdb_by_path(sweep, monkeypatch):
     assert list(frame["runs"]) == [N_RUNS // 2, N_RUNS // 2]
     odd = np.mean([best[f"sweep-{i:03d}"][0] for i in range(1, N_RUNS, 2)])
     assert frame["mean_best_val"].iloc[0] == pytest.approx(odd)
-    assert len(list((root / "sweep-parquet").glob("run=*/part-0.parquet"))) == N_RUNS
+    assert len(list((root / "sweep-parquet").glob("run-*.parquet"))) == N_RUNS
 
 
 def test_recipe_polars_scan_ipc_reads_closed_files_directly(sweep, monkeypatch):

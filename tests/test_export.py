@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,10 +32,13 @@ def sweep(directory: Path, n: int = 4) -> None:
 
 
 def stamps(out: Path) -> dict[str, tuple[int, int]]:
-    """Each partition file's (inode, mtime_ns): unchanged when the export did not rewrite it."""
-    return {
-        p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(out.glob("run=*/*.parquet"))
-    }
+    """Each run file's (inode, mtime_ns): unchanged when the export did not rewrite it."""
+    return {p.stem: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(out.glob("run-*.parquet"))}
+
+
+def manifest_text(out: Path) -> str:
+    """The JSON of a directory export's manifest (in the key-value metadata of a Parquet file of no rows)."""
+    return pq.read_schema(out / "_lossfmt_export.parquet").metadata[b"lossfmt.export.manifest"].decode()
 
 
 def query(sql: str) -> list[tuple]:
@@ -101,12 +105,13 @@ def test_polars_scan_parquet_reads_the_export(tmp_path):
     assert best.rows() == [(f"lr{i}", 10.0**-i, 0.5) for i in range(4)]
 
 
-def test_run_names_that_need_escaping_stay_one_partition_each_and_come_back_verbatim(tmp_path):
-    names = ["grouped/loss_val", "lr=0.1", "007", "a b%"]
+def test_run_names_that_need_escaping_stay_one_file_each_and_come_back_verbatim(tmp_path):
+    names = ["grouped/loss_val", "lr=0.1", "007", "a b%", "_x", ".y"]
     for i, name in enumerate(names):
         write_run(tmp_path / "runs" / f"r{i}.arrow", run=name)
     export_parquet(tmp_path / "runs", tmp_path / "out")
-    assert len(list((tmp_path / "out").glob("run=*/part-0.parquet"))) == 4
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["_lossfmt_export.parquet", *sorted(f"run-{quote(n, safe='')}.parquet" for n in names)]
     for hive in ("true", "false"):
         got = query(
             f"SELECT DISTINCT run FROM read_parquet('{tmp_path}/out/**/*.parquet', hive_partitioning={hive})"
@@ -132,15 +137,15 @@ def test_only_new_or_changed_runs_are_rewritten(tmp_path):
     write_run(tmp_path / "runs" / "new.arrow")
     assert export_parquet(tmp_path / "runs", out) == lossfmt.ExportSummary(5, 2, 0, 2 + 6)
     after = stamps(out)
-    assert {k: v for k, v in after.items() if k.startswith("run=lr")} == before_lr(before)
-    assert after["run=live"] != before["run=live"]
+    assert {k: v for k, v in after.items() if k.startswith("run-lr")} == before_lr(before)
+    assert after["run-live"] != before["run-live"]
     live.close()
     assert export_parquet(tmp_path / "runs", out).written == 1  # closing (compaction) changed the file
     assert query(f"SELECT count(*) FROM '{out}/**/*.parquet' WHERE run = 'live'") == [(2,)]
 
 
 def before_lr(before: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    return {k: v for k, v in before.items() if k.startswith("run=lr")}
+    return {k: v for k, v in before.items() if k.startswith("run-lr")}
 
 
 def test_a_run_gone_from_the_source_is_removed_from_the_export(tmp_path):
@@ -149,7 +154,7 @@ def test_a_run_gone_from_the_source_is_removed_from_the_export(tmp_path):
     export_parquet(tmp_path / "runs", out)
     (tmp_path / "runs" / "lr1.arrow").unlink()
     assert export_parquet(tmp_path / "runs", out) == lossfmt.ExportSummary(2, 0, 1, 0)
-    assert not (out / "run=lr1").exists()
+    assert not (out / "run-lr1.parquet").exists()
     assert query(f"SELECT DISTINCT run FROM '{out}/**/*.parquet' ORDER BY run") == [("lr0",), ("lr2",)]
 
 
@@ -159,7 +164,7 @@ def test_a_new_hparam_rewrites_every_run_so_all_files_share_one_schema(tmp_path)
     export_parquet(tmp_path / "runs", out)
     write_run(tmp_path / "runs" / "warm.arrow", meta={"lr": 0.5, "warmup": True})
     assert export_parquet(tmp_path / "runs", out).written == 3
-    schemas = {str(pq.read_schema(p).remove_metadata()) for p in out.glob("run=*/*.parquet")}
+    schemas = {str(pq.read_schema(p).remove_metadata()) for p in out.glob("*.parquet")}  # manifest too
     assert len(schemas) == 1
     # DuckDB's default reads every file with the first one's columns: all of them have warmup.
     assert query(f"SELECT run, warmup FROM '{out}/**/*.parquet' WHERE tag = 'val_loss' ORDER BY run") == [
@@ -222,11 +227,12 @@ def test_a_damaged_manifest_is_a_clear_error_and_nothing_is_touched(tmp_path):
     sweep(tmp_path / "runs", 1)
     out = tmp_path / "out"
     export_parquet(tmp_path / "runs", out)
-    (out / "_lossfmt_export.json").write_text("{not json")
-    before = stamps(out)
-    with pytest.raises(LossFormatError, match=r"_lossfmt_export\.json: unreadable export manifest"):
-        export_parquet(tmp_path / "runs", out)
-    assert stamps(out) == before
+    for damage in (b"{not json", b"PAR1 torn"):
+        (out / "_lossfmt_export.parquet").write_bytes(damage)
+        before = stamps(out)
+        with pytest.raises(LossFormatError, match=r"_lossfmt_export\.parquet: unreadable export manifest"):
+            export_parquet(tmp_path / "runs", out)
+        assert stamps(out) == before
 
 
 def test_live_runs_are_read_skipped_or_refused(tmp_path):
@@ -243,7 +249,7 @@ def test_live_runs_are_read_skipped_or_refused(tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
-def test_runs_sharing_a_name_get_their_own_partitions(tmp_path):
+def test_runs_sharing_a_name_get_their_own_files(tmp_path):
     for sub in ("a", "b"):
         write_run(tmp_path / sub / "exp.arrow")
     out = tmp_path / "out"
@@ -253,8 +259,7 @@ def test_runs_sharing_a_name_get_their_own_partitions(tmp_path):
         lossfmt.read([tmp_path / "a" / "exp.arrow", tmp_path / "b" / "exp.arrow"])["run"].unique().to_pylist()
     )
     assert len(runs) == 2
-    manifest = json.loads((out / "_lossfmt_export.json").read_text())
-    assert len(manifest["runs"]) == 2
+    assert len(json.loads(manifest_text(out))["runs"]) == 2
 
 
 def test_a_source_that_is_not_lossfmt_is_an_error_naming_it(tmp_path):
@@ -300,7 +305,7 @@ def test_the_manifest_is_strict_json_with_non_finite_hparams_spelt_as_the_format
     def refuse(token: str) -> None:
         raise AssertionError(f"bare {token} in the manifest")
 
-    manifest = json.loads((tmp_path / "out" / "_lossfmt_export.json").read_text(), parse_constant=refuse)
+    manifest = json.loads(manifest_text(tmp_path / "out"), parse_constant=refuse)
     (entry,) = manifest["runs"].values()
     assert entry["meta"] == {
         "lr": {"$float": "NaN"},
@@ -310,3 +315,55 @@ def test_the_manifest_is_strict_json_with_non_finite_hparams_spelt_as_the_format
     again = export_parquet(tmp_path / "runs", tmp_path / "out")  # read back as the floats: nothing changed
     assert (again.written, again.rows) == (0, 0)
     assert query(f"SELECT DISTINCT isnan(lr), clip FROM '{tmp_path}/out/**/*.parquet'") == [(True, math.inf)]
+
+
+def test_an_integer_beyond_a_doubles_range_is_exported_as_exact_json_text(tmp_path):
+    """An integer hparam float() cannot convert (10**400, which the writer accepts) made hparams() and
+    export_parquet raise a raw OverflowError; it is JSON text now, the type of what DOUBLE cannot hold."""
+    write_run(tmp_path / "runs" / "big.arrow", meta={"n": 10**400, "m": 2**1023})
+    write_run(tmp_path / "runs" / "small.arrow", meta={"n": 3})
+    table = lossfmt.hparams(tmp_path / "runs")
+    assert table.schema.field("n").type == pa.string() and table.schema.field("m").type == pa.float64()
+    assert dict(zip(table["run"].to_pylist(), table["n"].to_pylist(), strict=True)) == {
+        "big": str(10**400),
+        "small": "3",
+    }
+    export_parquet(tmp_path / "runs", tmp_path / "one.parquet")
+    got = query(f"SELECT DISTINCT run, n::JSON, m FROM '{tmp_path}/one.parquet' ORDER BY run")
+    assert got == [("big", str(10**400), 2.0**1023), ("small", "3", None)]
+
+
+def test_hparams_differing_from_a_column_or_each_other_only_in_case_get_their_own_names(tmp_path):
+    """`RUN` and `Step` were columns beside `run` and `step` (DuckDB's `SELECT RUN` gave the run's name);
+    `lr` and `LR` were two columns DuckDB tells apart only by renaming one."""
+    write_run(
+        tmp_path / "runs" / "r.arrow", meta={"RUN": "baseline", "Step": 7, "PATH": "/x", "lr": 1, "LR": 2}
+    )
+    table = lossfmt.hparams(tmp_path / "runs")
+    assert table.column_names == ["run", "run_id", "path", "LR", "meta.PATH", "meta.RUN", "meta.Step", "lr_1"]
+    export_parquet(tmp_path / "runs", tmp_path / "out")
+    glob = f"{tmp_path}/out/**/*.parquet"
+    names = [name for (name,) in query(f"SELECT column_name FROM (DESCRIBE '{glob}')")][9:]
+    assert names == ["LR", "PATH", "meta.RUN", "meta.Step", "lr_1"]
+    row = query(f"SELECT RUN, \"meta.RUN\", \"meta.Step\", LR, lr_1 FROM '{glob}' WHERE tag = 'val_loss'")
+    assert row == [("r", "baseline", 7.0, 2.0, 1.0)]
+
+
+def test_hparams_live_error_names_the_hparams_call_to_retry(tmp_path):
+    """hparams(live='error') told the user to "export with live='read'" (export_parquet's hint)."""
+    with lossfmt.LossWriter(tmp_path / "runs" / "live.arrow") as writer:
+        writer.add(0, 1.0)
+        writer.flush()
+        with pytest.raises(
+            LossFormatError, match=r"live\.arrow: no footer.*call lossfmt\.hparams\(\.\.\., live='read'\)$"
+        ):
+            lossfmt.hparams(tmp_path / "runs", live="error")
+
+
+def test_hparams_of_a_run_whose_file_name_is_not_utf8_names_its_path_readably(tmp_path):
+    """A Latin-1 file name made `hparams` fail with a raw UnicodeEncodeError (an Arrow string is UTF-8)."""
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.arrow")
+    with lossfmt.LossWriter(path, meta={"lr": 0.1}) as w:
+        w.add(0, 1.0)
+    (row,) = lossfmt.hparams(tmp_path).to_pylist()
+    assert row["path"] == f"{tmp_path}/caf\ufffd.arrow" and row["lr"] == 0.1
