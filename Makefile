@@ -75,7 +75,7 @@ test: ruff wheel $(WHEEL_VENV)/.deps
 
 # The pure-Python add() (what a build without a C compiler installs; lossfmt/_compiled.py) on the tests of
 # the write side, with the same wheel: LOSSFMT_PURE_PYTHON=1 turns the extension off.
-PURE_TESTS := test_compiled test_writer test_recompact test_values test_checks test_crash test_resume test_faults \
+PURE_TESTS := test_compiled test_writer test_writer_inputs test_recompact test_values test_checks test_crash test_resume test_faults \
 	test_signals test_compaction test_integrity test_follow test_follower test_read_race test_format_rules \
 	test_integrations_torch_distributed test_integrations_keras test_close_races
 test-pure: $(WHEEL_VENV)/.deps

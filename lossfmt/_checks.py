@@ -1,20 +1,25 @@
 """The checks of LossWriter's arguments (its slow path and its constructor), with the errors users see.
 
-`event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction.
-`writer_options`: the constructor's flush_secs, max_pending, meta and run. `checked_meta`: the run metadata,
-stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name, which the file stores
-as UTF-8. `resumed_events`: what a resume learns of the run; `started_over`, `warn_torn_tail`: what it tells
-the user (a warning: nothing is refused).
+`event_options` (from `as_int`, `check_int64`, `check_reduction`): add()'s step, count, epoch and reduction;
+`value_of_tag`: add_many's error for one of its values. `writer_options`: the constructor's flush_secs,
+max_pending, meta and run. `writer_path`, `make_parent`: the file's path and its directories. `checked_meta`:
+the run metadata, stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name,
+which the file stores as UTF-8. `resumed_events`: what a resume learns of the run; `started_over`,
+`warn_torn_tail`: what it tells the user (a warning: nothing is refused). `unwritable_directory` (saying
+`kept_live` or `NOT_RESUMED`): the error of a close() or resume that must write beside a file whose directory
+is not writable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import numbers
 import operator
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +28,25 @@ from lossfmt import schema as s
 from lossfmt._errors import LossfmtError
 
 __all__ = [
+    "NOT_RESUMED",
     "Resumed",
     "as_int",
     "check_int64",
     "check_reduction",
     "checked_meta",
     "event_options",
+    "kept_live",
+    "make_parent",
     "resumed_events",
     "run_name",
     "started_over",
+    "unwritable_directory",
     "user_stacklevel",
+    "value_of_tag",
     "warn_left_live",
     "warn_torn_tail",
     "writer_options",
+    "writer_path",
 ]
 
 _INT64_MIN = -(1 << 63)
@@ -65,11 +76,35 @@ def check_reduction(reduction: Any) -> None:
         raise ValueError(f"reduction must be one of {s.REDUCTIONS}, got {reduction!r:.80}")
 
 
+def value_of_tag(exc: BaseException, tag: Any) -> BaseException:
+    """add_many's error for the value of `tag`: add()'s TypeError / ValueError (which says "value ...")
+    naming the tag, since one call passes many values; any other error as it is."""
+    if type(exc) not in (TypeError, ValueError):
+        return exc
+    text, named = str(exc), f"value of tag {tag!r:.80}"
+    return type(exc)(named + text[5:] if text.startswith("value ") else f"{named}: {text}")
+
+
+def _check_text(text: str, what: str) -> None:
+    """ValueError unless `text` can be stored as UTF-8 (a lone surrogate cannot: JSON writers then fail)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} is not valid text (UTF-8), got {text!r:.60}: {exc.reason} at position {exc.start}; "
+            "a lone surrogate usually comes from decoding bytes with errors='surrogateescape'"
+        ) from None
+
+
 def _as_json(value: Any, where: str, depth: int = 0) -> Any:
     """`value` as plain JSON data (every mapping a dict, every tuple a list), or TypeError naming where it is
     not JSON: only dicts (any Mapping) with str keys, lists/tuples, str, int, float, bool and None are. (The
-    encoder would otherwise store the ``repr`` of a mapping that is not a dict.)"""
-    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+    encoder would otherwise store the ``repr`` of a mapping that is not a dict.) ValueError for a str that is
+    not valid UTF-8, key or value: the file stores it as UTF-8."""
+    if isinstance(value, str):
+        _check_text(value, where)
+        return value
+    if value is None or isinstance(value, (int, float)):  # bool is an int
         return value
     if depth > 100:
         raise TypeError(f"meta is nested too deeply (or refers to itself) at {where}")
@@ -81,6 +116,7 @@ def _as_json(value: Any, where: str, depth: int = 0) -> Any:
                     f"meta keys must be str, got {_values.type_name(key)} {key!r:.40} in {where}; "
                     "JSON objects have string keys"
                 )
+            _check_text(key, f"meta key {key!r:.40} in {where}")
             out[key] = _as_json(item, f"{where}[{key!r:.40}]", depth + 1)
         if s.spells_float(out):  # it would read back as the float
             raise ValueError(
@@ -102,6 +138,46 @@ def checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     converted: dict[str, Any] = _as_json(meta, "meta")
     return converted
+
+
+#: What a path ending in one of these names: a directory.
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+def writer_path(path: Any) -> Path:
+    """The absolute path of the file to write (absolute: a notebook's %cd or Hydra's chdir mid-run must not
+    lose it). TypeError for what is not a str or os.PathLike of one (bytes too: as lossfmt.read), ValueError
+    for the empty path and for one naming a directory (ending in a separator, or in . or ..)."""
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+    if not isinstance(name, str):
+        decode = "; decode it first: os.fsdecode(path)" if isinstance(name, (bytes, bytearray)) else ""
+        raise TypeError(
+            f"path must be a str or os.PathLike naming a file, not {_values.type_name(path)} {path!r:.80}"
+            f"{decode}"
+        )
+    if not name:
+        raise ValueError("path is empty: pass the path of a new or existing .arrow file")
+    if name.endswith(_SEPARATORS) or os.path.basename(name) in (".", ".."):
+        raise ValueError(
+            f"path {name!r:.80} names a directory, not a file; pass the path of a file in it, e.g. "
+            f"{os.path.join(name, 'run.arrow')!r:.90}"
+        )
+    return Path(name).absolute()
+
+
+def make_parent(path: Path) -> None:
+    """Create `path`'s missing parent directories; NotADirectoryError naming the one that is not a directory
+    (a file where a directory is needed), nothing created."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        for parent in reversed(path.parents):
+            if os.path.lexists(parent) and not os.path.isdir(parent):
+                raise NotADirectoryError(
+                    f"{os.fspath(path)}: cannot be created: {os.fspath(parent)} is not a directory; pass a "
+                    "path whose parent is a directory (or can be created as one)"
+                ) from None
+        raise
 
 
 def run_name(run: str | None, path: Path) -> str:
@@ -217,6 +293,40 @@ def warn_left_live(path: Path, error: BaseException) -> None:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
+
+
+#: What creating a file in a directory that is not writable raises (a read-only mount: EROFS).
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+#: What a resume refused by `unwritable_directory` says.
+NOT_RESUMED = (
+    "it cannot be resumed (resuming it writes a copy beside it, renamed over it); the file is left as it is: "
+    "write the resumed run to another path, or make the directory writable"
+)
+
+
+def kept_live(path: Path, rows: int) -> str:
+    """What a close() refused by `unwritable_directory` says: nothing is lost, and how to finish the file."""
+    return (
+        f"close() could not compact it: its {rows} events are kept in the live file (lossfmt reads it); "
+        f"`lossview compact {os.fspath(path)}` makes it a plain Arrow file once the directory is writable"
+    )
+
+
+@contextlib.contextmanager
+def unwritable_directory(path: Path, consequence: str) -> Iterator[None]:
+    """An OSError inside, when `path`'s directory is not writable (a temp file beside `path` could not be
+    created), raised as one naming `path`, not the temp file, and saying `consequence`."""
+    try:
+        yield
+    except OSError as exc:
+        effective = os.access in os.supports_effective_ids  # (as the writer's own process is allowed)
+        if exc.errno not in _UNWRITABLE or os.access(path.parent, os.W_OK | os.X_OK, effective_ids=effective):
+            raise
+        raise type(exc)(
+            exc.errno, f"{exc.strerror}: {os.fspath(path)}: its directory is not writable, so {consequence}"
+        ) from None
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -269,10 +269,9 @@ class LiveFile:
             raise
 
     def _resume(self, fd: int) -> int:
-        """Resume the run in the file locked by `fd`; return the descriptor to append to.
-
-        Corruption raises LossFormatError (from the scan) and the file stays byte-for-byte as it was.
-        """
+        """Resume the run in the file locked by `fd`; return the descriptor to append to. LossFormatError for
+        corruption (from the scan), PermissionError if the file must be rewritten and its directory is not
+        writable: either way the file stays byte-for-byte as it was."""
         name = os.fspath(self.target)
         layout = _framing.walk(_read.read_bytes(self.target), name)  # verified; only bytes held, no table
         s.check_schema(layout.schema, name)
@@ -290,12 +289,13 @@ class LiveFile:
         self.rows, self.resumed = _checks.resumed_events(self.target, end)
         if end == size:
             return fd  # a live file ending on a record batch: append in place
-        if not closed:
-            _checks.warn_torn_tail(self.path, size - end)
         # A closed file's EOS and footer, a torn tail, or dictionaries of a torn flush follow `end`: copy the
         # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
-        temp = _locking.TempFile(self.target)
+        with _checks.unwritable_directory(self.path, _checks.NOT_RESUMED):
+            temp = _locking.TempFile(self.target)
         try:
+            if not closed:
+                _checks.warn_torn_tail(self.path, size - end)
             _locking.copy_prefix(fd, temp, end, self.path)
             temp.commit(fd)
         except BaseException:

@@ -100,9 +100,11 @@ class Run:
             flusher.encoder.raise_unread()
 
     def _close_file(self, *, compact: bool, file: bool = True) -> None:
+        kept = _checks.kept_live(self.file.path, self.file.rows)
         try:
             if file:
-                self.file.close(compact=compact)
+                with _checks.unwritable_directory(self.file.path, kept):
+                    self.file.close(compact=compact)
         finally:
             # (a signal meanwhile found this writer to wait for)
             if self.on_closed is not None and not self.file.cut:

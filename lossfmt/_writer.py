@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from lossfmt import _checks, _compiled, _rows, _signals, _values
 from lossfmt import schema as s
-from lossfmt._errors import WriterClosedError
+from lossfmt._errors import LossfmtError, WriterClosedError
 from lossfmt._file import LiveFile
 from lossfmt._run import Run as _Run
 
@@ -71,23 +72,25 @@ class LossWriter(_compiled.Base):
 
         flush_secs: the longest an added event stays only in memory (what a viewer lags behind at most).
         max_pending: events held in memory before add() blocks until the flusher catches up (backpressure;
-        with several adding threads, each may add one more). meta: JSON-able run metadata (hparams).
-        run: the run's name (default: the file's stem; a resumed file keeps its own).
+        with several adding threads, each may add one more). meta: JSON-able run metadata (hparams), its
+        text valid UTF-8 (a lone surrogate is refused). run: the run's name (default: the file's stem; a
+        resumed file keeps its own).
         close_on_signal: close this writer on SIGTERM/SIGINT, then pass the signal on (see lossfmt._signals);
         by default a signal loses the events added since the last flush.
 
         A resumed file lacking optional metadata gets defaults: the run name as for a new run, and `run_id`
         None (a file without an id is not given one). A corrupt file raises LossFormatError and is left
         byte-for-byte as it was (`lossfmt.salvage` copies its readable prefix into a new file); a FIFO or
-        other non-regular path raises LossFormatError. A failure here releases everything it took.
+        other non-regular path raises LossFormatError; an empty path, or one naming a directory (ending in a
+        separator), ValueError; bytes, TypeError (os.fsdecode them); a path under a regular file,
+        NotADirectoryError. A failure here releases everything it took, and creates no directory when an
+        argument is refused.
         """
         flush_secs, max_pending = _checks.writer_options(flush_secs, max_pending, meta, run, close_on_signal)
-        # Absolute: a notebook's %cd or Hydra's chdir mid-run must not lose the file.
-        self.path = Path(path).absolute()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Built first: it validates meta before any file is created.
-        run_meta = _checks.checked_meta(meta)
+        self.path = _checks.writer_path(path)
+        run_meta = _checks.checked_meta(meta)  # (every argument checked before anything is created)
         name = _checks.run_name(run, self.path)
+        _checks.make_parent(self.path)
         self._ok, self._forked = False, False
         self._pending: list[Any] = []
         self._wake_at = min(_WAKE_ROWS, max_pending)
@@ -215,7 +218,7 @@ class LossWriter(_compiled.Base):
                     return
         if not isinstance(values, Mapping):
             raise TypeError(f"values must be a mapping of tag -> value, got {type(values).__name__}")
-        self._add_slow(step, values.items(), count, epoch, reduction)
+        self._add_slow(step, values.items(), count, epoch, reduction, many=True)
 
     def _add_slow(
         self,
@@ -226,8 +229,10 @@ class LossWriter(_compiled.Base):
         reduction: Any,
         *,
         converted: bool = False,
+        many: bool = False,
     ) -> None:
-        """Check every argument (the errors of add and add_many are raised here), then record the events."""
+        """Check every argument (the errors of add and add_many are raised here; add_many's name the tag of a
+        bad value), then record the events."""
         self._check_usable()
         step, count, epoch = _checks.event_options(step, count, epoch, reduction)
         flags = (0 if epoch is None else _EPOCH_FLAG) | (_SUM_FLAG if reduction == _SUM else 0)
@@ -235,7 +240,13 @@ class LossWriter(_compiled.Base):
         rows: list[Any] = []
         for tag, value in tagged:
             code = _rows.intern(tag)
-            value = value if converted else _scalar(value)
+            if not converted:
+                try:
+                    value = _scalar(value)
+                except (TypeError, ValueError) as exc:
+                    if not many:
+                        raise
+                    raise _checks.value_of_tag(exc, tag) from exc.__cause__
             rows.append(_rows.row(step, value, now, count, epoch or 0, code, flags))
         pending = self._pending
         pending.extend(rows)
@@ -290,10 +301,12 @@ class LossWriter(_compiled.Base):
         Idempotent. Raises a background error (or UnreadableValueError) not yet raised by add/flush; in a
         forked child it does nothing. Never touches a file it does not hold: if the file was removed or
         replaced, FileReplacedError (the file at the path is left alone). If the file lacks events this writer
-        wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is. Memory stays
-        bounded (about 200 MB at most) whatever the run's length. Called while another thread closes the
-        writer, it returns once the file is closed. A close() cut short by Ctrl-C while it compacts leaves the
-        file live, whole and locked: call close() again (the program's exit does it too) to compact it."""
+        wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is; if its
+        directory is not writable (compaction writes beside it), PermissionError, the live file kept (then
+        `lossview compact` it). Memory stays bounded (about 200 MB at most) whatever the run's length. Called
+        while another thread closes the writer, it returns once the file is closed. A close() cut short by
+        Ctrl-C while it compacts leaves the file live, whole and locked: call close() again (the program's
+        exit does it too) to compact it."""
         if self._forked:
             return
         self._ok = False
@@ -326,11 +339,19 @@ def _rearm(ref: weakref.ref[LossWriter], wake_at: int) -> None:
 
 def _disable(ref: weakref.ref[LossWriter], closing: _Run | None = None) -> None:
     """The flusher failed, or the finalizer is `closing` the run (at exit the writer may still be used, by an
-    atexit handler or a daemon thread): the fast path stops accepting rows (the slow path raises)."""
+    atexit handler or a daemon thread): the fast path stops accepting rows (the slow path raises). A file
+    error of the finalizer's close is a warning: it has no caller to raise to."""
     if (writer := ref()) is not None:
         writer._ok = False
     if closing is not None:
-        closing.close()
+        try:
+            closing.close()
+        except (OSError, LossfmtError) as exc:  # one line, not a traceback (a bug still shows its own)
+            warnings.warn(
+                f"lossfmt: closing a LossWriter left open (dropped, or open at exit) failed: {exc}",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def _after_fork_in_child() -> None:
