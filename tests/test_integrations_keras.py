@@ -140,6 +140,7 @@ def test_a_writer_passed_in_stays_open_and_steps_continue_across_fits(tmp_path):
         writer.add(99, 1.0, "after")
     table = lossfmt.read(tmp_path / "shared.arrow")
     assert tag(table, "loss")["step"].to_pylist() == [0, 1, 2, 3]
+    assert tag(table, "loss")["epoch"].to_pylist() == [0, 0, 1, 1]  # the second fit's epoch 0 is the run's 1
     assert tag(table, "after").num_rows == 1
 
 
@@ -186,3 +187,66 @@ def test_a_second_fit_with_a_new_callback_continues_the_model_s_steps(tmp_path):
         model.fit(x, y, batch_size=32, epochs=2, callbacks=[LossfmtCallback(out)], verbose=0)  # "train more"
     loss = tag(lossfmt.read(out), "loss")
     assert loss["step"].to_pylist() == list(range(6))
+
+
+def test_a_second_fit_under_gradient_accumulation_continues_from_the_batches_trained(tmp_path):
+    """optimizer.iterations counts updates under gradient_accumulation_steps: the second fit started at
+    step 7 after 15 batches, and viewers hid most of the first fit."""
+    from lossfmt.transforms import drop_rewound
+
+    x, y = data(50, 0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01, gradient_accumulation_steps=2), loss="mse")
+    out = tmp_path / "accumulated.arrow"
+    model.fit(x, y, batch_size=10, epochs=3, callbacks=[LossfmtCallback(out)], verbose=0)  # 15 batches
+    model.fit(x, y, batch_size=10, epochs=1, callbacks=[LossfmtCallback(out)], verbose=0)  # 5 more
+    table = lossfmt.read(out)
+    assert tag(table, "loss")["step"].to_pylist() == list(range(20))
+    assert drop_rewound(table).num_rows == table.num_rows
+
+
+def test_a_fit_restored_by_backup_and_restore_inside_an_epoch_replaces_that_epoch(tmp_path):
+    """Keras replays a restored epoch from its first batch, but the steps went on from the optimizer's
+    count: the interrupted attempt's batches stayed, and the epoch's per-item mean was not Keras' own."""
+    from lossfmt.transforms import drop_rewound
+
+    x, y = data(40, 0)
+    out, backup = tmp_path / "restored.arrow", str(tmp_path / "backup")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.optimizer.iterations == 7:  # the backup was taken after batch 6 (epoch 1, batch 1)
+                raise KeyboardInterrupt
+
+    interrupted = LossfmtCallback(out)
+    with pytest.raises(KeyboardInterrupt):
+        callbacks = [keras.callbacks.BackupAndRestore(backup, save_freq=3), interrupted, Interrupt()]
+        regression_model().fit(x, y, batch_size=10, epochs=3, callbacks=callbacks, verbose=0)
+    interrupted.writer.close()  # what the process' exit (or close_on_signal) does
+    callbacks = [keras.callbacks.BackupAndRestore(backup, save_freq=3), LossfmtCallback(out)]
+    history = regression_model().fit(x, y, batch_size=10, epochs=3, callbacks=callbacks, verbose=0)
+
+    loss = tag(drop_rewound(lossfmt.read(out)), "loss")
+    assert loss["step"].to_pylist() == list(range(12))
+    assert loss["epoch"].to_pylist() == [0] * 4 + [1] * 4 + [2] * 4
+    per_epoch = lossfmt.read_pandas(out, per="epoch", normalize="per-item", tags="loss")
+    assert per_epoch["count"].tolist() == [40, 40, 40]
+    np.testing.assert_allclose(per_epoch["value"].to_numpy()[1:], history.history["loss"], rtol=1e-5)
+
+
+def test_a_second_fit_numbered_from_epoch_0_continues_the_epochs(tmp_path):
+    """Keras numbers a second fit's epochs from 0 again while the steps went on: the per-epoch view merged
+    two passes over the data into each epoch."""
+    x, y = data(40, 0)
+    model = regression_model()
+    out = tmp_path / "refit.arrow"
+    first = model.fit(x, y, batch_size=10, epochs=2, callbacks=[LossfmtCallback(out)], verbose=0)
+    second = model.fit(x, y, batch_size=10, epochs=2, callbacks=[LossfmtCallback(out)], verbose=0)
+    table = lossfmt.read(out)
+    assert tag(table, "loss")["epoch"].to_pylist() == [e for e in range(4) for _ in range(4)]
+    assert tag(table, "mae")["epoch"].to_pylist() == [0, 1, 2, 3]
+    per_epoch = lossfmt.read_pandas(out, per="epoch", normalize="per-item", tags="loss")
+    assert per_epoch["count"].tolist() == [40] * 4
+    expected = first.history["loss"] + second.history["loss"]
+    np.testing.assert_allclose(per_epoch["value"].to_numpy(), expected, rtol=1e-5)

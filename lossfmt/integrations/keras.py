@@ -16,6 +16,7 @@ batches). Reading them costs one small device-to-host copy per tracker and batch
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,22 +25,28 @@ import keras
 from lossfmt import LossWriter
 
 _LOSS_TRACKER = "loss"
+#: Epochs each model completed in fits logged by a LossfmtCallback in this process, so that a later fit
+#: that Keras numbers from 0 again continues the epoch numbering.
+_EPOCHS_DONE: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no type information
     """Log a ``keras.Model.fit`` run to a lossfmt file, so seed 001's ``LossHistory`` becomes one line.
 
-    Per batch (``step`` = batches trained so far, counted from ``initial_epoch`` x steps per epoch when
-    ``fit`` resumes at a later epoch; ``epoch`` = Keras' 0-based epoch): every
-    loss tracker of ``model.metrics`` under its Keras name (``loss``, ``<output>_loss``), ``count`` = the
-    batch size. Per epoch, at the step of the epoch's last batch: every other entry of Keras' epoch logs
-    (``val_loss``, ``val_<output>_loss``, ``accuracy``, ``val_accuracy``, ``learning_rate``, ...), with
-    ``count`` = the validation samples for ``val_*`` and the epoch's training samples otherwise.
+    Per batch (``step`` = batches trained so far; ``epoch`` = Keras' 0-based epoch): every loss tracker of
+    ``model.metrics`` under its Keras name (``loss``, ``<output>_loss``), ``count`` = the batch size. Per
+    epoch, at the step of the epoch's last batch: every other entry of Keras' epoch logs (``val_loss``,
+    ``val_<output>_loss``, ``accuracy``, ``val_accuracy``, ``learning_rate``, ...), with ``count`` = the
+    validation samples for ``val_*`` and the epoch's training samples otherwise.
 
     `path_or_writer`: a file path (the callback opens it when training begins, with Keras' ``params`` and
-    `meta` as run metadata, and closes it when training ends or on SIGTERM/SIGINT (``close_on_signal``);
-    a second ``fit``, with this callback or a new one, appends and continues the step count from the
-    model's optimizer steps) or an open ``LossWriter`` (used as is, never closed: its owner closes it).
+    `meta` as run metadata, and closes it when training ends or on SIGTERM/SIGINT (``close_on_signal``))
+    or an open ``LossWriter`` (used as is, never closed: its owner closes it). A second ``fit``, with this
+    callback or a new one, appends: its steps go on from the batches the model's optimizer has trained, its
+    epochs after those logged for the model in this process (Keras numbers them from 0 again). A ``fit``
+    that Keras starts at a later epoch (``initial_epoch``, or ``BackupAndRestore`` restoring a backup) keeps
+    Keras' epoch and counts its steps from that epoch x steps per epoch, where Keras starts (or replays)
+    it: what an interrupted attempt logged from there on is what viewers hide (``drop_rewound``).
     Entries that callbacks listed after this one add to the epoch's logs (``ReduceLROnPlateau``'s
     ``learning_rate``) are logged too, when the next epoch begins or training ends.
     """
@@ -64,6 +71,8 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
         self._flush_secs = flush_secs
         self._step = 0
         self._epoch = 0
+        self._epoch_offset = 0  # added to Keras' epochs: the epochs of earlier fits Keras numbers again
+        self._fit_began = False  # this fit's first epoch began (where its step and epoch counts are set)
         self._epoch_samples = 0
         self._val_samples = 0
         self._previous: dict[str, tuple[float, float]] = {}
@@ -84,20 +93,30 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
             self.writer = LossWriter(
                 self._path, run=self._run, meta=meta, flush_secs=self._flush_secs, close_on_signal=True
             )
-        # A model trained before (another fit, a new callback on the same file): its optimizer's step count.
-        self._step = max(self._step, _optimizer_steps(self.model))
+        self._fit_began = False
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._log_late()
-        steps_per_epoch = (self.params or {}).get("steps")
-        if self._step == 0 and epoch > 0 and steps_per_epoch:
-            # fit(initial_epoch=N), e.g. resumed from a checkpoint: steps go on where epoch N starts.
-            self._step = epoch * steps_per_epoch
+        if not self._fit_began:
+            self._begin_fit(epoch)
         # Keras resets its metric trackers when an epoch begins.
-        self._epoch = epoch
+        self._epoch = epoch + self._epoch_offset
         self._epoch_samples = 0
         self._val_samples = 0
         self._previous = {}
+
+    def _begin_fit(self, epoch: int) -> None:
+        """Where this fit's steps and epochs go on (after every callback's on_train_begin: a restore)."""
+        self._fit_began = True
+        steps_per_epoch = (self.params or {}).get("steps")
+        if epoch > 0 and steps_per_epoch:
+            # fit(initial_epoch=N) or BackupAndRestore: Keras runs epoch N from its first batch, also when a
+            # backup was taken inside it (the optimizer has then counted some of its batches already).
+            self._step = epoch * steps_per_epoch
+        else:  # a model trained before (another fit, a new callback on the same file) goes on
+            self._step = max(self._step, _batches_trained(self.model))
+        # Keras numbers this fit's epochs from 0 again unless it starts at a later one.
+        self._epoch_offset = 0 if epoch > 0 else _EPOCHS_DONE.get(self.model, 0)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         sums = _tracker_sums(self.model)
@@ -126,8 +145,10 @@ class LossfmtCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         # Callbacks after this one may still add to `logs` (ReduceLROnPlateau its learning_rate): what they
         # add is logged when the next epoch begins or training ends (`_log_late`), at this epoch's step.
+        epoch += self._epoch_offset
         self._late = (logs if logs is not None else {}, max(self._step - 1, 0), epoch, set(self._previous))
         self._log_epoch(self._late, set())
+        _EPOCHS_DONE[self.model] = epoch + 1
 
     def _log_epoch(self, late: tuple[Mapping[str, Any], int, int, set[str]], done: set[str]) -> None:
         """The epoch's log entries not per batch and not in `done` (all, then the late ones)."""
@@ -168,10 +189,18 @@ def _tracker_sums(model: keras.Model) -> dict[str, tuple[float, float]]:
     return sums
 
 
-def _optimizer_steps(model: keras.Model) -> int:
-    """Optimizer steps the model has taken (0 before its first fit, or without an optimizer)."""
+def _batches_trained(model: keras.Model) -> int:
+    """Batches the model's optimizer has trained on (0 before its first fit, or without an optimizer).
+
+    With ``gradient_accumulation_steps=N`` Keras' ``optimizer.iterations`` counts updates (batches // N);
+    its ``_iterations`` variable counts the batches (Keras 3's one counter, which it saves and restores)."""
+    optimizer: Any = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's wrapped one
     try:
-        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        counter = getattr(optimizer, "_iterations", None)
+        if counter is None:
+            counter = optimizer.iterations * (getattr(optimizer, "gradient_accumulation_steps", None) or 1)
+        return int(keras.ops.convert_to_numpy(counter))
     except (AttributeError, TypeError, ValueError):
         return 0
 
