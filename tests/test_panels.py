@@ -1,5 +1,6 @@
 """Tags of very different scales get panels of their own (a learning rate beside a loss was a flat line at
-zero on the shared axes); tags of one scale share theirs; --one-axes, --logy and --ylim keep one axes."""
+zero on the shared axes); tags of one scale share theirs, with --logy and --ylim too; --one-axes keeps one
+axes."""
 
 from __future__ import annotations
 
@@ -46,12 +47,17 @@ def test_tags_of_one_scale_share_the_axes():
     assert _tags_per_axes(lp) == [["loss", "lr", "val"]]
 
 
-@pytest.mark.parametrize(
-    "style", [plot.Style(panels=False), plot.Style(logy=True), plot.Style(ylim=(0.0, 3.0))]
-)
-def test_one_axes_a_log_axis_or_a_fixed_range_keeps_every_tag_together(style):
-    lp, _ = draw(_run(), style=style)
+def test_one_axes_keeps_every_tag_together():
+    lp, _ = draw(_run(), style=plot.Style(panels=False))
     assert _tags_per_axes(lp) == [["loss", "lr", "val"]]
+
+
+@pytest.mark.parametrize("style", [plot.Style(logy=True), plot.Style(ylim=(0.0, 3.0))])
+def test_a_log_axis_or_a_fixed_range_keeps_the_lr_on_a_panel_of_its_own(style):
+    """--logy and --ylim kept every tag on one axes: the lr squashed the loss on a log axis, or was outside
+    the range yet listed in the legend."""
+    lp, _ = draw(_run(), style=style)
+    assert _tags_per_axes(lp) == [["loss", "val"], ["lr"]]
 
 
 def test_the_axes_are_kept_while_the_layout_holds_and_made_anew_when_a_tag_changes_scale():

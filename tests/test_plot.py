@@ -470,7 +470,8 @@ def test_summary_numbers():
     text = summary.format_summary([row])
     assert "10..14" in text and "2.5" in text and "2.0s" in text
     header, _, line = text.splitlines()[:3]
-    assert header.split()[6:9] == ["min", "@step", "max"] and line.split()[6:9] == ["1", "13", "4"]
+    assert header.split()[6:10] == ["min", "@step", "max", "@step"]
+    assert line.split()[6:10] == ["1", "13", "4", "10"]
     json.dumps(row)
 
 

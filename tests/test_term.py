@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,119 @@ def test_axes_have_round_ticks_for_steps_and_values() -> None:
     assert "┴0" in axis and "┴1M" in axis and axis.endswith("step")
     labels = [line[: braille._Y_LABEL].strip() for line in lines[2:-2]]
     assert "4" in labels and "0" in labels
+
+
+def _lm(n: int = 3000) -> list[term.Series]:
+    """A loss of 2.0..2.5 and an lr of 1e-3 decaying to 0, as /tmp's lm.arrow: 50x and more apart."""
+    steps = np.arange(n)
+    loss = 2.0 + 0.5 * np.exp(-steps / 800)
+    return [term.Series("loss", steps, loss, smoothed=loss), term.Series("lr", steps, 1e-3 * (1 - steps / n))]
+
+
+def _panel_rows(frame: str) -> list[list[str]]:
+    """The plot rows of each panel of a frame (right of the y axis), top panel first."""
+    out: list[list[str]] = []
+    for line in frame.split("\n")[1:]:
+        if "└" in line:
+            break
+        if line[braille._Y_LABEL : braille._Y_LABEL + 1] in ("│", "┤"):
+            out[-1].append(line[braille._Y_LABEL + 1 :])
+        else:  # a panel's row of non-finite marks, led by its name
+            out.append([])
+    return out
+
+
+@pytest.mark.parametrize(("width", "height"), [(100, 30), (80, 24), (60, 12)])
+def test_a_tag_far_apart_in_scale_is_drawn_in_a_panel_of_its_own(width: int, height: int) -> None:
+    """--term drew every tag on one y axis: an lr (1e-3 -> 0) was a flat line at 0 under a loss of 2."""
+    frame = term.render(_lm(), width, height, color=False, title="lm")
+    lines = frame.split("\n")
+    assert len(lines) == height and max(len(line) for line in lines) <= width
+    loss, lr = _panel_rows(frame)
+    assert lines[1].strip() == "loss" and any(line.strip() == "lr" for line in lines[2:])  # loss on top
+    assert abs(len(loss) - len(lr)) <= 1 and len(lr) >= 3  # the height split between them
+    # The lr falls from the top of its panel to its bottom: a curve, not a flat line.
+    assert braille_cells(lr[0][:4]) and braille_cells(lr[-1][-4:]) and not braille_cells(lr[0][-8:])
+    assert all(braille_cells(row) for row in loss[:2])  # the loss reaches its panel's top
+    labels = _y_labels(frame)
+    assert 2.0 <= float(labels[0]) <= 2.5 and "0.001" in labels  # each panel's own ticks
+    low = term.render(_lm(), 60, 7, color=False)  # too low for two panels: one axis, as before
+    assert len(_panel_rows(low)) == 1 and len(low.split("\n")) == 7
+
+
+def test_panels_stay_with_a_log_axis_and_a_fixed_range_is_the_loss_panels() -> None:
+    """As the matplotlib view (lossview.panels): --logy keeps the lr's panel, --ylim fixes the loss's."""
+    logy = term.render(_lm(), 100, 30, color=False, logy=True)
+    assert len(_panel_rows(logy)) == 2
+    fixed = term.render(_lm(), 100, 30, color=False, ylim=(0.0, 3.0))
+    loss, lr = _panel_rows(fixed)
+    assert _y_labels(fixed)[0] == "3" and "0.001" in _y_labels(fixed)
+    first = next(r for r, row in enumerate(loss) if braille_cells(row))
+    assert first >= len(loss) // 6  # 2.5 of 3: below the panel's top
+    assert braille_cells(lr[0])  # the lr's panel keeps its own range: from its top
+
+
+def test_a_comparison_colours_each_run_once_and_tells_its_tags_apart_by_dashes() -> None:
+    """8 runs x 2 tags: the legend named 4 of 16 series, and colours repeated past 10 series."""
+    steps = np.arange(2000)
+    series = []
+    for r in range(8):
+        for t, tag in enumerate(("loss", "val/loss")):
+            v = 2.0 / (1 + steps / (100 + 50 * r)) + 0.3 * t
+            series.append(term.Series(f"lr{r}_s0: {tag}", steps, v, smoothed=v, tag=tag, run=f"lr{r}_s0"))
+    frame = term.render(series, 100, 30, color=True)
+    legend = [_strip_sgr(line) for line in frame.split("\n")[-2:]]
+    assert all(len(line) <= 100 for line in legend)
+    named = " ".join(legend).split()
+    assert [w for w in named if w.startswith("lr")] == [f"lr{r}_s0" for r in range(8)]  # each run once
+    assert "━━ loss" in " ".join(legend) and "╍╍ val/loss" in " ".join(legend)  # each tag once, its dashes
+    colours = {int(c) for c in re.findall("\x1b\\[0;38;5;([0-9]+);1m━━", "\n".join(frame.split("\n")[-2:]))}
+    assert len(colours) == 8  # a colour per run
+    many = [term.Series(f"r{r}", steps, steps * (r + 1.0), run=f"r{r}") for r in range(12)]
+    drawn = term.render(many, 200, 30, color=True)
+    assert len(set(re.findall("\x1b\\[0;38;5;([0-9]+);2m", drawn))) == 12  # 12 runs, 12 colours
+    narrow = [_strip_sgr(line) for line in term.render(series, 60, 16, color=True).split("\n")[-1:]]
+    assert narrow[0].endswith("… 6 more runs  ━━ loss  ╍╍ val/loss") and len(narrow[0]) <= 60
+
+
+def test_a_dashed_line_leaves_gaps_but_a_spike_of_its_raw_curve_stays() -> None:
+    steps = np.arange(1000)
+    spiky = np.full(1000, 1.0)
+    spiky[::50] = 5.0  # a spike every 50 steps: some fall in the dashes' gaps
+    x = term.Series("x: a", steps, np.zeros(1000), tag="a", run="x")  # the first tag: solid
+    y = term.Series("y: b", steps, spiky, tag="b", run="y")  # the second: dashed (no smoothing: the raw)
+    (rows,) = _panel_rows(term.render([x, y], 100, 30, color=False))
+    line = max(range(len(rows) - 1), key=lambda r: braille_cells(rows[r]))  # y's flat line at 1
+    assert braille_cells(rows[-1]) == 85  # x at 0: solid across the plot
+    assert 45 < braille_cells(rows[line]) < 75  # y at 1: a third of its cells are gaps
+    assert len(re.findall("[\u2801-\u28ff]+", rows[0])) == 20  # every spike reaches the top, gap or not
+
+
+def test_step_ticks_have_a_unit_also_where_they_are_not_whole() -> None:
+    """The x ticks read 2500k, 7500k, and 1500 beside 1k: a unit only when the quotient was whole."""
+    steps = np.arange(0, 10_000_001, 1000)
+    long = term.render([term.Series("loss", steps, np.ones(steps.size))], 80, 24, color=False)
+    axis = long.split("\n")[-2]
+    assert "┴2.5M" in axis and "┴7.5M" in axis and "k" not in axis.replace("step", "")
+    short = term.render([term.Series("loss", np.arange(3000), np.ones(3000))], 100, 30, color=False)
+    assert "┴1.5k" in short.split("\n")[-2] and "1500" not in short
+
+
+def test_the_non_finite_key_is_in_the_title_only_where_a_mark_is_drawn(tmp_path: Path) -> None:
+    """The title ended with "· × non-finite" also for runs without a non-finite value."""
+    steps = np.arange(100)
+    clean = term.render([term.Series("loss", steps, np.ones(100))], 80, 20, color=False, title="run · raw")
+    assert clean.split("\n")[0] == "run · raw"
+    values = np.ones(100)
+    values[50] = math.inf
+    marked = term.render([term.Series("loss", steps, values)], 80, 20, color=False, title="run · raw")
+    assert marked.split("\n")[0] == "run · raw · × non-finite" and "×" in marked.split("\n")[1]
+    path = tmp_path / "run.arrow"
+    write_run(path, 300)
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term"], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert done.returncode == 0 and done.stdout.split("\n")[0] == "run · bold: EMA 2% of span, faint: raw"
 
 
 # --- one frame ----------------------------------------------------------------------------------------------
@@ -261,7 +375,8 @@ def test_a_terminal_that_reports_no_size_gets_a_whole_frame(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     text = out.decode()
     assert braille_cells(text) > 100
-    assert len(_strip_sgr(text).replace("\r", "").rstrip("\n").split("\n")) == 30  # the 100x30 fallback
+    # The 100x30 fallback, less the line the prompt takes after a frame on a terminal.
+    assert len(_strip_sgr(text).replace("\r", "").rstrip("\n").split("\n")) == 29
 
 
 # --- live, in tmux ------------------------------------------------------------------------------------------
@@ -358,6 +473,21 @@ def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path:
     finally:
         pane.close()
         writer.close()
+
+
+@needs_tmux
+def test_one_frame_on_a_terminal_leaves_a_line_for_the_prompt_under_it(tmp_path: Path) -> None:
+    """On a terminal the frame was exactly LINES tall and a newline followed: its title scrolled off."""
+    path = tmp_path / "run.arrow"
+    write_run(path, 300, tags=("loss", "lr"))
+    frame = " ".join(_quote(c) for c in [*LOSSVIEW, os.fspath(path), "--term"])
+    pane = Pane(tmp_path, ["sh", "-c", f"{frame}; printf 'prompt$ '; sleep 30"], 100, 30)
+    try:
+        shown = pane.wait(lambda t: "prompt$" in t).rstrip("\n").split("\n")
+    finally:
+        pane.close()
+    assert len(shown) == 30 and shown[0].startswith("run · bold: EMA")
+    assert shown[-1] == "prompt$" and "━━ loss" in shown[-2] and "└" in shown[-3]
 
 
 # --- following: what the live view holds --------------------------------------------------------------------
@@ -537,7 +667,7 @@ def test_a_followed_file_that_disappears_is_noted_in_the_title_until_it_is_back(
     view = term.TermView([os.fspath(path)], smooth="none", title="mine")
     other = term.TermView([os.fspath(path)], smooth="none")
     assert view.poll() and other.poll()
-    assert other.title() == "run · raw · × non-finite"
+    assert other.title() == "run · raw"
     path.rename(tmp_path / "moved.arrow")
     with pytest.warns(UserWarning, match="file gone"):
         assert view.poll()

@@ -2,8 +2,10 @@
 with y ticks, an x axis, a legend and a row of ``×`` marks over non-finite values.
 
 Every dot column keeps its bucket's minimum and maximum (``lossfmt.transforms.decimate`` picks them), so a
-one-step spike among 10M events stays visible; the smoothed curve is drawn bold over the faint raw one. Pure
-text in, text out: `term` reads the files and drives it.
+one-step spike among 10M events stays visible; the smoothed curve is drawn bold over the faint raw one. As
+in the matplotlib view, a tag 50x or more apart in scale (an lr beside a loss) gets a panel of its own
+(``lossview.panels``), panels stacked over one x axis, and several runs get a colour each, their tags told
+apart by dashes. Pure text in, text out: `term` reads the files and drives it.
 """
 
 from __future__ import annotations
@@ -15,23 +17,42 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossfmt import transforms
+from lossview import panels
+from lossview.view import Curve
 
 BRAILLE = 0x2800
 # Dot bit of (row 0-3, column 0-1) inside a braille cell.
 _DOT = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint8)
-_PALETTE = (33, 208, 40, 196, 129, 94, 205, 244, 142, 45)  # 256-colour codes, tab10-like
+#: 256-colour codes: the matplotlib view's tab10 (red last: red marks non-finite values), then tab20's light
+#: ten, so 20 runs get a colour each.
+_PALETTE = (33, 208, 40, 129, 94, 205, 45, 142, 244, 196, 117, 215, 120, 183, 137, 218, 123, 186, 250, 210)
+#: A comparison's tags: dash patterns by dot column ("0": a gap) and their legend glyphs (bold, faint).
+_DASHES = ("1", "111100", "1000", "111100100")
+_GLYPHS = (("━━", "──"), ("╍╍", "╌╌"), ("┉┉", "┈┈"), ("━┉", "─┈"))
 _Y_LABEL = 9  # characters left of the plot for the y tick labels
+_MIN_ROWS = 2  # cell rows a panel needs; a frame too low for every panel draws one
+_NONFINITE_KEY = "× non-finite"
 
 
 @dataclass
 class Series:
-    """One (run, tag) curve as drawn: steps, raw values and their smoothing (with its state)."""
+    """One (run, tag) curve as drawn: steps, raw values and their smoothing (with its state). Its `tag`
+    (default: the label) chooses its panel; its `run` its colour where several runs are drawn."""
 
     label: str
     steps: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     values: np.ndarray = field(default_factory=lambda: np.empty(0))
     smoothed: np.ndarray | None = None
     state: transforms.SmoothState | None = None
+    tag: str = ""
+    run: str = ""
+
+    def __post_init__(self) -> None:
+        self.tag = self.tag or self.label
+
+
+#: How a series looks: its colour (a 256-colour code) and its dashes (an index of _DASHES).
+_Look = tuple[int, int]
 
 
 def render(
@@ -44,45 +65,144 @@ def render(
     logy: bool = False,
     ylim: tuple[float, float] | None = None,
 ) -> str:
-    """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline). With
-    `logy` the y axis is logarithmic (values <= 0 are not drawn); `ylim` fixes its range (values beyond it
-    are drawn on its edge)."""
+    """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline). Tags 50x
+    or more apart in scale are drawn in panels of their own (`lossview.panels.layout`, as the matplotlib
+    view), stacked over one x axis. With `logy` the y axes are logarithmic (values <= 0 are not drawn);
+    `ylim` fixes the range of the top panel, the loss's (values beyond it are drawn on its edge). The title
+    ends with the key of the ``×`` marks when a mark is drawn."""
     shown = [s for s in series if s.steps.size]
-    cols, rows = max(width - _Y_LABEL - 6, 8), max(height - 4, 2)  # " step"; title, NaN row, x axis, legend
     if not shown:
         return "\n".join([title[:width], "(no events yet)"])
     x0 = min(int(s.steps[0]) for s in shown)
     x1 = max(int(s.steps[-1]) for s in shown)
+    looks = _looks(shown)
+    legend = _legend(shown, looks, width, 1 + (height >= 20) + (height >= 40), color)
+    room = height - 2 - len(legend)  # less the title and the x axis
+    groups = _panels(shown, room)
     if logy:
         shown = [_log10(s) for s in shown]
         if not any(np.isfinite(s.values).any() for s in shown):
             return "\n".join([title[:width], "(no values above 0 to draw on a log axis)"])
-    if ylim is None:
-        y_lo, y_hi = _y_range(shown)
-    else:
-        y_lo, y_hi = (math.log10(ylim[0]), math.log10(ylim[1])) if logy else ylim
-    canvas = _Canvas(cols, rows, x0, x1, y_lo, y_hi)
-    for i, s in enumerate(shown):
-        # Without colours "faint" is the outline: only each column's extremes, so the line stands out.
-        canvas.plot(s.steps, s.values, layer=2 * i, outline=not color and s.smoothed is not None)
-    for i, s in enumerate(shown):
-        if s.smoothed is not None:
-            canvas.plot(s.steps, s.smoothed, layer=2 * i + 1, mark=not logy)  # (log: <= 0 is NaN)
-    lines = [_fit(title, width)]
-    lines.append(" " * (_Y_LABEL + 1) + canvas.nan_row(color))
-    ticks = _log_ticks(y_lo, y_hi, rows) if logy else _ticks(y_lo, y_hi, rows)
-    for r, body in enumerate(canvas.lines(color, _layer_style)):
-        label = ticks.get(r, "")
-        lines.append(f"{label:>{_Y_LABEL}}{'┤' if label else '│'}{body}")
-    lines.append(" " * _Y_LABEL + "└" + _x_axis(x0, x1, cols))
-    lines.append(_legend(shown, width, color))
+    cols, n = max(width - _Y_LABEL - 6, 8), len(groups)
+    each = max((room - n) // n, _MIN_ROWS)
+    body, marked = [], False
+    for k, group in enumerate(groups):
+        rows = each + (max(room - n - n * each, 0) if k == 0 else 0)  # the top panel: what is left over
+        tags = list(dict.fromkeys(shown[i].tag for i in group))
+        name = tags[0] if n > 1 and len(tags) == 1 else ""
+        grid = (cols, rows, x0, x1)
+        lines, marks = _panel(
+            [(shown[i], looks[i]) for i in group], grid, name, color, logy, ylim if k == 0 else None
+        )
+        body += lines
+        marked = marked or marks
+    key = " · ".join(t for t in (title, _NONFINITE_KEY if marked else "") if t)
+    lines = [_fit(key, width), *body, " " * _Y_LABEL + "└" + _x_axis(x0, x1, cols), *legend]
     return "\n".join(lines[:height])
 
 
-def _layer_style(layer: int) -> str:
-    """SGR parameters of a layer: even layers are raw (dim), odd ones smoothed (bold), one colour a series."""
-    code = _PALETTE[(layer // 2) % len(_PALETTE)]
-    return f"38;5;{code}" + (";1" if layer % 2 else ";2")
+def _panels(shown: Sequence[Series], room: int) -> list[list[int]]:
+    """Indices of `shown` by panel, top first: tags of one scale together, one 50x or more apart on its own
+    (`lossview.panels.layout`, the matplotlib view's rule); all on one where `room` lines cannot hold every
+    panel's row of marks and `_MIN_ROWS` cell rows."""
+    if len({s.tag for s in shown}) < 2:  # one panel (and no median: numpy's imports numpy.ma, 6-15 ms)
+        return [list(range(len(shown)))]
+    placed = panels.layout([Curve(s.run, s.tag, s.steps, s.values, s.steps) for s in shown])
+    names = list(dict.fromkeys(placed.values()))
+    if len(names) < 2 or room < len(names) * (_MIN_ROWS + 1):
+        return [list(range(len(shown)))]
+    return [[i for i, s in enumerate(shown) if placed[s.tag] == name] for name in names]
+
+
+def _panel(
+    group: Sequence[tuple[Series, _Look]],
+    grid: tuple[int, int, int, int],
+    name: str,
+    color: bool,
+    logy: bool,
+    ylim: tuple[float, float] | None,
+) -> tuple[list[str], bool]:
+    """One panel's lines: its row of non-finite marks (led by `name`: its tag where a frame has several
+    panels), then its cell rows with y ticks; and whether a mark was drawn. `grid`: its columns, rows and
+    x range."""
+    cols, rows, x0, x1 = grid
+    if ylim is None:
+        y_lo, y_hi = _y_range([s for s, _ in group])
+    else:
+        y_lo, y_hi = (math.log10(ylim[0]), math.log10(ylim[1])) if logy else ylim
+    canvas = _Canvas(cols, rows, x0, x1, y_lo, y_hi)
+    for i, (s, (_, dashes)) in enumerate(group):
+        # Without colours "faint" is the outline: only each column's extremes, so the line stands out.
+        main = _DASHES[dashes] if s.smoothed is None else "1"  # (the faint raw under a smoothed one: solid)
+        canvas.plot(s.steps, s.values, layer=2 * i, outline=not color and s.smoothed is not None, dashes=main)
+    for i, (s, (_, dashes)) in enumerate(group):
+        if s.smoothed is not None:  # (log: <= 0 is NaN, not marked)
+            canvas.plot(s.steps, s.smoothed, layer=2 * i + 1, mark=not logy, dashes=_DASHES[dashes])
+    codes = [code for _, (code, _) in group]
+
+    def style(layer: int) -> str:
+        """SGR parameters of a layer: even layers are raw (dim), odd ones smoothed (bold)."""
+        return f"38;5;{codes[layer // 2]}" + (";1" if layer % 2 else ";2")
+
+    lines = [f"{_fit(name, _Y_LABEL):>{_Y_LABEL}} " + canvas.nan_row(color)]
+    ticks = _log_ticks(y_lo, y_hi, rows) if logy else _ticks(y_lo, y_hi, rows)
+    for r, body in enumerate(canvas.lines(color, style)):
+        label = ticks.get(r, "")
+        lines.append(f"{label:>{_Y_LABEL}}{'┤' if label else '│'}{body}")
+    return lines, bool(canvas.nan.any())
+
+
+def _looks(shown: Sequence[Series]) -> list[_Look]:
+    """Each series' colour and dashes, as the matplotlib view chooses them (`lossview.plot`): where several
+    runs are drawn a colour per run (first come) and dashes per tag, else a colour per tag."""
+    runs = {run: i for i, run in enumerate(dict.fromkeys(s.run for s in shown))}
+    tags = {tag: i for i, tag in enumerate(dict.fromkeys(s.tag for s in shown))}
+    if len(runs) > 1:
+        return [(_PALETTE[runs[s.run] % len(_PALETTE)], tags[s.tag] % len(_DASHES)) for s in shown]
+    return [(_PALETTE[tags[s.tag] % len(_PALETTE)], 0) for s in shown]
+
+
+def _legend(shown: Sequence[Series], looks: Sequence[_Look], width: int, most: int, color: bool) -> list[str]:
+    """The legend, in at most `most` lines of `width`: an entry per series; with more than two runs and
+    several tags (as the matplotlib view's compact legend) one per run in its colour, then one per tag with
+    its dashes. What does not fit is counted ("… 5 more"); a tag's entry is never left out for a run's."""
+
+    def entry(code: int, dashes: int, text: str, bold: bool) -> tuple[str, int]:
+        glyph = _GLYPHS[dashes][0 if bold else 1]
+        drawn = f"\x1b[0;38;5;{code};1m{glyph}\x1b[0m" if color and code else glyph
+        return f"{drawn} {text}", len(glyph) + 1 + len(text)
+
+    runs = {s.run: look for s, look in zip(shown, looks, strict=True)}
+    tags = {s.tag: look for s, look in zip(shown, looks, strict=True)}
+    bold = any(s.smoothed is not None for s in shown)
+    if len(runs) > 2 and len(tags) > 1:
+        cut = [entry(code, 0, run, bold) for run, (code, _) in runs.items()]
+        kept, what = [entry(0, dashes, tag, bold) for tag, (_, dashes) in tags.items()], " runs"
+    else:
+        cut = [entry(c, d, s.label, s.smoothed is not None) for s, (c, d) in zip(shown, looks, strict=True)]
+        kept, what = [], ""
+    for k in range(len(cut), -1, -1):
+        note = f"… {len(cut) - k} more{what}"
+        laid = _wrap([*cut[:k], *([(note, len(note))] if k < len(cut) else []), *kept], width, most)
+        if laid is not None:
+            return laid
+    return [_fit(f"… {len(cut) + len(kept)} entries", width)]
+
+
+def _wrap(entries: Sequence[tuple[str, int]], width: int, most: int) -> list[str] | None:
+    """`entries` (text, its width on screen) in lines of `width`, two spaces apart; None if that takes more
+    than `most` lines."""
+    lines: list[list[str]] = [[]]
+    used = 0
+    for text, size in entries:
+        if size > width:
+            return None
+        if lines[-1] and used + 2 + size > width:
+            lines.append([])
+            used = 0
+        used += size + (2 if lines[-1] else 0)
+        lines[-1].append(text)
+    return ["  ".join(line) for line in lines] if len(lines) <= most else None
 
 
 class _Canvas:
@@ -96,10 +216,19 @@ class _Canvas:
         self.nan = np.zeros(cols, bool)
 
     def plot(
-        self, steps: np.ndarray, values: np.ndarray, *, layer: int, outline: bool = False, mark: bool = True
+        self,
+        steps: np.ndarray,
+        values: np.ndarray,
+        *,
+        layer: int,
+        outline: bool = False,
+        mark: bool = True,
+        dashes: str = "1",
     ) -> None:
         """Draw a curve: per dot column from its lowest to its highest value (joined to the next column);
-        with `outline` only each column's lowest and highest dot; `mark`: its non-finite values are marked."""
+        with `outline` only each column's lowest and highest dot; `mark`: its non-finite values are marked.
+        `dashes` leaves out the dot columns of its "0"s, but a raw layer's column spanning more than a cell
+        keeps its extremes there (a spike stays visible)."""
         px = 2 * self.cols
         x, y = transforms.decimate(steps, values, px)
         span = max(self.x1 - self.x0, 1)
@@ -132,7 +261,11 @@ class _Canvas:
         top[nxt] = np.minimum(top[nxt], last[prev])
         bottom[nxt] = np.maximum(bottom[nxt], last[prev])
         for c in span_cols.tolist():
-            if outline:
+            if dashes[c % len(dashes)] == "0":
+                if layer % 2 == 0 and bottom[c] - top[c] >= 4:
+                    self._dots(c, int(top[c]), int(top[c]), layer)
+                    self._dots(c, int(bottom[c]), int(bottom[c]), layer)
+            elif outline:
                 self._dots(c, int(top[c]), int(top[c]), layer)
                 self._dots(c, int(bottom[c]), int(bottom[c]), layer)
             else:
@@ -200,7 +333,7 @@ def _log10(s: Series) -> Series:
         smoothed = (
             None if s.smoothed is None else np.log10(np.where(s.smoothed > 0, s.smoothed, np.nan))[keep]
         )
-        return Series(s.label, s.steps[keep], np.log10(s.values[keep]), smoothed)
+        return Series(s.label, s.steps[keep], np.log10(s.values[keep]), smoothed, tag=s.tag, run=s.run)
 
 
 def _ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
@@ -242,11 +375,12 @@ def _nice(lo: float, hi: float, n: int) -> list[float]:
 
 
 def _fmt(value: float) -> str:
+    """A tick label: 1k, 1.5k, 2.5M as the matplotlib view writes steps (EngFormatter), else 4 digits."""
     if value == 0:
         return "0"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size and float(value / size).is_integer():
-            return f"{value / size:g}{unit}"
+        if abs(value) >= size:
+            return f"{value / size:.4g}{unit}"
     return f"{value:.4g}"
 
 
@@ -259,19 +393,6 @@ def _x_axis(x0: int, x1: int, cols: int) -> str:
         if c >= 0 and c + len(text) <= cols and all(ch == "─" for ch in axis[c : c + len(text) + 1]):
             axis[c : c + len(text)] = list(text)
     return "".join(axis) + " step"
-
-
-def _legend(series: Sequence[Series], width: int, color: bool) -> str:
-    """One entry per series in its colour, as many as fit in `width` ("…" for the rest)."""
-    parts, used = [], 0
-    for i, s in enumerate(series):
-        plain = ("━━ " if s.smoothed is not None else "── ") + s.label
-        if used + len(plain) + 3 > width and i < len(series) - 1:
-            parts.append("…")
-            break
-        parts.append(f"\x1b[0;{_layer_style(2 * i + 1)}m{plain[:2]}\x1b[0m{plain[2:]}" if color else plain)
-        used += len(plain) + 2
-    return "  ".join(parts)
 
 
 def _fit(text: str, width: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import lossfmt
 from lossview import commands, summary
 from lossview import view as v
-from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG
+from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG, SIZE
 
 #: The status of a command whose output pipe closed early (128 + SIGPIPE, as a shell reports it).
 BROKEN_PIPE = 141
@@ -194,8 +194,9 @@ def _plot(ns: argparse.Namespace) -> int:
         logy=ns.logy,
         ylim=tuple(ns.ylim) if ns.ylim else None,
         title=ns.title or (f"mean of the runs of each {ns.label}" if ns.mean_runs and ns.label else None),
-        width=ns.size[0],
-        height=ns.size[1],
+        width=(ns.size or SIZE)[0],
+        height=(ns.size or SIZE)[1],
+        fixed_size=ns.size is not None,
         local_time=ns.local_time,
     )
     return app.run(target, view, style, curves)
@@ -210,7 +211,7 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError(f"--ylim: LO must be below HI (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
     if ns.ylim and ns.logy and not ns.ylim[0] > 0:
         raise v.OptionError(f"--ylim: LO must be above 0 on a --logy axis (got {ns.ylim[0]:g})")
-    w, h = ns.size
+    w, h = ns.size or SIZE
     if w * h * ns.dpi**2 > MAX_PIXELS or max(w, h) * ns.dpi >= 1 << 16:
         raise v.OptionError(f"--size {w:g} {h:g} at --dpi {ns.dpi} is too many pixels: lower one of them")
     if ns.split and ns.one_axes:

@@ -69,6 +69,8 @@ def _positive(text: str) -> float:
 MAX_DPI = 2400
 MAX_INCHES = 200.0
 MAX_PIXELS = 1 << 27
+#: The figure's size in inches without --size (its height grows for a second panel; a --size is kept).
+SIZE = (8.0, 4.5)
 
 
 def _dpi(text: str) -> int:
@@ -201,11 +203,29 @@ def _view_options(p: argparse.ArgumentParser) -> None:
         help="one curve per tag: the mean across all runs given (seeds of a sweep, ranks of a job), per "
         "--per bucket, else on the union of the runs' steps (each run interpolated within its own steps)",
     )
-    vg.add_argument("--logy", action="store_true", help="logarithmic y axis")
-    vg.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="fixed y range")
+    _axis_options(vg)
+
+
+def _axis_options(vg: argparse._ArgumentGroup) -> None:
+    """The y axis and the figure's size, of the view options."""
+    vg.add_argument(
+        "--logy", action="store_true", help="logarithmic y axis (an lr keeps its panel, below the loss's)"
+    )
+    vg.add_argument(
+        "--ylim",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="fixed y range of the loss's panel (with --split: of each tag of the loss's scale; with "
+        "--one-axes: of the one axes); an lr on a panel of its own keeps its range",
+    )
     vg.add_argument("--title", help="figure title (default: the run name, or 'N runs')")
     vg.add_argument(
-        "--size", nargs=2, type=_inches, metavar=("W", "H"), default=(8.0, 4.5), help="inches (default 8 4.5)"
+        "--size",
+        nargs=2,
+        type=_inches,
+        metavar=("W", "H"),
+        help="inches, kept whatever the panels (default 8 4.5, taller for a second panel)",
     )
     vg.add_argument(
         "--dpi", type=_dpi, default=150, help=f"resolution of PNG output, 1..{MAX_DPI} (default 150)"
@@ -269,8 +289,8 @@ def _export_parser() -> argparse.ArgumentParser:
         choices=("rows", "parquet"),
         default="rows",
         help="rows (default): the plotted rows, in the format OUT's suffix names; parquet: every event of "
-        "every run with its run metadata (hparams) as columns, for DuckDB, Spark, Trino, BigQuery and "
-        "Polars: OUT.parquet is one file, any other OUT a directory partitioned by run, updated "
+        "every run with its run metadata (hparams) as columns, for pandas, DuckDB, Spark, Trino, BigQuery "
+        "and Polars: OUT.parquet is one file, any other OUT a directory of one file per run, updated "
         "incrementally (only new or changed runs are rewritten)",
     )
     p.add_argument(

@@ -1,8 +1,9 @@
 """Which axes each tag is drawn on when tags are not split (``--split`` gives each its own): tags of one
 scale share the axes, and a tag whose values are orders of magnitude apart (a learning rate of 1e-3 beside a
 loss of 2) gets a panel of its own, where it is a curve rather than a flat line at zero. ``--one-axes``
-keeps every tag on one axes; ``--logy`` and ``--ylim`` do too (a log axis shows every scale, a fixed range
-is the user's)."""
+keeps every tag on one axes. The panels stay with ``--logy`` (an lr decaying to 1e-11 would squash the loss
+into the top decade of a shared log axis) and with ``--ylim``, which fixes the range of the top panel (the
+loss's scale) and leaves an lr's panel its own range."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 
-from lossview import artists, panels, screen, ticks
+from lossview import artists, captions, panels, screen, ticks
 from lossview.artists import COLORS, LINESTYLES, SeriesArtists
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
@@ -50,6 +50,8 @@ class Style:
     local_time: bool = False
     #: Tags of very different scales on panels of their own (lossview.panels); False: ``--one-axes``.
     panels: bool = True
+    #: ``--size`` given: the figure stays width x height; else its height grows for a second panel.
+    fixed_size: bool = False
 
 
 class LossPlot:
@@ -65,6 +67,7 @@ class LossPlot:
         self._x_scale = 1.0
         self._busy = False
         self._legend_keys: dict[Axes, tuple[object, ...]] = {}
+        self._fixed: set[Axes] = set()  # the axes --ylim fixed
         #: Series hidden by a click on their legend entry (they stay hidden as the run grows).
         self.hidden: set[tuple[str, str]] = set()
         #: Legend entries (handles) -> the series key they toggle; rebuilt with each legend.
@@ -79,10 +82,10 @@ class LossPlot:
     def update(self, curves: Sequence[Curve]) -> None:
         """Show exactly ``curves`` (series absent from it are emptied), then refresh the output."""
         self._runs = list(dict.fromkeys(c.run for c in curves))  # a run that left a followed directory goes
-        self._x_scale, unit = self._time_unit(curves)
+        self._x_scale, unit = captions.time_unit(self.view, curves)
         # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
         long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
-        if self.style.panels and not (self.style.split or self.style.logy or self.style.ylim):
+        if self.style.panels and not self.style.split:
             curves = self._place(curves)
         seen = set()
         for c in curves:
@@ -94,6 +97,7 @@ class LossPlot:
         for key, s in self.series.items():
             if key not in seen:
                 artists.set_empty(s)
+        self._fix_ylim(curves)
         for ax in self.axes.values():
             self._label(ax, unit)
             self._legend(ax)
@@ -103,6 +107,7 @@ class LossPlot:
                 warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
                 ax.autoscale_view()
             self._decimate_view(ax)
+        self.fig.align_ylabels(list(self.axes.values()))
         artists.place_notes(self.series.values())
         if self.style.title:
             self.fig.suptitle(self.style.title)
@@ -143,7 +148,7 @@ class LossPlot:
         if ax is not None:
             return ax
         n = len(self.axes) + 1
-        if n > 1:
+        if n > 1 and not self.style.fixed_size:
             self.fig.set_size_inches(self.style.width, max(self.style.height, 0.6 + 2.4 * n))
         gs = GridSpec(n, 1, figure=self.fig)
         for i, existing in enumerate(self.axes.values()):
@@ -154,9 +159,6 @@ class LossPlot:
         ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
         ax.spines[["top", "right"]].set_visible(False)
         ticks.configure(ax, self.view.x, logy=self.style.logy, local_time=self.style.local_time)
-        if self.style.ylim:
-            ax.set_ylim(*self.style.ylim)
-            ax.set_autoscaley_on(False)
         if self.style.split:
             ax.set_title(tag, loc="left", fontsize="medium")
         if n > 1:  # (split, or a tag of another scale on its own panel: the bottom one has the x labels)
@@ -177,11 +179,27 @@ class LossPlot:
             self.axes.clear()
             self.series.clear()
             self._legend_keys.clear()
+            self._fixed.clear()
             self.fig.set_size_inches(self.style.width, self.style.height)
             self._panel_of = {}
         self._panel_of.update(placed)
         rank = {name: i for i, name in enumerate(dict.fromkeys(placed.values()))}
         return sorted(curves, key=lambda c: rank[placed[c.tag]])
+
+    def _fix_ylim(self, curves: Sequence[Curve]) -> None:
+        """``--ylim`` on the axes of the tags on the loss's scale (the top panel of lossview.panels.layout,
+        with --split too; the one axes with --one-axes): an lr keeps its own range. Set when an axes joins
+        or leaves them, so a zoom in a followed run's window stays."""
+        if not self.style.ylim:
+            return
+        top = {""} if not self.style.split else {t for t, name in panels.layout(curves).items() if name == ""}
+        for name, ax in self.axes.items():
+            fixed = not self.style.panels or name in top
+            if fixed != (ax in self._fixed):
+                ax.set_autoscaley_on(not fixed)
+                if fixed:
+                    ax.set_ylim(*self.style.ylim)
+                self._fixed.symmetric_difference_update({ax})
 
     def _warn_logy(self, c: Curve) -> None:
         """Say once per series how many of its values a log axis leaves out (zero and negative)."""
@@ -193,32 +211,19 @@ class LossPlot:
             self._warned_logy.add(c.key)
             name = f"{c.run}: {c.tag}" if self.style.compare else c.tag
             first = int(c.step[np.argmax(out)])
+            said = f"1 value of {name} is" if below == 1 else f"{below:,} values of {name} are"
             warnings.warn(
-                f"--logy: {below:,} values of {name} are zero or negative (the first at step {first:,}): "
-                "a log axis does not draw them",
+                f"--logy: {said} zero or negative (the first at step {first:,}): "
+                f"a log axis does not draw {'it' if below == 1 else 'them'}",
                 stacklevel=2,
             )
 
     def _label(self, ax: Axes, unit: str) -> None:
         if ax is list(self.axes.values())[-1]:
-            ax.set_xlabel(self._xlabel(unit))
-        tags = {k[1] for k, s in self.series.items() if s.ax is ax and s.curve is not None}
-        notes = []
-        if self.view.normalize == "per-item":
-            notes.append("per item")
-        if self.view.per is not None:
-            notes.append("mean per epoch" if self.view.per == "epoch" else f"mean per {self.view.per} steps")
-        if self.style.split:  # the panel's title names its tag: the label only says what the values are
-            ax.set_ylabel("\n".join(notes))
-            return
-        ylabel = next(iter(tags)) if len(tags) == 1 else "value"
-        ax.set_ylabel(f"{ylabel} ({', '.join(notes)})" if notes else ylabel)
-
-    def _xlabel(self, unit: str) -> str:
-        if self.view.x == "time":
-            return "wall time (local)" if self.style.local_time else "wall time (UTC)"
-        named = {"step": "step", "epoch": "epoch", "items": "items seen (cumulative count)"}
-        return named.get(self.view.x, f"time since start ({unit})")
+            ax.set_xlabel(captions.xlabel(self.view, unit, local_time=self.style.local_time))
+        tags = list(dict.fromkeys(k[1] for k, s in self.series.items() if s.ax is ax and s.curve is not None))
+        room = captions.panel_height(self.fig, len(self.axes))
+        ax.set_ylabel(captions.ylabel(tags, self.view, split=self.style.split, room=room))
 
     def _legend(self, ax: Axes) -> None:
         mine = [(k, s) for k, s in self.series.items() if s.ax is ax and s.curve is not None]
@@ -230,8 +235,8 @@ class LossPlot:
             notes.append(f"bold: smoothed ({self.view.smoothing()}), faint: raw")
         if any(s.band_data is not None for _, s in mine):  # what the shade spans
             spread = "min..max" if self.view.band == "minmax" else "mean ± 1 std"
-            bucket = "epoch" if self.view.per == "epoch" else f"{self.view.per} steps"
-            notes.append(f"shade: {spread} {'across runs' if self.view.mean_runs else f'in each {bucket}'}")
+            each = "across runs" if self.view.mean_runs else f"in each {captions.bucket(self.view)}"
+            notes.append(f"shade: {spread} {each}")
         if any(s.curve is not None and s.curve.unfinished for _, s in mine):
             notes.append("ring: the epoch so far (not finished)")
         if marks := artists.nonfinite_key(s for _, s in mine):
@@ -279,9 +284,8 @@ class LossPlot:
         """(entries listed, columns, font size) of a legend beside the axes: every entry, in as few columns
         as the axes' height needs, a smaller font if that fits them all; the first ones (the last line
         counts the rest) where even that would take more than LEGEND_SHARE of the figure's width."""
-        width, height = self.fig.get_size_inches() * 72
-        n = len(self.axes)
-        room = (height - 50) / n - (20 if n > 1 else 25)  # an axes' height: less titles and x tick labels
+        width = float(self.fig.get_size_inches()[0]) * 72
+        room = captions.panel_height(self.fig, len(self.axes))
         if title:  # its lines, in x-small
             room -= 1.3 * FontProperties(size="x-small").get_size_in_points() * (title.count("\n") + 1)
         fit = (0, 1, "small")
@@ -365,19 +369,6 @@ class LossPlot:
                     s.band.set_data(bx, lo, hi)
         finally:
             self._busy = False
-
-    def _time_unit(self, curves: Sequence[Curve]) -> tuple[float, str]:
-        """Scale for x: days for --x time (matplotlib dates), s/min/h for --x relative, 1 otherwise."""
-        if self.view.x == "time":
-            return 86400.0, "days"
-        if self.view.x != "relative":
-            return 1.0, ""
-        span = max((float(np.nanmax(c.x)) for c in curves if len(c.x)), default=0.0)
-        if span > 2 * 3600:
-            return 3600.0, "h"
-        if span > 120:
-            return 60.0, "min"
-        return 1.0, "s"
 
 
 def _compact(mine: list[tuple[tuple[str, str], SeriesArtists]]) -> tuple[list[Line2D], list[str], list[Any]]:

@@ -15,8 +15,8 @@ from lossfmt.transforms import to_arrow as array
 from lossview import view as v
 from lossview.commands import empty_note, require_events
 
-HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "max", "smoothed", "non-finite",
-           "events/s", "duration")  # fmt: skip
+HEADERS = ("run", "tag", "events", "steps", "first", "last", "min", "@step", "max", "@step", "smoothed",
+           "non-finite", "events/s", "duration")  # fmt: skip
 
 
 def summary_view(view: v.View) -> v.View:
@@ -98,6 +98,7 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
             _num(r["min"]),
             "-" if r["min_step"] is None else str(r["min_step"]),
             _num(r["max"]),
+            "-" if r["max_step"] is None else str(r["max_step"]),
             _num(r["last_smoothed"]),
         ]
         cells += [str(r["non_finite"]), _num(r["events_per_s"], ".4g"), _duration(r["duration_s"])]

@@ -4,15 +4,16 @@ X, no web server, no port).
 Each character cell is a Unicode braille pattern of 2x4 dots. Every dot column keeps its bucket's minimum and
 maximum (``lossfmt.transforms.decimate`` picks them), so a one-step spike among 10M events stays visible;
 the smoothed curve is drawn bold over the faint raw one, non-finite values are marked ``×`` above the plot,
-with y ticks, x ticks and a legend. With ``--follow`` the frame is redrawn in place (alternate screen) after
+with y ticks, x ticks and a legend; a tag of another scale (an lr) has a panel of its own, as in the
+matplotlib view. With ``--follow`` the frame is redrawn in place (alternate screen) after
 each flush (``lossfmt.follow(path).poll()`` reads only the new bytes; the smoothing continues from its state)
 and on resize; Ctrl-C restores the screen and exits 0. Without ``--follow`` one frame is printed, with no
 escape codes when stdout is not a terminal, so it can go into logs and CI output.
 
 The cell renderer (``lossview.braille``; ``Series`` and ``render`` are importable from here too) is written
-on numpy rather than taken from plotext or rich: it is about 150 lines, reuses lossfmt's decimation (plotext
-would get every point as a Python list: seconds for 10M events), keeps spikes by construction, and adds no
-dependency.
+on numpy rather than taken from plotext or rich: a few hundred lines, it reuses lossfmt's decimation
+(plotext would get every point as a Python list: seconds for 10M events), keeps spikes by construction, and
+adds no dependency.
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ class TermView:
         self._lowest: dict[Path, int] = {}
 
     def _relabel(self) -> None:
-        """Every series' legend label: its tag, after its run's label when several runs are drawn."""
+        """Every series' run and legend label: its tag, after its run's label when several runs are drawn."""
         for (path, tag), s in self.series.items():
-            s.label = f"{self.labels[path]}: {tag}" if len(self.labels) > 1 else tag
+            s.run = self.labels[path]
+            s.label = f"{s.run}: {tag}" if len(self.labels) > 1 else tag
 
     def _select(self, table: pa.Table) -> pa.Table:
         return transforms.select_tags(table, self.tags) if self.tags else table
@@ -163,7 +165,7 @@ class TermView:
             key = (path, tag)
             s = self.series.get(key)
             if s is None:
-                s = self.series[key] = Series(tag)  # labelled by _relabel
+                s = self.series[key] = Series(tag, tag=tag)  # its run and label: _relabel
                 self._fresh[key] = 0
             old = s.steps.size
             s.steps = np.concatenate([s.steps, steps]) if old else steps
@@ -191,7 +193,8 @@ class TermView:
 
     def title(self) -> str:
         """The frame's first line: the run (or how many), what is wrong with the files (a named file gone,
-        files that cannot be read: before the rest, which a narrow terminal cuts), what is drawn."""
+        files that cannot be read: before the rest, which a narrow terminal cuts), what is drawn (`render`
+        adds the key of the non-finite marks when it draws one)."""
         notes = []
         if gone := sorted(p.name for p in self.sources.gone):
             notes.append(
@@ -204,7 +207,7 @@ class TermView:
         labels = list(self.labels.values())
         name = labels[0] if len(labels) == 1 else f"{len(labels)} runs" if labels else " ".join(self.args)
         what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
-        return " · ".join([name, *notes, what, "× non-finite"])
+        return " · ".join([name, *notes, what])
 
 
 def _column(table: pa.Table, name: str, dtype: type[np.generic]) -> np.ndarray:
@@ -242,7 +245,8 @@ def run(
     ylim: tuple[float, float] | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """``lossview FILE... --term [--follow]``: print one frame, or redraw in place until Ctrl-C (exit 0).
+    """``lossview FILE... --term [--follow]``: print one frame (on a terminal one line less than its height,
+    for the prompt), or redraw in place until Ctrl-C (exit 0).
     `smooth` None is the default smoothing (`lossfmt.transforms.DEFAULT_SMOOTH`); `interval` the seconds
     between polls while following (``--poll``; default 0.25); `title` replaces the frame's first line;
     `logy` and `ylim` as ``--logy`` and ``--ylim``."""
@@ -256,6 +260,8 @@ def run(
         if not view.series:
             raise NoDataError("no events to draw" + (f" for --tag {' '.join(tags)}" if tags else ""))
         width, height = _size(out)
+        if out.isatty():  # the line after the frame holds the shell's prompt: the title must not scroll off
+            height -= 1
         frame = render(
             list(view.series.values()), width, height, color=out.isatty(), title=view.title(), **axis
         )
