@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _arrow, _file, _framing, _locking, _sources
+from lossfmt import _arrow, _checks, _file, _framing, _locking, _sources
 from lossfmt import schema as s
 from lossfmt._errors import LossFormatError, NoSuchFileError
 
@@ -226,7 +226,9 @@ def compact(path: str | os.PathLike[str]) -> None:
             for _ in _open(final, shown)[1]:
                 pass
             return
-        compact_locked(final, fd, name=shown)
+        cannot = "it cannot be compacted (compaction writes a copy beside it, renamed over it): left as is"
+        with _checks.unwritable_directory(shown, cannot):
+            compact_locked(final, fd, name=shown)
     finally:
         _locking.release(fd)
 

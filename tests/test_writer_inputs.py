@@ -196,6 +196,13 @@ _READ_ONLY = textwrap.dedent(
         if how == "close":
             w.add(1, 2.0)
             w.close()
+        elif how == "compact":
+            w.add(1, 2.0)
+            try:
+                w.close()  # refused: the directory is not writable
+            except PermissionError:
+                pass
+            lossfmt.compact(path)
         elif how == "drop":
             w.add(1, 2.0)
             del w
@@ -234,6 +241,16 @@ def test_close_in_a_directory_made_read_only_says_the_events_are_kept_in_the_liv
     assert lossfmt.read(path).column("step").to_pylist() == [0, 1]
     lossfmt.compact(path)  # as the message says: the file is whole, and no writer holds it
     assert pa.ipc.open_file(path).read_all().column("step").to_pylist() == [0, 1]
+
+
+def test_compact_in_a_read_only_directory_says_so_naming_the_file(tmp_path):
+    """lossfmt.compact (and `lossview compact`) raised a raw PermissionError naming a hidden temp file."""
+    result, path = read_only_run(tmp_path, "compact")
+    assert result.stdout.splitlines() == [
+        f"PermissionError [Errno 13] Permission denied: {path}: its directory is not writable, so it cannot "
+        "be compacted (compaction writes a copy beside it, renamed over it): left as is"
+    ]
+    assert lossfmt.read(path).column("step").to_pylist() == [0, 1]
 
 
 def test_a_writer_dropped_in_a_read_only_directory_warns_in_one_line_without_a_traceback(tmp_path):
