@@ -213,7 +213,7 @@ def test_a_terminal_frame_never_imports_matplotlib(tmp_path: Path) -> None:
     # matplotlib's import is most of a --term frame's time on a large file (about 0.7 s here); the others
     # are 15-30 ms each of every command (--version's metadata lookup, np.unique's masked-array check).
     path = tmp_path / "run.arrow"
-    write_run(path, 5000, tags=("loss",))  # more points than dot columns: the decimation runs
+    write_run(path, 5000, tags=("loss", "val"))  # more points than dot columns: the decimation runs
     code = (
         "import io, sys, contextlib\n"
         "import numpy, pyarrow, google_crc32c  # their own imports (numpy < 2: numpy.ma) are theirs\n"

@@ -105,7 +105,7 @@ def _panels(shown: Sequence[Series], room: int) -> list[list[int]]:
     """Indices of `shown` by panel, top first: tags of one scale together, one 50x or more apart on its own
     (`lossview.panels.layout`, the matplotlib view's rule); all on one where `room` lines cannot hold every
     panel's row of marks and `_MIN_ROWS` cell rows."""
-    if len({s.tag for s in shown}) < 2:  # one panel (and no median: numpy's imports numpy.ma, 6-15 ms)
+    if len({s.tag for s in shown}) < 2:  # one panel
         return [list(range(len(shown)))]
     placed = panels.layout([Curve(s.run, s.tag, s.steps, s.values, s.steps) for s in shown])
     names = list(dict.fromkeys(placed.values()))

@@ -58,7 +58,12 @@ def magnitude(curves: Sequence[Curve]) -> float | None:
         parts.append(np.abs(y[::step]))
     values = np.concatenate(parts) if parts else np.empty(0)
     values = values[np.isfinite(values) & (values > 0)]
-    return float(np.median(values)) if values.size else None
+    if not values.size:
+        return None
+    # np.median would import numpy.ma (6-15 ms of a --term frame): the middle value(s) by partition instead
+    half = values.size // 2
+    middle = np.partition(values, [half - 1, half] if values.size > 1 else [0])
+    return float(middle[half] if values.size % 2 else (middle[half - 1] + middle[half]) / 2)
 
 
 def _ratio(a: float, b: float) -> float:
