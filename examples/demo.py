@@ -19,6 +19,7 @@ Only numpy and lossfmt are needed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,14 +134,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--fast", action="store_true", help="3 epochs, no sleep: for tests and CI")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no hint on how to watch it (make demo shows it already)"
+    )
     args = parser.parse_args(argv)
     if args.fast:
         args.epochs, args.sleep = 3, 0.0
     path = Path(args.path)
-    sys.stderr.write(f"training; watch it with: lossview {path} --follow\n")
+    if not args.quiet:
+        sys.stderr.write(f"training; watch it with: {_lossview()} {path} --follow{_where()}\n")
     train(path, epochs=args.epochs, batch_size=args.batch_size, sleep=args.sleep, seed=args.seed)
     sys.stderr.write(f"done: {path}\n")
     return 0
+
+
+def _lossview() -> str:
+    """The lossview command beside this Python (``.venv/bin/lossview`` for ``make demo``), else on PATH."""
+    beside = Path(sys.executable).parent / "lossview"
+    if not beside.exists():
+        return "lossview"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
+
+
+def _where() -> str:
+    """` --term` where no window can open (an SSH session, a container); else nothing."""
+    if sys.platform in ("darwin", "win32") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    return " --term"
 
 
 if __name__ == "__main__":

@@ -91,3 +91,24 @@ def test_make_demo_without_a_display_renders_a_png(tmp_path):
     run_example("run_demo.py", "--fast", cwd=tmp_path, env=env)
     assert lossfmt.read(tmp_path / "runs" / "demo.arrow").num_rows == 3 * 16 * 3 + 3
     assert (tmp_path / "runs" / "demo.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_demos_hint_is_a_command_that_works_where_it_runs(tmp_path):
+    """Its hint was `lossview runs/demo.arrow --follow`: on a machine without a display that needs a window
+    (an error), and `lossview` was not on PATH where `make demo` set up the venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py"), str(tmp_path / "d.arrow"), "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    hint = result.stderr.splitlines()[0]
+    assert hint.startswith("training; watch it with: ") and hint.endswith(" --follow --term")
+    command = hint.removeprefix("training; watch it with: ").split()
+    assert command[1:] == [str(tmp_path / "d.arrow"), "--follow", "--term"]
+    shown = subprocess.run([command[0], command[1], "--term"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "d · " in shown.stdout, shown.stderr  # one frame of the run it names

@@ -748,3 +748,41 @@ def test_following_purges_a_resume_whose_poll_first_went_on_then_back(tmp_path: 
     (one,) = frame.series.values()
     assert s.steps.tolist() == one.steps.tolist() == [0, 1, 2, 3]  # as drop_rewound: 3, 4, 5 orphaned
     assert s.values.tolist() == one.values.tolist() == [0.0, 1.0, 2.0, 103.0]
+
+
+@needs_tmux
+def test_make_demo_on_a_terminal_without_a_display_follows_the_run_in_it(tmp_path: Path) -> None:
+    """`make demo` over SSH trained in silence, and its hint (`lossview ... --follow`) needed a window: it now
+    draws the run live in the terminal while it trains, then renders the PNG."""
+    demo = Path(__file__).resolve().parent.parent / "examples" / "run_demo.py"
+    command = [
+        "env",
+        "-u",
+        "DISPLAY",
+        "-u",
+        "WAYLAND_DISPLAY",
+        "MPLBACKEND=",
+        sys.executable,
+        os.fspath(demo),
+    ]
+    pane = Pane(
+        tmp_path,
+        [
+            "sh",
+            "-c",
+            f"cd {_quote(os.fspath(tmp_path))} && "
+            + " ".join(map(_quote, command))
+            + " --epochs 40 --sleep 0.01",
+        ],
+        100,
+        30,
+    )
+    try:
+        live = pane.wait(lambda t: "━━ loss" in t and "━━ val" in t and braille_cells(t) > 50, timeout=60)
+        assert live.startswith("demo · ")
+        assert all(pane.capture().startswith("demo · ") for _ in range(20))  # no line of the demo scrolls it
+        done = pane.wait(lambda t: "no display: rendered runs/demo.png" in t, timeout=120)
+        assert braille_cells(done) == 0  # the shell's screen is back
+        assert (tmp_path / "runs" / "demo.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        pane.close()
