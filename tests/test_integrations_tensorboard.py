@@ -262,6 +262,10 @@ def test_import_tb_says_how_to_view_runs_it_wrote_into_subdirectories(tmp_path, 
     out = tmp_path / "runs"
     assert cli.main(["import-tb", str(tmp_path / "tb"), str(out)]) == 0
     assert f"view them all with lossview '{out}/**/*.arrow'" in capsys.readouterr().err
+    assert (
+        cli.main(["import-tb", str(tmp_path / "tb"), f"{tmp_path / 'slash'}/"]) == 0
+    )  # (it said 'slash//**')
+    assert f"view them all with lossview '{tmp_path / 'slash'}/**/*.arrow'" in capsys.readouterr().err
     write_run(tmp_path / "flat" / "a", n=3)
     write_run(tmp_path / "flat" / "b", n=3)
     assert cli.main(["import-tb", str(tmp_path / "flat"), str(tmp_path / "flat_out")]) == 0

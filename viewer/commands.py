@@ -32,7 +32,12 @@ def require_events(runs: Sequence[v.Run], view: v.View) -> None:
     """No events at all, or none of the wanted tags, is an error naming the files or the tags."""
     if all(r.table.num_rows == 0 for r in runs):
         if view.tags:
-            raise v.NoDataError(f"no tag matches {' '.join(view.tags)}")
+            names: dict[str, None] = {}
+            for r in runs:
+                if r.path:
+                    names.update(dict.fromkeys(v.tag_names(lossfmt.read(r.path, columns=["tag"]))))
+            have = f"; the runs have {', '.join(names)}" if names else ""
+            raise v.NoDataError(f"no tag matches {' '.join(view.tags)}{have}")
         raise v.NoDataError("; ".join(empty_note(r) for r in runs))
 
 
@@ -168,8 +173,8 @@ def export_parquet(files: Sequence[str], out: str, view: v.View | None = None) -
     check_export_out(files, Path(out), overwrite=True)
     summary = lossfmt.export_parquet(list(files), out)
     print(
-        f"{out}: {summary.runs} run{'' if summary.runs == 1 else 's'}, {summary.written} written, "
-        f"{summary.removed} removed, {summary.rows} events",
+        f"{out}: {summary.runs} run{'' if summary.runs == 1 else 's'}, {summary.written} written "
+        f"({summary.rows} events), {summary.removed} removed",
         file=sys.stderr,
     )
     return 0
@@ -255,7 +260,7 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
     nested = Path(out).is_dir() and any(p.parent != Path(out) for p in Path(out).rglob("*.arrow"))
     if nested:  # (reading a directory takes its own files only)
         print(
-            f"{out}: runs in subdirectories too: view them all with {PROG} '{out}/**/*.arrow'",
+            f"{out}: runs in subdirectories too: view them all with {PROG} '{Path(out) / '**' / '*.arrow'}'",
             file=sys.stderr,
         )
     return 0

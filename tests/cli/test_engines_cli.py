@@ -35,6 +35,8 @@ def test_export_parquet_writes_a_directory_duckdb_reads_with_hparams(tmp_path):
     assert rows == [(0.01, 50), (0.1, 50)]
     again = lossview("export", str(runs), str(out), "--format", "parquet")
     assert again.returncode == 0 and "0 written" in again.stderr  # incremental: nothing changed
+    # ("2 runs, 0 written, 0 removed, 0 events" read as an export of no events)
+    assert again.stderr.strip() == f"{out}: 2 runs, 0 written (0 events), 0 removed"
 
 
 def test_compact_salvage_copies_the_readable_prefix_and_leaves_the_damaged_file(tmp_path):
