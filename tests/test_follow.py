@@ -511,6 +511,35 @@ def test_following_to_an_image_warns_once_of_a_stray_file_and_of_a_named_file_go
     ]
 
 
+def test_following_a_run_whose_steps_restart_says_so_once_not_at_every_redraw(tmp_path):
+    """A live image or window printed "its steps restart each epoch" once per redraw (15 lines for 600
+    steps): each redraw's catch_warnings() reset Python's once-per-place registry."""
+    path, image, err = tmp_path / "run.arrow", tmp_path / "live.png", tmp_path / "err"
+    writer = LossWriter(path, flush_secs=3600)
+    command = [sys.executable, "-m", "lossview", str(path), "--follow", "-o", str(image)]
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        for epoch in range(4):
+            for step in range(50):  # the steps restart each epoch
+                writer.add(step, 1.0 / (1 + step + 50 * epoch), epoch=epoch)
+            writer.flush()
+            shown = image.stat().st_mtime_ns if image.exists() else 0
+            deadline = time.monotonic() + 30
+            while not image.exists() or image.stat().st_mtime_ns == shown:  # redrawn for this flush
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.05)  # another process's image: nothing to wait on but it
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        writer.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    said = [line for line in err.read_text().splitlines() if line.startswith("lossview:")]
+    assert said == ["lossview: warning: run: its steps restart each epoch: drawn run-wide"]
+
+
 def test_a_file_a_directory_names_and_named_itself_is_one_run_and_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "g" / "a.arrow", [1.0])

@@ -47,10 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = PARSERS[command]().parse_intermixed_args(args)
     except SystemExit as exc:
         return int(exc.code or 0)
+    said: set[str] = set()
+
+    def warn(message: Warning | str, *args: object, **kwargs: object) -> None:
+        """Each warning once: a redraw resets Python's own once-per-place registry (a catch_warnings() mutates
+        the filters), so a live view said a run's "steps restart each epoch" at every redraw."""
+        if str(message) not in said:
+            said.add(str(message))
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
+
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.simplefilter("ignore", ResourceWarning)  # a leak collected meanwhile: not the user's
-        warnings.showwarning = _warn
+        warnings.showwarning = warn
         return _run(command, ns)
 
 
@@ -101,10 +110,6 @@ def _mistyped(word: str) -> bool:
         return False
     print(f"{PROG}: error: unknown command {word!r}; did you mean {close[0]!r}?", file=sys.stderr)
     return True
-
-
-def _warn(message: Warning | str, *args: object, **kwargs: object) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def _run(command: str, ns: argparse.Namespace) -> int:
