@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import logging
 import signal
 import sys
@@ -192,9 +193,13 @@ def _show(target: Target, fig: Any, live: Live | None) -> None:
     timer.start()
     try:
         with _signals(stop.set):
-            if target.web is not None:
+            if target.web is None:
+                plt.show()
+            else:
                 _serve(target)
-            plt.show()
+                # WebAgg prints its own URL and "Press Ctrl+C", in other words than lossview's line
+                with contextlib.redirect_stdout(io.StringIO()):
+                    plt.show()
     finally:
         timer.stop()
 

@@ -359,9 +359,12 @@ def test_web_requests_are_not_logged_to_stderr(tmp_path):
             assert page.status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=60)
+        out, rest = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "404" not in rest and "GET" not in rest, rest
+    assert (
+        out == ""
+    )  # lossview's line alone: WebAgg's "To view figure, visit ..." and "Press Ctrl+C" repeated it
 
 
 def test_a_file_cut_inside_its_first_flush_says_so_not_just_no_events(tmp_path, capsys):
