@@ -322,7 +322,8 @@ def unwritable_directory(path: Path, consequence: str) -> Iterator[None]:
         yield
     except OSError as exc:
         effective = os.access in os.supports_effective_ids  # (as the writer's own process is allowed)
-        if exc.errno not in _UNWRITABLE or os.access(path.parent, os.W_OK | os.X_OK, effective_ids=effective):
+        beside = Path(os.path.realpath(path)).parent  # where the temp file goes (a symlink's target's)
+        if exc.errno not in _UNWRITABLE or os.access(beside, os.W_OK | os.X_OK, effective_ids=effective):
             raise
         raise type(exc)(
             exc.errno, f"{exc.strerror}: {os.fspath(path)}: its directory is not writable, so {consequence}"

@@ -84,8 +84,9 @@ class Run:
             return
         with _signals.critical, self._closing:  # a SIGTERM meanwhile is handled once the file is closed
             if self.finished:
-                if self.file.cut:
+                if self.file.cut:  # (the cut close() raised before it could say of unreadable values)
                     self._close_file(compact=True)
+                    flusher.encoder.raise_unread()
                 return
             self.finished = True
             try:

@@ -175,7 +175,8 @@ def _distinct(paths: list[str]) -> list[str]:
 
 
 def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
-    """Run names from metadata; files sharing a name are told apart by the shortest distinct path suffix."""
+    """Run names from metadata; files sharing a name are told apart by the shortest distinct path suffix (its
+    bytes that are not UTF-8 shown as U+FFFD: a label is stored as an Arrow string)."""
     labels = list(runs)
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(runs):  # one pass: a sweep has thousands of runs
@@ -188,7 +189,7 @@ def run_labels(paths: Sequence[str], runs: Sequence[str]) -> list[str]:
         for i, p in zip(group, parts, strict=True):
             suffix = "/".join(p[-depth:])
             labels[i] = suffix if suffix == runs[i] else f"{runs[i]} ({suffix})"
-    return labels
+    return [shown(label) for label in labels]
 
 
 def open_file(path: str) -> pa.NativeFile:

@@ -300,6 +300,24 @@ def test_a_run_whose_file_name_is_not_utf8_is_in_the_dataset_and_polars_frame(tm
     assert frame["value"].to_list() == [1.0, 2.0]
 
 
+def test_runs_sharing_a_name_in_directories_whose_names_are_not_utf8_are_told_apart(tmp_path):
+    """Runs sharing a name are labelled by a path suffix: one of Latin-1 bytes made read, dataset,
+    scan_polars, hparams and export fail with a raw UnicodeEncodeError."""
+    root = os.fsencode(tmp_path)
+    for directory, value in ((b"seed1", 1.0), (b"s\xe9ed2", 2.0)):
+        with lossfmt.LossWriter(os.fsdecode(root + b"/" + directory + b"/run.arrow")) as w:
+            w.add(0, value)
+    source = str(tmp_path / "*" / "run.arrow")
+    expected = {"run (seed1/run)": 1.0, "run (s\ufffded2/run)": 2.0}
+    table = lossfmt.read(source)
+    assert dict(zip(table["run"].to_pylist(), table["value"].to_pylist(), strict=True)) == expected
+    scanned = dataset(source).to_table()
+    assert dict(zip(scanned["run"].to_pylist(), scanned["value"].to_pylist(), strict=True)) == expected
+    assert sorted(lossfmt.scan_polars(source).collect()["run"].to_list()) == sorted(expected)
+    assert sorted(lossfmt.hparams(source)["run"].to_pylist()) == sorted(expected)
+    lossfmt.export_parquet(source, tmp_path / "out")
+
+
 def test_mean_across_refuses_counts_whose_sum_would_wrap_around():
     big = 2**62
     table = pa.table(

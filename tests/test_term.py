@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -787,3 +788,14 @@ def test_make_demo_on_a_terminal_without_a_display_follows_the_run_in_it(tmp_pat
         assert (tmp_path / "runs" / "demo.png").read_bytes().startswith(b"\x89PNG")
     finally:
         pane.close()
+
+
+def test_a_value_far_beyond_a_fixed_range_is_drawn_on_its_edge_without_a_warning() -> None:
+    """1e308 among values of 1 under --ylim 0 2 printed numpy's "overflow encountered in multiply"."""
+    values = np.ones(100)
+    values[50] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = term.render([term.Series("loss", np.arange(100), values)], 80, 20, color=False, ylim=(0, 2))
+    plot = [line[braille._Y_LABEL + 1 :] for line in frame.split("\n")[2:-2]]
+    assert 1 <= braille_cells(plot[0]) <= 2  # the spike, cut at the top edge

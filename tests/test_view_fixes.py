@@ -4,6 +4,7 @@ y labels fit their panels, and the words of its warnings, labels and summary tab
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,21 @@ def test_a_size_given_on_the_command_line_is_the_pngs_size_with_an_lr_panel(tmp_
     assert _png_size(tmp_path / "small.png") == (400, 300)
     assert cli.main([str(run), "--dpi", "100", "-o", str(tmp_path / "default.png")]) == 0
     assert _png_size(tmp_path / "default.png") == (800, 540)
+
+
+def _train_step() -> None:
+    warnings.warn("lr too high for this batch size", UserWarning, stacklevel=1)
+
+
+@pytest.mark.parametrize("logy", [False, True])
+def test_a_redraw_does_not_make_the_programs_own_warnings_repeat(logy: bool) -> None:
+    """Each redraw entered warnings.catch_warnings(), which resets Python's once-per-place memory for every
+    thread: with lossview.live() drawing on its own thread, a training loop's warning came at each redraw."""
+    lp = plot.LossPlot(Figure(), View(), plot.Style(logy=logy), plot.NoOutput())
+    table = events(list(np.linspace(2.0, 0.5, 50)))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            _train_step()
+            lp.update(curves(table))
+    assert [str(w.message) for w in shown] == ["lr too high for this batch size"]

@@ -781,6 +781,31 @@ def test_unreadable_values_not_yet_raised_are_raised_by_close_and_the_file_is_cl
     assert lossfmt.read(path)["step"].to_pylist() == [3]
 
 
+def test_a_close_again_after_a_ctrl_c_in_compaction_still_raises_the_unreadable_values(tmp_path, monkeypatch):
+    """The close() cut short by the interrupt never reached its UnreadableValueError, and the close() that
+    finished the compaction did not raise it: the lost events went unsaid."""
+    import lossfmt._file
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.Tensor, "is_cpu", property(lambda tensor: False))
+    write = lossfmt._file._write_rebatched
+
+    def interrupted(*args):
+        monkeypatch.setattr(lossfmt._file, "_write_rebatched", write)
+        raise KeyboardInterrupt  # as Python's SIGINT handler raises it, here inside the compaction
+
+    path = tmp_path / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    w.add(0, _unreadable_tensor(torch))
+    w.add(1, 1.0)
+    monkeypatch.setattr(lossfmt._file, "_write_rebatched", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.close()
+    with pytest.raises(lossfmt.UnreadableValueError, match="1 logged value could not be read"):
+        w.close()
+    assert pa.ipc.open_file(path).read_all()["step"].to_pylist() == [1]  # compacted, the bad one left out
+
+
 def test_a_meta_tensor_is_refused_at_add(tmp_path):
     torch = pytest.importorskip("torch")
     with LossWriter(tmp_path / "run.arrow") as w:

@@ -275,3 +275,40 @@ def test_resuming_a_closed_file_in_a_read_only_directory_is_refused_naming_it(tm
     with lossfmt.LossWriter(path) as w:  # once the directory is writable, it resumes
         w.add(1, 2.0)
     assert lossfmt.read(path).column("step").to_pylist() == [0, 1]
+
+
+_LINKED = textwrap.dedent(
+    """
+    import os, sys
+    import lossfmt
+    link, target_dir = sys.argv[1], sys.argv[2]
+    w = lossfmt.LossWriter(link)
+    w.add(0, 1.0)
+    w.flush()
+    os.chmod(target_dir, 0o555)
+    if os.access(target_dir, os.W_OK):
+        sys.exit(77)  # permissions are not enforced here
+    try:
+        w.close()
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+    """
+)
+
+
+def test_close_through_a_symlink_into_a_read_only_directory_says_so_naming_the_path(tmp_path):
+    """The temp file goes beside the link's target: the check looked at the link's own (writable) directory
+    and let the raw PermissionError naming the hidden temp file through."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "rw").mkdir()
+    link = tmp_path / "rw" / "run.arrow"
+    link.symlink_to(tmp_path / "ro" / "run.arrow")
+    try:
+        result = unprivileged(_LINKED, str(link), str(tmp_path / "ro"))
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+    if result.returncode == 77:
+        pytest.skip("directory permissions are not enforced for this process")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"PermissionError [Errno 13] Permission denied: {link}: its directory")
+    assert lossfmt.read(link).column("step").to_pylist() == [0]

@@ -241,7 +241,8 @@ class _Canvas:
             return
         rows_px = 4 * self.rows
         scale = (rows_px - 1) / (self.y_hi - self.y_lo) if self.y_hi > self.y_lo else 0.0
-        py = np.clip(np.rint((self.y_hi - y) * scale), 0, rows_px - 1).astype(np.int64)
+        with np.errstate(over="ignore"):  # (a value far beyond a --ylim)
+            py = np.clip(np.rint((self.y_hi - y) * scale), 0, rows_px - 1).astype(np.int64)
         top = np.full(px, rows_px, np.int64)
         bottom = np.full(px, -1, np.int64)
         np.minimum.at(top, col, py)

@@ -103,8 +103,7 @@ class LossPlot:
             self._legend(ax)
             self._decimate_view(ax, everything=True)  # limits must see every min and max
             ax.relim()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
+            with ticks.no_positive_quiet([ax]):
                 ax.autoscale_view()
             self._decimate_view(ax)
         self.fig.align_ylabels(list(self.axes.values()))
@@ -116,8 +115,7 @@ class LossPlot:
         else:
             n = len(self._runs)
             self.fig.suptitle(f"{n} run{'' if n == 1 else 's'}" if n else "")
-        with warnings.catch_warnings():  # (a log axis without positive values: _warn_logy said so)
-            warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
+        with ticks.no_positive_quiet(self.axes.values()):  # (_warn_logy said so)
             self.output.refresh(self.fig)
 
     def toggle(self, key: tuple[str, str]) -> None:
