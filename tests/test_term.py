@@ -446,7 +446,7 @@ def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path:
     writer.flush()
     pane = Pane(tmp_path, [*LOSSVIEW, os.fspath(path), "--follow", "--term"], 100, 30)
     try:
-        first = pane.wait(lambda t: "━━ loss" in t and braille_cells(t) > 50)
+        first = pane.wait(lambda t: "── loss" in t and braille_cells(t) > 50)
         (tmp_path / "frame-1.txt").write_text(first)
         assert "val" not in first
         lines = first.rstrip("\n").split("\n")
@@ -457,12 +457,12 @@ def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path:
             writer.add(step, 1.5, tag="val")
         writer.flush()
         started = time.monotonic()
-        live = pane.wait(lambda t: "━━ val" in t and "┴1k" in t)
+        live = pane.wait(lambda t: "── val" in t and "┴1k" in t)
         assert time.monotonic() - started < 1.5  # redrawn within a second of the flush (plus capture)
         (tmp_path / "frame-2.txt").write_text(live)
 
         pane.tmux("resize-window", "-t", "t", "-x", "60", "-y", "16")
-        small = pane.wait(lambda t: len(t.rstrip("\n").split("\n")) <= 16 and "━━ val" in t)
+        small = pane.wait(lambda t: len(t.rstrip("\n").split("\n")) <= 16 and "── val" in t)
         assert max(len(line) for line in small.split("\n")) <= 60
 
         pane.tmux("send-keys", "-t", "t", "C-c")
@@ -717,7 +717,7 @@ def test_the_terminal_labels_runs_by_their_stored_name_as_every_other_view(tmp_p
     )
     assert frame.returncode == 0, frame.stderr
     assert frame.stdout.rstrip("\n").rsplit("\n", 1)[-1].split() == [
-        "━━", "nested", "(link):", "loss", "━━", "nested", "(renamed):", "loss"
+        "──", "nested", "(link):", "loss", "──", "nested", "(renamed):", "loss"
     ]  # fmt: skip
     live = term.TermView([os.fspath(group)], smooth="none")
     live.poll()
@@ -779,7 +779,7 @@ def test_make_demo_on_a_terminal_without_a_display_follows_the_run_in_it(tmp_pat
         30,
     )
     try:
-        live = pane.wait(lambda t: "━━ loss" in t and "━━ val" in t and braille_cells(t) > 50, timeout=60)
+        live = pane.wait(lambda t: "━━ loss" in t and "── val" in t and braille_cells(t) > 50, timeout=60)
         assert live.startswith("demo · ")
         deadline = time.monotonic() + 120
         while (status := pane.exit_status()) is None and time.monotonic() < deadline:
@@ -799,3 +799,79 @@ def test_a_value_far_beyond_a_fixed_range_is_drawn_on_its_edge_without_a_warning
         frame = term.render([term.Series("loss", np.arange(100), values)], 80, 20, color=False, ylim=(0, 2))
     plot = [line[braille._Y_LABEL + 1 :] for line in frame.split("\n")[2:-2]]
     assert 1 <= braille_cells(plot[0]) <= 2  # the spike, cut at the top edge
+
+
+def _noisy_loss_and_lr(path: Path, *, run: str | None = None, n: int = 400) -> None:
+    rng = np.random.default_rng(0)
+    with lossfmt.LossWriter(path, run=run) as w:
+        for step in range(n):
+            w.add(step, 2.0 / (1 + step / 50) + 0.2 * rng.random())
+            w.add(step, 1e-3 * min(1.0, (step + 1) / 50) * (1 - step / n), tag="lr")  # warmup, then decay
+
+
+def test_the_default_smoothing_leaves_a_schedule_raw_as_every_view_does(tmp_path: Path) -> None:
+    """--term smoothed every tag: an lr schedule was a lagging bold EMA over its raw line (the PNG draws it
+    raw); a run with nothing noisy said "bold: EMA" of nothing."""
+    _noisy_loss_and_lr(tmp_path / "run.arrow")
+    frame = term.render(_view(tmp_path / "run.arrow").series.values(), 100, 30, color=False)
+    assert frame.split("\n")[-1] == "━━ loss  ── lr"  # the loss smoothed (bold), the lr raw
+    explicit = term.TermView([os.fspath(tmp_path / "run.arrow")], smooth="ema:0.9")
+    explicit.load()
+    assert all(s.smoothed is not None for s in explicit.series.values())
+    with lossfmt.LossWriter(tmp_path / "clean.arrow") as w:
+        for step in range(300):
+            w.add(step, 1.0 / (1 + step))
+    assert _view(tmp_path / "clean.arrow").title() == "clean · raw"
+
+
+def _view(path: Path) -> term.TermView:
+    view = term.TermView([os.fspath(path)])
+    view.load()
+    return view
+
+
+def test_a_constant_tag_is_drawn_on_its_own_scale(tmp_path: Path) -> None:
+    """A constant lr of 1e-3 was drawn on a 0..1 axis (range padded by 0.5): ticks 0 and 0.5 beside it."""
+    steps = np.arange(200)
+    frame = term.render([term.Series("lr", steps, np.full(200, 1e-3))], 60, 16, color=False)
+    labels = [float(label) for label in _y_labels(frame)]
+    assert labels and all(0.0009 <= v <= 0.0011 for v in labels), labels
+
+
+def _colours(frame: str) -> dict[str, int]:
+    """Legend entries' colours by their text."""
+    legend = frame.split("\n")[-1]
+    return {
+        text: int(code)
+        for code, text in re.findall("38;5;([0-9]+);1m[^\x1b]*\x1b\\[0m ([^\x1b]+?)(?:  |$)", legend)
+    }
+
+
+def test_a_runs_colour_stays_when_another_run_joins_a_followed_directory(tmp_path: Path) -> None:
+    """Colours were dealt from the runs of each frame: a run joining (or leaving) changed the others'."""
+    runs = tmp_path / "runs"
+    _noisy_loss_and_lr(runs / "b.arrow", run="b")
+    view = term.TermView([os.fspath(runs)])
+    view.poll()
+    before = _colours(term.render(view.series.values(), 120, 30, color=True, compare=view.compare))
+    _noisy_loss_and_lr(runs / "a.arrow", run="a")  # sorts first in the directory
+    view.poll()
+    after = _colours(term.render(view.series.values(), 120, 30, color=True, compare=view.compare))
+    assert before["loss"] == before["lr"] == after["b: loss"] == after["b: lr"]  # (alone, named by tag)
+    assert after["a: loss"] != after["b: loss"]
+
+
+def test_a_fixed_range_must_be_finite(tmp_path: Path) -> None:
+    """`--ylim 0 inf` crashed with an IndexError deep in the renderer (and matplotlib's in -o)."""
+    path = tmp_path / "run.arrow"
+    write_run(path, 10)
+    for option in (["--term"], ["-o", os.fspath(tmp_path / "x.png")]):
+        done = subprocess.run(
+            [*LOSSVIEW, os.fspath(path), *option, "--ylim", "0", "inf"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and done.stderr == (
+            "lossview: error: --ylim: LO and HI must be finite numbers (got 0 inf)\n"
+        )

@@ -11,13 +11,13 @@ apart by dashes. Pure text in, text out: `term` reads the files and drives it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lossfmt import transforms
-from lossview import panels
+from lossview import panels, termaxes
 from lossview.view import Curve
 
 BRAILLE = 0x2800
@@ -29,7 +29,7 @@ _PALETTE = (33, 208, 40, 129, 94, 205, 45, 142, 244, 196, 117, 215, 120, 183, 13
 #: A comparison's tags: dash patterns by dot column ("0": a gap) and their legend glyphs (bold, faint).
 _DASHES = ("1", "111100", "1000", "111100100")
 _GLYPHS = (("━━", "──"), ("╍╍", "╌╌"), ("┉┉", "┈┈"), ("━┉", "─┈"))
-_Y_LABEL = 9  # characters left of the plot for the y tick labels
+_Y_LABEL = termaxes.Y_LABEL
 _MIN_ROWS = 2  # cell rows a panel needs; a frame too low for every panel draws one
 _NONFINITE_KEY = "× non-finite"
 
@@ -46,6 +46,8 @@ class Series:
     state: transforms.SmoothState | None = None
     tag: str = ""
     run: str = ""
+    #: Its run's colour slot where runs are compared (first come, kept as runs come and go); -1: by order.
+    slot: int = -1
 
     def __post_init__(self) -> None:
         self.tag = self.tag or self.label
@@ -64,18 +66,20 @@ def render(
     title: str = "",
     logy: bool = False,
     ylim: tuple[float, float] | None = None,
+    compare: bool | None = None,
 ) -> str:
     """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline). Tags 50x
     or more apart in scale are drawn in panels of their own (`lossview.panels.layout`, as the matplotlib
     view), stacked over one x axis. With `logy` the y axes are logarithmic (values <= 0 are not drawn);
     `ylim` fixes the range of the top panel, the loss's (values beyond it are drawn on its edge). The title
-    ends with the key of the ``×`` marks when a mark is drawn."""
+    ends with the key of the ``×`` marks when a mark is drawn. `compare`: colour by run (default: where
+    several runs are drawn)."""
     shown = [s for s in series if s.steps.size]
     if not shown:
         return "\n".join([title[:width], "(no events yet)"])
     x0 = min(int(s.steps[0]) for s in shown)
     x1 = max(int(s.steps[-1]) for s in shown)
-    looks = _looks(shown)
+    looks = _looks(shown, compare)
     legend = _legend(shown, looks, width, 1 + (height >= 20) + (height >= 40), color)
     room = height - 2 - len(legend)  # less the title and the x axis
     groups = _panels(shown, room)
@@ -97,7 +101,7 @@ def render(
         body += lines
         marked = marked or marks
     key = " · ".join(t for t in (title, _NONFINITE_KEY if marked else "") if t)
-    lines = [_fit(key, width), *body, " " * _Y_LABEL + "└" + _x_axis(x0, x1, cols), *legend]
+    lines = [_fit(key, width), *body, " " * _Y_LABEL + "└" + termaxes.x_axis(x0, x1, cols), *legend]
     return "\n".join(lines[:height])
 
 
@@ -145,20 +149,21 @@ def _panel(
         return f"38;5;{codes[layer // 2]}" + (";1" if layer % 2 else ";2")
 
     lines = [f"{_fit(name, _Y_LABEL):>{_Y_LABEL}} " + canvas.nan_row(color)]
-    ticks = _log_ticks(y_lo, y_hi, rows) if logy else _ticks(y_lo, y_hi, rows)
+    ticks = termaxes.log_ticks(y_lo, y_hi, rows) if logy else termaxes.ticks(y_lo, y_hi, rows)
     for r, body in enumerate(canvas.lines(color, style)):
         label = ticks.get(r, "")
         lines.append(f"{label:>{_Y_LABEL}}{'┤' if label else '│'}{body}")
     return lines, bool(canvas.nan.any())
 
 
-def _looks(shown: Sequence[Series]) -> list[_Look]:
-    """Each series' colour and dashes, as the matplotlib view chooses them (`lossview.plot`): where several
-    runs are drawn a colour per run (first come) and dashes per tag, else a colour per tag."""
+def _looks(shown: Sequence[Series], compare: bool | None = None) -> list[_Look]:
+    """Each series' colour and dashes, as the matplotlib view chooses them (`lossview.plot`): where runs are
+    compared a colour per run (its slot, else first come) and dashes per tag, else a colour per tag."""
     runs = {run: i for i, run in enumerate(dict.fromkeys(s.run for s in shown))}
     tags = {tag: i for i, tag in enumerate(dict.fromkeys(s.tag for s in shown))}
-    if len(runs) > 1:
-        return [(_PALETTE[runs[s.run] % len(_PALETTE)], tags[s.tag] % len(_DASHES)) for s in shown]
+    if len(runs) > 1 if compare is None else compare:
+        slot = {s.run: s.slot if s.slot >= 0 else runs[s.run] for s in shown}
+        return [(_PALETTE[slot[s.run] % len(_PALETTE)], tags[s.tag] % len(_DASHES)) for s in shown]
     return [(_PALETTE[tags[s.tag] % len(_PALETTE)], 0) for s in shown]
 
 
@@ -322,8 +327,9 @@ def _y_range(series: Sequence[Series]) -> tuple[float, float]:
         lo, hi = min(lo, low), max(hi, high)
     if not math.isfinite(lo):
         return 0.0, 1.0
-    if lo == hi:
-        return lo - 0.5, hi + 0.5
+    if lo == hi:  # a constant: a range around it on its own scale (an lr of 1e-3 is no 0..1)
+        pad = abs(lo) * 0.05 or 0.5
+        return lo - pad, hi + pad
     return lo, hi
 
 
@@ -335,65 +341,6 @@ def _log10(s: Series) -> Series:
             None if s.smoothed is None else np.log10(np.where(s.smoothed > 0, s.smoothed, np.nan))[keep]
         )
         return Series(s.label, s.steps[keep], np.log10(s.values[keep]), smoothed, tag=s.tag, run=s.run)
-
-
-def _ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
-    """y tick labels by cell row: round numbers, about one every four rows."""
-    return _place(((value, _fmt(value)) for value in _nice(lo, hi, max(2, rows // 4))), lo, hi, rows)
-
-
-def _log_ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
-    """y tick labels of a log axis (`lo`, `hi`: log10 of its range): powers of ten, or 1-2-5 steps within
-    a decade or two, or round numbers of the range itself within less."""
-    n = max(2, rows // 4)
-    every = max(1, math.ceil((math.floor(hi) - math.ceil(lo) + 1) / n))  # (a decade is one label at most)
-    decades = [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1, every)]
-    picks = [math.log10(m) + k for k in range(math.floor(lo), math.floor(hi) + 1) for m in (1, 2, 5)]
-    steps = [p for p in picks if lo <= p <= hi]
-    if len(decades) < 2 and len(steps) >= 2:
-        decades = steps
-    elif len(decades) < 2:
-        decades = [math.log10(v) for v in _nice(10**lo, 10**hi, n) if v > 0]
-    return _place(((p, _fmt(float(f"{10**p:.3g}"))) for p in decades), lo, hi, rows)
-
-
-def _place(ticks: Iterable[tuple[float, str]], lo: float, hi: float, rows: int) -> dict[int, str]:
-    """Tick labels by the cell row their value lands on (as _Canvas.plot places dots); one per row."""
-    out: dict[int, str] = {}
-    for value, label in ticks:
-        r = int(np.rint((hi - value) * (4 * rows - 1) / (hi - lo))) // 4 if hi > lo else 0
-        if 0 <= r < rows and r not in out:
-            out[r] = label[:_Y_LABEL]
-    return out
-
-
-def _nice(lo: float, hi: float, n: int) -> list[float]:
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-
-
-def _fmt(value: float) -> str:
-    """A tick label: 1k, 1.5k, 2.5M as the matplotlib view writes steps (EngFormatter), else 4 digits."""
-    if value == 0:
-        return "0"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.4g}{unit}"
-    return f"{value:.4g}"
-
-
-def _x_axis(x0: int, x1: int, cols: int) -> str:
-    """The x axis line with step labels under ticks, as one line: '─' with labels written into it."""
-    axis = ["─"] * cols
-    for value in _nice(float(x0), float(x1), max(2, cols // 14)) if x1 > x0 else [float(x0)]:
-        c = round((value - x0) / (x1 - x0) * (cols - 1)) if x1 > x0 else 0
-        text = "┴" + _fmt(value)
-        if c >= 0 and c + len(text) <= cols and all(ch == "─" for ch in axis[c : c + len(text) + 1]):
-            axis[c : c + len(text)] = list(text)
-    return "".join(axis) + " step"
 
 
 def _fit(text: str, width: int) -> str:

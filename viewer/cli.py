@@ -10,6 +10,7 @@ import argparse
 import difflib
 import gc
 import logging
+import math
 import os
 import sys
 import threading
@@ -212,6 +213,8 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError("--poll only makes sense with --follow")
     if ns.output and ns.web is not None:
         raise v.OptionError("choose one of -o OUT and --web")
+    if ns.ylim and not all(map(math.isfinite, ns.ylim)):
+        raise v.OptionError(f"--ylim: LO and HI must be finite numbers (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
     if ns.ylim and not ns.ylim[0] < ns.ylim[1]:
         raise v.OptionError(f"--ylim: LO must be below HI (got {ns.ylim[0]:g} {ns.ylim[1]:g})")
     if ns.ylim and ns.logy and not ns.ylim[0] > 0:

@@ -29,20 +29,21 @@ def smooth(curves_: Sequence[Curve], view: View) -> None:
     alike in every run."""
     smoother = transforms.parse_smooth(view.smooth)
     by_rule = smoother is not None and not view.smooth_explicit and view.per is None
-    noisy = (
-        {c.tag for c in curves_ if len(c.y) > FEW_POINTS and reversals(c.y) >= SMOOTH_REVERSALS}
-        if by_rule
-        else set()
-    )
+    noisy_tags = {c.tag for c in curves_ if noisy(c.y)} if by_rule else set()
     # One time constant for every curve of the picture: a fraction of the shown step span ("span:F").
     steps = [c.step for c in curves_ if len(c.step)]
     span = float(max(int(s.max()) for s in steps) - min(int(s.min()) for s in steps)) if steps else 0.0
     for c in curves_:
-        wanted = view.smooth_explicit or (view.per is None and c.tag in noisy)
+        wanted = view.smooth_explicit or (view.per is None and c.tag in noisy_tags)
         if smoother is not None and wanted and len(c.y):
             c.smoothed = smoother(c.y, c.step, span=span)
         else:
             c.smoothed = None
+
+
+def noisy(y: np.ndarray) -> bool:
+    """Whether the default smoothing smooths a series (and so its tag): long enough, and noisy."""
+    return len(y) > FEW_POINTS and reversals(y) >= SMOOTH_REVERSALS
 
 
 def reversals(y: np.ndarray) -> float:

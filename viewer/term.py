@@ -34,6 +34,7 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
+from lossview import smoothing
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
 from lossview.sources import Sources
@@ -60,6 +61,7 @@ class TermView:
     ) -> None:
         self.heading = title
         self.smoother = transforms.parse_smooth(transforms.DEFAULT_SMOOTH if smooth is None else smooth)
+        self.explicit = smooth is not None  # (the default smooths only noisy tags, as every view does)
         self.tags = tuple(tags)
         self.args = [os.fspath(a) for a in args]
         self.sources = Sources(self.args, keep_chunks=False)  # the events are kept here, as curves
@@ -72,12 +74,16 @@ class TermView:
         self._epoch_max: dict[Path, dict[int, int]] = {}
         self._restarting: set[Path] = set()
         self._lowest: dict[Path, int] = {}
+        self._slots: dict[Path, int] = {}  # a run's colour, kept as runs come and go (first come)
+        #: Runs compared (a colour each) as every view compares them: several arguments, a glob, a directory.
+        self.compare = len(self.args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in self.args)
 
     def _relabel(self) -> None:
         """Every series' run and legend label: its tag, after its run's label when several runs are drawn."""
         for (path, tag), s in self.series.items():
             s.run = self.labels[path]
             s.label = f"{s.run}: {tag}" if len(self.labels) > 1 else tag
+            s.slot = self._slots.setdefault(path, len(self._slots))
 
     def _select(self, table: pa.Table) -> pa.Table:
         return transforms.select_tags(table, self.tags) if self.tags else table
@@ -182,7 +188,11 @@ class TermView:
         if not live:
             return
         span = float(max(int(s.steps[-1]) for s in live) - min(int(s.steps[0]) for s in live))
+        noisy = {s.tag for s in live if self.explicit or smoothing.noisy(s.values)}
         for key, s in self.series.items():
+            if s.tag not in noisy:  # an lr schedule, a per-epoch val: raw (redone in full if that changes)
+                s.smoothed, s.state, self._fresh[key] = None, None, -1
+                continue
             done = self._fresh.get(key, -1)
             if done <= 0 or s.state is None or s.smoothed is None or self.smoother.stale(s.state, span=span):
                 s.smoothed, s.state = self.smoother.run(s.values, s.steps, span=span)
@@ -206,7 +216,8 @@ class TermView:
             return " · ".join([self.heading, *notes])
         labels = list(self.labels.values())
         name = labels[0] if len(labels) == 1 else f"{len(labels)} runs" if labels else " ".join(self.args)
-        what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None else "raw"
+        smoothed = any(s.smoothed is not None for s in self.series.values())
+        what = f"bold: {self.smoother.label}, faint: raw" if self.smoother is not None and smoothed else "raw"
         return " · ".join([name, *notes, what])
 
 
@@ -254,7 +265,7 @@ def run(
     # One frame: every argument must name runs now. Following: the view waits for what is not there yet.
     args = files if follow else lossfmt.run_paths(list(files))
     view = TermView(args, tags=tags, smooth=smooth, title=title)
-    axis: dict[str, Any] = {"logy": logy, "ylim": ylim}
+    axis: dict[str, Any] = {"logy": logy, "ylim": ylim, "compare": view.compare}
     if not follow:
         view.load()
         if not view.series:
@@ -279,7 +290,7 @@ def _size(out: TextIO) -> tuple[int, int]:
             return size.columns, size.lines
     fallback = shutil.get_terminal_size((100, 30))  # $COLUMNS/$LINES first, then stdout's size, then this
     columns, lines = fallback.columns or 100, fallback.lines or 30
-    return columns, lines if out.isatty() else min(lines, 30)
+    return columns, lines if out.isatty() or os.environ.get("LINES") else min(lines, 30)  # (as asked)
 
 
 def _live(view: TermView, out: TextIO, interval: float, axis: dict[str, Any]) -> int:
