@@ -875,3 +875,17 @@ def test_a_fixed_range_must_be_finite(tmp_path: Path) -> None:
         assert done.returncode == 2 and done.stderr == (
             "lossview: error: --ylim: LO and HI must be finite numbers (got 0 inf)\n"
         )
+
+
+def test_an_explicit_lines_is_kept_when_stdout_is_a_pipe(tmp_path: Path) -> None:
+    """A pipe's frame is at most 30 lines (a CI log), but `LINES=60` was capped at 30 too."""
+    path = tmp_path / "run.arrow"
+    write_run(path, 300)
+    done = subprocess.run(
+        [*LOSSVIEW, os.fspath(path), "--term"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120", "LINES": "60"},
+    )
+    assert done.returncode == 0 and len(done.stdout.rstrip("\n").split("\n")) == 60
