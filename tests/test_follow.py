@@ -540,6 +540,33 @@ def test_following_a_run_whose_steps_restart_says_so_once_not_at_every_redraw(tm
     assert said == ["lossview: warning: run: its steps restart each epoch: drawn run-wide"]
 
 
+def test_a_notebook_display_whose_thread_ended_starts_following_again(tmp_path):
+    """start() saw the thread object of a display whose polling had ended (a Ctrl-C in stop()'s join, an
+    error while drawing) and did nothing: the plot stayed stale for good."""
+    import asyncio
+
+    from lossview import notebook
+
+    path = tmp_path / "run.arrow"
+    shown: list[bytes | str] = []
+    live = notebook.LiveDisplay(path, interval=0.01, show=lambda png, first: shown.append(png))
+    with LossWriter(path, flush_secs=3600) as w:
+        w.add(0, 1.0)
+        w.flush()
+
+        async def restart() -> bool:
+            live.start()
+            assert live._thread is not None
+            live._stopping.set()  # its polling ends (as after an error), the thread object stays
+            live._thread.join()
+            live.start()
+            alive = live._thread.is_alive()
+            live.stop()
+            return alive
+
+        assert asyncio.run(asyncio.wait_for(restart(), 10))
+
+
 def test_a_file_a_directory_names_and_named_itself_is_one_run_and_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "g" / "a.arrow", [1.0])

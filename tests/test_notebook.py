@@ -348,3 +348,24 @@ def test_a_live_mean_per_label_value_tells_the_means_apart_like_the_command_line
     assert live.refresh() and isinstance(shown[-1], bytes)
     labels = sorted(h.get_label() for h in live.fig.axes[0].get_legend().legend_handles)
     assert labels == ["lr=0.01: mean of 2 runs: loss", "lr=0.1: mean of 2 runs: loss"]
+
+
+def test_live_run_again_stops_the_display_before_and_shows_no_repr(kernel: Kernel, tmp_path: Path) -> None:
+    """Each run of a `live = lossview.live(...)` cell left the earlier display drawing in the background
+    (5 runs: 6 threads rendering every flush); a cell ending in `lossview.live(...)` also printed
+    '<lossview.notebook.LiveDisplay at 0x...>' under the plot."""
+    path = tmp_path / "live.arrow"
+    kernel.run(
+        f"import threading, lossfmt, lossview\nw = lossfmt.LossWriter({os.fspath(path)!r})\n"
+        "w.add(0, 1.0)\nw.flush()\n"
+    )
+    cell = f"lossview.live({os.fspath(path)!r}, interval=0.2)\n"
+    first = kernel.run("first = " + cell)
+    again = kernel.run(cell)  # the same cell run again, ending in the call
+    assert not [m for m in first + again if m["msg_type"] == "execute_result"]
+    messages = kernel.run(
+        "print(first._thread, sum(t.name == 'lossview-live' for t in threading.enumerate()))\n"
+    )
+    (printed,) = [m for m in messages if m["msg_type"] == "stream"]
+    assert printed["content"]["text"].split() == ["None", "1"]  # the first stopped; one display draws
+    kernel.run("w.close()\n")

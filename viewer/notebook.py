@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -109,7 +110,7 @@ class LiveDisplay:
         """Show the display now, in the calling cell's output (the run, or the placeholder until it has
         events), then refresh it every ``interval`` seconds on a thread of its own until ``stop()``."""
         _running_loop()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             return
         self._follow()
         self._stopping.clear()
@@ -122,11 +123,16 @@ class LiveDisplay:
         if self._thread is None:
             return
         self._stopping.set()
-        self._thread.join()
-        self._thread = None
+        try:
+            self._thread.join()
+        finally:  # (a Ctrl-C in the join: the thread ends anyway, and start() starts another)
+            self._thread = None
         self._follow()  # what was flushed since the last poll (a run that ended just now)
         if isinstance(self._shown, str):
             self._put(f"lossview.live: stopped; no events came from {', '.join(self.sources.args)}")
+
+    def _ipython_display_(self) -> None:
+        """Nothing more: the display shows itself (a cell ending with ``live(...)`` printed the repr)."""
 
     def _run(self) -> None:
         while not self._stopping.wait(self.interval):
@@ -194,11 +200,20 @@ def live(
     title: str | None = None,
     one_axes: bool = False,
 ) -> LiveDisplay:
-    """Show a run in the notebook and keep redrawing it as it grows (see the module docstring)."""
+    """Show a run in the notebook and keep redrawing it as it grows (see the module docstring). A live() of
+    the same files stops the one before (a cell run again): one display draws them."""
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
         raise ValueError(f"interval must be a finite number of seconds > 0, not {interval!r}")
     _running_loop()  # before anything is shown: a script gets the error alone, no stray image repr
     style = plot.Style(split=split, logy=logy, title=title, panels=not one_axes)
     display = LiveDisplay(source, interval=interval, view=view, style=style)
+    previous = _LIVE.get(tuple(display.sources.args))
+    if previous is not None:  # the cell run again: its first display stops drawing (its last frame stays)
+        previous.stop()
+    _LIVE[tuple(display.sources.args)] = display
     display.start()
     return display
+
+
+#: The running live() display of each source, which a live() of the same source (a cell run again) stops.
+_LIVE: weakref.WeakValueDictionary[tuple[str, ...], LiveDisplay] = weakref.WeakValueDictionary()
