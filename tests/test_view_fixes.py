@@ -216,14 +216,30 @@ def _train_step() -> None:
 
 
 @pytest.mark.parametrize("logy", [False, True])
-def test_a_redraw_does_not_make_the_programs_own_warnings_repeat(logy: bool) -> None:
+def test_a_redraw_does_not_make_the_programs_own_warnings_repeat(tmp_path: Path, logy: bool) -> None:
     """Each redraw entered warnings.catch_warnings(), which resets Python's once-per-place memory for every
     thread: with lossview.live() drawing on its own thread, a training loop's warning came at each redraw."""
-    lp = plot.LossPlot(Figure(), View(), plot.Style(logy=logy), plot.NoOutput())
+    lp = plot.LossPlot(Figure(), View(), plot.Style(logy=logy), plot.FileOutput(tmp_path / "x.png", dpi=50))
     table = events(list(np.linspace(2.0, 0.5, 50)))
+    if logy:  # and a tag with no positive value (a log-likelihood), on a log axis of its own
+        table = pa.concat_tables([table, events(list(-np.linspace(200.0, 50.0, 50)), tag="loglik")])
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("default")
         for _ in range(3):
             _train_step()
             lp.update(curves(table))
-    assert [str(w.message) for w in shown] == ["lr too high for this batch size"]
+    said = [str(w.message) for w in shown if "--logy" not in str(w.message)]  # (lossview's own, said once)
+    assert said == ["lr too high for this batch size"]
+
+
+def test_values_across_the_whole_float_range_are_drawn_without_a_traceback(tmp_path: Path, capsys) -> None:
+    """Values alternating +-1e308 (a diverged run) made matplotlib's ticker fail ("arange: cannot compute
+    length"): a traceback, exit 1, for the image and lossview.figure; --term raised a ValueError too."""
+    run = tmp_path / "huge.arrow"
+    with LossWriter(run) as w:
+        for step in range(200):
+            w.add(step, 1.0 if step < 100 else (1e308 if step % 2 else -1e308))
+    assert cli.main([str(run), "-o", str(tmp_path / "huge.png"), "--dpi", "50"]) == 0
+    assert cli.main([str(run), "--term"]) == 0
+    err = capsys.readouterr().err
+    assert err == "", err  # (numpy's overflow warnings neither)

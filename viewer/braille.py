@@ -327,6 +327,7 @@ def _y_range(series: Sequence[Series]) -> tuple[float, float]:
         lo, hi = min(lo, low), max(hi, high)
     if not math.isfinite(lo):
         return 0.0, 1.0
+    lo, hi = max(lo, -4e307), min(hi, 4e307)  # a finite span (+-1e308 apart: the rest drawn on the edge)
     if lo == hi:  # a constant: a range around it on its own scale (an lr of 1e-3 is no 0..1)
         pad = abs(lo) * 0.05 or 0.5
         return lo - pad, hi + pad

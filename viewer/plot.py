@@ -8,6 +8,7 @@ visible x range whenever it changes (zooming in a window).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ __all__ = ["COLORS", "CanvasOutput", "FileOutput", "LossPlot", "NoOutput", "Outp
 
 #: The most of the figure's width a legend beside the axes takes (more entries: the first, and a count).
 LEGEND_SHARE = 0.42
+
+
+#: The widest y range drawn: +-_EDGE spans a finite float64 (values beyond are drawn at the edge).
+_EDGE = 4e307
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,15 @@ class LossPlot:
             self._legend(ax)
             self._decimate_view(ax, everything=True)  # limits must see every min and max
             ax.relim()
-            with ticks.no_positive_quiet([ax]):
-                ax.autoscale_view()
+            if ticks.no_positive(ax) and ax.get_autoscaley_on():  # (matplotlib warns at each autoscale
+                ax.set_ylim(1, 10, auto=None)  # and draw of one: a decade instead, _warn_logy said why)
+                ax.autoscale_view(scaley=False)
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):  # (its margins of a +-1e308 range)
+                    ax.autoscale_view()
+            lo, hi = map(float, ax.get_ylim())
+            if not math.isfinite(hi - lo):  # values across float64's range (+-1e308): matplotlib cannot tick
+                ax.set_ylim(max(lo, -_EDGE), min(hi, _EDGE), auto=None)  # that span; the rest on the edge
             self._decimate_view(ax)
         self.fig.align_ylabels(list(self.axes.values()))
         artists.place_notes(self.series.values())
@@ -115,8 +127,7 @@ class LossPlot:
         else:
             n = len(self._runs)
             self.fig.suptitle(f"{n} run{'' if n == 1 else 's'}" if n else "")
-        with ticks.no_positive_quiet(self.axes.values()):  # (_warn_logy said so)
-            self.output.refresh(self.fig)
+        self.output.refresh(self.fig)
 
     def toggle(self, key: tuple[str, str]) -> None:
         """Hide a shown series or show a hidden one (a click on its legend entry), then refresh."""

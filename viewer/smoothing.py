@@ -58,7 +58,8 @@ def reversals(y: np.ndarray) -> float:
         parts = [y]
     pairs = flips = 0
     for part in parts:
-        d = np.diff(np.asarray(part, np.float64))
+        with np.errstate(over="ignore", invalid="ignore"):  # (+-1e308 apart: not finite, not counted)
+            d = np.diff(np.asarray(part, np.float64))
         signs = np.sign(d[np.isfinite(d) & (d != 0)])
         pairs += max(len(signs) - 1, 0)
         flips += int(np.count_nonzero(signs[1:] != signs[:-1]))

@@ -3,10 +3,7 @@ time, and on a log axis 1-2-5 ticks with plain labels where the range spans few 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +12,7 @@ import matplotlib.ticker as mticker
 import numpy as np
 from matplotlib.axes import Axes
 
-__all__ = ["LogLabels", "LogTicks", "configure", "no_positive_quiet"]
+__all__ = ["LogLabels", "LogTicks", "configure", "no_positive"]
 
 
 def configure(ax: Axes, x: str, *, logy: bool, local_time: bool) -> None:
@@ -67,14 +64,6 @@ class LogLabels(mticker.LogFormatterSciNotation):
         return f"{x:g}" if lo >= 1e-4 and hi < 1e5 else super().__call__(x, pos)
 
 
-@contextlib.contextmanager
-def no_positive_quiet(axes: Iterable[Axes]) -> Iterator[None]:
-    """matplotlib's "Data has no positive values" of a log axis whose data has none, at each autoscale and
-    draw, silenced; catch_warnings() only then: it resets every thread's once-per-place warnings (a notebook's
-    live display redraws on its own thread while the training loop warns)."""
-    if not any(ax.get_yscale() == "log" and 0 >= ax.dataLim.y1 > -np.inf for ax in axes):
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Data has no positive values", UserWarning)
-        yield
+def no_positive(ax: Axes) -> bool:
+    """A log axis whose data has no positive value (matplotlib warns at its every autoscale and draw)."""
+    return ax.get_yscale() == "log" and 0 >= ax.dataLim.y1 > -np.inf
