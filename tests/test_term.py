@@ -889,3 +889,16 @@ def test_an_explicit_lines_is_kept_when_stdout_is_a_pipe(tmp_path: Path) -> None
         env={**os.environ, "COLUMNS": "120", "LINES": "60"},
     )
     assert done.returncode == 0 and len(done.stdout.rstrip("\n").split("\n")) == 60
+
+
+def test_ticks_of_a_narrow_range_have_the_digits_that_tell_them_apart() -> None:
+    """Values of 1.00001 to 1.00003 got the one label "1" (four digits): the noise looked like the whole
+    range; --ylim 0.5 0.50001 gave two labels both reading 0.5."""
+    steps = np.arange(500)
+    values = 1.00001 + 2e-5 * (np.sin(steps) + 1) / 2
+    labels = _y_labels(term.render([term.Series("loss", steps, values)], 80, 16, color=False))
+    assert labels and all(1.00001 <= float(label) <= 1.00003 for label in labels), labels
+    fixed = _y_labels(
+        term.render([term.Series("loss", steps, values)], 80, 24, color=False, ylim=(0.5, 0.50001))
+    )
+    assert len(set(fixed)) == len(fixed) >= 2, fixed

@@ -15,8 +15,16 @@ Y_LABEL = 9  # characters left of the plot for the y tick labels
 
 
 def ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
-    """y tick labels by cell row: round numbers, about one every four rows."""
-    return _place(((value, fmt(value)) for value in _nice(lo, hi, max(2, rows // 4))), lo, hi, rows)
+    """y tick labels by cell row: round numbers, about one every four rows, with the digits that tell them
+    apart (1.00001, 1.00002: four digits wrote "1" for each)."""
+    values = _nice(lo, hi, max(2, rows // 4))
+    size = max(abs(lo), abs(hi))  # enough digits for the span (1.00002, not "1")
+    fine = math.ceil(math.log10(size / (hi - lo))) + 2 if hi > lo and size > 0 else 4
+    for digits in range(min(max(4, fine), 8), 9):
+        labels = [fmt(value, digits) for value in values]
+        if len(set(labels)) == len(labels):
+            break
+    return _place(zip(values, labels, strict=True), lo, hi, rows)
 
 
 def log_ticks(lo: float, hi: float, rows: int) -> dict[int, str]:
@@ -52,14 +60,15 @@ def _nice(lo: float, hi: float, n: int) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def fmt(value: float) -> str:
-    """A tick label: 1k, 1.5k, 2.5M as the matplotlib view writes steps (EngFormatter), else 4 digits."""
+def fmt(value: float, digits: int = 4) -> str:
+    """A tick label: 1k, 1.5k, 2.5M as the matplotlib view writes steps (EngFormatter), else `digits`
+    significant digits."""
     if value == 0:
         return "0"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if 1e12 > abs(value) >= size:  # (beyond, 1e+15 rather than 1e+06G)
-            return f"{value / size:.4g}{unit}"
-    return f"{value:.4g}"
+            return f"{value / size:.{digits}g}{unit}"
+    return f"{value:.{digits}g}"
 
 
 def x_axis(x0: int, x1: int, cols: int) -> str:
