@@ -70,6 +70,11 @@ class Follower:
         self._delivered = 0
         self._last_key: tuple[Any, ...] | None = None
 
+    @property
+    def delivered(self) -> int:
+        """Events the polls delivered since the last reset: the file's events as a viewer holds them."""
+        return self._delivered
+
     def _empty(self) -> Update:
         schema = self._schema if self._schema is not None else _V1_SCHEMA
         return Update(pa.Table.from_batches([], schema=schema).select(list(s.COLUMNS)), False)

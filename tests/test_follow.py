@@ -567,6 +567,27 @@ def test_a_notebook_display_whose_thread_ended_starts_following_again(tmp_path):
         assert asyncio.run(asyncio.wait_for(restart(), 10))
 
 
+def test_a_followed_file_cut_short_in_place_says_so_and_a_new_run_at_its_path_does_not(tmp_path):
+    """A closed run truncated in place (a copy over it, part-way) was drawn as empty axes without a word."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(30):
+            w.add(step, float(step))
+    s = follow.Sources([str(path)])
+    s.poll()
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.warns(UserWarning, match=r"run\.arrow: holds 0 of the 30 events drawn before \(cut short"):
+        s.poll()
+    path.unlink()
+    with LossWriter(path) as w:  # another run at the path: a reset, as expected, and nothing to say
+        w.add(0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s.poll()
+    ((_, run, _),) = s.runs()
+    assert run.table.num_rows == 1
+
+
 def test_a_file_a_directory_names_and_named_itself_is_one_run_and_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "g" / "a.arrow", [1.0])

@@ -121,6 +121,7 @@ class Sources:
         now, closed = stamp(path), follower.closed
         if self._failed.get(path) == now:
             return  # unreadable, and unchanged since
+        run_id, held = (follower.info or {}).get("run_id"), follower.delivered
         try:
             update = follower.poll()
         except (lossfmt.LossfmtError, OSError) as exc:
@@ -132,6 +133,13 @@ class Sources:
             return
         self.errors.pop(path, None)
         self._failed.pop(path, None)
+        same_run = run_id is not None and (follower.info or {}).get("run_id") == run_id
+        if update.reset and same_run and update.table.num_rows < held:  # (a new run at the path is no news)
+            warnings.warn(
+                f"{path}: holds {update.table.num_rows:,} of the {held:,} events drawn before (cut short, or "
+                "rewritten in place?): drawn as it is now",
+                stacklevel=3,
+            )
         if not update.reset and not update.table.num_rows and follower.closed == closed:
             return  # nothing new (a writer's close, the same events compacted, is news: the run ended)
         self.updates[path] = update
