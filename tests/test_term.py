@@ -902,3 +902,29 @@ def test_ticks_of_a_narrow_range_have_the_digits_that_tell_them_apart() -> None:
         term.render([term.Series("loss", steps, values)], 80, 24, color=False, ylim=(0.5, 0.50001))
     )
     assert len(set(fixed)) == len(fixed) >= 2, fixed
+
+
+def test_wide_characters_take_two_columns_in_the_frame() -> None:
+    """CJK names were measured by len(): the title wrapped off a 40-column terminal, and a panel named in CJK
+    shifted its row of non-finite marks off the x axis' columns."""
+    steps = np.arange(500)
+    lr = 1e-3 * (1 - steps / 500)
+    lr[250] = math.nan
+    series = [term.Series("loss", steps, 2.0 / (1 + steps / 50)), term.Series("学习率", steps, lr)]
+    frame = term.render(series, 40, 12, color=False, title="实验运行名称很长的一个实验")
+    lines = frame.split("\n")
+    assert all(braille._width(line) <= 40 for line in lines)
+    (marks,) = [line for line in lines[1:] if "×" in line]  # (the title has the marks' key)
+    assert marks.startswith("   学习率 ") and braille._width(marks[: marks.index("×")]) in range(21, 25)
+
+
+def test_long_run_names_are_shortened_in_the_legend_not_left_out() -> None:
+    """Two runs with 85-character names: the legend was "… 4 more", naming none."""
+    steps = np.arange(100)
+    long = "an_extremely_long_run_name_" * 3
+    series = [
+        term.Series(f"{long}{i}: loss", steps, steps * 0.01 + i, tag="loss", run=f"{long}{i}")
+        for i in range(2)
+    ]
+    legend = term.render(series, 100, 30, color=False).split("\n")[-1]
+    assert legend.count("…") == 2 and legend.count(": loss") == 2 and braille._width(legend) <= 100

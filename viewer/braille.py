@@ -11,6 +11,7 @@ apart by dashes. Pure text in, text out: `term` reads the files and drives it.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -148,7 +149,8 @@ def _panel(
         """SGR parameters of a layer: even layers are raw (dim), odd ones smoothed (bold)."""
         return f"38;5;{codes[layer // 2]}" + (";1" if layer % 2 else ";2")
 
-    lines = [f"{_fit(name, _Y_LABEL):>{_Y_LABEL}} " + canvas.nan_row(color)]
+    label = _fit(name, _Y_LABEL)
+    lines = [" " * (_Y_LABEL - _width(label)) + label + " " + canvas.nan_row(color)]
     ticks = termaxes.log_ticks(y_lo, y_hi, rows) if logy else termaxes.ticks(y_lo, y_hi, rows)
     for r, body in enumerate(canvas.lines(color, style)):
         label = ticks.get(r, "")
@@ -175,7 +177,8 @@ def _legend(shown: Sequence[Series], looks: Sequence[_Look], width: int, most: i
     def entry(code: int, dashes: int, text: str, bold: bool) -> tuple[str, int]:
         glyph = _GLYPHS[dashes][0 if bold else 1]
         drawn = f"\x1b[0;38;5;{code};1m{glyph}\x1b[0m" if color and code else glyph
-        return f"{drawn} {text}", len(glyph) + 1 + len(text)
+        text = _fit(text, max(12, width // 2 - 4), middle=True)  # a long run name: both ends, not none
+        return f"{drawn} {text}", len(glyph) + 1 + _width(text)
 
     runs = {s.run: look for s, look in zip(shown, looks, strict=True)}
     tags = {s.tag: look for s, look in zip(shown, looks, strict=True)}
@@ -344,5 +347,18 @@ def _log10(s: Series) -> Series:
         return Series(s.label, s.steps[keep], np.log10(s.values[keep]), smoothed, tag=s.tag, run=s.run)
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+def _width(text: str) -> int:
+    """Columns `text` takes on a terminal: East Asian wide characters take two."""
+    return len(text) + sum(unicodedata.east_asian_width(ch) in "WF" for ch in text if ord(ch) > 0x1000)
+
+
+def _fit(text: str, width: int, *, middle: bool = False) -> str:
+    """`text` cut to `width` columns with "…" at its end (`middle`: in its middle, a run name's ends kept)."""
+    if _width(text) <= width:
+        return text
+    room = max(width - 1, 0)
+    head = (room + 1) // 2 if middle else room
+    tail = room - head
+    while head + tail and _width(text[:head]) + _width(text[len(text) - tail :] if tail else "") > room:
+        head, tail = (head - 1, tail) if head >= tail else (head, tail - 1)  # (wide characters take two)
+    return text[:head] + "…" + (text[len(text) - tail :] if tail else "")
