@@ -18,7 +18,9 @@ from lossfmt.reader import scan
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(script: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+def run_example(
+    script: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         capture_output=True,
@@ -28,6 +30,7 @@ def run_example(script: str, *args: str, cwd: Path | None = None, env: dict[str,
         env=env,
     )
     assert result.returncode == 0, result.stderr
+    return result
 
 
 def tag(table: pa.Table, name: str) -> pa.Table:
@@ -97,15 +100,7 @@ def test_the_demos_hint_is_a_command_that_works_where_it_runs(tmp_path):
     """Its hint was `lossview runs/demo.arrow --follow`: on a machine without a display that needs a window
     (an error), and `lossview` was not on PATH where `make demo` set up the venv."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py"), str(tmp_path / "d.arrow"), "--fast"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("demo.py", str(tmp_path / "d.arrow"), "--fast", cwd=tmp_path, env=env)
     hint = result.stderr.splitlines()[0]
     assert hint.startswith("training; watch it with: ") and hint.endswith(" --follow --term")
     command = hint.removeprefix("training; watch it with: ").split()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import unprivileged
 
 import lossfmt
 from lossfmt import LossFormatError, LossWriter, read, run_paths
@@ -91,17 +89,6 @@ def test_a_directory_with_runs_only_in_subdirectories_says_how_to_read_them(tmp_
     assert repr(deeper) in str(caught.value)
 
 
-def unprivileged(code: str) -> subprocess.CompletedProcess[str]:
-    """Run Python `code` in a real subprocess without root's power to read what its permissions forbid."""
-    command = [sys.executable, "-c", code]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions cannot be enforced")
-        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
-
-
 def test_a_directory_that_cannot_be_read_says_permission_denied(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs / "a.arrow")
@@ -117,7 +104,7 @@ def test_a_directory_that_cannot_be_read_says_permission_denied(tmp_path):
     runs.chmod(0o300)  # can be entered, not listed
     (tmp_path / "locked").chmod(0)  # cannot be entered: what is inside cannot even be looked up
     try:
-        result = unprivileged(
+        result = unprivileged.run(
             f"import sys; sys.argv[1:] = {[str(runs), str(tmp_path / 'locked' / 'x')]!r}\n{code}"
         )
     finally:

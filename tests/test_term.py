@@ -37,6 +37,12 @@ def write_run(path: Path, n: int, *, tags: tuple[str, ...] = ("loss",), start: i
                 w.add(step, 2.0 / (1 + step / 50) + 0.1 * math.sin(step) + i, tag=tag)
 
 
+def term_frame(*args: str, columns: int, lines: int) -> subprocess.CompletedProcess[str]:
+    """One `lossview ARGS... --term` frame, printed to a pipe of `columns` x `lines` ($COLUMNS, $LINES)."""
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": str(lines)}
+    return subprocess.run([*LOSSVIEW, *args, "--term"], capture_output=True, text=True, timeout=60, env=env)
+
+
 # --- the renderer -------------------------------------------------------------------------------------------
 
 
@@ -194,13 +200,7 @@ def test_the_non_finite_key_is_in_the_title_only_where_a_mark_is_drawn(tmp_path:
 def test_without_follow_one_frame_is_printed_without_escape_codes(tmp_path: Path) -> None:
     path = tmp_path / "run.arrow"
     write_run(path, 300, tags=("loss", "val"))
-    done = subprocess.run(
-        [*LOSSVIEW, os.fspath(path), "--term"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "90", "LINES": "24"},
-    )
+    done = term_frame(os.fspath(path), columns=90, lines=24)
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout
     lines = done.stdout.rstrip("\n").split("\n")
@@ -318,13 +318,7 @@ def test_term_takes_logy_and_ylim_on_the_command_line(tmp_path: Path) -> None:
     with lossfmt.LossWriter(path) as w:
         for step in range(2000):
             w.add(step, 10.0 ** (1 - step / 500))
-    done = subprocess.run(
-        [*LOSSVIEW, os.fspath(path), "--term", "--logy", "--ylim", "0.1", "10"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "100", "LINES": "30"},
-    )
+    done = term_frame(os.fspath(path), "--logy", "--ylim", "0.1", "10", columns=100, lines=30)
     assert done.returncode == 0, done.stderr
     assert _y_labels(done.stdout) == ["10", "1", "0.1"]
     refused = subprocess.run(
@@ -708,13 +702,7 @@ def test_the_terminal_labels_runs_by_their_stored_name_as_every_other_view(tmp_p
     )
     names = [row["run"] for row in json.loads(summary.stdout)]
     assert names == ["nested (link)", "nested (renamed)"]
-    frame = subprocess.run(
-        [*LOSSVIEW, os.fspath(group), "--term"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "100", "LINES": "20"},
-    )
+    frame = term_frame(os.fspath(group), columns=100, lines=20)
     assert frame.returncode == 0, frame.stderr
     assert frame.stdout.rstrip("\n").rsplit("\n", 1)[-1].split() == [
         "──", "nested", "(link):", "loss", "──", "nested", "(renamed):", "loss"
@@ -881,13 +869,7 @@ def test_an_explicit_lines_is_kept_when_stdout_is_a_pipe(tmp_path: Path) -> None
     """A pipe's frame is at most 30 lines (a CI log), but `LINES=60` was capped at 30 too."""
     path = tmp_path / "run.arrow"
     write_run(path, 300)
-    done = subprocess.run(
-        [*LOSSVIEW, os.fspath(path), "--term"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "120", "LINES": "60"},
-    )
+    done = term_frame(os.fspath(path), columns=120, lines=60)
     assert done.returncode == 0 and len(done.stdout.rstrip("\n").split("\n")) == 60
 
 

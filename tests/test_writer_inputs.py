@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import unprivileged
 
 import lossfmt
 from lossfmt import LossWriter
@@ -164,18 +164,6 @@ def test_add_keeps_its_own_message_for_a_bad_value(tmp_path):
         w.add(0, "0.9", tag="acc")
 
 
-def unprivileged(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run Python `code` in a subprocess that directory permissions bind (root drops its power to override
-    them); skipped where neither is possible."""
-    command = [sys.executable, "-c", code, *args]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions cannot be enforced")
-        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-
 _READ_ONLY = textwrap.dedent(
     """
     import gc, os, sys
@@ -216,16 +204,22 @@ _READ_ONLY = textwrap.dedent(
 )
 
 
-def read_only_run(tmp_path: Path, how: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    directory = tmp_path / "ro"
-    directory.mkdir()
+def in_read_only(directory: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` unprivileged; it makes `directory` read-only (exit 77: permissions are not enforced)."""
     try:
-        result = unprivileged(_READ_ONLY, str(directory / "run.arrow"), how)
+        result = unprivileged.run(code, *args)
     finally:
         directory.chmod(0o755)
     if result.returncode == 77:
         pytest.skip("directory permissions are not enforced for this process")
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def read_only_run(tmp_path: Path, how: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    result = in_read_only(directory, _READ_ONLY, str(directory / "run.arrow"), how)
     assert listing(directory) == ["run.arrow"]  # no temp file left behind
     return result, directory / "run.arrow"
 
@@ -303,12 +297,6 @@ def test_close_through_a_symlink_into_a_read_only_directory_says_so_naming_the_p
     (tmp_path / "rw").mkdir()
     link = tmp_path / "rw" / "run.arrow"
     link.symlink_to(tmp_path / "ro" / "run.arrow")
-    try:
-        result = unprivileged(_LINKED, str(link), str(tmp_path / "ro"))
-    finally:
-        (tmp_path / "ro").chmod(0o755)
-    if result.returncode == 77:
-        pytest.skip("directory permissions are not enforced for this process")
-    assert result.returncode == 0, result.stderr
+    result = in_read_only(tmp_path / "ro", _LINKED, str(link), str(tmp_path / "ro"))
     assert result.stdout.startswith(f"PermissionError [Errno 13] Permission denied: {link}: its directory")
     assert lossfmt.read(link).column("step").to_pylist() == [0]

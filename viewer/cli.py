@@ -22,6 +22,7 @@ import lossfmt
 from lossview import commands, summary
 from lossview import view as v
 from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG, SIZE
+from lossview.sources import compared
 
 #: The status of a command whose output pipe closed early (128 + SIGPIPE, as a shell reports it).
 BROKEN_PIPE = 141
@@ -189,7 +190,7 @@ def _plot(ns: argparse.Namespace) -> int:
     target = app.Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
 
     curves = None
-    compare = len(ns.files) > 1 or any(set("*?[") & set(f) or os.path.isdir(f) for f in ns.files)
+    compare = compared(ns.files)
     if runs is not None:
         commands.require_events(runs, view)
         curves, compare = v.curves(runs, view), len(runs) > 1

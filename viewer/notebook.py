@@ -71,7 +71,7 @@ class LiveDisplay:
         style: plot.Style | None = None,
     ) -> None:
         from lossview.follow import CurveCache
-        from lossview.sources import Sources
+        from lossview.sources import Sources, compared
 
         args = (
             [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
@@ -80,7 +80,7 @@ class LiveDisplay:
         self.interval = interval
         self.sources = Sources(args)
         self._cache = CurveCache(self.view)
-        compare = len(args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in args)
+        compare = compared(args)
         self.fig = Figure(figsize=(8.0, 4.5), dpi=100, layout="constrained")
         # several runs are told apart by colour, unless averaged
         mean_of_all = self.view.mean_runs and self.view.label is None  # (else: a mean per --label value)

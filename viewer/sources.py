@@ -177,6 +177,12 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
+def compared(args: Sequence[str]) -> bool:
+    """Whether the arguments name runs to compare (a colour each): several of them, a glob or a directory,
+    whatever the files there now (a followed directory's runs keep their colours as runs come)."""
+    return len(args) > 1 or any(_is_glob(a) or os.path.isdir(a) for a in args)
+
+
 def _is_glob(arg: str) -> bool:
     return bool(set("*?[") & set(arg))
 

@@ -37,7 +37,7 @@ from lossfmt import transforms
 from lossview import smoothing
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
-from lossview.sources import Sources
+from lossview.sources import Sources, compared
 from lossview.view import NoDataError, runs
 
 _INTERVAL = 0.25  # seconds between polls while following
@@ -75,8 +75,7 @@ class TermView:
         self._restarting: set[Path] = set()
         self._lowest: dict[Path, int] = {}
         self._slots: dict[Path, int] = {}  # a run's colour, kept as runs come and go (first come)
-        #: Runs compared (a colour each) as every view compares them: several arguments, a glob, a directory.
-        self.compare = len(self.args) > 1 or any(set("*?[") & set(a) or os.path.isdir(a) for a in self.args)
+        self.compare = compared(self.args)  # (a colour each, as every view compares runs)
 
     def _relabel(self) -> None:
         """Every series' run and legend label: its tag, after its run's label when several runs are drawn."""
