@@ -156,26 +156,28 @@ class LossWriter(_compiled.Base):
                     value = _CONVERTERS.get(type(value), _scalar)(value)
                     if type(value) is not float:  # a deferred device scalar
                         return self._add_slow(step, ((tag, value),), count, epoch, reduction, converted=True)
+            # (None: the slow path, called outside the try, so that its error is not raised twice, chained)
+            row: bytes | None = None
             try:
                 if tag is _DEFAULT_TAG and count is _ONE and epoch is None and reduction is _MEAN:
                     row = _pack_plain(step, value, _time())
                 else:
                     code = 0 if tag is _DEFAULT_TAG else _tag_id(tag)  # id 0: the default tag
-                    if code is None or type(count) is not int or count < 1:
-                        return self._add_slow(step, ((tag, value),), count, epoch, reduction)
-                    if reduction is _MEAN:
-                        flags = 0
-                    elif type(reduction) is str and reduction == _SUM:
-                        flags = _SUM_FLAG
-                    else:
-                        return self._add_slow(step, ((tag, value),), count, epoch, reduction)
-                    if epoch is None:
-                        row = _pack(step, value, _time(), count, 0, code, flags)
-                    elif type(epoch) is int:
-                        row = _pack(step, value, _time(), count, epoch, code, flags | _EPOCH_FLAG)
-                    else:
-                        return self._add_slow(step, ((tag, value),), count, epoch, reduction)
+                    plain = reduction is _MEAN
+                    if (
+                        code is not None
+                        and type(count) is int
+                        and count >= 1
+                        and (plain or (type(reduction) is str and reduction == _SUM))
+                    ):
+                        flags = 0 if plain else _SUM_FLAG
+                        if epoch is None:
+                            row = _pack(step, value, _time(), count, 0, code, flags)
+                        elif type(epoch) is int:
+                            row = _pack(step, value, _time(), count, epoch, code, flags | _EPOCH_FLAG)
             except _ROW_ERRORS:  # a value out of range, an unhashable tag
+                pass
+            if row is None:
                 return self._add_slow(step, ((tag, value),), count, epoch, reduction)
             pending = self._pending
             pending.append(row)

@@ -578,6 +578,7 @@ def test_a_real_write_error_is_raised_from_the_next_call(tmp_path):
         ({"tag": None}, TypeError, "tag must be a str"),
         ({"count": 0}, ValueError, "count must be >= 1"),
         ({"count": -2}, ValueError, "count must be >= 1"),
+        ({"count": 0, "epoch": 0}, ValueError, "count must be >= 1"),
         ({"count": 1.0}, TypeError, "count must be an int"),
         ({"count": True}, TypeError, "count must be an int"),
         ({"count": 2**63}, ValueError, "int64"),
@@ -599,12 +600,14 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
     args = {"step": 1, "value": 1.0, **kwargs}
     step, value = args.pop("step"), args.pop("value")
     with LossWriter(tmp_path / "run.arrow") as w:
-        with pytest.raises(error, match=match):
+        with pytest.raises(error, match=match) as one:
             w.add(step, value, **args)
-        with pytest.raises(error, match=match):
+        with pytest.raises(error, match=match) as many:
             w.add_many(step, {args.pop("tag", "loss"): value, "ok": 1.0}, **args)
         assert w.pending == 0
     assert lossfmt.read(tmp_path / "run.arrow").num_rows == 0
+    for raised in (one.value, many.value):  # one error, not the same one twice ("During handling of ...")
+        assert raised.__context__ is None or raised.__suppress_context__, raised.__context__
 
 
 @pytest.mark.parametrize(
