@@ -163,14 +163,8 @@ class LossWriter(_compiled.Base):
                     row = _pack_plain(step, value, _time())
                 else:
                     code = 0 if tag is _DEFAULT_TAG else _tag_id(tag)  # id 0: the default tag
-                    plain = reduction is _MEAN
-                    if (
-                        code is not None
-                        and type(count) is int
-                        and count >= 1
-                        and (plain or (type(reduction) is str and reduction == _SUM))
-                    ):
-                        flags = 0 if plain else _SUM_FLAG
+                    flags = _REDUCTION_FLAGS.get(reduction, -1) if type(reduction) is str else -1
+                    if code is not None and type(count) is int and count >= 1 and flags >= 0:
                         if epoch is None:
                             row = _pack(step, value, _time(), count, 0, code, flags)
                         elif type(epoch) is int:
