@@ -471,6 +471,27 @@ def test_follow_draws_live_in_tmux_resizes_and_exits_cleanly_on_ctrl_c(tmp_path:
 
 
 @needs_tmux
+def test_follow_in_tmux_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (kill, timeout, a job manager) killed the live view: exit -15, the terminal left in the
+    alternate screen with its cursor hidden."""
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as writer:
+        for step in range(200):
+            writer.add(step, 2.0 / (1 + step / 20))
+    pane = Pane(tmp_path, [*LOSSVIEW, os.fspath(path), "--follow", "--term"], 100, 30)
+    try:
+        pane.wait(lambda t: "── loss" in t and braille_cells(t) > 50)
+        os.kill(pane.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (status := pane.exit_status()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process's exit: nothing to wait on but its status
+        assert status == "status 0"
+        assert braille_cells(pane.capture()) == 0  # the alternate screen is gone (and the cursor back)
+    finally:
+        pane.close()
+
+
+@needs_tmux
 def test_one_frame_on_a_terminal_leaves_a_line_for_the_prompt_under_it(tmp_path: Path) -> None:
     """On a terminal the frame was exactly LINES tall and a newline followed: its title scrolled off."""
     path = tmp_path / "run.arrow"

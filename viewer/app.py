@@ -12,7 +12,6 @@ import contextlib
 import gc
 import io
 import logging
-import signal
 import sys
 import threading
 import warnings
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lossview.follow import CurveCache, FollowLoop, Sources, Watcher
 from lossview.output import CanvasOutput, FileOutput
 from lossview.plot import LossPlot, Style
+from lossview.signals import stopping
 from lossview.view import Curve, View, ViewerError
 
 if TYPE_CHECKING:
@@ -90,19 +90,6 @@ class Live:
         self.show(curves)
 
 
-@contextlib.contextmanager
-def _signals(on_signal: Callable[[], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM call ``on_signal`` for the duration (the previous handlers come back after)."""
-    previous = {
-        s: signal.signal(s, lambda signum, frame: on_signal()) for s in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def headless(target: Target, view: View, style: Style, curves: list[Curve] | None) -> int:
     """Render ``curves`` to the output file once, or (following) on each change, until a signal arrives."""
     from matplotlib.figure import Figure
@@ -119,7 +106,7 @@ def headless(target: Target, view: View, style: Style, curves: list[Curve] | Non
         stop.set()
         live.watcher.changed.set()
 
-    with _signals(on_signal):
+    with stopping(on_signal):
         live.start()
         try:
             live.loop.run(stop)
@@ -192,7 +179,7 @@ def _show(target: Target, fig: Any, live: Live | None) -> None:
     timer.add_callback(on_timer)
     timer.start()
     try:
-        with _signals(stop.set):
+        with stopping(stop.set):
             if target.web is None:
                 plt.show()
             else:

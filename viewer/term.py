@@ -37,6 +37,7 @@ from lossfmt import transforms
 from lossview import smoothing
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
+from lossview.signals import stopping
 from lossview.sources import Sources, compared
 from lossview.view import NoDataError, runs
 
@@ -293,14 +294,19 @@ def _size(out: TextIO) -> tuple[int, int]:
 
 
 def _live(view: TermView, out: TextIO, interval: float, axis: dict[str, Any]) -> int:
-    """Redraw on each change and on resize (SIGWINCH), in the alternate screen, until Ctrl-C."""
-    wake = threading.Event()
+    """Redraw on each change and on resize (SIGWINCH), in the alternate screen, until SIGINT or SIGTERM."""
+    wake, stop = threading.Event(), threading.Event()
     previous = signal.signal(signal.SIGWINCH, lambda *_: wake.set()) if hasattr(signal, "SIGWINCH") else None
     tty = out.isatty()
+
+    def on_signal() -> None:
+        stop.set()
+        wake.set()
+
     try:
-        with _screen(out):
+        with stopping(on_signal), _screen(out):
             shown = None
-            while True:
+            while not stop.is_set():
                 size = _size(out)
                 if view.poll() or shown != size:
                     frame = render(list(view.series.values()), *size, color=tty, title=view.title(), **axis)
@@ -312,7 +318,8 @@ def _live(view: TermView, out: TextIO, interval: float, axis: dict[str, Any]) ->
                     shown = size
                 wake.wait(interval)
                 wake.clear()
-    except KeyboardInterrupt:
+        return 0
+    except KeyboardInterrupt:  # (before the handlers are installed)
         return 0
     finally:
         if previous is not None:
