@@ -343,7 +343,8 @@ def read_pandas(
     """`read()` as a tidy pandas DataFrame (one row per event, or per bucket with `per`).
 
     `normalize="per-item"` makes values per-item means (see lossfmt.transforms); `per="epoch"` or `per=N`
-    aggregates into buckets with their spread; `smooth="ema:W"|"ma:N"` adds a `smoothed` column. tag,
+    aggregates into buckets with their spread; `smooth` (a spec as lossview takes: "span:F", "steps:N",
+    "ema:W", "ma:N" or "none"; see lossfmt.transforms) adds a `smoothed` column. tag,
     reduction and run are pandas Categoricals, epoch is nullable Int64, wall_time is datetime64[us, UTC].
     `verify=False` skips checksum verification: faster, but damage may read as data.
     With `per` or `smooth`, as lossview draws: steps that restart each epoch are made run-wide
