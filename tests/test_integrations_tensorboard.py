@@ -14,7 +14,7 @@ pytest.importorskip("tensorboard")
 torch_tb = pytest.importorskip("torch.utils.tensorboard")
 
 import lossfmt  # noqa: E402
-from lossfmt.integrations.tensorboard import TooManyRunsError, import_tb  # noqa: E402
+from lossfmt.integrations.tensorboard import NotAnImportError, TooManyRunsError, import_tb  # noqa: E402
 from lossfmt.schema import run_info  # noqa: E402
 
 T0 = 1_700_000_000.0
@@ -146,12 +146,101 @@ def test_a_refusal_for_many_runs_says_how_many_it_does_not_list(tmp_path):
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
     write_run(tmp_path / "tb", n=5)
     out = tmp_path / "run.arrow"
-    out.write_bytes(b"precious")
+    import_tb(tmp_path / "tb", out)
     with pytest.raises(FileExistsError, match=r"run\.arrow"):
         import_tb(tmp_path / "tb", out)
-    assert out.read_bytes() == b"precious"
-    assert import_tb(tmp_path / "tb", out, overwrite=True) == 5
-    assert lossfmt.read(out).num_rows == 5
+    write_run(tmp_path / "tb", n=3, start=5)  # the run went on: importing it again replaces the import
+    assert import_tb(tmp_path / "tb", out, overwrite=True) == 8
+    assert lossfmt.read(out).num_rows == 8
+
+
+def training_run(path: Path, n: int = 1000) -> bytes:
+    """A run written by LossWriter itself (what a training script leaves), returning its bytes."""
+    with lossfmt.LossWriter(path, meta={"lr": 0.1}) as writer:
+        for step in range(n):
+            writer.add(step, 1.0)
+    return path.read_bytes()
+
+
+def test_overwrite_never_replaces_a_training_run_or_a_foreign_file(tmp_path):
+    """overwrite=True replaced any existing file: a 1000-step LossWriter run named as OUT became the
+    10-event import. It replaces only what an import wrote; anything else is refused and kept."""
+    write_run(tmp_path / "tb", n=10)
+    run = tmp_path / "lr0.001_s0.arrow"
+    kept = training_run(run)
+    foreign = tmp_path / "notes.arrow"
+    foreign.write_bytes(b"precious")
+    for out, said in [(run, "a lossfmt run that no TensorBoard import wrote"), (foreign, "not a readable")]:
+        with pytest.raises(NotAnImportError, match=said) as caught:
+            import_tb(tmp_path / "tb", out, overwrite=True)
+        assert isinstance(caught.value, FileExistsError) and isinstance(caught.value, lossfmt.LossfmtError)
+        assert str(caught.value).startswith(f"{out}: ")
+    assert run.read_bytes() == kept and foreign.read_bytes() == b"precious"
+    assert lossfmt.read(run).num_rows == 1000
+
+
+def test_a_directory_import_over_a_training_run_writes_nothing(tmp_path):
+    """`lossview import-tb tb runs --overwrite` replaced runs/exp2.arrow, a LossWriter run, by the import of
+    tb/exp2: every target is checked first, and one that is no earlier import refuses the whole import (the
+    run before it in the order of writing, exp1, is not written either)."""
+    for name in ("exp1", "exp2"):
+        write_run(tmp_path / "tb" / name, n=10)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    kept = training_run(runs / "exp2.arrow")
+    done = subprocess.run(
+        [sys.executable, "-m", "lossview", "import-tb", str(tmp_path / "tb"), str(runs), "--overwrite"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert f"{runs / 'exp2.arrow'}: a lossfmt run that no TensorBoard import wrote" in done.stderr
+    assert (runs / "exp2.arrow").read_bytes() == kept
+    assert not (runs / "exp1.arrow").exists()
+
+
+def test_an_out_that_is_neither_a_dot_arrow_file_nor_a_directory_is_an_error(tmp_path, capsys):
+    """import-tb took every OUT not ending in .arrow for a directory: a typo `out.arow` (or `x.csv`) made a
+    directory out.arow/exp1.arrow and reported success."""
+    from lossview import cli
+
+    write_run(tmp_path / "tb" / "exp1", n=10)
+    (tmp_path / "notes.txt").write_text("kept\n")
+    for name in ("out.arow", "x.csv", "notes.txt"):
+        out = tmp_path / name
+        assert cli.main(["import-tb", str(tmp_path / "tb"), str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{out}: OUT must be a .arrow file or a directory" in err, err
+        with pytest.raises(ValueError, match=r"OUT must be a \.arrow file or a directory"):
+            import_tb(tmp_path / "tb", out)
+    assert not (tmp_path / "out.arow").exists() and not (tmp_path / "x.csv").exists()
+    assert (tmp_path / "notes.txt").read_text() == "kept\n"
+    # A directory: an existing one whatever its name, or a new one named with a trailing slash.
+    (tmp_path / "sweep.v2").mkdir()
+    assert import_tb(tmp_path / "tb", tmp_path / "sweep.v2") == 10
+    assert import_tb(tmp_path / "tb", f"{tmp_path / 'runs.v3'}/") == 10
+    assert (tmp_path / "sweep.v2" / "exp1.arrow").is_file() and (
+        tmp_path / "runs.v3" / "exp1.arrow"
+    ).is_file()
+
+
+def test_import_tb_names_the_file_it_wrote(tmp_path, capsys):
+    """It said `runs: 10 events imported` of a run written to runs/exp1.arrow; for several files: how many."""
+    from lossview import cli
+
+    write_run(tmp_path / "tb" / "exp1", n=10)
+    assert cli.main(["import-tb", str(tmp_path / "tb"), str(tmp_path / "runs")]) == 0
+    assert (
+        capsys.readouterr().err
+        == f"{tmp_path / 'runs' / 'exp1.arrow'}: 10 events imported from {tmp_path / 'tb'}\n"
+    )
+    write_run(tmp_path / "tb" / "exp2", n=5)
+    assert cli.main(["import-tb", str(tmp_path / "tb"), str(tmp_path / "more")]) == 0
+    assert (
+        capsys.readouterr().err
+        == f"{tmp_path / 'more'}: 2 files, 15 events imported from {tmp_path / 'tb'}\n"
+    )
 
 
 def test_a_directory_without_event_files_is_an_error(tmp_path):

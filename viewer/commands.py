@@ -239,8 +239,9 @@ def salvage(path: str, out: str) -> int:
 
 
 def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
+    """Convert LOGDIR's scalars into OUT, naming the file written (or OUT and how many files it got)."""
     try:
-        from lossfmt.integrations.tensorboard import import_tb as convert
+        from lossfmt.integrations.tensorboard import NotAnImportError, import_tb_files
     except ImportError as exc:
         raise v.ViewerError(
             f"import-tb is unavailable ({exc}); install the extra: pip install 'lossfmt[tensorboard]'"
@@ -248,17 +249,18 @@ def import_tb(logdir: str, out: str, *, overwrite: bool) -> int:
     if not os.path.exists(logdir):
         raise FileNotFoundError(2, "No such file or directory", logdir)
     try:
-        n = convert(logdir, out, overwrite=overwrite)
-    except ValueError as exc:  # LOGDIR holds several runs but OUT is one .arrow file
+        written = import_tb_files(logdir, out, overwrite=overwrite)
+    except (ValueError, NotAnImportError) as exc:  # a bad OUT, or a file --overwrite must not replace
         raise v.ViewerError(str(exc)) from None
     except FileExistsError as exc:
         target = os.fsdecode(exc.filename) if exc.filename else str(exc).partition(":")[0]
         raise v.ViewerError(f"{target}: already exists; remove it or pass --overwrite") from None
+    n = sum(written.values())
     if not n:
         raise v.ViewerError(f"{logdir}: its TensorBoard event files hold no scalars; nothing written")
-    print(f"{out}: {n} events imported from {logdir}", file=sys.stderr)
-    nested = Path(out).is_dir() and any(p.parent != Path(out) for p in Path(out).rglob("*.arrow"))
-    if nested:  # (reading a directory takes its own files only)
+    into = f"{next(iter(written))}:" if len(written) == 1 else f"{out}: {len(written)} files,"
+    print(f"{into} {n} events imported from {logdir}", file=sys.stderr)
+    if Path(out).is_dir() and any(p.parent != Path(out) for p in written):  # (a directory reads its own)
         print(
             f"{out}: runs in subdirectories too: view them all with {PROG} '{Path(out) / '**' / '*.arrow'}'",
             file=sys.stderr,

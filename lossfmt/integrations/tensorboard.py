@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _file, schema
+from lossfmt import _file, _framing, schema
 from lossfmt._errors import LossfmtError
 
 try:
@@ -43,6 +43,11 @@ class TooManyRunsError(LossfmtError, ValueError):
     """`logdir` holds several TensorBoard runs but `out` names one ``.arrow`` file (give a directory)."""
 
 
+class NotAnImportError(LossfmtError, FileExistsError):
+    """An output file exists that ``import_tb`` did not write (a lossfmt training run, or any other file):
+    ``overwrite`` replaces earlier imports only, so a typo in OUT never replaces a run."""
+
+
 @dataclass
 class _Run:
     """One TensorBoard run directory: its scalars and what ``add_hparams`` recorded in it."""
@@ -59,22 +64,28 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
 
     A TensorBoard run is a directory holding ``*tfevents*`` files (read in name order, i.e. in time order);
     `logdir` may be one run, a tree of runs, or a single event file. If `out` ends in ``.arrow`` it is the one
-    output file and `logdir` must hold exactly one run; otherwise `out` is a directory receiving
-    ``<run>.arrow`` per run (``<run>`` = the run's path relative to `logdir`, so nested runs give nested
-    files). Each event keeps its tag, step and wall time; value is the stored float; count 1, reduction
-    mean, no epoch. Both scalar encodings are read: ``simple_value`` (``torch.utils.tensorboard``,
-    tensorboardX, TF1) and scalar tensors of the scalars plugin (TF2 ``tf.summary.scalar``). Runs without
-    scalars produce no file. Existing output files raise ``FileExistsError`` unless `overwrite`; several runs
-    for one output file raise `TooManyRunsError` (a `lossfmt.LossfmtError` and a ``ValueError``), before
-    anything is written.
+    output file and `logdir` must hold exactly one run; if it is a directory (an existing one, or a new name
+    without a suffix or ending in ``/``) it receives ``<run>.arrow`` per run (``<run>`` = the run's path
+    relative to `logdir`, so nested runs give nested files); any other `out` is a ``ValueError``. Each event
+    keeps its tag, step and wall time; value is the stored float; count 1, reduction mean, no epoch. Both
+    scalar encodings are read: ``simple_value`` (``torch.utils.tensorboard``, tensorboardX, TF1) and scalar
+    tensors of the scalars plugin (TF2 ``tf.summary.scalar``). Runs without scalars produce no file.
+    Existing output files raise ``FileExistsError`` unless `overwrite`, which replaces only files an earlier
+    import wrote: any other file (a lossfmt training run, a foreign file) raises `NotAnImportError` (a
+    ``FileExistsError``). Several runs for one output file raise `TooManyRunsError` (a
+    `lossfmt.LossfmtError` and a ``ValueError``). Every refusal comes before anything is written.
     """
+    return sum(import_tb_files(logdir, out, overwrite=overwrite).values())
+
+
+def import_tb_files(
+    logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
+) -> dict[Path, int]:
+    """What `import_tb` does, returning the files written (in run order) with the events of each."""
+    single = _is_one_file(out)
     runs = _merge_hparams([_load(name, files) for name, files in _find_runs(Path(logdir))])
     if not runs:
         raise FileNotFoundError(f"{os.fspath(logdir)}: no TensorBoard event files (*tfevents*) found")
-    out = Path(out)
-    if not out.absolute().parent.is_dir():  # a typo in OUT must not create a tree of directories
-        raise FileNotFoundError(2, "No such directory", os.fspath(out.absolute().parent))
-    single = out.suffix == ".arrow"
     if single and len(runs) > 1:
         names = ", ".join(run.name for run in runs[:_NAMES_SHOWN])
         if len(runs) > _NAMES_SHOWN:
@@ -83,19 +94,64 @@ def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, ov
             f"{os.fspath(logdir)} holds {len(runs)} TensorBoard runs ({names}); "
             "give a directory as OUT to write one .arrow file per run"
         )
-    targets = [(run, out if single else out / f"{run.name}.arrow") for run in runs]
-    if not overwrite:
-        for _, target in targets:
-            if target.exists():
-                raise FileExistsError(f"{target}: already exists; remove it or pass overwrite=True")
-    written = 0
+    out = Path(out)
+    targets = [(run, out if single else out / f"{run.name}.arrow") for run in runs if run.rows]
+    for _, target in targets:
+        _check_target(target, overwrite=overwrite)
+    written: dict[Path, int] = {}
     for run, target in targets:
-        table = _table(run)
-        if table.num_rows:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_closed(target, table)
-            written += table.num_rows
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_closed(target, _table(run))
+        written[target] = len(run.rows)
     return written
+
+
+def _is_one_file(out: str | os.PathLike[str]) -> bool:
+    """Whether `out` is the one output file (``.arrow``) rather than a directory of them. Anything else is
+    refused before a run is read: ``out.arow`` once became a directory holding ``out.arow/<run>.arrow``."""
+    path = Path(out)
+    if path.is_dir():
+        return False
+    if not path.absolute().parent.is_dir():  # a typo in OUT must not create a tree of directories
+        raise FileNotFoundError(2, "No such directory", os.fspath(path.absolute().parent))
+    as_directory = os.fspath(out).endswith(("/", os.sep))
+    if path.suffix.lower() == ".arrow" and not as_directory:
+        return True
+    if not os.path.lexists(path) and (as_directory or not path.suffix):
+        return False
+    raise ValueError(
+        f"{os.fspath(out)}: OUT must be a .arrow file or a directory (a new directory's name has no suffix, "
+        "or ends in /)"
+    )
+
+
+def _check_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse an existing `target` unless `overwrite`, and even then unless an earlier import wrote it."""
+    if not os.path.lexists(target):
+        return
+    keep = "overwriting replaces only earlier TensorBoard imports (move it, or choose another OUT)"
+    if target.is_dir():
+        raise NotAnImportError(f"{target}: is a directory; {keep}")
+    if not overwrite:
+        raise FileExistsError(f"{target}: already exists; remove it or pass overwrite=True")
+    try:
+        meta = _header_meta(target)
+    except (LossfmtError, OSError):
+        raise NotAnImportError(f"{target}: not a readable lossfmt file; {keep}") from None
+    if not (meta.get("imported_from") == "tensorboard" and "tensorboard_run" in meta):
+        raise NotAnImportError(f"{target}: a lossfmt run that no TensorBoard import wrote; {keep}")
+
+
+def _header_meta(path: Path) -> dict[str, Any]:
+    """The user metadata of the lossfmt file `path`, from its header alone (the run may be large)."""
+    with open(path, "rb") as file:
+        data = file.read(16)
+        length = int.from_bytes(data[12:16], "little", signed=True)
+        data += file.read(max(0, min(length, os.fstat(file.fileno()).st_size)))
+    header, *_ = _framing.head(data, pa.py_buffer(data), os.fspath(path))
+    schema.check_schema(header, path)
+    meta: dict[str, Any] = schema.run_info(header)["meta"]
+    return meta
 
 
 def _find_runs(logdir: Path) -> list[tuple[str, list[Path]]]:
