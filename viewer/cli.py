@@ -21,7 +21,7 @@ from pathlib import Path
 import lossfmt
 from lossview import commands, summary
 from lossview import view as v
-from lossview.options import COMMANDS, MAX_PIXELS, PARSERS, PROG, SIZE
+from lossview.options import COMMANDS, DEFAULT_WEB_HOST, MAX_PIXELS, PARSERS, PROG, SIZE
 from lossview.sources import compared
 
 #: The status of a command whose output pipe closed early (128 + SIGPIPE, as a shell reports it).
@@ -187,7 +187,8 @@ def _plot(ns: argparse.Namespace) -> int:
     from lossview import app
     from lossview.plot import Style
 
-    target = app.Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, ns.host)
+    host = DEFAULT_WEB_HOST if ns.host is None else ns.host
+    target = app.Target(tuple(ns.files), ns.output, ns.dpi, ns.follow, ns.poll, ns.web, host)
 
     curves = None
     compare = compared(ns.files)
@@ -212,6 +213,8 @@ def _plot(ns: argparse.Namespace) -> int:
 def _check_plot(ns: argparse.Namespace) -> None:
     if ns.poll is not None and not ns.follow:
         raise v.OptionError("--poll only makes sense with --follow")
+    if ns.host is not None and ns.web is None:
+        raise v.OptionError("--host only makes sense with --web")
     if ns.output and ns.web is not None:
         raise v.OptionError("choose one of -o OUT and --web")
     if ns.ylim and not all(map(math.isfinite, ns.ylim)):
@@ -231,6 +234,8 @@ def _check_plot(ns: argparse.Namespace) -> None:
         raise v.OptionError(f"--spread {ns.spread} says what --band shades: add --band")
     if ns.output:
         commands.check_out(Path(ns.output), (".png", ".svg", ".pdf"))
+        if os.path.isdir(ns.output):  # found before drawing, not when the drawing replaces it
+            raise v.OptionError(f"{ns.output}: is a directory; name the file: OUT.png, OUT.svg or OUT.pdf")
 
 
 #: What `--term` draws is raw per-step curves of the tags asked for, smoothed as asked: every other option

@@ -12,6 +12,7 @@ from lossview import view as v
 PROG = "lossview"
 COMMANDS = ("plot", "summary", "export", "compact", "import-tb")
 DEFAULT_WEB_PORT = 8988
+DEFAULT_WEB_HOST = "127.0.0.1"
 INT64_MAX = 2**63 - 1
 
 DESCRIPTION = """\
@@ -103,12 +104,25 @@ def _port(text: str) -> int:
     return port
 
 
+def _tag(text: str) -> str:
+    if not text:  # lossfmt refuses it later, as a traceback (or, following, waits for it forever)
+        raise argparse.ArgumentTypeError("an empty GLOB matches no tag (lossfmt tags are never empty)")
+    return text
+
+
+def _out(text: str) -> str:
+    if not text:  # `-o ''` read as no -o at all, `export FILE ''` as the directory '.'
+        raise argparse.ArgumentTypeError("empty output path: name the file to write")
+    return text
+
+
 def _transform_options(p: argparse.ArgumentParser, *, per: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--tag",
         action="append",
         default=[],
+        type=_tag,
         metavar="GLOB",
         help="only tags matching GLOB (repeatable; e.g. --tag loss --tag 'val/*'); default: every tag",
     )
@@ -235,7 +249,7 @@ def _axis_options(vg: argparse._ArgumentGroup) -> None:
 def _output_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument(
-        "-o", "--output", metavar="OUT", help="write OUT.png|.svg|.pdf instead of opening a window"
+        "-o", "--output", type=_out, metavar="OUT", help="write OUT.png|.svg|.pdf instead of opening a window"
     )
     o.add_argument(
         "--follow", "-f", action="store_true", help="keep watching the files and redraw as they grow"
@@ -257,7 +271,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help=f"serve the figure to a browser (matplotlib WebAgg; default port {DEFAULT_WEB_PORT})",
     )
-    o.add_argument("--host", default="127.0.0.1", help="address --web binds to (default 127.0.0.1)")
+    o.add_argument("--host", help=f"address --web binds to (default {DEFAULT_WEB_HOST})")
 
 
 def _summary_parser() -> argparse.ArgumentParser:
@@ -283,7 +297,7 @@ def _export_parser() -> argparse.ArgumentParser:
         "column) to CSV, Parquet or Feather. Several files add a `run` column.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("out", metavar="OUT", help="OUT.csv, OUT.parquet or OUT.feather")
+    p.add_argument("out", type=_out, metavar="OUT", help="OUT.csv, OUT.parquet or OUT.feather")
     p.add_argument(
         "--format",
         choices=("rows", "parquet"),
@@ -312,6 +326,7 @@ def _compact_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument(
         "--salvage",
+        type=_out,
         metavar="OUT",
         help="for one damaged FILE: copy the events before the damage into a new closed file OUT "
         "(FILE is never modified)",
@@ -327,8 +342,18 @@ def _import_tb_parser() -> argparse.ArgumentParser:
         "or a directory receiving <run>.arrow per run.",
     )
     p.add_argument("logdir", metavar="LOGDIR")
-    p.add_argument("out", metavar="OUT", help="OUT.arrow, or a directory for several runs")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "out",
+        type=_out,
+        metavar="OUT",
+        help="OUT.arrow, or a directory for several runs (an existing one, or a new name without a suffix or "
+        "ending in /)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files an earlier import-tb wrote (never a training run or any other file)",
+    )
     return p
 
 

@@ -41,8 +41,11 @@ class FileOutput(Output):
                 fig.savefig(fh, format=self.format, dpi=self.dpi)
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            # OUT again (a write, or a replace onto a directory named OUT, named the temp file or nothing)
+            if isinstance(exc, OSError) and exc.strerror and exc.filename in (None, tmp):
+                raise type(exc)(exc.errno, exc.strerror, os.fspath(self.path)) from None
             raise
 
 

@@ -17,12 +17,14 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from matplotlib.figure import Figure
 
 import lossfmt
 import lossview
 from lossfmt import LossWriter
-from lossview import cli
+from lossview import cli, commands
 from lossview import view as lv
+from lossview.output import FileOutput
 
 ENV_PY = [sys.executable, "-m", "lossview"]
 
@@ -436,3 +438,83 @@ def test_a_log_axis_with_only_negative_values_says_so_once(tmp_path, capsys):
     assert cli.main([str(tmp_path / "neg.arrow"), "--logy", "-o", str(tmp_path / "x.png")]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "50 values of loglik are zero or negative" in err, err
+
+
+def lossview_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed command line in a process of its own, drawing with Agg (never a window)."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([*ENV_PY, *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def usage_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("lossview"), proc.stderr
+    assert "Traceback" not in proc.stderr and ".tmp" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs", "--tag", "", "-o", "x.png"],
+        ["runs", "--tag", "loss", "--tag", "", "--follow", "-o", "x.png"],
+        ["summary", "runs", "--tag", ""],
+        ["export", "runs", "--tag", "", "e.csv"],
+    ],
+)
+def test_an_empty_tag_is_a_usage_error_of_every_command_taking_tag(tmp_path, argv):
+    """`--tag ''` printed lossfmt's ValueError as a traceback (status 1), and with --follow warned once per
+    file, then waited forever for a tag named ''."""
+    write(tmp_path / "runs" / "a.arrow")
+    err = usage_error(lossview_cli(*argv, cwd=tmp_path))
+    assert "argument --tag: an empty GLOB matches no tag" in err, err
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "e.csv").exists()
+
+
+def test_a_directory_named_as_the_image_output_is_refused_before_drawing(tmp_path):
+    """`-o dir.png`, a directory, drew the figure and then failed to replace it, naming the temp file
+    (`.dir.png._lhpywge.tmp: is a directory`) rather than OUT."""
+    write(tmp_path / "r.arrow")
+    (tmp_path / "dir.png").mkdir()
+    err = usage_error(lossview_cli("r.arrow", "-o", "dir.png", cwd=tmp_path))
+    assert err.startswith("lossview: error: dir.png: is a directory; name the file"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "r.arrow"]  # no temp file left
+
+
+def test_an_image_that_cannot_replace_its_output_names_out_not_the_temp_file(tmp_path):
+    """A render whose replace of OUT failed (OUT became a directory while following) named the temp file the
+    user never asked for."""
+    out = tmp_path / "live.png"
+    out.mkdir()
+    with pytest.raises(IsADirectoryError) as refused:
+        FileOutput(out).refresh(Figure())
+    assert refused.value.filename == str(out)
+    assert commands.error_line(refused.value) == f"{out}: is a directory"
+    assert [p.name for p in tmp_path.iterdir()] == ["live.png"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["r.arrow", "-o", ""],
+        ["r.arrow", "--follow", "-o", ""],
+        ["export", "r.arrow", ""],
+        ["compact", "r.arrow", "--salvage", ""],
+        ["import-tb", "logs", ""],
+    ],
+)
+def test_an_empty_output_path_is_a_usage_error(tmp_path, argv):
+    """`-o ''` was taken for no -o at all (asking for -o OUT.png), `export FILE ''` for the directory '.'."""
+    write(tmp_path / "r.arrow")
+    (tmp_path / "logs").mkdir()
+    err = usage_error(lossview_cli(*argv, cwd=tmp_path))
+    assert "empty output path" in err, err
+
+
+def test_host_without_web_is_refused_like_poll_without_follow(tmp_path):
+    """`--host 0.0.0.0 -o x.png` was accepted and the address silently ignored: nothing was served."""
+    write(tmp_path / "r.arrow")
+    for argv in (["-o", "x.png"], ["--term"]):
+        err = usage_error(lossview_cli("r.arrow", "--host", "0.0.0.0", *argv, cwd=tmp_path))
+        assert "--host only makes sense with --web" in err, err
+    assert not (tmp_path / "x.png").exists()
