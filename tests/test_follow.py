@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -599,3 +600,53 @@ def test_a_file_a_directory_names_and_named_itself_is_one_run_and_named(tmp_path
     with pytest.warns(UserWarning, match="file gone"):
         s.poll()
     assert s.gone == {Path("g/a.arrow")} and not s.dropped  # named: kept, with its notice
+
+
+def _svg_look(image: Path) -> tuple[list[str], list[str]]:
+    """The texts of a lossview SVG (matplotlib writes each as a comment) and its line colours."""
+    svg = image.read_text()
+    return re.findall(r"<!-- (.*?) -->", svg), sorted(set(re.findall(r"stroke: (#[0-9a-f]{6})", svg)))
+
+
+def test_a_followed_directory_of_one_live_run_is_drawn_as_its_one_shot_picture(tmp_path):
+    """Following a directory of one live run drew title '1 run', legend 'live: loss' / 'live: lr' in one
+    colour; its one-shot picture (and following the file itself) has title 'live', legend 'loss' / 'lr'."""
+    runs, live, once, err = tmp_path / "r4", tmp_path / "live.svg", tmp_path / "once.svg", tmp_path / "err"
+    runs.mkdir()
+    options = ["--per", "10", "--smooth", "ma:2"]
+    writer = LossWriter(runs / "live.arrow", flush_secs=3600)
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lossview", str(runs), "--follow", "-o", str(live), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+    def drawn(title: str) -> tuple[list[str], list[str]]:
+        deadline = time.monotonic() + 30
+        while not live.exists() or _svg_look(live)[0][-1:] != [title]:  # (the title is the last text)
+            shown = _svg_look(live)[0][-1:] if live.exists() else "nothing"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                f"{shown}, not {title}: {err.read_text()}"
+            )
+            time.sleep(0.05)  # another process's image: nothing to wait on but it
+        return _svg_look(live)
+
+    try:
+        for step in range(100):
+            writer.add(step, 1.0 + 1.0 / (1 + step), "loss")
+            writer.add(step, 1e-3, "lr")
+        writer.flush()
+        followed = drawn("live")
+        subprocess.run([sys.executable, "-m", "lossview", str(runs), "-o", str(once), *options], check=True)
+        assert followed == _svg_look(once)
+        _write(runs / "second.arrow", [2.0, 1.5])  # a second run: now runs are compared
+        texts, _ = drawn("2 runs")
+        assert "live: loss" in texts and "second: loss" in texts
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        writer.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -169,12 +169,14 @@ def test_comparing_runs_one_colour_per_run_legend_run_tag():
 
 
 def test_the_title_counts_the_runs_drawn_now_not_every_run_ever_drawn():
-    a, b = events([1.0, 0.5], run="a"), events([2.0, 1.0], run="b")
+    a, b, c = events([1.0, 0.5], run="a"), events([2.0, 1.0], run="b"), events([3.0, 2.0], run="c")
     lp, _ = make_plot(style=plot.Style(compare=True))
-    lp.update(curves(pa.concat_tables([a, b]), View()))
+    lp.update(curves(pa.concat_tables([a, b, c]), View()))
+    assert lp.fig.get_suptitle() == "3 runs"
+    lp.update(curves(pa.concat_tables([a, b]), View()))  # run c's file left the followed directory
     assert lp.fig.get_suptitle() == "2 runs"
-    lp.update(curves(a, View()))  # run b's file left the followed directory
-    assert lp.fig.get_suptitle() == "1 run"
+    lp.update(curves(a, View()))  # and b's: the one run left is drawn as it is alone, named
+    assert lp.fig.get_suptitle() == "a"
     lp.update([])
     assert lp.fig.get_suptitle() == ""
 
@@ -726,3 +728,28 @@ def test_wall_time_in_the_local_time_zone_on_request(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         _time.tzset()
+
+
+@pytest.mark.parametrize("tags", [("loss",), ("loss", "val")])
+def test_runs_of_one_label_value_share_its_colour_and_are_told_apart_in_plot_and_legend(tmp_path, tags):
+    """--label seed drew two runs of seed=1 in the same orange, solid and unmarked: their legend entries
+    ('seed=1 (lr0.0003_s1)', 'seed=1 (lr0.001_s1)') could not be matched to their curves."""
+    import lossfmt
+    import lossview
+
+    paths = []
+    for lr, seed, base in [(0.0003, 0, 1.5), (0.0003, 1, 1.55), (0.001, 1, 0.8)]:
+        paths.append(tmp_path / f"lr{lr}_s{seed}.arrow")
+        with lossfmt.LossWriter(paths[-1], meta={"lr": lr, "seed": seed}) as w:
+            for step in range(200):
+                for i, tag in enumerate(tags):
+                    w.add(step, base + i + 0.5 * np.exp(-step / 50), tag)
+    fig = lossview.figure(paths, label="seed", smooth="none")
+    (ax,) = fig.axes
+    entries = zip(ax.get_legend().get_texts(), ax.get_legend().get_lines(), strict=True)
+    looks = {text.get_text(): (line.get_color(), line.get_marker()) for text, line in entries}
+    suffix = ": loss" if len(tags) == 1 else ""  # (several tags: the compact legend, an entry per run)
+    a, b, c = (looks[f"{run}{suffix}"] for run in ("seed=0", "seed=1 (lr0.0003_s1)", "seed=1 (lr0.001_s1)"))
+    assert b[0] == c[0] != a[0] and b != c  # a colour per seed, its two runs told apart
+    drawn = {line.get_marker() for line in ax.lines if len(line.get_xdata()) and line.get_label()[0] != "_"}
+    assert drawn == {a[1], b[1], c[1]}  # and the curves drawn as their entries show them

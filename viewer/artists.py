@@ -1,5 +1,6 @@
 """The artists of one (run, tag) curve in a ``LossPlot``: its raw and smoothed lines, its band, and the
-marks and note that show where its values are non-finite (created once, then updated in place).
+marks and note that show where its values are non-finite (created once, then updated in place); and the
+entries of a comparison's compact legend (one per run, one per tag).
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ COLORS = (
 )
 LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
 #: The marker of each round of COLORS: the first ten curves mark short curves only ("o"), later rounds
-#: mark every curve along its line, so no two drawn curves look alike.
+#: mark every curve along its line, so no two drawn curves look alike. The later runs of a ``--label``
+#: group (one colour) take the markers after their round's.
 ROUND_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-#: Markers along a long line of a later round (markevery: its drawn points over this).
+#: Markers along a long line of a shape (markevery: its drawn points over this).
 ROUND_MARKS = 14
 NONFINITE_COLOR = "#d62728"
 #: Points between the lines of non-finite notes stacked because their marks are close.
@@ -77,8 +79,9 @@ class SeriesArtists:
     version: int = 0
     curve: Curve | None = None
     key: tuple[str, str] = ("", "")
-    #: The curve's round of COLORS: 0 for the first ten, then its marker along the line (ROUND_MARKERS).
-    round: int = 0
+    #: Its marker along the line (ROUND_MARKERS; 0: none, dots on a short curve): its round of COLORS (0 for
+    #: the first ten), after it the run's place in its --label group.
+    shape: int = 0
 
     @property
     def main(self) -> Line2D:
@@ -87,8 +90,8 @@ class SeriesArtists:
 
 
 def new(ax: Axes, key: tuple[str, str], style: tuple[str, LineStyleType, int], label: str) -> SeriesArtists:
-    """Add a curve's (still empty) artists to ``ax``, of ``style`` (colour, line style, round)."""
-    color, linestyle, round_ = style
+    """Add a curve's (still empty) artists to ``ax``, of ``style`` (colour, line style, shape)."""
+    color, linestyle, shape = style
     raw = Line2D([], [], color=color, linewidth=RAW_WIDTH, alpha=RAW_ALPHA, linestyle=linestyle, zorder=2)
     smooth = Line2D([], [], color=color, linewidth=BOLD_WIDTH, linestyle=linestyle, label=label, zorder=3)
     ax.add_line(raw)
@@ -109,7 +112,7 @@ def new(ax: Axes, key: tuple[str, str], style: tuple[str, LineStyleType, int], l
                         markeredgecolor=color, markeredgewidth=1.6, zorder=6)  # fmt: skip
     ax.add_line(unfinished)
     infinite = (_triangles(ax, top, "^", 7.0), _triangles(ax, top, "v", -7.0))
-    return SeriesArtists(ax, raw, smooth, marks, note, unfinished, infinite, key=key, round=round_)
+    return SeriesArtists(ax, raw, smooth, marks, note, unfinished, infinite, key=key, shape=shape)
 
 
 def _triangles(ax: Axes, transform: mtransforms.Transform, marker: str, dy: float) -> PathCollection:
@@ -136,7 +139,8 @@ def overlays(s: SeriesArtists) -> list[Artist]:
 
 def set_lines(s: SeriesArtists, x: np.ndarray, c: Curve, few: bool) -> None:
     """The curve's data and its lines' look: a faint raw line under a bold smoothed one, or the raw line
-    bold; markers on short curves (``few``) and on every curve past the first round of colours."""
+    bold; markers on short curves (``few``) and on every curve of a shape (past the first round of colours,
+    a --label group's later runs)."""
     has_smooth = c.smoothed is not None
     s.version += 1
     s.curve = c
@@ -151,7 +155,7 @@ def set_lines(s: SeriesArtists, x: np.ndarray, c: Curve, few: bool) -> None:
     if has_smooth:  # a growing series switches its main line from raw to smoothed: plain raw line again
         s.raw.set_marker("None")
         s.raw.set_path_effects([])
-    main.set_marker(ROUND_MARKERS[s.round % len(ROUND_MARKERS)] if few or s.round else "None")
+    main.set_marker(ROUND_MARKERS[s.shape % len(ROUND_MARKERS)] if few or s.shape else "None")
     main.set_markersize(4.0)
     main.set_markeredgecolor("white")
     main.set_markeredgewidth(0.6)
@@ -163,8 +167,8 @@ def set_lines(s: SeriesArtists, x: np.ndarray, c: Curve, few: bool) -> None:
 
 
 def set_markevery(s: SeriesArtists, line: Line2D, drawn: int) -> None:
-    """A later round's markers along its main line (``drawn`` points now): about ROUND_MARKS of them."""
-    if s.round and line is s.main:
+    """A shape's markers along its main line (``drawn`` points now): about ROUND_MARKS of them."""
+    if s.shape and line is s.main:
         line.set_markevery(max(1, drawn // ROUND_MARKS))
 
 
@@ -296,3 +300,23 @@ def place_notes(series: Iterable[SeriesArtists]) -> None:
         shift = NOTE_STEP * near
         s.note.set_horizontalalignment("right" if right else "left")
         s.note.set_position((-10 if right else 10, -16 - shift if top else 10 + shift))
+
+
+def compact_legend(
+    mine: list[tuple[tuple[str, str], SeriesArtists]],
+) -> tuple[list[Line2D], list[str], list[list[tuple[str, str]]]]:
+    """A comparison's legend as one entry per run (its colour and marker) and one per tag (its line style, in
+    grey), with the series keys each entry toggles: 9 runs x 2 tags are 11 entries, not 18."""
+    runs: dict[str, list[tuple[str, str]]] = {}
+    tags: dict[str, list[tuple[str, str]]] = {}
+    look: dict[str, Line2D] = {}
+    for key, s in mine:
+        runs.setdefault(key[0], []).append(key)
+        tags.setdefault(key[1], []).append(key)
+        look.setdefault(key[0], s.main)
+        look.setdefault("\0" + key[1], s.main)
+    handles = [
+        Line2D([], [], color=look[r].get_color(), marker=look[r].get_marker(), markersize=4) for r in runs
+    ]
+    handles += [Line2D([], [], color="0.35", linestyle=look["\0" + t].get_linestyle()) for t in tags]
+    return handles, [*runs, *tags], [*runs.values(), *tags.values()]

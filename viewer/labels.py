@@ -35,3 +35,13 @@ def relabel(curves_: list[Curve], view: View) -> None:
         runs_per_group.setdefault(c.group, set()).add(c.run)
     for c in curves_:
         c.run = c.group if len(runs_per_group[c.group]) == 1 else f"{c.group} ({c.run})"
+
+
+def group_member(c: Curve, view: View, members: dict[str, dict[str, int]]) -> int:
+    """Which of its ``--label`` group's runs drew ``c`` (``members``: group -> run -> number, first come):
+    0 for the first or only one, so that runs of one value, drawn in one colour, are told apart by their
+    marks (``lossview.artists.ROUND_MARKERS``) in the plot and the legend."""
+    if view.label is None or view.mean_runs or c.run == c.group:  # (a mean per value is the group's one)
+        return 0
+    runs_ = members.setdefault(c.group, {})
+    return runs_.setdefault(c.run, len(runs_))

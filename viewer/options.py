@@ -189,8 +189,9 @@ def _view_options(p: argparse.ArgumentParser) -> None:
     vg.add_argument(
         "--label",
         metavar="KEY",
-        help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr); with "
-        "--mean-runs, one mean per value of it (the seeds of each setting of a sweep averaged apart)",
+        help="name and colour compared runs by a hyperparameter of their metadata (e.g. --label lr; the runs "
+        "of one value in its colour, told apart by markers); with --mean-runs, one mean per value of it (the "
+        "seeds of each setting of a sweep averaged apart)",
     )
     vg.add_argument(
         "--split",

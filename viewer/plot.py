@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 
 from lossview import artists, captions, panels, screen, ticks
 from lossview.artists import COLORS, LINESTYLES, SeriesArtists
+from lossview.labels import group_member
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
 from lossview.view import FEW_POINTS, Curve, View
 
@@ -45,6 +46,7 @@ class Style:
     """Figure-level options from the command line."""
 
     split: bool = False
+    #: The arguments compare runs (lossview.sources.compared): the picture does while it draws several.
     compare: bool = False
     logy: bool = False
     ylim: tuple[float, float] | None = None
@@ -67,6 +69,8 @@ class LossPlot:
         self.axes: dict[str, Axes] = {}
         self.series: dict[tuple[str, str], SeriesArtists] = {}
         self._slots: dict[str, int] = {}  # a run's (or --label group's) place in COLORS, first come
+        self._members: dict[str, dict[str, int]] = {}  # --label group -> its runs' marks, first come
+        self._compare = style.compare  # runs compared now (a colour each, named in the legend)
         self._panel_of: dict[str, str] = {}  # tag -> its panel (lossview.panels.layout)
         self._runs: list[str] = []
         self._x_scale = 1.0
@@ -87,6 +91,11 @@ class LossPlot:
     def update(self, curves: Sequence[Curve]) -> None:
         """Show exactly ``curves`` (series absent from it are emptied), then refresh the output."""
         self._runs = list(dict.fromkeys(c.run for c in curves))  # a run that left a followed directory goes
+        # One run drawn looks as it does alone, however many the arguments could name (a directory)
+        compare = self.style.compare and (len(self._runs) > 1 or self.view.mean_runs)
+        if compare != self._compare:
+            self._compare = compare
+            self._reset()
         self._x_scale, unit = captions.time_unit(self.view, curves)
         # Markers for a tag's series only when all of them are short: runs of one comparison look alike.
         long_tags = {c.tag for c in curves if len(c.x) > FEW_POINTS}
@@ -122,7 +131,7 @@ class LossPlot:
         artists.place_notes(self.series.values())
         if self.style.title:
             self.fig.suptitle(self.style.title)
-        elif self._runs and not self.style.compare:
+        elif self._runs and not self._compare:
             self.fig.suptitle(self._runs[0])
         else:
             n = len(self._runs)
@@ -183,17 +192,21 @@ class LossPlot:
         a tag changes panel (its scale known only later, a transient gone), every axes is made anew."""
         placed = panels.layout(curves)
         if any(self._panel_of.get(tag, name) != name for tag, name in placed.items()):
-            for ax in self.axes.values():
-                ax.remove()
-            self.axes.clear()
-            self.series.clear()
-            self._legend_keys.clear()
-            self._fixed.clear()
-            self.fig.set_size_inches(self.style.width, self.style.height)
-            self._panel_of = {}
+            self._reset()
         self._panel_of.update(placed)
         rank = {name: i for i, name in enumerate(dict.fromkeys(placed.values()))}
         return sorted(curves, key=lambda c: rank[placed[c.tag]])
+
+    def _reset(self) -> None:
+        """No axes, no artists, made anew (a tag changed panel, runs began or ceased to be compared)."""
+        for ax in self.axes.values():
+            ax.remove()
+        self.axes.clear()
+        self.series.clear()
+        self._legend_keys.clear()
+        self._fixed.clear()
+        self.fig.set_size_inches(self.style.width, self.style.height)
+        self._panel_of = {}
 
     def _fix_ylim(self, curves: Sequence[Curve]) -> None:
         """``--ylim`` on the axes of the tags on the loss's scale (the top panel of lossview.panels.layout,
@@ -218,7 +231,7 @@ class LossPlot:
         below = int(np.count_nonzero(out))
         if below:
             self._warned_logy.add(c.key)
-            name = f"{c.run}: {c.tag}" if self.style.compare else c.tag
+            name = f"{c.run}: {c.tag}" if self._compare else c.tag
             first = int(c.step[np.argmax(out)])
             said = f"1 value of {name} is" if below == 1 else f"{below:,} values of {name} are"
             warnings.warn(
@@ -256,7 +269,7 @@ class LossPlot:
         if self._legend_keys.get(ax) == key:
             return
         self._legend_keys[ax] = key
-        if len(handles) <= 1 and not self.style.compare and title is None:
+        if len(handles) <= 1 and not self._compare and title is None:
             old = ax.get_legend()
             if old:
                 old.remove()
@@ -265,8 +278,8 @@ class LossPlot:
         kw["title"], kw["title_fontsize"] = title, "x-small"
         groups: list[list[tuple[str, str]]] = [[k] for k, _ in mine]  # what each entry's click toggles
         runs, tags = len({k[0] for k, _ in mine}), len({k[1] for k, _ in mine})
-        if self.style.compare and tags > 1 and runs > 2:
-            handles, labels, groups = _compact(mine)  # runs by colour, tags by line: R + T entries, not R x T
+        if self._compare and tags > 1 and runs > 2:
+            handles, labels, groups = artists.compact_legend(mine)  # R + T entries, not R x T
         if len(handles) > 8:  # beside the axes, in columns, as many as fit
             listed, kw["ncols"], kw["fontsize"] = self._legend_fit(labels, title)
             shown: list[Artist] = [*handles[:listed]]
@@ -311,21 +324,22 @@ class LossPlot:
     # ----------------------------------------------------------------------------------------- artists
 
     def _style(self, c: Curve) -> tuple[str, LineStyleType, int]:
-        """Colour, line style and round of COLORS. The colour: a run's in a comparison (first come, first
-        served), else the tag's stable one (its place in the order tags appeared in the files, so filtering
-        or new tags never recolour it). The line style: the tag's where runs share an axes. Past ten
-        colours the round gives markers along the line (artists.ROUND_MARKERS)."""
-        if self.style.compare:
+        """Colour, line style and marks. The colour: a run's in a comparison (first come, first served; a
+        --label group's, its runs told apart by their marks), else the tag's stable one (its place in the
+        order tags appeared in the files, so filtering or new tags never recolour it). The line style: the
+        tag's where runs share an axes. Past ten colours, and for a group's later runs, markers along the
+        line (artists.ROUND_MARKERS)."""
+        slot, member = c.tag_index, 0
+        if self._compare:
             slot = self._slots.setdefault(c.group or c.run, len(self._slots))
-        else:
-            slot = c.tag_index
-        by_tag = self.style.compare and not self.style.split
+            member = group_member(c, self.view, self._members)
+        by_tag = self._compare and not self.style.split
         linestyle = LINESTYLES[c.tag_index % len(LINESTYLES)] if by_tag else "-"
-        return COLORS[slot % len(COLORS)], linestyle, slot // len(COLORS)
+        return COLORS[slot % len(COLORS)], linestyle, slot // len(COLORS) + member
 
     def _add(self, c: Curve) -> SeriesArtists:
         ax = self._axes_for(c.tag)
-        label = (c.run if self.style.split else f"{c.run}: {c.tag}") if self.style.compare else c.tag
+        label = (c.run if self.style.split else f"{c.run}: {c.tag}") if self._compare else c.tag
         s = artists.new(ax, c.key, self._style(c), label)
         self.series[c.key] = s
         return s
@@ -378,21 +392,3 @@ class LossPlot:
                     s.band.set_data(bx, lo, hi)
         finally:
             self._busy = False
-
-
-def _compact(mine: list[tuple[tuple[str, str], SeriesArtists]]) -> tuple[list[Line2D], list[str], list[Any]]:
-    """A comparison's legend as one entry per run (its colour and marker) and one per tag (its line style, in
-    grey), with the series keys each entry toggles: 9 runs x 2 tags are 11 entries, not 18."""
-    runs: dict[str, list[tuple[str, str]]] = {}
-    tags: dict[str, list[tuple[str, str]]] = {}
-    look: dict[str, Line2D] = {}
-    for key, s in mine:
-        runs.setdefault(key[0], []).append(key)
-        tags.setdefault(key[1], []).append(key)
-        look.setdefault(key[0], s.main)
-        look.setdefault("\0" + key[1], s.main)
-    handles = [
-        Line2D([], [], color=look[r].get_color(), marker=look[r].get_marker(), markersize=4) for r in runs
-    ]
-    handles += [Line2D([], [], color="0.35", linestyle=look["\0" + t].get_linestyle()) for t in tags]
-    return handles, [*runs, *tags], [*runs.values(), *tags.values()]

@@ -179,7 +179,8 @@ def _glob_base(pattern: str) -> Path:
 
 def compared(args: Sequence[str]) -> bool:
     """Whether the arguments name runs to compare (a colour each): several of them, a glob or a directory,
-    whatever the files there now (a followed directory's runs keep their colours as runs come)."""
+    whatever the files there now. A picture compares them while it draws more than one (``lossview.plot``:
+    a followed directory's one run is drawn as it is alone, until a second one comes)."""
     return len(args) > 1 or any(_is_glob(a) or os.path.isdir(a) for a in args)
 
 
