@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
 
 # Same file discovery and run labels as lossfmt.read, so dataset() and read() name runs alike.
-from lossfmt import _arrow, _framing, _sources, schema
+from lossfmt import _arrow, _framing, _sources, schema, transforms
 from lossfmt._errors import LossFormatError, NoSuchFileError
 from lossfmt._sources import expand as _expand
 from lossfmt._sources import run_labels as _run_labels
@@ -224,13 +224,22 @@ def read_ranks(source: Source, *, tags: Sequence[str] | None = None) -> pa.Table
     return pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
 
 
-def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
+def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = None) -> pa.Table:
     """Mean and spread of ``value`` across ranks (``over="rank"``) or runs (``over="run"``) per tag and step.
 
-    Groups by ``run`` (unless it is what is averaged), ``tag`` and ``step``. Columns: [run], tag, step,
-    value (mean of the members' values), min, max, std (population), n (members at that step), count (sum of
-    the members' counts), epoch (the largest), wall_time (the latest); sorted by [run], tag, step. A
-    non-finite member value makes that step's mean non-finite, so a diverged rank or seed stays visible.
+    Each member (a rank, or a run) first gets the read-time rules the viewer applies, per file (``run`` and,
+    where the table has one, ``rank``): steps that restart each epoch made run-wide
+    (``transforms.run_wide_steps``) and the events a resume orphaned dropped (``transforms.drop_rewound``);
+    a table already so transformed comes out the same. A member's events at one step (micro-batches under
+    gradient accumulation, or a run's ranks with ``over="run"``) are then one value, as
+    ``transforms.bucket(per=1)`` combines them: their mean, or with ``normalize="per-item"`` the mean per
+    item whatever their counts.
+
+    Groups those values by ``run`` (unless it is what is averaged), ``tag`` and ``step``. Columns: [run],
+    tag, step (run-wide), value (mean of the members' values), min, max, std (population), n (members at that
+    step), count (sum of the members' counts), epoch (the largest), wall_time (the latest); sorted by [run],
+    tag, step. A non-finite member value makes that step's mean non-finite, so a diverged rank or seed stays
+    visible.
     """
     if not isinstance(table, pa.Table):
         raise TypeError(
@@ -238,12 +247,16 @@ def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
         )
     if over not in table.column_names:
         raise ValueError(f"mean_across: the table has no {over!r} column to average over")
-    keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]
-    if schema.TAG in keys and pa.types.is_dictionary(table.schema.field(schema.TAG).type):
-        table = table.set_column(
-            table.schema.get_field_index(schema.TAG), schema.TAG, table[schema.TAG].cast(pa.string())
+    needed = (schema.TAG, schema.STEP, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME)
+    missing = [name for name in needed if name not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"mean_across: the table has no {', '.join(map(repr, missing))} column"
+            " (expected events as lossfmt.read or read_ranks give them)"
         )
-    grouped = table.group_by(keys, use_threads=False).aggregate(
+    keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]
+    steps = _member_steps(table, over, transforms.parse_normalize(normalize))
+    grouped = steps.group_by(keys, use_threads=False).aggregate(
         [
             (schema.VALUE, "mean"),
             (schema.VALUE, "min"),
@@ -267,9 +280,74 @@ def mean_across(table: pa.Table, over: str = "rank") -> pa.Table:
             "wall_time_max": schema.WALL_TIME,
         }
     )
-    _check_count_sums(table, keys)
+    _check_count_sums(steps, keys)
     order = [*keys, schema.VALUE, "min", "max", "std", "n", schema.COUNT, schema.EPOCH, schema.WALL_TIME]
     return grouped.select(order).sort_by([(k, "ascending") for k in keys])
+
+
+def _member_steps(table: pa.Table, over: str, normalize: str | None) -> pa.Table:
+    """One row per member, tag and step: [run], tag, step, value, count, epoch, wall_time, after the read-time
+    rules applied per file; `over` left out, run (when it is not `over`) and tag as strings."""
+    columns = table.column_names
+    files = _group_codes(table, [c for c in dict.fromkeys((schema.RUN, "rank", over)) if c in columns])
+    members = _group_codes(table, [c for c in dict.fromkeys((over, schema.RUN)) if c in columns])
+    kept = [schema.TAG, schema.STEP, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME]
+    work = table.select([*kept, *([schema.REDUCTION] if schema.REDUCTION in columns else [])])
+    work = work.append_column(schema.RUN, _labelled(files)).append_column("member", _arrow.array(members))
+    work = transforms.run_wide_steps(work) or work
+    if _one_per_step(_group_codes(table, [schema.TAG], members), _arrow.to_numpy(work[schema.STEP])):
+        # (the viewer's curves, or a table already averaged): nothing to drop or to combine
+        steps = work if normalize is None else transforms.normalize_events(work)
+        member = members
+    else:
+        work = transforms.drop_rewound(work)
+        # one value per step of each member (a run's ranks together with over="run"), not of each file
+        work = work.set_column(
+            work.schema.get_field_index(schema.RUN), schema.RUN, _labelled(_arrow.to_numpy(work["member"]))
+        )
+        steps = transforms.bucket(work, 1, normalize=normalize)
+        member = _arrow.to_numpy(steps[schema.RUN].cast(pa.int64())).astype(np.int64)
+    out = steps.select([schema.STEP, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME])
+    out = out.add_column(0, schema.TAG, _strings(steps[schema.TAG]))
+    if over != schema.RUN and schema.RUN in columns:
+        first = np.unique(members, return_index=True)[1]  # a row of each member: its run
+        run = table[schema.RUN].take(_arrow.array(first[member], pa.int64()))
+        out = out.add_column(0, schema.RUN, _strings(run))
+    return out
+
+
+def _one_per_step(series: np.ndarray, step: np.ndarray) -> bool:
+    """Whether each series' rows are one stretch of the table with its steps strictly increasing: then
+    nothing is rewound and no step has two events, so the rules and the per-step mean change nothing."""
+    same = series[1:] == series[:-1]
+    stretches = series.size - int(np.count_nonzero(same))
+    return bool(np.all(step[1:][same] > step[:-1][same])) and stretches == np.unique(series).size
+
+
+def _group_codes(table: pa.Table, names: list[str], codes: np.ndarray | None = None) -> np.ndarray:
+    """A code per row, 0 to k-1, telling apart the k distinct combinations of the columns `names` (a null is
+    one more value), within those of `codes` when given."""
+    import pyarrow.compute as pc
+
+    codes = np.zeros(table.num_rows, np.int64) if codes is None else codes
+    for name in names:
+        column = _strings(table[name]).combine_chunks()
+        encoded = cast("pa.DictionaryArray[Any, Any]", pc.dictionary_encode(column, null_encoding="encode"))
+        combined = codes * len(encoded.dictionary) + _arrow.to_numpy(encoded.indices).astype(np.int64)
+        inverse: np.ndarray = np.unique(combined, return_inverse=True)[1]
+        codes = inverse.astype(np.int64)
+    return codes
+
+
+def _labelled(codes: np.ndarray) -> pa.DictionaryArray[Any, Any]:
+    """Codes 0 to k-1 as a dictionary column of their decimal strings: the ``run`` the transforms group by."""
+    labels = [str(i) for i in range(int(codes.max()) + 1 if codes.size else 0)]
+    return pa.DictionaryArray.from_arrays(_arrow.array(codes.astype(np.int32)), _arrow.strings(labels))
+
+
+def _strings(column: pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any]:
+    """A dictionary column as its values (Arrow's group_by takes no dictionary keys); others as they are."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def _check_count_sums(table: pa.Table, keys: list[str]) -> None:

@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import lossfmt
+from lossfmt import transforms
 from lossfmt.dataset import dataset, mean_across, read_ranks
 from lossfmt.schema import LossFormatError
 
@@ -441,3 +442,81 @@ def test_a_damaged_closed_file_is_an_error_in_dataset_and_scan_polars_not_other_
         lossfmt.scan_polars(path.parent)
     with pytest.raises(TypeError, match="verify must be True or False"):
         dataset(path.parent, verify="no")  # type: ignore[arg-type]
+
+
+def test_mean_across_runs_makes_steps_that_restart_each_epoch_run_wide(tmp_path):
+    """Steps that restart each epoch mixed the epochs: every step was 5.5 over n=4 events. As --mean-runs
+    draws them, each run's steps are run-wide (epoch 1 at steps 5-9); a table already so transformed (as
+    lossfmt.transforms gives it) comes out the same."""
+    for seed in (0, 1):
+        with lossfmt.LossWriter(tmp_path / f"s{seed}.arrow") as w:
+            for epoch in range(2):
+                for step in range(5):
+                    w.add(step, 10.0 * epoch + seed, epoch=epoch)
+    events = lossfmt.read(tmp_path / "*.arrow")
+    per_step = mean_across(events, over="run")
+    assert per_step["step"].to_pylist() == list(range(10))
+    assert per_step["value"].to_pylist() == [0.5] * 5 + [10.5] * 5
+    assert per_step["n"].to_pylist() == [2] * 10
+    assert per_step["epoch"].to_pylist() == [0] * 5 + [1] * 5
+    transformed = transforms.drop_rewound(transforms.run_wide_steps(events) or events)
+    assert mean_across(transformed, over="run").equals(per_step)
+
+
+def test_mean_across_runs_drops_the_events_a_resume_orphaned(tmp_path):
+    """A resumed seed's orphaned events were members of the mean: steps 5-9 of two runs read 3.0 (max 5.0,
+    n 3). They are dropped, as --mean-runs and TensorBoard drop them."""
+    with lossfmt.LossWriter(tmp_path / "a.arrow") as w:
+        for step in range(10):
+            w.add(step, 1.0)
+    with lossfmt.LossWriter(tmp_path / "b.arrow") as w:
+        for step in range(10):
+            w.add(step, 5.0)
+    with lossfmt.LossWriter(tmp_path / "b.arrow") as w:  # resumed from its step 5 checkpoint
+        for step in range(5, 10):
+            w.add(step, 3.0)
+    per_step = mean_across(lossfmt.read(tmp_path / "*.arrow"), over="run")
+    assert per_step["value"].to_pylist() == [3.0] * 5 + [2.0] * 5
+    assert per_step["max"].to_pylist() == [5.0] * 5 + [3.0] * 5
+    assert per_step["n"].to_pylist() == [2] * 10
+
+
+def test_mean_across_counts_members_not_events_at_a_step(tmp_path):
+    """Two events of one step (micro-batches) were two members: n was 4 for two runs, min/max those of the
+    micro-batches. Each member's step is its events' mean (per item with normalize="per-item")."""
+    for name, offset in (("a", 0.0), ("b", 2.0)):
+        with lossfmt.LossWriter(tmp_path / f"{name}.arrow") as w:
+            for step in range(3):
+                w.add(step, 1.0 + offset, count=48)
+                w.add(step, 9.0 + offset, count=16)
+    events = lossfmt.read(tmp_path / "*.arrow")
+    per_step = mean_across(events, over="run")
+    assert per_step["n"].to_pylist() == [2] * 3
+    assert per_step["value"].to_pylist() == [6.0] * 3
+    assert per_step["min"].to_pylist() == [5.0] * 3 and per_step["max"].to_pylist() == [7.0] * 3
+    assert per_step["count"].to_pylist() == [128] * 3
+    per_item = mean_across(events, over="run", normalize="per-item")
+    assert per_item["value"].to_pylist() == [4.0] * 3  # (48 * 1 + 16 * 9) / 64 = 3, and 5 for b
+    with pytest.raises(ValueError, match="bad normalize"):
+        mean_across(events, over="run", normalize="per-batch")
+    with lossfmt.LossWriter(tmp_path / "summed" / "a.arrow") as w:  # one event per step, a sum of 16
+        w.add(0, 32.0, count=16, reduction="sum")
+    summed = mean_across(lossfmt.read(tmp_path / "summed"), over="run", normalize="per-item")
+    assert summed["value"].to_pylist() == [2.0]
+
+
+def test_mean_across_runs_of_rank_files_takes_each_run_once_per_step(tmp_path):
+    """Averaging the runs of read_ranks' table took every rank's event as a member; and each rank file is
+    its own file for the rewind rule (rank 1 following rank 0 is no rewind)."""
+    for run, base in (("x", 0.0), ("y", 10.0)):
+        for rank in (0, 1):
+            with lossfmt.LossWriter(tmp_path / f"{run}.rank{rank}.arrow", run=run, meta={"rank": rank}) as w:
+                for step in range(3):
+                    w.add(step, base + 2.0 * rank)
+    events = read_ranks(tmp_path / "*.arrow")
+    per_step = mean_across(events, over="run")
+    assert per_step["value"].to_pylist() == [6.0] * 3  # x: 1, y: 11
+    assert per_step["n"].to_pylist() == [2] * 3
+    per_rank = mean_across(events, over="rank")
+    assert per_rank["run"].to_pylist() == ["x"] * 3 + ["y"] * 3
+    assert per_rank["value"].to_pylist() == [1.0] * 3 + [11.0] * 3

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lossfmt
 import lossview
 from lossfmt import LossWriter
+from lossfmt.dataset import mean_across
 from lossview import view as lv
 
 
@@ -109,3 +111,59 @@ def test_mean_runs_with_label_averages_the_runs_of_each_hyperparameter_value_apa
     means = {c.run: c.y.tolist() for c in curves}
     assert means == {"lr=0.01: mean of 3 runs": [20.0] * 10, "lr=0.1: mean of 2 runs": [2.0] * 10}
     assert {c.group for c in curves} == {"lr=0.01", "lr=0.1"}
+
+
+def write_micro_batches(directory: Path) -> None:
+    """a and b log two micro-batches per optimizer step (values 1 and 9 in a, 3 and 11 in b)."""
+    for name, offset in (("a", 0.0), ("b", 2.0)):
+        with LossWriter(directory / f"{name}.arrow") as w:
+            for step in range(5):
+                for value in (1.0, 9.0):
+                    w.add(step, value + offset, count=16)
+
+
+def test_mean_runs_averages_the_events_of_a_step_logged_more_than_once(tmp_path):
+    """A step logged twice (micro-batches under gradient accumulation) kept only its last event: the mean was
+    10 (9 and 11), above both runs' step means 5 and 7. A step is its events' mean, as --per 1 has it."""
+    write_micro_batches(tmp_path)
+    fig = lossview.figure(tmp_path, mean_runs=True, band="minmax")
+    (line,) = [ln for ln in fig.axes[0].lines if len(ln.get_xdata())]
+    assert np.asarray(line.get_ydata()).tolist() == [6.0] * 5
+    assert drawn(tmp_path, per=1)[:, 1].tolist() == [6.0] * 5
+    view = lv.View(mean_runs=True, band="minmax", smooth="none")
+    (mean,) = lv.curves(lv.load([tmp_path], view), view)
+    assert mean.step.tolist() == [0, 1, 2, 3, 4] and mean.y.tolist() == [6.0] * 5
+    assert mean.lo.tolist() == [5.0] * 5 and mean.hi.tolist() == [7.0] * 5
+    # Smoothed, a step is the smoothed value after its last event (which averages all of them).
+    smoothed = lv.View(mean_runs=True, band="minmax", smooth="steps:2")
+    (mean,) = lv.curves(lv.load([tmp_path], smoothed), smoothed)
+    assert mean.lo == pytest.approx([5.0] * 5) and mean.hi == pytest.approx([7.0] * 5)
+
+
+def test_mean_runs_and_mean_across_give_one_mean_for_restarts_resumes_and_micro_batches(tmp_path):
+    """--mean-runs and lossfmt.dataset.mean_across (the recipe for a sweep) disagreed: mean_across mixed the
+    epochs of steps that restart each epoch, kept a resume's orphaned events and took every event of a step
+    as a member. Both now apply the same read-time rules per run, then average the runs."""
+    with LossWriter(tmp_path / "restarts.arrow") as w:
+        for epoch in range(2):
+            for step in range(5):
+                w.add(step, 10.0 * epoch, epoch=epoch)
+    with LossWriter(tmp_path / "resumed.arrow") as w:
+        for step in range(10):
+            w.add(step, 5.0)
+    with LossWriter(tmp_path / "resumed.arrow") as w:
+        for step in range(5, 10):
+            w.add(step, 3.0)
+    with LossWriter(tmp_path / "micro.arrow") as w:
+        for step in range(10):
+            for value in (0.0, 4.0):
+                w.add(step, value)
+    table = mean_across(lossfmt.read(tmp_path), over="run")
+    view = lv.View(mean_runs=True, smooth="none")
+    with pytest.warns(UserWarning, match="restart each epoch"):
+        (mean,) = lv.curves(lv.load([tmp_path], view), view)
+    assert table["step"].to_pylist() == mean.step.tolist() == list(range(10))
+    expected = [(0.0 + 5.0 + 2.0) / 3] * 5 + [(10.0 + 3.0 + 2.0) / 3] * 5
+    np.testing.assert_allclose(table["value"].to_numpy(), expected)
+    np.testing.assert_allclose(mean.y, expected)
+    assert table["n"].to_pylist() == [3] * 10

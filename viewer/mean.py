@@ -6,7 +6,9 @@ average at each exact step would mix different sets of runs from one step to the
 - with ``--per``, the bucket (``step // N``, or the epoch): one point per bucket, the mean of the runs that
   have that bucket, drawn at the bucket's last step (the largest step any run logged in it);
 - without, the union of the runs' steps: each run contributes, within its own first..last step, its value
-  at that step, linearly interpolated between the steps it logged (never extrapolated beyond them).
+  at that step, linearly interpolated between the steps it logged (never extrapolated beyond them). A step
+  a run logged more than once (micro-batches) is the mean of its events, as ``--per 1`` has it; smoothed,
+  the smoothed value after its last event (which averages all of them).
 
 Where a run ends early or starts late, fewer runs are averaged and the mean moves by their difference: the
 curve's label says where all of them are (``mean of 3 runs (all 3 at steps 0-49, fewer elsewhere)``).
@@ -118,16 +120,35 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
         return key, drawn, c.y, np.asarray(c.x, np.float64)
     order = np.argsort(c.step, kind="stable")
     step = c.step[order]
-    keep = np.append(step[1:] != step[:-1], True)  # a step logged twice (or a kept rewind): its last value
-    step, order = step[keep], order[keep]
+    drawn, raw, x = (np.asarray(v, np.float64)[order] for v in (drawn, c.y, x))
+    if not bool(np.all(step[1:] > step[:-1])):  # a step logged more than once (micro-batches, a kept rewind)
+        last = np.append(step[1:] != step[:-1], True)
+        step, raw = step[last], _step_means(c.tag, step, raw)
+        # a smoothed curve's value after the step's last event already averages all of them
+        drawn, x = (raw if c.smoothed is None else drawn[last]), x[last]
     grid = np.unique(np.concatenate([m.step for m in members]))
     grid = grid[(grid >= step[0]) & (grid <= step[-1])]
+    drawn, raw, x = (np.interp(grid, step, v) for v in (drawn, raw, x))
+    return grid, drawn, raw, (grid.astype(np.float64) if view.x == "step" else x)
 
-    def at(values: np.ndarray) -> np.ndarray:
-        interpolated: np.ndarray = np.interp(grid, step, np.asarray(values, np.float64)[order])
-        return interpolated
 
-    return grid, at(drawn), at(c.y), (grid.astype(np.float64) if view.x == "step" else at(x))
+def _step_means(tag: str, step: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """One value per step (`step` ascending): the mean of that step's events, as lossfmt's ``bucket(per=1)``
+    (``--per 1``) combines them."""
+    n = step.size
+    events = pa.table(
+        {
+            "tag": pa.DictionaryArray.from_arrays(
+                transforms.to_arrow(np.zeros(n, np.int32)), pa.array([tag])
+            ),
+            "step": transforms.to_arrow(step, pa.int64()),
+            "value": transforms.to_arrow(values, pa.float64()),
+            "count": transforms.to_arrow(np.ones(n, np.int64)),
+            "epoch": pa.nulls(n, pa.int64()),
+            "wall_time": transforms.to_arrow(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
+        }
+    )
+    return transforms.to_numpy(transforms.bucket(events, 1).column("value"))
 
 
 def _buckets(c: Curve, view: View) -> np.ndarray:
