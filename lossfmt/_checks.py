@@ -6,8 +6,8 @@ max_pending, meta and run. `writer_path`, `make_parent`: the file's path and its
 the run metadata, stored as JSON (TypeError for anything else, naming where). `run_name`: the run's name,
 which the file stores as UTF-8. `resumed_events`: what a resume learns of the run; `started_over`,
 `warn_torn_tail`: what it tells the user (a warning: nothing is refused). `unwritable_directory` (saying
-`kept_live` or `NOT_RESUMED`): the error of a close() or resume that must write beside a file whose directory
-is not writable.
+`kept_live` or `NOT_RESUMED`): the error of a close(), resume or compaction that must write beside a file
+whose directory is not writable or whose disk is full.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from lossfmt._errors import LossfmtError
 
 __all__ = [
     "NOT_RESUMED",
+    "NOT_RESUMED_FULL",
     "Resumed",
     "as_int",
     "check_int64",
@@ -297,6 +298,8 @@ def warn_left_live(path: Path, error: BaseException) -> None:
 
 #: What creating a file in a directory that is not writable raises (a read-only mount: EROFS).
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+#: What writing a copy beside a file raises when its disk (or the user's quota) is full.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 #: What a resume refused by `unwritable_directory` says.
@@ -304,23 +307,37 @@ NOT_RESUMED = (
     "it cannot be resumed (resuming it writes a copy beside it, renamed over it); the file is left as it is: "
     "write the resumed run to another path, or make the directory writable"
 )
+#: What a resume refused by a full disk says.
+NOT_RESUMED_FULL = (
+    "it cannot be resumed (resuming it writes a copy beside it, renamed over it); the file is left as it is, "
+    "every event kept: free space on the disk, or write the resumed run to another path"
+)
 
 
-def kept_live(path: Path, rows: int) -> str:
-    """What a close() refused by `unwritable_directory` says: nothing is lost, and how to finish the file."""
+def kept_live(path: Path, rows: int, once: str = "the directory is writable") -> str:
+    """What a close() refused by `unwritable_directory` says: nothing is lost, and how to finish the file
+    `once` it can be."""
     return (
         f"close() could not compact it: its {rows} events are kept in the live file (lossfmt reads it); "
-        f"`lossview compact {os.fspath(path)}` makes it a plain Arrow file once the directory is writable"
+        f"`lossview compact {os.fspath(path)}` makes it a plain Arrow file once {once}"
     )
 
 
 @contextlib.contextmanager
-def unwritable_directory(path: Path, consequence: str) -> Iterator[None]:
+def unwritable_directory(path: Path, consequence: str, *, full: str | None = None) -> Iterator[None]:
     """An OSError inside, when `path`'s directory is not writable (a temp file beside `path` could not be
-    created), raised as one naming `path`, not the temp file, and saying `consequence`."""
+    created) or its disk is full (the temp file could not be written), raised as one naming `path`, not the
+    temp file, and saying `consequence` (for a full disk: `full`; by default `consequence` and to compact
+    the file once the disk has room)."""
     try:
         yield
     except OSError as exc:
+        if exc.errno in _FULL:
+            said = full or f"{consequence}; `lossview compact {os.fspath(path)}` once the disk has room"
+            raise type(exc)(
+                exc.errno,
+                f"{os.strerror(exc.errno)}: {os.fspath(path)}: no room on its disk for a copy, so {said}",
+            ) from None
         effective = os.access in os.supports_effective_ids  # (as the writer's own process is allowed)
         beside = Path(os.path.realpath(path)).parent  # where the temp file goes (a symlink's target's)
         if exc.errno not in _UNWRITABLE or os.access(beside, os.W_OK | os.X_OK, effective_ids=effective):

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from lossfmt import _checks, _framing, _locking, _read
 from lossfmt import schema as s
-from lossfmt._errors import FileReplacedError, LossFormatError
+from lossfmt._errors import LossFormatError
 
 __all__ = ["COMPACT_ROWS", "IPC_OPTIONS", "LiveFile", "write_closed", "write_closed_locked"]
 
@@ -291,15 +291,19 @@ class LiveFile:
             return fd  # a live file ending on a record batch: append in place
         # A closed file's EOS and footer, a torn tail, or dictionaries of a torn flush follow `end`: copy the
         # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
-        with _checks.unwritable_directory(self.path, _checks.NOT_RESUMED):
+        with _checks.unwritable_directory(self.path, _checks.NOT_RESUMED, full=_checks.NOT_RESUMED_FULL):
             temp = _locking.TempFile(self.target)
+            try:
+                _locking.copy_prefix(fd, temp, end, self.path)
+                temp.commit(fd)
+            except BaseException:
+                temp.discard()
+                raise
         try:
-            if not closed:
+            if not closed:  # (told once the tail is dropped: a failed replace leaves the file as it was)
                 _checks.warn_torn_tail(self.path, size - end)
-            _locking.copy_prefix(fd, temp, end, self.path)
-            temp.commit(fd)
-        except BaseException:
-            temp.discard()
+        except BaseException:  # (warnings as errors: the caller releases `fd`)
+            _locking.release(temp.fd)
             raise
         _locking.release(fd)
         return temp.fd
@@ -317,8 +321,11 @@ class LiveFile:
 
     def append(self, data: bytes, rows: int = 0) -> None:
         """Append bytes of whole messages (`rows` events); FileReplacedError if the file at `path` is not
-        this one any more."""
-        end = os.fstat(self.fd).st_size
+        this one any more, LossFormatError (nothing written) if it was changed in place from outside."""
+        end = self.size
+        _locking.check_unchanged(
+            self.fd, self.path, size=end, header=self.header, rows=self.rows, unwritten=rows
+        )
         try:
             _locking.write_all(self.fd, data, self.path)
         except OSError:
@@ -327,7 +334,7 @@ class LiveFile:
                 os.ftruncate(self.fd, end)
             raise
         self.size = end + len(data)
-        self.check_identity(rows)
+        _locking.check_named(self.target, self.fd, self.path, self.rows + rows, rows)
 
     def replace_by(self, temp: _locking.TempFile, seed: pa.RecordBatch) -> None:
         """Commit `temp` (the same events, re-compacted: `_recompact`) over the file and append to it from now
@@ -348,27 +355,10 @@ class LiveFile:
 
     def check_identity(self, appended: int = 0) -> None:
         """FileReplacedError if the file at `path` is no longer the one this writer holds the lock on
-        (`appended`: events just written to it, not yet in `rows`)."""
-        if not _locking.same_file(self.target, self.fd):
-            gone = not os.path.lexists(self.target)
-            if os.fstat(self.fd).st_nlink:  # our file still has a name: moved, not removed
-                raise FileReplacedError(
-                    f"{os.fspath(self.path)}: the file was moved or renamed while LossWriter was writing it "
-                    f"({'nothing' if gone else 'another file, left untouched,'} is at this path now): its "
-                    f"{self.rows + appended} events so far are in it, under its new name; events added from "
-                    "now on are written nowhere"
-                )
-            if gone:
-                raise FileReplacedError(
-                    f"{os.fspath(self.path)}: the file was removed while LossWriter was writing it (nothing "
-                    f"is at this path now): the {self.rows} events written to it, and any added since, are "
-                    "in no file"
-                )
-            raise FileReplacedError(
-                f"{os.fspath(self.path)}: the file was removed or replaced while LossWriter was writing it: "
-                f"the {self.rows} events written to it, and any added since, are not in the file now at "
-                "this path, which is left untouched"
-            )
+        (`appended`: events just written to it, not yet in `rows`); LossFormatError if it was truncated or
+        overwritten in place from outside (`_locking.check_unchanged`)."""
+        _locking.check_named(self.target, self.fd, self.path, self.rows + appended, appended)
+        _locking.check_unchanged(self.fd, self.path, size=self.size, header=self.header, rows=self.rows)
 
     def close(self, *, compact: bool) -> None:
         """Compact (if `compact`) and release the lock; the descriptor is closed whatever happens, unless a

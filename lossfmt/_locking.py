@@ -9,6 +9,8 @@ Rules kept here:
   skip them), are locked from creation, and one whose flock is free belongs to a dead process: the next
   opener of the file removes it.
 - Every write is checked: a short write (full disk) is an OSError naming the file, never a silent loss.
+- A writer writes only to the file it left: the file at its path must be its own (`check_named`), of the
+  size it left, starting with its header (`check_unchanged`: not truncated or overwritten in place).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from lossfmt._errors import FileReplacedError, LossFormatError, WriterBusyError
 __all__ = [
     "TEMP_SUFFIX",
     "TempFile",
+    "changed_outside",
+    "check_named",
+    "check_unchanged",
     "open_locked",
     "release",
     "remove_stale_temps",
@@ -115,6 +120,58 @@ def same_file(path: Path, fd: int) -> bool:
     except FileNotFoundError:
         return False
     return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+
+def check_named(path: Path, fd: int, name: Path, rows: int, appended: int = 0) -> None:
+    """FileReplacedError naming `name` if the file at `path` is no longer the one `fd` holds (moved, removed
+    or replaced): `rows` events were written to it, the last `appended` of them just now."""
+    if same_file(path, fd):
+        return
+    gone = not os.path.lexists(path)
+    if os.fstat(fd).st_nlink:  # our file still has a name: moved, not removed
+        raise FileReplacedError(
+            f"{os.fspath(name)}: the file was moved or renamed while LossWriter was writing it "
+            f"({'nothing' if gone else 'another file, left untouched,'} is at this path now): its "
+            f"{rows} events so far are in it, under its new name; events added from now on are written "
+            "nowhere"
+        )
+    if gone:
+        raise FileReplacedError(
+            f"{os.fspath(name)}: the file was removed while LossWriter was writing it (nothing is at this "
+            f"path now): the {rows - appended} events written to it, and any added since, are in no file"
+        )
+    raise FileReplacedError(
+        f"{os.fspath(name)}: the file was removed or replaced while LossWriter was writing it: the "
+        f"{rows - appended} events written to it, and any added since, are not in the file now at this path, "
+        "which is left untouched"
+    )
+
+
+def check_unchanged(fd: int, name: Path, *, size: int, header: bytes, rows: int, unwritten: int = 0) -> None:
+    """LossFormatError naming `name` unless the file `fd` still has the `size` bytes its writer left and
+    starts with its `header`: it was truncated or overwritten in place (same inode: `: > run.arrow`, a stray
+    open(path, "w"), a copy over it), and nothing may be written to it any more. `rows`: the events written
+    to it; `unwritten`: those about to be written, which are not."""
+    now = os.fstat(fd).st_size
+    if now == size and os.pread(fd, len(header), 0) == header:
+        return
+    raise changed_outside(
+        name, f"{now:,} bytes where it had {size:,}" if now != size else "a new header", rows, unwritten
+    )
+
+
+def changed_outside(name: Path, found: str, rows: int, unwritten: int) -> LossFormatError:
+    """The error of a live file changed in place by another program (`found`: what its writer found)."""
+    lost = (
+        f"the {unwritten} event{'s' if unwritten != 1 else ''} not yet written to it, and any added since,"
+        if unwritten
+        else "events added from now on"
+    )
+    return LossFormatError(
+        f"{os.fspath(name)}: the file was changed from outside while LossWriter was writing it (truncated or "
+        f"overwritten in place: it has {found}); it is left as it is, with what that change left of the "
+        f"{rows} events written to it; {lost} are written nowhere"
+    )
 
 
 def _lock_holder(fd: int) -> int | None:

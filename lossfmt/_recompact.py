@@ -12,12 +12,12 @@ file is about as small as its closed one.
 
 from __future__ import annotations
 
-import math
 import os
 
 from lossfmt import _compact
 from lossfmt._errors import FileReplacedError, LossFormatError
 from lossfmt._file import LiveFile
+from lossfmt._locking import changed_outside
 
 __all__ = ["FIRST_BYTES", "RATIO", "Recompaction"]
 
@@ -54,7 +54,8 @@ class Recompaction:
 
     def after_flush(self) -> None:
         """Rewrite the file if `due()`. A failure to write the new file leaves the file as it was and the
-        writer appending (tried again later); FileReplacedError if the file is not this writer's any more."""
+        writer appending (tried again later); FileReplacedError if the file is not this writer's any more,
+        LossFormatError if it was changed from outside (the flusher's error: it is written no more)."""
         if not self.due():
             return
         file, size = self.file, self.file.size
@@ -63,9 +64,9 @@ class Recompaction:
             temp, seed = _compact.recompact(
                 file.target, file.header, file.dictionaries, expect_rows=file.rows, end=size, name=file.path
             )
-        except LossFormatError:
-            self.floor = math.inf  # damaged from outside: never rewritten; close() reports it
-            return
+        except LossFormatError as exc:  # its events do not read back as written: damaged from outside
+            file.check_identity()  # (truncated or overwritten: it says so)
+            raise changed_outside(file.path, "events that do not read back as written", file.rows, 0) from exc
         except FileReplacedError:
             raise
         except OSError:

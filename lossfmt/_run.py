@@ -101,10 +101,11 @@ class Run:
             flusher.encoder.raise_unread()
 
     def _close_file(self, *, compact: bool, file: bool = True) -> None:
-        kept = _checks.kept_live(self.file.path, self.file.rows)
+        path, rows = self.file.path, self.file.rows
+        kept, full = _checks.kept_live(path, rows), _checks.kept_live(path, rows, "the disk has room")
         try:
             if file:
-                with _checks.unwritable_directory(self.file.path, kept):
+                with _checks.unwritable_directory(path, kept, full=full):
                     self.file.close(compact=compact)
         finally:
             # (a signal meanwhile found this writer to wait for)

@@ -297,12 +297,13 @@ class LossWriter(_compiled.Base):
         Idempotent. Raises a background error (or UnreadableValueError) not yet raised by add/flush; in a
         forked child it does nothing. Never touches a file it does not hold: if the file was removed or
         replaced, FileReplacedError (the file at the path is left alone). If the file lacks events this writer
-        wrote or resumed (truncated or damaged), LossFormatError, the live file left as it is; if its
-        directory is not writable (compaction writes beside it), PermissionError, the live file kept (then
-        `lossview compact` it). Memory stays bounded (about 200 MB at most) whatever the run's length. Called
-        while another thread closes the writer, it returns once the file is closed. A close() cut short by
-        Ctrl-C while it compacts leaves the file live, whole and locked: call close() again (the program's
-        exit does it too) to compact it."""
+        wrote or resumed (truncated or damaged, or changed in place from outside), LossFormatError, the live
+        file left as it is; if its directory is not writable or its disk full (compaction writes beside it),
+        PermissionError or OSError naming the file, the live file kept (then `lossview compact` it). Memory
+        stays bounded (about 200 MB at most) whatever the run's length. Called while another thread closes
+        the writer, it returns once the file is closed. A close() cut short by Ctrl-C while it compacts
+        leaves the file live, whole and locked: call close() again (the program's exit does it too) to
+        compact it."""
         if self._forked:
             return
         self._ok = False

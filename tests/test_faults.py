@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,7 @@ import pytest
 
 import lossfmt
 from lossfmt import FileReplacedError, LossWriter, _recompact
+from lossfmt._locking import TEMP_SUFFIX
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, SIGKILL and tmpfs mounts")
 
@@ -245,6 +248,71 @@ def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
     os.unlink(filler)
     lossfmt.compact(path)  # with room again, the run closes
     check_events(path, n)
+
+
+def test_a_full_disk_at_close_and_at_compact_names_the_run_file_and_how_to_finish_it(tiny_disk):
+    """close(), lossfmt.compact and `lossview compact` on a full disk named the hidden temp file ("writing
+    .run.arrow.<hex>.lossfmt-tmp"), not the run file, whose events are all kept in it."""
+    path = tiny_disk / "run.arrow"
+    w = LossWriter(path, flush_secs=3600)
+    n = 0
+    while path.stat().st_size < 100_000:
+        for i in range(n, n + 2000):
+            w.add(i, value(i), "loss" if i % 10 else "val")
+        n += 2000
+        w.flush()
+    filler = fill(tiny_disk, 4096)  # no room for a compacted copy
+    live = path.read_bytes()
+    full = rf"No space left on device: {re.escape(str(path))}: no room on its disk for a copy, so "
+    finish = rf"`lossview compact {re.escape(str(path))}` "
+    with pytest.raises(
+        OSError,
+        match=full + rf"close\(\) could not compact it: its {n} events are kept in the live file \(lossfmt "
+        rf"reads it\); {finish}makes it a plain Arrow file once the disk has room$",
+    ):
+        w.close()
+    with pytest.raises(
+        OSError, match=full + rf"it cannot be compacted .*: left as is; {finish}once the disk"
+    ):
+        lossfmt.compact(path)
+    cli = subprocess.run(
+        [sys.executable, "-m", "lossview", "compact", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert cli.returncode == 1 and f"{path}: no room on its disk" in cli.stderr, cli.stderr
+    assert TEMP_SUFFIX not in cli.stderr
+    assert path.read_bytes() == live and temp_files(tiny_disk) == []
+    os.unlink(filler)
+    lossfmt.compact(path)
+    check_events(path, n)
+
+
+def test_a_resume_on_a_full_disk_names_the_run_file_and_tells_of_no_dropped_tail(tiny_disk, tmp_path):
+    """A resume that must replace its file (a torn tail) on a full disk named the temp file, and first warned
+    that it "dropped its last ... bytes" though the file was left unchanged."""
+    source = tmp_path / "source.arrow"
+    with LossWriter(source, flush_secs=3600) as w:
+        for i in range(1000):
+            w.add(i, value(i), "loss" if i % 10 else "val")
+            if i % 100 == 99:
+                w.flush()
+        data = source.read_bytes()  # live, before close() compacts it
+    path = tiny_disk / "run.arrow"
+    path.write_bytes(data[:-5])  # the last flush torn
+    filler = fill(tiny_disk, 0)
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        with pytest.raises(
+            OSError,
+            match=rf"No space left on device: {re.escape(str(path))}: no room on its disk for a copy, so it "
+            r"cannot be resumed .*; the file is left as it is, every event kept: free space on the disk",
+        ):
+            LossWriter(path)
+    assert [str(t.message) for t in told] == []
+    assert path.read_bytes() == data[:-5] and temp_files(tiny_disk) == []
+    os.unlink(filler)
+    with pytest.warns(UserWarning, match="dropped its last"), LossWriter(path) as w:  # room again: resumed
+        w.add(900, value(900), "val")
+    check_events(path, 901)
 
 
 def test_a_full_disk_during_a_recompaction_leaves_the_file_and_the_writer_going(tiny_disk):
