@@ -109,8 +109,10 @@ def _torch(value: Any) -> float | Any:
         try:
             number = value.item()
         except RuntimeError:
+            number = None  # (checked outside the except: one error, not torch's chained before ours)
+        if number is None:
             _check_one(value, value.numel())
-            raise
+            number = value.item()
         if type(number) is float:
             return number
         if type(number) is int:

@@ -11,6 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+import lossfmt
 from lossfmt import _values as values
 
 torch = pytest.importorskip("torch")
@@ -221,3 +222,14 @@ def test_numpy_array_subclasses_give_their_one_value_and_a_masked_one_is_refused
     for masked in (np.ma.masked_array([1.0], mask=[True]), np.ma.masked):
         with pytest.raises(ValueError, match="a masked value is no number to log"):
             values.scalar(masked)
+
+
+def test_a_torch_tensor_of_several_elements_is_one_error_not_torchs_chained_before_it(tmp_path):
+    """add(1, torch.ones(2)) printed torch's RuntimeError, 'During handling of the above exception', then
+    lossfmt's ValueError."""
+    with lossfmt.LossWriter(tmp_path / "run.arrow") as w:
+        for value in (torch.ones(2), torch.ones(2, requires_grad=True), torch.zeros(0)):
+            with pytest.raises(ValueError, match="elements") as raised:
+                w.add(1, value)
+            assert raised.value.__context__ is None or raised.value.__suppress_context__
+        assert w.pending == 0
