@@ -179,6 +179,22 @@ def test_overwrite_never_replaces_a_training_run_or_a_foreign_file(tmp_path):
     assert lossfmt.read(run).num_rows == 1000
 
 
+def test_overwrite_never_replaces_an_import_that_training_resumed(tmp_path):
+    """An imported run resumed with LossWriter (training continued in it) keeps the import's header, so
+    overwrite=True replaced its 1000 new steps with the 5 imported ones."""
+    write_run(tmp_path / "tb", n=5)
+    out = tmp_path / "one.arrow"
+    assert import_tb(tmp_path / "tb", out) == 5
+    assert import_tb(tmp_path / "tb", out, overwrite=True) == 5  # an import alone is replaced
+    with lossfmt.LossWriter(out) as w:
+        for step in range(5, 1005):
+            w.add(step, 0.5, tag="Loss/train")
+    kept = out.read_bytes()
+    with pytest.raises(NotAnImportError, match="holds 1,005 events where its import wrote 5"):
+        import_tb(tmp_path / "tb", out, overwrite=True)
+    assert out.read_bytes() == kept and lossfmt.read(out).num_rows == 1005
+
+
 def test_a_directory_import_over_a_training_run_writes_nothing(tmp_path):
     """`lossview import-tb tb runs --overwrite` replaced runs/exp2.arrow, a LossWriter run, by the import of
     tb/exp2: every target is checked first, and one that is no earlier import refuses the whole import (the

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lossfmt import _file, _framing, schema
+from lossfmt import _file, _framing, _read, schema
 from lossfmt._errors import LossfmtError
 
 try:
@@ -57,6 +57,10 @@ class _Run:
     rows: list[tuple[int, str, float, float]]  # (step, tag, value, wall time in seconds)
     hparams: dict[str, Any] = field(default_factory=dict)
     metric_tags: set[str] = field(default_factory=set)  # the metric_dict tags of add_hparams
+
+
+#: The user-metadata key holding how many events the import wrote.
+_EVENTS = "tensorboard_events"
 
 
 def import_tb(logdir: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False) -> int:
@@ -140,6 +144,18 @@ def _check_target(target: Path, *, overwrite: bool) -> None:
         raise NotAnImportError(f"{target}: not a readable lossfmt file; {keep}") from None
     if not (meta.get("imported_from") == "tensorboard" and "tensorboard_run" in meta):
         raise NotAnImportError(f"{target}: a lossfmt run that no TensorBoard import wrote; {keep}")
+    imported = meta.get(_EVENTS)
+    if type(imported) is not int:
+        raise NotAnImportError(
+            f"{target}: an import without its event count (an older lossfmt wrote it), so a run resumed "
+            f"after it cannot be told from it; {keep}"
+        )
+    held = _read.read(target).num_rows
+    if held != imported:
+        raise NotAnImportError(
+            f"{target}: holds {held:,} events where its import wrote {imported:,} (a run resumed after the "
+            f"import); {keep}"
+        )
 
 
 def _header_meta(path: Path) -> dict[str, Any]:
@@ -238,7 +254,8 @@ def _table(run: _Run) -> pa.Table:
     steps, tags, values, times = zip(*rows, strict=True) if rows else ((), (), (), ())
     n = len(rows)
     micros = np.round(np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
-    meta = {**run.hparams, "imported_from": "tensorboard", "tensorboard_run": run.name}
+    # (the event count tells this import from a run resumed after it: overwrite replaces only the former)
+    meta = {**run.hparams, "imported_from": "tensorboard", "tensorboard_run": run.name, _EVENTS: len(rows)}
     file_schema = schema.make_schema(run.name, meta)
     return pa.Table.from_arrays(
         [
