@@ -230,7 +230,8 @@ def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = 
     Each member (a rank, or a run) first gets the read-time rules the viewer applies, per file (``run`` and,
     where the table has one, ``rank``): steps that restart each epoch made run-wide
     (``transforms.run_wide_steps``) and the events a resume orphaned dropped (``transforms.drop_rewound``);
-    a table already so transformed comes out the same. A member's events at one step (micro-batches under
+    a table already so transformed comes out the same (its rows in file order: the rules read the order of
+    events). A member's events at one step (micro-batches under
     gradient accumulation, or a run's ranks with ``over="run"``) are then one value, as
     ``transforms.bucket(per=1)`` combines them: their mean, or with ``normalize="per-item"`` the mean per
     item whatever their counts.
@@ -239,7 +240,7 @@ def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = 
     tag, step (run-wide), value (mean of the members' values), min, max, std (population), n (members at that
     step), count (sum of the members' counts), epoch (the largest), wall_time (the latest); sorted by [run],
     tag, step. A non-finite member value makes that step's mean non-finite, so a diverged rank or seed stays
-    visible.
+    visible. ValueError for ``over="rank"`` where events have no rank (files without ``meta["rank"]``).
     """
     if not isinstance(table, pa.Table):
         raise TypeError(
@@ -253,6 +254,12 @@ def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = 
         raise ValueError(
             f"mean_across: the table has no {', '.join(map(repr, missing))} column"
             " (expected events as lossfmt.read or read_ranks give them)"
+        )
+    if over == "rank" and table["rank"].null_count:  # (two files of one run would be taken for one rank)
+        raise ValueError(
+            f"mean_across over='rank': {table['rank'].null_count:,} events have no rank (their files have no "
+            "meta['rank']), so ranks cannot be told apart; write each rank's file with meta={'rank': r} "
+            "(lossfmt.integrations.torch_distributed.rank_writer does)"
         )
     keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]
     steps = _member_steps(table, over, transforms.parse_normalize(normalize))

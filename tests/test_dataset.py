@@ -520,3 +520,21 @@ def test_mean_across_runs_of_rank_files_takes_each_run_once_per_step(tmp_path):
     per_rank = mean_across(events, over="rank")
     assert per_rank["run"].to_pylist() == ["x"] * 3 + ["y"] * 3
     assert per_rank["value"].to_pylist() == [1.0] * 3 + [11.0] * 3
+
+
+def test_mean_across_ranks_refuses_rank_files_without_a_rank(tmp_path):
+    """Two rank files of run "exp" without meta["rank"] were taken for one rank whose steps restart: the
+    second file's events dropped the first's as rewound, and the 'mean' was rank 1 alone (n=1)."""
+    for r in (0, 1):
+        with lossfmt.LossWriter(tmp_path / f"rank{r}.arrow", run="exp") as w:
+            for s in range(3):
+                w.add(s, 10.0 * r + s)
+    table = read_ranks(tmp_path / "rank*.arrow")
+    with pytest.raises(ValueError, match=r"6 events have no rank .*meta=\{'rank': r\}"):
+        mean_across(table, over="rank")
+    for r in (0, 1):  # written with their ranks, they average
+        with lossfmt.LossWriter(tmp_path / "ranked" / f"rank{r}.arrow", run="exp", meta={"rank": r}) as w:
+            for s in range(3):
+                w.add(s, 10.0 * r + s)
+    means = mean_across(read_ranks(tmp_path / "ranked" / "rank*.arrow"), over="rank")
+    assert means["value"].to_pylist() == [5.0, 6.0, 7.0] and means["n"].to_pylist() == [2, 2, 2]
