@@ -753,3 +753,24 @@ def test_runs_of_one_label_value_share_its_colour_and_are_told_apart_in_plot_and
     assert b[0] == c[0] != a[0] and b != c  # a colour per seed, its two runs told apart
     drawn = {line.get_marker() for line in ax.lines if len(line.get_xdata()) and line.get_label()[0] != "_"}
     assert drawn == {a[1], b[1], c[1]}  # and the curves drawn as their entries show them
+
+
+def test_no_two_runs_of_a_label_with_more_values_than_colours_look_alike(tmp_path):
+    """Past ten --label values, the 11th value's first run and the 1st value's second run got one colour and
+    one marker (a marker from the round of colours plus one from the place in the group)."""
+    import lossfmt
+    import lossview
+
+    for i in range(25):
+        with lossfmt.LossWriter(tmp_path / f"r{i:02}.arrow", meta={"k": i % 12}) as w:
+            for step in range(50):
+                w.add(step, 1.0 / (step + 1) + i)
+    fig = lossview.figure(tmp_path, label="k")
+    looks: dict[tuple[str, str, str], list[str]] = {}
+    for line in fig.axes[0].get_lines():
+        if len(line.get_xdata()) and not line.get_label().startswith("_"):
+            looks.setdefault((line.get_color(), line.get_marker(), line.get_linestyle()), []).append(
+                line.get_label()
+            )
+    assert sum(map(len, looks.values())) == 25
+    assert {k: v for k, v in looks.items() if len(v) > 1} == {}

@@ -335,7 +335,8 @@ class LossPlot:
             member = group_member(c, self.view, self._members)
         by_tag = self._compare and not self.style.split
         linestyle = LINESTYLES[c.tag_index % len(LINESTYLES)] if by_tag else "-"
-        return COLORS[slot % len(COLORS)], linestyle, slot // len(COLORS) + member
+        rounds = slot // len(COLORS) + member  # (paired, so that no round and member give another's marks)
+        return COLORS[slot % len(COLORS)], linestyle, rounds * (rounds + 1) // 2 + member
 
     def _add(self, c: Curve) -> SeriesArtists:
         ax = self._axes_for(c.tag)
