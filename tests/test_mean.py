@@ -167,3 +167,24 @@ def test_mean_runs_and_mean_across_give_one_mean_for_restarts_resumes_and_micro_
     np.testing.assert_allclose(table["value"].to_numpy(), expected)
     np.testing.assert_allclose(mean.y, expected)
     assert table["n"].to_pylist() == [3] * 10
+
+
+def test_mean_runs_per_item_weighs_the_micro_batches_of_a_step_by_their_counts(tmp_path):
+    """--mean-runs --normalize per-item without --per averaged a step's micro-batches unweighted (6.0),
+    where --per 1 and mean_across(normalize="per-item") weigh them by their counts (6.25)."""
+    with lossfmt.LossWriter(tmp_path / "a.arrow") as w:
+        for s in range(5):
+            w.add(s, 1.0 + s, count=1)
+            w.add(s, 3.0 + s, count=3)
+    with lossfmt.LossWriter(tmp_path / "b.arrow") as w:
+        for s in range(5):
+            w.add(s, 10.0 + s, count=2)
+    want = [((1.0 + s) * 1 + (3.0 + s) * 3) / 4 / 2 + (10.0 + s) / 2 for s in range(5)]
+    table = lossfmt.read(tmp_path / "*.arrow")
+    np.testing.assert_allclose(mean_across(table, over="run", normalize="per-item")["value"], want)
+    for per in (None, 1):
+        fig = lossview.figure(
+            tmp_path / "*.arrow", mean_runs=True, normalize="per-item", per=per, smooth="none"
+        )
+        (line,) = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) and ln.get_label()[0] != "_"]
+        np.testing.assert_allclose(line.get_ydata(), want)

@@ -252,7 +252,7 @@ def sort_by_x(c: Curve) -> None:
         return
     order = np.argsort(c.x, kind="stable")
     c.x, c.y, c.step = c.x[order], c.y[order], c.step[order]
-    for name in ("lo", "hi", "bucket", "event_step"):
+    for name in ("lo", "hi", "bucket", "event_step", "count"):
         arr = getattr(c, name)
         if arr is not None:
             setattr(c, name, arr[order])

@@ -128,7 +128,10 @@ def _extend(old: list[Curve], new: Run, view: View) -> list[Curve] | None:
         if len(o.x) and (f.x[0] < o.x[-1] or f.step[0] < o.step[-1]):
             return None
         cat = np.concatenate
-        out[f.key] = dataclasses.replace(o, x=cat([o.x, f.x]), y=cat([o.y, f.y]), step=cat([o.step, f.step]))
+        count = None if o.count is None or f.count is None else cat([o.count, f.count])
+        out[f.key] = dataclasses.replace(
+            o, x=cat([o.x, f.x]), y=cat([o.y, f.y]), step=cat([o.step, f.step]), count=count
+        )
     return list(out.values())
 
 

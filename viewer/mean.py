@@ -7,8 +7,9 @@ average at each exact step would mix different sets of runs from one step to the
   have that bucket, drawn at the bucket's last step (the largest step any run logged in it);
 - without, the union of the runs' steps: each run contributes, within its own first..last step, its value
   at that step, linearly interpolated between the steps it logged (never extrapolated beyond them). A step
-  a run logged more than once (micro-batches) is the mean of its events, as ``--per 1`` has it; smoothed,
-  the smoothed value after its last event (which averages all of them).
+  a run logged more than once (micro-batches) is the mean of its events (with ``--normalize per-item``, per
+  item: weighed by their counts), as ``--per 1`` has it; smoothed, the smoothed value after its last event
+  (which averages all of them).
 
 Where a run ends early or starts late, fewer runs are averaged and the mean moves by their difference: the
 curve's label says where all of them are (``mean of 3 runs (all 3 at steps 0-49, fewer elsewhere)``).
@@ -123,7 +124,8 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
     drawn, raw, x = (np.asarray(v, np.float64)[order] for v in (drawn, c.y, x))
     if not bool(np.all(step[1:] > step[:-1])):  # a step logged more than once (micro-batches, a kept rewind)
         last = np.append(step[1:] != step[:-1], True)
-        step, raw = step[last], _step_means(c.tag, step, raw)
+        count = None if c.count is None else c.count[order]
+        step, raw = step[last], _step_means(c.tag, step, raw, count)
         # a smoothed curve's value after the step's last event already averages all of them
         drawn, x = (raw if c.smoothed is None else drawn[last]), x[last]
     grid = np.unique(np.concatenate([m.step for m in members]))
@@ -132,9 +134,9 @@ def _aligned(c: Curve, members: Sequence[Curve], view: View) -> tuple[np.ndarray
     return grid, drawn, raw, (grid.astype(np.float64) if view.x == "step" else x)
 
 
-def _step_means(tag: str, step: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _step_means(tag: str, step: np.ndarray, values: np.ndarray, count: np.ndarray | None) -> np.ndarray:
     """One value per step (`step` ascending): the mean of that step's events, as lossfmt's ``bucket(per=1)``
-    (``--per 1``) combines them."""
+    (``--per 1``) combines them; with their `count` (``--normalize per-item``), the mean per item."""
     n = step.size
     events = pa.table(
         {
@@ -143,12 +145,17 @@ def _step_means(tag: str, step: np.ndarray, values: np.ndarray) -> np.ndarray:
             ),
             "step": transforms.to_arrow(step, pa.int64()),
             "value": transforms.to_arrow(values, pa.float64()),
-            "count": transforms.to_arrow(np.ones(n, np.int64)),
+            "count": transforms.to_arrow(np.ones(n, np.int64) if count is None else count),
             "epoch": pa.nulls(n, pa.int64()),
             "wall_time": transforms.to_arrow(np.zeros(n, np.int64)).cast(pa.timestamp("us", tz="UTC")),
+            # (the values are per-item already: weighed by their counts as means)
+            "reduction": pa.DictionaryArray.from_arrays(
+                transforms.to_arrow(np.zeros(n, np.int8)), pa.array(["mean"])
+            ),
         }
     )
-    return transforms.to_numpy(transforms.bucket(events, 1).column("value"))
+    normalize = None if count is None else "per-item"
+    return transforms.to_numpy(transforms.bucket(events, 1, normalize=normalize).column("value"))
 
 
 def _buckets(c: Curve, view: View) -> np.ndarray:

@@ -149,6 +149,8 @@ class Curve:
     event_step: np.ndarray | None = None
     #: Its last point is an epoch a live run is still logging (--per epoch).
     unfinished: bool = False
+    #: Per point, the items its event summarizes (with --normalize, unbucketed): what weighs micro-batches.
+    count: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -372,6 +374,8 @@ def _curve(
     else:
         x = seconds(sub)
     curve = Curve(run, tag, x, y, step)
+    if view.normalize is not None and not bucketed:
+        curve.count = column(sub, "count", np.int64)
     if view.per == "epoch":
         curve.bucket = column(sub, "epoch", np.int64)
     if bucketed and view.band == "minmax":
