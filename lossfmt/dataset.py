@@ -242,25 +242,7 @@ def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = 
     tag, step. A non-finite member value makes that step's mean non-finite, so a diverged rank or seed stays
     visible. ValueError for ``over="rank"`` where events have no rank (files without ``meta["rank"]``).
     """
-    if not isinstance(table, pa.Table):
-        raise TypeError(
-            f"mean_across takes a pyarrow Table (as lossfmt.read gives), not {type(table).__name__}"
-        )
-    if over not in table.column_names:
-        raise ValueError(f"mean_across: the table has no {over!r} column to average over")
-    needed = (schema.TAG, schema.STEP, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME)
-    missing = [name for name in needed if name not in table.column_names]
-    if missing:
-        raise ValueError(
-            f"mean_across: the table has no {', '.join(map(repr, missing))} column"
-            " (expected events as lossfmt.read or read_ranks give them)"
-        )
-    if over == "rank" and table["rank"].null_count:  # (two files of one run would be taken for one rank)
-        raise ValueError(
-            f"mean_across over='rank': {table['rank'].null_count:,} events have no rank (their files have no "
-            "meta['rank']), so ranks cannot be told apart; write each rank's file with meta={'rank': r} "
-            "(lossfmt.integrations.torch_distributed.rank_writer does)"
-        )
+    _check_table(table, over)
     keys = [k for k in (schema.RUN, schema.TAG, schema.STEP) if k != over and k in table.column_names]
     steps = _member_steps(table, over, transforms.parse_normalize(normalize))
     grouped = steps.group_by(keys, use_threads=False).aggregate(
@@ -290,6 +272,30 @@ def mean_across(table: pa.Table, over: str = "rank", *, normalize: str | None = 
     _check_count_sums(steps, keys)
     order = [*keys, schema.VALUE, "min", "max", "std", "n", schema.COUNT, schema.EPOCH, schema.WALL_TIME]
     return grouped.select(order).sort_by([(k, "ascending") for k in keys])
+
+
+def _check_table(table: Any, over: str) -> None:
+    """mean_across's argument checks: a Table of events with the column averaged over (and, over ranks,
+    every event's rank)."""
+    if not isinstance(table, pa.Table):
+        raise TypeError(
+            f"mean_across takes a pyarrow Table (as lossfmt.read gives), not {type(table).__name__}"
+        )
+    if over not in table.column_names:
+        raise ValueError(f"mean_across: the table has no {over!r} column to average over")
+    needed = (schema.TAG, schema.STEP, schema.VALUE, schema.COUNT, schema.EPOCH, schema.WALL_TIME)
+    missing = [name for name in needed if name not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"mean_across: the table has no {', '.join(map(repr, missing))} column"
+            " (expected events as lossfmt.read or read_ranks give them)"
+        )
+    if over == "rank" and table["rank"].null_count:  # (two files of one run would be taken for one rank)
+        raise ValueError(
+            f"mean_across over='rank': {table['rank'].null_count:,} events have no rank (their files have no "
+            "meta['rank']), so ranks cannot be told apart; write each rank's file with meta={'rank': r} "
+            "(lossfmt.integrations.torch_distributed.rank_writer does)"
+        )
 
 
 def _member_steps(table: pa.Table, over: str, normalize: str | None) -> pa.Table:
