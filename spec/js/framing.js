@@ -6,9 +6,13 @@ import * as flatbuffers from 'flatbuffers';
 import { Message as FbMessage } from 'apache-arrow/fb/message';
 import { MessageHeader } from 'apache-arrow/fb/message-header';
 import { MetadataVersion } from 'apache-arrow/fb/metadata-version';
+import { Endianness } from 'apache-arrow/fb/endianness';
 import { Footer as FbFooter } from 'apache-arrow/fb/footer';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';
+import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
+import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
 import { crc32c } from './crc32c.js';
+import { FOOTER, MESSAGE, verifyRoot } from './fbverify.js';
 
 export const MAGIC = new Uint8Array([0x41, 0x52, 0x52, 0x4f, 0x57, 0x31, 0, 0]); // "ARROW1\0\0"
 export const EOS = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
@@ -30,6 +34,37 @@ export class LossFormatError extends Error {
     this.offset = offset;
   }
 }
+
+// §1.7.1: a flatbuffer's offsets stay inside the metadata. flatbuffers' reads do not check that (a byte past
+// the end reads as undefined, so a damaged vector length loops or allocates for billions of elements); every
+// flatbuffer read in this process, arrow-js's included, goes through these checked ones, which throw.
+const BB = flatbuffers.ByteBuffer.prototype;
+function inside(bb, at, n) {
+  if (!(Number.isInteger(at) && at >= 0 && at + n <= bb.bytes_.length)) throw new RangeError(`flatbuffer offset ${at} outside the metadata`);
+}
+BB.readUint8 = function readUint8(at) {
+  inside(this, at, 1);
+  return this.bytes_[at];
+};
+BB.readUint16 = function readUint16(at) {
+  inside(this, at, 2);
+  return this.bytes_[at] | (this.bytes_[at + 1] << 8);
+};
+BB.readInt32 = function readInt32(at) {
+  inside(this, at, 4);
+  return this.bytes_[at] | (this.bytes_[at + 1] << 8) | (this.bytes_[at + 2] << 16) | (this.bytes_[at + 3] << 24);
+};
+BB.__vector_len = function vectorLength(at) {
+  const vec = at + this.readInt32(at);
+  const n = this.readInt32(vec);
+  inside(this, vec + 4, n); // (each element is at least a byte)
+  return n;
+};
+const decodeString = BB.__string;
+BB.__string = function string(at, encoding) {
+  this.__vector_len(at);
+  return decodeString.call(this, at, encoding);
+};
 
 const TYPE_NAMES = { [MessageHeader.Schema]: 'schema', [MessageHeader.DictionaryBatch]: 'dictionary', [MessageHeader.RecordBatch]: 'record batch' };
 
@@ -62,6 +97,7 @@ export function readMessage(bytes, at, file) {
   let type;
   let version;
   try {
+    verifyRoot(bytes.subarray(metaStart, metaEnd), MESSAGE);
     fb = FbMessage.getRootAsMessage(new flatbuffers.ByteBuffer(bytes.subarray(metaStart, metaEnd)));
     type = fb.headerType();
     bodyLength = fb.bodyLength();
@@ -74,9 +110,31 @@ export function readMessage(bytes, at, file) {
   if (bodyLength < 0n || bodyLength > BigInt(Number.MAX_SAFE_INTEGER) || bodyLength % 8n !== 0n) {
     throw new LossFormatError(file, at, `bad body length ${bodyLength} (a multiple of 8 is required)`);
   }
+  // §1.7.2 before the torn-tail rule: a body length its buffers contradict is damage, not a crash mid-write.
+  checkBodyLength(fb, type, Number(bodyLength), (reason) => new LossFormatError(file, at, reason));
   const end = metaEnd + Number(bodyLength);
   if (end > bytes.length) return { torn: true };
   return { offset: at, metaStart, metaEnd, end, type: TYPE_NAMES[type], fb };
+}
+
+/** A batch's buffers lie inside its body, which ends less than 64 bytes after the last of them (§1.7.2). */
+function checkBodyLength(fb, type, bodyLength, error) {
+  if (type === MessageHeader.Schema) return;
+  let last = 0;
+  try {
+    const rb = type === MessageHeader.RecordBatch ? fb.header(new FbRecordBatch()) : fb.header(new FbDictionaryBatch())?.data();
+    if (!rb) return; // (no header: reported by the body checks)
+    for (let i = 0; i < rb.buffersLength(); i++) {
+      const b = rb.buffers(i);
+      const [offset, length] = [b.offset(), b.length()];
+      if (offset < 0n || length < 0n || offset + length > BigInt(bodyLength)) throw error(`buffer ${i} (${offset}+${length}) lies outside the ${bodyLength}-byte body`);
+      last = Math.max(last, Number(offset + length));
+    }
+  } catch (e) {
+    if (e instanceof LossFormatError) throw e;
+    throw error(`metadata is not a flatbuffer Message (${e.message})`);
+  }
+  if (bodyLength - last >= 64) throw error(`body length ${bodyLength} does not match its buffers (end ${last})`);
 }
 
 /**
@@ -90,7 +148,9 @@ export function checksumField(bytes, m) {
     if (kv.key() !== key) continue;
     const value = kv.value() ?? '';
     // The value's position: the KeyValue table's field 1 (vtable slot 6) points at a length-prefixed string.
-    const slot = kv.bb_pos + kv.bb.__offset(kv.bb_pos, 6);
+    const field = kv.bb.__offset(kv.bb_pos, 6);
+    if (!field) return { at: -1, value: '', length: 0 }; // (no value: not 8 hex digits)
+    const slot = kv.bb_pos + field;
     const str = slot + kv.bb.readInt32(slot);
     return { at: m.metaStart + str + 4, value, length: kv.bb.readInt32(str) };
   }
@@ -214,4 +274,16 @@ export function readFooter(bytes, eosAt) {
   if (!MAGIC.subarray(0, 6).every((b, i) => bytes[tail + 4 + i] === b)) return null;
   const start = eosAt + 8;
   return { footer: FbFooter.getRootAsFooter(new flatbuffers.ByteBuffer(bytes.subarray(start, start + footerLength))), start };
+}
+
+/**
+ * Verifies a Footer flatbuffer (§1.3: any damage in a closed file is corruption, even where a lenient reader
+ * would not look): the flatbuffer itself (fbverify.js), its version V5 and its schema (little-endian). Throws RangeError.
+ */
+export function verifyFooter({ footer }) {
+  if (footer.bb.capacity() % 8 !== 0) throw new RangeError(`footer length ${footer.bb.capacity()} is not a multiple of 8`);
+  verifyRoot(footer.bb.bytes(), FOOTER);
+  if (footer.version() !== MetadataVersion.V5) throw new RangeError(`footer metadata version ${footer.version() + 1} is not V5`);
+  if (footer.schema() === null) throw new RangeError('the footer has no schema');
+  if (footer.schema().endianness() !== Endianness.Little) throw new RangeError("the footer's schema is big-endian");
 }

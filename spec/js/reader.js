@@ -11,7 +11,7 @@ import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { Endianness } from 'apache-arrow/fb/endianness';
 import { checkBatch, checkBody } from './validate.js';
 import { COLUMNS, COLUMN_NAMES } from './columns.js';
-import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, endsClosed, readFooter, readMessage, verifyChecksum } from './framing.js';
+import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, endsClosed, readFooter, readMessage, verifyChecksum, verifyFooter } from './framing.js';
 
 export { LossFormatError, COLUMNS, COLUMN_NAMES };
 
@@ -125,11 +125,13 @@ function checkFooter({ footer, start }, schema, messages, file) {
   let got;
   let footerSchema;
   try {
+    verifyFooter({ footer });
     got = {
       batches: blocks(footer.recordBatchesLength(), (i) => footer.recordBatches(i)),
       dicts: blocks(footer.dictionariesLength(), (i) => footer.dictionaries(i)),
     };
     footerSchema = Schema.decode(footer.schema(), new Map(), footer.version());
+    if ([...footerSchema.metadata.values()].includes(null)) throw new RangeError('a metadata key without a value');
   } catch (e) {
     throw new LossFormatError(file, start, `the footer does not parse (${e.message})`);
   }
@@ -139,10 +141,13 @@ function checkFooter({ footer, start }, schema, messages, file) {
   if (schemaKey(footerSchema) !== schemaKey(schema)) throw new LossFormatError(file, start, "the footer's schema differs from the stream's");
 }
 
+/** What two schemas must share to be equal (§1.3): fields (names, types, dictionary ids and flags, nullable,
+ * field metadata) and metadata, the schema checksum aside (§1.6: the footer's copy is not meaningful). */
 function schemaKey(schema) {
-  const fields = schema.fields.map((f) => `${f.name}:${f.type}:${f.nullable}`);
+  const type = (t) => (t.dictionary ? [String(t), t.id, t.isOrdered, type(t.dictionary)] : [String(t), (t.children ?? []).map(field)]);
+  const field = (f) => [f.name, type(f.type), f.nullable, [...f.metadata].sort()];
   const metadata = [...schema.metadata].filter(([k]) => k !== SCHEMA_CHECKSUM_KEY).sort();
-  return JSON.stringify([fields, metadata]);
+  return JSON.stringify([schema.fields.map(field), metadata]);
 }
 
 /**
