@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -229,8 +230,8 @@ def test_a_full_disk_is_raised_by_the_next_call_and_every_flushed_event_stays(ti
     assert temp_files(tiny_disk) == []
 
 
-def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
-    path = tiny_disk / "run.arrow"
+def _live_run(path: Path) -> tuple[LossWriter, int]:
+    """A writer of `path` whose live file has passed 100 kB, and the events it flushed."""
     w = LossWriter(path, flush_secs=3600)
     n = 0
     while path.stat().st_size < 100_000:
@@ -238,6 +239,12 @@ def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
             w.add(i, value(i), "loss" if i % 10 else "val")
         n += 2000
         w.flush()
+    return w, n
+
+
+def test_a_close_that_cannot_fit_its_compaction_keeps_the_live_file(tiny_disk):
+    path = tiny_disk / "run.arrow"
+    w, n = _live_run(path)
     filler = fill(tiny_disk, 8192)  # room for flushes, not for a compacted copy
     live = path.read_bytes()
     with pytest.raises(OSError, match="No space left"):
@@ -254,13 +261,7 @@ def test_a_full_disk_at_close_and_at_compact_names_the_run_file_and_how_to_finis
     """close(), lossfmt.compact and `lossview compact` on a full disk named the hidden temp file ("writing
     .run.arrow.<hex>.lossfmt-tmp"), not the run file, whose events are all kept in it."""
     path = tiny_disk / "run.arrow"
-    w = LossWriter(path, flush_secs=3600)
-    n = 0
-    while path.stat().st_size < 100_000:
-        for i in range(n, n + 2000):
-            w.add(i, value(i), "loss" if i % 10 else "val")
-        n += 2000
-        w.flush()
+    w, n = _live_run(path)
     filler = fill(tiny_disk, 4096)  # no room for a compacted copy
     live = path.read_bytes()
     full = rf"No space left on device: {re.escape(str(path))}: no room on its disk for a copy, so "
