@@ -34,8 +34,8 @@ IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_d
 #: The live stream: a flush that brings new tags appends them as a delta dictionary message (the encoder's
 #: dictionary only grows), so K tags over K flushes write O(K) dictionary bytes, not O(K^2).
 LIVE_OPTIONS = pa.ipc.IpcWriteOptions(compression=_COMPRESSION, emit_dictionary_deltas=True)
-#: Schema metadata key of the schema message's CRC-32C (spec/FORMAT.md §1.6), required with KEY_CHECKSUM.
-_SCHEMA_CHECKSUM = b"lossfmt.schema_crc32c"
+#: The dictionary ids pyarrow's writers give the v1 schema (its dictionary fields numbered in order).
+_STREAM_DICT_IDS = {"tag": 0, "reduction": 1}
 
 
 class _Sink:
@@ -153,7 +153,7 @@ def write_closed_locked(
     LossFormatError (and `path` left as it is) if `expect_rows` is given and differs from the rows written.
     """
     metadata = {**(schema.metadata or {}), s.KEY_CHECKSUM.encode(): b"crc32c"}
-    metadata.setdefault(_SCHEMA_CHECKSUM, b"00000000")  # the schema's own checksum, filled in by the Sealer
+    metadata.setdefault(s.KEY_SCHEMA_CHECKSUM.encode(), b"00000000")  # the schema's checksum (§1.6), sealed
     schema = schema.with_metadata(metadata)
     temp = _locking.TempFile(path)
     try:
@@ -285,16 +285,19 @@ class LiveFile:
         end = max(
             (m.end for m in layout.messages if m.kind == _framing.RECORD_BATCH), default=layout.schema_end
         )
+        # Other dictionary ids than this writer's stream uses (§1.1 allows any): rewritten, with 0 and 1.
+        renumber = layout.dict_ids != _STREAM_DICT_IDS
         del layout
         self.rows, self.resumed = _checks.resumed_events(self.target, end)
-        if end == size:
+        if end == size and not renumber:
             return fd  # a live file ending on a record batch: append in place
         # A closed file's EOS and footer, a torn tail, or dictionaries of a torn flush follow `end`: copy the
         # prefix to a new file and replace (a reader of the old file keeps reading the old bytes).
         with _checks.unwritable_directory(self.path, _checks.NOT_RESUMED, full=_checks.NOT_RESUMED_FULL):
-            temp = _locking.TempFile(self.target)
+            temp = self._renumbered(end) if renumber else _locking.TempFile(self.target)
             try:
-                _locking.copy_prefix(fd, temp, end, self.path)
+                if not renumber:
+                    _locking.copy_prefix(fd, temp, end, self.path)
                 temp.commit(fd)
             except BaseException:
                 temp.discard()
@@ -307,6 +310,13 @@ class LiveFile:
             raise
         _locking.release(fd)
         return temp.fd
+
+    def _renumbered(self, end: int) -> _locking.TempFile:
+        """The events up to `end` in a live temp file whose schema message (same metadata) has ids 0, 1."""
+        from lossfmt._compact import recompact  # compaction builds on this module
+
+        self.header = _framing.Sealer().seal(s.MAGIC + self.schema.serialize().to_pybytes())
+        return recompact(self.target, self.header, {}, expect_rows=self.rows, end=end, name=self.path)[0]
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         """Append `batch` as one flush (its dictionary messages, then the record batch) with one write."""

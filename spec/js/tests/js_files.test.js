@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { RecordBatch as FbRecordBatch } from 'apache-arrow/fb/record-batch';
 import { DictionaryBatch as FbDictionaryBatch } from 'apache-arrow/fb/dictionary-batch';
-import { CompressionType, MetadataVersion } from 'apache-arrow';
+import { CompressionType, Dictionary, Field, Int32, Int8, MetadataVersion, Schema, Utf8 } from 'apache-arrow';
 import { Footer, FileBlock } from 'apache-arrow/ipc/metadata/file';
-import { LossWriter } from '../writer.js';
+import { LossWriter, closedFileBytes, makeSchema } from '../writer.js';
 import { readFile, readBytes, LossFormatError } from '../reader.js';
 import { MAGIC, readMessage } from '../framing.js';
 import { assertRows, jsonValue } from './expect.js';
@@ -113,6 +113,45 @@ test('a live JS file killed with SIGKILL reads in Python, draws in lossview and 
   checkLossview(path, dir);
   checkResume(path, ROWS);
 });
+
+/** The v1 schema with dictionary ids `tagId` and `reductionId` (spec §1.1: any ids, the schema says which). */
+function schemaWithIds(tagId, reductionId) {
+  const base = makeSchema('ids');
+  const fields = base.fields.map((f) => {
+    if (f.name === 'tag') return new Field('tag', new Dictionary(new Utf8(), new Int32(), tagId), false);
+    if (f.name === 'reduction') return new Field('reduction', new Dictionary(new Utf8(), new Int8(), reductionId), false);
+    return f;
+  });
+  return new Schema(fields, base.metadata);
+}
+
+function declaredIds(path) {
+  const schema = messages(readFileSync(path))[0].fb.header(new FbSchema());
+  const ids = {};
+  for (let i = 0; i < schema.fieldsLength(); i++) {
+    const f = schema.fields(i);
+    if (f.dictionary()) ids[f.name()] = Number(f.dictionary().id());
+  }
+  return ids;
+}
+
+for (const [tagId, reductionId] of [[5, 3], [1, 0]]) {
+  test(`a file with dictionary ids ${tagId} and ${reductionId} resumes with LossWriter, closed or live (JS-resumed, killed)`, async (t) => {
+    const dir = tempDir(t);
+    const closed = join(dir, 'ids_closed.arrow');
+    writeFileSync(closed, closedFileBytes(schemaWithIds(tagId, reductionId), FLUSHES[0]));
+    assert.deepEqual(declaredIds(closed), { tag: tagId, reduction: reductionId });
+    checkPython(closed, FLUSHES[0], 1);
+    checkResume(closed, FLUSHES[0]);
+
+    const live = join(dir, 'ids_live.arrow');
+    writeFileSync(live, closedFileBytes(schemaWithIds(tagId, reductionId), FLUSHES[0]));
+    await writeJsKilled(live, FLUSHES.slice(1)); // the JS writer resumes it, keeping the file's ids
+    assert.deepEqual(declaredIds(live), { tag: tagId, reduction: reductionId });
+    checkPython(live, ROWS, FLUSHES.length);
+    checkResume(live, ROWS);
+  });
+}
 
 test('a JS file whose last flush is torn reads as the flushes before it, in Python and JS', async (t) => {
   const dir = tempDir(t);
