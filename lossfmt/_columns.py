@@ -23,7 +23,7 @@ import pyarrow as pa
 from lossfmt import _framing as fr
 from lossfmt import schema as s
 from lossfmt._arrow import to_buffer, to_memoryview
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import corrupt
 
 __all__ = ["MIN_BATCHES", "applicable", "decode", "null_dictionary"]
 
@@ -396,4 +396,4 @@ def decode(
         if exc.message is not None and offsets:  # data[i] is at offset i + offsets[0] - (first batch's start)
             first = next(m for m in layout.messages if m.kind == fr.RECORD_BATCH)
             where = exc.message.start + offsets[0] - first.start
-        raise LossFormatError(f"{name}: corrupt at byte {where}: {exc.what}") from None
+        raise corrupt(name, where, exc.what) from None

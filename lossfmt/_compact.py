@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -236,11 +235,7 @@ def compact(path: str | os.PathLike[str]) -> None:
 def _damage_offset(exc: LossFormatError) -> int | None:
     """The byte offset a corruption error names (where the readable prefix ends at the latest), if any; not
     the place a file that is not lossfmt lacks its magic or schema ("not a lossfmt file (... at byte 0)")."""
-    offset = getattr(exc, "offset", None)
-    if isinstance(offset, int):
-        return offset
-    found = re.search(r"corrupt at byte (\d+)", str(exc))
-    return int(found.group(1)) if found else None
+    return exc.offset
 
 
 def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:

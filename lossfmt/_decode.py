@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from lossfmt import _columns
 from lossfmt import _framing as fr
-from lossfmt._errors import LossFormatError, NoSuchFileError
+from lossfmt._errors import LossFormatError, NoSuchFileError, corrupt
 
 __all__ = ["Dictionaries", "decode", "decode_span", "iter_batches"]
 
@@ -44,12 +44,12 @@ def check_values(batches: Sequence[pa.RecordBatch], name: str, where: int) -> No
         for i, field in enumerate(batch.schema):
             column = batch.column(i)
             if field.name != "epoch" and field.name in _V1_NAMES and column.null_count:
-                raise LossFormatError(f"{name}: corrupt at byte {where}: nulls in column {field.name!r}")
+                raise corrupt(name, where, f"nulls in column {field.name!r}")
             if field.name == "reduction" and isinstance(column, pa.DictionaryArray):
                 values = set(column.dictionary.to_pylist())
                 if not values <= _REDUCTIONS:
                     bad = sorted(str(v) for v in values - _REDUCTIONS)[0]
-                    raise LossFormatError(f"{name}: corrupt at byte {where}: unknown reduction {bad!r}")
+                    raise corrupt(name, where, f"unknown reduction {bad!r}")
 
 
 _V1_NAMES = {"step", "tag", "value", "count", "epoch", "wall_time", "reduction"}
@@ -60,7 +60,7 @@ def _check_dictionaries(data: bytes, messages: Sequence[fr.Message], name: str, 
     `base` is the offset of `data` in the file. The column decoder checks its own messages."""
     bad = _columns.null_dictionary(data, messages)
     if bad is not None:
-        raise LossFormatError(f"{name}: corrupt at byte {base + bad.start}: a null dictionary value")
+        raise corrupt(name, base + bad.start, "a null dictionary value")
 
 
 def _locate(
@@ -74,7 +74,7 @@ def _locate(
             reader.read_next_batch().validate(full=True)
     except _DECODE_ERRORS as exc:
         where = offsets[i] if offsets else 8
-        return LossFormatError(f"{name}: corrupt at byte {where}: record batch does not decode ({exc})")
+        return corrupt(name, where, f"record batch does not decode ({exc})")
     return LossFormatError(f"{name}: corrupt: the batches do not decode as a whole")
 
 
@@ -245,9 +245,7 @@ def _closed_batches(data: bytes, layout: fr.Layout, name: str) -> Iterator[pa.Re
             yield batch
     except _DECODE_ERRORS as exc:
         where = offsets[i] if offsets else layout.schema_end
-        raise LossFormatError(
-            f"{name}: corrupt at byte {where}: record batch does not decode ({exc})"
-        ) from None
+        raise corrupt(name, where, f"record batch does not decode ({exc})") from None
 
 
 def _groups(messages: Sequence[fr.Message]) -> Iterator[Sequence[fr.Message]]:

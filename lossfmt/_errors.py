@@ -11,6 +11,7 @@ __all__ = [
     "UnreadableValueError",
     "WriterBusyError",
     "WriterClosedError",
+    "corrupt",
 ]
 
 
@@ -24,6 +25,13 @@ class LossFormatError(LossfmtError, ValueError):
     #: For damage found in a file's messages: the byte offset of the damaged message (the verified prefix
     #: ends there at the latest); None otherwise.
     offset: int | None = None
+
+
+def corrupt(name: str, pos: int, what: str) -> LossFormatError:
+    """The error for damage at byte `pos` of the file `name`, with `offset` set to `pos`."""
+    exc = LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
+    exc.offset = pos
+    return exc
 
 
 class NoSuchFileError(LossFormatError, FileNotFoundError):

@@ -32,7 +32,7 @@ from lossfmt._checksums import (
     first_mismatch,
     span_crc,
 )
-from lossfmt._errors import LossFormatError
+from lossfmt._errors import LossFormatError, corrupt
 from lossfmt._flatbuf import CONTINUATION, DICTIONARY, MAX_METADATA, RECORD_BATCH, SCHEMA, Message, i32
 
 __all__ = [
@@ -81,13 +81,6 @@ class Layout(NamedTuple):
 _LAYOUTS = fb.Templates(limit=256)
 
 
-def _corrupt(name: str, pos: int, what: str) -> LossFormatError:
-    """The error for damage at byte `pos`; its `offset` says where the verified prefix ends at the latest."""
-    exc = LossFormatError(f"{name}: corrupt at byte {pos}: {what}")
-    exc.offset = pos
-    return exc
-
-
 def is_unfinished_header(data: bytes) -> bool:
     """True for an empty file, a prefix of the magic, or the magic plus an incomplete schema message (a writer
     is creating the file)."""
@@ -131,7 +124,7 @@ def head(
     # The placeholder means a writer did not seal its header (its checksum is optional): not verified.
     sealed = crc_at >= 0 and data[crc_at : crc_at + 8] != PLACEHOLDER
     if verify and sealed and span_crc(data, buf, 8, crc_at, end) != data[crc_at : crc_at + 8]:
-        raise _corrupt(name, 8, "the schema message does not match its checksum")
+        raise corrupt(name, 8, "the schema message does not match its checksum")
     try:
         schema = pa.ipc.read_schema(buf.slice(8, end - 8))
     except (pa.ArrowException, ValueError, OSError) as exc:
@@ -142,7 +135,7 @@ def head(
             f"{name}: checksum {declared.decode(errors='replace')!r} is not supported (lossfmt knows crc32c)"
         )
     if declared is not None and crc_at < 0:
-        raise _corrupt(name, 8, f"the schema declares checksums but has no {SCHEMA_CHECKSUM_KEY}")
+        raise corrupt(name, 8, f"the schema declares checksums but has no {SCHEMA_CHECKSUM_KEY}")
     return schema, end, declared is not None, dict(parsed.extra)
 
 
@@ -220,7 +213,7 @@ def scan_messages(
     if bad >= 0:
         m = checked[bad]
         what = "does not match its checksum" if m.crc_at >= 0 else f"without its {CHECKSUM_KEY} checksum"
-        raise _corrupt(name, base + m.start, f"record batch {what}")
+        raise corrupt(name, base + m.start, f"record batch {what}")
     if damage is not None:
         raise damage
     return messages, end, eos
@@ -252,14 +245,14 @@ def _walk_content(
             _check_incomplete(data, name, pos, meta_len, closed, base)
             break  # the torn tail (or the end of a window)
         if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
-            raise _corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
+            raise corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
         if meta_len == 0:
             eos = pos
             break
         try:
             m = message(data, pos, meta_len)
         except (fb.Bad, struct.error) as exc:
-            raise _corrupt(name, base + pos, f"unparsable message ({exc})") from None
+            raise corrupt(name, base + pos, f"unparsable message ({exc})") from None
         if m.end > size:
             _check_incomplete(data, name, pos, meta_len, closed, base)
             break
@@ -272,7 +265,7 @@ def _walk_content(
             end = m.end
             n_content = len(messages) + 1
         elif m.kind == SCHEMA:
-            raise _corrupt(name, base + pos, "a second schema message")
+            raise corrupt(name, base + pos, "a second schema message")
         messages.append(m)
         pos = m.end
     if n_content or not closed:  # (an empty closed file's dictionaries stay: its footer lists them, §1.1)
@@ -285,11 +278,11 @@ def _check_incomplete(data: bytes, name: str, pos: int, meta_len: int, closed: b
     message or the file is closed (LossFormatError)."""
     size = len(data)
     if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
-        raise _corrupt(name, base + pos, "not an IPC message (no continuation marker)")
+        raise corrupt(name, base + pos, "not an IPC message (no continuation marker)")
     if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
-        raise _corrupt(name, base + pos, f"impossible metadata length {meta_len}")
+        raise corrupt(name, base + pos, f"impossible metadata length {meta_len}")
     if closed:
-        raise _corrupt(name, base + pos, "a message runs past the end of a closed file")
+        raise corrupt(name, base + pos, "a message runs past the end of a closed file")
 
 
 def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:
@@ -297,7 +290,7 @@ def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:
     (§1.1); else LossFormatError."""
     ids = [m.dict_id for m in messages]
     if len(set(ids)) != len(ids):
-        raise _corrupt(name, messages[-1].start, "an empty closed file with two dictionaries of one id")
+        raise corrupt(name, messages[-1].start, "an empty closed file with two dictionaries of one id")
     return eos if eos >= 0 else messages[-1].end
 
 
@@ -308,30 +301,30 @@ def _check_footer(
     messages and repeats its schema (§1.3): the footer cannot say anything the verified stream does not."""
     size = len(data)
     if eos < 0 or eos != end:
-        raise _corrupt(name, end, "a closed file's stream does not end with EOS after its last batch")
+        raise corrupt(name, end, "a closed file's stream does not end with EOS after its last batch")
     footer_len = i32(data, size - 10)[0]
     start = eos + 8
     if footer_len <= 0 or start + footer_len + 10 != size:
-        raise _corrupt(name, size - 10, "the footer length does not match the stream")
+        raise corrupt(name, size - 10, "the footer length does not match the stream")
     try:
         blocks = fb.footer_blocks(data, start, start + footer_len)
     except (fb.Bad, struct.error) as exc:
-        raise _corrupt(name, start, f"unparsable footer ({exc})") from None
+        raise corrupt(name, start, f"unparsable footer ({exc})") from None
     for kind in (DICTIONARY, RECORD_BATCH):
         stream = [(m.start, m.end) for m in messages if m.kind == kind]
         listed = [(offset, offset + meta_len + body) for offset, meta_len, body in blocks[kind]]
         if listed != stream:
-            raise _corrupt(name, start, f"the footer's {fb.KINDS[kind]} blocks do not match the stream")
+            raise corrupt(name, start, f"the footer's {fb.KINDS[kind]} blocks do not match the stream")
     try:
         footer_schema = pa.ipc.open_file(buf).schema
     except (pa.ArrowException, ValueError, OSError) as exc:
-        raise _corrupt(name, start, f"unreadable footer ({exc})") from None
+        raise corrupt(name, start, f"unreadable footer ({exc})") from None
     # The footer's copy of the schema checksum is not meaningful (a file writer writes its schema argument).
     ours, theirs = dict(schema.metadata or {}), dict(footer_schema.metadata or {})
     ours.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     theirs.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     if ours != theirs or not footer_schema.remove_metadata().equals(schema.remove_metadata(), True):
-        raise _corrupt(name, start, "the footer's schema differs from the stream's")
+        raise corrupt(name, start, "the footer's schema differs from the stream's")
 
 
 def iter_batches(

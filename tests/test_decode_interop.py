@@ -148,10 +148,12 @@ def _null_dictionary_file(tmp_path: Path, column: str, kind: str, n: int) -> tup
 @pytest.mark.parametrize(("kind", "n"), SHAPES, ids=SHAPE_IDS)
 def test_a_null_dictionary_value_is_corruption_on_every_path(tmp_path, column, kind, n):
     path, error = _null_dictionary_file(tmp_path, column, kind, n)
-    with pytest.raises(LossFormatError, match=error):
+    with pytest.raises(LossFormatError, match=error) as info:
         read(path)
-    with pytest.raises(LossFormatError, match=error):
+    with pytest.raises(LossFormatError, match=error) as info_iter:
         list(_decode.iter_batches(path)[1])
+    at = _dictionary_offsets(path.read_bytes())[list(NULL_ENTRY).index(column)]
+    assert info.value.offset == info_iter.value.offset == at
 
 
 @pytest.mark.parametrize("column", NULL_ENTRY)

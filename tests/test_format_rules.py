@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -157,8 +159,9 @@ def test_nulls_in_a_non_nullable_column_are_corruption(tmp_path):
     good = _batch(sch, 0, 2)
     bad = good.set_column(3, "count", pa.array([1, None], pa.int64()))
     path = _put(tmp_path / "n.arrow", live_bytes(sch, [good, bad]))
-    with pytest.raises(LossFormatError, match=r"n\.arrow: corrupt at byte \d+: nulls in .*count"):
+    with pytest.raises(LossFormatError, match=r"n\.arrow: corrupt at byte \d+: nulls in .*count") as info:
         read(path)
+    _assert_offset_named(info.value, path)
 
 
 def test_an_unknown_reduction_is_corruption(tmp_path):
@@ -167,8 +170,17 @@ def test_an_unknown_reduction_is_corruption(tmp_path):
     odd = pa.DictionaryArray.from_arrays(pa.array([0, 0], pa.int8()), ["median"])
     field = pa.field("reduction", odd.type, nullable=False)
     path = _put(tmp_path / "r.arrow", live_bytes(sch, [batch.set_column(6, field, odd)]))
-    with pytest.raises(LossFormatError, match="unknown reduction 'median'"):
+    with pytest.raises(LossFormatError, match="unknown reduction 'median'") as info:
         read(path)
+    _assert_offset_named(info.value, path)
+
+
+def _assert_offset_named(error: LossFormatError, path: Path) -> None:
+    """The error's `offset` is the byte its message names, where a record batch of `path` starts."""
+    named = int(re.search(r"corrupt at byte (\d+)", str(error)).group(1))
+    assert error.offset == named
+    messages = _framing.walk(path.read_bytes(), "f").messages
+    assert named in [m.start for m in messages if m.kind == _framing.RECORD_BATCH]
 
 
 def test_non_finite_meta_is_rfc_json_and_old_tokens_still_read(tmp_path):
