@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -129,13 +130,14 @@ def make_schema(run: str, meta: dict[str, Any] | None = None) -> pa.Schema:
 
 def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
     """Decode a file's schema metadata into a dict; `meta` holds the user's metadata. Takes the schema
-    (``lossfmt.read(path).schema``) or the file's path itself."""
+    (``lossfmt.read(path).schema``) or the file's path itself: then a missing or empty run name is the file
+    name without ``.arrow`` (spec §3), as every reader shows it."""
     if isinstance(schema, (str, os.PathLike)):
         from lossfmt._read import read  # (it builds on this module)
 
-        schema = read(
-            schema, columns=[REDUCTION]
-        ).schema  # decodes one small column; the metadata comes along
+        stem = Path(os.fspath(schema)).stem
+        info = run_info(read(schema, columns=[REDUCTION]).schema)  # decodes one small column
+        return {**info, "run": info.get("run") or stem}
     if not isinstance(schema, pa.Schema):
         raise TypeError(f"run_info takes a file's path or its pyarrow Schema, not {type(schema).__name__}")
     raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
@@ -144,6 +146,9 @@ def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
         for k, v in raw.items()
         if k.startswith("lossfmt.") and k != KEY_SCHEMA_CHECKSUM  # framing, not run information
     }
+    for key in ("run", "run_id", "created", "host"):
+        if info.get(key) == "":  # present but empty: read as missing (spec §3)
+            del info[key]
     info["meta"] = decode_meta(info.get("meta") or "{}")  # (an empty value is none: spec §3)
     if "pid" in info:  # informational: a malformed one is as good as none (spec §3)
         pid = info.pop("pid")

@@ -129,7 +129,13 @@ def test_malformed_run_information_reads_as_missing_not_as_a_corrupt_file(tmp_pa
     """A pid that is not decimal made the whole file unreadable ("corrupt lossfmt metadata"); run
     information that is malformed is read as missing (spec §3), the events as they are."""
     sch = schema.make_schema("run")
-    metadata = {**sch.metadata, schema.KEY_PID.encode(): b"abc", schema.KEY_META.encode(): b""}
+    metadata = {
+        **sch.metadata,
+        schema.KEY_PID.encode(): b"abc",
+        schema.KEY_META.encode(): b"",
+        schema.KEY_RUN.encode(): b"",
+        schema.KEY_HOST.encode(): b"",
+    }
     odd = unverified(sch.with_metadata(metadata))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, odd) as writer:
@@ -137,7 +143,8 @@ def test_malformed_run_information_reads_as_missing_not_as_a_corrupt_file(tmp_pa
     path = tmp_path / "odd.arrow"
     path.write_bytes(sink.getvalue().to_pybytes())
     info = schema.run_info(read(path).schema)
-    assert "pid" not in info and info["meta"] == {}
+    assert "pid" not in info and "run" not in info and "host" not in info and info["meta"] == {}
+    assert schema.run_info(path)["run"] == "odd"  # the file name, as read() of several files names it
 
 
 def test_resuming_an_empty_closed_file_with_dictionaries_drops_them_and_appends_readably(tmp_path):
