@@ -17,7 +17,8 @@ SCHEMA_CHECKSUM_KEY = b"lossfmt.schema_crc32c"
 # Message header types (Schema.fbs MessageHeader) and the one metadata version lossfmt writes (V5).
 SCHEMA, DICTIONARY, RECORD_BATCH = 1, 2, 3
 KINDS = {SCHEMA: "schema", DICTIONARY: "dictionary", RECORD_BATCH: "record batch"}
-_V5 = 4
+V5 = 4
+_FLOATING_POINT = 3  # Schema.fbs Type
 #: Codecs of BodyCompression.codec; readers support both and uncompressed bodies (§1.1).
 CODECS: dict[int, Literal["lz4", "zstd"]] = {0: "lz4", 1: "zstd"}
 #: A content message's metadata is a few hundred bytes; a length beyond this is damage, not a torn tail.
@@ -95,6 +96,15 @@ def footer_blocks(b: bytes, lo: int, hi: int) -> dict[int, list[tuple[int, int, 
                 items.append((offset, meta_len, body))
         blocks[kind] = items
     return blocks
+
+
+def footer_schema_ids(b: bytes, lo: int, hi: int) -> tuple[int, dict[str, int]]:
+    """The metadata version of the Footer table in b[lo:hi] (V5 is 4) and the dictionary id of each field of
+    its schema: what pyarrow's file reader maps the dictionaries by (its Schema equality ignores ids)."""
+    root = ref(b, lo, hi, lo)
+    version_pos, schema_pos = field(b, lo, hi, root, 0), field(b, lo, hi, root, 1)
+    version = _u16(b, version_pos)[0] if version_pos else 0
+    return version, dict(_dictionary_ids(b, lo, hi, ref(b, lo, hi, schema_pos))) if schema_pos else {}
 
 
 def _keyvalues(
@@ -187,7 +197,7 @@ def parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | No
     root = ref(b, lo, hi, start)
     version_pos = field(b, lo, hi, root, 0)
     version = _u16(b, version_pos)[0] if version_pos else 0
-    if version != _V5:
+    if version != V5:
         raise Bad(f"metadata version {version + 1}, not V5")
     kind_pos, header_pos = field(b, lo, hi, root, 1), field(b, lo, hi, root, 2)
     kind = _u8(b, kind_pos)[0] if kind_pos else 0
@@ -232,7 +242,8 @@ def parse(b: bytes, start: int, hi: int, values: dict[str, tuple[int, int]] | No
 
 
 def _dictionary_ids(b: bytes, lo: int, hi: int, schema: int) -> tuple[Any, ...]:
-    """(field name, dictionary id) of each top-level dictionary-encoded field of a Schema table."""
+    """(field name, dictionary id) of each top-level dictionary-encoded field of a Schema table; Bad for a
+    float precision outside the enum (pyarrow reads it as a double: damage it would let through)."""
     fields_pos = field(b, lo, hi, schema, 1)
     if not fields_pos:
         return ()
@@ -240,6 +251,11 @@ def _dictionary_ids(b: bytes, lo: int, hi: int, schema: int) -> tuple[Any, ...]:
     ids = []
     for i in range(n):
         table = ref(b, lo, hi, start + 4 * i)
+        kind_pos, type_pos = field(b, lo, hi, table, 2), field(b, lo, hi, table, 3)
+        if kind_pos and type_pos and _u8(b, kind_pos)[0] == _FLOATING_POINT:
+            precision_pos = field(b, lo, hi, ref(b, lo, hi, type_pos), 0)
+            if precision_pos and _u16(b, precision_pos)[0] > 2:  # HALF, SINGLE, DOUBLE
+                raise Bad(f"float precision {_u16(b, precision_pos)[0]} of field {i}")
         name_pos, encoding_pos = field(b, lo, hi, table, 0), field(b, lo, hi, table, 4)
         if not name_pos or not encoding_pos:
             continue

@@ -173,7 +173,7 @@ def walk(data: bytes, name: str, verify: bool = True) -> Layout:
     if claims_closed:
         if messages and all(m.kind == DICTIONARY for m in messages):  # an empty closed file's dictionaries
             end = _single_dictionaries(name, messages, eos)
-        _check_footer(data, buf, name, schema, eos, end, messages)
+        _check_footer(data, buf, name, schema, dict_ids, eos, end, messages)
     return Layout(schema, schema_end, messages, end, claims_closed, dict_ids)
 
 
@@ -295,10 +295,18 @@ def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:
 
 
 def _check_footer(
-    data: bytes, buf: pa.Buffer, name: str, schema: pa.Schema, eos: int, end: int, messages: list[Message]
+    data: bytes,
+    buf: pa.Buffer,
+    name: str,
+    schema: pa.Schema,
+    dict_ids: dict[str, int],
+    eos: int,
+    end: int,
+    messages: list[Message],
 ) -> None:
     """A closed file's stream ends with EOS after its last batch, and its footer lists exactly the stream's
-    messages and repeats its schema (§1.3): the footer cannot say anything the verified stream does not."""
+    messages and repeats its schema, dictionary ids too (§1.3): the footer cannot say anything the verified
+    stream does not."""
     size = len(data)
     if eos < 0 or eos != end:
         raise corrupt(name, end, "a closed file's stream does not end with EOS after its last batch")
@@ -308,8 +316,11 @@ def _check_footer(
         raise corrupt(name, size - 10, "the footer length does not match the stream")
     try:
         blocks = fb.footer_blocks(data, start, start + footer_len)
+        version, footer_ids = fb.footer_schema_ids(data, start, start + footer_len)
     except (fb.Bad, struct.error) as exc:
         raise corrupt(name, start, f"unparsable footer ({exc})") from None
+    if version != fb.V5:
+        raise corrupt(name, start, f"the footer's metadata version is {version + 1}, not V5")
     for kind in (DICTIONARY, RECORD_BATCH):
         stream = [(m.start, m.end) for m in messages if m.kind == kind]
         listed = [(offset, offset + meta_len + body) for offset, meta_len, body in blocks[kind]]
@@ -323,7 +334,8 @@ def _check_footer(
     ours, theirs = dict(schema.metadata or {}), dict(footer_schema.metadata or {})
     ours.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     theirs.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
-    if ours != theirs or not footer_schema.remove_metadata().equals(schema.remove_metadata(), True):
+    same = footer_ids == dict_ids and footer_schema.remove_metadata().equals(schema.remove_metadata(), True)
+    if ours != theirs or not same:
         raise corrupt(name, start, "the footer's schema differs from the stream's")
 
 

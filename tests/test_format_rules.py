@@ -71,6 +71,23 @@ def test_a_closed_file_whose_footer_schema_differs_from_the_stream_is_a_format_e
         reader.scan(_put(tmp_path / "footer.arrow", damaged))
 
 
+def _footer_version_at(data: bytes) -> int:
+    """Where a closed file's footer holds its metadata version (a short; V5 is 4)."""
+    start = len(data) - 10 - int.from_bytes(data[-10:-6], "little")
+    return _flatbuf.field(data, start, len(data) - 10, _flatbuf.ref(data, start, len(data) - 10, start), 0)
+
+
+@pytest.mark.parametrize("version", [0, 3, 5, 12])
+def test_a_footer_of_another_metadata_version_is_a_format_error(tmp_path, sch, version):
+    """pyarrow reads such a footer; the JS reader refused it and lossfmt read it (the readers disagreed)."""
+    data = bytearray(closed_bytes(sch, [_batch(sch, 0, 4)]))
+    at = _footer_version_at(bytes(data))
+    assert data[at : at + 2] == b"\x04\x00"
+    data[at : at + 2] = version.to_bytes(2, "little")
+    with pytest.raises(LossFormatError, match=rf"the footer's metadata version is {version + 1}, not V5"):
+        read(_put(tmp_path / "version.arrow", bytes(data)))
+
+
 def test_a_footer_whose_blocks_do_not_match_the_stream_is_a_format_error(tmp_path, sch):
     data = bytearray(closed_bytes(unverified(sch), [_batch(unverified(sch), 0, 4)]))
     offset = message_ends(bytes(data), "dictionary")[-1]  # the record batch starts here

@@ -373,3 +373,31 @@ def test_a_length_flipped_to_look_torn_is_reported_once_more_bytes_follow(tmp_pa
     with pytest.raises(LossFormatError, match=rf"corrupt at byte {ends[-2]}"):
         w.close()
     assert w.closed
+
+
+def _footer_span(data: bytes) -> tuple[int, int]:
+    """(start, end) of a closed file's footer flatbuffer (before its length and the trailing magic)."""
+    length = struct.unpack_from("<i", data, len(data) - 10)[0]
+    return len(data) - 10 - length, len(data) - 10
+
+
+def test_a_closed_file_read_despite_a_flipped_footer_bit_opens_in_pyarrow_as_the_same_events(
+    tmp_path, run_files
+):
+    """Other tools read a closed file through its footer (pandas, Polars and DuckDB through Arrow's file
+    readers), lossfmt through the stream it checks the footer against: whatever footer damage lossfmt reads
+    through, pyarrow's file reader reads as the same events too (spec/js checks the JS reader agrees)."""
+    data = run_files["closed"]
+    original = _outcome(_put(tmp_path / "clean.arrow", data))
+    path = tmp_path / "flipped.arrow"
+    start, end = _footer_span(data)
+    for bit in range(8 * start, 8 * end):
+        got = _outcome(_put(path, _flip(data, bit)))
+        if got is None:
+            continue
+        assert got == original, f"bit {bit} of the footer changed the events"
+        try:
+            theirs = pa.ipc.open_file(pa.py_buffer(path.read_bytes())).read_all()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            pytest.fail(f"bit {bit} of the footer: lossfmt reads the file, pyarrow cannot ({exc})")
+        assert _events(theirs) == original, f"bit {bit} of the footer: pyarrow reads other events"

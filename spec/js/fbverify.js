@@ -10,14 +10,16 @@
 // type in the field before it.
 const STR = 'string';
 const EMPTY = [];
-const KEY_VALUE = [STR, STR];
+// `required`: the fields Arrow's own reader requires (it refuses "Unexpected null field" otherwise).
+const KEY_VALUE = Object.assign([STR, STR], { required: [0] });
 const INT = [4, 1];
 const TYPES = {
   1: EMPTY, 2: INT, 3: [2], 4: EMPTY, 5: EMPTY, 6: EMPTY, 7: [4, 4, 4], 8: [2], 9: [2, 4], 10: [2, STR], 11: [2],
   12: EMPTY, 13: EMPTY, 14: [2, { vec: 4 }], 15: [4], 16: [4], 17: [1], 18: [2], 19: EMPTY, 20: EMPTY, 21: EMPTY,
   22: EMPTY, 23: EMPTY, 24: EMPTY, 25: EMPTY, 26: EMPTY,
 };
-const FIELD = [STR, 1, 1, { union: TYPES }, [8, INT, 1, 2], null, { tables: KEY_VALUE }];
+const DICTIONARY_ENCODING = Object.assign([8, INT, 1, 2], { required: [1] }); // (its index type)
+const FIELD = [STR, 1, 1, { union: TYPES }, DICTIONARY_ENCODING, null, { tables: KEY_VALUE }];
 FIELD[5] = { tables: FIELD }; // children
 const SCHEMA = [2, { tables: FIELD }, { tables: KEY_VALUE }, { vec: 8 }];
 const RECORD_BATCH = [8, { vec: 16 }, { vec: 16 }, [1, 1], { vec: 8 }];
@@ -35,7 +37,9 @@ export function verifyRoot(bytes, layout) {
   };
   const follow = (at, what) => {
     need(at, 4, 4, 'offset');
-    return at + v.getUint32(at, true);
+    const o = v.getUint32(at, true);
+    if (o === 0 || o > 0x7fffffff) throw new RangeError(`${what} offset at ${at} is ${o}`); // (as flatbuffers)
+    return at + o;
   };
   const vector = (at, size, what) => {
     const vec = follow(at, what);
@@ -74,6 +78,9 @@ export function verifyRoot(bytes, layout) {
         const type = typeOff ? v.getUint8(at + typeOff) : 0;
         if (f.union[type]) table(follow(pos, 'table'), f.union[type], depth + 1);
       }
+    }
+    for (const i of fields.required ?? []) {
+      if (4 + 2 * i >= vtSize || v.getUint16(vt + 4 + 2 * i, true) === 0) throw new RangeError(`table at ${at} lacks its field ${i}`);
     }
   };
   table(follow(0, 'root'), layout, 0);
