@@ -165,6 +165,10 @@ function decode(bytes, head, schema, messages, file) {
     let parts;
     if (m.type === 'dictionary') {
       const header = m.fb.header(new FbDictionaryBatch());
+      // §1.1: no null values, used or not; told by the field node's null count, as the Python reader does.
+      if (header.data()?.nodesLength() && header.data().nodes(0).nullCount() > 0n) {
+        throw new LossFormatError(file, m.offset, 'dictionary message: a null dictionary value');
+      }
       const id = Number(header.id());
       const chain = header.isDelta() ? [...(chains.get(id) ?? []), m] : [m];
       chains.set(id, chain);

@@ -36,6 +36,7 @@ DESCRIPTIONS = {
     "undecodable": "no checksums; the 2nd batch is complete but its body does not decompress: an error",
     "checksummed": "a live file with checksums; `checksums` lists each batch's span and CRC-32C (spec §1.6)",
     "checksum_mismatch": "`checksummed` with one bit of the 2nd batch's body flipped: an error at that batch",
+    "null_dictionary": "the tag dictionary holds an unused null (checksums intact): an error at that message",
 }
 
 
@@ -323,6 +324,21 @@ def build() -> dict[str, Made]:
     damaged[second.end - 12] ^= 0x10
     out["checksum_mismatch"] = _made(
         bytes(damaged), [], "checksummed", error={"offset": second.start, "message": "checksum"}
+    )
+    sch = schema("null_dictionary", checksums=True)
+    tables = _tables(FLUSHES, FIELDS)
+    tag = tables[0].column(1)
+    with_null = pa.DictionaryArray.from_arrays(
+        tag.indices, pa.concat_arrays([tag.dictionary, pa.nulls(1, pa.string())])
+    )
+    tables[0] = tables[0].set_column(1, FIELDS[1], with_null)
+    data = _without_eos(_stream(sch, tables, compression="zstd", deltas=False, checksums=True))
+    first_dictionary = next(m for m in _layout(data).messages if m.kind != _batch_messages(data)[0].kind)
+    out["null_dictionary"] = _made(
+        data,
+        [],
+        "null_dictionary",
+        error={"offset": first_dictionary.start, "message": "null dictionary value"},
     )
     del v1
     return out
