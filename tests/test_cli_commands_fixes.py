@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pytest
 
@@ -195,3 +196,25 @@ def test_export_of_runs_without_events_writes_the_columns_and_no_row(tmp_path, c
     assert status == 0 and err == f"{out}: 0 rows ({tmp_path / 'empty.arrow'}: no events in the file)\n"
     header, *rows = out.read_text().splitlines()
     assert rows == [] and {'"step"', '"tag"', '"value"'} <= set(header.split(","))
+
+
+@pytest.mark.parametrize(
+    "options", [[], ["--tag", "val"], ["--smooth", "none"], ["--normalize", "per-item"], ["--per", "10"]]
+)
+def test_an_export_always_has_the_smoothed_column_unsmoothed_series_repeating_their_value(
+    tmp_path, capsys, options
+):
+    """It was left out when no series was smoothed (a short or noise-free run, --tag of one, --per): a
+    script reading it over many exported runs failed on some."""
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        for step in range(300):
+            w.add(step, 1.0 + (step * 7919 % 13) / 13, count=4)  # noisy: the default smooths it
+            w.add(step, 2.0, tag="val")  # constant: never smoothed
+    out = tmp_path / "o.feather"
+    status, _, err = run_cli(["export", str(path), str(out), *options], capsys)
+    assert status == 0, err
+    table = feather.read_table(out)
+    assert table.column_names[-1] == "smoothed"
+    val = table.filter(pc.equal(table.column("tag").cast(pa.string()), "val"))
+    assert val.num_rows == 300 and val.column("smoothed").equals(val.column("value"))

@@ -83,15 +83,14 @@ def export_table(runs: Sequence[v.Run], view: v.View) -> pa.Table:
         series.append(parts)
     for parts in series:  # each run by itself: its numbers do not depend on the other files named
         v.smooth([c for _, c in parts], view)
-    smoothing = any(c.smoothed is not None for parts in series for _, c in parts)
     out = []
     for run, table, parts in zip(runs, tables, series, strict=True):
-        if smoothing:
-            smoothed = v.column(table, "value", np.float64).copy()
-            for idx, c in parts:
-                if c.smoothed is not None:
-                    smoothed[slice(None) if idx is None else idx] = c.smoothed
-            table = table.append_column(pa.field("smoothed", pa.float64()), array(smoothed, pa.float64()))
+        # always there (a script reading it over many runs), whether or not any series is smoothed
+        smoothed = v.column(table, "value", np.float64).copy()
+        for idx, c in parts:
+            if c.smoothed is not None:
+                smoothed[slice(None) if idx is None else idx] = c.smoothed
+        table = table.append_column(pa.field("smoothed", pa.float64()), array(smoothed, pa.float64()))
         if several:
             table = table.add_column(0, "run", pa.array([run.label] * table.num_rows, pa.string()))
         out.append(table)
