@@ -203,7 +203,7 @@ def scan_messages(
     damage: LossFormatError | None = None
     try:
         messages, end, eos = _walk_content(
-            data, name, start, every, verify, closed and final, base, starts, checked
+            data, name, start, every, verify, (closed and final, final), base, starts, checked
         )
     except LossFormatError as exc:
         damage = exc  # the spans before it are verified first: a mismatch there comes earlier in the file
@@ -225,14 +225,15 @@ def _walk_content(
     start: int,
     every: bool,
     verify: bool,
-    closed: bool,
+    ends: tuple[bool, bool],
     base: int,
     starts: list[int],
     checked: list[Message],
 ) -> tuple[list[Message], int, int]:
     """`scan_messages`' walk; each record batch whose checksum must be verified is appended to `checked`:
     `every` one (the schema requires them), else, with `verify`, each that has one (its span's start to
-    `starts`)."""
+    `starts`). `ends`: (the data is a closed file, the data ends where the file does)."""
+    closed = ends[0]
     # The shared layouts only where checksums cover every message's metadata: a layout reused skips some of
     # a full parse's checks, so without checksums each walk starts with none (the same checks every time).
     size, message = len(data), (_LAYOUTS if every else fb.Templates()).message
@@ -242,7 +243,7 @@ def _walk_content(
     while pos < size:
         meta_len = i32(data, pos + 4)[0] if size - pos >= 8 else -1
         if meta_len < 0 or size - pos < 8 + meta_len:
-            _check_incomplete(data, name, pos, meta_len, closed, base)
+            _check_incomplete(data, name, pos, meta_len, ends, base)
             break  # the torn tail (or the end of a window)
         if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
             raise corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
@@ -254,7 +255,7 @@ def _walk_content(
         except (fb.Bad, struct.error) as exc:
             raise corrupt(name, base + pos, f"unparsable message ({exc})") from None
         if m.end > size:
-            _check_incomplete(data, name, pos, meta_len, closed, base)
+            _check_incomplete(data, name, pos, meta_len, ends, base)
             break
         if m.kind == RECORD_BATCH:
             if every:
@@ -273,16 +274,60 @@ def _walk_content(
     return messages, end, eos
 
 
-def _check_incomplete(data: bytes, name: str, pos: int, meta_len: int, closed: bool, base: int) -> None:
+def _check_incomplete(
+    data: bytes, name: str, pos: int, meta_len: int, ends: tuple[bool, bool], base: int
+) -> None:
     """The message at `pos` runs past the end of `data`: a torn tail, unless it cannot be the start of a
-    message or the file is closed (LossFormatError)."""
-    size = len(data)
+    message, the file is closed, or whole messages follow it to the end of the file (LossFormatError)."""
+    size, (closed, final) = len(data), ends
     if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
         raise corrupt(name, base + pos, "not an IPC message (no continuation marker)")
     if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
         raise corrupt(name, base + pos, f"impossible metadata length {meta_len}")
     if closed:
         raise corrupt(name, base + pos, "a message runs past the end of a closed file")
+    after = _messages_after(data, pos) if final else -1
+    if after >= 0:
+        raise corrupt(
+            name,
+            base + pos,
+            f"its length runs past the end of the file, but whole messages follow it from "
+            f"byte {base + after}: a damaged length, not a torn tail",
+        )
+
+
+def _messages_after(data: bytes, pos: int) -> int:
+    """Where, after the incomplete message at `pos`, complete messages start that tile the rest of the file
+    (a crash leaves nothing after its torn message: they are later flushes, and the length at `pos` is
+    damaged); -1 if none do."""
+    at = data.find(CONTINUATION, pos + 8)
+    while at >= 0:
+        if (at - pos) % 8 == 0 and _tiles(data, at):
+            return at
+        at = data.find(CONTINUATION, at + 1)
+    return -1
+
+
+def _tiles(data: bytes, at: int) -> bool:
+    """Whether whole content messages run from `at` to the end of `data` (or to an EOS, or to a message cut
+    short by the end: a torn tail of their own), at least one of them complete."""
+    size, templates, complete = len(data), fb.Templates(), False
+    while size - at >= 8:
+        meta_len = i32(data, at + 4)[0]
+        if data[at : at + 4] != CONTINUATION or meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8:
+            return False
+        if meta_len == 0 or at + 8 + meta_len > size:
+            return complete
+        try:
+            m = templates.message(data, at, meta_len)
+        except (fb.Bad, struct.error):
+            return False
+        if m.kind == SCHEMA:
+            return False
+        if m.end > size:
+            return complete
+        complete, at = True, m.end
+    return complete
 
 
 def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:

@@ -401,3 +401,29 @@ def test_a_closed_file_read_despite_a_flipped_footer_bit_opens_in_pyarrow_as_the
         except (pa.ArrowException, OSError, ValueError) as exc:
             pytest.fail(f"bit {bit} of the footer: lossfmt reads the file, pyarrow cannot ({exc})")
         assert _events(theirs) == original, f"bit {bit} of the footer: pyarrow reads other events"
+
+
+def test_a_length_grown_past_the_end_mid_file_is_corruption_and_resume_and_compact_keep_every_byte(
+    tmp_path, run_files
+):
+    """A flipped bit made a message's metadata length run past the end of a crashed run's file: readers took
+    everything from it on for a torn tail, and a resume or compact() cut it off, deleting the complete,
+    checksummed flushes after it (the resume warning said every complete event was kept). Whole messages
+    follow it: it is damage, and nothing modifies the file."""
+    from lossfmt import compact
+
+    data = run_files["live"]
+    layout = _framing.walk(data, "clean")
+    for m in layout.messages[:-2]:  # every message but the last flush's (whose bytes a crash may cut)
+        damaged = bytearray(data)
+        damaged[m.start + 6] ^= 1  # the metadata length grows by 65536: past the end of the file
+        assert m.start + 8 + struct.unpack_from("<i", damaged, m.start + 4)[0] > len(data)
+        path = _put(tmp_path / "run.arrow", bytes(damaged))
+        error = rf"run\.arrow: corrupt at byte {m.start}: .*whole messages follow it"
+        with pytest.raises(LossFormatError, match=error):
+            read(path)
+        with pytest.raises(LossFormatError, match=error):
+            LossWriter(path).close()
+        with pytest.raises(LossFormatError, match=error):
+            compact(path)
+        assert path.read_bytes() == bytes(damaged)

@@ -117,6 +117,35 @@ export function readMessage(bytes, at, file) {
   return { offset: at, metaStart, metaEnd, end, type: TYPE_NAMES[type], fb };
 }
 
+/**
+ * Where, after the incomplete message at `at`, complete messages start that run whole to the end of the file
+ * (or to an EOS, or to a message cut short by the end), or -1. A crash leaves nothing after its torn message:
+ * such messages are later flushes, and the length at `at` is damage, not a torn tail (§1.2).
+ */
+export function messagesAfter(bytes, at) {
+  for (let q = at + 8; bytes.length - q >= 8; q += 8) {
+    if (int32(bytes, q) === -1 && tiles(bytes, q)) return q;
+  }
+  return -1;
+}
+
+function tiles(bytes, at) {
+  let complete = false;
+  while (bytes.length - at >= 8) {
+    let m;
+    try {
+      m = readMessage(bytes, at, '');
+    } catch {
+      return false;
+    }
+    if (m.torn || m.eos) return complete;
+    if (m.type === 'schema') return false;
+    complete = true;
+    at = m.end;
+  }
+  return complete;
+}
+
 /** A batch's buffers lie inside its body, which ends less than 64 bytes after the last of them (§1.7.2). */
 function checkBodyLength(fb, type, bodyLength, error) {
   if (type === MessageHeader.Schema) return;

@@ -11,7 +11,7 @@ import { Schema as FbSchema } from 'apache-arrow/fb/schema';
 import { Endianness } from 'apache-arrow/fb/endianness';
 import { checkBatch, checkBody } from './validate.js';
 import { COLUMNS, COLUMN_NAMES } from './columns.js';
-import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, endsClosed, readFooter, readMessage, verifyChecksum, verifyFooter } from './framing.js';
+import { LossFormatError, MAGIC, SCHEMA_CHECKSUM_KEY, checksumField, concat, endsClosed, messagesAfter, readFooter, readMessage, verifyChecksum, verifyFooter } from './framing.js';
 
 export { LossFormatError, COLUMNS, COLUMN_NAMES };
 
@@ -92,6 +92,10 @@ function scan(bytes, schema, head, required, file) {
     const m = readMessage(bytes, at, file);
     if (m.torn) {
       if (claimed) throw new LossFormatError(file, at, 'a message runs past the end of a closed file');
+      const after = messagesAfter(bytes, at);
+      if (after >= 0) {
+        throw new LossFormatError(file, at, `its length runs past the end of the file, but whole messages follow it from byte ${after}: a damaged length, not a torn tail`);
+      }
       break;
     }
     if (m.eos) {

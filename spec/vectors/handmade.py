@@ -36,6 +36,7 @@ DESCRIPTIONS = {
     "undecodable": "no checksums; the 2nd batch is complete but its body does not decompress: an error",
     "checksummed": "a live file with checksums; `checksums` lists each batch's span and CRC-32C (spec §1.6)",
     "checksum_mismatch": "`checksummed` with one bit of the 2nd batch's body flipped: an error at that batch",
+    "length_grown": "`checksummed`, its 2nd batch's metadata length past the end: damage, not a torn tail",
     "null_dictionary": "the tag dictionary holds an unused null (checksums intact): an error at that message",
 }
 
@@ -325,6 +326,13 @@ def build() -> dict[str, Made]:
     out["checksum_mismatch"] = _made(
         bytes(damaged), [], "checksummed", error={"offset": second.start, "message": "checksum"}
     )
+    grown = bytearray(data)  # `checksummed`: its 2nd batch's length grown by 2^16, whole messages after it
+    grown[second.start + 6] ^= 1
+    assert second.start + 8 + int.from_bytes(grown[second.start + 4 : second.start + 8], "little") > len(data)
+    out["length_grown"] = _made(
+        bytes(grown), [], "checksummed", error={"offset": second.start, "message": "whole messages follow"}
+    )
+
     sch = schema("null_dictionary", checksums=True)
     tables = _tables(FLUSHES, FIELDS)
     tag = tables[0].column(1)
