@@ -25,11 +25,16 @@ def parse_per(per: str | int | None) -> Per | None:
         text = per.strip().lower()
         if text == "epoch":
             return "epoch"
-        if text.isdecimal() and int(text) >= 1:
+        if text.isdecimal() and 1 <= int(text) <= _MAX_PER:
             return int(text)
-    elif isinstance(per, (int, np.integer)) and not isinstance(per, bool) and per >= 1:
+    elif isinstance(per, (int, np.integer)) and not isinstance(per, bool) and 1 <= per <= _MAX_PER:
         return int(per)
-    raise ValueError(f"bad per {per!r}: expected 'epoch' or a whole number of steps >= 1 (e.g. per=100)")
+    raise ValueError(
+        f"bad per {per!r}: expected 'epoch' or a whole number of steps from 1 to {_MAX_PER} (e.g. per=100)"
+    )
+
+
+_MAX_PER = 2**63 - 1  # steps are int64
 
 
 def parse_normalize(normalize: str | None) -> str | None:

@@ -223,7 +223,9 @@ def writer_options(
             f"flush_secs must be a number of seconds, not {type(flush_secs).__name__} {flush_secs!r}"
         )
     if not 0 < float(flush_secs) < 1e9:
-        raise ValueError(f"flush_secs must be a positive number of seconds, got {flush_secs!r}")
+        raise ValueError(
+            f"flush_secs must be a positive number of seconds below 1e9 (about 31 years), got {flush_secs!r}"
+        )
     if isinstance(max_pending, bool) or not isinstance(max_pending, numbers.Integral):
         raise TypeError(f"max_pending must be an int, not {type(max_pending).__name__} {max_pending!r}")
     if max_pending < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -210,9 +211,8 @@ def compact(path: str | os.PathLike[str]) -> None:
     not lossfmt or is corrupt (then it is left byte-for-byte as it was: see `salvage`).
     """
     shown = Path(path)
+    _regular(shown)
     final = _locking.target(shown.absolute())
-    if not final.exists():
-        raise NoSuchFileError(f"{os.fspath(path)}: no such file")
     fd, _ = _locking.open_locked(final, shown)
     try:
         _locking.remove_stale_temps(final)
@@ -247,12 +247,27 @@ def salvage(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
     FileExistsError if `out` exists; LossFormatError, and no `out` written, if even the header is unreadable.
     """
     source, dest = Path(path), Path(out)
+    _regular(source)  # (a FIFO would block the read for ever)
+    if not os.fspath(out) or os.fspath(out).endswith(os.sep):
+        raise ValueError(f"salvage: out {os.fspath(out)!r} names no file; name the new file, e.g. OUT.arrow")
     if os.path.lexists(dest):
         raise FileExistsError(f"{os.fspath(dest)}: already exists; salvage writes only a new file")
+    dest.parent.mkdir(parents=True, exist_ok=True)  # as a LossWriter does
     schema, dictionaries, good, end = _verified_prefix(source, dest)
     dictionaries.freeze()
     kept = itertools.islice(_open(source, source, end=end, stop_at_damage=True)[1], good)
     return _file.write_closed(dest, _merged_meta(schema, None), (dictionaries.remap(b) for b in kept))
+
+
+def _regular(path: Path) -> None:
+    """NoSuchFileError, or LossFormatError for what is not a regular file (a FIFO, a directory, a device)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise NoSuchFileError(f"{os.fspath(path)}: no such file") from None
+    if not stat.S_ISREG(mode):
+        what = _locking.kind(mode)
+        raise LossFormatError(f"{os.fspath(path)}: not a regular file ({what}), so not a lossfmt file")
 
 
 def _verified_prefix(source: Path, dest: Path) -> tuple[pa.Schema, _Dictionaries, int, int | None]:

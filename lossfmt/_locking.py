@@ -132,18 +132,18 @@ def check_named(path: Path, fd: int, name: Path, rows: int, appended: int = 0) -
         raise FileReplacedError(
             f"{os.fspath(name)}: the file was moved or renamed while LossWriter was writing it "
             f"({'nothing' if gone else 'another file, left untouched,'} is at this path now): its "
-            f"{rows} events so far are in it, under its new name; events added from now on are written "
+            f"{_events(rows)} so far are in it, under its new name; events added from now on are written "
             "nowhere"
         )
     if gone:
         raise FileReplacedError(
             f"{os.fspath(name)}: the file was removed while LossWriter was writing it (nothing is at this "
-            f"path now): the {rows - appended} events written to it, and any added since, are in no file"
+            f"path now): the {_events(rows - appended)} written to it, and any added since, are in no file"
         )
     raise FileReplacedError(
         f"{os.fspath(name)}: the file was removed or replaced while LossWriter was writing it: the "
-        f"{rows - appended} events written to it, and any added since, are not in the file now at this path, "
-        "which is left untouched"
+        f"{_events(rows - appended)} written to it, and any added since, are not in the file now at this "
+        "path, which is left untouched"
     )
 
 
@@ -160,6 +160,10 @@ def check_unchanged(fd: int, name: Path, *, size: int, header: bytes, rows: int,
     )
 
 
+def _events(n: int) -> str:
+    return f"{n} event{'s' if n != 1 else ''}"
+
+
 def changed_outside(name: Path, found: str, rows: int, unwritten: int) -> LossFormatError:
     """The error of a live file changed in place by another program (`found`: what its writer found)."""
     lost = (
@@ -170,7 +174,7 @@ def changed_outside(name: Path, found: str, rows: int, unwritten: int) -> LossFo
     return LossFormatError(
         f"{os.fspath(name)}: the file was changed from outside while LossWriter was writing it (truncated or "
         f"overwritten in place: it has {found}); it is left as it is, with what that change left of the "
-        f"{rows} events written to it; {lost} are written nowhere"
+        f"{_events(rows)} written to it; {lost} are written nowhere"
     )
 
 
@@ -196,13 +200,14 @@ def target(path: Path) -> Path:
         mode = os.stat(real).st_mode
         if not stat.S_ISREG(mode):
             raise LossFormatError(
-                f"{os.fspath(path)}: not a regular file ({_kind(mode)}); a LossWriter writes only regular "
+                f"{os.fspath(path)}: not a regular file ({kind(mode)}); a LossWriter writes only regular "
                 "files: pass the path of a new or existing .arrow file"
             )
     return real
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words (for errors)."""
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
@@ -226,7 +231,7 @@ def open_locked(path: Path, name: Path | None = None) -> tuple[int, bool]:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             release(fd)
-            raise LossFormatError(f"{shown}: not a regular file ({_kind(mode)}); refusing to write it")
+            raise LossFormatError(f"{shown}: not a regular file ({kind(mode)}); refusing to write it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -4,14 +4,16 @@ file is left byte for byte, and a file with nothing to keep says so."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import lossfmt
-from lossfmt import LossFormatError, LossWriter, _framing
+from lossfmt import LossFormatError, LossWriter, _framing, read
 
 COMPACT_ROWS = 1 << 19  # rows per record batch of a closed file (spec/FORMAT.md)
 TAGS = ["loss", "val_loss", "lr"]
@@ -133,3 +135,30 @@ def test_lossview_compact_salvage_of_a_closed_file_prints_one_line(tmp_path):
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "nothing before it can be kept" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "none.arrow").exists()
+
+
+def test_salvage_refuses_what_is_not_a_regular_file_at_once(tmp_path):
+    """A FIFO blocked salvage for ever (every other entry point refused it); /dev/zero read as "empty"."""
+    fifo = tmp_path / "fifo.arrow"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(LossFormatError, match="not a regular file"):
+            lossfmt.salvage(source, tmp_path / "out.arrow")
+    assert not (tmp_path / "out.arrow").exists()
+
+
+def test_salvage_names_an_out_that_is_no_file_and_creates_missing_directories(tmp_path):
+    path = tmp_path / "run.arrow"
+    with LossWriter(path) as w:
+        w.add(0, 1.0)
+    for out in ("", f"{tmp_path}/adir/"):
+        with pytest.raises(ValueError, match=f"salvage: out {out!r} names no file"):
+            lossfmt.salvage(path, out)
+    assert lossfmt.salvage(path, tmp_path / "new" / "dir" / "s.arrow") == 1  # as a LossWriter would
+    assert read(tmp_path / "new" / "dir" / "s.arrow").num_rows == 1
+
+
+def test_compact_refuses_a_directory_naming_no_writer(tmp_path):
+    error = f"^{tmp_path}: not a regular file \\(a directory\\), so not a lossfmt file$"
+    with pytest.raises(LossFormatError, match=error):
+        lossfmt.compact(tmp_path)

@@ -80,7 +80,7 @@ def test_parse_per_and_normalize_accept_cli_strings_and_reject_the_rest() -> Non
     assert parse_per("100") == 100
     assert parse_per(7) == 7
     assert parse_per(None) is None
-    for bad in (0, -5, "0", "ten", 2.5, True, "epochs"):
+    for bad in (0, -5, "0", "ten", 2.5, True, "epochs", 2**63, str(10**30)):  # (int64 steps: an overflow)
         with pytest.raises(ValueError, match="'epoch' or a whole number"):
             parse_per(bad)  # type: ignore[arg-type]
     assert parse_normalize("per-item") == "per-item"

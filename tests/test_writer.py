@@ -618,6 +618,7 @@ def test_bad_input_fails_at_the_call_and_records_nothing(tmp_path, kwargs, error
         ({"flush_secs": None}, TypeError, "flush_secs must be a number"),
         ({"flush_secs": True}, TypeError, "flush_secs must be a number"),
         ({"flush_secs": -1.0}, ValueError, "flush_secs must be a positive"),
+        ({"flush_secs": 1e9}, ValueError, r"flush_secs must be a positive number of seconds below 1e9"),
         ({"flush_secs": math.inf}, ValueError, "flush_secs"),
         ({"max_pending": 0}, ValueError, "max_pending must be an int >= 1"),
         ({"max_pending": 1.5}, TypeError, "max_pending must be an int, not float 1.5"),
