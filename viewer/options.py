@@ -68,6 +68,8 @@ def _positive(text: str) -> float:
 
 #: Ranges that keep a figure drawable in memory (Agg draws at most 2**16 pixels a side; 2**27 is 512 MiB).
 MAX_DPI = 2400
+#: Below about 6 dpi FreeType cannot size the smallest labels (a traceback from savefig): 10 is a thumbnail.
+MIN_DPI = 10
 MAX_INCHES = 200.0
 MAX_PIXELS = 1 << 27
 #: The figure's size in inches without --size (its height grows for a second panel; a --size is kept).
@@ -79,8 +81,8 @@ def _dpi(text: str) -> int:
         dpi = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number of dots per inch: {text!r}") from None
-    if not 1 <= dpi <= MAX_DPI:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_DPI} dots per inch, not {dpi}")
+    if not MIN_DPI <= dpi <= MAX_DPI:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_DPI} to {MAX_DPI} dots per inch, not {dpi}")
     return dpi
 
 
@@ -243,7 +245,7 @@ def _axis_options(vg: argparse._ArgumentGroup) -> None:
         help="inches, kept whatever the panels (default 8 4.5, taller for a second panel)",
     )
     vg.add_argument(
-        "--dpi", type=_dpi, default=150, help=f"resolution of PNG output, 1..{MAX_DPI} (default 150)"
+        "--dpi", type=_dpi, default=150, help=f"resolution of PNG output, {MIN_DPI}..{MAX_DPI} (default 150)"
     )
 
 

@@ -162,6 +162,8 @@ def test_the_parquet_export_refuses_options_that_select_or_change_rows(dl, capsy
         ["--dpi", "0"],
         ["--dpi", "-1"],
         ["--dpi", "100000"],
+        ["--dpi", "1"],  # accepted once: FreeType failed in savefig with a traceback (1 to 5 did)
+        ["--dpi", "5"],
         ["--size", "0", "0"],
         ["--size", "-3", "2"],
         ["--size", "1e9", "1e9"],
@@ -175,6 +177,14 @@ def test_bad_dpi_and_size_are_usage_errors(tmp_path, capsys, args):
     _, err = capsys.readouterr()
     assert "Traceback" not in err and ("--dpi" in err or "--size" in err), err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_smallest_dpi_accepted_renders(tmp_path, capsys):
+    from lossview.options import MIN_DPI
+
+    run = str(write(tmp_path / "r.arrow", 5))
+    assert cli.main([run, "--dpi", str(MIN_DPI), "-o", str(tmp_path / "o.png")]) == 0, capsys.readouterr()
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_import_tb_of_several_runs_into_one_file_is_one_line(tmp_path):
