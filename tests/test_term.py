@@ -301,7 +301,7 @@ def test_a_log_axis_within_a_decade_labels_steps_of_it() -> None:
     assert "no values above 0" in nothing
 
 
-def test_a_fixed_y_range_puts_values_beyond_it_on_its_edge() -> None:
+def test_a_fixed_y_range_draws_a_spike_beyond_it_up_to_its_edge() -> None:
     steps = np.arange(1000)
     values = np.full(1000, 0.25)
     values[500] = 50.0  # a spike far above the range asked for
@@ -799,7 +799,7 @@ def test_make_demo_on_a_terminal_without_a_display_follows_the_run_in_it(tmp_pat
         pane.close()
 
 
-def test_a_value_far_beyond_a_fixed_range_is_drawn_on_its_edge_without_a_warning() -> None:
+def test_a_value_far_beyond_a_fixed_range_is_drawn_up_to_its_edge_without_a_warning() -> None:
     """1e308 among values of 1 under --ylim 0 2 printed numpy's "overflow encountered in multiply"."""
     values = np.ones(100)
     values[50] = 1e308

@@ -33,6 +33,11 @@ _GLYPHS = (("━━", "──"), ("╍╍", "╌╌"), ("┉┉", "┈┈"), ("�
 _Y_LABEL = termaxes.Y_LABEL
 _MIN_ROWS = 2  # cell rows a panel needs; a frame too low for every panel draws one
 _NONFINITE_KEY = "× non-finite"
+_MIN_COLS = 8  # cell columns of the narrowest plot drawn
+_MIN_WIDTH = _Y_LABEL + 6 + _MIN_COLS  # a frame's narrowest width: its x axis line (gutter, "└", " step")
+#: Dot rows a value beyond the y range is placed at, at most, off the canvas: far enough that a line to it
+#: leaves the canvas within a dot column, near enough that rows stay exact int64 (1e308 * scale overflows).
+_FAR = 1 << 40
 
 
 @dataclass
@@ -72,12 +77,15 @@ def render(
     """One frame of `width` x `height` characters (lines joined by newlines, no trailing newline). Tags 50x
     or more apart in scale are drawn in panels of their own (`lossview.panels.layout`, as the matplotlib
     view), stacked over one x axis. With `logy` the y axes are logarithmic (values <= 0 are not drawn);
-    `ylim` fixes the range of the top panel, the loss's (values beyond it are drawn on its edge). The title
+    `ylim` fixes the range of the top panel, the loss's; as in the matplotlib view the lines are clipped to it
+    (a value beyond it is not drawn, a line to it is drawn up to the edge). The title
     ends with the key of the ``×`` marks when a mark is drawn. `compare`: colour by run (default: where
     several runs are drawn)."""
+    if width < _MIN_WIDTH:  # the gutter, the fewest columns and the axis' unit: the lines would wrap
+        return _too_narrow(width)
     shown = [s for s in series if s.steps.size]
     if not shown:
-        return "\n".join([title[:width], "(no events yet)"])
+        return "\n".join([_fit(title, width), _fit("(no events yet)", width)])
     x0 = min(int(s.steps[0]) for s in shown)
     x1 = max(int(s.steps[-1]) for s in shown)
     looks = _looks(shown, compare)
@@ -87,8 +95,8 @@ def render(
     if logy:
         shown = [_log10(s) for s in shown]
         if not any(np.isfinite(s.values).any() for s in shown):
-            return "\n".join([title[:width], "(no values above 0 to draw on a log axis)"])
-    cols, n = max(width - _Y_LABEL - 6, 8), len(groups)
+            return "\n".join([_fit(title, width), _fit("(no values above 0 to draw on a log axis)", width)])
+    cols, n = width - _Y_LABEL - 6, len(groups)  # (the x axis line: gutter, corner, cols, " step")
     each = max((room - n) // n, _MIN_ROWS)
     body, marked = [], False
     for k, group in enumerate(groups):
@@ -104,6 +112,18 @@ def render(
     key = " · ".join(t for t in (title, _NONFINITE_KEY if marked else "") if t)
     lines = [_fit(key, width), *body, " " * _Y_LABEL + "└" + termaxes.x_axis(x0, x1, cols), *legend]
     return "\n".join(lines[:height])
+
+
+def _too_narrow(width: int) -> str:
+    """The frame of a terminal narrower than `_MIN_WIDTH`: one line saying so, as much as fits."""
+    for text in (
+        f"terminal too narrow for --term: {width} columns, it needs {_MIN_WIDTH}",
+        f"too narrow: needs {_MIN_WIDTH} columns",
+        f"needs {_MIN_WIDTH} columns",
+    ):
+        if len(text) <= width:
+            return text
+    return _fit("too narrow", width)
 
 
 def _panels(shown: Sequence[Series], room: int) -> list[list[int]]:
@@ -247,38 +267,53 @@ class _Canvas:
         col, y = col[~bad], y[~bad]
         if not col.size:
             return
+        top, bottom, span_cols = self._extents(col, y)
+        for c in span_cols.tolist():
+            # Clipped to the range, as matplotlib clips a line to its axes: a column wholly beyond it is
+            # not drawn, one crossing its edge up to the edge (never a flat run along the edge).
+            t, b = max(int(top[c]), 0), min(int(bottom[c]), 4 * self.rows - 1)
+            if t > b:
+                continue
+            if dashes[c % len(dashes)] == "0":
+                if layer % 2 == 0 and b - t >= 4:
+                    self._dots(c, t, t, layer)
+                    self._dots(c, b, b, layer)
+            elif outline:
+                self._dots(c, t, t, layer)
+                self._dots(c, b, b, layer)
+            else:
+                self._dots(c, t, b, layer)
+
+    def _extents(self, col: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per dot column the line's highest and lowest dot row, not clipped to the canvas (rows beyond
+        it are above 0 or past its last row), and the columns from the curve's first to its last: columns
+        without a point get the line between their neighbours, and each column also reaches to the
+        previous column's last value."""
         rows_px = 4 * self.rows
         scale = (rows_px - 1) / (self.y_hi - self.y_lo) if self.y_hi > self.y_lo else 0.0
-        with np.errstate(over="ignore"):  # (a value far beyond a --ylim)
-            py = np.clip(np.rint((self.y_hi - y) * scale), 0, rows_px - 1).astype(np.int64)
-        top = np.full(px, rows_px, np.int64)
-        bottom = np.full(px, -1, np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):  # (a value far beyond a --ylim: +-inf, bounded)
+            fy = (self.y_hi - y) * scale if scale else np.zeros_like(y)
+            py = np.rint(np.clip(fy, -_FAR, _FAR)).astype(np.int64)
+        px = 2 * self.cols
+        top = np.full(px, _FAR, np.int64)
+        bottom = np.full(px, -_FAR, np.int64)
         np.minimum.at(top, col, py)
         np.maximum.at(bottom, col, py)
-        last = np.full(px, -1, np.int64)
+        last = np.zeros(px, np.int64)
         last[col] = py  # the last point of each column wins (x order)
-        # A line: columns without a point get the line between their neighbours, and each column also
-        # reaches to the previous column's last value.
         used = col[np.concatenate(([True], col[1:] != col[:-1]))]  # distinct (col ascends); np.unique
         # would import numpy.ma: 15 ms of a one-frame command
         span_cols = np.arange(used[0], used[-1] + 1)
-        empty = span_cols[bottom[span_cols] < 0]
+        has = np.zeros(px, bool)
+        has[used] = True
+        empty = span_cols[~has[span_cols]]
         if empty.size:
             fill = np.rint(np.interp(empty, used, last[used])).astype(np.int64)
             top[empty] = bottom[empty] = last[empty] = fill
         prev, nxt = span_cols[:-1], span_cols[1:]
         top[nxt] = np.minimum(top[nxt], last[prev])
         bottom[nxt] = np.maximum(bottom[nxt], last[prev])
-        for c in span_cols.tolist():
-            if dashes[c % len(dashes)] == "0":
-                if layer % 2 == 0 and bottom[c] - top[c] >= 4:
-                    self._dots(c, int(top[c]), int(top[c]), layer)
-                    self._dots(c, int(bottom[c]), int(bottom[c]), layer)
-            elif outline:
-                self._dots(c, int(top[c]), int(top[c]), layer)
-                self._dots(c, int(bottom[c]), int(bottom[c]), layer)
-            else:
-                self._dots(c, int(top[c]), int(bottom[c]), layer)
+        return top, bottom, span_cols
 
     def _dots(self, c: int, top: int, bottom: int, layer: int) -> None:
         """Set the dots of dot column `c` from `top` to `bottom`. A cell shows one layer's colour, so a
@@ -330,7 +365,7 @@ def _y_range(series: Sequence[Series]) -> tuple[float, float]:
         lo, hi = min(lo, low), max(hi, high)
     if not math.isfinite(lo):
         return 0.0, 1.0
-    lo, hi = max(lo, -4e307), min(hi, 4e307)  # a finite span (+-1e308 apart: the rest drawn on the edge)
+    lo, hi = max(lo, -4e307), min(hi, 4e307)  # a finite span (+-1e308 apart: the rest clipped)
     if lo == hi:  # a constant: a range around it on its own scale (an lr of 1e-3 is no 0..1)
         pad = abs(lo) * 0.05 or 0.5
         return lo - pad, hi + pad

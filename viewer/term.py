@@ -270,6 +270,8 @@ def run(
         view.load()
         if not view.series:
             raise NoDataError("no events to draw" + (f" for --tag {' '.join(tags)}" if tags else ""))
+        if logy:
+            _warn_logy(view, set())
         width, height = _size(out)
         if out.isatty():  # the line after the frame holds the shell's prompt: the title must not scroll off
             height -= 1
@@ -279,6 +281,24 @@ def run(
         out.write(frame + "\n")
         return 0
     return _live(view, out, _INTERVAL if interval is None else interval, axis)
+
+
+def _warn_logy(view: TermView, warned: set[tuple[Path, str]]) -> None:
+    """Say once per series (the keys in `warned`) how many of its values a log axis leaves out, in the
+    words of the matplotlib views (``lossview.plot``): zero and negative ones; -inf is marked already."""
+    for key, s in view.series.items():
+        out = (s.values <= 0) & np.isfinite(s.values)
+        below = int(np.count_nonzero(out))
+        if key in warned or not below:
+            continue
+        warned.add(key)
+        first = int(s.steps[np.argmax(out)])
+        said = f"1 value of {s.label} is" if below == 1 else f"{below:,} values of {s.label} are"
+        warnings.warn(
+            f"--logy: {said} zero or negative (the first at step {first:,}): "
+            f"a log axis does not draw {'it' if below == 1 else 'them'}",
+            stacklevel=2,
+        )
 
 
 def _size(out: TextIO) -> tuple[int, int]:
@@ -305,10 +325,12 @@ def _live(view: TermView, out: TextIO, interval: float, axis: dict[str, Any]) ->
 
     try:
         with stopping(on_signal), _screen(out):
-            shown = None
+            shown, warned = None, set[tuple[Path, str]]()
             while not stop.is_set():
                 size = _size(out)
                 if view.poll() or shown != size:
+                    if axis["logy"]:
+                        _warn_logy(view, warned)
                     frame = render(list(view.series.values()), *size, color=tty, title=view.title(), **axis)
                     if tty:
                         out.write("\x1b[H" + "\x1b[K\n".join(frame.split("\n")) + "\x1b[K\x1b[J")
