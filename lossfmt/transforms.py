@@ -44,6 +44,7 @@ __all__ = [
     "ema",
     "epoch_positions",
     "fill_epochs",
+    "first_rewind",
     "moving_average",
     "normalize_events",
     "one_series",
@@ -102,6 +103,25 @@ def drop_rewound(table: pa.Table) -> pa.Table:
     for rows in _Series(table).groups():
         keep[rows] = _kept(steps[rows])
     return table.filter(_arrow.array(keep))
+
+
+def first_rewind(table: pa.Table) -> tuple[str, int, int] | None:
+    """Where a tag's step first goes back, in file order, read as `drop_rewound` reads steps (run-wide):
+    (tag, the largest step before it, the step it goes back to); None where no step goes back."""
+    _require(table, schema.STEP, schema.TAG)
+    if _never_decreases(table.column(schema.STEP)):
+        return None
+    run_wide = run_wide_steps(table)
+    steps = _numpy(table if run_wide is None else run_wide, schema.STEP, np.int64)
+    groups, first = _Series(table), None
+    for rows in groups.groups():
+        step = steps[rows]
+        back = np.flatnonzero(step[1:] < np.maximum.accumulate(step)[:-1])
+        if back.size and (first is None or rows[back[0] + 1] < first[0]):
+            i = back[0] + 1
+            tag = groups.tags[int(groups.codes[rows[i]]) % groups.n_tags]
+            first = (int(rows[i]), tag, int(step[:i].max()), int(step[i]))
+    return None if first is None else first[1:]
 
 
 def _kept(step: np.ndarray) -> np.ndarray:

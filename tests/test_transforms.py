@@ -23,6 +23,7 @@ from lossfmt.transforms import (
     drop_rewound,
     ema,
     epoch_positions,
+    first_rewind,
     normalize_events,
     one_series,
     parse_normalize,
@@ -696,3 +697,14 @@ def test_tags_without_epochs_in_a_run_whose_steps_restart_each_epoch_are_placed_
     assert drop_rewound(table).num_rows == 60  # nothing taken for a rewind
     wide = run_wide_steps(table)
     assert wide is not None and wide.column("step").to_pylist() == [s for s in range(30) for _ in range(2)]
+
+
+def test_first_rewind_names_the_first_tag_to_go_back_on_run_wide_steps():
+    assert first_rewind(events([0, 1, 2], [1.0] * 3)) is None
+    # val goes back first (row 3), loss later (row 4); each is named with its own largest step before
+    table = events([0, 5, 6, 3, 2, 7], [1.0] * 6, tags=["loss", "val", "loss", "val", "loss", "loss"])
+    assert first_rewind(table) == ("val", 5, 3)
+    # steps that restart each epoch are run-wide: only the resume inside epoch 1 goes back (to 1 after 3)
+    restarting = events([0, 1, 0, 1, 2, 3, 1, 2], [1.0] * 8, epochs=[0, 0, 1, 1, 1, 1, 1, 1])
+    assert first_rewind(restarting) == ("loss", 5, 3)
+    assert drop_rewound(restarting).num_rows < restarting.num_rows

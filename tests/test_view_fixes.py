@@ -243,3 +243,41 @@ def test_values_across_the_whole_float_range_are_drawn_without_a_traceback(tmp_p
     assert cli.main([str(run), "--term"]) == 0
     err = capsys.readouterr().err
     assert err == "", err  # (numpy's overflow warnings neither)
+
+
+def _restarting_without_epochs(path: Path) -> Path:
+    """The seeds' loop logging `enumerate(loader)` as the step and no epoch: three epochs of steps 0..9."""
+    with LossWriter(path) as w:
+        for epoch in range(3):
+            for batch in range(10):
+                w.add(batch, float(epoch * 10 + batch), count=4)
+    return path
+
+
+@pytest.mark.parametrize("command", ["plot", "summary", "export"])
+def test_events_hidden_as_a_rewinds_orphans_are_said_once_naming_where(tmp_path, capsys, command):
+    """Two of three epochs were hidden without a word (drawn, summarized and exported as 10 events of 30)."""
+    path = str(_restarting_without_epochs(tmp_path / "ep.arrow"))
+
+    def args(out: str) -> list[str]:
+        if command == "plot":
+            return [path, "-o", str(tmp_path / f"{out}.png")]
+        return ["summary", path] if command == "summary" else ["export", path, str(tmp_path / f"{out}.csv")]
+
+    assert cli.main(args("first")) == 0
+    err = capsys.readouterr().err
+    said = "ep.arrow: 'loss' goes back from step 9 to 0: the events that rewind orphans are hidden"
+    assert err.count("lossview: warning: ") == 1 and said in err.replace(": ep: ", ": ep.arrow: "), err
+    assert "--keep-rewound" in err and "epoch=" in err
+    assert cli.main([*args("again"), "--keep-rewound"]) == 0
+    assert "goes back" not in capsys.readouterr().err
+
+
+def test_a_run_whose_steps_never_go_back_says_nothing_of_rewinds(tmp_path, capsys):
+    path = tmp_path / "ok.arrow"
+    with LossWriter(path) as w:
+        for epoch in range(3):
+            for batch in range(10):
+                w.add(batch, 1.0, epoch=epoch)  # restarting steps with epochs: drawn run-wide, nothing hidden
+    assert cli.main([str(path), "-o", str(tmp_path / "ok.png")]) == 0
+    assert "goes back" not in capsys.readouterr().err

@@ -34,7 +34,8 @@ def summarize(runs: Sequence[v.Run], view: v.View) -> list[dict[str, Any]]:
         if run.table.num_rows == 0 and not view.tags:  # listed, not left out: a sweep shows all its runs
             parts.append((run, None))
             continue
-        table = v.prepare(run.table, v.View(normalize=view.normalize, keep_rewound=view.keep_rewound))
+        as_drawn = v.View(normalize=view.normalize, keep_rewound=view.keep_rewound)
+        table = v.prepare(run.table, as_drawn, run.label)
         for tag, idx in v.tag_groups(table):
             sub = table if idx is None else table.take(array(idx, pa.int64()))
             step, y = v.column(sub, "step", np.int64), v.column(sub, "value", np.float64)

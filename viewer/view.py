@@ -28,6 +28,7 @@ from lossview.axes import RunAxis, relative_x, sort_by_x
 from lossview.labels import check_label as check_label  # (labels.py: run labels by hyperparameter)
 from lossview.labels import hparam as hparam
 from lossview.labels import relabel as relabel
+from lossview.rewinds import drop_rewound as drop_rewound  # (rewinds.py: saying what was hidden)
 from lossview.smoothing import FEW_POINTS as FEW_POINTS  # (smoothing.py: what the default smooths)
 from lossview.smoothing import smooth as smooth
 from lossview.tables import column as column  # re-exported: `view.column` etc. predate tables.py
@@ -231,7 +232,7 @@ def prepare(table: pa.Table, view: View, name: str = "") -> pa.Table:
     Raises NoDataError for ``--per epoch`` on a run (``name``) logged without epochs."""
     table = transforms.run_wide_steps(table) or table  # as drawn: steps that restart each epoch run-wide
     if not view.keep_rewound and table.num_rows:
-        table = transforms.drop_rewound(table)
+        table = drop_rewound(table, name)
     per = transforms.parse_per(view.per)
     if per is not None:
         if per == "epoch" and table.num_rows and table.column("epoch").null_count == table.num_rows:
@@ -305,7 +306,7 @@ def _run_curves(run: Run, view: View, order: dict[str, int], skipped: list[str])
         if view.x == "step":
             warnings.warn(f"{run.label}: its steps restart each epoch: drawn run-wide", stacklevel=3)
     if not view.keep_rewound and every.num_rows:
-        every = transforms.drop_rewound(every)
+        every = drop_rewound(every, run.label)
     events = filter_tags(every, view)
     table = prepare(events, replace(view, keep_rewound=True), run.path or run.label)
     axis = RunAxis(events, table, view.per, counted=every)
