@@ -19,7 +19,8 @@ from lossfmt.integrations.keras import LossfmtCallback  # noqa: E402
 from lossfmt.reader import scan  # noqa: E402
 from lossfmt.schema import run_info  # noqa: E402
 
-# Keras' own numpy conversion on the torch backend (not ours) warns under numpy 2.
+# Keras' own numpy conversions on the torch backend warn under numpy 2, in fit() with or without the callback;
+# the callback's own do not (test_fit_with_the_callback_raises_no_deprecation_warning_as_an_error).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
@@ -250,3 +251,18 @@ def test_a_second_fit_numbered_from_epoch_0_continues_the_epochs(tmp_path):
     assert per_epoch["count"].tolist() == [40] * 4
     expected = first.history["loss"] + second.history["loss"]
     np.testing.assert_allclose(per_epoch["value"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_fit_with_the_callback_raises_no_deprecation_warning_as_an_error(tmp_path):
+    """The optimizer's counter was read through numpy (``__array__``), whose numpy 2 DeprecationWarning on
+    the torch backend made fit() crash under ``-W error::DeprecationWarning``; fit() alone did not."""
+    import warnings
+
+    x, y = data(400, 0)
+    model = regression_model()
+    out = tmp_path / "strict.arrow"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        model.fit(x, y, batch_size=32, epochs=2, callbacks=[LossfmtCallback(out)], verbose=0)
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[LossfmtCallback(out)], verbose=0)
+    assert tag(lossfmt.read(out), "loss")["step"].to_pylist() == list(range(39))

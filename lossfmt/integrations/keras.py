@@ -193,14 +193,16 @@ def _batches_trained(model: keras.Model) -> int:
     """Batches the model's optimizer has trained on (0 before its first fit, or without an optimizer).
 
     With ``gradient_accumulation_steps=N`` Keras' ``optimizer.iterations`` counts updates (batches // N);
-    its ``_iterations`` variable counts the batches (Keras 3's one counter, which it saves and restores)."""
+    its ``_iterations`` variable counts the batches (Keras 3's one counter, which it saves and restores).
+    Read with ``int()`` (the backend's own scalar conversion): ``convert_to_numpy`` goes through the
+    variable's ``__array__``, which warns under numpy 2 (an error under ``-W error``) on the torch backend."""
     optimizer: Any = getattr(model, "optimizer", None)
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's wrapped one
     try:
         counter = getattr(optimizer, "_iterations", None)
         if counter is None:
             counter = optimizer.iterations * (getattr(optimizer, "gradient_accumulation_steps", None) or 1)
-        return int(keras.ops.convert_to_numpy(counter))
+        return int(counter)
     except (AttributeError, TypeError, ValueError):
         return 0
 
