@@ -108,12 +108,20 @@ def test_the_run_is_closed_with_its_hyperparameters_after_training(tmp_path):
     )
 
 
-def test_an_evaluation_after_training_appends_to_the_closed_run(tmp_path):
-    trainer, callback = train(tmp_path, batch=4)
+@pytest.mark.parametrize(("extra", "step", "epoch"), [({}, 6, 1), ({"max_steps": 2}, 2, 0)])
+def test_an_evaluation_after_training_appends_to_the_closed_run_in_the_last_epoch_trained(
+    tmp_path, extra, step, epoch
+):
+    """It had no epoch (the Trainer's state.epoch is 2.0 after two epochs, 0.67 after 2 of 3 steps), so a
+    per-epoch view left it out."""
+    trainer, callback = train(tmp_path, batch=4, **extra)
     metrics = trainer.evaluate()
     table = lossfmt.read(callback.path)
     last = events(table, "eval_loss")[-1]
-    assert last == {"step": 6, "value": pytest.approx(metrics["eval_loss"]), "count": 6, "epoch": None}
+    assert last == {"step": step, "value": pytest.approx(metrics["eval_loss"]), "count": 6, "epoch": epoch}
+    assert events(table, "loss")[-1]["epoch"] == epoch  # the epoch its last training log has
+    per_epoch = lossfmt.read_pandas(callback.path, per="epoch", tags="eval_loss")
+    assert per_epoch["count"].sum() == 6 * len(events(table, "eval_loss"))  # none left out
     with pa.ipc.open_file(callback.path) as reader:
         assert reader.read_all().num_rows == table.num_rows  # closed again
 

@@ -14,7 +14,8 @@ the ragged step with full ones. Each evaluation adds ``eval_loss`` (and any othe
 Trainer reports, e.g. ``eval_<name>_loss`` for several eval sets) with the eval set's size as ``count``.
 The file is opened when training starts (hyperparameters from ``TrainingArguments`` and the model config
 go into the run metadata) and closed, compacted, when it ends; an evaluation outside training appends to
-it. Only the main process writes: the Trainer has already averaged the loss across processes.
+it, in the last epoch trained (``state.epoch`` 2.0 after two epochs is epoch 1, as the last in-training
+evaluation has it). Only the main process writes: the Trainer has already averaged the loss across processes.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ class LossfmtCallback(TrainerCallback):
         count = _dataset_size(kwargs.get("eval_dataloader")) or 1
         training = self._writer is not None and not self._writer.closed
         writer = self._open()
-        writer.add_many(state.global_step, losses, count=count, epoch=self._epoch if training else None)
+        epoch = self._epoch if training else _last_epoch_trained(state)
+        writer.add_many(state.global_step, losses, count=count, epoch=epoch)
         if not training:
             writer.close()
 
@@ -169,6 +171,14 @@ class LossfmtCallback(TrainerCallback):
         """Close the file: flushed and compacted into a standard Arrow IPC file."""
         if self._writer is not None:
             self._writer.close()
+
+
+def _last_epoch_trained(state: TrainerState) -> int | None:
+    """The 0-based epoch of the last step trained, from the Trainer's fractional ``state.epoch`` (2.0 at the
+    end of the second epoch: 1, as ``on_epoch_begin``'s floor numbered it); None before any training."""
+    if not state.epoch:
+        return None
+    return max(math.ceil(state.epoch) - 1, 0)
 
 
 def _dataset_size(dataloader: Any) -> int | None:
