@@ -126,9 +126,20 @@ def _run(command: str, ns: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except (lossfmt.LossfmtError, v.ViewerError) as exc:
-        return _fail(str(exc))
+        return _fail(str(exc) + _salvage_hint(exc, ns))
     except OSError as exc:  # a missing path, a permission, a full disk
         return _fail(commands.error_line(exc))
+
+
+def _mean_title(ns: argparse.Namespace) -> str | None:
+    return f"mean of the runs of each {ns.label}" if ns.mean_runs and ns.label else None
+
+
+def _salvage_hint(exc: Exception, ns: argparse.Namespace) -> str:
+    """For damage in a file (never repaired in place): how to keep the events before it."""
+    if not isinstance(exc, lossfmt.LossFormatError) or exc.offset is None or getattr(ns, "salvage", None):
+        return ""
+    return " (`lossview compact FILE --salvage OUT.arrow` copies the events before the damage to a new file)"
 
 
 def _fail(message: str) -> int:
@@ -201,7 +212,7 @@ def _plot(ns: argparse.Namespace) -> int:
         compare=compare and (not ns.mean_runs or ns.label is not None),  # a mean per --label value
         logy=ns.logy,
         ylim=tuple(ns.ylim) if ns.ylim else None,
-        title=ns.title or (f"mean of the runs of each {ns.label}" if ns.mean_runs and ns.label else None),
+        title=ns.title if ns.title is not None else _mean_title(ns),
         width=(ns.size or SIZE)[0],
         height=(ns.size or SIZE)[1],
         fixed_size=ns.size is not None,

@@ -31,16 +31,18 @@ class FileOutput(Output):
         self.dpi = dpi
 
     def refresh(self, fig: Figure) -> None:
-        directory = self.path.parent if str(self.path.parent) else Path(".")
+        # A symlinked OUT keeps its link: the file it points to is replaced (as `cp` and editors write).
+        dest = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        directory = dest.parent if str(dest.parent) else Path(".")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
         except OSError as exc:  # name OUT, not the temp file the user never asked for
             raise type(exc)(exc.errno, exc.strerror, os.fspath(self.path)) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fig.savefig(fh, format=self.format, dpi=self.dpi)
             os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
+            os.replace(tmp, dest)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
             # OUT again (a write, or a replace onto a directory named OUT, named the temp file or nothing)

@@ -129,7 +129,7 @@ class LossPlot:
             self._decimate_view(ax)
         self.fig.align_ylabels(list(self.axes.values()))
         artists.place_notes(self.series.values())
-        if self.style.title:
+        if self.style.title is not None:  # (--title '': no title)
             self.fig.suptitle(self.style.title)
         elif self._runs and not self._compare:
             self.fig.suptitle(self._runs[0])

@@ -528,3 +528,35 @@ def test_host_without_web_is_refused_like_poll_without_follow(tmp_path):
         err = usage_error(lossview_cli("r.arrow", "--host", "0.0.0.0", *argv, cwd=tmp_path))
         assert "--host only makes sense with --web" in err, err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_empty_title_draws_none(tmp_path, capsys):
+    """`--title ''` drew the default title (the run name)."""
+    run = str(write(tmp_path / "myrunname.arrow", 5))
+    assert cli.main([run, "-o", str(tmp_path / "default.svg")]) == 0
+    assert cli.main([run, "--title", "", "-o", str(tmp_path / "none.svg")]) == 0
+    assert "myrunname" in (tmp_path / "default.svg").read_text()
+    assert "myrunname" not in (tmp_path / "none.svg").read_text()
+
+
+def test_an_output_that_is_a_symlink_keeps_its_link_and_its_target_is_written(tmp_path, capsys):
+    """The render was renamed over the link, which became a regular file; the file it named went stale."""
+    run = str(write(tmp_path / "r.arrow", 5))
+    (tmp_path / "png").mkdir()
+    target, link = tmp_path / "png" / "r.png", tmp_path / "link.png"
+    link.symlink_to(target)  # dangling: the render creates what it points to
+    for _ in range(2):
+        assert cli.main([run, "-o", str(link)]) == 0
+        assert link.is_symlink() and target.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_damage_in_a_file_says_how_to_salvage_the_events_before_it(tmp_path, capsys):
+    path = write(tmp_path / "r.arrow", 50)
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x10  # inside the footer: a closed file's damage
+    path.write_bytes(bytes(data))
+    assert cli.main([str(path), "-o", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "corrupt at byte" in err and "--salvage OUT.arrow" in err, err
+    assert cli.main(["compact", str(path), "--salvage", str(tmp_path / "s.arrow")]) == 0
