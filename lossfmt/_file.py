@@ -303,7 +303,7 @@ class LiveFile:
                 temp.discard()
                 raise
         try:
-            if not closed:  # (told once the tail is dropped: a failed replace leaves the file as it was)
+            if not closed and size > end:  # (told once it is dropped: a failed replace leaves the file)
                 _checks.warn_torn_tail(self.path, size - end)
         except BaseException:  # (warnings as errors: the caller releases `fd`)
             _locking.release(temp.fd)

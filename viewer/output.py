@@ -31,8 +31,7 @@ class FileOutput(Output):
         self.dpi = dpi
 
     def refresh(self, fig: Figure) -> None:
-        # A symlinked OUT keeps its link: the file it points to is replaced (as `cp` and editors write).
-        dest = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        dest = self.path  # (never written through a symlink: it may point at a run)
         directory = dest.parent if str(dest.parent) else Path(".")
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
