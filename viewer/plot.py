@@ -25,6 +25,7 @@ from lossview import artists, captions, panels, screen, ticks
 from lossview.artists import COLORS, LINESTYLES, SeriesArtists
 from lossview.labels import group_member
 from lossview.output import CanvasOutput, FileOutput, NoOutput, Output
+from lossview.tables import logy_hidden
 from lossview.view import FEW_POINTS, Curve, View
 
 if TYPE_CHECKING:
@@ -227,18 +228,10 @@ class LossPlot:
         """Say once per series how many of its values a log axis leaves out (zero and negative)."""
         if c.key in self._warned_logy:
             return
-        out = (c.y <= 0) & np.isfinite(c.y)  # -inf is marked as non-finite already
-        below = int(np.count_nonzero(out))
-        if below:
+        name = f"{c.run}: {c.tag}" if self._compare else c.tag
+        if (note := logy_hidden(name, c.step, c.y)) is not None:
             self._warned_logy.add(c.key)
-            name = f"{c.run}: {c.tag}" if self._compare else c.tag
-            first = int(c.step[np.argmax(out)])
-            said = f"1 value of {name} is" if below == 1 else f"{below:,} values of {name} are"
-            warnings.warn(
-                f"--logy: {said} zero or negative (the first at step {first:,}): "
-                f"a log axis does not draw {'it' if below == 1 else 'them'}",
-                stacklevel=2,
-            )
+            warnings.warn(note, stacklevel=2)
 
     def _label(self, ax: Axes, unit: str) -> None:
         if ax is list(self.axes.values())[-1]:

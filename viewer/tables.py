@@ -69,3 +69,18 @@ def seconds(table: pa.Table) -> np.ndarray:
     """wall_time as float seconds since the Unix epoch."""
     col = table.column("wall_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     return np.asarray(to_numpy(col), dtype=np.float64) / 1e6
+
+
+def logy_hidden(name: str, steps: np.ndarray, values: np.ndarray) -> str | None:
+    """What a log axis leaves out of a series (its zero and negative values; -inf is marked as non-finite
+    already), in the words every view (window, file, terminal) warns with; None if nothing."""
+    out = (values <= 0) & np.isfinite(values)
+    below = int(np.count_nonzero(out))
+    if not below:
+        return None
+    first = int(steps[np.argmax(out)])
+    said = f"1 value of {name} is" if below == 1 else f"{below:,} values of {name} are"
+    return (
+        f"--logy: {said} zero or negative (the first at step {first:,}): "
+        f"a log axis does not draw {'it' if below == 1 else 'them'}"
+    )

@@ -39,6 +39,7 @@ from lossview.braille import Series as Series  # re-exported: `term.Series`, `te
 from lossview.braille import render as render
 from lossview.signals import stopping
 from lossview.sources import Sources, compared
+from lossview.tables import logy_hidden
 from lossview.view import NoDataError, runs
 
 _INTERVAL = 0.25  # seconds between polls while following
@@ -287,18 +288,9 @@ def _warn_logy(view: TermView, warned: set[tuple[Path, str]]) -> None:
     """Say once per series (the keys in `warned`) how many of its values a log axis leaves out, in the
     words of the matplotlib views (``lossview.plot``): zero and negative ones; -inf is marked already."""
     for key, s in view.series.items():
-        out = (s.values <= 0) & np.isfinite(s.values)
-        below = int(np.count_nonzero(out))
-        if key in warned or not below:
-            continue
-        warned.add(key)
-        first = int(s.steps[np.argmax(out)])
-        said = f"1 value of {s.label} is" if below == 1 else f"{below:,} values of {s.label} are"
-        warnings.warn(
-            f"--logy: {said} zero or negative (the first at step {first:,}): "
-            f"a log axis does not draw {'it' if below == 1 else 'them'}",
-            stacklevel=2,
-        )
+        if key not in warned and (note := logy_hidden(s.label, s.steps, s.values)) is not None:
+            warned.add(key)
+            warnings.warn(note, stacklevel=2)
 
 
 def _size(out: TextIO) -> tuple[int, int]:
