@@ -136,8 +136,8 @@ def run_info(schema: pa.Schema | str | os.PathLike[str]) -> dict[str, Any]:
         from lossfmt._read import read  # (it builds on this module)
 
         stem = Path(os.fspath(schema)).stem
-        info = run_info(read(schema, columns=[REDUCTION]).schema)  # decodes one small column
-        return {**info, "run": info.get("run") or stem}
+        decoded = run_info(read(schema, columns=[REDUCTION]).schema)  # decodes one small column
+        return {**decoded, "run": decoded.get("run") or stem}
     if not isinstance(schema, pa.Schema):
         raise TypeError(f"run_info takes a file's path or its pyarrow Schema, not {type(schema).__name__}")
     raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
