@@ -41,7 +41,9 @@ export function readBytes(bytes, file = '<bytes>') {
   const { messages, end, resumeAt, closed } = scan(bytes, schema, head, required, file);
   const batches = decode(bytes, head, schema, messages, file);
   const rows = [];
-  for (const { batch, offset } of batches) rows.push(...batchRows(batch, offset, schema, file));
+  for (const { batch, offset } of batches) {
+    for (const row of batchRows(batch, offset, schema, file)) rows.push(row); // (a spread overflows the stack past ~130K rows)
+  }
   const meta = parseMeta(schema.metadata.get('lossfmt.meta'), file);
   return {
     schema,

@@ -14,7 +14,7 @@ import { readFile, readBytes, LossFormatError } from '../reader.js';
 import { CODECS } from '../codecs.js';
 import { MAGIC, readMessage } from '../framing.js';
 import { jsonValue } from './expect.js';
-import { pyhelper } from './helpers.js';
+import { pyhelper, python, tempDir } from './helpers.js';
 
 let dir;
 let made;
@@ -35,6 +35,19 @@ const NAMES = Object.keys(RUNS);
 
 test('the Python helper made every kind of file', () => {
   assert.deepEqual(made, [...NAMES].sort());
+});
+
+test('a closed file with one record batch of 200,000 events reads whole (no RangeError from the call stack)', (t) => {
+  const path = join(tempDir(t), 'big.arrow');
+  const n = 200_000;
+  python(['-c', `import lossfmt, pyarrow.ipc as ipc, sys
+with lossfmt.LossWriter(sys.argv[1]) as w:
+    for i in range(${n}): w.add(i, i / 2)
+assert [ipc.open_file(sys.argv[1]).get_batch(0).num_rows] == [${n}], "not one batch"`, path]);
+  const got = readFile(path);
+  assert.equal(got.closed, true);
+  assert.equal(got.rows.length, n);
+  assert.deepEqual([got.rows[n - 1][0], got.rows[n - 1][2]], [n - 1, (n - 1) / 2]);
 });
 
 for (const name of NAMES) {
