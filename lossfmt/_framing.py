@@ -34,6 +34,7 @@ from lossfmt._checksums import (
 )
 from lossfmt._errors import LossFormatError, corrupt
 from lossfmt._flatbuf import CONTINUATION, DICTIONARY, MAX_METADATA, RECORD_BATCH, SCHEMA, Message, i32
+from lossfmt._torn import check_incomplete
 
 __all__ = [
     "BATCH_METADATA",
@@ -243,7 +244,7 @@ def _walk_content(
     while pos < size:
         meta_len = i32(data, pos + 4)[0] if size - pos >= 8 else -1
         if meta_len < 0 or size - pos < 8 + meta_len:
-            _check_incomplete(data, name, pos, meta_len, ends, base)
+            check_incomplete(data, name, pos, meta_len, ends, base)
             break  # the torn tail (or the end of a window)
         if data[pos : pos + 4] != CONTINUATION or meta_len > MAX_METADATA or meta_len % 8:
             raise corrupt(name, base + pos, "not an IPC message (bad marker or metadata length)")
@@ -255,7 +256,7 @@ def _walk_content(
         except (fb.Bad, struct.error) as exc:
             raise corrupt(name, base + pos, f"unparsable message ({exc})") from None
         if m.end > size:
-            _check_incomplete(data, name, pos, meta_len, ends, base)
+            check_incomplete(data, name, pos, meta_len, ends, base)
             break
         if m.kind == RECORD_BATCH:
             if every:
@@ -272,62 +273,6 @@ def _walk_content(
     if n_content or not closed:  # (an empty closed file's dictionaries stay: its footer lists them, §1.1)
         del messages[n_content:]  # dictionary messages no batch follows belong to a torn flush
     return messages, end, eos
-
-
-def _check_incomplete(
-    data: bytes, name: str, pos: int, meta_len: int, ends: tuple[bool, bool], base: int
-) -> None:
-    """The message at `pos` runs past the end of `data`: a torn tail, unless it cannot be the start of a
-    message, the file is closed, or whole messages follow it to the end of the file (LossFormatError)."""
-    size, (closed, final) = len(data), ends
-    if data[pos : pos + 4] != CONTINUATION[: min(4, size - pos)]:
-        raise corrupt(name, base + pos, "not an IPC message (no continuation marker)")
-    if size - pos >= 8 and (meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8):
-        raise corrupt(name, base + pos, f"impossible metadata length {meta_len}")
-    if closed:
-        raise corrupt(name, base + pos, "a message runs past the end of a closed file")
-    after = _messages_after(data, pos) if final else -1
-    if after >= 0:
-        raise corrupt(
-            name,
-            base + pos,
-            f"its length runs past the end of the file, but whole messages follow it from "
-            f"byte {base + after}: a damaged length, not a torn tail",
-        )
-
-
-def _messages_after(data: bytes, pos: int) -> int:
-    """Where, after the incomplete message at `pos`, complete messages start that tile the rest of the file
-    (a crash leaves nothing after its torn message: they are later flushes, and the length at `pos` is
-    damaged); -1 if none do."""
-    at = data.find(CONTINUATION, pos + 8)
-    while at >= 0:
-        if (at - pos) % 8 == 0 and _tiles(data, at):
-            return at
-        at = data.find(CONTINUATION, at + 1)
-    return -1
-
-
-def _tiles(data: bytes, at: int) -> bool:
-    """Whether whole content messages run from `at` to the end of `data` (or to an EOS, or to a message cut
-    short by the end: a torn tail of their own), at least one of them complete."""
-    size, templates, complete = len(data), fb.Templates(), False
-    while size - at >= 8:
-        meta_len = i32(data, at + 4)[0]
-        if data[at : at + 4] != CONTINUATION or meta_len < 0 or meta_len > MAX_METADATA or meta_len % 8:
-            return False
-        if meta_len == 0 or at + 8 + meta_len > size:
-            return complete
-        try:
-            m = templates.message(data, at, meta_len)
-        except (fb.Bad, struct.error):
-            return False
-        if m.kind == SCHEMA:
-            return False
-        if m.end > size:
-            return complete
-        complete, at = True, m.end
-    return complete
 
 
 def _single_dictionaries(name: str, messages: list[Message], eos: int) -> int:
