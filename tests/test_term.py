@@ -573,6 +573,34 @@ def test_one_frame_of_a_resumed_file_drops_the_rewound_events(tmp_path: Path) ->
     assert s.smoothed is None
 
 
+def test_hiding_rewound_events_is_said_once_per_run_in_one_frame_and_following(tmp_path: Path) -> None:
+    """Steps restarting each epoch without epoch= drew only the last epoch in the terminal, silently (the
+    matplotlib views said so): it is said once per run, in words that fit --term (which refuses
+    --keep-rewound)."""
+    path = tmp_path / "run.arrow"
+    with lossfmt.LossWriter(path) as w:
+        for step in [*range(50)] * 3:  # an epoch's steps 0..49, three times, no epoch=
+            w.add(step, 1.0)
+    with pytest.warns(UserWarning) as frame_said:
+        view = term.TermView([os.fspath(path)], smooth="none")
+        view.load()
+    assert [str(w.message) for w in frame_said] == [
+        "run: 'loss' goes back from step 49 to 0: the events that rewind orphans are hidden, as TensorBoard "
+        "hides a resumed run's (lossview without --term draws them with --keep-rewound; steps that restart "
+        "each epoch draw run-wide with epoch=)"
+    ]
+    with pytest.warns(UserWarning) as follow_said:
+        live = term.TermView([os.fspath(path)], smooth="none")
+        live.poll()
+        write_run(path, 10)  # a resume from step 0: another rewind, told already
+        live.poll()
+    said = [
+        str(w.message) for w in follow_said if not str(w.message).startswith("lossfmt:")
+    ]  # (the resume's)
+    assert said == [str(frame_said[0].message)]
+    assert next(iter(live.series.values())).steps.tolist() == list(range(10))
+
+
 def test_the_smoothed_line_stays_visible_inside_the_raw_band() -> None:
     steps = np.arange(100_000)
     values = np.where(steps % 2 == 0, 1.0, -1.0)  # the raw band fills the whole height

@@ -13,11 +13,18 @@ import pyarrow as pa
 
 from lossfmt import transforms
 
-#: What `drop_rewound` says: (tag, the step before, the step it goes back to).
+#: What `drop_rewound` says: (tag, the step before, the step it goes back to, how to see them).
 _REWOUND = (
     "{!r} goes back from step {} to {}: the events that rewind orphans are hidden, as TensorBoard hides a "
-    "resumed run's (--keep-rewound draws them; steps that restart each epoch draw run-wide with epoch=)"
+    "resumed run's ({}; steps that restart each epoch draw run-wide with epoch=)"
 )
+KEEP = "--keep-rewound draws them"
+KEEP_TERM = "lossview without --term draws them with --keep-rewound"  # (--term refuses it)
+
+
+def note(name: str, where: tuple[str, int, int], keep: str = KEEP) -> str:
+    """The warning for run `name` where `transforms.first_rewind` found a rewind."""
+    return f"{name or 'run'}: {_REWOUND.format(*where, keep)}"
 
 
 def drop_rewound(table: pa.Table, name: str) -> pa.Table:
@@ -25,5 +32,5 @@ def drop_rewound(table: pa.Table, name: str) -> pa.Table:
     by the first rewind, so a live view says it once)."""
     kept = transforms.drop_rewound(table)
     if kept.num_rows < table.num_rows and (where := transforms.first_rewind(table)) is not None:
-        warnings.warn(f"{name or 'run'}: {_REWOUND.format(*where)}", stacklevel=3)
+        warnings.warn(note(name, where), stacklevel=3)
     return kept

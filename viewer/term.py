@@ -34,7 +34,7 @@ import pyarrow as pa
 
 import lossfmt
 from lossfmt import transforms
-from lossview import smoothing
+from lossview import rewinds, smoothing
 from lossview.braille import Series as Series  # re-exported: `term.Series`, `term.render` predate braille.py
 from lossview.braille import render as render
 from lossview.signals import stopping
@@ -77,6 +77,7 @@ class TermView:
         self._restarting: set[Path] = set()
         self._lowest: dict[Path, int] = {}
         self._slots: dict[Path, int] = {}  # a run's colour, kept as runs come and go (first come)
+        self._rewound: set[Path] = set()  # runs told that a rewind hides events (once per run)
         self.compare = compared(self.args)  # (a colour each, as every view compares runs)
 
     def _relabel(self) -> None:
@@ -179,8 +180,13 @@ class TermView:
             s.values = np.concatenate([s.values, values]) if old else values
             arrived = s.steps[max(old - 1, 0) :]  # the last step drawn, then the new ones
             if not np.all(arrived[1:] >= arrived[:-1]):  # a rewind: kept series are never going back
-                s.steps, s.values = _purged(s.steps, s.values)
+                s.steps, s.values, where = _purged(s.steps, s.values, tag)
                 self._fresh[key] = -1 if old else 0
+                if where is not None and path not in self._rewound:
+                    self._rewound.add(path)
+                    warnings.warn(
+                        rewinds.note(self.labels.get(path, path.stem), where, rewinds.KEEP_TERM), stacklevel=2
+                    )
 
     def _smooth(self) -> None:
         if self.smoother is None:
@@ -363,8 +369,13 @@ def _screen(out: TextIO) -> Iterator[None]:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def _purged(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One series' steps and values without what its rewinds orphaned (``transforms.drop_rewound``)."""
-    tag = pa.DictionaryArray.from_arrays(np.zeros(steps.size, np.int32), pa.array(["t"]))
-    kept = transforms.drop_rewound(pa.table({"step": pa.array(steps), "tag": tag, "value": pa.array(values)}))
-    return _column(kept, "step", np.int64), _column(kept, "value", np.float64)
+def _purged(
+    steps: np.ndarray, values: np.ndarray, tag: str
+) -> tuple[np.ndarray, np.ndarray, tuple[str, int, int] | None]:
+    """One series' steps and values without what its rewinds orphaned (``transforms.drop_rewound``), and
+    where it first went back if that hid events (``transforms.first_rewind``)."""
+    tags = pa.DictionaryArray.from_arrays(np.zeros(steps.size, np.int32), pa.array([tag]))
+    table = pa.table({"step": pa.array(steps), "tag": tags, "value": pa.array(values)})
+    kept = transforms.drop_rewound(table)
+    where = transforms.first_rewind(table) if kept.num_rows < table.num_rows else None
+    return _column(kept, "step", np.int64), _column(kept, "value", np.float64), where
