@@ -98,13 +98,15 @@ def footer_blocks(b: bytes, lo: int, hi: int) -> dict[int, list[tuple[int, int, 
     return blocks
 
 
-def footer_schema_ids(b: bytes, lo: int, hi: int) -> tuple[int, dict[str, int]]:
-    """The metadata version of the Footer table in b[lo:hi] (V5 is 4) and the dictionary id of each field of
-    its schema: what pyarrow's file reader maps the dictionaries by (its Schema equality ignores ids)."""
+def footer_schema_ids(b: bytes, lo: int, hi: int) -> tuple[int, dict[str, int], list[bytes]]:
+    """The Footer's metadata version in b[lo:hi] (V5 is 4), its schema's dictionary id per field (pyarrow
+    maps dictionaries by them; its Schema equality ignores ids) and metadata keys, repeats kept."""
     root = ref(b, lo, hi, lo)
     version_pos, schema_pos = field(b, lo, hi, root, 0), field(b, lo, hi, root, 1)
     version = _u16(b, version_pos)[0] if version_pos else 0
-    return version, dict(_dictionary_ids(b, lo, hi, ref(b, lo, hi, schema_pos))) if schema_pos else {}
+    schema = ref(b, lo, hi, schema_pos) if schema_pos else 0
+    keys = [key for key, _, _ in _keyvalues(b, lo, hi, field(b, lo, hi, schema, 2))] if schema else []
+    return version, dict(_dictionary_ids(b, lo, hi, schema)) if schema else {}, keys
 
 
 def _keyvalues(

@@ -306,7 +306,7 @@ def _check_footer(
         raise corrupt(name, size - 10, "the footer length does not match the stream")
     try:
         blocks = fb.footer_blocks(data, start, start + footer_len)
-        version, footer_ids = fb.footer_schema_ids(data, start, start + footer_len)
+        version, footer_ids, keys = fb.footer_schema_ids(data, start, start + footer_len)
     except (fb.Bad, struct.error) as exc:
         raise corrupt(name, start, f"unparsable footer ({exc})") from None
     if version != fb.V5:
@@ -325,6 +325,8 @@ def _check_footer(
     ours.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     theirs.pop(SCHEMA_CHECKSUM_KEY.encode(), None)
     same = footer_ids == dict_ids and footer_schema.remove_metadata().equals(schema.remove_metadata(), True)
+    rest = [key for key in keys if key != SCHEMA_CHECKSUM_KEY.encode()]
+    same = same and len(rest) == len(set(rest))  # (a key twice: pyarrow keeps its first value, JS its last)
     if ours != theirs or not same:
         raise corrupt(name, start, "the footer's schema differs from the stream's")
 

@@ -69,8 +69,15 @@ test('a_closed_file_whose_footer_has_a_flipped_bit_is_corrupt_where_python_says_
   // other than V5, footer dictionary ids other than the stream's and an unknown float precision (pyarrow
   // lets all three through); JS read a footer with a zero offset, a KeyValue without its key or a
   // DictionaryEncoding without its index type (pyarrow refuses those).
-  const flipped = join(dir, 'flipped.arrow');
-  const py = JSON.parse(python(['-c', `import json, sys, lossfmt
+  // A second file with a run name, metadata and two tags: a footer KeyValue whose key repeats another key
+  // (pyarrow keeps the first value, JS the last) or that lost its value read in Python only.
+  const rich = join(dir, 'rich.arrow');
+  python(['-c', `import lossfmt\nwith lossfmt.LossWriter(${JSON.stringify(rich)}, run='abc', meta={'lr': 0.1}) as w:\n    for i in range(20): w.add(i, float(i), tag='loss' if i % 2 else 'val/loss', count=4)`]);
+  for (const file of [path, rich]) {
+    const bytes = new Uint8Array(readFileSync(file));
+    const start = footerStart(bytes);
+    const flipped = join(dir, 'flipped.arrow');
+    const py = JSON.parse(python(['-c', `import json, sys, lossfmt
 data, start, path = open(sys.argv[1], "rb").read(), int(sys.argv[2]), sys.argv[3]
 out = []
 for bit in range(8 * start, 8 * (len(data) - 10)):
@@ -79,16 +86,17 @@ for bit in range(8 * start, 8 * (len(data) - 10)):
     open(path, "wb").write(x)
     try: lossfmt.read(path); out.append("ok")
     except lossfmt.LossFormatError: out.append("error")
-print(json.dumps(out))`, path, String(fs), flipped]));
-  const js = [];
-  for (let bit = 8 * fs; bit < 8 * (orig.length - 10); bit++) {
-    const y = orig.slice();
-    y[bit >> 3] ^= 1 << (bit & 7);
-    try { readBytes(y, 'flipped.arrow'); js.push('ok'); } catch (e) { if (e instanceof LossFormatError) js.push('error'); else throw e; }
+print(json.dumps(out))`, file, String(start), flipped]));
+    const js = [];
+    for (let bit = 8 * start; bit < 8 * (bytes.length - 10); bit++) {
+      const y = bytes.slice();
+      y[bit >> 3] ^= 1 << (bit & 7);
+      try { readBytes(y, 'flipped.arrow'); js.push('ok'); } catch (e) { if (e instanceof LossFormatError) js.push('error'); else throw e; }
+    }
+    assert.equal(py.length, js.length);
+    const differ = py.map((v, i) => [`byte ${(i >> 3)} bit ${i & 7}`, v, js[i]]).filter(([, a, b]) => a !== b);
+    assert.deepEqual(differ, [], `${file}: footer byte and bit, python, js`);
   }
-  assert.equal(py.length, js.length);
-  const differ = py.map((v, i) => [`byte ${(i >> 3)} bit ${i & 7}`, v, js[i]]).filter(([, a, b]) => a !== b);
-  assert.deepEqual(differ, [], 'footer byte and bit, python, js');
 });
 
 test('a_live_files_last_batch_whose_body_length_its_buffers_contradict_is_corrupt', (t) => {
